@@ -1,0 +1,311 @@
+"""Stage configuration and the DynamicTrailingCalculator (names from the seed plan).
+
+    factor   = V[regime] x (S[session] if session adjustment else 1)
+    trigger' = clamp(base_trigger x factor, atr_min x ATR, atr_max x ATR)
+    lock'    = base_lock x trigger' / base_trigger
+
+Values are kept to 0.01 pip (Decimal arithmetic, half-up); ticks appear only in the ladder.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from traild.core.errors import StageError
+
+REGIMES = ("low", "normal", "high", "extreme")
+SESSIONS = ("asian", "london", "new_york", "overlap")
+FIXED = "fixed"
+DYNAMIC = "dynamic_volatility"
+FALLBACK_REASONS = (
+    "disabled",
+    "forced_fixed_pair",
+    "trade_override",
+    "no_conditions",
+    "no_atr",
+    "invalid_atr",
+    "calculation_error",
+    "inconsistent_stages",
+)
+_CENT = Decimal("0.01")
+# (trigger, lock) pairs scaled together; stage3_min_distance is clamped like a trigger.
+_SCALED = (
+    ("early_be_trigger", "early_be_buffer"),
+    ("stage1_trigger", "stage1_lock"),
+    ("stage2_trigger", "stage2_lock"),
+    ("stage3_trigger", None),
+    ("stage3_min_distance", None),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StageConfig:
+    """A trade's ladder in pips (see SPEC §2)."""
+
+    early_be_trigger: float
+    early_be_buffer: float
+    stage1_trigger: float
+    stage1_lock: float
+    stage2_trigger: float
+    stage2_lock: float
+    stage3_trigger: float
+    stage3_atr_multiplier: float
+    stage3_min_distance: float
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageConfig:
+        """Build from a mapping; raises StageError on a missing, unknown or non-numeric field."""
+        names = cls.field_names()
+        unknown = sorted(set(data) - set(names))
+        missing = [n for n in names if n not in data]
+        if unknown or missing:
+            raise StageError(f"stage fields: missing {missing}, unknown {unknown}")
+        values: dict[str, float] = {}
+        for name in names:
+            raw = data[name]
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+                raise StageError(f"stage field {name} is not a number: {raw!r}")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise StageError(f"stage field {name} is not a number: {raw!r}") from None
+            if not math.isfinite(value):
+                raise StageError(f"stage field {name} is not finite: {raw!r}")
+            values[name] = value
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in asdict(self).items()}
+
+    def problems(self) -> list[str]:
+        """Consistency violations (empty when usable)."""
+        out: list[str] = []
+        if not 0 < self.early_be_trigger <= self.stage1_trigger:
+            out.append("need 0 < early_be_trigger <= stage1_trigger")
+        if not self.stage1_trigger < self.stage2_trigger < self.stage3_trigger:
+            out.append("need stage1_trigger < stage2_trigger < stage3_trigger")
+        for trig, lock in _SCALED[:3]:
+            assert lock is not None
+            if not 0 <= getattr(self, lock) < getattr(self, trig):
+                out.append(f"need 0 <= {lock} < {trig}")
+        if self.stage1_lock > self.stage2_lock:
+            out.append("need stage1_lock <= stage2_lock")
+        if self.stage3_min_distance <= 0 or self.stage3_atr_multiplier < 0:
+            out.append("need stage3_min_distance > 0 and stage3_atr_multiplier >= 0")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConditions:
+    """The market when a trade is adopted. ATR in pips; strings as the alert gave them."""
+
+    epic: str
+    atr_pips: float | None = None
+    volatility_regime: str | None = None
+    session: str | None = None
+    market_regime: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CalculatorParams:
+    """The ``[trailing]`` settings the calculator needs, as plain values."""
+
+    enable_dynamic_trailing: bool = False
+    enable_session_adjustment: bool = True
+    volatility_multipliers: Mapping[str, float] = field(
+        default_factory=lambda: {"low": 0.7, "normal": 1.0, "high": 1.3, "extreme": 1.6}
+    )
+    scalp_volatility_multipliers: Mapping[str, float] = field(
+        default_factory=lambda: {"low": 0.6, "normal": 0.8, "high": 1.0, "extreme": 1.2}
+    )
+    session_multipliers: Mapping[str, float] = field(
+        default_factory=lambda: {"asian": 0.9, "london": 1.1, "new_york": 1.1, "overlap": 1.2}
+    )
+    atr_min_multiplier: float = 0.8
+    atr_max_multiplier: float = 4.0
+    force_fixed_trailing_pairs: frozenset[str] = frozenset()
+    stage_alert_min_pips: float = 1.0
+    stage_alert_max_pips: float = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class CalculatedStages:
+    """The outcome of one calculation: stages, method, the one fallback reason, diagnostics."""
+
+    stages: StageConfig
+    method: str
+    fallback_reason: str | None = None
+    factor: float | None = None
+    atr_pips: float | None = None
+    warnings: tuple[str, ...] = ()
+    out_of_range: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The form stored in ``trade_log.calculated_stages``."""
+        return {
+            "method": self.method,
+            "fallback_reason": self.fallback_reason,
+            "factor": self.factor,
+            "atr_pips": self.atr_pips,
+            "stages": self.stages.as_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CalculatedStages:
+        """Parse a stored value; raises StageError on anything malformed or inconsistent."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("stages"), Mapping):
+            raise StageError(f"calculated_stages is not a stage object: {str(data)[:80]!r}")
+        stages = StageConfig.from_dict(data["stages"])
+        if stages.problems():
+            raise StageError("stored stages inconsistent: " + "; ".join(stages.problems()))
+        method = data.get("method", DYNAMIC)
+        if method not in (FIXED, DYNAMIC):
+            raise StageError(f"unknown calculation method {method!r}")
+        atr = data.get("atr_pips")
+        factor = data.get("factor")
+        return cls(
+            stages,
+            method,
+            data.get("fallback_reason"),
+            float(factor) if isinstance(factor, int | float) else None,
+            float(atr) if isinstance(atr, int | float) and atr > 0 else None,
+        )
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _cent(value: Decimal) -> float:
+    return float(value.quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
+class DynamicTrailingCalculator:
+    """Computes a trade's stages once, at adoption (seed phase 1.2)."""
+
+    def __init__(self, params: CalculatorParams) -> None:
+        self.params = params
+
+    def calculate_stages(
+        self,
+        conditions: MarketConditions | None,
+        base: StageConfig,
+        is_scalp: bool = False,
+        override: str | None = None,
+        epic: str | None = None,
+    ) -> CalculatedStages:
+        """Dynamic stages when allowed and possible, else ``base`` with exactly one reason."""
+        atr = _usable_atr(conditions)
+        reason = self._fallback_reason(conditions, override, epic)
+        if reason is not None:
+            return self._fixed(base, reason, atr)
+        assert conditions is not None and conditions.atr_pips is not None
+        try:
+            result = self._dynamic(conditions, base, is_scalp)
+        except (ArithmeticError, ValueError, TypeError, KeyError):
+            return self._fixed(base, "calculation_error", atr)
+        if result.stages.problems():
+            return self._fixed(base, "inconsistent_stages", atr, result.warnings)
+        return result
+
+    def _fallback_reason(
+        self, conditions: MarketConditions | None, override: str | None, epic: str | None
+    ) -> str | None:
+        p = self.params
+        if not p.enable_dynamic_trailing:
+            return "disabled"
+        epic = epic or (conditions.epic if conditions else None)
+        if epic is not None and is_forced_fixed(epic, p.force_fixed_trailing_pairs):
+            return "forced_fixed_pair"
+        if override in ("fixed", "off"):
+            return "trade_override"
+        if conditions is None:
+            return "no_conditions"
+        atr = conditions.atr_pips
+        if atr is None:
+            return "no_atr"
+        if not isinstance(atr, int | float) or not math.isfinite(atr) or atr <= 0:
+            return "invalid_atr"
+        return None
+
+    def _fixed(
+        self, base: StageConfig, reason: str, atr: float | None, warnings: tuple[str, ...] = ()
+    ) -> CalculatedStages:
+        return CalculatedStages(base, FIXED, reason, None, atr, warnings, self._out_of_range(base))
+
+    def _dynamic(
+        self, cond: MarketConditions, base: StageConfig, is_scalp: bool
+    ) -> CalculatedStages:
+        p = self.params
+        warnings: list[str] = []
+        regime = (cond.volatility_regime or "normal").strip().lower()
+        if regime not in REGIMES:
+            warnings.append(f"unknown volatility regime {cond.volatility_regime!r}: using normal")
+            regime = "normal"
+        table = p.scalp_volatility_multipliers if is_scalp else p.volatility_multipliers
+        factor = _dec(table[regime])
+        if p.enable_session_adjustment and cond.session is not None:
+            session = cond.session.strip().lower()
+            if session in SESSIONS:
+                factor *= _dec(p.session_multipliers[session])
+            else:
+                warnings.append(f"unknown session {cond.session!r}: factor 1.0")
+        assert cond.atr_pips is not None
+        atr = _dec(cond.atr_pips)
+        lo, hi = atr * _dec(p.atr_min_multiplier), atr * _dec(p.atr_max_multiplier)
+        values = base.as_dict()
+        for trig, lock in _SCALED:
+            base_trigger = _dec(getattr(base, trig))
+            scaled = min(max(base_trigger * factor, lo), hi)
+            values[trig] = _cent(scaled)
+            if lock is not None:
+                values[lock] = _cent(
+                    _dec(getattr(base, lock)) * Decimal(str(values[trig])) / base_trigger
+                )
+        stages = StageConfig(**values)
+        return CalculatedStages(
+            stages,
+            DYNAMIC,
+            None,
+            float(factor),
+            float(cond.atr_pips),
+            tuple(warnings),
+            self._out_of_range(stages),
+        )
+
+    def _out_of_range(self, stages: StageConfig) -> tuple[str, ...]:
+        lo, hi = self.params.stage_alert_min_pips, self.params.stage_alert_max_pips
+        names = (
+            "early_be_trigger",
+            "stage1_trigger",
+            "stage2_trigger",
+            "stage3_trigger",
+            "stage3_min_distance",
+        )
+        return tuple(n for n in names if not lo <= getattr(stages, n) <= hi)
+
+
+def _usable_atr(conditions: MarketConditions | None) -> float | None:
+    if conditions is None or conditions.atr_pips is None:
+        return None
+    atr = conditions.atr_pips
+    return float(atr) if math.isfinite(atr) and atr > 0 else None
+
+
+def is_forced_fixed(epic: str, forced: frozenset[str]) -> bool:
+    """True when ``epic`` (or its symbol) is listed in ``force_fixed_trailing_pairs``."""
+    if not forced:
+        return False
+    key = epic.upper()
+    if key in forced:
+        return True
+    parts = set(key.split("."))
+    return any(f in parts for f in forced)

@@ -1,0 +1,81 @@
+"""The one exception tree of traild.
+
+    TraildError
+     ├── ConfigError            invalid settings (every bad key listed)
+     ├── InstrumentError        an epic that resolves to no instrument
+     ├── TickError              a tick that must not be applied (NaN, <= 0, out of order)
+     ├── DataError              an unreadable or malformed input file
+     ├── StageError             stages that cannot be computed or are inconsistent
+     ├── StoreError             the database failed or is out of date
+     │    └── SchemaOutOfDate   the schema is behind head: run `traild migrate`
+     └── BrokerError            the broker did not do what was asked
+          ├── BrokerRejected    a definitive "no" (e.g. stop too close); do not retry blindly
+          ├── BrokerTimeout     outcome unknown: re-read the position before retrying
+          ├── BrokerUnavailable transient (5xx, connection); retry with backoff
+          └── RateLimited       allowance exceeded; back off
+
+Messages are meant for operators: one line, the offending value, never a secret.
+"""
+
+from __future__ import annotations
+
+
+class TraildError(Exception):
+    """Base of every error traild raises on purpose."""
+
+
+class ConfigError(TraildError):
+    """Settings failed validation; ``problems`` lists ``key.path: message`` entries."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = list(problems)
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid configuration{where}: " + "; ".join(self.problems))
+
+
+class InstrumentError(TraildError):
+    """An epic or symbol that maps to no known instrument."""
+
+
+class TickError(TraildError):
+    """A tick that is rejected instead of applied."""
+
+
+class DataError(TraildError):
+    """An input file that cannot be read or parsed."""
+
+
+class StageError(TraildError):
+    """Stage configuration that cannot be used."""
+
+
+class StoreError(TraildError):
+    """Persistence failed."""
+
+
+class SchemaOutOfDate(StoreError):
+    """The database schema is older than this traild; run ``traild migrate``."""
+
+
+class BrokerError(TraildError):
+    """The broker refused or failed a request."""
+
+
+class BrokerRejected(BrokerError):
+    """The broker answered with a definitive rejection (reason in the message)."""
+
+
+class BrokerTimeout(BrokerError):
+    """No answer in time: the request may or may not have been applied."""
+
+
+class BrokerUnavailable(BrokerError):
+    """A transient broker failure (5xx, connection reset); safe to retry later."""
+
+
+class RateLimited(BrokerError):
+    """The broker's request allowance is exhausted."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

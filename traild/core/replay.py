@@ -1,0 +1,101 @@
+"""One trade through the ladder over a sequence of ticks, with immediate confirmation.
+
+This is what ``traild simulate`` and the backtest's event-driven path run: every MoveStop is
+confirmed at once and takes effect from the next tick (SPEC §7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from traild.core.instruments import CENTI
+from traild.core.ladder import Exit, Ladder
+from traild.core.messages import Direction, MoveStop, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    ts: datetime
+    old: int | None  # ticks
+    new: int
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class TradeOutcome:
+    """Exit (or end of data), every amendment, and the excursion, all in integer ticks."""
+
+    amendments: tuple[Amendment, ...]
+    exit_ts: datetime | None
+    exit_price: int | None
+    exit_reason: str  # stop | limit | end_of_data
+    gap: bool
+    exit_stop: int | None  # the confirmed stop when the trade closed
+    best: int | None
+    lock_ts: datetime | None  # first tick at which MFE reached the profit-lock trigger
+    ticks_seen: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def run_trade(
+    ladder: Ladder,
+    ticks: Iterable[tuple[datetime, int, int]],
+    lock_trigger_scaled: int | None = None,
+) -> TradeOutcome:
+    """Drive ``ladder`` over ``(ts, bid_ticks, ask_ticks)`` until it exits or data ends.
+
+    ``lock_trigger_scaled`` (centipips x ticks_per_pip) records when MFE first reached the
+    profit-lock trigger, whether or not the lock is enabled.
+    """
+    amendments: list[Amendment] = []
+    lock_ts: datetime | None = None
+    last: tuple[datetime, int, int] | None = None
+    seen = 0
+    for tick in ticks:
+        ts, bid, ask = tick
+        seen += 1
+        last = tick
+        event = ladder.on_tick(bid, ask)
+        if lock_ts is None and lock_trigger_scaled is not None:
+            mfe = ladder.mfe
+            if mfe is not None and mfe * CENTI >= lock_trigger_scaled:
+                lock_ts = ts
+        if event is None:
+            continue
+        if isinstance(event, MoveStop):
+            amendments.append(Amendment(ts, ladder.stop, event.level, event.reason))
+            ladder.confirm(event.level)
+            continue
+        assert isinstance(event, Exit)
+        return TradeOutcome(
+            tuple(amendments),
+            ts,
+            event.price,
+            event.reason,
+            event.gap,
+            event.level,
+            ladder.best,
+            lock_ts,
+            seen,
+        )
+    end_price = None
+    if last is not None:
+        end_price = last[1] if ladder.sign > 0 else last[2]
+    return TradeOutcome(
+        tuple(amendments),
+        last[0] if last else None,
+        end_price,
+        "end_of_data",
+        False,
+        ladder.stop,
+        ladder.best,
+        lock_ts,
+        seen,
+    )
+
+
+def pnl_ticks(direction: Direction, entry: int, exit_price: int) -> int:
+    """Signed result in ticks (positive = profit)."""
+    return direction.sign * (exit_price - entry)

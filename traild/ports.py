@@ -1,0 +1,157 @@
+"""The narrow interfaces between the runtime and the outside world, in core types only.
+
+The runtime depends on these Protocols; adapters implement them; tests inject fakes through
+constructors. Nothing here imports trio, SQLAlchemy or httpx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from traild.core.messages import (
+    AlertRecord,
+    AmendmentRecord,
+    AmendState,
+    Confirmation,
+    OpenRequest,
+    Position,
+    PositionClosed,
+    PositionOpened,
+    Tick,
+    TradeRecord,
+)
+
+TickSink = Callable[[Tick], Awaitable[None]]
+BrokerEvent = PositionOpened | PositionClosed
+EventSink = Callable[[BrokerEvent], Awaitable[None]]
+
+
+class Broker(Protocol):
+    """A broker account. Levels are traild prices; adapters scale them on the wire."""
+
+    async def open_positions(self) -> list[Position]:
+        """Every open position of the account."""
+        ...
+
+    async def get_position(self, deal_id: str) -> Position | None:
+        """One position by deal id (None when it is no longer open). Used to reconcile."""
+        ...
+
+    async def amend_stop(self, deal_id: str, stop: float, limit: float | None) -> Confirmation:
+        """Set the absolute stop of ``deal_id`` (re-sending ``limit``) and wait for the verdict.
+
+        Raises BrokerTimeout (outcome unknown), BrokerUnavailable, RateLimited; a definitive
+        refusal is returned as ``Confirmation(accepted=False, reason=...)``.
+        """
+        ...
+
+    async def open_position(self, request: OpenRequest) -> Position:
+        """Open a position (paper broker: fills at the next tick). Real brokers may refuse."""
+        ...
+
+    def min_stop_distance_pips(self, epic: str) -> float:
+        """The dealing rule's minimum stop distance for ``epic`` (0 when unknown)."""
+        ...
+
+    def allowance_per_minute(self) -> int | None:
+        """The account's trading request allowance, if the broker publishes one."""
+        ...
+
+    async def run(self, emit: EventSink) -> None:
+        """Long-running: report opened/closed positions through ``emit`` until cancelled."""
+        ...
+
+
+class PriceFeed(Protocol):
+    """A source of ticks."""
+
+    def epics(self) -> list[str]:
+        """The epics this feed quotes."""
+        ...
+
+    async def run(self, emit: TickSink) -> None:
+        """Push ticks into ``emit`` (awaited: back-pressure) until exhausted or cancelled."""
+        ...
+
+
+class TradeStore(Protocol):
+    """Durable state: trade_log, alert_history and the stop_amendment write-ahead log.
+
+    Every method is safe to call from many trio tasks; one owner task serialises the writes.
+    """
+
+    async def load_open_trades(self) -> list[TradeRecord]:
+        """Trades with status pending or open (corrupt stage JSON is returned as None + logged)."""
+        ...
+
+    async def get_trade(self, trade_id: int) -> TradeRecord | None: ...
+
+    async def get_trade_by_deal(self, deal_id: str) -> TradeRecord | None: ...
+
+    async def get_alert(self, alert_id: int) -> AlertRecord | None: ...
+
+    async def add_trade(self, trade: TradeRecord) -> TradeRecord:
+        """Insert a trade_log row; returns it with its id."""
+        ...
+
+    async def add_alert(self, alert: AlertRecord) -> AlertRecord: ...
+
+    async def adopt_trade(self, trade_id: int, **fields: Any) -> None:
+        """Record adoption: fill/entry fields, conditions, calculated stages, method, reason."""
+        ...
+
+    async def save_progress(self, trade_id: int, best_price: float) -> None:
+        """Persist the trade's best price (MFE) so a restart resumes exactly."""
+        ...
+
+    async def write_amendment(
+        self,
+        trade_id: int,
+        deal_id: str,
+        requested: float,
+        previous: float | None,
+        reason: str,
+        ts: datetime,
+    ) -> int:
+        """Write-ahead: insert a ``pending`` amendment before it is sent; returns its id."""
+        ...
+
+    async def update_amendment(
+        self,
+        amendment_id: int,
+        state: AmendState,
+        ts: datetime,
+        broker_ref: str | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    async def confirm_amendment(
+        self, amendment_id: int, level: float, ts: datetime, profit_lock: bool = False
+    ) -> None:
+        """Atomically mark the amendment confirmed and set the trade's ``sl_price``."""
+        ...
+
+    async def unfinished_amendments(self) -> list[AmendmentRecord]:
+        """Every amendment not in a final state (for recovery after a crash)."""
+        ...
+
+    async def close_trade(
+        self,
+        trade_id: int,
+        exit_price: float,
+        exit_reason: str,
+        pnl_pips: float,
+        closed_at: datetime,
+    ) -> None: ...
+
+    async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None: ...
+
+    async def set_method(self, trade_id: int, method: str, fallback_reason: str | None) -> None:
+        """Record a switch of calculation method (e.g. fallback to fixed)."""
+        ...
+
+    async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
+        """Trades opened at/after ``since`` (all when None), for ``traild report``."""
+        ...

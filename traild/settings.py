@@ -1,0 +1,453 @@
+"""Settings: one TOML file plus ``TRAILD_*`` environment (env wins), validated as a whole.
+
+``load()`` returns a valid Settings or raises one ConfigError listing every bad key path.
+Unknown keys are errors, in the file and in the environment. Secrets are SecretStr and are
+redacted by ``redacted()``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from traild.core.calculator import CalculatorParams, StageConfig
+from traild.core.conditions import ConditionParams
+from traild.core.errors import ConfigError, InstrumentError
+from traild.core.instruments import InstrumentOverride, InstrumentTable
+from traild.core.ladder import LadderPolicy
+
+DEFAULT_CONFIG = Path("config/traild.toml")
+_ENV_PREFIX = "TRAILD_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Regimes(_Strict):
+    low: float = Field(gt=0)
+    normal: float = Field(gt=0)
+    high: float = Field(gt=0)
+    extreme: float = Field(gt=0)
+
+
+class Sessions(_Strict):
+    asian: float = Field(0.9, gt=0)
+    london: float = Field(1.1, gt=0)
+    new_york: float = Field(1.1, gt=0)
+    overlap: float = Field(1.2, gt=0)
+
+
+class TrailingSettings(_Strict):
+    enable_dynamic_trailing: bool = False
+    enable_session_adjustment: bool = True
+    enable_guaranteed_profit_lock: bool = True
+    profit_lock_trigger_pips: float = Field(10.0, gt=0)
+    profit_lock_pips: float = Field(1.0, ge=0)
+    force_fixed_trailing_pairs: list[str] = []
+    atr_min_multiplier: float = Field(0.8, gt=0)
+    atr_max_multiplier: float = Field(4.0, gt=0)
+    min_amend_step_pips: float = Field(0.5, ge=0)
+    stage_alert_min_pips: float = Field(1.0, ge=0)
+    stage_alert_max_pips: float = Field(200.0, gt=0)
+    volatility_multipliers: Regimes = Regimes(low=0.7, normal=1.0, high=1.3, extreme=1.6)
+    scalp_volatility_multipliers: Regimes = Regimes(low=0.6, normal=0.8, high=1.0, extreme=1.2)
+    session_multipliers: Sessions = Sessions()
+
+    @model_validator(mode="after")
+    def _check(self) -> TrailingSettings:
+        if self.atr_min_multiplier > self.atr_max_multiplier:
+            raise ValueError("atr_min_multiplier must be <= atr_max_multiplier")
+        if self.profit_lock_pips >= self.profit_lock_trigger_pips:
+            raise ValueError("profit_lock_pips must be below profit_lock_trigger_pips")
+        if self.stage_alert_min_pips > self.stage_alert_max_pips:
+            raise ValueError("stage_alert_min_pips must be <= stage_alert_max_pips")
+        return self
+
+
+class StageFields(_Strict):
+    """A stage config or a partial override of one (pips; None = inherit from DEFAULT)."""
+
+    early_be_trigger: float | None = Field(None, gt=0)
+    early_be_buffer: float | None = Field(None, ge=0)
+    stage1_trigger: float | None = Field(None, gt=0)
+    stage1_lock: float | None = Field(None, ge=0)
+    stage2_trigger: float | None = Field(None, gt=0)
+    stage2_lock: float | None = Field(None, ge=0)
+    stage3_trigger: float | None = Field(None, gt=0)
+    stage3_atr_multiplier: float | None = Field(None, ge=0)
+    stage3_min_distance: float | None = Field(None, gt=0)
+
+
+_DEFAULT_REGULAR = StageFields(
+    early_be_trigger=15,
+    early_be_buffer=2,
+    stage1_trigger=20,
+    stage1_lock=8,
+    stage2_trigger=30,
+    stage2_lock=15,
+    stage3_trigger=40,
+    stage3_atr_multiplier=1.0,
+    stage3_min_distance=10,
+)
+_DEFAULT_SCALP = StageFields(
+    early_be_trigger=10,
+    early_be_buffer=1,
+    stage1_trigger=12,
+    stage1_lock=5,
+    stage2_trigger=15,
+    stage2_lock=10,
+    stage3_trigger=20,
+    stage3_atr_multiplier=0.8,
+    stage3_min_distance=5,
+)
+
+
+class PairStages(_Strict):
+    regular: StageFields = StageFields()
+    scalp: StageFields = StageFields()
+
+
+class ConditionsSettings(_Strict):
+    atr_period: int = Field(14, ge=1, le=500)
+    bar_minutes: int = Field(15, ge=1, le=1440)
+    regime_lookback: int = Field(96, ge=1, le=10000)
+    regime_min_history: int = Field(20, ge=1)
+    extreme_percentile: float = Field(90, ge=0, le=100)
+    high_percentile: float = Field(70, ge=0, le=100)
+    low_percentile: float = Field(20, ge=0, le=100)
+    asian_start_hour: int = Field(21, ge=0, le=23)
+    london_start_hour: int = Field(7, ge=0, le=23)
+    overlap_start_hour: int = Field(12, ge=0, le=23)
+    new_york_start_hour: int = Field(16, ge=0, le=23)
+    max_tick_jump_pips: float = Field(500.0, gt=0)
+
+
+class InstrumentSettings(_Strict):
+    pip_size: Decimal | None = Field(None, gt=0)
+    tick_size: Decimal | None = Field(None, gt=0)
+    broker_scale: int | None = Field(None, ge=1)
+    min_stop_distance_pips: Decimal | None = Field(None, ge=0)
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite+aiosqlite:///traild.db"
+    write_timeout_s: float = Field(2.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+
+
+class IGSettings(_Strict):
+    api_url: str = "https://demo-api.ig.com/gateway/deal"
+    stream_url: str = ""
+    identifier: str = ""
+    password: SecretStr = SecretStr("")
+    api_key: SecretStr = SecretStr("")
+    account_id: str = ""
+    request_timeout_s: float = Field(10.0, gt=0)
+    positions_poll_s: float = Field(5.0, gt=0)
+
+
+class BrokerSettings(_Strict):
+    kind: Literal["paper", "ig"] = "paper"
+    latency_ms: float = Field(0, ge=0)
+    min_stop_distance_pips: float = Field(0, ge=0)
+    allowance_per_minute: int = Field(60, ge=1)
+    retry_base_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    fault_reject_rate: float = Field(0.0, ge=0, le=1)
+    fault_timeout_rate: float = Field(0.0, ge=0, le=1)
+    fault_error_rate: float = Field(0.0, ge=0, le=1)
+    fault_seed: int = 0
+    ig: IGSettings = IGSettings()
+
+
+class FeedSettings(_Strict):
+    kind: Literal["synthetic", "replay", "ig"] = "synthetic"
+    files: list[str] = []
+    epics: list[str] = []
+    speed: float = Field(0.0, ge=0)
+    stop_at_end: bool = False
+    synthetic_epics: list[str] = [
+        "CS.D.EURUSD.MINI.IP",
+        "CS.D.GBPUSD.MINI.IP",
+        "CS.D.USDJPY.MINI.IP",
+        "CS.D.AUDUSD.MINI.IP",
+    ]
+    synthetic_seed: int = 7
+    synthetic_ticks_per_second: float = Field(50.0, gt=0)
+    stale_after_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FeedSettings:
+        if self.kind == "replay":
+            if not self.files:
+                raise ValueError("feed.kind = 'replay' needs feed.files")
+            if len(self.files) != len(self.epics):
+                raise ValueError("feed.files and feed.epics must have the same length")
+        return self
+
+
+class DaemonSettings(_Strict):
+    halt: bool = False
+    state_dir: str | None = None
+    heartbeat_s: float = Field(30.0, gt=0)
+    restart_budget: int = Field(5, ge=0)
+    restart_backoff_s: float = Field(0.5, gt=0)
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+    dynamic_failures_before_fixed: int = Field(2, ge=1)
+    drain_timeout_s: float = Field(5.0, gt=0)
+    persist_best_every_s: float = Field(1.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration (SPEC §4)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=_ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    trailing: TrailingSettings = TrailingSettings()
+    pairs: dict[str, PairStages] = {}
+    conditions: ConditionsSettings = ConditionsSettings()
+    instruments: dict[str, InstrumentSettings] = {}
+    database: DatabaseSettings = DatabaseSettings()
+    broker: BrokerSettings = BrokerSettings()
+    feed: FeedSettings = FeedSettings()
+    daemon: DaemonSettings = DaemonSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [env_settings]
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds and Path(creds).is_dir():
+            sources.append(
+                NestedSecretsSettingsSource(
+                    file_secret_settings,
+                    secrets_dir=creds,
+                    secrets_nested_delimiter="__",
+                    secrets_prefix="",
+                )
+            )
+        sources.append(init_settings)  # the TOML file, lowest priority above defaults
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Settings:
+        problems: list[str] = []
+        table = self.instrument_table()
+        for key in self.pairs:
+            if key != "DEFAULT":
+                _check_epic(table, key, f"pairs.{key}", problems)
+        for epic in self.trailing.force_fixed_trailing_pairs:
+            _check_epic(table, epic, "trailing.force_fixed_trailing_pairs", problems)
+        for epic in [*self.feed.epics, *self.feed.synthetic_epics]:
+            _check_epic(table, epic, "feed.epics", problems)
+        for key in ["DEFAULT", *self.pairs]:
+            for scalp in (False, True):
+                try:
+                    stages = self.stage_config(key, scalp)
+                except InstrumentError:
+                    continue
+                kind = "scalp" if scalp else "regular"
+                problems += [f"pairs.{key}.{kind}: {p}" for p in stages.problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- derived plain values -------------------------------------------------------------
+    def stage_config(self, epic: str, is_scalp: bool) -> StageConfig:
+        """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol)."""
+        kind = "scalp" if is_scalp else "regular"
+        merged = dict(
+            getattr(PairStages(regular=_DEFAULT_REGULAR, scalp=_DEFAULT_SCALP), kind).model_dump()
+        )
+        layers = [self.pairs.get("DEFAULT")]
+        if epic != "DEFAULT":
+            symbol = self.instrument_table().resolve(epic).symbol
+            by_upper = {k.upper(): v for k, v in self.pairs.items()}
+            layers += [by_upper.get(symbol), by_upper.get(epic.upper())]
+        for layer in layers:
+            if layer is not None:
+                merged.update(
+                    {k: v for k, v in getattr(layer, kind).model_dump().items() if v is not None}
+                )
+        return StageConfig.from_dict(merged)
+
+    def instrument_table(self) -> InstrumentTable:
+        return InstrumentTable(
+            {
+                k: InstrumentOverride(
+                    v.pip_size, v.tick_size, v.broker_scale, v.min_stop_distance_pips
+                )
+                for k, v in self.instruments.items()
+            }
+        )
+
+    def calculator_params(self) -> CalculatorParams:
+        t = self.trailing
+        return CalculatorParams(
+            enable_dynamic_trailing=t.enable_dynamic_trailing,
+            enable_session_adjustment=t.enable_session_adjustment,
+            volatility_multipliers=t.volatility_multipliers.model_dump(),
+            scalp_volatility_multipliers=t.scalp_volatility_multipliers.model_dump(),
+            session_multipliers=t.session_multipliers.model_dump(),
+            atr_min_multiplier=t.atr_min_multiplier,
+            atr_max_multiplier=t.atr_max_multiplier,
+            force_fixed_trailing_pairs=frozenset(e.upper() for e in t.force_fixed_trailing_pairs),
+            stage_alert_min_pips=t.stage_alert_min_pips,
+            stage_alert_max_pips=t.stage_alert_max_pips,
+        )
+
+    def ladder_policy(self, min_stop_distance_pips: float = 0.0) -> LadderPolicy:
+        t = self.trailing
+        return LadderPolicy(
+            profit_lock=t.enable_guaranteed_profit_lock,
+            profit_lock_trigger_pips=t.profit_lock_trigger_pips,
+            profit_lock_pips=t.profit_lock_pips,
+            min_amend_step_pips=t.min_amend_step_pips,
+            min_stop_distance_pips=min_stop_distance_pips,
+        )
+
+    def condition_params(self) -> ConditionParams:
+        c = self.conditions.model_dump()
+        c.pop("max_tick_jump_pips")
+        return ConditionParams(**c)
+
+    def state_path(self) -> Path:
+        """The state directory: [daemon] state_dir, $STATE_DIRECTORY, else a user data dir."""
+        raw = self.daemon.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if raw:
+            return Path(raw).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "traild"
+
+    def database_url(self) -> str:
+        """``[database] url`` with a relative SQLite path placed under the state directory."""
+        url = self.database.url
+        for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+            if url.startswith(prefix):
+                path = url[len(prefix) :]
+                if path and not path.startswith("/") and not path.startswith(":memory:"):
+                    return prefix + str((self.state_path() / path).resolve())
+        return url
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as JSON-able data, secrets masked."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        ig = data["broker"]["ig"]
+        for key in ("password", "api_key"):
+            ig[key] = "**********" if getattr(self.broker.ig, key).get_secret_value() else ""
+        return data
+
+
+def _check_epic(table: InstrumentTable, epic: str, where: str, problems: list[str]) -> None:
+    try:
+        table.resolve(epic)
+    except InstrumentError as exc:
+        problems.append(f"{where}: {exc}")
+
+
+def config_path(path: str | Path | None = None) -> Path | None:
+    """The config file to read: explicit, $TRAILD_CONFIG, ./config/traild.toml, else none."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("TRAILD_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate; raise ConfigError listing every problem."""
+    chosen = config_path(path)
+    source = str(chosen) if chosen else "embedded defaults"
+    data: dict[str, Any] = {}
+    if chosen is not None:
+        try:
+            with chosen.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError([f"config file not found: {chosen}"], source) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"cannot read {chosen}: {exc.__class__.__name__}"], source) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"TOML syntax: {exc}"], source) from None
+    env = os.environ if environ is None else environ
+    problems = _unknown_env_keys(env)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        problems += [_describe(err) for err in exc.errors()]
+    if problems:
+        raise ConfigError(problems, source)
+    _reject_non_finite(settings.model_dump(), "", problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return settings
+
+
+def _describe(err: Any) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or "(root)"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg}"
+
+
+def _reject_non_finite(data: Any, path: str, problems: list[str]) -> None:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _reject_non_finite(v, f"{path}.{k}" if path else str(k), problems)
+    elif isinstance(data, float) and not math.isfinite(data):
+        problems.append(f"{path}: must be a finite number")
+
+
+def _unknown_env_keys(env: Mapping[str, str]) -> list[str]:
+    """``TRAILD_*`` variables that name no setting (TRAILD_CONFIG is the file path)."""
+    problems = []
+    for name in env:
+        upper = name.upper()
+        if not upper.startswith(_ENV_PREFIX) or upper == "TRAILD_CONFIG":
+            continue
+        parts = upper[len(_ENV_PREFIX) :].lower().split("__")
+        if not _known_path(Settings, parts):
+            problems.append(f"environment {name}: unknown key")
+    return problems
+
+
+def _known_path(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    rest = parts[1:]
+    if not rest:
+        return True
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _known_path(annotation, rest)
+    origin = getattr(annotation, "__origin__", None)
+    return origin is dict

@@ -1,0 +1,174 @@
+"""``traild simulate``: one trade over a tick file through the core, as SPEC §7 shapes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from traild.core.calculator import CalculatedStages, DynamicTrailingCalculator, MarketConditions
+from traild.core.conditions import BarHistory, TickGuard
+from traild.core.errors import DataError
+from traild.core.instruments import Instrument, to_centipips
+from traild.core.ladder import Ladder, LadderPlan
+from traild.core.messages import Direction
+from traild.core.replay import TradeOutcome, pnl_ticks, run_trade
+from traild.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationRequest:
+    ticks: str
+    epic: str
+    direction: Direction
+    stop_pips: float | None = None
+    stop: float | None = None
+    limit_pips: float | None = None
+    limit: float | None = None
+    entry: float | None = None
+    at: datetime | None = None
+    atr_pips: float | None = None
+    regime: str | None = None
+    session: str | None = None
+    is_scalp: bool = False
+    min_stop_distance_pips: float | None = None
+
+
+def iso(ts: datetime | None) -> str | None:
+    """UTC time as ``2014-05-01T00:01:02.123Z``."""
+    if ts is None:
+        return None
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
+    """Run the trade and return the JSON object of SPEC §7."""
+    from traild.adapters.tickfiles import iter_ticks
+
+    inst = settings.instrument_table().resolve(req.epic)
+    guard = TickGuard()
+    history = BarHistory(float(inst.pip_size), settings.condition_params())
+    ticks = _accepted(iter_ticks(req.ticks, req.epic), guard)
+    entry_tick = None
+    for ts, bid, ask in ticks:
+        if req.at is None or ts >= req.at:
+            entry_tick = (ts, bid, ask)
+            break
+        history.add(ts, bid, ask)
+    if entry_tick is None:
+        raise DataError(f"{req.ticks}: no tick at or after {iso(req.at) or 'the start'}")
+    ts0, bid0, ask0 = entry_tick
+    fill = (
+        req.entry if req.entry is not None else (ask0 if req.direction is Direction.BUY else bid0)
+    )
+    entry = inst.to_ticks(fill)
+    stop = _level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
+    limit = _level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
+    assert stop is not None
+    stages = _stages(settings, req, history.conditions(req.epic, ts0))
+    min_dist = req.min_stop_distance_pips
+    if min_dist is None:
+        min_dist = float(inst.min_stop_distance_pips)
+    policy = settings.ladder_policy(min_dist)
+    plan = LadderPlan.compile(stages.stages, inst, policy, stages.atr_pips)
+    ladder = Ladder(plan, req.direction, entry, stop, limit)
+    lock_trigger = to_centipips(policy.profit_lock_trigger_pips) * inst.ticks_per_pip
+    outcome = run_trade(ladder, _as_ticks(ticks, inst), lock_trigger)
+    return _result(inst, req.direction, entry, stop, limit, stages, outcome)
+
+
+def _accepted(
+    source: Iterator[tuple[datetime, float, float]], guard: TickGuard
+) -> Iterator[tuple[datetime, float, float]]:
+    for ts, bid, ask in source:
+        if guard.check(ts, bid, ask) is None:
+            yield ts, bid, ask
+
+
+def _as_ticks(
+    source: Iterator[tuple[datetime, float, float]], inst: Instrument
+) -> Iterator[tuple[datetime, int, int]]:
+    to_ticks = inst.to_ticks
+    for ts, bid, ask in source:
+        yield ts, to_ticks(bid), to_ticks(ask)
+
+
+def _level(
+    inst: Instrument,
+    direction: Direction,
+    entry: int,
+    price: float | None,
+    pips: float | None,
+    adverse: bool,
+) -> int | None:
+    """Absolute stop/limit level in ticks; distances are widened to whole ticks."""
+    sign = direction.sign * (-1 if adverse else 1)
+    if price is not None:
+        level = inst.to_ticks(price)
+        if (level - entry) * sign <= 0:
+            what = "stop" if adverse else "limit"
+            side = "below" if sign < 0 else "above"
+            raise DataError(
+                f"{what} {price} must be {side} the entry {inst.to_price(entry)} "
+                f"for a {direction.value}"
+            )
+        return level
+    if pips is None:
+        return None
+    return entry + sign * inst.centipips_to_ticks_ceil(to_centipips(pips))
+
+
+def _stages(
+    settings: Settings, req: SimulationRequest, derived: MarketConditions
+) -> CalculatedStages:
+    conditions = MarketConditions(
+        req.epic,
+        req.atr_pips if req.atr_pips is not None else derived.atr_pips,
+        req.regime or derived.volatility_regime,
+        req.session or derived.session,
+    )
+    calc = DynamicTrailingCalculator(settings.calculator_params())
+    base = settings.stage_config(req.epic, req.is_scalp)
+    return calc.calculate_stages(conditions, base, req.is_scalp, epic=req.epic)
+
+
+def _result(
+    inst: Instrument,
+    direction: Direction,
+    entry: int,
+    stop: int,
+    limit: int | None,
+    stages: CalculatedStages,
+    out: TradeOutcome,
+) -> dict[str, Any]:
+    price = inst.to_price
+    mfe = None if out.best is None else round(inst.pips(direction.sign * (out.best - entry)), 2)
+    pnl = None
+    if out.exit_price is not None:
+        pnl = round(inst.pips(pnl_ticks(direction, entry, out.exit_price)), 2)
+    return {
+        "method": stages.method,
+        "fallback_reason": stages.fallback_reason,
+        "stages": stages.stages.as_dict(),
+        "entry": price(entry),
+        "initial_stop": price(stop),
+        "limit": None if limit is None else price(limit),
+        "amendments": [
+            {
+                "ts": iso(a.ts),
+                "from": None if a.old is None else price(a.old),
+                "to": price(a.new),
+                "reason": a.reason.value,
+            }
+            for a in out.amendments
+        ],
+        "exit": {
+            "ts": iso(out.exit_ts),
+            "price": None if out.exit_price is None else price(out.exit_price),
+            "reason": out.exit_reason,
+            "gap": out.gap,
+            "pnl_pips": pnl,
+        },
+        "mfe_pips": mfe,
+    }
