@@ -237,5 +237,9 @@ class Ladder:
         self._pending = _NONE
         self._dirty = True
 
+    def touch(self) -> None:
+        """Re-evaluate the floors on the next tick (after a plan change)."""
+        self._dirty = True
+
     def set_limit(self, limit: int | None) -> None:
         self._limit = None if limit is None else self.sign * limit

@@ -1,0 +1,133 @@
+"""Engines for SQLite (aiosqlite) and PostgreSQL (asyncpg), and how their failures are classified.
+
+SQLite gets WAL, ``synchronous=NORMAL``, a busy timeout and foreign keys on every connection, and
+explicit ``BEGIN`` statements (the sqlite3 module's legacy transaction handling is switched off) so
+DDL is transactional and writers can take the lock up front with ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from traild.core.errors import StoreError
+
+# Execution option naming the statement that opens a SQLite transaction.
+BEGIN_OPTION = "traild_sqlite_begin"
+WRITE_BEGIN = "BEGIN IMMEDIATE"
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+class CorruptJSON:
+    """What a JSON column holds when its text does not parse (never raised: the loader decides)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"CorruptJSON({self.text[:60]!r})"
+
+
+def _lenient_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return CorruptJSON(text)
+
+
+def resolve_database_url(url: str, state_dir: str | Path) -> str:
+    """Place a relative SQLite file under ``state_dir``; absolute paths and PostgreSQL unchanged."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or _is_special_sqlite(database):
+        return url
+    path = Path(database).expanduser()
+    if path.is_absolute():
+        return url
+    resolved = parsed.set(database=str((Path(state_dir).expanduser() / path).resolve()))
+    return resolved.render_as_string(hide_password=False)
+
+
+def _is_special_sqlite(database: str) -> bool:
+    return not database or database == ":memory:" or database.startswith("file:")
+
+
+def display_url(url: str | URL) -> str:
+    """The URL for messages and logs: password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def normalise_url(url: str) -> URL:
+    """``sqlite://`` and ``postgresql://`` get their async drivers; other drivers are refused."""
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise StoreError("invalid database URL (expected sqlite+aiosqlite:///… or "
+                         "postgresql+asyncpg://…)") from None
+    backend = parsed.get_backend_name()
+    wanted = _DRIVERS.get(backend)
+    if wanted is None:
+        raise StoreError(f"unsupported database {backend!r} in {display_url(parsed)}")
+    if parsed.drivername != wanted:
+        if parsed.drivername != backend:
+            raise StoreError(f"unsupported driver {parsed.drivername!r}: use {wanted}")
+        parsed = parsed.set(drivername=wanted)
+    return parsed
+
+
+def make_engine(url: str, *, busy_timeout: float = 1.0, foreign_keys: bool = True) -> AsyncEngine:
+    """An async engine for ``url``; SQLite pragmas are set per connection in a connect event."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(parsed, json_deserializer=_lenient_json, pool_pre_ping=True)
+    database = parsed.database or ""
+    if not _is_special_sqlite(database):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, json_deserializer=_lenient_json)
+    pragmas = (
+        f"busy_timeout={max(0, round(busy_timeout * 1000))}",
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        f"foreign_keys={'ON' if foreign_keys else 'OFF'}",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+
+    return engine
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying later can succeed: locked, unreachable, disconnected, read-only disk."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, OSError | sa_exc.DisconnectionError | sa_exc.TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for logs and statistics: the driver's error without SQL or parameters."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first[:200]}"

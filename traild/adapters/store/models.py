@@ -1,0 +1,143 @@
+"""The schema as SQLAlchemy 2 models: ``trade_log``, ``alert_history``, ``stop_amendment``.
+
+The migrations under ``migrations/versions`` are the DDL source of truth (frozen snapshots); these
+models describe head and are what the store queries. A test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+UNFINISHED_STATES = ("pending", "sent")  # AmendState values that are not final
+_UNFINISHED_SQL = "state IN ('pending', 'sent')"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on both engines.
+
+    SQLite has no timezone type, so UTC is stored without an offset (ISO text that sorts); a naive
+    value read back (SQLite, or a legacy ``timestamp`` column) is taken to be UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (need timezone-aware UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite text SQLAlchemy did not parse itself
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TradeLog(Base):
+    """One row per trade (SPEC §5); traild owns ``sl_price`` once it has adopted the row."""
+
+    __tablename__ = "trade_log"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    deal_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    epic: Mapped[str] = mapped_column(sa.String(64))
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    size: Mapped[float] = mapped_column(sa.Float, server_default=sa.text("1"))
+    entry_price: Mapped[float | None] = mapped_column(sa.Float)
+    sl_price: Mapped[float | None] = mapped_column(sa.Float)
+    initial_sl_price: Mapped[float | None] = mapped_column(sa.Float)
+    limit_price: Mapped[float | None] = mapped_column(sa.Float)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=sa.text("'open'"))
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exit_price: Mapped[float | None] = mapped_column(sa.Float)
+    exit_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    pnl_pips: Mapped[float | None] = mapped_column(sa.Float)
+    is_scalp_trade: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    alert_id: Mapped[int | None] = mapped_column(sa.Integer)
+    best_price: Mapped[float | None] = mapped_column(sa.Float)
+    # The seed plan's columns (its "Migration SQL").
+    atr_at_entry: Mapped[float | None] = mapped_column(sa.Float)
+    volatility_regime: Mapped[str | None] = mapped_column(sa.String(20))
+    market_regime_at_entry: Mapped[str | None] = mapped_column(sa.String(50))
+    session_at_entry: Mapped[str | None] = mapped_column(sa.String(20))
+    calculated_stages: Mapped[Any | None] = mapped_column(sa.JSON)
+    trailing_calculation_method: Mapped[str | None] = mapped_column(sa.String(50))
+    # traild's own.
+    fallback_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    trailing_override: Mapped[str | None] = mapped_column(sa.String(8))
+    profit_lock_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_pips: Mapped[float | None] = mapped_column(sa.Float)
+    limit_pips: Mapped[float | None] = mapped_column(sa.Float)
+
+    __table_args__ = (sa.Index("ix_trade_log_status", "status"),)
+
+
+class AlertHistory(Base):
+    """The trading app's signal; ATR in price units. Legacy tables may say ``volatility_state``."""
+
+    __tablename__ = "alert_history"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    epic: Mapped[str] = mapped_column(sa.String(64))
+    atr: Mapped[float | None] = mapped_column(sa.Float)
+    volatility_regime: Mapped[str | None] = mapped_column(sa.String(20))
+    market_regime: Mapped[str | None] = mapped_column(sa.String(50))
+    market_session: Mapped[str | None] = mapped_column(sa.String(20))
+    strategy: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StopAmendment(Base):
+    """Append-only audit and write-ahead log of stop changes. Ids are allocated by the store."""
+
+    __tablename__ = "stop_amendment"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    trade_id: Mapped[int] = mapped_column(sa.ForeignKey("trade_log.id"))
+    deal_id: Mapped[str] = mapped_column(sa.String(64))
+    requested_level: Mapped[float] = mapped_column(sa.Float)
+    previous_level: Mapped[float | None] = mapped_column(sa.Float)
+    reason: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    broker_ref: Mapped[str | None] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.Index("ix_stop_amendment_trade_id", "trade_id"),
+        sa.Index(
+            "ix_stop_amendment_unfinished",
+            "state",
+            sqlite_where=sa.text(_UNFINISHED_SQL),
+            postgresql_where=sa.text(_UNFINISHED_SQL),
+        ),
+    )
+
+
+TRADE_LOG = Base.metadata.tables["trade_log"]
+ALERT_HISTORY = Base.metadata.tables["alert_history"]
+STOP_AMENDMENT = Base.metadata.tables["stop_amendment"]

@@ -1,0 +1,347 @@
+"""Tick files -> numpy columns, fast, with malformed rows reported by file and line.
+
+Formats, told apart by the header (or, without one, by the first timestamp):
+
+* ``ts_utc,bid,ask`` — ISO-8601 UTC (``Z``, an offset, or naive = UTC); traild's own format.
+* HistData tick CSV, no header: ``YYYYMMDD HHMMSSfff,bid,ask,vol`` in EST without daylight
+  saving (UTC-5 all year, as HistData documents it); converted to UTC.
+* Dukascopy exports: ``Gmt time,Ask,Bid,...`` (``DD.MM.YYYY HH:MM:SS.fff``, UTC) and
+  ``timestamp,askPrice,bidPrice,...`` (epoch milliseconds).
+
+Plain or gzip'd (detected by magic bytes). The fast path parses whole columns with numpy; only
+when that fails does a row-by-row pass run, to name the first bad line. Prices are not
+filtered: NaN, zero or crossed quotes pass through for the runtime's tick guard to count.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from traild.core.errors import DataError, InstrumentError
+from traild.core.instruments import symbol_of
+from traild.core.messages import Tick
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_HISTDATA_UTC_OFFSET_MS = 5 * 3_600_000  # HistData quotes EST with no DST: UTC = EST + 5 h
+
+TimeArray = NDArray[np.datetime64]
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TickColumns:
+    """A tick file as columns: ``ts`` datetime64[ms] (UTC), ``bid`` and ``ask`` float64."""
+
+    ts: TimeArray
+    bid: FloatArray
+    ask: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @property
+    def ts_ms(self) -> NDArray[np.int64]:
+        """Timestamps as int64 milliseconds since the Unix epoch (a view, no copy)."""
+        return self.ts.view(np.int64)
+
+    def ticks(self, epic: str, start: int = 0, stop: int | None = None) -> Iterator[Tick]:
+        """Rows ``start:stop`` as traild Ticks of ``epic``."""
+        return iter_ticks(self, epic, start, stop)
+
+
+def empty_columns() -> TickColumns:
+    return TickColumns(
+        np.empty(0, dtype="datetime64[ms]"), np.empty(0, np.float64), np.empty(0, np.float64)
+    )
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Epoch milliseconds -> aware UTC datetime (exact: no float seconds involved)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def iter_ticks(
+    columns: TickColumns, epic: str, start: int = 0, stop: int | None = None
+) -> Iterator[Tick]:
+    """Yield rows ``start:stop`` of ``columns`` as Ticks of ``epic``."""
+    ms = columns.ts_ms[start:stop].tolist()
+    bids = columns.bid[start:stop].tolist()
+    asks = columns.ask[start:stop].tolist()
+    for m, b, a in zip(ms, bids, asks, strict=True):
+        yield Tick(epic, EPOCH + timedelta(milliseconds=m), b, a)
+
+
+def epic_from_filename(path: str | os.PathLike[str]) -> str:
+    """The currency pair that starts a file name: ``GBPJPY_dukascopy_....csv.gz`` -> GBPJPY."""
+    name = Path(path).name
+    token = re.split(r"[^A-Za-z]", name, maxsplit=1)[0].upper()
+    try:
+        if len(token) == 6 and symbol_of(token) == token:
+            return token
+    except InstrumentError:
+        pass
+    raise DataError(
+        f"{name}: the file name does not start with a currency pair; give the epic explicitly"
+    )
+
+
+# -- timestamp flavours -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Flavour:
+    """One timestamp format: a per-row parser (ValueError on bad text) and a column parser."""
+
+    name: str
+    row: Callable[[str], int]
+    column: Callable[[list[bytes]], NDArray[np.int64]]
+
+
+def _iso_row(text: str) -> int:
+    if len(text) < 19 or text[10] not in "Tt ":
+        raise ValueError("not an ISO-8601 date and time")
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)  # a ts_utc column without an offset is UTC by name
+    return (dt - EPOCH) // _MS
+
+
+def _iso_column(values: list[bytes]) -> NDArray[np.int64]:
+    stripped = [v[:-1] if v[-1:] in (b"Z", b"z") else v for v in values]
+    if min(map(len, stripped), default=19) < 19:
+        raise ValueError("short timestamp")  # numpy would read "2014" or "now" as a date
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy only warns about offsets: parse those per row
+        out = np.array(stripped, dtype="datetime64[ms]")
+    if np.isnat(out).any():
+        raise ValueError("NaT")
+    return out.view(np.int64)
+
+
+def _rearranged(
+    values: list[bytes], width: int, checks: dict[int, bytes], pieces: list[slice | bytes]
+) -> NDArray[np.int64]:
+    """Fixed-width timestamps -> ISO bytes by moving columns of characters, then numpy.
+
+    ``checks`` are separator characters that must sit at their positions; ``pieces`` are
+    source column ranges and one-character literals, in ISO order.
+    """
+    n = len(values)
+    arr = np.array(values, dtype=f"S{width}")
+    if min(map(len, values), default=width) != width or max(map(len, values), default=0) > width:
+        raise ValueError("timestamp width differs")
+    chars = arr.view("S1").reshape(n, width)
+    for pos, char in checks.items():
+        if not (chars[:, pos] == char).all():
+            raise ValueError("separator missing")
+    cols = [chars[:, p] if isinstance(p, slice) else np.full((n, 1), p, "S1") for p in pieces]
+    iso = np.ascontiguousarray(np.hstack(cols))
+    out = iso.view(f"S{iso.shape[1]}").ravel().astype("datetime64[ms]")
+    if np.isnat(out).any():
+        raise ValueError("NaT")
+    return out.view(np.int64)
+
+
+def _histdata_row(text: str) -> int:
+    dt = datetime.strptime(text, "%Y%m%d %H%M%S%f").replace(tzinfo=UTC)
+    return (dt - EPOCH) // _MS + _HISTDATA_UTC_OFFSET_MS
+
+
+def _histdata_column(values: list[bytes]) -> NDArray[np.int64]:
+    pieces: list[slice | bytes] = [
+        slice(0, 4), b"-", slice(4, 6), b"-", slice(6, 8), b"T", slice(9, 11), b":",
+        slice(11, 13), b":", slice(13, 15), b".", slice(15, 18),
+    ]
+    return _rearranged(values, 18, {8: b" "}, pieces) + _HISTDATA_UTC_OFFSET_MS
+
+
+def _dukascopy_row(text: str) -> int:
+    fmt = "%d.%m.%Y %H:%M:%S.%f" if "." in text[11:] else "%d.%m.%Y %H:%M:%S"
+    dt = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    return (dt - EPOCH) // _MS
+
+
+def _dukascopy_column(values: list[bytes]) -> NDArray[np.int64]:
+    width = len(values[0]) if values else 23
+    checks = {2: b".", 5: b".", 10: b" ", 13: b":", 16: b":"}
+    pieces: list[slice | bytes] = [
+        slice(6, 10), b"-", slice(3, 5), b"-", slice(0, 2), b"T", slice(11, width),
+    ]
+    return _rearranged(values, width, checks, pieces)
+
+
+def _epoch_flavour(scale: int) -> _Flavour:
+    def row(text: str) -> int:
+        if not text.strip().isdigit():
+            raise ValueError("not an integer epoch timestamp")
+        return int(text) * scale
+
+    def column(values: list[bytes]) -> NDArray[np.int64]:
+        return np.array(values, dtype=np.int64) * scale
+
+    return _Flavour(f"epoch x{scale}", row, column)
+
+
+_ISO = _Flavour("ISO-8601", _iso_row, _iso_column)
+_HISTDATA = _Flavour("HistData", _histdata_row, _histdata_column)
+_DUKASCOPY = _Flavour("Dukascopy", _dukascopy_row, _dukascopy_column)
+_PATTERNS: list[tuple[re.Pattern[str], _Flavour | None]] = [
+    (re.compile(r"\d{8} \d{9}"), _HISTDATA),
+    (re.compile(r"\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}:\d{2}(\.\d{1,3})?"), _DUKASCOPY),
+    (re.compile(r"\d{12,13}"), _epoch_flavour(1)),
+    (re.compile(r"\d{9,10}"), _epoch_flavour(1000)),
+    (re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}.*"), _ISO),
+]
+
+
+def _flavour_of(value: str) -> _Flavour | None:
+    for pattern, flavour in _PATTERNS:
+        if pattern.fullmatch(value.strip()):
+            return flavour
+    return None
+
+
+# -- layout and loading --------------------------------------------------------------------
+
+_TS_NAMES = {"ts_utc", "ts", "timestamp", "time", "gmt time", "datetime", "date_time", "utc"}
+_BID_NAMES = {"bid", "bidprice", "bid_price"}
+_ASK_NAMES = {"ask", "askprice", "ask_price"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where the columns are. ``flavour`` None: decided from the first data row."""
+
+    header: bool
+    ncols: int
+    ts: int
+    bid: int
+    ask: int
+    flavour: _Flavour | None
+
+
+def load_ticks(path: str | os.PathLike[str]) -> TickColumns:
+    """Read a tick file (plain or gzip'd CSV) into columns; raises DataError on bad input."""
+    p = Path(path)
+    raw = _read_bytes(p)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    raw = raw.rstrip()
+    if not raw:
+        raise DataError(f"{p.name}: empty tick file")
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+    nl = raw.find(b"\n")
+    layout = _detect(raw if nl < 0 else raw[:nl], p.name)
+    body = raw
+    if layout.header:
+        body = raw[nl + 1 :] if nl >= 0 else b""
+    first_line = 2 if layout.header else 1
+    if not body:
+        return empty_columns()
+    _check_field_counts(body, layout.ncols, p.name, first_line)
+    flavour = layout.flavour or _data_flavour(body, layout, p.name, first_line)
+    flat = body.replace(b"\n", b",").split(b",")
+    k = layout.ncols
+    try:
+        ms = flavour.column(flat[layout.ts :: k])
+        bid = np.array(flat[layout.bid :: k], dtype=np.float64)
+        ask = np.array(flat[layout.ask :: k], dtype=np.float64)
+    except (ValueError, OverflowError):
+        ms, bid, ask = _parse_rows(body, layout, flavour, p.name, first_line)
+    return TickColumns(ms.view("datetime64[ms]"), bid, ask)
+
+
+def _read_bytes(p: Path) -> bytes:
+    try:
+        data = p.read_bytes()
+        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read tick file: {exc.strerror or exc}") from None
+    except (EOFError, zlib.error) as exc:
+        raise DataError(f"{p}: corrupt gzip data: {exc}") from None
+
+
+def _detect(first: bytes, name: str) -> _Layout:
+    text = first.decode("utf-8", "replace")
+    fields = [f.strip().strip('"').lower() for f in text.split(",")]
+    flavour = _flavour_of(fields[0])
+    if flavour is not None:
+        if len(fields) < 3:
+            raise _row_error(name, 1, "expected at least time,bid,ask", first)
+        return _Layout(False, len(fields), 0, 1, 2, flavour)
+    columns = [_index(fields, names) for names in (_TS_NAMES, _BID_NAMES, _ASK_NAMES)]
+    ts, bid, ask = columns
+    if ts is None or bid is None or ask is None:
+        raise _row_error(name, 1, "unrecognised header (need a time, bid and ask column)", first)
+    return _Layout(True, len(fields), ts, bid, ask, None)
+
+
+def _index(fields: list[str], names: set[str]) -> int | None:
+    return next((i for i, f in enumerate(fields) if f in names), None)
+
+
+def _data_flavour(body: bytes, layout: _Layout, name: str, first_line: int) -> _Flavour:
+    line = body.split(b"\n", 1)[0]
+    value = line.split(b",")[layout.ts].decode("utf-8", "replace")
+    flavour = _flavour_of(value)
+    if flavour is None:
+        raise _row_error(name, first_line, "unrecognised timestamp format", line)
+    return flavour
+
+
+def _check_field_counts(body: bytes, ncols: int, name: str, first_line: int) -> None:
+    """Every line must have exactly ``ncols`` fields (vectorised: comma counts per line)."""
+    chars = np.frombuffer(body, np.uint8)
+    ends = np.flatnonzero(chars == 10)
+    commas = np.flatnonzero(chars == 44)
+    starts = np.concatenate(([0], ends + 1))
+    stops = np.concatenate((ends, [chars.size]))
+    counts = np.searchsorted(commas, stops) - np.searchsorted(commas, starts)
+    bad = np.flatnonzero(counts != ncols - 1)
+    if bad.size:
+        i = int(bad[0])
+        found = int(counts[i]) + 1
+        line = body[int(starts[i]) : int(stops[i])]
+        raise _row_error(name, first_line + i, f"expected {ncols} fields, found {found}", line)
+
+
+def _parse_rows(
+    body: bytes, layout: _Layout, flavour: _Flavour, name: str, first_line: int
+) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+    """Row by row: slow, but names the first line that does not parse."""
+    lines = body.split(b"\n")
+    ms = np.empty(len(lines), np.int64)
+    bid = np.empty(len(lines), np.float64)
+    ask = np.empty(len(lines), np.float64)
+    for i, line in enumerate(lines):
+        fields = line.split(b",")
+        what = f"timestamp ({flavour.name})"
+        try:
+            ms[i] = flavour.row(fields[layout.ts].decode("utf-8").strip())
+            what = "bid"
+            bid[i] = float(fields[layout.bid])
+            what = "ask"
+            ask[i] = float(fields[layout.ask])
+        except (ValueError, OverflowError):
+            raise _row_error(name, first_line + i, f"cannot parse the {what}", line) from None
+    return ms, bid, ask
+
+
+def _row_error(name: str, line_no: int, problem: str, line: bytes) -> DataError:
+    text = line.decode("utf-8", "replace")
+    if len(text) > 160:
+        text = text[:160] + "..."
+    return DataError(f"{name}:{line_no}: {problem}: {text!r}")

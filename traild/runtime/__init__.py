@@ -1,0 +1,1 @@
+"""The trio runtime: actors, router, gateway and supervisor. Imports core and ports only."""

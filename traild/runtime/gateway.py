@@ -1,0 +1,318 @@
+"""The broker gateway: every stop amendment goes through here.
+
+* one amendment in flight per trade; a newer target replaces a queued one;
+* profit-lock and rung amendments jump the queue;
+* a token bucket with the broker's allowance per minute;
+* write-ahead: the amendment is stored ``pending`` before it is sent;
+* the trade's stop changes only on the broker's confirmation;
+* transient errors back off and retry; after a timeout the position is re-read before any
+  retry (no blind re-send); a definitive rejection goes back to the actor, which retries the
+  floor on a later tick (after a back-off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import trio
+from loguru import logger
+
+from traild.core.errors import (
+    BrokerError,
+    BrokerRejected,
+    BrokerTimeout,
+    RateLimited,
+    StoreError,
+)
+from traild.core.messages import AmendState, Confirmation, Reason
+from traild.ports import Broker, TradeStore
+
+
+@dataclass(slots=True)
+class AmendTarget:
+    """What an actor wants: move ``deal_id``'s stop to ``level`` (a price)."""
+
+    trade_id: int
+    deal_id: str
+    epic: str
+    level: float
+    previous: float | None
+    limit: float | None
+    reason: Reason
+    priority: bool
+    on_confirmed: Callable[[float], None]
+    on_failed: Callable[[str], None]
+    better: Callable[[float, float], bool]  # better(a, b): a is a tighter stop than b
+    log: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatistics:
+    queued: int
+    in_flight: int
+    sent: int
+    confirmed: int
+    rejected: int
+    failed: int
+    rate_limited: int
+    halted: bool
+
+
+class TokenBucket:
+    """``rate`` requests per minute, bursting up to ``rate``; trio clock."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(max(1, per_minute))
+        self.tokens = self.capacity
+        self.per_second = self.capacity / 60.0
+        self.stamp = trio.current_time()
+        self.paused_until = 0.0
+
+    def _refill(self) -> None:
+        now = trio.current_time()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+
+    async def acquire(self) -> None:
+        while True:
+            now = trio.current_time()
+            if now < self.paused_until:
+                await trio.sleep_until(self.paused_until)
+                continue
+            self._refill()
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await trio.sleep((1 - self.tokens) / self.per_second)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, trio.current_time() + seconds)
+
+
+class Gateway:
+    """Serialises amendments per trade and paces them to the broker's allowance."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        store: TradeStore,
+        now: Callable[[], datetime],
+        allowance_per_minute: int = 60,
+        retry_base: float = 0.5,
+        retry_max: float = 30.0,
+        workers: int = 4,
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.now = now
+        self.bucket = TokenBucket(allowance_per_minute)
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.workers = workers
+        self.halted = False
+        self._queued: dict[int, AmendTarget] = {}
+        self._in_flight: set[int] = set()
+        self._not_before: dict[int, float] = {}
+        self._failures: dict[int, int] = {}
+        self._wakeup = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self.counts = {"sent": 0, "confirmed": 0, "rejected": 0, "failed": 0, "rate_limited": 0}
+
+    # -- API for actors ---------------------------------------------------------------------
+    def submit(self, target: AmendTarget) -> None:
+        """Queue ``target`` (replacing a queued one for the same trade); never blocks."""
+        old = self._queued.get(target.trade_id)
+        if old is not None and not target.better(target.level, old.level):
+            return
+        self._queued[target.trade_id] = target
+        self._touch()
+
+    def forget(self, trade_id: int) -> None:
+        """The trade is gone: drop what is queued for it."""
+        self._queued.pop(trade_id, None)
+        self._not_before.pop(trade_id, None)
+        self._failures.pop(trade_id, None)
+        self._touch()
+
+    def set_halted(self, halted: bool) -> None:
+        self.halted = halted
+        self._touch()
+
+    def statistics(self) -> GatewayStatistics:
+        c = self.counts
+        return GatewayStatistics(len(self._queued), len(self._in_flight), c["sent"],
+                                 c["confirmed"], c["rejected"], c["failed"],
+                                 c["rate_limited"], self.halted)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is in flight and nothing sendable is queued (halted counts as idle)."""
+        while not self._is_idle():
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def _is_idle(self) -> bool:
+        return not self._in_flight and (self.halted or not self._queued)
+
+    def _touch(self) -> None:
+        self._wakeup.set()
+        if self._is_idle():
+            self._idle.set()
+
+    # -- workers -----------------------------------------------------------------------------
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(self._worker)
+            task_status.started()
+
+    def _next(self) -> AmendTarget | None:
+        if self.halted:
+            return None
+        now = trio.current_time()
+        best: AmendTarget | None = None
+        for trade_id, target in self._queued.items():
+            if trade_id in self._in_flight or self._not_before.get(trade_id, 0.0) > now:
+                continue
+            if best is None or (target.priority and not best.priority):
+                best = target
+                if target.priority:
+                    break
+        if best is not None:
+            del self._queued[best.trade_id]
+            self._in_flight.add(best.trade_id)
+        return best
+
+    async def _worker(self) -> None:
+        while True:
+            target = self._next()
+            if target is None:
+                self._wakeup = trio.Event()
+                self._touch_idle_only()
+                with trio.move_on_after(self._next_deadline()):
+                    await self._wakeup.wait()
+                continue
+            try:
+                await self._amend(target)
+            finally:
+                self._in_flight.discard(target.trade_id)
+                self._touch()
+
+    def _touch_idle_only(self) -> None:
+        if self._is_idle():
+            self._idle.set()
+
+    def _next_deadline(self) -> float:
+        pending = [t for k, t in self._not_before.items() if k in self._queued]
+        if not pending:
+            return float("inf")
+        return max(0.0, min(pending) - trio.current_time())
+
+    async def _amend(self, t: AmendTarget) -> None:
+        bound = logger.bind(trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic, **t.log)
+        try:
+            amend_id = await self.store.write_amendment(
+                t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now())
+        except StoreError as exc:
+            # The write stays queued in the store; protection first, so send anyway.
+            bound.bind(event="store.degraded", error=str(exc)).warning(
+                "write-ahead record queued, not yet durable; sending the amendment anyway")
+            amend_id = None
+        await self.bucket.acquire()
+        bound.bind(event="stop.requested", old=t.previous, new=t.level,
+                   reason=t.reason.value).info("stop amendment sent")
+        self.counts["sent"] += 1
+        await self._store_state(amend_id, AmendState.SENT)
+        result: Confirmation | None
+        try:
+            result = await self.broker.amend_stop(t.deal_id, t.level, t.limit)
+        except RateLimited as exc:
+            self.counts["rate_limited"] += 1
+            self.bucket.pause(exc.retry_after)
+            bound.bind(event="broker.rate_limited", retry_after=exc.retry_after).warning(
+                "broker allowance exceeded; pausing amendments")
+            await self._store_state(amend_id, AmendState.FAILED, error="rate limited")
+            self._retry_later(t, exc.retry_after)
+            return
+        except BrokerTimeout:
+            result = await self._reconcile(t)
+            if result is None:
+                await self._store_state(amend_id, AmendState.FAILED, error="timeout")
+                self._fail(t, "timeout; position re-read shows the old stop")
+                return
+        except BrokerRejected as exc:
+            result = Confirmation(False, None, "", str(exc))
+        except BrokerError as exc:
+            await self._store_state(amend_id, AmendState.FAILED, error=str(exc))
+            self._fail(t, str(exc))
+            return
+        await self._conclude(t, amend_id, result)
+
+    async def _reconcile(self, t: AmendTarget) -> Confirmation | None:
+        """After a timeout: did the amendment land? Re-read the position; never re-send blind."""
+        try:
+            position = await self.broker.get_position(t.deal_id)
+        except BrokerError:
+            return None
+        if position is not None and position.stop is not None and not t.better(
+            t.level, position.stop
+        ):
+            return Confirmation(True, position.stop, "reconciled")
+        return None
+
+    async def _conclude(self, t: AmendTarget, amend_id: int | None, result: Confirmation) -> None:
+        log = logger.bind(trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic)
+        if result.accepted:
+            level = result.level if result.level is not None else t.level
+            if amend_id is not None:
+                try:
+                    await self.store.confirm_amendment(amend_id, level, self.now(),
+                                                       t.reason is Reason.PROFIT_LOCK)
+                except StoreError as exc:
+                    log.bind(event="store.degraded", error=str(exc)).warning(
+                        "confirmation queued, not yet durable")
+            self.counts["confirmed"] += 1
+            self._failures.pop(t.trade_id, None)
+            self._not_before.pop(t.trade_id, None)
+            t.on_confirmed(level)
+            log.bind(event="stop.confirmed", level=level, reason=t.reason.value,
+                     reference=result.reference).info("stop amendment confirmed")
+            return
+        self.counts["rejected"] += 1
+        await self._store_state(amend_id, AmendState.REJECTED, error=result.reason,
+                                ref=result.reference)
+        log.bind(event="stop.rejected", level=t.level, reason=t.reason.value,
+                 broker_reason=result.reason).warning("stop amendment rejected")
+        self._backoff(t.trade_id)
+        t.on_failed(result.reason)
+
+    def _fail(self, t: AmendTarget, why: str) -> None:
+        self.counts["failed"] += 1
+        logger.bind(event="stop.failed", trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic,
+                    level=t.level, error=why).warning("stop amendment failed; will retry")
+        self._retry_later(t, None)
+
+    def _retry_later(self, t: AmendTarget, delay: float | None) -> None:
+        """Requeue ``t`` (unless a newer target replaced it) after a back-off."""
+        self._backoff(t.trade_id, delay)
+        if t.trade_id not in self._queued:
+            self._queued[t.trade_id] = t
+
+    def _backoff(self, trade_id: int, delay: float | None = None) -> None:
+        n = self._failures.get(trade_id, 0) + 1
+        self._failures[trade_id] = n
+        wait = delay if delay is not None else min(self.retry_max, self.retry_base * 2 ** (n - 1))
+        self._not_before[trade_id] = trio.current_time() + wait
+
+    async def _store_state(self, amend_id: int | None, state: AmendState,
+                           error: str | None = None, ref: str | None = None) -> None:
+        if amend_id is None:
+            return
+        try:
+            await self.store.update_amendment(amend_id, state, self.now(), broker_ref=ref,
+                                              error=error)
+        except StoreError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning(
+                "amendment state queued, not yet durable")

@@ -1,0 +1,419 @@
+"""Adopts trades, owns the actor nursery, restarts crashed actors, applies kill switches.
+
+An actor that raises is restarted with back-off; after ``dynamic_failures_before_fixed``
+crashes of a dynamic trade it is restarted on its fixed stages (``calculation_error``); past its
+restart budget the trade is marked unmanaged and its last confirmed broker stop stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import trio
+from loguru import logger
+
+from traild.core.calculator import (
+    DYNAMIC,
+    FIXED,
+    CalculatedStages,
+    CalculatorParams,
+    DynamicTrailingCalculator,
+    MarketConditions,
+    StageConfig,
+    is_forced_fixed,
+)
+from traild.core.conditions import BarHistory
+from traild.core.errors import BrokerError, StageError, StoreError, TraildError
+from traild.core.instruments import InstrumentTable
+from traild.core.ladder import LadderPolicy
+from traild.core.messages import (
+    AmendState,
+    OpenRequest,
+    PositionClosed,
+    PositionOpened,
+    TradeRecord,
+    TradeStatus,
+)
+from traild.ports import Broker, BrokerEvent, TradeStore
+from traild.runtime.gateway import Gateway
+from traild.runtime.router import Router
+from traild.runtime.trade_actor import ActorPlan, TradeActor
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The plain values the supervisor needs from the settings (swapped on reload)."""
+
+    calculator: CalculatorParams
+    ladder: LadderPolicy
+    fixed_stages: Callable[[str, bool], StageConfig]
+    restart_budget: int = 5
+    restart_backoff: float = 0.5
+    restart_backoff_max: float = 30.0
+    dynamic_failures_before_fixed: int = 2
+    persist_every_s: float = 1.0
+
+
+@dataclass(slots=True)
+class _Slot:
+    actor: TradeActor
+    scope: trio.CancelScope
+    crashes: int = 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        policy: Policy,
+        store: TradeStore,
+        broker: Broker,
+        gateway: Gateway,
+        router: Router,
+        instruments: InstrumentTable,
+        histories: dict[str, BarHistory],
+        now: Callable[[], datetime],
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.broker = broker
+        self.gateway = gateway
+        self.router = router
+        self.instruments = instruments
+        self.histories = histories
+        self.now = now
+        self.slots: dict[int, _Slot] = {}
+        self._filling: set[int] = set()
+        self._known: set[int] = set()
+        self._nursery: trio.Nursery | None = None
+        self.counts = {"adopted": 0, "closed": 0, "crashed": 0, "abandoned": 0}
+
+    # -- start-up -----------------------------------------------------------------------------
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self.reconcile()
+            await self.adopt_from_broker()
+            await self.poll_store()
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def reconcile(self) -> None:
+        """Settle every non-final amendment against the broker; never re-send blindly."""
+        for amendment in await self.store.unfinished_amendments():
+            try:
+                position = await self.broker.get_position(amendment.deal_id)
+            except BrokerError as exc:
+                logger.bind(event="stop.failed", deal_id=amendment.deal_id,
+                            error=str(exc)).warning("cannot reconcile amendment now")
+                continue
+            applied = position is not None and position.stop is not None and abs(
+                position.stop - amendment.requested_level) < 1e-9
+            if applied and position is not None and position.stop is not None:
+                await self.store.confirm_amendment(amendment.id, position.stop, self.now(),
+                                                   amendment.reason == "profit_lock")
+                logger.bind(event="stop.confirmed", deal_id=amendment.deal_id,
+                            level=position.stop, reconciled=True).info("amendment reconciled")
+            else:
+                await self.store.update_amendment(amendment.id, AmendState.FAILED, self.now(),
+                                                  error="not applied at the broker (recovery)")
+
+    async def adopt_from_broker(self) -> None:
+        """Positions at the broker that traild does not know yet become trades."""
+        try:
+            positions = await self.broker.open_positions()
+        except BrokerError as exc:
+            logger.bind(event="broker.error", error=str(exc)).warning("cannot list positions")
+            return
+        for position in positions:
+            await self.on_broker_event(PositionOpened(position, self.now()))
+
+    async def poll_store(self) -> None:
+        """Adopt every open or pending trade that has no actor yet."""
+        for trade in await self.store.load_open_trades():
+            if trade.id is None or trade.id in self._known:
+                continue
+            await self.adopt(trade)
+
+    # -- adoption -----------------------------------------------------------------------------
+    async def adopt(self, trade: TradeRecord) -> None:
+        assert trade.id is not None and self._nursery is not None
+        try:
+            inst = self.instruments.resolve(trade.epic)
+        except TraildError as exc:
+            self._known.add(trade.id)
+            await self._unmanage(trade, f"unknown instrument: {exc}")
+            return
+        if trade.entry_price is None:
+            if trade.id not in self._filling:
+                self._filling.add(trade.id)
+                self._known.add(trade.id)
+                self._nursery.start_soon(self._fill, trade)
+            return
+        self._known.add(trade.id)
+        stages = self._stored_stages(trade)
+        if stages is None:
+            stages = self.calculate(trade, self._conditions_from_history(trade))
+            await self.store.adopt_trade(
+                trade.id,
+                calculated_stages=stages.to_json(),
+                trailing_calculation_method=stages.method,
+                fallback_reason=stages.fallback_reason,
+                atr_at_entry=stages.atr_pips and stages.atr_pips * float(inst.pip_size),
+                volatility_regime=trade.volatility_regime,
+                session_at_entry=trade.session_at_entry,
+            )
+        stages = self._apply_switches(trade, stages)
+        self.counts["adopted"] += 1
+        logger.bind(event="trade.adopted", trade_id=trade.id, deal_id=trade.deal_id,
+                    epic=trade.epic, method=stages.method, direction=trade.direction.value,
+                    entry=trade.entry_price, stop=trade.sl_price).info("trade adopted")
+        self._start(trade, ActorPlan(stages, self.policy.ladder))
+
+    async def _fill(self, trade: TradeRecord) -> None:
+        """Paper broker: open the position; its fill arrives at the next tick."""
+        assert trade.id is not None
+        request = OpenRequest(trade.epic, trade.direction, trade.size, trade.stop_pips,
+                              trade.sl_price, trade.limit_pips, trade.limit_price, trade.deal_id)
+        try:
+            position = await self.broker.open_position(request)
+        except BrokerError as exc:
+            await self._unmanage(trade, f"broker refused to open: {exc}")
+            return
+        conditions = await self._conditions(trade)
+        opened = position.opened_at or self.now()
+        filled = replace(trade, entry_price=position.level, sl_price=position.stop,
+                         initial_sl_price=position.stop, limit_price=position.limit,
+                         opened_at=opened, status=TradeStatus.OPEN,
+                         atr_at_entry=None, session_at_entry=conditions.session if conditions
+                         else None,
+                         volatility_regime=conditions.volatility_regime if conditions else None)
+        stages = self.calculate(filled, conditions)
+        inst = self.instruments.resolve(trade.epic)
+        await self.store.adopt_trade(
+            trade.id, entry_price=position.level, sl_price=position.stop,
+            initial_sl_price=position.stop, limit_price=position.limit, opened_at=opened,
+            status=TradeStatus.OPEN.value, calculated_stages=stages.to_json(),
+            trailing_calculation_method=stages.method, fallback_reason=stages.fallback_reason,
+            atr_at_entry=None if stages.atr_pips is None
+            else stages.atr_pips * float(inst.pip_size),
+            volatility_regime=filled.volatility_regime, session_at_entry=filled.session_at_entry,
+            market_regime_at_entry=conditions.market_regime if conditions else None,
+        )
+        self._filling.discard(trade.id)
+        self.counts["adopted"] += 1
+        logger.bind(event="trade.adopted", trade_id=trade.id, deal_id=trade.deal_id,
+                    epic=trade.epic, method=stages.method, direction=trade.direction.value,
+                    entry=position.level, stop=position.stop).info("trade filled and adopted")
+        self._start(filled, ActorPlan(self._apply_switches(filled, stages), self.policy.ladder))
+
+    def _stored_stages(self, trade: TradeRecord) -> CalculatedStages | None:
+        if trade.calculated_stages is None:
+            return None
+        try:
+            return CalculatedStages.from_json(trade.calculated_stages)
+        except StageError as exc:
+            logger.bind(event="stages.fallback", trade_id=trade.id, deal_id=trade.deal_id,
+                        epic=trade.epic, reason="calculation_error", error=str(exc)).warning(
+                "stored stages unusable; using fixed")
+            return self._fixed(trade, "calculation_error")
+
+    async def _conditions(self, trade: TradeRecord) -> MarketConditions | None:
+        alert = None
+        if trade.alert_id is not None:
+            try:
+                alert = await self.store.get_alert(trade.alert_id)
+            except StoreError as exc:
+                logger.bind(event="store.degraded", error=str(exc)).warning("alert unreadable")
+        own = self._conditions_from_history(trade)
+        if alert is None:
+            return own
+        pip = float(self.instruments.resolve(trade.epic).pip_size)
+        atr = alert.atr / pip if alert.atr is not None and alert.atr == alert.atr else None
+        base = own or MarketConditions(trade.epic)
+        return MarketConditions(
+            trade.epic,
+            atr if atr is not None else base.atr_pips,
+            alert.volatility_regime or base.volatility_regime,
+            alert.market_session or base.session,
+            alert.market_regime or base.market_regime,
+        )
+
+    def _conditions_from_history(self, trade: TradeRecord) -> MarketConditions | None:
+        history = self.histories.get(trade.epic)
+        if history is None or history.atr is None:
+            return None
+        return history.conditions(trade.epic, self.now())
+
+    def calculate(self, trade: TradeRecord, cond: MarketConditions | None) -> CalculatedStages:
+        calc = DynamicTrailingCalculator(self.policy.calculator)
+        base = self.policy.fixed_stages(trade.epic, trade.is_scalp_trade)
+        result = calc.calculate_stages(cond, base, trade.is_scalp_trade,
+                                       trade.trailing_override, trade.epic)
+        log = logger.bind(trade_id=trade.id, deal_id=trade.deal_id, epic=trade.epic,
+                          method=result.method, reason=result.fallback_reason,
+                          factor=result.factor, stages=result.stages.as_dict(),
+                          inputs=None if cond is None else {
+                              "atr_pips": cond.atr_pips, "regime": cond.volatility_regime,
+                              "session": cond.session, "market_regime": cond.market_regime})
+        if result.method == DYNAMIC:
+            log.bind(event="stages.calculated").info("dynamic stages calculated")
+        else:
+            log.bind(event="stages.fallback").info("fixed stages used")
+        for warning in result.warnings:
+            log.bind(event="stages.calculated").warning(warning)
+        if result.out_of_range:
+            log.bind(event="stages.out_of_range", fields=list(result.out_of_range)).warning(
+                "stages outside the configured sanity range")
+        return result
+
+    def _fixed(self, trade: TradeRecord, reason: str, atr: float | None = None
+               ) -> CalculatedStages:
+        base = self.policy.fixed_stages(trade.epic, trade.is_scalp_trade)
+        return CalculatedStages(base, FIXED, reason, None, atr)
+
+    def _apply_switches(self, trade: TradeRecord, stages: CalculatedStages) -> CalculatedStages:
+        """Kill switches: dynamic off, forced-fixed pair, per-trade override -> fixed stages."""
+        if stages.method != DYNAMIC:
+            return stages
+        calc = self.policy.calculator
+        reason = None
+        if not calc.enable_dynamic_trailing:
+            reason = "disabled"
+        elif is_forced_fixed(trade.epic, calc.force_fixed_trailing_pairs):
+            reason = "forced_fixed_pair"
+        elif trade.trailing_override in ("fixed", "off"):
+            reason = "trade_override"
+        if reason is None:
+            return stages
+        return self._fixed(trade, reason, stages.atr_pips)
+
+    # -- actors -------------------------------------------------------------------------------
+    def _start(self, trade: TradeRecord, plan: ActorPlan) -> None:
+        assert trade.id is not None and self._nursery is not None
+        box = self.router.subscribe(trade.epic, trade.id)
+        actor = TradeActor(trade, self.instruments.resolve(trade.epic), plan, box,
+                           self.gateway, self.store, self.policy.persist_every_s)
+        slot = _Slot(actor, trio.CancelScope())
+        self.slots[trade.id] = slot
+        self._nursery.start_soon(self._supervise, slot)
+
+    async def _supervise(self, slot: _Slot) -> None:
+        actor = slot.actor
+        with slot.scope:
+            while True:
+                try:
+                    await actor.run()
+                except Exception as exc:  # an actor bug must not take the daemon down
+                    slot.crashes += 1
+                    self.counts["crashed"] += 1
+                    actor.log.bind(event="actor.crashed", crashes=slot.crashes,
+                                   error=f"{exc.__class__.__name__}: {exc}").error("actor crashed")
+                    actor.mailbox.done()
+                    if slot.crashes > self.policy.restart_budget:
+                        await self._abandon(actor)
+                        return
+                    await trio.sleep(min(self.policy.restart_backoff_max,
+                                         self.policy.restart_backoff * 2 ** (slot.crashes - 1)))
+                    self._fallback_after_crashes(slot)
+                    actor.log.bind(event="actor.restarted", crashes=slot.crashes,
+                                   method=actor.plan.stages.method).info("actor restarted")
+
+    def _fallback_after_crashes(self, slot: _Slot) -> None:
+        actor = slot.actor
+        stages = actor.plan.stages
+        if stages.method == DYNAMIC and slot.crashes >= self.policy.dynamic_failures_before_fixed:
+            fixed = self._fixed(actor.trade, "calculation_error", stages.atr_pips)
+            actor.replan(ActorPlan(fixed, actor.plan.policy))
+            actor.log.bind(event="stages.fallback", reason="calculation_error",
+                           stages=fixed.stages.as_dict()).warning(
+                "dynamic stages failed repeatedly; trailing on fixed stages")
+            if self._nursery is not None:
+                self._nursery.start_soon(self._record_method, actor.trade_id, FIXED,
+                                         "calculation_error")
+
+    async def _record_method(self, trade_id: int, method: str, reason: str | None) -> None:
+        try:
+            await self.store.set_method(trade_id, method, reason)
+        except StoreError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning("method change queued")
+
+    async def _abandon(self, actor: TradeActor) -> None:
+        self.counts["abandoned"] += 1
+        self.router.unsubscribe(actor.trade.epic, actor.trade_id)
+        self.gateway.forget(actor.trade_id)
+        self.slots.pop(actor.trade_id, None)
+        actor.log.bind(event="actor.abandoned", stop=actor.trade.sl_price).error(
+            "restart budget exhausted; trade unmanaged, its broker stop stays")
+        await self._unmanage(actor.trade, "restart budget exhausted")
+
+    async def _unmanage(self, trade: TradeRecord, why: str) -> None:
+        assert trade.id is not None
+        logger.bind(event="actor.abandoned", trade_id=trade.id, deal_id=trade.deal_id,
+                    epic=trade.epic, error=why).error("trade not managed")
+        try:
+            await self.store.set_status(trade.id, TradeStatus.UNMANAGED.value, why)
+        except StoreError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning("status change queued")
+
+    # -- broker events ------------------------------------------------------------------------
+    async def on_broker_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, PositionClosed):
+            await self._closed(event)
+            return
+        position = event.position
+        known = await self.store.get_trade_by_deal(position.deal_id)
+        if known is not None:
+            return  # ours already (a fill is handled by _fill)
+        try:
+            self.instruments.resolve(position.epic)
+        except TraildError as exc:
+            logger.bind(event="trade.ignored", deal_id=position.deal_id, epic=position.epic,
+                        error=str(exc)).warning("broker position on an unknown instrument")
+            return
+        trade = await self.store.add_trade(TradeRecord(
+            deal_id=position.deal_id, epic=position.epic, direction=position.direction,
+            size=position.size, entry_price=position.level, sl_price=position.stop,
+            initial_sl_price=position.stop, limit_price=position.limit,
+            status=TradeStatus.OPEN, opened_at=position.opened_at or event.ts))
+        await self.adopt(trade)
+
+    async def _closed(self, event: PositionClosed) -> None:
+        trade = await self.store.get_trade_by_deal(event.deal_id)
+        if trade is None or trade.id is None or trade.entry_price is None:
+            return
+        slot = self.slots.pop(trade.id, None)
+        if slot is not None:
+            await slot.actor.persist()
+            slot.scope.cancel()
+        self.router.unsubscribe(trade.epic, trade.id)
+        self.gateway.forget(trade.id)
+        inst = self.instruments.resolve(trade.epic)
+        pnl = round(inst.pips(trade.direction.sign * (inst.to_ticks(event.exit_price)
+                                                      - inst.to_ticks(trade.entry_price))), 2)
+        await self.store.close_trade(trade.id, event.exit_price, event.reason, pnl, event.ts)
+        self.counts["closed"] += 1
+        logger.bind(event="trade.closed", trade_id=trade.id, deal_id=trade.deal_id,
+                    epic=trade.epic, exit_price=event.exit_price, exit_reason=event.reason,
+                    gap=event.gap, pnl_pips=pnl).info("trade closed")
+
+    # -- reload -------------------------------------------------------------------------------
+    def apply_policy(self, policy: Policy) -> None:
+        """A reloaded configuration: every actor switches before its next tick."""
+        self.policy = policy
+        for slot in self.slots.values():
+            actor = slot.actor
+            stages = actor.plan.stages
+            switched = self._apply_switches(actor.trade, stages)
+            if switched is not stages:
+                actor.log.bind(event="stages.fallback", reason=switched.fallback_reason,
+                               stages=switched.stages.as_dict()).warning(
+                    "kill switch: trade moves to fixed stages")
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._record_method, actor.trade_id, FIXED,
+                                             switched.fallback_reason)
+            elif stages.method == FIXED:
+                switched = replace(stages, stages=policy.fixed_stages(
+                    actor.trade.epic, actor.trade.is_scalp_trade))
+            actor.replan(ActorPlan(switched, policy.ladder))
