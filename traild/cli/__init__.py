@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from traild.core.errors import TraildError
 
 # Command modules, in the order their commands appear in ``traild --help``.
-_MODULES = ("traild.cli.core_cmds",)
+_MODULES = (
+    "traild.cli.core_cmds",
+    "traild.cli.daemon_cmds",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -143,9 +143,16 @@ class Gateway:
 
     def statistics(self) -> GatewayStatistics:
         c = self.counts
-        return GatewayStatistics(len(self._queued), len(self._in_flight), c["sent"],
-                                 c["confirmed"], c["rejected"], c["failed"],
-                                 c["rate_limited"], self.halted)
+        return GatewayStatistics(
+            len(self._queued),
+            len(self._in_flight),
+            c["sent"],
+            c["confirmed"],
+            c["rejected"],
+            c["failed"],
+            c["rate_limited"],
+            self.halted,
+        )
 
     async def wait_idle(self) -> None:
         """Until nothing is in flight and nothing sendable is queued (halted counts as idle)."""
@@ -214,15 +221,18 @@ class Gateway:
         bound = logger.bind(trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic, **t.log)
         try:
             amend_id = await self.store.write_amendment(
-                t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now())
+                t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now()
+            )
         except StoreError as exc:
             # The write stays queued in the store; protection first, so send anyway.
             bound.bind(event="store.degraded", error=str(exc)).warning(
-                "write-ahead record queued, not yet durable; sending the amendment anyway")
+                "write-ahead record queued, not yet durable; sending the amendment anyway"
+            )
             amend_id = None
         await self.bucket.acquire()
-        bound.bind(event="stop.requested", old=t.previous, new=t.level,
-                   reason=t.reason.value).info("stop amendment sent")
+        bound.bind(event="stop.requested", old=t.previous, new=t.level, reason=t.reason.value).info(
+            "stop amendment sent"
+        )
         self.counts["sent"] += 1
         await self._store_state(amend_id, AmendState.SENT)
         result: Confirmation | None
@@ -232,7 +242,8 @@ class Gateway:
             self.counts["rate_limited"] += 1
             self.bucket.pause(exc.retry_after)
             bound.bind(event="broker.rate_limited", retry_after=exc.retry_after).warning(
-                "broker allowance exceeded; pausing amendments")
+                "broker allowance exceeded; pausing amendments"
+            )
             await self._store_state(amend_id, AmendState.FAILED, error="rate limited")
             self._retry_later(t, exc.retry_after)
             return
@@ -256,8 +267,10 @@ class Gateway:
             position = await self.broker.get_position(t.deal_id)
         except BrokerError:
             return None
-        if position is not None and position.stop is not None and not t.better(
-            t.level, position.stop
+        if (
+            position is not None
+            and position.stop is not None
+            and not t.better(t.level, position.stop)
         ):
             return Confirmation(True, position.stop, "reconciled")
         return None
@@ -268,30 +281,44 @@ class Gateway:
             level = result.level if result.level is not None else t.level
             if amend_id is not None:
                 try:
-                    await self.store.confirm_amendment(amend_id, level, self.now(),
-                                                       t.reason is Reason.PROFIT_LOCK)
+                    await self.store.confirm_amendment(
+                        amend_id, level, self.now(), t.reason is Reason.PROFIT_LOCK
+                    )
                 except StoreError as exc:
                     log.bind(event="store.degraded", error=str(exc)).warning(
-                        "confirmation queued, not yet durable")
+                        "confirmation queued, not yet durable"
+                    )
             self.counts["confirmed"] += 1
             self._failures.pop(t.trade_id, None)
             self._not_before.pop(t.trade_id, None)
             t.on_confirmed(level)
-            log.bind(event="stop.confirmed", level=level, reason=t.reason.value,
-                     reference=result.reference).info("stop amendment confirmed")
+            log.bind(
+                event="stop.confirmed",
+                level=level,
+                reason=t.reason.value,
+                reference=result.reference,
+            ).info("stop amendment confirmed")
             return
         self.counts["rejected"] += 1
-        await self._store_state(amend_id, AmendState.REJECTED, error=result.reason,
-                                ref=result.reference)
-        log.bind(event="stop.rejected", level=t.level, reason=t.reason.value,
-                 broker_reason=result.reason).warning("stop amendment rejected")
+        await self._store_state(
+            amend_id, AmendState.REJECTED, error=result.reason, ref=result.reference
+        )
+        log.bind(
+            event="stop.rejected", level=t.level, reason=t.reason.value, broker_reason=result.reason
+        ).warning("stop amendment rejected")
         self._backoff(t.trade_id)
         t.on_failed(result.reason)
 
     def _fail(self, t: AmendTarget, why: str) -> None:
         self.counts["failed"] += 1
-        logger.bind(event="stop.failed", trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic,
-                    level=t.level, error=why).warning("stop amendment failed; will retry")
+        logger.bind(
+            event="stop.failed",
+            trade_id=t.trade_id,
+            deal_id=t.deal_id,
+            epic=t.epic,
+            level=t.level,
+            error=why,
+        ).warning("stop amendment failed; will retry")
         self._retry_later(t, None)
 
     def _retry_later(self, t: AmendTarget, delay: float | None) -> None:
@@ -306,13 +333,20 @@ class Gateway:
         wait = delay if delay is not None else min(self.retry_max, self.retry_base * 2 ** (n - 1))
         self._not_before[trade_id] = trio.current_time() + wait
 
-    async def _store_state(self, amend_id: int | None, state: AmendState,
-                           error: str | None = None, ref: str | None = None) -> None:
+    async def _store_state(
+        self,
+        amend_id: int | None,
+        state: AmendState,
+        error: str | None = None,
+        ref: str | None = None,
+    ) -> None:
         if amend_id is None:
             return
         try:
-            await self.store.update_amendment(amend_id, state, self.now(), broker_ref=ref,
-                                              error=error)
+            await self.store.update_amendment(
+                amend_id, state, self.now(), broker_ref=ref, error=error
+            )
         except StoreError as exc:
             logger.bind(event="store.degraded", error=str(exc)).warning(
-                "amendment state queued, not yet durable")
+                "amendment state queued, not yet durable"
+            )

@@ -85,8 +85,9 @@ class Mailbox:
 class Router:
     """Routes ticks to mailboxes by epic."""
 
-    def __init__(self, lockstep: bool = False,
-                 settle: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self, lockstep: bool = False, settle: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.lockstep = lockstep
         self._settle = settle
         self._boxes: dict[str, dict[int, Mailbox]] = {}

@@ -54,6 +54,7 @@ class Policy:
     restart_backoff_max: float = 30.0
     dynamic_failures_before_fixed: int = 2
     persist_every_s: float = 1.0
+    min_distance: Callable[[str], float] = lambda epic: 0.0
 
 
 @dataclass(slots=True)
@@ -105,19 +106,32 @@ class Supervisor:
             try:
                 position = await self.broker.get_position(amendment.deal_id)
             except BrokerError as exc:
-                logger.bind(event="stop.failed", deal_id=amendment.deal_id,
-                            error=str(exc)).warning("cannot reconcile amendment now")
+                logger.bind(event="stop.failed", deal_id=amendment.deal_id, error=str(exc)).warning(
+                    "cannot reconcile amendment now"
+                )
                 continue
-            applied = position is not None and position.stop is not None and abs(
-                position.stop - amendment.requested_level) < 1e-9
+            applied = (
+                position is not None
+                and position.stop is not None
+                and abs(position.stop - amendment.requested_level) < 1e-9
+            )
             if applied and position is not None and position.stop is not None:
-                await self.store.confirm_amendment(amendment.id, position.stop, self.now(),
-                                                   amendment.reason == "profit_lock")
-                logger.bind(event="stop.confirmed", deal_id=amendment.deal_id,
-                            level=position.stop, reconciled=True).info("amendment reconciled")
+                await self.store.confirm_amendment(
+                    amendment.id, position.stop, self.now(), amendment.reason == "profit_lock"
+                )
+                logger.bind(
+                    event="stop.confirmed",
+                    deal_id=amendment.deal_id,
+                    level=position.stop,
+                    reconciled=True,
+                ).info("amendment reconciled")
             else:
-                await self.store.update_amendment(amendment.id, AmendState.FAILED, self.now(),
-                                                  error="not applied at the broker (recovery)")
+                await self.store.update_amendment(
+                    amendment.id,
+                    AmendState.FAILED,
+                    self.now(),
+                    error="not applied at the broker (recovery)",
+                )
 
     async def adopt_from_broker(self) -> None:
         """Positions at the broker that traild does not know yet become trades."""
@@ -166,16 +180,31 @@ class Supervisor:
             )
         stages = self._apply_switches(trade, stages)
         self.counts["adopted"] += 1
-        logger.bind(event="trade.adopted", trade_id=trade.id, deal_id=trade.deal_id,
-                    epic=trade.epic, method=stages.method, direction=trade.direction.value,
-                    entry=trade.entry_price, stop=trade.sl_price).info("trade adopted")
-        self._start(trade, ActorPlan(stages, self.policy.ladder))
+        logger.bind(
+            event="trade.adopted",
+            trade_id=trade.id,
+            deal_id=trade.deal_id,
+            epic=trade.epic,
+            method=stages.method,
+            direction=trade.direction.value,
+            entry=trade.entry_price,
+            stop=trade.sl_price,
+        ).info("trade adopted")
+        self._start(trade, ActorPlan(stages, self._ladder_policy(trade.epic)))
 
     async def _fill(self, trade: TradeRecord) -> None:
         """Paper broker: open the position; its fill arrives at the next tick."""
         assert trade.id is not None
-        request = OpenRequest(trade.epic, trade.direction, trade.size, trade.stop_pips,
-                              trade.sl_price, trade.limit_pips, trade.limit_price, trade.deal_id)
+        request = OpenRequest(
+            trade.epic,
+            trade.direction,
+            trade.size,
+            trade.stop_pips,
+            trade.sl_price,
+            trade.limit_pips,
+            trade.limit_price,
+            trade.deal_id,
+        )
         try:
             position = await self.broker.open_position(request)
         except BrokerError as exc:
@@ -183,30 +212,54 @@ class Supervisor:
             return
         conditions = await self._conditions(trade)
         opened = position.opened_at or self.now()
-        filled = replace(trade, entry_price=position.level, sl_price=position.stop,
-                         initial_sl_price=position.stop, limit_price=position.limit,
-                         opened_at=opened, status=TradeStatus.OPEN,
-                         atr_at_entry=None, session_at_entry=conditions.session if conditions
-                         else None,
-                         volatility_regime=conditions.volatility_regime if conditions else None)
+        filled = replace(
+            trade,
+            entry_price=position.level,
+            sl_price=position.stop,
+            initial_sl_price=position.stop,
+            limit_price=position.limit,
+            opened_at=opened,
+            status=TradeStatus.OPEN,
+            atr_at_entry=None,
+            session_at_entry=conditions.session if conditions else None,
+            volatility_regime=conditions.volatility_regime if conditions else None,
+        )
         stages = self.calculate(filled, conditions)
         inst = self.instruments.resolve(trade.epic)
         await self.store.adopt_trade(
-            trade.id, entry_price=position.level, sl_price=position.stop,
-            initial_sl_price=position.stop, limit_price=position.limit, opened_at=opened,
-            status=TradeStatus.OPEN.value, calculated_stages=stages.to_json(),
-            trailing_calculation_method=stages.method, fallback_reason=stages.fallback_reason,
-            atr_at_entry=None if stages.atr_pips is None
+            trade.id,
+            entry_price=position.level,
+            sl_price=position.stop,
+            initial_sl_price=position.stop,
+            limit_price=position.limit,
+            opened_at=opened,
+            status=TradeStatus.OPEN.value,
+            calculated_stages=stages.to_json(),
+            trailing_calculation_method=stages.method,
+            fallback_reason=stages.fallback_reason,
+            atr_at_entry=None
+            if stages.atr_pips is None
             else stages.atr_pips * float(inst.pip_size),
-            volatility_regime=filled.volatility_regime, session_at_entry=filled.session_at_entry,
+            volatility_regime=filled.volatility_regime,
+            session_at_entry=filled.session_at_entry,
             market_regime_at_entry=conditions.market_regime if conditions else None,
         )
         self._filling.discard(trade.id)
         self.counts["adopted"] += 1
-        logger.bind(event="trade.adopted", trade_id=trade.id, deal_id=trade.deal_id,
-                    epic=trade.epic, method=stages.method, direction=trade.direction.value,
-                    entry=position.level, stop=position.stop).info("trade filled and adopted")
-        self._start(filled, ActorPlan(self._apply_switches(filled, stages), self.policy.ladder))
+        logger.bind(
+            event="trade.adopted",
+            trade_id=trade.id,
+            deal_id=trade.deal_id,
+            epic=trade.epic,
+            method=stages.method,
+            direction=trade.direction.value,
+            entry=position.level,
+            stop=position.stop,
+        ).info("trade filled and adopted")
+        self._start(
+            filled,
+            ActorPlan(self._apply_switches(filled, stages), self._ladder_policy(filled.epic)),
+        )
 
     def _stored_stages(self, trade: TradeRecord) -> CalculatedStages | None:
         if trade.calculated_stages is None:
@@ -214,9 +267,14 @@ class Supervisor:
         try:
             return CalculatedStages.from_json(trade.calculated_stages)
         except StageError as exc:
-            logger.bind(event="stages.fallback", trade_id=trade.id, deal_id=trade.deal_id,
-                        epic=trade.epic, reason="calculation_error", error=str(exc)).warning(
-                "stored stages unusable; using fixed")
+            logger.bind(
+                event="stages.fallback",
+                trade_id=trade.id,
+                deal_id=trade.deal_id,
+                epic=trade.epic,
+                reason="calculation_error",
+                error=str(exc),
+            ).warning("stored stages unusable; using fixed")
             return self._fixed(trade, "calculation_error")
 
     async def _conditions(self, trade: TradeRecord) -> MarketConditions | None:
@@ -249,14 +307,26 @@ class Supervisor:
     def calculate(self, trade: TradeRecord, cond: MarketConditions | None) -> CalculatedStages:
         calc = DynamicTrailingCalculator(self.policy.calculator)
         base = self.policy.fixed_stages(trade.epic, trade.is_scalp_trade)
-        result = calc.calculate_stages(cond, base, trade.is_scalp_trade,
-                                       trade.trailing_override, trade.epic)
-        log = logger.bind(trade_id=trade.id, deal_id=trade.deal_id, epic=trade.epic,
-                          method=result.method, reason=result.fallback_reason,
-                          factor=result.factor, stages=result.stages.as_dict(),
-                          inputs=None if cond is None else {
-                              "atr_pips": cond.atr_pips, "regime": cond.volatility_regime,
-                              "session": cond.session, "market_regime": cond.market_regime})
+        result = calc.calculate_stages(
+            cond, base, trade.is_scalp_trade, trade.trailing_override, trade.epic
+        )
+        log = logger.bind(
+            trade_id=trade.id,
+            deal_id=trade.deal_id,
+            epic=trade.epic,
+            method=result.method,
+            reason=result.fallback_reason,
+            factor=result.factor,
+            stages=result.stages.as_dict(),
+            inputs=None
+            if cond is None
+            else {
+                "atr_pips": cond.atr_pips,
+                "regime": cond.volatility_regime,
+                "session": cond.session,
+                "market_regime": cond.market_regime,
+            },
+        )
         if result.method == DYNAMIC:
             log.bind(event="stages.calculated").info("dynamic stages calculated")
         else:
@@ -265,11 +335,11 @@ class Supervisor:
             log.bind(event="stages.calculated").warning(warning)
         if result.out_of_range:
             log.bind(event="stages.out_of_range", fields=list(result.out_of_range)).warning(
-                "stages outside the configured sanity range")
+                "stages outside the configured sanity range"
+            )
         return result
 
-    def _fixed(self, trade: TradeRecord, reason: str, atr: float | None = None
-               ) -> CalculatedStages:
+    def _fixed(self, trade: TradeRecord, reason: str, atr: float | None = None) -> CalculatedStages:
         base = self.policy.fixed_stages(trade.epic, trade.is_scalp_trade)
         return CalculatedStages(base, FIXED, reason, None, atr)
 
@@ -289,12 +359,23 @@ class Supervisor:
             return stages
         return self._fixed(trade, reason, stages.atr_pips)
 
+    def _ladder_policy(self, epic: str) -> LadderPolicy:
+        distance = self.policy.min_distance(epic)
+        return replace(self.policy.ladder, min_stop_distance_pips=distance)
+
     # -- actors -------------------------------------------------------------------------------
     def _start(self, trade: TradeRecord, plan: ActorPlan) -> None:
         assert trade.id is not None and self._nursery is not None
         box = self.router.subscribe(trade.epic, trade.id)
-        actor = TradeActor(trade, self.instruments.resolve(trade.epic), plan, box,
-                           self.gateway, self.store, self.policy.persist_every_s)
+        actor = TradeActor(
+            trade,
+            self.instruments.resolve(trade.epic),
+            plan,
+            box,
+            self.gateway,
+            self.store,
+            self.policy.persist_every_s,
+        )
         slot = _Slot(actor, trio.CancelScope())
         self.slots[trade.id] = slot
         self._nursery.start_soon(self._supervise, slot)
@@ -308,17 +389,27 @@ class Supervisor:
                 except Exception as exc:  # an actor bug must not take the daemon down
                     slot.crashes += 1
                     self.counts["crashed"] += 1
-                    actor.log.bind(event="actor.crashed", crashes=slot.crashes,
-                                   error=f"{exc.__class__.__name__}: {exc}").error("actor crashed")
+                    actor.log.bind(
+                        event="actor.crashed",
+                        crashes=slot.crashes,
+                        error=f"{exc.__class__.__name__}: {exc}",
+                    ).error("actor crashed")
                     actor.mailbox.done()
                     if slot.crashes > self.policy.restart_budget:
                         await self._abandon(actor)
                         return
-                    await trio.sleep(min(self.policy.restart_backoff_max,
-                                         self.policy.restart_backoff * 2 ** (slot.crashes - 1)))
+                    await trio.sleep(
+                        min(
+                            self.policy.restart_backoff_max,
+                            self.policy.restart_backoff * 2 ** (slot.crashes - 1),
+                        )
+                    )
                     self._fallback_after_crashes(slot)
-                    actor.log.bind(event="actor.restarted", crashes=slot.crashes,
-                                   method=actor.plan.stages.method).info("actor restarted")
+                    actor.log.bind(
+                        event="actor.restarted",
+                        crashes=slot.crashes,
+                        method=actor.plan.stages.method,
+                    ).info("actor restarted")
 
     def _fallback_after_crashes(self, slot: _Slot) -> None:
         actor = slot.actor
@@ -326,12 +417,13 @@ class Supervisor:
         if stages.method == DYNAMIC and slot.crashes >= self.policy.dynamic_failures_before_fixed:
             fixed = self._fixed(actor.trade, "calculation_error", stages.atr_pips)
             actor.replan(ActorPlan(fixed, actor.plan.policy))
-            actor.log.bind(event="stages.fallback", reason="calculation_error",
-                           stages=fixed.stages.as_dict()).warning(
-                "dynamic stages failed repeatedly; trailing on fixed stages")
+            actor.log.bind(
+                event="stages.fallback", reason="calculation_error", stages=fixed.stages.as_dict()
+            ).warning("dynamic stages failed repeatedly; trailing on fixed stages")
             if self._nursery is not None:
-                self._nursery.start_soon(self._record_method, actor.trade_id, FIXED,
-                                         "calculation_error")
+                self._nursery.start_soon(
+                    self._record_method, actor.trade_id, FIXED, "calculation_error"
+                )
 
     async def _record_method(self, trade_id: int, method: str, reason: str | None) -> None:
         try:
@@ -345,13 +437,19 @@ class Supervisor:
         self.gateway.forget(actor.trade_id)
         self.slots.pop(actor.trade_id, None)
         actor.log.bind(event="actor.abandoned", stop=actor.trade.sl_price).error(
-            "restart budget exhausted; trade unmanaged, its broker stop stays")
+            "restart budget exhausted; trade unmanaged, its broker stop stays"
+        )
         await self._unmanage(actor.trade, "restart budget exhausted")
 
     async def _unmanage(self, trade: TradeRecord, why: str) -> None:
         assert trade.id is not None
-        logger.bind(event="actor.abandoned", trade_id=trade.id, deal_id=trade.deal_id,
-                    epic=trade.epic, error=why).error("trade not managed")
+        logger.bind(
+            event="actor.abandoned",
+            trade_id=trade.id,
+            deal_id=trade.deal_id,
+            epic=trade.epic,
+            error=why,
+        ).error("trade not managed")
         try:
             await self.store.set_status(trade.id, TradeStatus.UNMANAGED.value, why)
         except StoreError as exc:
@@ -369,14 +467,24 @@ class Supervisor:
         try:
             self.instruments.resolve(position.epic)
         except TraildError as exc:
-            logger.bind(event="trade.ignored", deal_id=position.deal_id, epic=position.epic,
-                        error=str(exc)).warning("broker position on an unknown instrument")
+            logger.bind(
+                event="trade.ignored", deal_id=position.deal_id, epic=position.epic, error=str(exc)
+            ).warning("broker position on an unknown instrument")
             return
-        trade = await self.store.add_trade(TradeRecord(
-            deal_id=position.deal_id, epic=position.epic, direction=position.direction,
-            size=position.size, entry_price=position.level, sl_price=position.stop,
-            initial_sl_price=position.stop, limit_price=position.limit,
-            status=TradeStatus.OPEN, opened_at=position.opened_at or event.ts))
+        trade = await self.store.add_trade(
+            TradeRecord(
+                deal_id=position.deal_id,
+                epic=position.epic,
+                direction=position.direction,
+                size=position.size,
+                entry_price=position.level,
+                sl_price=position.stop,
+                initial_sl_price=position.stop,
+                limit_price=position.limit,
+                status=TradeStatus.OPEN,
+                opened_at=position.opened_at or event.ts,
+            )
+        )
         await self.adopt(trade)
 
     async def _closed(self, event: PositionClosed) -> None:
@@ -390,13 +498,25 @@ class Supervisor:
         self.router.unsubscribe(trade.epic, trade.id)
         self.gateway.forget(trade.id)
         inst = self.instruments.resolve(trade.epic)
-        pnl = round(inst.pips(trade.direction.sign * (inst.to_ticks(event.exit_price)
-                                                      - inst.to_ticks(trade.entry_price))), 2)
+        pnl = round(
+            inst.pips(
+                trade.direction.sign
+                * (inst.to_ticks(event.exit_price) - inst.to_ticks(trade.entry_price))
+            ),
+            2,
+        )
         await self.store.close_trade(trade.id, event.exit_price, event.reason, pnl, event.ts)
         self.counts["closed"] += 1
-        logger.bind(event="trade.closed", trade_id=trade.id, deal_id=trade.deal_id,
-                    epic=trade.epic, exit_price=event.exit_price, exit_reason=event.reason,
-                    gap=event.gap, pnl_pips=pnl).info("trade closed")
+        logger.bind(
+            event="trade.closed",
+            trade_id=trade.id,
+            deal_id=trade.deal_id,
+            epic=trade.epic,
+            exit_price=event.exit_price,
+            exit_reason=event.reason,
+            gap=event.gap,
+            pnl_pips=pnl,
+        ).info("trade closed")
 
     # -- reload -------------------------------------------------------------------------------
     def apply_policy(self, policy: Policy) -> None:
@@ -407,13 +527,17 @@ class Supervisor:
             stages = actor.plan.stages
             switched = self._apply_switches(actor.trade, stages)
             if switched is not stages:
-                actor.log.bind(event="stages.fallback", reason=switched.fallback_reason,
-                               stages=switched.stages.as_dict()).warning(
-                    "kill switch: trade moves to fixed stages")
+                actor.log.bind(
+                    event="stages.fallback",
+                    reason=switched.fallback_reason,
+                    stages=switched.stages.as_dict(),
+                ).warning("kill switch: trade moves to fixed stages")
                 if self._nursery is not None:
-                    self._nursery.start_soon(self._record_method, actor.trade_id, FIXED,
-                                             switched.fallback_reason)
+                    self._nursery.start_soon(
+                        self._record_method, actor.trade_id, FIXED, switched.fallback_reason
+                    )
             elif stages.method == FIXED:
-                switched = replace(stages, stages=policy.fixed_stages(
-                    actor.trade.epic, actor.trade.is_scalp_trade))
-            actor.replan(ActorPlan(switched, policy.ladder))
+                switched = replace(
+                    stages, stages=policy.fixed_stages(actor.trade.epic, actor.trade.is_scalp_trade)
+                )
+            actor.replan(ActorPlan(switched, self._ladder_policy(actor.trade.epic)))

@@ -168,4 +168,3 @@ class TradeActor:
     def best_price(self) -> float | None:
         best = self.ladder.best
         return None if best is None else self.inst.to_price(best)
-

@@ -20,6 +20,7 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+VERSION_TABLE = "traild_alembic_version"  # not alembic_version: the trading app may use Alembic too
 UNFINISHED_STATES = ("pending", "sent")  # AmendState values that are not final
 _UNFINISHED_SQL = "state IN ('pending', 'sent')"
 

@@ -1,0 +1,1 @@
+"""traild's Alembic migrations, run programmatically by ``traild.adapters.store.schema``."""

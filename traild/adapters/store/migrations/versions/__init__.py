@@ -1,0 +1,1 @@
+"""Revisions. Frozen snapshots: they never import the models, so history cannot drift."""

@@ -1,0 +1,385 @@
+"""The composition root: the only module that wires settings, adapters and the runtime."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+from loguru import logger
+
+from traild.adapters import systemd
+from traild.core.conditions import BarHistory, TickGuard
+from traild.core.errors import ConfigError, TraildError
+from traild.core.instruments import InstrumentTable
+from traild.core.messages import Tick
+from traild.ports import Broker, PriceFeed, TradeStore
+from traild.runtime.gateway import Gateway
+from traild.runtime.router import Router
+from traild.runtime.supervisor import Policy, Supervisor
+from traild.settings import Settings, load
+
+EXIT_OK = 0
+EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
+HALT_FILE = "HALT"
+
+
+class FeedClock:
+    """The daemon's clock: the latest accepted tick's time (replay and live alike)."""
+
+    def __init__(self) -> None:
+        self.latest: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.latest if self.latest is not None else datetime.now(UTC)
+
+
+def make_policy(settings: Settings, broker: Broker) -> Policy:
+    """The supervisor's view of the settings (min stop distance: the strictest source)."""
+    d = settings.daemon
+    table = settings.instrument_table()
+
+    def min_distance(epic: str) -> float:
+        return max(
+            settings.broker.min_stop_distance_pips,
+            broker.min_stop_distance_pips(epic),
+            float(table.resolve(epic).min_stop_distance_pips),
+        )
+
+    return Policy(
+        calculator=settings.calculator_params(),
+        ladder=settings.ladder_policy(settings.broker.min_stop_distance_pips),
+        fixed_stages=settings.stage_config,
+        restart_budget=d.restart_budget,
+        restart_backoff=d.restart_backoff_s,
+        restart_backoff_max=d.restart_backoff_max_s,
+        dynamic_failures_before_fixed=d.dynamic_failures_before_fixed,
+        persist_every_s=d.persist_best_every_s,
+        min_distance=min_distance,
+    )
+
+
+def halt_path(settings: Settings) -> Path:
+    return settings.state_path() / HALT_FILE
+
+
+@dataclass
+class Stats:
+    ticks: int = 0
+    rejected: int = 0
+    crossed: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Daemon:
+    """One running traild: feed -> guard -> paper broker -> router -> actors -> gateway."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: str | None = None,
+        broker: Broker | None = None,
+        feed: PriceFeed | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.instruments = InstrumentTable()
+        self._broker = broker
+        self._feed = feed
+        self.clock = FeedClock()
+        self.stats = Stats()
+        self.guards: dict[str, TickGuard] = {}
+        self.histories: dict[str, BarHistory] = {}
+        self.last_tick_wall: dict[str, float] = {}
+        self.feed_done = trio.Event()
+        self.stopping = False
+        self.halted = False
+        self.supervisor: Supervisor | None = None
+        self.gateway: Gateway | None = None
+        self.router: Router | None = None
+        self.on_tick_hook: Callable[[Tick], list[Any]] | None = None
+
+    # -- wiring -----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[tuple[TradeStore, Broker, PriceFeed]]:
+        from traild.adapters.store import open_store
+
+        s = self.settings
+        self.instruments = s.instrument_table()
+        s.state_path().mkdir(parents=True, exist_ok=True)
+        async with open_store(s.database_url(), write_timeout=s.database.write_timeout_s) as store:
+            broker = self._broker or _make_broker(s, self.instruments)
+            feed = self._feed or _make_feed(s)
+            yield store, broker, feed
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or the end of a replay with stop_at_end); exit code."""
+        s = self.settings
+        logger.bind(
+            event="daemon.started",
+            broker=s.broker.kind,
+            feed=s.feed.kind,
+            database=_safe_url(s.database_url()),
+        ).info("traild starting")
+        async with self._open() as (store, broker, feed):
+            lockstep = s.feed.kind == "replay" and s.feed.speed == 0
+            gateway = Gateway(
+                broker,
+                store,
+                self.clock.now,
+                broker.allowance_per_minute() or s.broker.allowance_per_minute,
+                s.broker.retry_base_s,
+                s.broker.retry_max_s,
+            )
+            router = Router(lockstep=lockstep, settle=gateway.wait_idle)
+            supervisor = Supervisor(
+                make_policy(s, broker),
+                store,
+                broker,
+                gateway,
+                router,
+                self.instruments,
+                self.histories,
+                self.clock.now,
+            )
+            self.gateway, self.router, self.supervisor = gateway, router, supervisor
+            self._apply_halt(initial=True)
+            paper_tick = getattr(broker, "on_tick", None)
+            self.on_tick_hook = paper_tick if callable(paper_tick) else None
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gateway.run)
+                await nursery.start(supervisor.run)
+                nursery.start_soon(broker.run, supervisor.on_broker_event)
+                nursery.start_soon(self._signals, nursery)
+                nursery.start_soon(self._housekeeping, store)
+                self._ready()
+                await self._feed_loop(feed)
+                if s.feed.kind == "replay" and s.feed.stop_at_end:
+                    await self._drain(store)
+                    nursery.cancel_scope.cancel()
+                    return EXIT_OK
+                await trio.sleep_forever()
+        return EXIT_OK
+
+    def _ready(self) -> None:
+        sup = self.supervisor
+        count = len(sup.slots) if sup else 0
+        logger.bind(event="daemon.ready", trades=count, halted=self.halted).info("traild ready")
+        systemd.ready(f"managing {count} trades")
+
+    # -- ticks ------------------------------------------------------------------------------
+    async def _feed_loop(self, feed: PriceFeed) -> None:
+        await feed.run(self.on_tick)
+        self.feed_done.set()
+        logger.bind(event="feed.finished", ticks=self.stats.ticks).info("feed exhausted")
+
+    async def on_tick(self, tick: Tick) -> None:
+        """The tick pipeline: guard, clock, history, paper fills/exits, then the actors."""
+        guard = self.guards.get(tick.epic)
+        if guard is None:
+            try:
+                inst = self.instruments.resolve(tick.epic)
+            except TraildError as exc:
+                self._reject(tick, f"unknown instrument: {exc}")
+                return
+            jump = self.settings.conditions.max_tick_jump_pips * float(inst.pip_size)
+            guard = self.guards[tick.epic] = TickGuard(jump)
+            self.histories[tick.epic] = BarHistory(
+                float(inst.pip_size), self.settings.condition_params()
+            )
+        reason = guard.check(tick.ts, tick.bid, tick.ask)
+        if reason is not None:
+            self._reject(tick, reason)
+            return
+        self.stats.ticks += 1
+        self.last_tick_wall[tick.epic] = trio.current_time()
+        self.clock.latest = tick.ts
+        self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)
+        if self.on_tick_hook is not None and self.supervisor is not None:
+            for event in self.on_tick_hook(tick) or ():
+                await self.supervisor.on_broker_event(event)
+        assert self.router is not None
+        await self.router.publish(tick)
+
+    def _reject(self, tick: Tick, reason: str) -> None:
+        self.stats.rejected += 1
+        self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
+        logger.bind(
+            event="tick.rejected",
+            epic=tick.epic,
+            reason=reason,
+            bid=tick.bid,
+            ask=tick.ask,
+            ts=str(tick.ts),
+        ).warning("tick rejected")
+
+    # -- signals, reload, halt ----------------------------------------------------------------
+    async def _signals(self, nursery: trio.Nursery) -> None:
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
+            async for signum in sigs:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                    continue
+                self.stopping = True
+                logger.bind(event="daemon.stopping", signal=signal.Signals(signum).name).info(
+                    "draining"
+                )
+                systemd.stopping()
+                with trio.move_on_after(self.settings.daemon.drain_timeout_s):
+                    if self.gateway is not None:
+                        await self.gateway.wait_idle()
+                    if self.supervisor is not None:
+                        for slot in list(self.supervisor.slots.values()):
+                            await slot.actor.persist()
+                nursery.cancel_scope.cancel()
+                return
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read file and environment; reject invalid config as a whole."""
+        systemd.reloading()
+        try:
+            new = await trio.to_thread.run_sync(load, self.config_path)
+        except ConfigError as exc:
+            logger.bind(event="config.rejected", problems=exc.problems).error(
+                "configuration rejected; keeping the old one"
+            )
+            systemd.ready("config rejected: " + "; ".join(exc.problems)[:200])
+            return
+        changed = _changed_keys(self.settings.redacted(), new.redacted())
+        self.settings = new
+        if self.supervisor is not None and self.gateway is not None:
+            self.supervisor.apply_policy(make_policy(new, self.gateway.broker))
+        self._apply_halt()
+        logger.bind(event="config.reloaded", changed=changed).info("configuration reloaded")
+        systemd.ready("config reloaded")
+
+    def _apply_halt(self, initial: bool = False) -> None:
+        halted = self.settings.daemon.halt or halt_path(self.settings).exists()
+        if halted != self.halted or (initial and halted):
+            self.halted = halted
+            if self.gateway is not None:
+                self.gateway.set_halted(halted)
+            logger.bind(
+                event="killswitch.engaged" if halted else "killswitch.released", switch="halt"
+            ).warning("global halt " + ("on" if halted else "off"))
+
+    # -- periodic -----------------------------------------------------------------------------
+    async def _housekeeping(self, store: TradeStore) -> None:
+        s = self.settings
+        beat_at = trio.current_time() + s.daemon.heartbeat_s
+        interval = systemd.watchdog_interval()
+        while True:
+            await trio.sleep(min(s.database.poll_interval_s, interval or 1e9))
+            self._apply_halt()
+            if self.supervisor is not None and not self.stopping:
+                try:
+                    await self.supervisor.poll_store()
+                except TraildError as exc:
+                    logger.bind(event="store.degraded", error=str(exc)).warning("poll failed")
+            fresh = self._feed_fresh()
+            if fresh:
+                systemd.watchdog()
+            if trio.current_time() >= beat_at:
+                beat_at = trio.current_time() + s.daemon.heartbeat_s
+                self._heartbeat()
+
+    def _feed_fresh(self) -> bool:
+        if self.feed_done.is_set() or self.supervisor is None:
+            return True
+        epics = {slot.actor.trade.epic for slot in self.supervisor.slots.values()}
+        now = trio.current_time()
+        stale = [
+            e
+            for e in epics
+            if now - self.last_tick_wall.get(e, now) > self.settings.feed.stale_after_s
+        ]
+        for epic in stale:
+            logger.bind(event="feed.stale", epic=epic).warning("no ticks; feed stale")
+        return not stale
+
+    def _heartbeat(self) -> None:
+        sup, gw = self.supervisor, self.gateway
+        if sup is None or gw is None:
+            return
+        g = gw.statistics()
+        record = {
+            "actors": len(sup.slots),
+            "ticks": self.stats.ticks,
+            "ticks_rejected": self.stats.rejected,
+            "amend_sent": g.sent,
+            "amend_confirmed": g.confirmed,
+            "amend_rejected": g.rejected,
+            "amend_failed": g.failed,
+            "queued": g.queued,
+            "halted": self.halted,
+            **sup.counts,
+        }
+        logger.bind(event="heartbeat", **record).info("heartbeat")
+        systemd.status(
+            f"{len(sup.slots)} trades, {self.stats.ticks} ticks, "
+            f"{g.confirmed} stops confirmed" + (", HALTED" if self.halted else "")
+        )
+
+    async def _drain(self, store: TradeStore) -> None:
+        logger.bind(event="daemon.stopping", reason="end_of_replay").info("draining")
+        systemd.stopping()
+        with trio.move_on_after(self.settings.daemon.drain_timeout_s):
+            if self.router is not None:
+                await self.router.settle()
+            if self.supervisor is not None:
+                for slot in list(self.supervisor.slots.values()):
+                    await slot.actor.persist()
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url
+
+
+def _make_broker(s: Settings, instruments: InstrumentTable) -> Broker:
+    from traild.adapters.paper import PaperBroker
+
+    b = s.broker
+    if b.kind == "paper":
+        return PaperBroker(
+            instruments=instruments,
+            latency_ms=b.latency_ms,
+            min_stop_distance_pips=b.min_stop_distance_pips,
+            allowance_per_minute=b.allowance_per_minute,
+            reject_rate=b.fault_reject_rate,
+            timeout_rate=b.fault_timeout_rate,
+            error_rate=b.fault_error_rate,
+            seed=b.fault_seed,
+        )
+    raise ConfigError(["broker.kind: 'ig' is wired through traild.adapters.ig"])
+
+
+def _make_feed(s: Settings) -> PriceFeed:
+    from traild.adapters.feeds import ReplayFeed, SyntheticFeed
+
+    f = s.feed
+    if f.kind == "replay":
+        return ReplayFeed(f.files, f.epics, f.speed)
+    if f.kind == "synthetic":
+        return SyntheticFeed(
+            f.synthetic_epics, seed=f.synthetic_seed, ticks_per_second=f.synthetic_ticks_per_second
+        )
+    raise ConfigError(["feed.kind: 'ig' is wired through traild.adapters.ig_stream"])
