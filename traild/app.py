@@ -17,7 +17,7 @@ from traild.adapters import systemd
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
-from traild.core.messages import Tick
+from traild.core.messages import Position, Tick
 from traild.ports import Broker, PriceFeed, TradeStore
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
@@ -137,6 +137,9 @@ class Daemon:
                 s.broker.retry_max_s,
             )
             router = Router(lockstep=lockstep, settle=gateway.wait_idle)
+            replay_paper = s.feed.kind == "replay" and s.broker.kind == "paper"
+            if replay_paper:
+                await _restore_paper(broker, store)
             supervisor = Supervisor(
                 make_policy(s, broker),
                 store,
@@ -146,6 +149,7 @@ class Daemon:
                 self.instruments,
                 self.histories,
                 self.clock.now,
+                catch_up=replay_paper,
             )
             self.gateway, self.router, self.supervisor = gateway, router, supervisor
             self._apply_halt(initial=True)
@@ -354,6 +358,31 @@ def _safe_url(url: str) -> str:
     return url
 
 
+async def _restore_paper(broker: Broker, store: TradeStore) -> None:
+    """A replay restarted after a crash: the paper book is rebuilt from trade_log with each
+    trade's initial stop; the actors re-trail from the start of the replay (catch-up)."""
+    from traild.adapters.paper import PaperBroker
+
+    if not isinstance(broker, PaperBroker):
+        return
+    for trade in await store.load_open_trades():
+        if trade.entry_price is None:
+            continue
+        stop = trade.initial_sl_price if trade.initial_sl_price is not None else trade.sl_price
+        broker.add_position(
+            Position(
+                trade.deal_id,
+                trade.epic,
+                trade.direction,
+                trade.size,
+                trade.entry_price,
+                stop,
+                trade.limit_price,
+                trade.opened_at,
+            )
+        )
+
+
 def _make_broker(s: Settings, instruments: InstrumentTable) -> Broker:
     from traild.adapters.paper import PaperBroker
 
@@ -367,6 +396,7 @@ def _make_broker(s: Settings, instruments: InstrumentTable) -> Broker:
             reject_rate=b.fault_reject_rate,
             timeout_rate=b.fault_timeout_rate,
             error_rate=b.fault_error_rate,
+            burst_rate=b.fault_burst_rate,
             seed=b.fault_seed,
         )
     raise ConfigError(["broker.kind: 'ig' is wired through traild.adapters.ig"])
@@ -380,6 +410,10 @@ def _make_feed(s: Settings) -> PriceFeed:
         return ReplayFeed(f.files, f.epics, f.speed)
     if f.kind == "synthetic":
         return SyntheticFeed(
-            f.synthetic_epics, seed=f.synthetic_seed, ticks_per_second=f.synthetic_ticks_per_second
+            f.synthetic_epics,
+            seed=f.synthetic_seed,
+            ticks_per_second=f.synthetic_ticks_per_second,
+            mean_interval_ms=f.synthetic_interval_ms or None,
+            instruments=s.instrument_table(),
         )
     raise ConfigError(["feed.kind: 'ig' is wired through traild.adapters.ig_stream"])

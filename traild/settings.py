@@ -170,6 +170,7 @@ class BrokerSettings(_Strict):
     fault_reject_rate: float = Field(0.0, ge=0, le=1)
     fault_timeout_rate: float = Field(0.0, ge=0, le=1)
     fault_error_rate: float = Field(0.0, ge=0, le=1)
+    fault_burst_rate: float = Field(0.0, ge=0, le=1)
     fault_seed: int = 0
     ig: IGSettings = IGSettings()
 
@@ -188,6 +189,7 @@ class FeedSettings(_Strict):
     ]
     synthetic_seed: int = 7
     synthetic_ticks_per_second: float = Field(50.0, gt=0)
+    synthetic_interval_ms: float = Field(0.0, ge=0)
     stale_after_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")

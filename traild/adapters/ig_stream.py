@@ -1,8 +1,7 @@
 """IG streaming prices: Lightstreamer TLCP over HTTP streaming, trio-native through httpx.
 
-The protocol half is sans-IO (``parse_line``, ``apply_update``, ``update_time_to_utc``,
-``MarketStreamProtocol``, ``StaleTracker``): pure functions and small state machines, unit
-tested without a socket. ``IGStreamFeed`` only moves bytes: it creates a session
+The protocol is sans-IO in ``ig_tlcp`` (pure functions and small state machines, unit tested
+without a socket). ``IGStreamFeed`` only moves bytes: it creates a session
 (``create_session.txt``), subscribes ``MARKET:{epic}`` with ``BID OFFER UPDATE_TIME
 MARKET_STATE`` in MERGE mode (``control.txt``), turns ``U`` lines into ticks, rebinds on
 ``LOOP``, reconnects with exponential backoff when the stream drops, and logs ``feed.stale``
@@ -14,289 +13,37 @@ scaled), so nothing is scaled here.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta, tzinfo
-from urllib.parse import quote, unquote
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 import httpx
 import trio
 from loguru import logger
 
+from traild.adapters.ig_session import StreamAuth, StreamAuthProvider
+from traild.adapters.ig_tlcp import (
+    AMENDABLE_STATES,
+    LS_CID,
+    TLCP_VERSION,
+    Connected,
+    LineSplitter,
+    MarketStreamProtocol,
+    MarketUpdate,
+    Rebind,
+    StaleTracker,
+    Subscribed,
+    TLCPError,
+    encode_params,
+    parse_line,
+    update_time_to_utc,
+)
 from traild.core.errors import BrokerError
 from traild.core.messages import Tick
 from traild.ports import TickSink
 
-TLCP_VERSION = "TLCP-2.5.0"
-# The client id the TLCP specification prescribes for custom clients (decoded form).
-LS_CID = "mgQkwtwdysogQz2BJ4Ji kOj2Bg"
-FIELDS = ("BID", "OFFER", "UPDATE_TIME", "MARKET_STATE")
-# States in which IG accepts a stop amendment (EDIT = edits only, no new deals).
-AMENDABLE_STATES = frozenset({"TRADEABLE", "EDIT"})
-# How many comma-separated arguments a tag has at most (the last one may contain commas).
-_MAX_ARGS = {"U": 3, "CONERR": 2, "END": 2, "ERROR": 2, "REQERR": 3, "SERVNAME": 1}
-
-
-class TLCPError(BrokerError):
-    """The stream broke the protocol or the server ended the session."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamAuth:
-    """Where and how to open a Lightstreamer session (IG: account id and CST/XST tokens)."""
-
-    endpoint: str
-    user: str
-    password: str = field(repr=False)
-
-
-StreamAuthProvider = Callable[[bool], Awaitable[StreamAuth]]
-
-
-# -- sans-IO: lines, values, times ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One TLCP line: ``TAG,arg1,...``."""
-
-    tag: str
-    args: tuple[str, ...]
-
-
-def parse_line(line: str) -> Notification:
-    """Split a TLCP line into its tag and arguments (values of ``U`` stay encoded)."""
-    tag, sep, rest = line.partition(",")
-    if not sep:
-        return Notification(tag, ())
-    limit = _MAX_ARGS.get(tag)
-    args = rest.split(",", limit - 1) if limit else rest.split(",")
-    return Notification(tag, tuple(args))
-
-
-class LineSplitter:
-    """Bytes in, complete CR-LF terminated text lines out (incremental, UTF-8)."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, data: bytes) -> list[str]:
-        self._buffer += data
-        *complete, self._buffer = self._buffer.split(b"\n")
-        return [raw.rstrip(b"\r").decode("utf-8") for raw in complete if raw.strip()]
-
-
-Values = tuple[str | None, ...]
-
-
-def apply_update(previous: Values | None, raw: str, width: int) -> Values:
-    """Apply the value list of a ``U`` line to an item's previous values (MERGE decoding).
-
-    Tokens: empty = unchanged, ``#`` = null, ``$`` = empty string, ``^N`` = N unchanged fields,
-    anything else is a percent-encoded new value. Diff formats (``^T``/``^P``) are refused:
-    traild declares ``LS_supported_diffs`` empty, so a server never sends them.
-    """
-    values: list[str | None] = list(previous) if previous is not None else [None] * width
-    pointer = 0
-    for token in raw.split("|"):
-        if pointer >= width:
-            raise TLCPError(f"update has more values than the {width} subscribed fields")
-        if token in ("", "#", "$"):
-            if token == "" and previous is None:
-                raise TLCPError("first update of an item leaves a field unchanged")
-            if token != "":
-                values[pointer] = None if token == "#" else ""
-            pointer += 1
-        elif token.startswith("^"):
-            count = token[1:]
-            if not count.isdigit():
-                raise TLCPError(f"unsupported value directive {token[:2]!r}")
-            if previous is None or pointer + int(count) > width:
-                raise TLCPError(f"unchanged run {token!r} does not fit the item")
-            pointer += int(count)
-        else:
-            values[pointer] = unquote(token, errors="strict")
-            pointer += 1
-    if pointer != width:
-        raise TLCPError(f"update covers {pointer} of {width} fields")
-    return tuple(values)
-
-
-def encode_params(params: Mapping[str, str]) -> str:
-    """A TLCP request line: ``k=v&...`` with every reserved character percent-encoded."""
-    return "&".join(f"{key}={quote(value, safe='')}" for key, value in params.items())
-
-
-def update_time_to_utc(text: str, now: datetime, zone: tzinfo) -> datetime | None:
-    """IG's ``UPDATE_TIME`` (``HH:MM:SS`` wall time in ``zone``) -> aware UTC datetime.
-
-    The date is not on the wire: of the candidates yesterday, today and tomorrow (and both
-    sides of a DST fold) the one closest to ``now`` wins, which handles midnight and the
-    autumn clock change. None when the text is not a time.
-    """
-    try:
-        wall = time.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    local_today = now.astimezone(zone).date()
-    candidates = (
-        datetime.combine(local_today + timedelta(days=offset), wall, tzinfo=zone)
-        .replace(fold=fold)
-        .astimezone(UTC)
-        for offset in (-1, 0, 1)
-        for fold in (0, 1)
-    )
-    return min(candidates, key=lambda ts: abs(ts - now))
-
-
-def _price(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-# -- sans-IO: the subscription state machine -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    session_id: str
-    keepalive_ms: int
-    control_link: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribed:
-    epic: str
-
-
-@dataclass(frozen=True, slots=True)
-class MarketUpdate:
-    """The merged state of one market after a ``U`` line."""
-
-    epic: str
-    bid: float | None
-    offer: float | None
-    update_time: str | None
-    market_state: str | None
-    price_changed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Rebind:
-    """``LOOP``: the stream ends by design; bind the same session to a new connection."""
-
-
-StreamEvent = Connected | Subscribed | MarketUpdate | Rebind | None
-
-
-class MarketStreamProtocol:
-    """Interprets the notifications of one Lightstreamer session subscribed to MARKET items.
-
-    Subscription ids are 1..n in the order of ``epics``; item values survive a rebind (the
-    server continues the same MERGE stream) but not a new session (a new snapshot arrives).
-    """
-
-    def __init__(self, epics: Sequence[str]) -> None:
-        self._epics = {str(i): epic for i, epic in enumerate(epics, start=1)}
-        self._values: dict[str, Values] = {}
-
-    def subscribe_body(self, first_request_id: int = 1) -> str:
-        """The ``control.txt`` body: one ``LS_op=add`` line per epic."""
-        lines = [
-            encode_params(
-                {
-                    "LS_reqId": str(first_request_id + int(sub_id) - 1),
-                    "LS_op": "add",
-                    "LS_subId": sub_id,
-                    "LS_group": f"MARKET:{epic}",
-                    "LS_schema": " ".join(FIELDS),
-                    "LS_mode": "MERGE",
-                    "LS_snapshot": "true",
-                }
-            )
-            for sub_id, epic in self._epics.items()
-        ]
-        return "\r\n".join(lines)
-
-    def epic_of_request(self, request_id: str, first_request_id: int = 1) -> str | None:
-        return self._epics.get(str(int(request_id) - first_request_id + 1))
-
-    def new_session(self) -> None:
-        """Forget merged values: a new session starts with fresh snapshots."""
-        self._values.clear()
-
-    def handle(self, note: Notification) -> StreamEvent:
-        """One notification in, at most one event out; errors raise TLCPError."""
-        tag, args = note.tag, note.args
-        if tag == "CONOK":
-            link = args[3] if len(args) > 3 and args[3] != "*" else None
-            return Connected(args[0], int(args[2]), link)
-        if tag == "U":
-            return self._update(args)
-        if tag == "SUBOK":
-            epic = self._epics.get(args[0])
-            return Subscribed(epic) if epic else None
-        if tag == "LOOP":
-            return Rebind()
-        if tag in ("CONERR", "END", "ERROR"):
-            code = args[0] if args else "?"
-            message = args[1] if len(args) > 1 else ""
-            raise TLCPError(f"lightstreamer {tag} {code}: {message}")
-        return None  # PROBE, SYNC, NOOP, CONS, SERVNAME, CLIENTIP, PROG, EOS, CS, ...
-
-    def _update(self, args: tuple[str, ...]) -> MarketUpdate | None:
-        if len(args) != 3:
-            raise TLCPError("malformed U line")
-        sub_id, _item, raw = args
-        epic = self._epics.get(sub_id)
-        if epic is None:
-            return None
-        before = self._values.get(sub_id)
-        after = apply_update(before, raw, len(FIELDS))
-        self._values[sub_id] = after
-        bid, offer, update_time, state = after
-        price_changed = before is None or before[:3] != after[:3]
-        return MarketUpdate(epic, _price(bid), _price(offer), update_time, state, price_changed)
-
-
-class StaleTracker:
-    """Per-epic freshness on a monotonic clock: which epics just went stale or came back."""
-
-    def __init__(self, epics: Iterable[str], stale_after: float, now: float) -> None:
-        self.stale_after = stale_after
-        self._last = dict.fromkeys(epics, now)
-        self._stale: set[str] = set()
-
-    def touch(self, epic: str, now: float) -> bool:
-        """Record an update; True when the epic was stale until now."""
-        self._last[epic] = now
-        if epic in self._stale:
-            self._stale.discard(epic)
-            return True
-        return False
-
-    def check(self, now: float) -> list[tuple[str, float]]:
-        """Epics that became stale since the last check, with their silence in seconds."""
-        fresh = [
-            (epic, now - last)
-            for epic, last in self._last.items()
-            if epic not in self._stale and now - last >= self.stale_after
-        ]
-        self._stale.update(epic for epic, _ in fresh)
-        return fresh
-
-    def stale(self) -> frozenset[str]:
-        return frozenset(self._stale)
-
-
-# -- IO ------------------------------------------------------------------------------------
+# -- the feed ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +97,7 @@ class IGStreamFeed:
         self._clock = clock
         self._states: dict[str, str] = {}
         self._tracker: StaleTracker | None = None
+        self._subscribed_session: str | None = None
         self._counts = dict.fromkeys(("connects", "disconnects", "updates", "ticks", "dropped"), 0)
 
     # -- PriceFeed -------------------------------------------------------------------------
@@ -477,7 +225,7 @@ class IGStreamFeed:
         self, client: httpx.AsyncClient, protocol: MarketStreamProtocol, base: str, sid: str
     ) -> None:
         self._counts["connects"] += 1
-        if self._counts["connects"] > 1 and self._subscribed_session == sid:
+        if self._subscribed_session == sid:
             return  # a rebind: the subscriptions live on in the session
         protocol.new_session()
         self._subscribed_session = sid
@@ -499,9 +247,7 @@ class IGStreamFeed:
                     "IG stream refused {}: {}", epic, note.args[-1]
                 )
             elif note.tag == "ERROR":
-                protocol.handle(note)
-
-    _subscribed_session: str | None = None
+                raise TLCPError(f"lightstreamer control refused: {','.join(note.args)}")
 
     async def _on_update(self, update: MarketUpdate, emit: TickSink) -> None:
         self._counts["updates"] += 1

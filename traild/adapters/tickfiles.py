@@ -133,24 +133,26 @@ def _iso_column(values: list[bytes]) -> NDArray[np.int64]:
     return out.view(np.int64)
 
 
-def _rearranged(
-    values: list[bytes], width: int, checks: dict[int, bytes], pieces: list[slice | bytes]
-) -> NDArray[np.int64]:
-    """Fixed-width timestamps -> ISO bytes by moving columns of characters, then numpy.
-
-    ``checks`` are separator characters that must sit at their positions; ``pieces`` are
-    source column ranges and one-character literals, in ISO order.
-    """
-    n = len(values)
-    arr = np.array(values, dtype=f"S{width}")
+def _chars(values: list[bytes], width: int, separators: dict[int, bytes]) -> NDArray[np.bytes_]:
+    """Fixed-width values as an (n, width) matrix of characters; separators must be in place."""
     if min(map(len, values), default=width) != width or max(map(len, values), default=0) > width:
         raise ValueError("timestamp width differs")
-    chars = arr.view("S1").reshape(n, width)
-    for pos, char in checks.items():
+    chars = np.array(values, dtype=f"S{width}").view("S1").reshape(len(values), width)
+    for pos, char in separators.items():
         if not (chars[:, pos] == char).all():
             raise ValueError("separator missing")
-    cols = [chars[:, p] if isinstance(p, slice) else np.full((n, 1), p, "S1") for p in pieces]
-    iso = np.ascontiguousarray(np.hstack(cols))
+    return chars
+
+
+def _iso_from(*fields: NDArray[np.bytes_]) -> NDArray[np.int64]:
+    """Character columns year, month, day, hour, minute, second[, fraction] -> epoch ms."""
+    n = fields[0].shape[0]
+    parts: list[NDArray[np.bytes_]] = []
+    for sep, field in zip((b"", b"-", b"-", b"T", b":", b":", b"."), fields, strict=False):
+        if sep:
+            parts.append(np.full((n, 1), sep, "S1"))
+        parts.append(field)
+    iso = np.ascontiguousarray(np.hstack(parts))
     out = iso.view(f"S{iso.shape[1]}").ravel().astype("datetime64[ms]")
     if np.isnat(out).any():
         raise ValueError("NaT")
@@ -163,11 +165,9 @@ def _histdata_row(text: str) -> int:
 
 
 def _histdata_column(values: list[bytes]) -> NDArray[np.int64]:
-    pieces: list[slice | bytes] = [
-        slice(0, 4), b"-", slice(4, 6), b"-", slice(6, 8), b"T", slice(9, 11), b":",
-        slice(11, 13), b":", slice(13, 15), b".", slice(15, 18),
-    ]
-    return _rearranged(values, 18, {8: b" "}, pieces) + _HISTDATA_UTC_OFFSET_MS
+    c = _chars(values, 18, {8: b" "})  # YYYYMMDD HHMMSSfff
+    ms = _iso_from(c[:, 0:4], c[:, 4:6], c[:, 6:8], c[:, 9:11], c[:, 11:13], c[:, 13:15], c[:, 15:])
+    return ms + _HISTDATA_UTC_OFFSET_MS
 
 
 def _dukascopy_row(text: str) -> int:
@@ -177,12 +177,10 @@ def _dukascopy_row(text: str) -> int:
 
 
 def _dukascopy_column(values: list[bytes]) -> NDArray[np.int64]:
-    width = len(values[0]) if values else 23
-    checks = {2: b".", 5: b".", 10: b" ", 13: b":", 16: b":"}
-    pieces: list[slice | bytes] = [
-        slice(6, 10), b"-", slice(3, 5), b"-", slice(0, 2), b"T", slice(11, width),
-    ]
-    return _rearranged(values, width, checks, pieces)
+    width = len(values[0])  # DD.MM.YYYY HH:MM:SS[.fff]
+    c = _chars(values, width, {2: b".", 5: b".", 10: b" ", 13: b":", 16: b":"})
+    date_time = (c[:, 6:10], c[:, 3:5], c[:, 0:2], c[:, 11:13], c[:, 14:16], c[:, 17:19])
+    return _iso_from(*date_time, c[:, 20:]) if width > 20 else _iso_from(*date_time)
 
 
 def _epoch_flavour(scale: int) -> _Flavour:

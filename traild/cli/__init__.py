@@ -16,6 +16,7 @@ from traild.core.errors import TraildError
 _MODULES = (
     "traild.cli.core_cmds",
     "traild.cli.daemon_cmds",
+    "traild.cli.store_cmds",
 )
 
 

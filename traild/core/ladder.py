@@ -105,6 +105,17 @@ class LadderPlan:
             best, reason = mfe - self.s3_distance, Reason.STAGE3
         return best, reason
 
+    def crosses_rung(self, mfe: int, low: int, high: int) -> bool:
+        """True when a rung reached at ``mfe`` has its offset in ``(low, high]``: moving the
+        stop from ``low`` to ``high`` (offsets from entry) puts a new rung in place."""
+        scaled = mfe * CENTI
+        for trigger, offset, _ in self.rungs:
+            if scaled < trigger:
+                break
+            if low < offset <= high:
+                return True
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class Exit:
@@ -210,18 +221,19 @@ class Ladder:
             target = cap
             if target <= current:
                 return None  # the floor stays owed; retried on later ticks
-        rung = reason is not Reason.STAGE3
-        if (
-            not (rung and not capped)
-            and current != _NONE
-            and ((target - current) * CENTI < plan.min_step)
-        ):
+        # A move that puts a new rung in place (profit lock, early BE, stage 1/2) is always
+        # sent, whatever determined its level (a stage-3 jump past the rungs, a capped floor);
+        # any other move must improve the stop by the minimum step.
+        new_rung = current == _NONE or plan.crosses_rung(
+            self._best - self._entry, current - self._entry, target - self._entry
+        )
+        if not new_rung and (target - current) * CENTI < plan.min_step:
             if not capped:
                 self._dirty = False
             return None
         self._pending = target
         self._dirty = capped
-        return MoveStop(self.sign * target, reason, rung)
+        return MoveStop(self.sign * target, reason, new_rung or reason is not Reason.STAGE3)
 
     def confirm(self, level: int) -> None:
         """The broker confirmed ``level`` (ticks) as the stop; it never loosens the stop."""

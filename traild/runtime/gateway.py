@@ -46,6 +46,9 @@ class AmendTarget:
     on_failed: Callable[[str], None]
     better: Callable[[float, float], bool]  # better(a, b): a is a tighter stop than b
     log: dict[str, object] = field(default_factory=dict)
+    # Catch-up after a restart of a replay: the level was confirmed before the restart, so it is
+    # re-applied to the (restored, simulated) broker without a new audit record.
+    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,17 +221,21 @@ class Gateway:
         return max(0.0, min(pending) - trio.current_time())
 
     async def _amend(self, t: AmendTarget) -> None:
+        if t.replay:
+            await self._replay(t)
+            return
         bound = logger.bind(trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic, **t.log)
         try:
             amend_id = await self.store.write_amendment(
                 t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now()
             )
         except StoreError as exc:
-            # The write stays queued in the store; protection first, so send anyway.
+            # The write stays queued in the store (it lands later, in order); protection
+            # first, so the amendment is sent anyway.
             bound.bind(event="store.degraded", error=str(exc)).warning(
                 "write-ahead record queued, not yet durable; sending the amendment anyway"
             )
-            amend_id = None
+            amend_id = getattr(exc, "amendment_id", None)
         await self.bucket.acquire()
         bound.bind(event="stop.requested", old=t.previous, new=t.level, reason=t.reason.value).info(
             "stop amendment sent"
@@ -260,6 +267,24 @@ class Gateway:
             self._fail(t, str(exc))
             return
         await self._conclude(t, amend_id, result)
+
+    async def _replay(self, t: AmendTarget) -> None:
+        """Re-apply an already confirmed level to a restored paper broker (no new audit row)."""
+        try:
+            result = await self.broker.amend_stop(t.deal_id, t.level, t.limit)
+        except BrokerError as exc:
+            result = Confirmation(False, None, "", str(exc))
+        logger.bind(
+            event="stop.replayed",
+            trade_id=t.trade_id,
+            deal_id=t.deal_id,
+            level=t.level,
+            accepted=result.accepted,
+        ).debug("confirmed level re-applied")
+        if result.accepted:
+            t.on_confirmed(t.level)
+        else:
+            t.on_failed(result.reason)
 
     async def _reconcile(self, t: AmendTarget) -> Confirmation | None:
         """After a timeout: did the amendment land? Re-read the position; never re-send blind."""

@@ -26,7 +26,8 @@ class MailboxStatistics:
 class Mailbox:
     """Latest-wins slot for one trade's ticks."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip: int = 0) -> None:
+        self._skip = skip  # sequence number of a tick this mailbox must not receive
         self._latest: Tick | None = None
         self._max_bid: Tick | None = None
         self._min_ask: Tick | None = None
@@ -37,8 +38,10 @@ class Mailbox:
         self.delivered = 0
         self.coalesced = 0
 
-    def put_nowait(self, tick: Tick) -> None:
+    def put_nowait(self, tick: Tick, seq: int = -1) -> None:
         """Store ``tick``; never blocks, never grows."""
+        if seq == self._skip:
+            return
         if self._latest is not None:
             self.coalesced += 1
         self._latest = tick
@@ -93,8 +96,10 @@ class Router:
         self._boxes: dict[str, dict[int, Mailbox]] = {}
         self.published = 0
 
-    def subscribe(self, epic: str, key: int) -> Mailbox:
-        box = Mailbox()
+    def subscribe(self, epic: str, key: int, skip_current_tick: bool = False) -> Mailbox:
+        """A mailbox for ``key``; ``skip_current_tick``: not the tick being routed right now
+        (a fill: the trade starts trailing with the next tick)."""
+        box = Mailbox(self.published + 1 if skip_current_tick else 0)
         self._boxes.setdefault(epic, {})[key] = box
         return box
 
@@ -109,10 +114,11 @@ class Router:
 
     async def publish(self, tick: Tick) -> None:
         self.published += 1
+        seq = self.published
         boxes = self._boxes.get(tick.epic)
         if boxes:
             for box in boxes.values():
-                box.put_nowait(tick)
+                box.put_nowait(tick, seq)
         if not self.lockstep:
             return
         await self.settle()

@@ -31,6 +31,7 @@ from traild.core.ladder import LadderPolicy
 from traild.core.messages import (
     AmendState,
     OpenRequest,
+    Position,
     PositionClosed,
     PositionOpened,
     TradeRecord,
@@ -75,8 +76,10 @@ class Supervisor:
         instruments: InstrumentTable,
         histories: dict[str, BarHistory],
         now: Callable[[], datetime],
+        catch_up: bool = False,
     ) -> None:
         self.policy = policy
+        self.catch_up = catch_up
         self.store = store
         self.broker = broker
         self.gateway = gateway
@@ -154,7 +157,7 @@ class Supervisor:
     async def adopt(self, trade: TradeRecord) -> None:
         assert trade.id is not None and self._nursery is not None
         try:
-            inst = self.instruments.resolve(trade.epic)
+            self.instruments.resolve(trade.epic)
         except TraildError as exc:
             self._known.add(trade.id)
             await self._unmanage(trade, f"unknown instrument: {exc}")
@@ -168,16 +171,7 @@ class Supervisor:
         self._known.add(trade.id)
         stages = self._stored_stages(trade)
         if stages is None:
-            stages = self.calculate(trade, self._conditions_from_history(trade))
-            await self.store.adopt_trade(
-                trade.id,
-                calculated_stages=stages.to_json(),
-                trailing_calculation_method=stages.method,
-                fallback_reason=stages.fallback_reason,
-                atr_at_entry=stages.atr_pips and stages.atr_pips * float(inst.pip_size),
-                volatility_regime=trade.volatility_regime,
-                session_at_entry=trade.session_at_entry,
-            )
+            stages = await self._calculate_and_store(trade, await self._conditions(trade))
         stages = self._apply_switches(trade, stages)
         self.counts["adopted"] += 1
         logger.bind(
@@ -193,7 +187,7 @@ class Supervisor:
         self._start(trade, ActorPlan(stages, self._ladder_policy(trade.epic)))
 
     async def _fill(self, trade: TradeRecord) -> None:
-        """Paper broker: open the position; its fill arrives at the next tick."""
+        """Ask the (paper) broker to open the position; the fill arrives as PositionOpened."""
         assert trade.id is not None
         request = OpenRequest(
             trade.epic,
@@ -206,12 +200,20 @@ class Supervisor:
             trade.deal_id,
         )
         try:
-            position = await self.broker.open_position(request)
+            await self.broker.open_position(request)
         except BrokerError as exc:
+            self._filling.discard(trade.id)
             await self._unmanage(trade, f"broker refused to open: {exc}")
-            return
-        conditions = await self._conditions(trade)
-        opened = position.opened_at or self.now()
+
+    async def _adopt_fill(self, trade: TradeRecord, position: Position, ts: datetime) -> None:
+        """The fill of a pending trade: record entry, stop, limit, then stages and the actor.
+
+        The fill tick itself is not trailed (the ladder starts with the next tick), exactly as
+        ``traild simulate`` does.
+        """
+        assert trade.id is not None
+        self._filling.discard(trade.id)
+        opened = position.opened_at or ts
         filled = replace(
             trade,
             entry_price=position.level,
@@ -220,12 +222,7 @@ class Supervisor:
             limit_price=position.limit,
             opened_at=opened,
             status=TradeStatus.OPEN,
-            atr_at_entry=None,
-            session_at_entry=conditions.session if conditions else None,
-            volatility_regime=conditions.volatility_regime if conditions else None,
         )
-        stages = self.calculate(filled, conditions)
-        inst = self.instruments.resolve(trade.epic)
         await self.store.adopt_trade(
             trade.id,
             entry_price=position.level,
@@ -234,17 +231,8 @@ class Supervisor:
             limit_price=position.limit,
             opened_at=opened,
             status=TradeStatus.OPEN.value,
-            calculated_stages=stages.to_json(),
-            trailing_calculation_method=stages.method,
-            fallback_reason=stages.fallback_reason,
-            atr_at_entry=None
-            if stages.atr_pips is None
-            else stages.atr_pips * float(inst.pip_size),
-            volatility_regime=filled.volatility_regime,
-            session_at_entry=filled.session_at_entry,
-            market_regime_at_entry=conditions.market_regime if conditions else None,
         )
-        self._filling.discard(trade.id)
+        stages = await self._calculate_and_store(filled, await self._conditions(filled))
         self.counts["adopted"] += 1
         logger.bind(
             event="trade.adopted",
@@ -255,11 +243,29 @@ class Supervisor:
             direction=trade.direction.value,
             entry=position.level,
             stop=position.stop,
+            limit=position.limit,
         ).info("trade filled and adopted")
-        self._start(
-            filled,
-            ActorPlan(self._apply_switches(filled, stages), self._ladder_policy(filled.epic)),
+        plan = ActorPlan(self._apply_switches(filled, stages), self._ladder_policy(filled.epic))
+        self._start(filled, plan, skip_current_tick=True)
+
+    async def _calculate_and_store(
+        self, trade: TradeRecord, cond: MarketConditions | None
+    ) -> CalculatedStages:
+        """Stages are calculated once, at adoption, and stored with the trade (seed phase 2)."""
+        assert trade.id is not None
+        stages = self.calculate(trade, cond)
+        pip = float(self.instruments.resolve(trade.epic).pip_size)
+        await self.store.adopt_trade(
+            trade.id,
+            calculated_stages=stages.to_json(),
+            trailing_calculation_method=stages.method,
+            fallback_reason=stages.fallback_reason,
+            atr_at_entry=None if stages.atr_pips is None else stages.atr_pips * pip,
+            volatility_regime=cond.volatility_regime if cond else None,
+            session_at_entry=cond.session if cond else None,
+            market_regime_at_entry=cond.market_regime if cond else None,
         )
+        return stages
 
     def _stored_stages(self, trade: TradeRecord) -> CalculatedStages | None:
         if trade.calculated_stages is None:
@@ -364,9 +370,9 @@ class Supervisor:
         return replace(self.policy.ladder, min_stop_distance_pips=distance)
 
     # -- actors -------------------------------------------------------------------------------
-    def _start(self, trade: TradeRecord, plan: ActorPlan) -> None:
+    def _start(self, trade: TradeRecord, plan: ActorPlan, skip_current_tick: bool = False) -> None:
         assert trade.id is not None and self._nursery is not None
-        box = self.router.subscribe(trade.epic, trade.id)
+        box = self.router.subscribe(trade.epic, trade.id, skip_current_tick)
         actor = TradeActor(
             trade,
             self.instruments.resolve(trade.epic),
@@ -462,8 +468,11 @@ class Supervisor:
             return
         position = event.position
         known = await self.store.get_trade_by_deal(position.deal_id)
+        if known is not None and known.id in self._filling:
+            await self._adopt_fill(known, position, event.ts)
+            return
         if known is not None:
-            return  # ours already (a fill is handled by _fill)
+            return  # ours already
         try:
             self.instruments.resolve(position.epic)
         except TraildError as exc:

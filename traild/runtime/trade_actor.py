@@ -42,6 +42,7 @@ class TradeActor:
         gateway: Gateway,
         store: TradeStore,
         persist_every_s: float = 1.0,
+        confirmed_floor: float | None = None,
     ) -> None:
         assert trade.id is not None and trade.entry_price is not None
         self.trade = trade
@@ -52,6 +53,8 @@ class TradeActor:
         self.gateway = gateway
         self.store = store
         self.persist_every_s = persist_every_s
+        # Replay catch-up: levels up to this one were confirmed before a restart.
+        self.confirmed_floor = confirmed_floor
         self.direction = trade.direction
         to = instrument.to_ticks
         self.ladder = Ladder(
@@ -131,6 +134,8 @@ class TradeActor:
                 on_failed=self.on_failed,
                 better=self._better,
                 log={"method": self.plan.stages.method},
+                replay=self.confirmed_floor is not None
+                and not self._better(level, self.confirmed_floor),
             )
         )
 

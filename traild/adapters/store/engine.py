@@ -73,8 +73,9 @@ def normalise_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except sa_exc.ArgumentError:
-        raise StoreError("invalid database URL (expected sqlite+aiosqlite:///… or "
-                         "postgresql+asyncpg://…)") from None
+        raise StoreError(
+            "invalid database URL (expected sqlite+aiosqlite:///… or postgresql+asyncpg://…)"
+        ) from None
     backend = parsed.get_backend_name()
     wanted = _DRIVERS.get(backend)
     if wanted is None:

@@ -11,6 +11,8 @@ Revises: 0001
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -35,23 +37,28 @@ _TRAILD_COLUMNS = (
     ("stop_pips", sa.Float()),
     ("limit_pips", sa.Float()),
 )
-# Columns of 0001 a hand-made legacy trade_log might lack, with defaults for the NOT NULL ones.
-_LEGACY_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[object], dict[str, object]], ...] = (
-    ("size", sa.Float(), {"nullable": False, "server_default": sa.text("1")}),
-    ("entry_price", sa.Float(), {}),
-    ("sl_price", sa.Float(), {}),
-    ("initial_sl_price", sa.Float(), {}),
-    ("limit_price", sa.Float(), {}),
-    ("status", sa.String(16), {"nullable": False, "server_default": sa.text("'open'")}),
-    ("opened_at", sa.DateTime(timezone=True), {}),
-    ("closed_at", sa.DateTime(timezone=True), {}),
-    ("exit_price", sa.Float(), {}),
-    ("exit_reason", sa.String(32), {}),
-    ("pnl_pips", sa.Float(), {}),
-    ("is_scalp_trade", sa.Boolean(), {"nullable": False, "server_default": sa.false()}),
-    ("alert_id", sa.Integer(), {}),
-    ("best_price", sa.Float(), {}),
-)
+
+
+def _legacy_columns() -> list[sa.Column[Any]]:
+    """Columns of 0001 a hand-made legacy trade_log might lack (NOT NULL ones with defaults)."""
+    return [
+        sa.Column("size", sa.Float, nullable=False, server_default=sa.text("1")),
+        sa.Column("entry_price", sa.Float),
+        sa.Column("sl_price", sa.Float),
+        sa.Column("initial_sl_price", sa.Float),
+        sa.Column("limit_price", sa.Float),
+        sa.Column("status", sa.String(16), nullable=False, server_default=sa.text("'open'")),
+        sa.Column("opened_at", sa.DateTime(timezone=True)),
+        sa.Column("closed_at", sa.DateTime(timezone=True)),
+        sa.Column("exit_price", sa.Float),
+        sa.Column("exit_reason", sa.String(32)),
+        sa.Column("pnl_pips", sa.Float),
+        sa.Column("is_scalp_trade", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("alert_id", sa.Integer),
+        sa.Column("best_price", sa.Float),
+    ]
+
+
 _TIMESTAMPS = ("opened_at", "closed_at", "profit_lock_applied_at")
 _UNFINISHED = "state IN ('pending', 'sent')"
 
@@ -66,8 +73,7 @@ def upgrade() -> None:
     missing = [name for name in _REQUIRED if name not in columns]
     if missing:
         raise RuntimeError(f"trade_log lacks {missing}: not a trade table traild can manage")
-    wanted = [sa.Column(n, t, **kw) for n, t, kw in _LEGACY_COLUMNS]
-    wanted += [sa.Column(n, t) for n, t in _SEED_COLUMNS + _TRAILD_COLUMNS]
+    wanted = _legacy_columns() + [sa.Column(n, t) for n, t in _SEED_COLUMNS + _TRAILD_COLUMNS]
     with op.batch_alter_table("trade_log") as batch:
         for column in wanted:
             if column.name not in columns:
@@ -133,9 +139,9 @@ def _timestamps_to_utc() -> None:
 
 def _ensure_unique_deal_id() -> None:
     inspector = _inspector()
-    unique = [u["column_names"] for u in inspector.get_unique_constraints("trade_log")]
-    unique += [i["column_names"] for i in inspector.get_indexes("trade_log") if i["unique"]]
-    if ["deal_id"] not in unique:
+    unique = [list(u["column_names"]) for u in inspector.get_unique_constraints("trade_log")]
+    indexed = [list(i["column_names"]) for i in inspector.get_indexes("trade_log") if i["unique"]]
+    if ["deal_id"] not in unique and ["deal_id"] not in indexed:
         op.create_index(op.f("uq_trade_log_deal_id"), "trade_log", ["deal_id"], unique=True)
 
 

@@ -1,0 +1,81 @@
+"""Shared setup of the IG adapter tests: credentials, the loopback sim, a log capture."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import trio
+from loguru import logger
+
+from traild.adapters.ig import IGBroker
+from traild.adapters.ig_sim import IGSim, open_ig_sim
+from traild.core.instruments import InstrumentTable
+
+EURUSD = "CS.D.EURUSD.MINI.IP"
+GBPUSD = "CS.D.GBPUSD.MINI.IP"
+USDJPY = "CS.D.USDJPY.MINI.IP"
+CEEM = "CS.D.EURUSD.CEEM.IP"
+API_KEY = "apikey-9f3c2a71d8e4"
+IDENTIFIER = "trader-one"
+PASSWORD = "pa55-w0rd-s3cret"
+T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
+
+
+def fixed_clock() -> datetime:
+    return T0
+
+
+@asynccontextmanager
+async def ig_sim(**options: Any) -> AsyncIterator[IGSim]:
+    """The loopback IG with the test credentials."""
+    options.setdefault("clock", fixed_clock)
+    async with open_ig_sim(
+        api_key=API_KEY, identifier=IDENTIFIER, password=PASSWORD, **options
+    ) as sim:
+        yield sim
+
+
+def broker_for(sim: IGSim, **options: Any) -> IGBroker:
+    """An IGBroker pointed at the sim with short test timeouts."""
+    options.setdefault("timeout", 2.0)
+    options.setdefault("confirm_interval", 0.005)
+    options.setdefault("poll_interval", 0.01)
+    options.setdefault("clock", fixed_clock)
+    return IGBroker(
+        sim.base_url,
+        options.pop("api_key", API_KEY),
+        options.pop("identifier", IDENTIFIER),
+        options.pop("password", PASSWORD),
+        options.pop("account_id", None),
+        instruments=InstrumentTable(),
+        **options,
+    )
+
+
+async def wait_until(predicate: Callable[[], bool], step: float = 0.005) -> None:
+    """Poll ``predicate`` (callers bound the wait with trio.fail_after)."""
+    while not predicate():
+        await trio.sleep(step)
+
+
+async def collect(channel: trio.MemoryReceiveChannel[Any], count: int) -> list[Any]:
+    return [await channel.receive() for _ in range(count)]
+
+
+Emit = Callable[[Any], Awaitable[None]]
+
+
+@pytest.fixture
+def log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """Every loguru record (message and bound fields) plus stdlib records (httpx, httpcore)."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="TRACE", format="{message} {extra}")
+    caplog.set_level(logging.DEBUG)
+    yield lines
+    logger.remove(sink)
+    lines.extend(record.getMessage() for record in caplog.records)

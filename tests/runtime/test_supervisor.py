@@ -1,0 +1,173 @@
+"""Supervisor + actors + router + gateway with in-memory ports: adoption, ladder, crashes,
+kill switches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import trio
+import trio.testing
+
+from tests.runtime.fakes import MemoryStore, ScriptedBroker
+from traild.app import make_policy
+from traild.core.messages import (
+    AlertRecord,
+    Direction,
+    Position,
+    PositionClosed,
+    Tick,
+    TradeRecord,
+    TradeStatus,
+)
+from traild.runtime.gateway import Gateway
+from traild.runtime.router import Router
+from traild.runtime.supervisor import Supervisor
+from traild.settings import Settings
+
+EPIC = "CS.D.EURUSD.MINI.IP"
+T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
+
+
+class Rig:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings(daemon={"restart_backoff_s": 0.1})
+        self.store = MemoryStore()
+        self.broker = ScriptedBroker()
+        self.now = T0
+        self.gateway = Gateway(self.broker, self.store, lambda: self.now, retry_base=0.1)
+        self.router = Router(lockstep=True, settle=self.gateway.wait_idle)
+        self.sup = Supervisor(make_policy(self.settings, self.broker), self.store, self.broker,
+                              self.gateway, self.router, self.settings.instrument_table(), {},
+                              lambda: self.now)
+
+    async def add(self, deal: str, direction: Direction, entry: float, stop: float,
+                  **kw: Any) -> TradeRecord:
+        trade = await self.store.add_trade(TradeRecord(
+            deal, EPIC, direction, entry_price=entry, sl_price=stop, initial_sl_price=stop,
+            opened_at=T0, **kw))
+        self.broker.positions[deal] = Position(deal, EPIC, direction, 1.0, entry, stop, None)
+        return trade
+
+    async def tick(self, bid: float, ask: float) -> None:
+        self.now += timedelta(seconds=1)
+        await self.router.publish(Tick(EPIC, self.now, bid, ask))
+
+
+async def _run(rig: Rig, body: Any) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rig.gateway.run)
+            await nursery.start(rig.sup.run)
+            await body()
+            nursery.cancel_scope.cancel()
+
+
+async def test_buy_trade_reaches_profit_lock_and_stage1(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rig = Rig()
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    async def body() -> None:
+        for bid in (1.10050, 1.10099, 1.10100, 1.10150, 1.10200, 1.10120):
+            await rig.tick(bid, bid + 0.0001)
+
+    await _run(rig, body)
+    assert [c[1] for c in rig.broker.calls] == [1.10010, 1.10020, 1.10080]
+    trade = rig.store.trades[1]
+    assert trade.sl_price == 1.10080
+    assert trade.trailing_calculation_method == "fixed"
+    assert trade.fallback_reason == "disabled"
+    assert trade.profit_lock_applied_at is not None
+
+
+async def test_sell_trade_moves_stop_down_when_ask_falls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rig = Rig()
+    await rig.add("D1", Direction.SELL, 1.10000, 1.10200)
+
+    async def body() -> None:
+        for ask in (1.09950, 1.09900, 1.09850):
+            await rig.tick(ask - 0.0001, ask)
+
+    await _run(rig, body)
+    assert [c[1] for c in rig.broker.calls] == [1.09990, 1.09980]
+    assert rig.store.trades[1].sl_price == 1.09980
+
+
+async def test_dynamic_trade_uses_alert_conditions_and_switches_to_fixed_on_reload(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = Settings(trailing={"enable_dynamic_trailing": True})
+    rig = Rig(settings)
+    await rig.store.add_alert(AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low",
+                                          market_session="asian"))
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800, alert_id=1)
+
+    async def body() -> None:
+        trade = rig.store.trades[1]
+        assert trade.trailing_calculation_method == "dynamic_volatility"
+        assert trade.calculated_stages is not None
+        assert trade.calculated_stages["stages"]["early_be_trigger"] == 9.45
+        rig.sup.apply_policy(make_policy(Settings(), rig.broker))  # dynamic off
+        await rig.tick(1.10095, 1.10105)  # +9.5: dynamic early BE would fire, fixed does not
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    assert rig.broker.calls == []
+    assert rig.store.trades[1].trailing_calculation_method == "fixed"
+    assert rig.store.trades[1].fallback_reason == "disabled"
+
+
+async def test_crashing_actor_is_restarted_then_abandoned_keeping_its_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rig = Rig(Settings(daemon={"restart_budget": 2, "restart_backoff_s": 0.1}))
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    async def broken(trade_id: int, best_price: float) -> None:
+        raise RuntimeError("disk on fire")
+
+    rig.store.save_progress = broken  # type: ignore[method-assign]
+
+    async def body() -> None:
+        for i in range(6):
+            await rig.tick(1.10000 + 0.0001 * i, 1.10010 + 0.0001 * i)
+            await trio.sleep(1)
+
+    await _run(rig, body)
+    assert rig.sup.counts["crashed"] == 3
+    assert rig.sup.counts["abandoned"] == 1
+    assert rig.store.trades[1].status == TradeStatus.UNMANAGED
+    assert rig.store.trades[1].sl_price == 1.09800
+
+
+async def test_broker_close_finalises_the_trade(autojump_clock: trio.testing.MockClock) -> None:
+    rig = Rig()
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    async def body() -> None:
+        await rig.tick(1.10120, 1.10130)
+        await rig.sup.on_broker_event(PositionClosed("D1", 1.10010, "stop", rig.now))
+
+    await _run(rig, body)
+    trade = rig.store.trades[1]
+    assert trade.status == TradeStatus.CLOSED
+    assert trade.pnl_pips == 1.0
+    assert trade.exit_reason == "stop"
+    assert not rig.sup.slots
+
+
+async def test_unknown_broker_position_is_adopted(autojump_clock: trio.testing.MockClock) -> None:
+    rig = Rig()
+    rig.broker.positions["X9"] = Position("X9", EPIC, Direction.BUY, 2.0, 1.2, 1.19, 1.25, T0)
+
+    async def body() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    trade = await rig.store.get_trade_by_deal("X9")
+    assert trade is not None and trade.status == TradeStatus.OPEN
+    assert trade.id in rig.sup.slots

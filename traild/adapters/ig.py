@@ -1,0 +1,523 @@
+"""IG Markets REST broker: positions, stop amendments with confirmation, dealing rules.
+
+What traild sends to IG, and nothing else:
+  POST /session v2            identifier + password -> CST / X-SECURITY-TOKEN headers
+  PUT /session v1             only when ``account_id`` differs from the login's default account
+  GET /operations/application v1   the account's request allowances (unless configured)
+  GET /positions v2, GET /positions/{dealId} v2    open positions (reads only)
+  GET /markets/{epic} v3      dealing rules: the minimum stop distance, once per epic (cached)
+  PUT /positions/otc/{dealId} v2   {stopLevel, limitLevel, guaranteedStop=false, trailingStop=false}
+  GET /confirms/{dealReference} v1 the verdict of every amendment
+  GET /history/activity v3    the exit level of a position that disappeared
+  DELETE /session v1          at shutdown
+traild never opens or closes positions at IG and never amends by epic.
+
+Lessons of the seed system built in: every request has a timeout; the stop is absolute and
+scaled for CEEM epics (x broker_scale) at this boundary only; the existing take-profit is
+re-sent with every amendment; the deal reference is always confirmed; a NOT_FOUND concerns
+one deal only and a failed poll never closes anything; secrets never reach logs or errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import trio
+from loguru import logger
+
+from traild.adapters.ig_session import (
+    DEMO_URL,
+    LIVE_URL,
+    IGSession,
+    Secret,
+    SecretLike,
+    StreamAuth,
+    utcnow,
+)
+from traild.core.errors import (
+    BrokerError,
+    BrokerRejected,
+    BrokerTimeout,
+    BrokerUnavailable,
+    InstrumentError,
+    RateLimited,
+)
+from traild.core.instruments import Instrument, InstrumentTable
+from traild.core.messages import (
+    Confirmation,
+    Direction,
+    OpenRequest,
+    Position,
+    PositionClosed,
+    PositionOpened,
+)
+from traild.ports import EventSink
+
+__all__ = [
+    "DEMO_URL",
+    "LIVE_URL",
+    "POINT_SIZES",
+    "IGBroker",
+    "IGSession",
+    "Secret",
+    "classify_exit",
+    "min_stop_distance_pips",
+    "parse_confirmation",
+    "parse_position",
+]
+
+# -- wire <-> traild -----------------------------------------------------------------------
+
+
+def _level(value: Any, inst: Instrument) -> float | None:
+    return None if value is None else inst.from_broker(float(value))
+
+
+def _ig_time(text: Any) -> datetime | None:
+    """IG's ``2024-05-01T10:00:00`` (UTC fields carry no offset) -> aware UTC."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(text).replace("Z", ""))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_position(item: Mapping[str, Any], instruments: InstrumentTable) -> Position:
+    """One ``{position, market}`` element of ``GET /positions`` v2 in traild prices."""
+    pos, market = item["position"], item["market"]
+    epic = str(market["epic"])
+    inst = instruments.resolve(epic)
+    return Position(
+        deal_id=str(pos["dealId"]),
+        epic=epic,
+        direction=Direction.parse(str(pos["direction"])),
+        size=float(pos["size"]),
+        level=inst.from_broker(float(pos["level"])),
+        stop=_level(pos.get("stopLevel"), inst),
+        limit=_level(pos.get("limitLevel"), inst),
+        opened_at=_ig_time(pos.get("createdDateUTC")),
+    )
+
+
+# The price size of one IG "point" per symbol where it is not one pip (IG gold: 1.0).
+POINT_SIZES: Mapping[str, Decimal] = {"XAUUSD": Decimal(1), "GOLD": Decimal(1)}
+
+
+def min_stop_distance_pips(
+    market: Mapping[str, Any], inst: Instrument, point_size: Decimal | None = None
+) -> float:
+    """``dealingRules.minNormalStopOrLimitDistance`` of ``GET /markets/{epic}`` in pips.
+
+    POINTS: one IG point is one pip on FX (MINI and CEEM alike), ``point_size`` price units
+    otherwise. PERCENTAGE: of the snapshot's mid price. Rounded up to 0.01 pip.
+    """
+    rule = (market.get("dealingRules") or {}).get("minNormalStopOrLimitDistance") or {}
+    value, unit = rule.get("value"), rule.get("unit")
+    if value is None:
+        return 0.0
+    if unit == "POINTS":
+        distance = Decimal(str(value)) * (point_size or inst.pip_size)
+    elif unit == "PERCENTAGE":
+        snap = market.get("snapshot") or {}
+        mid = (Decimal(str(snap["bid"])) + Decimal(str(snap["offer"]))) / 2 / inst.broker_scale
+        distance = mid * Decimal(str(value)) / 100
+    else:
+        raise BrokerError(f"unknown dealing-rule unit {unit!r}")
+    pips = (distance / inst.pip_size).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+    return float(pips)
+
+
+def parse_confirmation(data: Mapping[str, Any], reference: str, inst: Instrument) -> Confirmation:
+    """``GET /confirms/{ref}`` -> Confirmation; IG's echoed stop is the confirmed level."""
+    accepted = data.get("dealStatus") == "ACCEPTED"
+    reason = str(data.get("reason") or ("SUCCESS" if accepted else "UNKNOWN"))
+    level = _level(data.get("stopLevel"), inst) if accepted else None
+    return Confirmation(accepted, level, reference, reason)
+
+
+def classify_exit(last: Position, level: float, inst: Instrument) -> tuple[str, bool]:
+    """(reason, gap) of a close at ``level`` given the last known stop and limit."""
+    sign = last.direction.sign
+    tolerance = float(inst.tick_size) / 2
+    if last.stop is not None and sign * (level - last.stop) <= tolerance:
+        return "stop", sign * (level - last.stop) < -tolerance
+    if last.limit is not None and sign * (level - last.limit) >= -tolerance:
+        return "limit", False
+    return "manual", False
+
+
+class IGBroker:
+    """The Broker port over IG's REST API (an async context manager owning its session).
+
+    Amendments are by deal id only. The limit sent with a stop is IG's current limit for that
+    deal as last read (traild owns the stop, never the take-profit); the caller's ``limit``
+    is used only for a deal not read yet. ``poll_interval`` paces ``run``: each poll costs one
+    non-trading request of the account's allowance (30/min on live), confirms share it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretLike,
+        identifier: str,
+        password: str | SecretLike,
+        account_id: str | None = None,
+        *,
+        instruments: InstrumentTable,
+        timeout: float = 10.0,
+        poll_interval: float = 5.0,
+        session_refresh_after: float | None = 6 * 3600.0,
+        confirm_attempts: int = 10,
+        confirm_interval: float = 0.2,
+        rules_ttl: float = 6 * 3600.0,
+        rules_retry: float = 60.0,
+        trading_allowance: int | None = None,
+        account_allowance: int | None = None,
+        point_sizes: Mapping[str, Decimal] = POINT_SIZES,
+        stream_url: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.session = IGSession(
+            base_url,
+            api_key,
+            identifier,
+            password,
+            account_id,
+            timeout=timeout,
+            refresh_after=session_refresh_after,
+            stream_url=stream_url,
+            clock=clock,
+        )
+        self._api_key = Secret(api_key)
+        self._instruments = instruments
+        self._poll_interval = poll_interval
+        self._confirm = (confirm_attempts, confirm_interval)
+        self._rules_timing = (rules_ttl, rules_retry)
+        self._allowance = (trading_allowance, account_allowance)
+        self._point_sizes = point_sizes
+        self._clock = clock
+        self._deals: dict[str, Position] = {}
+        self._quotes: dict[str, tuple[float, float]] = {}
+        self._min_stop: dict[str, float] = {}
+        self._rules_due: dict[str, float] = {}
+        self._skipped: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"IGBroker({self.session!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.session.__aenter__()
+        if self._allowance[0] is None:
+            await self._load_allowance()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.session.__aexit__(exc_type, exc, tb)
+
+    async def stream_auth(self, refresh: bool = False) -> StreamAuth:
+        """For IGStreamFeed: the Lightstreamer endpoint and this session's credentials."""
+        return await self.session.stream_auth(refresh)
+
+    # -- reads -----------------------------------------------------------------------------
+    async def open_positions(self) -> list[Position]:
+        response = await self.session.request("GET", "positions", version=2)
+        assert response is not None
+        positions = []
+        for item in response.json().get("positions", []):
+            position = self._parse(item)
+            if position is not None:
+                positions.append(position)
+        await self._refresh_rules({p.epic for p in positions})
+        return positions
+
+    async def get_position(self, deal_id: str) -> Position | None:
+        response = await self.session.request(
+            "GET", f"positions/{deal_id}", version=2, not_found_ok=True
+        )
+        if response is None:
+            return None
+        try:
+            position = parse_position(response.json(), self._instruments)
+        except InstrumentError as exc:
+            raise BrokerRejected(f"IG position {deal_id}: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BrokerUnavailable(f"IG position {deal_id}: malformed answer ({exc})") from exc
+        self._deals[deal_id] = position
+        return position
+
+    def _parse(self, item: Mapping[str, Any]) -> Position | None:
+        try:
+            position = parse_position(item, self._instruments)
+        except (KeyError, TypeError, ValueError, InstrumentError) as exc:
+            deal = (item.get("position") or {}).get("dealId", "?")
+            if deal not in self._skipped:
+                self._skipped.add(deal)
+                logger.bind(event="broker.position_skipped", deal_id=deal).error(
+                    "IG position {} not managed: {}", deal, exc
+                )
+            return None
+        market = item["market"]
+        inst = self._instruments.resolve(position.epic)
+        if market.get("bid") is not None and market.get("offer") is not None:
+            bid, offer = inst.from_broker(market["bid"]), inst.from_broker(market["offer"])
+            self._quotes[position.epic] = (bid, offer)
+        self._deals[position.deal_id] = position
+        return position
+
+    # -- dealing rules and allowances ------------------------------------------------------
+    def min_stop_distance_pips(self, epic: str) -> float:
+        return self._min_stop.get(epic, 0.0)
+
+    def allowance_per_minute(self) -> int | None:
+        """Amendments per minute that fit the account's allowances, or None when unknown.
+
+        An amendment costs one trading request plus at least one non-trading confirm, and the
+        position poll spends non-trading requests too; 2 are kept for session refreshes.
+        """
+        trading, overall = self._allowance
+        if trading is None:
+            return None
+        budget = trading
+        if overall is not None:
+            budget = min(trading, overall - math.ceil(60 / self._poll_interval))
+        return max(1, budget - 2)
+
+    async def _load_allowance(self) -> None:
+        try:
+            response = await self.session.request("GET", "operations/application", version=1)
+            assert response is not None
+            apps = response.json()
+            mine = [a for a in apps if a.get("apiKey") == self._api_key.reveal()] or apps
+            app = mine[0]
+            self._allowance = (
+                int(app["allowanceAccountTrading"]),
+                int(app["allowanceAccountOverall"]),
+            )
+        except (BrokerError, KeyError, IndexError, TypeError, ValueError) as exc:
+            logger.bind(event="broker.allowance_unknown").warning(
+                "IG allowances not available ({}); rate limit left to the defaults", exc
+            )
+            return
+        logger.bind(event="broker.allowance", trading=self._allowance[0]).info(
+            "IG allowances: trading {}/min, account {}/min", *self._allowance
+        )
+
+    async def _refresh_rules(self, epics: set[str]) -> None:
+        now = trio.current_time()
+        for epic in sorted(epics):
+            if self._rules_due.get(epic, -math.inf) > now:
+                continue
+            ttl, retry = self._rules_timing
+            try:
+                response = await self.session.request("GET", f"markets/{epic}", version=3)
+                assert response is not None
+                inst = self._instruments.resolve(epic)
+                point = self._point_sizes.get(inst.symbol)
+                pips = min_stop_distance_pips(response.json(), inst, point)
+            except (BrokerError, KeyError, TypeError, ValueError) as exc:
+                self._rules_due[epic] = now + retry
+                logger.bind(event="broker.rules_failed", epic=epic).warning(
+                    "IG dealing rules for {} not available: {}", epic, exc
+                )
+                continue
+            self._rules_due[epic] = now + ttl
+            self._min_stop[epic] = pips
+            logger.bind(event="broker.dealing_rules", epic=epic, min_stop_pips=pips).info(
+                "IG minimum stop distance for {}: {} pips", epic, pips
+            )
+
+    # -- amendments ------------------------------------------------------------------------
+    async def open_position(self, request: OpenRequest) -> Position:
+        raise BrokerRejected("traild does not open positions at IG")
+
+    async def amend_stop(self, deal_id: str, stop: float, limit: float | None) -> Confirmation:
+        """PUT the absolute stop (re-sending the limit), then confirm the deal reference."""
+        known = self._deals.get(deal_id) or await self.get_position(deal_id)
+        if known is None:
+            return Confirmation(False, None, "", "POSITION_NOT_FOUND")
+        inst = self._instruments.resolve(known.epic)
+        if known.limit != limit:
+            logger.bind(event="broker.limit_mismatch", deal_id=deal_id, epic=known.epic).warning(
+                "limit of {} at IG is {}, traild has {}; IG's is kept", deal_id, known.limit, limit
+            )
+        body = {
+            "stopLevel": inst.to_broker(stop),
+            "limitLevel": None if known.limit is None else inst.to_broker(known.limit),
+            "guaranteedStop": False,
+            "trailingStop": False,
+        }
+        response = await self.session.request(
+            "PUT", f"positions/otc/{deal_id}", version=2, json=body, may_apply=True
+        )
+        assert response is not None
+        reference = str(response.json().get("dealReference") or "")
+        if not reference:
+            raise BrokerTimeout(f"IG amend of {deal_id}: no deal reference in the answer")
+        confirmation = await self._confirmation(reference, inst)
+        if confirmation.accepted:
+            self._deals[deal_id] = _with_stop(known, confirmation.level or stop)
+        return confirmation
+
+    async def _confirmation(self, reference: str, inst: Instrument) -> Confirmation:
+        attempts, interval = self._confirm
+        for attempt in range(attempts):
+            try:
+                response = await self.session.request(
+                    "GET", f"confirms/{reference}", version=1, not_found_ok=True
+                )
+            except BrokerError as exc:
+                raise BrokerTimeout(
+                    f"IG amendment {reference} sent, verdict unknown: {exc}"
+                ) from exc
+            if response is not None:
+                return parse_confirmation(response.json(), reference, inst)
+            if attempt + 1 < attempts:
+                await trio.sleep(interval)
+        raise BrokerTimeout(
+            f"IG amendment {reference} sent, no confirmation after {attempts} tries"
+        )
+
+    async def amend_stop_safely(
+        self, deal_id: str, stop: float, limit: float | None, retries: int = 1
+    ) -> Confirmation:
+        """amend_stop that, after a timeout, re-reads the position before any re-send.
+
+        Applied already -> accepted (reason ``RECONCILED``); position gone -> refused
+        (``POSITION_NOT_FOUND``); not applied -> sent again up to ``retries`` times.
+        """
+        for attempt in range(retries + 1):
+            try:
+                return await self.amend_stop(deal_id, stop, limit)
+            except BrokerTimeout:
+                if attempt == retries:
+                    raise
+            position = await self.get_position(deal_id)
+            if position is None:
+                return Confirmation(False, None, "", "POSITION_NOT_FOUND")
+            inst = self._instruments.resolve(position.epic)
+            if position.stop is not None and inst.to_ticks(position.stop) == inst.to_ticks(stop):
+                return Confirmation(True, position.stop, "", "RECONCILED")
+        raise AssertionError("unreachable")
+
+    # -- events ----------------------------------------------------------------------------
+    async def run(self, emit: EventSink) -> None:
+        """Poll /positions: PositionOpened for new deals, PositionClosed for vanished ones.
+
+        A deal missing from the list is checked alone (GET /positions/{id}); only its own 404
+        closes it. A failed poll or check changes nothing and is retried on the next poll.
+        """
+        known: dict[str, Position] = {}
+        while True:
+            wait = self._poll_interval
+            try:
+                positions = await self.open_positions()
+            except BrokerError as exc:
+                if isinstance(exc, RateLimited):
+                    wait = max(wait, exc.retry_after)
+                logger.bind(event="broker.poll_failed", error=type(exc).__name__).warning(
+                    "IG position poll failed: {}", exc
+                )
+            else:
+                await self._reconcile(known, positions, emit)
+            await trio.sleep(wait)
+
+    async def _reconcile(
+        self, known: dict[str, Position], positions: list[Position], emit: EventSink
+    ) -> None:
+        current = {p.deal_id: p for p in positions}
+        for deal_id, position in current.items():
+            if deal_id not in known:
+                await emit(PositionOpened(position, self._clock()))
+            known[deal_id] = position
+        for deal_id in [d for d in known if d not in current]:
+            try:
+                still = await self.get_position(deal_id)
+            except BrokerError as exc:
+                logger.bind(event="broker.check_failed", deal_id=deal_id).warning(
+                    "IG check of vanished position {} failed: {}", deal_id, exc
+                )
+                continue
+            if still is not None:
+                known[deal_id] = still
+                continue
+            closed = await self._closed_event(known.pop(deal_id))
+            self._deals.pop(deal_id, None)
+            await emit(closed)
+
+    async def _closed_event(self, last: Position) -> PositionClosed:
+        """Exit level from /history/activity; else estimated from the last stop/limit/quote."""
+        inst = self._instruments.resolve(last.epic)
+        found = await self._close_activity(last, inst)
+        source = "history"
+        if found is None:
+            source = "estimate"
+            found = (self._estimate_exit(last), self._clock())
+        level, ts = found
+        reason, gap = classify_exit(last, level, inst)
+        logger.bind(
+            event="broker.position_closed", deal_id=last.deal_id, epic=last.epic, source=source
+        ).info("IG closed {} at {} ({}, from {})", last.deal_id, level, reason, source)
+        return PositionClosed(last.deal_id, level, reason, ts, gap)
+
+    async def _close_activity(
+        self, last: Position, inst: Instrument
+    ) -> tuple[float, datetime] | None:
+        since = (last.opened_at or self._clock() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        params = {"from": since, "detailed": "true", "pageSize": "100"}
+        try:
+            response = await self.session.request(
+                "GET", "history/activity", version=3, params=params
+            )
+            assert response is not None
+            for act in response.json().get("activities", []):
+                details = act.get("details") or {}
+                for action in details.get("actions") or []:
+                    if (
+                        action.get("actionType") == "POSITION_CLOSED"
+                        and action.get("affectedDealId") == last.deal_id
+                        and details.get("level") is not None
+                    ):
+                        when = _ig_time(act.get("dateUTC") or act.get("date")) or self._clock()
+                        return inst.from_broker(float(details["level"])), when
+        except (BrokerError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            logger.bind(event="broker.history_failed", deal_id=last.deal_id).warning(
+                "IG activity history unavailable for {}: {}", last.deal_id, exc
+            )
+        return None
+
+    def _estimate_exit(self, last: Position) -> float:
+        """Without history: the stop or limit nearest the last quote (it most likely hit),
+        else the last exit-side quote (a manual close), else the entry."""
+        quote = self._quotes.get(last.epic)
+        price = None
+        if quote is not None:
+            price = quote[0] if last.direction is Direction.BUY else quote[1]
+        levels = [level for level in (last.stop, last.limit) if level is not None]
+        if levels:
+            return min(levels, key=lambda level: abs(level - price)) if price else levels[0]
+        return price or last.level
+
+
+def _with_stop(position: Position, stop: float) -> Position:
+    return Position(
+        position.deal_id,
+        position.epic,
+        position.direction,
+        position.size,
+        position.level,
+        stop,
+        position.limit,
+        position.opened_at,
+    )

@@ -1,0 +1,292 @@
+"""IG REST session: login (v2), token refresh, account switch, request error mapping.
+
+Shared by the broker (REST) and the stream (Lightstreamer needs the account id and the
+CST/X-SECURITY-TOKEN pair). Credentials are held as ``Secret`` and never logged; error
+messages carry IG's ``errorCode`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import httpx
+import trio
+from loguru import logger
+
+from traild.core.errors import (
+    BrokerError,
+    BrokerRejected,
+    BrokerTimeout,
+    BrokerUnavailable,
+    RateLimited,
+)
+
+DEMO_URL = "https://demo-api.ig.com/gateway/deal"
+LIVE_URL = "https://api.ig.com/gateway/deal"
+_JSON = "application/json; charset=UTF-8"
+
+
+class SecretLike(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+class Secret:
+    """A credential that prints as stars (accepts str or pydantic's SecretStr)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | SecretLike | Secret) -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        elif not isinstance(value, str):
+            value = value.get_secret_value()
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error_code(response: httpx.Response) -> str:
+    """IG's ``errorCode`` (never the raw body: it is not ours to echo)."""
+    try:
+        code = response.json().get("errorCode")
+    except (ValueError, AttributeError):
+        code = None
+    return str(code)[:120] if code else f"HTTP {response.status_code}"
+
+
+def is_allowance_error(code: str) -> bool:
+    return code.startswith("error.public-api.exceeded-") and "allowance" in code
+
+
+class IGSession:
+    """An authenticated IG REST session owning an httpx client; shared by broker and stream.
+
+    Tokens are renewed ``refresh_after`` seconds after login and once on a 401 (the failed
+    request is then retried once: IG refuses a request with a bad token before processing it).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretLike,
+        identifier: str,
+        password: str | SecretLike,
+        account_id: str | None = None,
+        *,
+        timeout: float = 10.0,
+        refresh_after: float | None = 6 * 3600.0,
+        stream_url: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = Secret(api_key)
+        self._identifier = Secret(identifier)
+        self._password = Secret(password)
+        self.account_id = account_id
+        self.timeout = timeout
+        self._refresh_after = refresh_after
+        self._stream_url = stream_url
+        self._clock = clock
+        self._client: httpx.AsyncClient | None = None
+        self._tokens: tuple[Secret, Secret] | None = None
+        self._lightstreamer: str | None = None
+        self._generation = 0
+        self._login_at = 0.0
+        self._lock = trio.Lock()
+        self.logins = 0
+
+    def __repr__(self) -> str:
+        return f"IGSession({self._base_url!r}, account_id={self.account_id!r})"
+
+    async def __aenter__(self) -> Self:
+        self._client = httpx.AsyncClient(
+            base_url=self._base_url,
+            timeout=httpx.Timeout(self.timeout),
+            headers={
+                "X-IG-API-KEY": self._api_key.reveal(),
+                "Accept": _JSON,
+                "Content-Type": _JSON,
+            },
+        )
+        try:
+            await self._login()
+        except BaseException:
+            await self._client.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._client is not None
+        with trio.CancelScope(shield=True), trio.move_on_after(min(self.timeout, 2.0)):
+            try:
+                await self._send("DELETE", "session", 1, None, None, may_apply=False)
+            except BrokerError as error:
+                logger.bind(event="broker.logout_failed").debug("IG logout failed: {}", error)
+        await self._client.aclose()
+
+    # -- requests --------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        version: int,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        may_apply: bool = False,
+        not_found_ok: bool = False,
+    ) -> httpx.Response | None:
+        """Send an authenticated request; None for a 404 when ``not_found_ok``.
+
+        ``may_apply``: the request changes state at IG, so a transport failure after sending
+        means "outcome unknown" (BrokerTimeout), not "retry freely" (BrokerUnavailable).
+        """
+        await self._ensure_fresh()
+        generation = self._generation
+        response = await self._send(method, path, version, json, params, may_apply)
+        if response.status_code == 401:
+            logger.bind(event="broker.session_expired").info("IG session refused; logging in")
+            await self._relogin(generation)
+            response = await self._send(method, path, version, json, params, may_apply)
+        if response.status_code == 404 and not_found_ok:
+            return None
+        self._raise_for(response, f"{method} /{path}")
+        return response
+
+    async def stream_auth(self, refresh: bool = False) -> StreamAuth:
+        """Lightstreamer endpoint and credentials (user = account id, CST/XST tokens)."""
+        if refresh:
+            await self._relogin(self._generation)
+        await self._ensure_fresh()
+        assert self._tokens is not None and self.account_id is not None
+        cst, xst = (token.reveal() for token in self._tokens)
+        endpoint = self._stream_url or self._lightstreamer
+        if not endpoint:
+            raise BrokerUnavailable("IG session has no lightstreamerEndpoint; set stream_url")
+        return StreamAuth(endpoint, self.account_id, f"CST-{cst}|XST-{xst}")
+
+    def retry_after(self) -> float:
+        """Seconds to the next minute boundary (IG allowances are per minute), at least 1."""
+        now = self._clock()
+        return max(1.0, 60.0 - now.second - now.microsecond / 1e6 + 1.0)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        version: int,
+        json: Any,
+        params: Mapping[str, str] | None,
+        may_apply: bool,
+    ) -> httpx.Response:
+        assert self._client is not None, "use IGSession as an async context manager"
+        headers = {"VERSION": str(version)}
+        if self._tokens is not None:
+            headers["CST"], headers["X-SECURITY-TOKEN"] = (t.reveal() for t in self._tokens)
+        what = f"IG {method} /{path}"
+        try:
+            return await self._client.request(
+                method, path, json=json, params=params, headers=headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise BrokerUnavailable(f"{what}: cannot connect ({type(exc).__name__})") from exc
+        except httpx.TimeoutException as exc:
+            raise BrokerTimeout(f"{what}: no answer within {self.timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            kind = BrokerTimeout if may_apply else BrokerUnavailable
+            raise kind(f"{what}: connection failed ({type(exc).__name__})") from exc
+
+    def _raise_for(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        code = _error_code(response)
+        if status == 429 or (status == 403 and is_allowance_error(code)):
+            wait = self.retry_after()
+            logger.bind(event="broker.rate_limited", code=code, retry_after=wait).warning(
+                "IG allowance exceeded on {} ({}); retry in {:.0f}s", what, code, wait
+            )
+            raise RateLimited(f"IG allowance exceeded on {what}: {code}", retry_after=wait)
+        if status >= 500:
+            raise BrokerUnavailable(f"IG {status} on {what}: {code}")
+        raise BrokerRejected(f"IG {status} on {what}: {code}")
+
+    # -- login -----------------------------------------------------------------------------
+    async def _ensure_fresh(self) -> None:
+        age = trio.current_time() - self._login_at
+        if self._tokens is None or (self._refresh_after is not None and age >= self._refresh_after):
+            await self._relogin(self._generation)
+
+    async def _relogin(self, generation: int) -> None:
+        """Log in again unless another task already did since ``generation``."""
+        async with self._lock:
+            if self._generation == generation:
+                await self._login()
+
+    async def _login(self) -> None:
+        self._tokens = None
+        body = {"identifier": self._identifier.reveal(), "password": self._password.reveal()}
+        response = await self._send("POST", "session", 2, body, None, may_apply=False)
+        if response.status_code != 200:
+            code = _error_code(response)
+            if response.status_code >= 500:
+                raise BrokerUnavailable(f"IG login failed: {response.status_code} {code}")
+            if is_allowance_error(code):
+                raise RateLimited(f"IG login refused: {code}", retry_after=self.retry_after())
+            raise BrokerRejected(f"IG login failed: {code} (check api key, identifier, password)")
+        cst, xst = response.headers.get("CST"), response.headers.get("X-SECURITY-TOKEN")
+        if not cst or not xst:
+            raise BrokerUnavailable("IG login answered without session tokens")
+        self._tokens = (Secret(cst), Secret(xst))
+        data = response.json()
+        self._lightstreamer = data.get("lightstreamerEndpoint")
+        current = data.get("currentAccountId")
+        if self.account_id and current and current != self.account_id:
+            await self._switch_account()
+        else:
+            self.account_id = self.account_id or current
+        self._generation += 1
+        self._login_at = trio.current_time()
+        self.logins += 1
+        logger.bind(event="broker.login", account_id=self.account_id).info(
+            "IG session opened for account {}", self.account_id
+        )
+
+    async def _switch_account(self) -> None:
+        body = {"accountId": self.account_id, "defaultAccount": False}
+        response = await self._send("PUT", "session", 1, body, None, may_apply=False)
+        self._raise_for(response, "PUT /session (switch account)")
+        xst = response.headers.get("X-SECURITY-TOKEN")
+        if xst and self._tokens is not None:
+            self._tokens = (self._tokens[0], Secret(xst))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAuth:
+    """Where and how to open a Lightstreamer session (IG: account id and CST/XST tokens)."""
+
+    endpoint: str
+    user: str
+    password: str = field(repr=False)
+
+
+StreamAuthProvider = Callable[[bool], Awaitable[StreamAuth]]

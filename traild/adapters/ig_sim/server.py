@@ -1,0 +1,445 @@
+"""The loopback IG server: enough of IG's REST API and Lightstreamer to drive the IG adapters.
+
+REST under ``/gateway/deal``: session v2 (expiring tokens, forced 401), account switch,
+positions v2 (CEEM levels x10000), amend v2 with deal references, confirms (ACCEPTED /
+REJECTED with IG's reasons), markets v3 dealing rules, history/activity v3,
+operations/application allowances. Lightstreamer under ``/lightstreamer``: create/bind
+session, MERGE subscriptions to ``MARKET:{epic}``, PROBE keepalives, LOOP and dropped streams
+on demand. Prices are driven by the caller (``set_price``, ``play``); a position closes when
+the exit-side price crosses its stop or limit. Faults: ``fail_next``, ``delay``,
+``expire_tokens``, allowance bursts, late confirms.
+
+Binds 127.0.0.1 on an ephemeral port; runs until its nursery is cancelled (``open_ig_sim``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import h11
+import trio
+
+from traild.adapters.ig_sim import rest
+from traild.adapters.ig_sim.http import Dropped, ServerConnection, SimRequest
+from traild.adapters.ig_sim.rest import wire
+from traild.adapters.ig_sim.stream import LightstreamerSim
+
+REST = "/gateway/deal/"
+Reply = tuple[int, Any, dict[str, str]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SimMarket:
+    """One market: normal prices, the stream's MARKET_STATE, the minimum stop distance."""
+
+    epic: str
+    bid: float
+    offer: float
+    min_stop_distance: float = 0.0  # in ``unit``
+    unit: str = "POINTS"
+    state: str = "TRADEABLE"
+    update_time: str = "00:00:00"
+
+
+@dataclass
+class SimPosition:
+    """An open position in normal prices (the sim scales CEEM levels on the wire)."""
+
+    epic: str
+    direction: str
+    level: float
+    stop: float | None = None
+    limit: float | None = None
+    size: float = 1.0
+    deal_id: str = ""
+    created: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimTick:
+    epic: str
+    bid: float
+    offer: float
+    update_time: str | None = None
+
+
+@dataclass
+class _Fault:
+    method: str
+    prefix: str
+    times: int
+    status: int = 0
+    code: str = ""
+    seconds: float = 0.0
+    apply_first: bool = False
+
+
+@dataclass
+class _Allowance:
+    limit: int | None
+    used: int = 0
+
+
+class IGSim:
+    """The fake IG. Construct, ``await nursery.start(sim.serve)``, then use ``base_url``."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sim-api-key",
+        identifier: str = "sim-user",
+        password: str = "sim-password",
+        account_id: str = "SIMACC1",
+        other_accounts: Iterable[str] = ("SIMACC2",),
+        markets: Iterable[SimMarket] = (),
+        positions: Iterable[SimPosition] = (),
+        token_ttl: float | None = None,
+        trading_allowance: int | None = None,
+        account_allowance: int | None = None,
+        allowance_window: float = 60.0,
+        confirm_delay_polls: int = 0,
+        keepalive_ms: int = 500,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.api_key, self.identifier, self.password = api_key, identifier, password
+        self.account_id = account_id
+        self.accounts = [account_id, *other_accounts]
+        self.markets = {m.epic: m for m in markets}
+        self.positions: dict[str, SimPosition] = {}
+        self.token_ttl = token_ttl
+        self.confirm_delay_polls = confirm_delay_polls
+        self.clock = clock
+        self.port = 0
+        self.requests: list[SimRequest] = []
+        self.amendments: list[tuple[str, dict[str, Any]]] = []
+        self.closed: list[tuple[str, float, str]] = []
+        self.logins = 0
+        self.hidden: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._tokens: dict[str, tuple[str, str, float]] = {}  # cst -> (xst, account, expiry)
+        self._faults: list[_Fault] = []
+        self._allowances = {
+            "trading": _Allowance(trading_allowance),
+            "account": _Allowance(account_allowance),
+        }
+        self._window = (allowance_window, 0.0)
+        self._confirms: dict[str, list[Any]] = {}  # ref -> [payload, 404s left]
+        self._activities: list[dict[str, Any]] = []
+        self.stream = LightstreamerSim(self, keepalive_ms)
+        for position in positions:
+            self.add_position(position)
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/gateway/deal"
+
+    @property
+    def stream_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on 127.0.0.1 (ephemeral port) until cancelled; ``started`` with the port."""
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            task_status.started(self.port)
+
+    # -- knobs -----------------------------------------------------------------------------
+    def expire_tokens(self) -> None:
+        """Invalidate every session token: the next request gets 401."""
+        self._tokens.clear()
+
+    def fail_next(self, method: str, prefix: str, status: int, code: str, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with ``status`` {"errorCode": code}."""
+        self._faults.append(_Fault(method, prefix, times, status=status, code=code))
+
+    def delay(
+        self, method: str, prefix: str, seconds: float, times: int = 1, apply_first: bool = False
+    ) -> None:
+        """Delay matching requests (``math.inf``: never answer). ``apply_first``: the request
+        takes effect at once and only its answer is late (a lost response)."""
+        self._faults.append(_Fault(method, prefix, times, seconds=seconds, apply_first=apply_first))
+
+    def hide_in_list(self, deal_id: str, polls: int = 1) -> None:
+        """Leave an open position out of the next ``polls`` GET /positions lists (a glitch)."""
+        self.hidden[deal_id] = polls
+
+    def allowance_limits(self) -> tuple[int | None, int | None]:
+        return self._allowances["trading"].limit, self._allowances["account"].limit
+
+    def reset_allowances(self) -> None:
+        for allowance in self._allowances.values():
+            allowance.used = 0
+        self._window = (self._window[0], trio.current_time())
+
+    def add_position(self, position: SimPosition) -> str:
+        position.deal_id = position.deal_id or f"DIAAAA{next(self._ids):06d}"
+        position.created = position.created or self.clock()
+        self.markets.setdefault(
+            position.epic, SimMarket(position.epic, position.level, position.level)
+        )
+        self.positions[position.deal_id] = position
+        return position.deal_id
+
+    def set_price(
+        self,
+        epic: str,
+        bid: float,
+        offer: float,
+        update_time: str | None = None,
+        state: str | None = None,
+    ) -> None:
+        """Move the market, close positions whose stop/limit it crossed, stream the update."""
+        market = self.markets.setdefault(epic, SimMarket(epic, bid, offer))
+        market.bid, market.offer = bid, offer
+        market.update_time = update_time or self.clock().strftime("%H:%M:%S")
+        market.state = state or market.state
+        for position in [p for p in self.positions.values() if p.epic == epic]:
+            self._check_exit(position, market)
+        self.stream.publish(market)
+
+    def set_market_state(self, epic: str, state: str) -> None:
+        market = self.markets[epic]
+        market.state = state
+        self.stream.publish(market)
+
+    async def play(self, ticks: Iterable[SimTick], interval: float = 0.0) -> None:
+        """Apply ``ticks`` in order, ``interval`` seconds apart (0: just yield)."""
+        for tick in ticks:
+            self.set_price(tick.epic, tick.bid, tick.offer, tick.update_time)
+            await trio.sleep(interval)
+
+    def close_position(self, deal_id: str, level: float | None = None) -> None:
+        """Close as the trader would (at the exit-side price unless ``level`` is given)."""
+        position = self.positions[deal_id]
+        market = self.markets[position.epic]
+        exit_price = market.bid if position.direction == "BUY" else market.offer
+        self._close(position, exit_price if level is None else level, "manual")
+
+    def drop_streams(self) -> None:
+        self.stream.drop_all()
+
+    def loop_streams(self) -> None:
+        self.stream.loop_all()
+
+    def requests_to(self, method: str, prefix: str) -> list[SimRequest]:
+        return [r for r in self.requests if r.method == method and _rel(r.path).startswith(prefix)]
+
+    # -- connection handling ---------------------------------------------------------------
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        http = ServerConnection(stream)
+        try:
+            while (request := await http.next_request()) is not None:
+                self.requests.append(request)
+                if request.path.startswith("/lightstreamer/"):
+                    await self.stream.handle(http, request)
+                else:
+                    await self._rest(http, request)
+                if not http.reusable:
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, Dropped):
+            pass  # the client went away or the sim cut the connection on purpose
+        finally:
+            await http.aclose()
+
+    async def _rest(self, http: ServerConnection, request: SimRequest) -> None:
+        rel = _rel(request.path)
+        fault = self._fault(request.method, rel)
+        if fault is not None and fault.status:
+            await http.respond_json(fault.status, {"errorCode": fault.code})
+            return
+        if fault is not None and not fault.apply_first:
+            await _sleep(fault.seconds)
+        status, payload, headers = self._route(request, rel)
+        if fault is not None and fault.apply_first:
+            await _sleep(fault.seconds)
+        await http.respond_json(status, payload, headers)
+
+    def _fault(self, method: str, rel: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.method == method and rel.startswith(fault.prefix) and fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
+
+    def _route(self, request: SimRequest, rel: str) -> Reply:
+        if request.headers.get("x-ig-api-key") != self.api_key:
+            return 403, {"errorCode": "error.security.api-key-invalid"}, {}
+        if rel == "session" and request.method == "POST":
+            return self._login(request.json() or {})
+        account = self._account_of(request)
+        if account is None:
+            return 401, {"errorCode": "error.security.client-token-invalid"}, {}
+        if rel == "session":
+            return self._session_op(request, account)
+        limited = self._spend("trading" if rel.startswith("positions/otc") else "account")
+        if limited:
+            return 403, {"errorCode": limited}, {}
+        return self._dispatch(request.method, rel, request, account)
+
+    def _dispatch(self, method: str, rel: str, request: SimRequest, account: str) -> Reply:
+        parts = rel.split("/")
+        if method == "GET" and rel == "positions":
+            return 200, rest.positions(self, account), {}
+        if method == "GET" and parts[0] == "positions" and len(parts) == 2:
+            return rest.position(self, parts[1])
+        if method == "PUT" and parts[:2] == ["positions", "otc"] and len(parts) == 3:
+            return rest.amend(self, parts[2], request.json())
+        if method == "GET" and parts[0] == "confirms" and len(parts) == 2:
+            return rest.confirm(self, parts[1])
+        if method == "GET" and parts[0] == "markets" and len(parts) == 2:
+            return rest.market(self, parts[1])
+        if method == "GET" and rel == "history/activity":
+            return 200, {"activities": list(reversed(self._activities))}, {}
+        if method == "GET" and rel == "operations/application":
+            return 200, rest.applications(self), {}
+        return 404, {"errorCode": "error.sim.unknown-endpoint"}, {}
+
+    # -- sessions and allowances -----------------------------------------------------------
+    def _login(self, body: dict[str, Any]) -> Reply:
+        if body.get("identifier") != self.identifier or body.get("password") != self.password:
+            return 401, {"errorCode": "error.security.invalid-details"}, {}
+        cst, xst = f"CST{secrets.token_hex(12)}", f"XST{secrets.token_hex(12)}"
+        expiry = trio.current_time() + (self.token_ttl if self.token_ttl else math.inf)
+        self._tokens[cst] = (xst, self.account_id, expiry)
+        self.logins += 1
+        payload = {
+            "accountType": "CFD",
+            "currencyIsoCode": "USD",
+            "currentAccountId": self.account_id,
+            "lightstreamerEndpoint": self.stream_url,
+            "accounts": [
+                {"accountId": a, "accountName": a, "preferred": a == self.account_id}
+                for a in self.accounts
+            ],
+            "clientId": "SIMCLIENT",
+            "timezoneOffset": 0,
+            "dealingEnabled": True,
+            "trailingStopsEnabled": False,
+        }
+        return 200, payload, {"CST": cst, "X-SECURITY-TOKEN": xst}
+
+    def _session_op(self, request: SimRequest, account: str) -> Reply:
+        cst = request.headers["cst"]
+        if request.method == "DELETE":
+            self._tokens.pop(cst, None)
+            return 200, {}, {}
+        target = (request.json() or {}).get("accountId")
+        if request.method != "PUT" or target not in self.accounts:
+            return 400, {"errorCode": "error.switch.accountId-invalid"}, {}
+        if target == account:
+            return 412, {"errorCode": "error.switch.accountId-must-be-different"}, {}
+        xst = f"XST{secrets.token_hex(12)}"
+        self._tokens[cst] = (xst, target, self._tokens[cst][2])
+        return 200, {"dealingEnabled": True}, {"X-SECURITY-TOKEN": xst}
+
+    def _account_of(self, request: SimRequest) -> str | None:
+        entry = self._tokens.get(request.headers.get("cst", ""))
+        if entry is None or entry[0] != request.headers.get("x-security-token"):
+            return None
+        return entry[1] if entry[2] > trio.current_time() else None
+
+    def account_for_stream(self, user: str, password: str) -> bool:
+        """Lightstreamer credentials: the account id and ``CST-<cst>|XST-<xst>``."""
+        cst, _, xst = password.partition("|")
+        entry = self._tokens.get(cst.removeprefix("CST-"))
+        return entry is not None and entry[0] == xst.removeprefix("XST-") and entry[1] == user
+
+    def _spend(self, kind: str) -> str | None:
+        window, start = self._window
+        if trio.current_time() - start >= window:
+            self.reset_allowances()
+        allowance = self._allowances[kind]
+        if allowance.limit is None:
+            return None
+        allowance.used += 1
+        if allowance.used <= allowance.limit:
+            return None
+        name = "trading-allowance" if kind == "trading" else "allowance"
+        return f"error.public-api.exceeded-account-{name}"
+
+    # -- positions -------------------------------------------------------------------------
+    def new_reference(self) -> str:
+        return f"SIMREF{next(self._ids):06d}"
+
+    def store_confirm(self, reference: str, payload: dict[str, Any]) -> None:
+        self._confirms[reference] = [payload, self.confirm_delay_polls]
+
+    def take_confirm(self, reference: str) -> dict[str, Any] | None:
+        entry = self._confirms.get(reference)
+        if entry is None or entry[1] > 0:
+            if entry is not None:
+                entry[1] -= 1
+            return None
+        payload: dict[str, Any] = entry[0]
+        return payload
+
+    def _check_exit(self, position: SimPosition, market: SimMarket) -> None:
+        buy = position.direction == "BUY"
+        price = market.bid if buy else market.offer
+        sign = 1 if buy else -1
+        if position.stop is not None and sign * (price - position.stop) <= 0:
+            self._close(position, price, "stop")
+        elif position.limit is not None and sign * (price - position.limit) >= 0:
+            self._close(position, position.limit, "limit")
+
+    def _close(self, position: SimPosition, level: float, reason: str) -> None:
+        del self.positions[position.deal_id]
+        self.closed.append((position.deal_id, level, reason))
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%S")
+        self._activities.append(
+            {
+                "date": now,
+                "dateUTC": now,
+                "epic": position.epic,
+                "dealId": f"DIAAAA{next(self._ids):06d}",
+                "channel": "SYSTEM" if reason != "manual" else "WEB",
+                "type": "POSITION",
+                "status": "ACCEPTED",
+                "description": f"Position/s closed: {position.deal_id[-8:]}",
+                "details": {
+                    "dealReference": self.new_reference(),
+                    "actions": [
+                        {"actionType": "POSITION_CLOSED", "affectedDealId": position.deal_id}
+                    ],
+                    "direction": "SELL" if position.direction == "BUY" else "BUY",
+                    "size": position.size,
+                    "level": wire(level, position.epic),
+                },
+            }
+        )
+
+
+def _rel(path: str) -> str:
+    return path.removeprefix(REST).strip("/") if path.startswith(REST) else path.strip("/")
+
+
+async def _sleep(seconds: float) -> None:
+    if math.isinf(seconds):
+        await trio.sleep_forever()
+    await trio.sleep(seconds)
+
+
+@asynccontextmanager
+async def open_ig_sim(**options: Any) -> AsyncIterator[IGSim]:
+    """Run an IGSim for the duration of the block (stopped by cancelling its nursery)."""
+    sim = IGSim(**options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.serve)
+        try:
+            yield sim
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,193 @@
+"""The IG sim's Lightstreamer: TLCP over HTTP streaming for ``MARKET:{epic}`` in MERGE mode.
+
+create_session / bind_session open a chunked stream (CONOK, then SUBOK, U lines and PROBE
+keepalives); control adds subscriptions (snapshot first, then only changed fields: empty
+token for one unchanged field, ``^N`` for a run). ``drop_all`` cuts every stream mid-body
+and forgets the sessions; ``loop_all`` ends them with LOOP so clients rebind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import trio
+
+from traild.adapters.ig_sim.http import Dropped, ServerConnection, SimRequest
+
+if TYPE_CHECKING:
+    from traild.adapters.ig_sim.server import IGSim, SimMarket
+
+_DROP = "\x00drop"
+_LOOP = "\x00loop"
+_TEXT = "text/enriched; charset=UTF-8"
+
+
+def encode_values(previous: list[str | None] | None, values: list[str | None]) -> str:
+    """A MERGE value list: changed values encoded, unchanged ones as '' or a ``^N`` run."""
+    tokens: list[str] = []
+    run = 0
+    for index, value in enumerate(values):
+        if previous is not None and previous[index] == value:
+            run += 1
+            continue
+        tokens += _run(run)
+        run = 0
+        if value is None:
+            tokens.append("#")
+        else:
+            tokens.append(quote(value, safe=".:-_ ") if value else "$")
+    tokens += _run(run)
+    return "|".join(tokens)
+
+
+def _run(count: int) -> list[str]:
+    if count == 0:
+        return []
+    return [""] if count == 1 else [f"^{count}"]
+
+
+def field_value(market: SimMarket, name: str) -> str | None:
+    values = {
+        "BID": repr(market.bid),
+        "OFFER": repr(market.offer),
+        "UPDATE_TIME": market.update_time,
+        "MARKET_STATE": market.state,
+    }
+    return values.get(name)
+
+
+@dataclass
+class _Subscription:
+    items: list[str]
+    fields: list[str]
+    last: dict[int, list[str | None]] = field(default_factory=dict)
+
+
+@dataclass
+class _Session:
+    sid: str
+    send: trio.MemorySendChannel[str]
+    receive: trio.MemoryReceiveChannel[str]
+    subscriptions: dict[str, _Subscription] = field(default_factory=dict)
+
+
+class LightstreamerSim:
+    """Lightstreamer sessions of the sim; ``created`` and ``binds`` count stream openings."""
+
+    def __init__(self, sim: IGSim, keepalive_ms: int) -> None:
+        self._sim = sim
+        self.keepalive_ms = keepalive_ms
+        self.sessions: dict[str, _Session] = {}
+        self.created = 0
+        self.binds = 0
+
+    async def handle(self, http: ServerConnection, request: SimRequest) -> None:
+        name = request.path.removeprefix("/lightstreamer/")
+        params = (request.form() or [{}])[0]
+        if name == "create_session.txt":
+            await self._create(http, params)
+        elif name == "bind_session.txt":
+            session = self.sessions.get(params.get("LS_session", ""))
+            if session is None:
+                await _text(http, "CONERR,20,Specified session not found")
+                return
+            self.binds += 1
+            await self._stream(http, session)
+        elif name == "control.txt":
+            await self._control(http, request)
+        else:
+            await http.respond(404, b"", "text/plain")
+
+    def publish(self, market: SimMarket) -> None:
+        """Queue a U line for every subscription to this market."""
+        item = f"MARKET:{market.epic}"
+        for session in self.sessions.values():
+            for sub_id, sub in session.subscriptions.items():
+                for index, name in enumerate(sub.items, start=1):
+                    if name == item:
+                        _queue(session, self._update(sub_id, sub, index, market))
+
+    def drop_all(self) -> None:
+        for session in self.sessions.values():
+            _queue(session, _DROP)
+        self.sessions.clear()
+
+    def loop_all(self) -> None:
+        for session in self.sessions.values():
+            _queue(session, _LOOP)
+
+    # -- requests --------------------------------------------------------------------------
+    async def _create(self, http: ServerConnection, params: dict[str, str]) -> None:
+        user, password = params.get("LS_user", ""), params.get("LS_password", "")
+        if not params.get("LS_cid") or not self._sim.account_for_stream(user, password):
+            await _text(http, "CONERR,1,User/password check failed")
+            return
+        send, receive = trio.open_memory_channel[str](1000)
+        session = _Session(f"S{secrets.token_hex(8)}", send, receive)
+        self.sessions[session.sid] = session
+        self.created += 1
+        await self._stream(http, session)
+
+    async def _stream(self, http: ServerConnection, session: _Session) -> None:
+        await http.start_stream(_TEXT)
+        head = f"CONOK,{session.sid},50000,{self.keepalive_ms},*\r\nSERVNAME,IG sim\r\n"
+        await http.chunk(head + "CLIENTIP,127.0.0.1\r\n")
+        while True:
+            line = "PROBE"
+            with trio.move_on_after(self.keepalive_ms / 1000):
+                line = await session.receive.receive()
+            if line == _DROP:
+                raise Dropped
+            if line == _LOOP:
+                await http.chunk("LOOP,0\r\n")
+                await http.end_stream()
+                return
+            await http.chunk(line + "\r\n")
+
+    async def _control(self, http: ServerConnection, request: SimRequest) -> None:
+        session = self.sessions.get(request.query.get("LS_session", ""))
+        if session is None:
+            await _text(http, "ERROR,20,Specified session not found")
+            return
+        answers = [self._operation(session, params) for params in request.form()]
+        await _text(http, "\r\n".join(answers))
+
+    def _operation(self, session: _Session, params: dict[str, str]) -> str:
+        req_id, sub_id = params.get("LS_reqId", "?"), params.get("LS_subId", "")
+        if params.get("LS_op") == "delete":
+            session.subscriptions.pop(sub_id, None)
+            return f"REQOK,{req_id}"
+        items = params.get("LS_group", "").split()
+        fields = params.get("LS_schema", "").split()
+        markets = [self._sim.markets.get(i.removeprefix("MARKET:")) for i in items]
+        if params.get("LS_op") != "add" or not items or not fields or None in markets:
+            return f"REQERR,{req_id},21,Invalid group or schema"
+        sub = _Subscription(items, fields)
+        session.subscriptions[sub_id] = sub
+        _queue(session, f"SUBOK,{sub_id},{len(items)},{len(fields)}")
+        if params.get("LS_snapshot", "false") == "true":
+            for index, market in enumerate(markets, start=1):
+                if market is not None:
+                    _queue(session, self._update(sub_id, sub, index, market))
+        return f"REQOK,{req_id}"
+
+    @staticmethod
+    def _update(sub_id: str, sub: _Subscription, index: int, market: SimMarket) -> str:
+        values = [field_value(market, name) for name in sub.fields]
+        line = f"U,{sub_id},{index},{encode_values(sub.last.get(index), values)}"
+        sub.last[index] = values
+        return line
+
+
+def _queue(session: _Session, line: str) -> None:
+    # A full buffer drops the line: a MERGE stream may coalesce, the next update carries all.
+    with contextlib.suppress(trio.WouldBlock):
+        session.send.send_nowait(line)
+
+
+async def _text(http: ServerConnection, text: str) -> None:
+    await http.respond(200, (text + "\r\n").encode(), "text/plain; charset=UTF-8")

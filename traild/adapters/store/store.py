@@ -1,0 +1,469 @@
+"""The TradeStore on SQLAlchemy async (aiosqlite / asyncpg), reached from trio via trio-asyncio.
+
+The asyncio world lives only here: ``open_store`` opens a trio-asyncio loop and every database call
+goes through ``aio_as_trio`` on that loop (explicitly, so any trio task may call the store). Writes
+go through the single-owner FIFO of ``writer.py``; reads go straight to the database, so a read does
+not see a write that is still queued.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import trio
+import trio_asyncio
+from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from traild.adapters.store import schema
+from traild.adapters.store.engine import (
+    BEGIN_OPTION,
+    WRITE_BEGIN,
+    describe,
+    display_url,
+    is_transient,
+    make_engine,
+)
+from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG, UNFINISHED_STATES, UTCDateTime
+from traild.adapters.store.records import (
+    BadRow,
+    adopt_values,
+    alert_from_row,
+    alert_table,
+    alert_values,
+    amendment_from_row,
+    checked,
+    trade_columns,
+    trade_from_row,
+    trade_values,
+)
+from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue
+from traild.core.errors import StoreError
+from traild.core.messages import (
+    AlertRecord,
+    AmendmentRecord,
+    AmendState,
+    TradeRecord,
+    TradeStatus,
+)
+
+T = TypeVar("T")
+_ERROR_CHARS = 500
+_MIGRATION_LOCK = 0x7472_6169_6C64  # "traild": one migrator at a time on PostgreSQL
+_OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
+
+
+class MissingRow(Exception):
+    """An update that matched no row: the database refused it for good (not retried)."""
+
+
+@asynccontextmanager
+async def open_store(
+    url: str,
+    *,
+    write_timeout: float = 2.0,
+    migrate: bool = False,
+    busy_timeout: float = 1.0,
+    drain_timeout: float = 5.0,
+) -> AsyncIterator[SqlTradeStore]:
+    """Open the store on ``url`` (an absolute SQLite path or PostgreSQL; see resolve_database_url).
+
+    Refuses a schema behind head with SchemaOutOfDate unless ``migrate``. On exit the write queue
+    is drained for at most ``drain_timeout`` seconds (also when cancelled); what is left is logged.
+    """
+    if not (math.isfinite(write_timeout) and write_timeout > 0):
+        raise StoreError(f"write_timeout must be a positive number, not {write_timeout!r}")
+    async with _asyncio_loop() as loop:
+        if migrate:
+            await _migrate(loop, url, busy_timeout)
+        engine = make_engine(url, busy_timeout=busy_timeout)
+        try:
+            store = SqlTradeStore(loop, engine, write_timeout, drain_timeout)
+            await store._prepare(url)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(store._writer.run)
+                try:
+                    yield store
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await store._close()
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+
+
+async def migrate_database(url: str, *, busy_timeout: float = 5.0) -> str:
+    """Bring the database at ``url`` to head (``traild migrate``); returns the revision."""
+    async with _asyncio_loop() as loop:
+        return await _migrate(loop, url, busy_timeout)
+
+
+@asynccontextmanager
+async def _asyncio_loop() -> AsyncIterator[Any]:
+    """A trio-asyncio loop whose nurseries do not turn one error into an ExceptionGroup.
+
+    Callers of the store expect the StoreError (or their own exception from the body of
+    ``open_store``) itself; a group with several errors is passed on unchanged.
+    """
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            yield loop
+    except BaseExceptionGroup as group:
+        sole: BaseException = group
+        while isinstance(sole, BaseExceptionGroup):
+            if len(sole.exceptions) != 1:
+                raise
+            sole = sole.exceptions[0]
+        context = sole.__context__
+        try:
+            raise sole
+        finally:
+            sole.__context__ = context  # not "during handling of ExceptionGroup"
+
+
+async def _migrate(loop: Any, url: str, busy_timeout: float) -> str:
+    # Foreign keys off: SQLite batch migrations may rebuild a referenced table.
+    engine = make_engine(url, busy_timeout=busy_timeout, foreign_keys=False)
+    try:
+        revision: str = await trio_asyncio.aio_as_trio(_upgrade, loop=loop)(engine)
+        return revision
+    except (SQLAlchemyError, OSError, RuntimeError) as exc:
+        raise StoreError(f"migrating {display_url(url)} failed: {describe(exc)}") from exc
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+
+
+async def _upgrade(engine: AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
+        async with conn.begin():
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            return await conn.run_sync(schema.upgrade)
+
+
+class SqlTradeStore:
+    """``traild.ports.TradeStore`` on SQLite or PostgreSQL. Create it with ``open_store``."""
+
+    def __init__(
+        self, loop: Any, engine: AsyncEngine, write_timeout: float, drain_timeout: float
+    ) -> None:
+        self._loop = loop
+        self._engine = engine
+        self._write_timeout = write_timeout
+        self._drain_timeout = drain_timeout
+        self._writer = WriteQueue(self._commit, is_transient=is_transient, describe=describe)
+        self._alerts = alert_table(set())
+        self._next_amendment_id = 1
+
+    # -- plumbing ------------------------------------------------------------------------
+    async def _prepare(self, url: str) -> None:
+        """Check the schema; learn alert_history's columns and the next amendment id."""
+
+        async def prepare(conn: AsyncConnection) -> tuple[set[str], int]:
+            await conn.run_sync(schema.check)
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("alert_history")}
+            )
+            last = await conn.scalar(sa.select(sa.func.max(STOP_AMENDMENT.c.id)))
+            return columns, int(last or 0)
+
+        try:
+            columns, last = await self._read(prepare, wrap=False)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open database {display_url(url)}: {describe(exc)}") from exc
+        self._alerts = alert_table(columns)
+        self._next_amendment_id = last + 1
+
+    async def _close(self) -> None:
+        with trio.move_on_after(self._drain_timeout):
+            await self._writer.drain()
+        if self._writer.statistics().queued_writes:
+            stats = self._writer.statistics()
+            logger.bind(
+                event="store.writes_lost", queued=stats.queued_writes, error=stats.last_error
+            ).error(
+                "closing with {} write(s) not durable ({})", stats.queued_writes, stats.last_error
+            )
+        self._writer.close()
+
+    async def _read(self, query: Callable[[AsyncConnection], Awaitable[T]], wrap: bool = True) -> T:
+        async def run(engine: AsyncEngine) -> T:
+            async with engine.connect() as conn:
+                return await query(conn)
+
+        try:
+            result: T = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
+            return result
+        except (SQLAlchemyError, OSError) as exc:
+            if not wrap:
+                raise
+            raise StoreError(f"database read failed: {describe(exc)}") from exc
+
+    async def _rows(self, statement: sa.Select[Any]) -> Sequence[sa.RowMapping]:
+        async def query(conn: AsyncConnection) -> Sequence[sa.RowMapping]:
+            rows: Sequence[sa.RowMapping] = (await conn.execute(statement)).mappings().all()
+            return rows
+
+        return await self._read(query)
+
+    async def _commit(self, ops: list[Op]) -> list[Any]:
+        async def run(engine: AsyncEngine) -> list[Any]:
+            async with engine.connect() as conn:
+                await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
+                async with conn.begin():
+                    return [await op(conn) for op in ops]
+
+        result: list[Any] = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
+        return result
+
+    async def _write(
+        self,
+        op: Op,
+        *,
+        trade_id: int | None = None,
+        coalesce: bool = False,
+        amendment_id: int | None = None,
+    ) -> Any:
+        write = self._writer.submit(op, trade_id=trade_id, coalesce=coalesce)
+        return await self._writer.wait(write, self._write_timeout, amendment_id)
+
+    async def _update_trade(self, trade_id: int, values: dict[str, Any]) -> None:
+        await self._write(_update_one(TRADE_LOG, trade_id, values), trade_id=trade_id)
+
+    # -- reads ---------------------------------------------------------------------------
+    async def load_open_trades(self) -> list[TradeRecord]:
+        rows = await self._rows(_trades().where(TRADE_LOG.c.status.in_(_OPEN_STATES)))
+        return _records(rows)
+
+    async def get_trade(self, trade_id: int) -> TradeRecord | None:
+        return _one(await self._rows(_trades().where(TRADE_LOG.c.id == trade_id)))
+
+    async def get_trade_by_deal(self, deal_id: str) -> TradeRecord | None:
+        return _one(await self._rows(_trades().where(TRADE_LOG.c.deal_id == deal_id)))
+
+    async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
+        """Trades opened at/after ``since`` (all when None), plus those not yet filled."""
+        statement = _trades()
+        if since is not None:
+            checked({"since": since})
+            opened = TRADE_LOG.c.opened_at
+            statement = statement.where(sa.or_(opened >= since, opened.is_(None)))
+        return _records(await self._rows(statement))
+
+    async def get_alert(self, alert_id: int) -> AlertRecord | None:
+        table = self._alerts
+        rows = await self._rows(sa.select(table).where(table.c.id == alert_id))
+        return alert_from_row(rows[0]) if rows else None
+
+    async def unfinished_amendments(self) -> list[AmendmentRecord]:
+        rows = await self._rows(_amendments().where(STOP_AMENDMENT.c.state.in_(UNFINISHED_STATES)))
+        return [amendment_from_row(row) for row in rows]
+
+    async def amendments_of(self, trade_id: int) -> list[AmendmentRecord]:
+        """Every amendment of a trade, oldest first (the audit trail)."""
+        rows = await self._rows(_amendments().where(STOP_AMENDMENT.c.trade_id == trade_id))
+        return [amendment_from_row(row) for row in rows]
+
+    # -- writes --------------------------------------------------------------------------
+    async def add_trade(self, trade: TradeRecord) -> TradeRecord:
+        values = trade_values(trade)
+
+        async def insert(conn: AsyncConnection) -> int:
+            statement = TRADE_LOG.insert().values(**values).returning(TRADE_LOG.c.id)
+            return int((await conn.execute(statement)).scalar_one())
+
+        trade_id: int = await self._write(insert)
+        return replace(trade, id=trade_id)
+
+    async def add_alert(self, alert: AlertRecord) -> AlertRecord:
+        """Insert an alert_history row; an ``id`` <= 0 lets the database choose it."""
+        table = self._alerts
+        values = alert_values(alert, table)
+
+        async def insert(conn: AsyncConnection) -> int:
+            statement = table.insert().values(**values).returning(table.c.id)
+            return int((await conn.execute(statement)).scalar_one())
+
+        alert_id: int = await self._write(insert)
+        return replace(alert, id=alert_id)
+
+    async def adopt_trade(self, trade_id: int, **fields: Any) -> None:
+        values = adopt_values(fields)
+        if values:
+            await self._update_trade(trade_id, values)
+
+    async def save_progress(self, trade_id: int, best_price: float) -> None:
+        """Persist the best price; a newer value replaces one still queued for the same trade."""
+        values = checked({"best_price": best_price})
+        op = _update_one(TRADE_LOG, trade_id, values)
+        await self._write(op, trade_id=trade_id, coalesce=True)
+
+    async def write_amendment(
+        self,
+        trade_id: int,
+        deal_id: str,
+        requested: float,
+        previous: float | None,
+        reason: str,
+        ts: datetime,
+    ) -> int:
+        """Queue the ``pending`` row; the id is allocated here, so WriteQueued carries it too."""
+        amendment_id = self._next_amendment_id
+        values = checked(
+            {
+                "id": amendment_id,
+                "trade_id": trade_id,
+                "deal_id": deal_id,
+                "requested_level": requested,
+                "previous_level": previous,
+                "reason": reason,
+                "state": AmendState.PENDING,
+                "created_at": ts,
+                "updated_at": ts,
+            }
+        )
+        self._next_amendment_id += 1
+
+        async def insert(conn: AsyncConnection) -> None:
+            await conn.execute(STOP_AMENDMENT.insert().values(**values))
+
+        await self._write(insert, trade_id=trade_id, amendment_id=amendment_id)
+        return amendment_id
+
+    async def update_amendment(
+        self,
+        amendment_id: int,
+        state: AmendState,
+        ts: datetime,
+        broker_ref: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": AmendState(state), "updated_at": ts}
+        if broker_ref is not None:
+            values["broker_ref"] = broker_ref
+        if error is not None:
+            values["error"] = error[:_ERROR_CHARS]
+        op = _update_one(STOP_AMENDMENT, amendment_id, checked(values))
+        await self._write(op, amendment_id=amendment_id)
+
+    async def confirm_amendment(
+        self, amendment_id: int, level: float, ts: datetime, profit_lock: bool = False
+    ) -> None:
+        """One transaction: the amendment becomes ``confirmed`` and the trade's sl_price ``level``.
+
+        With ``profit_lock`` the trade's profit_lock_applied_at is set, once (the first lock).
+        """
+        values = checked({"level": level, "ts": ts})
+        first_lock = sa.func.coalesce(
+            TRADE_LOG.c.profit_lock_applied_at, sa.literal(values["ts"], UTCDateTime())
+        )
+
+        async def confirm(conn: AsyncConnection) -> None:
+            amendment = STOP_AMENDMENT.c
+            result = await conn.execute(
+                STOP_AMENDMENT.update()
+                .where(amendment.id == amendment_id)
+                .values(state=AmendState.CONFIRMED.value, updated_at=values["ts"])
+                .returning(amendment.trade_id)
+            )
+            trade_id = result.scalar_one_or_none()
+            if trade_id is None:
+                raise MissingRow(f"no stop_amendment {amendment_id}")
+            trade: dict[str, Any] = {"sl_price": values["level"]}
+            if profit_lock:
+                trade["profit_lock_applied_at"] = first_lock
+            await _update_one(TRADE_LOG, trade_id, trade)(conn)
+
+        await self._write(confirm, amendment_id=amendment_id)
+
+    async def close_trade(
+        self,
+        trade_id: int,
+        exit_price: float,
+        exit_reason: str,
+        pnl_pips: float,
+        closed_at: datetime,
+    ) -> None:
+        values = {
+            "status": TradeStatus.CLOSED,
+            "exit_price": exit_price,
+            "exit_reason": exit_reason,
+            "pnl_pips": pnl_pips,
+            "closed_at": closed_at,
+        }
+        await self._update_trade(trade_id, checked(values))
+
+    async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
+        """Set the status; ``reason`` is kept as exit_reason when the status is ``closed``
+        (trade_log has no column for the reason of another status: the runtime logs it)."""
+        try:
+            value = TradeStatus(status)
+        except ValueError:
+            raise StoreError(f"unknown trade status {status!r}") from None
+        values: dict[str, Any] = {"status": value.value}
+        if value is TradeStatus.CLOSED and reason is not None:
+            values["exit_reason"] = reason
+        await self._update_trade(trade_id, values)
+
+    async def set_method(self, trade_id: int, method: str, fallback_reason: str | None) -> None:
+        values = {"trailing_calculation_method": method, "fallback_reason": fallback_reason}
+        await self._update_trade(trade_id, values)
+
+    # -- control -------------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Wait until every write queued so far is durable (bound it with a cancel scope)."""
+        await self._writer.drain()
+
+    def statistics(self) -> StoreStatistics:
+        return self._writer.statistics()
+
+
+def _trades() -> sa.Select[Any]:
+    return sa.select(*trade_columns()).order_by(TRADE_LOG.c.id)
+
+
+def _amendments() -> sa.Select[Any]:
+    return sa.select(STOP_AMENDMENT).order_by(STOP_AMENDMENT.c.id)
+
+
+def _update_one(table: sa.Table, row_id: int, values: dict[str, Any]) -> Op:
+    """An op updating exactly one row by id; a missing row fails the write for good."""
+
+    async def update(conn: AsyncConnection) -> None:
+        result = await conn.execute(table.update().where(table.c.id == row_id).values(**values))
+        if result.rowcount != 1:
+            raise MissingRow(f"no {table.name} row {row_id}")
+
+    return update
+
+
+def _records(rows: Sequence[sa.RowMapping]) -> list[TradeRecord]:
+    """Rows to records; a row that cannot be one is logged and skipped, never fatal."""
+    out: list[TradeRecord] = []
+    for row in rows:
+        try:
+            out.append(trade_from_row(row))
+        except BadRow as exc:
+            logger.bind(event="store.bad_row", trade_id=row["id"], deal_id=row["deal_id"]).error(
+                "skipping unreadable trade_log row: {}", exc
+            )
+    return out
+
+
+def _one(rows: Sequence[sa.RowMapping]) -> TradeRecord | None:
+    if not rows:
+        return None
+    try:
+        return trade_from_row(rows[0])
+    except BadRow as exc:
+        raise StoreError(str(exc)) from None

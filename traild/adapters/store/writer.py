@@ -1,0 +1,202 @@
+"""The store's single writer: an ordered in-memory FIFO drained by one owner task.
+
+Every write is queued; the caller waits for durability up to a timeout. When the database is
+locked or unreachable the owner retries the head of the queue with backoff, forever: nothing is
+dropped or reordered, and a caller that gave up (``WriteQueued``) sees its write land later. Only a
+write the database refuses outright (a constraint, a missing row) fails, alone, and is reported.
+Queued writes are committed in batches (one transaction each) when several are waiting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import trio
+from loguru import logger
+
+from traild.core.errors import StoreError
+
+Op = Callable[[Any], Awaitable[Any]]  # runs inside the batch transaction (asyncio-flavoured)
+Commit = Callable[[list[Op]], Awaitable[list[Any]]]  # trio-flavoured: one transaction
+
+
+class WriteQueued(StoreError):
+    """Not durable within the timeout: the write stays queued and lands when the database can.
+
+    ``amendment_id`` carries the id the store already allocated, so the caller can still refer to
+    the amendment (e.g. mark it failed once the database is back) instead of losing track of it.
+    """
+
+    def __init__(self, amendment_id: int | None = None) -> None:
+        super().__init__("database unavailable; write queued")
+        self.amendment_id = amendment_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """A snapshot for heartbeats."""
+
+    queued_writes: int
+    committed_writes: int
+    failed_writes: int
+    retries: int
+    last_error: str | None
+    oldest_queued_s: float  # how long the head of the queue has waited (0 when empty)
+
+
+@dataclass(eq=False, slots=True)
+class _Write:
+    op: Op
+    trade_id: int | None
+    enqueued: float
+    done: trio.Event = field(default_factory=trio.Event)
+    taken: bool = False  # handed to the database at least once: no longer coalescible
+    result: Any = None
+    error: str | None = None
+
+
+class WriteQueue:
+    """FIFO of writes with one owner task (``run``) committing them in order."""
+
+    def __init__(
+        self,
+        commit: Commit,
+        *,
+        is_transient: Callable[[BaseException], bool],
+        describe: Callable[[BaseException], str],
+        max_batch: int = 64,
+        backoff: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        self._commit = commit
+        self._is_transient = is_transient
+        self._describe = describe
+        self._max_batch = max_batch
+        self._backoff = backoff
+        self._queue: deque[_Write] = deque()
+        self._wake = trio.Event()
+        self._coalescible: dict[int, _Write] = {}
+        self._solo = 0  # writes to commit one by one, to isolate a refused one from its batch
+        self._committed = 0
+        self._failed = 0
+        self._retries = 0
+        self._streak = 0  # consecutive transient failures
+        self._last_error: str | None = None
+        self._closed = False
+
+    def submit(self, op: Op, *, trade_id: int | None = None, coalesce: bool = False) -> _Write:
+        """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
+        (nothing else for that trade queued after it) takes the new op instead: last value wins."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        if trade_id is not None:
+            previous = self._coalescible.pop(trade_id, None)
+            if coalesce and previous is not None and not previous.taken:
+                previous.op = op
+                self._coalescible[trade_id] = previous
+                return previous
+        write = _Write(op, trade_id, trio.current_time())
+        self._queue.append(write)
+        if coalesce and trade_id is not None:
+            self._coalescible[trade_id] = write
+        self._wake.set()
+        return write
+
+    async def wait(self, write: _Write, within: float, amendment_id: int | None = None) -> Any:
+        """The write's result once durable; WriteQueued after ``within`` s (it stays queued)."""
+        with trio.move_on_after(within):
+            await write.done.wait()
+        if not write.done.is_set():
+            raise WriteQueued(amendment_id)
+        if write.error is not None:
+            raise StoreError(write.error)
+        return write.result
+
+    async def drain(self) -> None:
+        """Wait until everything queued now is done (FIFO: the tail is done last)."""
+        if self._queue:
+            await self._queue[-1].done.wait()
+
+    def close(self) -> int:
+        """Refuse further writes; returns how many are still queued (lost if the process ends)."""
+        self._closed = True
+        return len(self._queue)
+
+    def statistics(self) -> StoreStatistics:
+        head = self._queue[0].enqueued if self._queue else None
+        return StoreStatistics(
+            queued_writes=len(self._queue),
+            committed_writes=self._committed,
+            failed_writes=self._failed,
+            retries=self._retries,
+            last_error=self._last_error,
+            oldest_queued_s=0.0 if head is None else trio.current_time() - head,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The owner task: commit the head of the queue until cancelled."""
+        task_status.started()
+        delay = self._backoff[0]
+        while True:
+            if not self._queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            batch = list(islice(self._queue, 1 if self._solo else self._max_batch))
+            for write in batch:
+                write.taken = True
+            try:
+                results = await self._commit([w.op for w in batch])
+            except Exception as exc:
+                if self._is_transient(exc):
+                    self._note_retry(exc)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, self._backoff[1])
+                elif len(batch) > 1:
+                    self._solo = len(batch)
+                else:
+                    self._finish(batch, error=self._describe(exc))
+                continue
+            if self._streak:
+                logger.bind(event="store.recovered", retries=self._streak).info(
+                    "database writable again after {} retries", self._streak
+                )
+                self._streak = 0
+            delay = self._backoff[0]
+            self._finish(batch, results=results)
+
+    def _finish(
+        self, batch: list[_Write], *, results: list[Any] | None = None, error: str | None = None
+    ) -> None:
+        for i, write in enumerate(batch):
+            self._queue.popleft()
+            if write.trade_id is not None and self._coalescible.get(write.trade_id) is write:
+                del self._coalescible[write.trade_id]
+            if error is None:
+                assert results is not None
+                write.result = results[i]
+                self._committed += 1
+            else:
+                write.error = f"write refused by the database: {error}"
+                self._failed += 1
+                logger.bind(event="store.write_failed", error=error).error(
+                    "a write was refused by the database and dropped: {}", error
+                )
+            write.done.set()
+        self._solo = max(0, self._solo - len(batch))
+
+    def _note_retry(self, exc: BaseException) -> None:
+        self._retries += 1
+        self._streak += 1
+        self._last_error = self._describe(exc)
+        if self._streak % 30 == 1:  # the first failure, then about once a minute
+            logger.bind(
+                event="store.unavailable", error=self._last_error, queued=len(self._queue)
+            ).warning(
+                "database unavailable ({}); {} write(s) queued, retrying",
+                self._last_error,
+                len(self._queue),
+            )

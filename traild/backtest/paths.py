@@ -1,0 +1,73 @@
+"""The two ways one trade is computed: the event-driven core, and the kernel with its fallback.
+
+The event-driven path *is* the daemon's ladder: ``traild.core.ladder.Ladder`` driven tick by
+tick by ``traild.core.replay.run_trade`` (immediate confirmation, effective from the next tick),
+exactly as ``traild simulate`` runs it. The fast path (``kernel.run_batch``) must agree with it
+to the tick; trades it hands back are run here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from traild.adapters.tickfiles import EPOCH
+from traild.backtest.kernel import KernelTrade, PathResult, run_batch
+from traild.backtest.markets import Market
+from traild.core.ladder import Ladder
+from traild.core.messages import Direction
+from traild.core.replay import run_trade
+
+FAST = "fast"
+EVENT = "event"
+
+
+def to_ms(ts: datetime) -> int:
+    """Aware datetime -> epoch milliseconds (exact)."""
+    delta = ts - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def run_event(market: Market, direction: Direction, trade: KernelTrade) -> PathResult:
+    """One trade through ``Ladder`` + ``run_trade`` over the market's ticks after its entry."""
+    ladder = Ladder(trade.plan, direction, trade.entry, trade.stop, trade.limit)
+    out = run_trade(ladder, market.stream(trade.start), trade.lock_trigger)
+    if out.exit_ts is None or out.exit_price is None:
+        raise ValueError(f"trade starting at tick {trade.start} has no tick to run on")
+    return PathResult(
+        exit_idx=trade.start + out.ticks_seen - 1,
+        exit_ts=to_ms(out.exit_ts),
+        exit_price=out.exit_price,
+        exit_reason=out.exit_reason,
+        gap=out.gap,
+        # The confirmed stop at close. (run_trade's exit_stop is the limit on a limit exit.)
+        exit_stop=ladder.stop,
+        best=out.best,
+        lock_ts=None if out.lock_ts is None else to_ms(out.lock_ts),
+        amendments=tuple(
+            (to_ms(a.ts), a.old, a.new, a.reason.value) for a in out.amendments
+        ),
+    )
+
+
+def run_trades(
+    market: Market, direction: Direction, trades: Sequence[KernelTrade], engine: str = FAST
+) -> tuple[list[PathResult], int]:
+    """Run trades of one market and direction; returns results and how many fell back.
+
+    ``engine`` "fast" uses the kernel and replays the trades it hands back through the
+    event-driven core; "event" runs every trade through the core.
+    """
+    if engine == EVENT:
+        return [run_event(market, direction, t) for t in trades], 0
+    fast = run_batch(
+        market.exit_side(direction), market.index(direction), market.ts_ms, trades, direction
+    )
+    results: list[PathResult] = []
+    fallbacks = 0
+    for trade, result in zip(trades, fast, strict=True):
+        if result is None:
+            fallbacks += 1
+            result = run_event(market, direction, trade)
+        results.append(result)
+    return results, fallbacks

@@ -1,0 +1,238 @@
+"""``traild migrate``, ``traild report`` and ``traild trade add``: the database from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import trio
+
+from traild.adapters.store import WriteQueued, display_url, migrate_database, open_store
+from traild.cli.core_cmds import _direction, _positive_float, _timestamp
+from traild.core.errors import InstrumentError, StoreError, TraildError
+from traild.core.instruments import Instrument, InstrumentTable
+from traild.core.messages import TradeRecord, TradeStatus
+from traild.settings import load
+from traild.simulation import iso
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$", re.IGNORECASE)
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+_UNASSIGNED = "unassigned"  # a trade not adopted yet has no calculation method
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("migrate", help="bring the database schema to head")
+    p.add_argument("--config", metavar="PATH")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("report", help="methods, outcomes and fallback reasons from the database")
+    p.add_argument(
+        "--since",
+        type=_since,
+        default="7d",
+        metavar="AGE|DATE",
+        help="Nd, Nh, Nm, an ISO date/time, or 'all' (default 7d)",
+    )
+    p.add_argument("--config", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_report)
+
+    trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
+    actions = trade.add_subparsers(dest="trade_command", metavar="ACTION")
+    actions.required = True
+    p = actions.add_parser(
+        "add", help="record a trade (the paper broker fills it at the next tick)"
+    )
+    p.add_argument("--epic", required=True)
+    p.add_argument("--direction", required=True, type=_direction)
+    p.add_argument("--size", type=_positive_float, default=1.0, metavar="N")
+    stop = p.add_mutually_exclusive_group(required=True)
+    stop.add_argument("--stop-pips", type=_positive_float, metavar="N")
+    stop.add_argument("--stop", type=_positive_float, metavar="PRICE")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--limit-pips", type=_positive_float, metavar="N")
+    limit.add_argument("--limit", type=_positive_float, metavar="PRICE")
+    p.add_argument("--alert-id", type=_alert_id, metavar="N")
+    p.add_argument("--scalp", action="store_true")
+    p.add_argument("--config", metavar="PATH")
+    p.set_defaults(func=_trade_add)
+
+
+def _since(text: str) -> datetime | None:
+    """``7d`` / ``12h`` / ``30m`` before now, an ISO date or time (UTC if naive), or ``all``."""
+    if text.strip().lower() == "all":
+        return None
+    match = _AGE.match(text)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        return _timestamp(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--since wants Nd, Nh, Nm, an ISO date/time or 'all', not {text!r}"
+        ) from None
+
+
+def _alert_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an alert id: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"alert ids are positive: {text!r}")
+    return value
+
+
+# -- commands ---------------------------------------------------------------------------
+def _migrate(args: argparse.Namespace) -> int:
+    url = load(args.config).database_url()
+    revision = trio.run(migrate_database, url)
+    print(f"{display_url(url)}: schema at revision {revision} (head)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    settings = load(args.config)
+
+    async def read() -> list[TradeRecord]:
+        async with open_store(settings.database_url()) as store:
+            return await store.trades_since(args.since)
+
+    report = build_report(trio.run(read), settings.instrument_table())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_report(report, args.since)
+    return 0
+
+
+def _trade_add(args: argparse.Namespace) -> int:
+    settings = load(args.config)
+    settings.instrument_table().resolve(args.epic)  # an unknown epic is an error, never a default
+    trade = TradeRecord(
+        deal_id=f"TRAILD-{uuid4().hex}",
+        epic=args.epic,
+        direction=args.direction,
+        size=args.size,
+        sl_price=args.stop,
+        initial_sl_price=args.stop,
+        limit_price=args.limit,
+        status=TradeStatus.PENDING,  # the entry is not known until the (paper) broker fills it
+        is_scalp_trade=args.scalp,
+        alert_id=args.alert_id,
+        stop_pips=args.stop_pips,
+        limit_pips=args.limit_pips,
+    )
+
+    async def add() -> TradeRecord:
+        url = settings.database_url()
+        async with open_store(url, write_timeout=settings.database.write_timeout_s) as store:
+            if args.alert_id is not None and await store.get_alert(args.alert_id) is None:
+                raise TraildError(f"no alert_history row with id {args.alert_id}")
+            try:
+                return await store.add_trade(trade)
+            except WriteQueued:
+                raise StoreError(
+                    "database unavailable (locked or unreachable): the trade may not have been "
+                    "recorded; check with `traild report` before adding it again"
+                ) from None
+
+    print(trio.run(add).deal_id)
+    return 0
+
+
+# -- the report -------------------------------------------------------------------------
+def build_report(trades: list[TradeRecord], table: InstrumentTable) -> dict[str, Any]:
+    """SPEC §7 ``report --json``: counts, methods, fallback reasons and one entry per trade."""
+    closed = sum(t.status is TradeStatus.CLOSED for t in trades)
+    return {
+        "open": len(trades) - closed,
+        "closed": closed,
+        "methods": dict(Counter(t.trailing_calculation_method or _UNASSIGNED for t in trades)),
+        "fallback_reasons": dict(Counter(t.fallback_reason for t in trades if t.fallback_reason)),
+        "trades": [_trade_entry(t, table) for t in trades],
+    }
+
+
+def _trade_entry(trade: TradeRecord, table: InstrumentTable) -> dict[str, Any]:
+    try:
+        instrument: Instrument | None = table.resolve(trade.epic)
+    except InstrumentError:  # a trading-app row for a market traild does not know: as stored
+        instrument = None
+
+    def price(value: float | None) -> float | None:
+        if value is None or instrument is None:
+            return value
+        return instrument.to_price(instrument.to_ticks(value))
+
+    return {
+        "deal_id": trade.deal_id,
+        "epic": trade.epic,
+        "direction": trade.direction.value,
+        "status": trade.status.value,
+        "entry_price": price(trade.entry_price),
+        "sl_price": price(trade.sl_price),
+        "exit_price": price(trade.exit_price),
+        "exit_reason": trade.exit_reason,
+        "pnl_pips": None if trade.pnl_pips is None else round(trade.pnl_pips, 2),
+        "method": trade.trailing_calculation_method,
+        "fallback_reason": trade.fallback_reason,
+        "opened_at": iso(trade.opened_at),
+        "closed_at": iso(trade.closed_at),
+    }
+
+
+def _outcomes(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Closed trades by method: count, wins, total and mean pips (dynamic against fixed)."""
+    out: dict[str, dict[str, float]] = {}
+    for t in report["trades"]:
+        if t["status"] != TradeStatus.CLOSED.value or t["pnl_pips"] is None:
+            continue
+        row = out.setdefault(t["method"] or _UNASSIGNED, {"closed": 0, "wins": 0, "pips": 0.0})
+        row["closed"] += 1
+        row["wins"] += t["pnl_pips"] > 0
+        row["pips"] += t["pnl_pips"]
+    return out
+
+
+def print_report(report: dict[str, Any], since: datetime | None) -> None:
+    window = "all time" if since is None else f"since {iso(since)}"
+    print(f"trades {window}: {report['open']} open, {report['closed']} closed")
+    methods = ", ".join(f"{k} {v}" for k, v in sorted(report["methods"].items())) or "none"
+    print(f"methods: {methods}")
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["fallback_reasons"].items()))
+    print(f"fallback reasons: {reasons or 'none'}")
+    outcomes = _outcomes(report)
+    if outcomes:
+        print(f"\n{'method':<20} {'closed':>6} {'win %':>6} {'pips':>9} {'mean':>7}")
+        for method, o in sorted(outcomes.items()):
+            n = int(o["closed"])
+            print(
+                f"{method:<20} {n:>6} {100 * o['wins'] / n:>6.1f} {o['pips']:>9.2f}"
+                f" {o['pips'] / n:>7.2f}"
+            )
+    if report["trades"]:
+        print(
+            f"\n{'deal_id':<40} {'epic':<22} {'dir':<4} {'status':<9} {'entry':>10}"
+            f" {'stop':>10} {'exit':>10} {'pnl':>8}  method"
+        )
+    for t in report["trades"]:
+        method = t["method"] or "-"
+        if t["fallback_reason"]:
+            method += f" ({t['fallback_reason']})"
+        print(
+            f"{t['deal_id']:<40} {t['epic']:<22} {t['direction']:<4} {t['status']:<9}"
+            f" {_cell(t['entry_price']):>10} {_cell(t['sl_price']):>10}"
+            f" {_cell(t['exit_price']):>10} {_cell(t['pnl_pips']):>8}"
+            f"  {method}"
+        )
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"

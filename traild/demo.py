@@ -1,0 +1,118 @@
+"""``traild demo``: the daemon on embedded defaults with a few paper trades, then a summary."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import trio
+from loguru import logger
+
+from traild.app import Daemon
+from traild.core.messages import Direction, TradeRecord, TradeStatus
+from traild.settings import Settings
+
+
+def demo_settings(state_dir: str) -> Settings:
+    """Embedded defaults, a temporary state dir, a fast synthetic feed."""
+    return Settings(
+        daemon={"state_dir": state_dir, "heartbeat_s": 10.0},
+        # 40 ticks/s in all; each tick of an epic is a minute of market time, so a 30 s demo
+        # covers about five market hours and the ladder has something to do.
+        feed={
+            "kind": "synthetic",
+            "synthetic_ticks_per_second": 40.0,
+            "synthetic_interval_ms": 60_000.0,
+        },
+        database={"url": "sqlite+aiosqlite:///traild-demo.db"},
+    )
+
+
+def run_demo(seconds: float, trades: int, json_logs: bool) -> int:
+    from traild.log import setup_logging
+
+    setup_logging(json=True if json_logs else None, level="INFO" if json_logs else "WARNING")
+    events: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    logger.add(lambda m: _count(m, events, reasons), level="INFO", format="{message}")
+    with tempfile.TemporaryDirectory(prefix="traild-demo-") as tmp:
+        settings = demo_settings(tmp)
+        Path(settings.state_path()).mkdir(parents=True, exist_ok=True)
+        print(
+            f"traild demo: {trades} paper trades on a synthetic feed for {seconds:g} s "
+            f"(state in {tmp})",
+            file=sys.stderr,
+        )
+        closed = trio.run(_main, settings, seconds, trades)
+    _summary(closed, events, reasons)
+    return 0
+
+
+def _count(message: Any, events: Counter[str], reasons: Counter[str]) -> None:
+    extra = message.record["extra"]
+    event = extra.get("event")
+    if event:
+        events[event] += 1
+        if event == "stop.confirmed" and extra.get("reason"):
+            reasons[extra["reason"]] += 1
+
+
+async def _main(settings: Settings, seconds: float, n: int) -> list[TradeRecord]:
+    from traild.adapters.store import open_store
+
+    url = settings.database_url()
+    rng = random.Random(42)
+    epics = settings.feed.synthetic_epics
+    async with open_store(url, migrate=True) as store:
+        for i in range(n):
+            scalp = i % 3 == 2
+            await store.add_trade(
+                TradeRecord(
+                    deal_id=f"DEMO-{i + 1}",
+                    epic=epics[i % len(epics)],
+                    direction=Direction.BUY if rng.random() < 0.5 else Direction.SELL,
+                    size=1.0,
+                    status=TradeStatus.PENDING,
+                    is_scalp_trade=scalp,
+                    stop_pips=8.0 if scalp else 15.0,
+                    limit_pips=25.0 if scalp else 60.0,
+                )
+            )
+    with trio.move_on_after(seconds):
+        await Daemon(settings).run()
+    async with open_store(url) as store:
+        return await store.trades_since(None)
+
+
+def _summary(trades: list[TradeRecord], events: Counter[str], reasons: Counter[str]) -> None:
+    closed = [t for t in trades if t.status == TradeStatus.CLOSED]
+    pnl = sum(t.pnl_pips or 0.0 for t in closed)
+    print()
+    print(
+        f"{'deal':<9} {'epic':<21} {'dir':<4} {'entry':>10} {'stop':>10} {'status':<7} "
+        f"{'exit':>10} {'pips':>7}"
+    )
+    for t in trades:
+        print(
+            f"{t.deal_id:<9} {t.epic:<21} {t.direction.value:<4} {_num(t.entry_price):>10} "
+            f"{_num(t.sl_price):>10} {t.status.value:<7} {_num(t.exit_price):>10} "
+            f"{_num(t.pnl_pips):>7}"
+        )
+    print()
+    print(f"trades: {len(trades)} ({len(closed)} closed, {len(trades) - len(closed)} open)")
+    print("stops moved by reason: " + (json.dumps(dict(sorted(reasons.items()))) or "{}"))
+    print(f"profit locks confirmed: {reasons.get('profit_lock', 0)}")
+    print(f"closed P&L: {pnl:+.1f} pips")
+    print(
+        f"ticks rejected: {events.get('tick.rejected', 0)}; "
+        f"amendments rejected: {events.get('stop.rejected', 0)}"
+    )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
