@@ -62,9 +62,7 @@ def setup_logging(json: bool | None = None, level: str = "INFO") -> None:
 
     ``json`` None decides by the terminal. Calling it again replaces the previous setup.
     """
-    for handler in _handlers:
-        logger.remove(handler)
-    _handlers.clear()
+    reset_logging()
     with suppress(ValueError):  # loguru's default handler; gone after the first setup
         logger.remove(0)
     _install_patcher()
@@ -80,6 +78,17 @@ def setup_logging(json: bool | None = None, level: str = "INFO") -> None:
             logger.add(stream, level=level, format=_text_format, diagnose=False, backtrace=False)
         )
     _intercept_stdlib()
+
+
+def reset_logging() -> None:
+    """Remove the sinks and the stdlib interception ``setup_logging`` installed."""
+    for handler in _handlers:
+        logger.remove(handler)
+    _handlers.clear()
+    root = logging.getLogger()
+    for stdlib_handler in list(root.handlers):
+        if isinstance(stdlib_handler, _InterceptHandler):
+            root.removeHandler(stdlib_handler)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from traild.core.messages import (
     AmendmentRecord,
     AmendState,
     Confirmation,
+    OpenRefused,
     OpenRequest,
     Position,
     PositionClosed,
@@ -24,7 +25,7 @@ from traild.core.messages import (
 )
 
 TickSink = Callable[[Tick], Awaitable[None]]
-BrokerEvent = PositionOpened | PositionClosed
+BrokerEvent = PositionOpened | PositionClosed | OpenRefused
 EventSink = Callable[[BrokerEvent], Awaitable[None]]
 
 
@@ -48,7 +49,12 @@ class Broker(Protocol):
         ...
 
     async def open_position(self, request: OpenRequest) -> Position:
-        """Open a position (paper broker: fills at the next tick). Real brokers may refuse."""
+        """Open a position and wait for the fill (paper broker: the next tick)."""
+        ...
+
+    def submit_open(self, request: OpenRequest) -> str:
+        """Register an order without waiting; its fill (or refusal) arrives as a broker event.
+        Returns the deal id. Real brokers refuse: traild does not open positions there."""
         ...
 
     def min_stop_distance_pips(self, epic: str) -> float:

@@ -14,6 +14,7 @@ scaled), so nothing is scaled here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
@@ -202,23 +203,24 @@ class IGStreamFeed:
         splitter = LineSplitter()
         session_id: str | None = None
         delivered = False
-        async for chunk in response.aiter_bytes():
-            for line in splitter.feed(chunk):
-                event = protocol.handle(parse_line(line))
-                if isinstance(event, Connected):
-                    session_id = event.session_id
-                    if event.control_link:
-                        base = f"{response.url.scheme}://{event.control_link}"
-                    await self._on_connected(client, protocol, base, session_id)
-                elif isinstance(event, MarketUpdate):
-                    delivered = True
-                    await self._on_update(event, emit)
-                elif isinstance(event, Subscribed):
-                    logger.bind(event="feed.subscribed", epic=event.epic).info(
-                        "IG stream subscribed to {}", event.epic
-                    )
-                elif isinstance(event, Rebind):
-                    return session_id, delivered, base
+        async with aclosing(response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                for line in splitter.feed(chunk):
+                    event = protocol.handle(parse_line(line))
+                    if isinstance(event, Connected):
+                        session_id = event.session_id
+                        if event.control_link:
+                            base = f"{response.url.scheme}://{event.control_link}"
+                        await self._on_connected(client, protocol, base, session_id)
+                    elif isinstance(event, MarketUpdate):
+                        delivered = True
+                        await self._on_update(event, emit)
+                    elif isinstance(event, Subscribed):
+                        logger.bind(event="feed.subscribed", epic=event.epic).info(
+                            "IG stream subscribed to {}", event.epic
+                        )
+                    elif isinstance(event, Rebind):
+                        return session_id, delivered, base
         return None, delivered, base
 
     async def _on_connected(

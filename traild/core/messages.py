@@ -211,3 +211,12 @@ class PositionOpened:
     position: Position
     ts: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRefused:
+    """Event: the broker refused to fill an order registered with ``submit_open``."""
+
+    deal_id: str
+    reason: str
+    ts: datetime

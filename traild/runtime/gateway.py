@@ -225,6 +225,7 @@ class Gateway:
             await self._replay(t)
             return
         bound = logger.bind(trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic, **t.log)
+        amend_id: int | None
         try:
             amend_id = await self.store.write_amendment(
                 t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now()

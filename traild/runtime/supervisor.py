@@ -30,6 +30,7 @@ from traild.core.instruments import InstrumentTable
 from traild.core.ladder import LadderPolicy
 from traild.core.messages import (
     AmendState,
+    OpenRefused,
     OpenRequest,
     Position,
     PositionClosed,
@@ -166,7 +167,7 @@ class Supervisor:
             if trade.id not in self._filling:
                 self._filling.add(trade.id)
                 self._known.add(trade.id)
-                self._nursery.start_soon(self._fill, trade)
+                await self._fill(trade)
             return
         self._known.add(trade.id)
         stages = self._stored_stages(trade)
@@ -187,7 +188,11 @@ class Supervisor:
         self._start(trade, ActorPlan(stages, self._ladder_policy(trade.epic)))
 
     async def _fill(self, trade: TradeRecord) -> None:
-        """Ask the (paper) broker to open the position; the fill arrives as PositionOpened."""
+        """Ask the (paper) broker to open the position; the fill arrives as PositionOpened.
+
+        The order is registered before this returns, so a fill at "the first tick after
+        adoption" is deterministic.
+        """
         assert trade.id is not None
         request = OpenRequest(
             trade.epic,
@@ -200,7 +205,7 @@ class Supervisor:
             trade.deal_id,
         )
         try:
-            await self.broker.open_position(request)
+            self.broker.submit_open(request)
         except BrokerError as exc:
             self._filling.discard(trade.id)
             await self._unmanage(trade, f"broker refused to open: {exc}")
@@ -465,6 +470,12 @@ class Supervisor:
     async def on_broker_event(self, event: BrokerEvent) -> None:
         if isinstance(event, PositionClosed):
             await self._closed(event)
+            return
+        if isinstance(event, OpenRefused):
+            refused = await self.store.get_trade_by_deal(event.deal_id)
+            if refused is not None and refused.id in self._filling:
+                self._filling.discard(refused.id)
+                await self._unmanage(refused, f"broker refused to open: {event.reason}")
             return
         position = event.position
         known = await self.store.get_trade_by_deal(position.deal_id)
