@@ -32,10 +32,9 @@ def clean_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def stderr_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[io.TextIOWrapper]:
-    """stderr replaced by a real file (it has a device and an inode, like a journal stream)."""
+def stderr_file(tmp_path: Path) -> Iterator[io.TextIOWrapper]:
+    """A stand-in for stderr: a real file (a device and an inode, like a journal stream)."""
     with open(tmp_path / "stderr", "w+", encoding="utf-8") as fh:
-        monkeypatch.setattr(sys, "stderr", fh)
         yield fh
 
 
@@ -56,7 +55,7 @@ def strict_json(line: str) -> dict[str, Any]:
 def test_json_lines_carry_ts_level_event_message_and_flat_fields(
     stderr_file: io.TextIOWrapper,
 ) -> None:
-    setup_logging(json=True)
+    setup_logging(json=True, stream=stderr_file)
     logger.bind(event="stop.confirmed", trade_id=7, deal_id="D1", level=1.0995).info(
         "stop confirmed"
     )
@@ -75,7 +74,7 @@ def test_json_lines_carry_ts_level_event_message_and_flat_fields(
 def test_every_record_is_one_line_even_with_newlines_and_tracebacks(
     stderr_file: io.TextIOWrapper,
 ) -> None:
-    setup_logging(json=True)
+    setup_logging(json=True, stream=stderr_file)
     logger.bind(event="a").warning("two\nlines")
     try:
         raise RuntimeError("boom")
@@ -88,7 +87,7 @@ def test_every_record_is_one_line_even_with_newlines_and_tracebacks(
 
 
 def test_values_json_cannot_carry_are_converted(stderr_file: io.TextIOWrapper) -> None:
-    setup_logging(json=True)
+    setup_logging(json=True, stream=stderr_file)
     logger.bind(
         event="tick.rejected",
         bid=float("nan"),
@@ -131,13 +130,14 @@ def test_secrets_are_redacted_in_fields_nested_values_and_messages() -> None:
 
 
 def test_tracebacks_do_not_show_local_variable_values(stderr_file: io.TextIOWrapper) -> None:
-    setup_logging(json=True)
+    setup_logging(json=True, stream=stderr_file)
 
     def login(secret_value: str) -> None:
         raise ValueError("refused")
 
+    secret = "-".join(["s3cr3t", "value"])  # only a variable's value could reveal it
     try:
-        login("s3cr3t-value")
+        login(secret)
     except ValueError:
         logger.bind(event="broker.error").exception("login failed")
     text = "\n".join(lines_of(stderr_file))
@@ -150,8 +150,8 @@ def test_journal_stream_lines_start_with_the_syslog_priority(
 ) -> None:
     st = os.fstat(stderr_file.fileno())
     monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
-    assert journal_stream_matches()
-    setup_logging(json=True, level="DEBUG")
+    assert journal_stream_matches(stderr_file)
+    setup_logging(json=True, level="DEBUG", stream=stderr_file)
     logger.bind(event="a").debug("d")
     logger.bind(event="b").info("i")
     logger.bind(event="c").warning("w")
@@ -164,15 +164,15 @@ def test_no_priority_prefix_when_journal_stream_is_another_file(
     stderr_file: io.TextIOWrapper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JOURNAL_STREAM", "1:2")
-    assert not journal_stream_matches()
-    setup_logging(json=True)
+    assert not journal_stream_matches(stderr_file)
+    setup_logging(json=True, stream=stderr_file)
     logger.bind(event="a").info("i")
     assert lines_of(stderr_file)[0].startswith("{")
 
 
 def test_human_text_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     tty = _Tty()
-    monkeypatch.setattr(sys, "stderr", tty)
+    monkeypatch.setattr(sys, "stderr", tty)  # set in the test: pytest swaps it per phase
     setup_logging()
     logger.bind(event="trade.adopted", deal_id="D9", password="x").info("trade adopted")
     out = tty.getvalue()
@@ -182,13 +182,13 @@ def test_human_text_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_json_when_stderr_is_not_a_terminal(stderr_file: io.TextIOWrapper) -> None:
-    setup_logging()
+    setup_logging(stream=stderr_file)
     logger.bind(event="daemon.ready").info("ready")
     assert strict_json(lines_of(stderr_file)[0])["event"] == "daemon.ready"
 
 
 def test_level_filters_records(stderr_file: io.TextIOWrapper) -> None:
-    setup_logging(json=True, level="WARNING")
+    setup_logging(json=True, level="WARNING", stream=stderr_file)
     logger.bind(event="a").info("hidden")
     logger.bind(event="b").warning("shown")
     assert [strict_json(x)["event"] for x in lines_of(stderr_file)] == ["b"]
@@ -197,7 +197,7 @@ def test_level_filters_records(stderr_file: io.TextIOWrapper) -> None:
 def test_stdlib_logging_is_routed_and_noisy_libraries_are_quiet(
     stderr_file: io.TextIOWrapper,
 ) -> None:
-    setup_logging(json=True, level="DEBUG")
+    setup_logging(json=True, level="DEBUG", stream=stderr_file)
     logging.getLogger("traild.legacy").info("from stdlib %s", 42)
     logging.getLogger("httpx").info("HTTP Request: GET /positions")
     logging.getLogger("sqlalchemy.engine").info("SELECT 1")
@@ -211,8 +211,8 @@ def test_stdlib_logging_is_routed_and_noisy_libraries_are_quiet(
 
 
 def test_setup_twice_does_not_duplicate_lines(stderr_file: io.TextIOWrapper) -> None:
-    setup_logging(json=True)
-    setup_logging(json=True)
+    setup_logging(json=True, stream=stderr_file)
+    setup_logging(json=True, stream=stderr_file)
     logger.bind(event="a").info("once")
     assert len(lines_of(stderr_file)) == 1
 

@@ -28,7 +28,7 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import PurePath
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
@@ -57,25 +57,33 @@ _TEXT_FORMAT = (
 _handlers: list[int] = []
 
 
-def setup_logging(json: bool | None = None, level: str = "INFO") -> None:
+def setup_logging(
+    json: bool | None = None, level: str = "INFO", stream: TextIO | None = None
+) -> None:
     """Route loguru and stdlib logging to stderr: JSON lines, or text when stderr is a TTY.
 
-    ``json`` None decides by the terminal. Calling it again replaces the previous setup.
+    ``json`` None decides by the terminal. ``stream`` replaces stderr (tests, embedding).
+    Calling it again replaces the previous setup.
     """
     reset_logging()
     with suppress(ValueError):  # loguru's default handler; gone after the first setup
         logger.remove(0)
     _install_patcher()
-    stream = sys.stderr
-    use_json = not _isatty(stream) if json is None else json
+    use_json = not _isatty(stream or sys.stderr) if json is None else json
     if use_json:
-        sink = _JsonSink(journal=journal_stream_matches())
+        sink = _JsonSink(stream, journal=journal_stream_matches(stream))
         _handlers.append(
             logger.add(sink, level=level, format="{message}", diagnose=False, backtrace=False)
         )
     else:
         _handlers.append(
-            logger.add(stream, level=level, format=_text_format, diagnose=False, backtrace=False)
+            logger.add(
+                stream or sys.stderr,
+                level=level,
+                format=_text_format,
+                diagnose=False,
+                backtrace=False,
+            )
         )
     _intercept_stdlib()
 
@@ -128,9 +136,10 @@ def render(record: Record) -> str:
 
 
 class _JsonSink:
-    """Writes JSON lines to the current ``sys.stderr`` (``<N>`` prefix for journald)."""
+    """Writes JSON lines to ``stream``, else the current ``sys.stderr`` (``<N>`` for journald)."""
 
-    def __init__(self, journal: bool) -> None:
+    def __init__(self, stream: TextIO | None, journal: bool) -> None:
+        self.stream = stream
         self.journal = journal
 
     def __call__(self, message: Message) -> None:
@@ -138,7 +147,7 @@ class _JsonSink:
         line = render(record)
         if self.journal:
             line = f"<{_PRIORITY.get(record['level'].name, 2)}>{line}"
-        sys.stderr.write(line + "\n")
+        (self.stream or sys.stderr).write(line + "\n")
 
 
 def _text_format(record: Record) -> str:
@@ -209,13 +218,13 @@ def _jsonable(value: Any) -> Any:
 # -- environment ----------------------------------------------------------------------------
 
 
-def journal_stream_matches() -> bool:
-    """True when stderr is the journal stream systemd announced in ``$JOURNAL_STREAM``."""
+def journal_stream_matches(stream: TextIO | None = None) -> bool:
+    """True when ``stream`` (stderr) is the journal stream announced in ``$JOURNAL_STREAM``."""
     device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
     if not (device.isdigit() and inode.isdigit()):
         return False
     try:
-        st = os.fstat(sys.stderr.fileno())
+        st = os.fstat((stream or sys.stderr).fileno())
     except (OSError, ValueError, AttributeError):
         return False
     return st.st_dev == int(device) and st.st_ino == int(inode)

@@ -10,14 +10,26 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -31,6 +43,8 @@ from traild.core.ladder import LadderPolicy
 
 DEFAULT_CONFIG = Path("config/traild.toml")
 _ENV_PREFIX = "TRAILD_"
+# The environment ``load(environ=...)`` reads instead of os.environ (None: os.environ).
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("traild_environ", default=None)
 
 
 class _Strict(BaseModel):
@@ -38,10 +52,21 @@ class _Strict(BaseModel):
 
 
 class Regimes(_Strict):
-    low: float = Field(gt=0)
-    normal: float = Field(gt=0)
-    high: float = Field(gt=0)
-    extreme: float = Field(gt=0)
+    """Volatility multipliers of regular trades; a partial table keeps the other defaults."""
+
+    low: float = Field(0.7, gt=0)
+    normal: float = Field(1.0, gt=0)
+    high: float = Field(1.3, gt=0)
+    extreme: float = Field(1.6, gt=0)
+
+
+class ScalpRegimes(Regimes):
+    """Volatility multipliers of scalp trades (tighter)."""
+
+    low: float = Field(0.6, gt=0)
+    normal: float = Field(0.8, gt=0)
+    high: float = Field(1.0, gt=0)
+    extreme: float = Field(1.2, gt=0)
 
 
 class Sessions(_Strict):
@@ -63,8 +88,8 @@ class TrailingSettings(_Strict):
     min_amend_step_pips: float = Field(0.5, ge=0)
     stage_alert_min_pips: float = Field(1.0, ge=0)
     stage_alert_max_pips: float = Field(200.0, gt=0)
-    volatility_multipliers: Regimes = Regimes(low=0.7, normal=1.0, high=1.3, extreme=1.6)
-    scalp_volatility_multipliers: Regimes = Regimes(low=0.6, normal=0.8, high=1.0, extreme=1.2)
+    volatility_multipliers: Regimes = Regimes()
+    scalp_volatility_multipliers: ScalpRegimes = ScalpRegimes()
     session_multipliers: Sessions = Sessions()
 
     @model_validator(mode="after")
@@ -243,8 +268,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
         sources: list[PydanticBaseSettingsSource] = [env_settings]
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        creds = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
         if creds and Path(creds).is_dir():
             sources.append(
                 NestedSecretsSettingsSource(
@@ -257,6 +285,20 @@ class Settings(BaseSettings):
         sources.append(init_settings)  # the TOML file, lowest priority above defaults
         return tuple(sources)
 
+    @field_validator("pairs", "instruments", mode="before")
+    @classmethod
+    def _canonical_keys(cls, value: Any) -> Any:
+        """Epic/symbol keys are case-insensitive: the environment delivers them lower-cased
+        (``TRAILD_PAIRS__DEFAULT__...`` -> ``default``), so merge them over the file's
+        spelling field by field instead of treating them as another epic."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            canon = key.upper() if isinstance(key, str) else key
+            out[canon] = _deep_merge(out[canon], item) if canon in out else item
+        return out
+
     @model_validator(mode="after")
     def _check_pairs(self) -> Settings:
         problems: list[str] = []
@@ -268,7 +310,7 @@ class Settings(BaseSettings):
             _check_epic(table, epic, "trailing.force_fixed_trailing_pairs", problems)
         for epic in [*self.feed.epics, *self.feed.synthetic_epics]:
             _check_epic(table, epic, "feed.epics", problems)
-        for key in ["DEFAULT", *self.pairs]:
+        for key in dict.fromkeys(["DEFAULT", *self.pairs]):
             for scalp in (False, True):
                 try:
                     stages = self.stage_config(key, scalp)
@@ -363,7 +405,37 @@ class Settings(BaseSettings):
         ig = data["broker"]["ig"]
         for key in ("password", "api_key"):
             ig[key] = "**********" if getattr(self.broker.ig, key).get_secret_value() else ""
+        data["database"]["url"] = redact_url(self.database.url)
         return data
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password (``user:password@``) masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**********@{host}"))
+
+
+def _deep_merge(base: Any, update: Any) -> Any:
+    if isinstance(base, Mapping) and isinstance(update, Mapping):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = _deep_merge(merged[key], value) if key in merged else value
+        return merged
+    return update
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source over a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}
 
 
 def _check_epic(table: InstrumentTable, epic: str, where: str, problems: list[str]) -> None:
@@ -401,7 +473,8 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     env = os.environ if environ is None else environ
     problems = _unknown_env_keys(env)
     try:
-        settings = Settings(**data)
+        with _reading(environ):
+            settings = Settings(**data)
     except ValidationError as exc:
         problems += [_describe(err) for err in exc.errors()]
     if problems:
@@ -412,12 +485,21 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     return settings
 
 
+@contextmanager
+def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
 def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") or "(root)"
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
-    return f"{loc}: {msg}"
+    return f"{loc}: {msg}" if loc else msg  # whole-model problems name their keys themselves
 
 
 def _reject_non_finite(data: Any, path: str, problems: list[str]) -> None:

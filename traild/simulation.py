@@ -44,12 +44,10 @@ def iso(ts: datetime | None) -> str | None:
 
 def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     """Run the trade and return the JSON object of SPEC §7."""
-    from traild.adapters.tickfiles import iter_ticks
-
     inst = settings.instrument_table().resolve(req.epic)
     guard = TickGuard()
     history = BarHistory(float(inst.pip_size), settings.condition_params())
-    ticks = _accepted(iter_ticks(req.ticks, req.epic), guard)
+    ticks = _accepted(_rows(req.ticks), guard)
     entry_tick = None
     for ts, bid, ask in ticks:
         if req.at is None or ts >= req.at:
@@ -76,6 +74,16 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     lock_trigger = to_centipips(policy.profit_lock_trigger_pips) * inst.ticks_per_pip
     outcome = run_trade(ladder, _as_ticks(ticks, inst), lock_trigger)
     return _result(inst, req.direction, entry, stop, limit, stages, outcome)
+
+
+def _rows(path: str) -> Iterator[tuple[datetime, float, float]]:
+    """The rows of a tick file as (UTC time, bid, ask)."""
+    from traild.adapters.tickfiles import load_ticks, ms_to_datetime
+
+    columns = load_ticks(path)
+    ms, bids, asks = columns.ts_ms.tolist(), columns.bid.tolist(), columns.ask.tolist()
+    for m, bid, ask in zip(ms, bids, asks, strict=True):
+        yield ms_to_datetime(m), bid, ask
 
 
 def _accepted(

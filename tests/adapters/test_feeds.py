@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from datetime import UTC, datetime, timedelta
+from itertools import chain, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,7 @@ async def test_replay_merges_files_by_time_keeping_each_files_order(
     with trio.fail_after(20):
         ticks = await collect(feed)
     assert len(ticks) == 20_000
-    assert all(a.ts <= b.ts for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(a.ts <= b.ts for a, b in pairwise(ticks))
     for epic, path in (("EURUSD", eur), ("USDJPY", jpy)):
         assert [t for t in ticks if t.epic == epic] == list(iter_ticks(load_ticks(path), epic))
 
@@ -162,7 +163,7 @@ def test_synthetic_ticks_are_on_the_tick_grid_ordered_and_never_crossed() -> Non
     ticks = synthetic(2, 20_000)
     assert {t.epic for t in ticks} == set(EPICS)
     assert ticks[0].ts >= START
-    assert all(a.ts <= b.ts for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(a.ts <= b.ts for a, b in pairwise(ticks))
     for t in ticks:
         inst = table.resolve(t.epic)
         assert inst.to_price(inst.to_ticks(t.bid)) == t.bid
@@ -172,7 +173,7 @@ def test_synthetic_ticks_are_on_the_tick_grid_ordered_and_never_crossed() -> Non
 
 def test_synthetic_timestamps_advance_by_whole_random_milliseconds() -> None:
     ticks = [t for t in synthetic(3, 2000) if t.epic == EPICS[0]]
-    gaps = {(b.ts - a.ts) // timedelta(milliseconds=1) for a, b in zip(ticks, ticks[1:])}
+    gaps = {(b.ts - a.ts) // timedelta(milliseconds=1) for a, b in pairwise(ticks)}
     assert all(g >= 1 for g in gaps) and len(gaps) > 100
     assert all(t.ts.microsecond % 1000 == 0 for t in ticks)
 
@@ -186,14 +187,16 @@ def test_synthetic_spreads_are_wider_in_asia_and_spike_around_news() -> None:
         spreads.setdefault(session_of(t.ts), []).append((t.ask - t.bid) * 1e4)
     medians = {k: statistics.median(v) for k, v in spreads.items()}
     assert medians["asian"] > 1.3 * medians["london"]
-    assert max(max(v) for v in spreads.values()) > 4 * statistics.median(sum(spreads.values(), []))
+    assert max(max(v) for v in spreads.values()) > 4 * statistics.median(
+        chain.from_iterable(spreads.values())
+    )
 
 
 def test_synthetic_volatility_follows_the_session() -> None:
     ticks = synthetic(8, 90_000, mean_interval_ms=3000, news_per_day=0)
     eur = [t for t in ticks if t.epic == EPICS[0]]
     moves: dict[str, list[float]] = {}
-    for a, b in zip(eur, eur[1:], strict=False):
+    for a, b in pairwise(eur):
         seconds = (b.ts - a.ts).total_seconds()
         moves.setdefault(session_of(b.ts), []).append(abs(b.bid - a.bid) / seconds**0.5)
     assert statistics.mean(moves["overlap"]) > 1.5 * statistics.mean(moves["asian"])

@@ -24,7 +24,9 @@ INSTALLED_BINARY = "/opt/traild/venv/bin/traild"
 
 
 @pytest.fixture(params=["path", "abstract"])
-def listener(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+def listener(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[socket.socket]:
     """A service manager's notify socket: NOTIFY_SOCKET points at it."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.settimeout(5)

@@ -163,7 +163,12 @@ def test_header_only_file_gives_empty_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "line", "problem", "text"),
     [
-        ("2014-05-01T00:00:00Z,1.1,1.2\n2014-05-01T00:00:01Z,1.1\n", 3, "expected 3 fields", ",1.1'"),
+        (
+            "2014-05-01T00:00:00Z,1.1,1.2\n2014-05-01T00:00:01Z,1.1\n",
+            3,
+            "expected 3 fields",
+            ",1.1'",
+        ),
         ("2014-05-01T00:00:00Z,1.1,1.2,9\n", 2, "expected 3 fields, found 4", "1.2,9'"),
         ("2014-05-01T00:00:00Z,1.1,1.2\n2014-05-01T00:00:01Z,1.1,abc\n", 3, "the ask", "abc'"),
         ("2014-05-01T00:00:00Z,x,1.2\n", 2, "the bid", ",x,"),

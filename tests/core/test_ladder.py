@@ -23,6 +23,7 @@ REGULAR = StageConfig(
     stage3_atr_multiplier=1.0,
     stage3_min_distance=10,
 )
+DEFAULT_POLICY = LadderPolicy()
 
 
 @dataclass
@@ -59,7 +60,7 @@ def trade(
     stop_pips: float | None = 20,
     limit_pips: float | None = None,
     stages: StageConfig = REGULAR,
-    policy: LadderPolicy = LadderPolicy(),
+    policy: LadderPolicy = DEFAULT_POLICY,
     atr_pips: float | None = None,
     best_pips: float | None = None,
     spread: int = 0,
@@ -430,7 +431,7 @@ def test_a_trade_without_a_stop_gets_its_first_floor() -> None:
     assert move(t.at(10)).level == t.px(1)
 
 
-# -- the origin study's sample (seed_origin §5), where the semantics agree --------------------------
+# -- the origin study's sample (seed_origin §5), where the semantics agree ---------------------
 # EURUSD regular seed row: early BE 6 -> +2, break-even/stage1 9 -> +5, stage2 14 -> +8,
 # stage3 from 20 at 6 pips. traild has no separate break-even step and trails at a fixed
 # distance instead of a percentage, so the sample agrees up to the first stage-3 move (+20).

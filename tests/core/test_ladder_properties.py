@@ -251,7 +251,10 @@ def test_stop_never_loosens_and_is_never_sent_inside_the_market(
     """With confirmations arriving ``delay`` ticks late (in order), sometimes rejected."""
     ladder = ladder_of(c)
     sign = c.direction.sign
-    md = max(math.ceil(Fraction(Decimal(repr(c.policy.min_stop_distance_pips))) * c.inst.ticks_per_pip), 1)
+    md = max(
+        math.ceil(Fraction(Decimal(repr(c.policy.min_stop_distance_pips))) * c.inst.ticks_per_pip),
+        1,
+    )
     in_flight: deque[tuple[int, int]] = deque()
     verdicts = deque(c.verdicts)
     last_stop = ladder.stop

@@ -7,6 +7,8 @@ messages carry IG's ``errorCode`` only.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +70,28 @@ def _error_code(response: httpx.Response) -> str:
     return str(code)[:120] if code else f"HTTP {response.status_code}"
 
 
+# httpcore's DEBUG trace prints response headers verbatim, IG's session tokens included.
+_TOKEN_HEADER = re.compile(r"\((b'(?:cst|x-security-token)'), b'[^']*'\)", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    """Blanks CST / X-SECURITY-TOKEN header values in httpcore's trace records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _TOKEN_HEADER.search(message):
+            record.msg, record.args = _TOKEN_HEADER.sub(r"(\1, b'**********')", message), ()
+        return True
+
+
+def redact_http_traces() -> None:
+    """Install RedactTokens on httpcore's protocol loggers (once; it only ever redacts)."""
+    for name in ("httpcore.http11", "httpcore.http2"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in target.filters):
+            target.addFilter(RedactTokens())
+
+
 def is_allowance_error(code: str) -> bool:
     return code.startswith("error.public-api.exceeded-") and "allowance" in code
 
@@ -108,6 +132,7 @@ class IGSession:
         self._login_at = 0.0
         self._lock = trio.Lock()
         self.logins = 0
+        redact_http_traces()
 
     def __repr__(self) -> str:
         return f"IGSession({self._base_url!r}, account_id={self.account_id!r})"

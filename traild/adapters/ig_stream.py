@@ -13,8 +13,8 @@ scaled), so nothing is scaled here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import aclosing
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
@@ -55,6 +55,29 @@ class FeedStatistics:
     ticks: int
     dropped_updates: int
     stale_epics: frozenset[str]
+
+
+@dataclass
+class _Pump:
+    """What one stream connection has told so far."""
+
+    base: str
+    session_id: str | None = None
+    delivered: bool = False
+
+
+async def _finish(chunks: AsyncIterator[bytes]) -> None:
+    """End httpx's nested body iterators by cancellation at their next read.
+
+    Leaving the stream early (LOOP, an error, our own cancellation) abandons a chain of async
+    generators mid-iteration; resuming them in a shielded, already-cancelled scope lets each
+    one exit through its own cleanup instead of being finalised by the garbage collector.
+    """
+    with trio.CancelScope(shield=True) as scope:
+        scope.cancel()
+        with contextlib.suppress(StopAsyncIteration, httpx.HTTPError):
+            while True:
+                await anext(chunks)
 
 
 def _utcnow() -> datetime:
@@ -201,27 +224,43 @@ class IGStreamFeed:
     ) -> tuple[str | None, bool, str]:
         """Read one stream connection: (session id to rebind or None, delivered, control base)."""
         splitter = LineSplitter()
-        session_id: str | None = None
-        delivered = False
-        async with aclosing(response.aiter_bytes()) as chunks:
+        state = _Pump(base)
+        chunks = response.aiter_bytes()
+        try:
             async for chunk in chunks:
                 for line in splitter.feed(chunk):
-                    event = protocol.handle(parse_line(line))
-                    if isinstance(event, Connected):
-                        session_id = event.session_id
-                        if event.control_link:
-                            base = f"{response.url.scheme}://{event.control_link}"
-                        await self._on_connected(client, protocol, base, session_id)
-                    elif isinstance(event, MarketUpdate):
-                        delivered = True
-                        await self._on_update(event, emit)
-                    elif isinstance(event, Subscribed):
-                        logger.bind(event="feed.subscribed", epic=event.epic).info(
-                            "IG stream subscribed to {}", event.epic
-                        )
-                    elif isinstance(event, Rebind):
-                        return session_id, delivered, base
-        return None, delivered, base
+                    if await self._line(client, response, protocol, state, line, emit):
+                        return state.session_id, state.delivered, state.base
+        finally:
+            await _finish(chunks)
+        return None, state.delivered, state.base
+
+    async def _line(
+        self,
+        client: httpx.AsyncClient,
+        response: httpx.Response,
+        protocol: MarketStreamProtocol,
+        state: _Pump,
+        line: str,
+        emit: TickSink,
+    ) -> bool:
+        """Handle one line; True when the connection is done (LOOP: rebind)."""
+        event = protocol.handle(parse_line(line))
+        if isinstance(event, Connected):
+            state.session_id = event.session_id
+            if event.control_link:
+                state.base = f"{response.url.scheme}://{event.control_link}"
+            await self._on_connected(client, protocol, state.base, event.session_id)
+        elif isinstance(event, MarketUpdate):
+            state.delivered = True
+            await self._on_update(event, emit)
+        elif isinstance(event, Subscribed):
+            logger.bind(event="feed.subscribed", epic=event.epic).info(
+                "IG stream subscribed to {}", event.epic
+            )
+        elif isinstance(event, Rebind):
+            return True
+        return False
 
     async def _on_connected(
         self, client: httpx.AsyncClient, protocol: MarketStreamProtocol, base: str, sid: str

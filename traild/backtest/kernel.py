@@ -94,6 +94,7 @@ class CrossingIndex:
 class KernelTrade:
     """One trade for the kernel: ``start`` is the first tick after the entry; prices in ticks."""
 
+    direction: Direction
     start: int
     entry: int
     stop: int
@@ -122,37 +123,59 @@ class PathResult:
     amendments: tuple[tuple[int, int | None, int, str], ...]
 
 
+def both_sides(bid: Ints, ask: Ints) -> Ints:
+    """The directional exit side of both directions in one series: BUY bids, then SELL -asks.
+
+    A BUY trade lives in ``[0, n)``, a SELL trade in ``[n, 2n)``; one batch serves both.
+    """
+    out: Ints = np.concatenate((bid, -ask)).astype(np.int64)
+    return out
+
+
+def _plan_row(plan: LadderPlan) -> tuple[list[int], ...]:
+    rungs = list(plan.rungs) + [(BIG, NONE, None)] * (_RUNGS - len(plan.rungs))
+    trig = [r[0] for r in rungs]
+    return (
+        trig,
+        [BIG if t == BIG else -(-t // CENTI) for t in trig],  # MFE ticks that reach it
+        [r[1] for r in rungs],
+        [-1 if r[2] is None else _CODE[r[2]] for r in rungs],
+        [
+            plan.s3_trigger,
+            -(-plan.s3_trigger // CENTI),
+            plan.s3_distance,
+            max(1, -(-plan.min_step // CENTI)),  # ticks an amendment must improve by
+            plan.min_distance,
+        ],
+    )
+
+
 class _Batch:
     """Columnar state of the trades of one batch, in directional ticks."""
 
-    def __init__(self, trades: Sequence[KernelTrade], sign: int) -> None:
+    def __init__(self, trades: Sequence[KernelTrade], n: int) -> None:
         m = len(trades)
+        sign = np.array([t.direction.sign for t in trades], dtype=np.int64)
         self.sign = sign
-        self.entry = np.array([sign * t.entry for t in trades], dtype=np.int64)
-        self.stop = np.array([sign * t.stop for t in trades], dtype=np.int64)
-        self.limit = np.array(
-            [BIG if t.limit is None else sign * t.limit for t in trades], dtype=np.int64
-        )
-        self.pos = np.array([t.start for t in trades], dtype=np.int64)
+        self.base = np.where(sign > 0, 0, n).astype(np.int64)
+        self.entry = sign * np.array([t.entry for t in trades], dtype=np.int64)
+        self.stop = sign * np.array([t.stop for t in trades], dtype=np.int64)
+        limit = np.array([0 if t.limit is None else t.limit for t in trades], dtype=np.int64)
+        no_limit = np.array([t.limit is None for t in trades], dtype=bool)
+        self.limit = np.where(no_limit, BIG, sign * limit)
+        self.pos = self.base + np.array([t.start for t in trades], dtype=np.int64)
+        self.end = self.base + n
         self.best = np.full(m, NONE, dtype=np.int64)
         self.lock = np.full(m, -1, dtype=np.int64)
         self.lock_t = np.array([-(-t.lock_trigger // CENTI) for t in trades], dtype=np.int64)
-        self.trig = np.full((m, _RUNGS), BIG, dtype=np.int64)
-        self.trig_t = np.full((m, _RUNGS), BIG, dtype=np.int64)
-        self.off = np.full((m, _RUNGS), NONE, dtype=np.int64)
-        self.code = np.full((m, _RUNGS), -1, dtype=np.int64)
-        for i, t in enumerate(trades):
-            for r, (trigger, offset, reason) in enumerate(t.plan.rungs):
-                self.trig[i, r] = trigger
-                self.trig_t[i, r] = -(-trigger // CENTI)  # ticks of MFE that reach it
-                self.off[i, r] = offset
-                self.code[i, r] = _CODE[reason]
-        plans = [t.plan for t in trades]
-        self.s3 = np.array([p.s3_trigger for p in plans], dtype=np.int64)
-        self.s3_t = -(-self.s3 // CENTI)
-        self.dist = np.array([p.s3_distance for p in plans], dtype=np.int64)
-        self.step = np.array([max(1, -(-p.min_step // CENTI)) for p in plans], dtype=np.int64)
-        self.mind = np.array([p.min_distance for p in plans], dtype=np.int64)
+        rows: dict[LadderPlan, tuple[list[int], ...]] = {}
+        for t in trades:
+            if t.plan not in rows:
+                rows[t.plan] = _plan_row(t.plan)
+        per_trade = [rows[t.plan] for t in trades]
+        cols = [np.array([r[c] for r in per_trade], dtype=np.int64) for c in range(5)]
+        self.trig, self.trig_t, self.off, self.code, scalars = cols
+        self.s3, self.s3_t, self.dist, self.step, self.mind = scalars.T.copy()
         self.moves: list[tuple[Ints, Ints, Ints, Ints, Ints]] = []
         self.fallback = np.zeros(m, dtype=bool)
 
@@ -202,81 +225,111 @@ class _Batch:
 
 
 def run_batch(
-    x: Ints, index: CrossingIndex, ts_ms: Ints, trades: Sequence[KernelTrade], direction: Direction
+    x: Ints, index: CrossingIndex, ts_ms: Ints, trades: Sequence[KernelTrade]
 ) -> list[PathResult | None]:
-    """Run ``trades`` (all of one market and ``direction``) over the directional ticks ``x``.
+    """Run ``trades`` of one market over ``x = both_sides(bid, ask)`` and its index.
 
     Returns one PathResult per trade, or None for a trade the kernel hands back (a move capped
     by the minimum stop distance): run that one through the event-driven core.
     """
     if not trades:
         return []
-    n = int(x.size)
-    batch = _Batch(trades, direction.sign)
-    done: dict[int, tuple[int, str, bool]] = {}
+    n = int(ts_ms.size)
+    b = _Batch(trades, n)
+    exit_k = np.full(len(trades), -1, dtype=np.int64)
+    kind = np.zeros(len(trades), dtype=np.int64)  # 1 stop, 2 limit, 3 end of data
     active = np.arange(len(trades), dtype=np.int64)
     while active.size:
         a = active
-        upper = np.minimum(batch.next_level(a), batch.limit[a])
-        k = index.first_crossing(batch.pos[a], batch.stop[a], upper)
-        end = k >= n
-        xk = x[np.minimum(k, n - 1)]
-        stop = ~end & (xk <= batch.stop[a])
-        limit = ~end & ~stop & (xk >= batch.limit[a])
+        upper = np.minimum(b.next_level(a), b.limit[a])
+        k = index.first_crossing(b.pos[a], b.stop[a], upper)
+        end = k >= b.end[a]
+        xk = x[np.minimum(k, 2 * n - 1)]
+        stop = ~end & (xk <= b.stop[a])
+        limit = ~end & ~stop & (xk >= b.limit[a])
         fin = end | stop | limit
-        for i, ki, xi, is_stop in zip(
-            a[fin].tolist(), k[fin].tolist(), xk[fin].tolist(), stop[fin].tolist(), strict=True
-        ):
-            if ki >= n:
-                done[i] = (n - 1, "end_of_data", False)
-            elif is_stop:
-                done[i] = (ki, "stop", xi < int(batch.stop[i]))
-            else:
-                done[i] = (ki, "limit", xi > int(batch.limit[i]))
+        exit_k[a[fin]] = np.where(end, b.end[a] - 1, k)[fin]
+        kind[a[fin]] = np.select([stop, limit], [1, 2], 3)[fin]
         event = ~fin
         if event.any():
-            batch.advance(a[event], k[event], xk[event])
+            b.advance(a[event], k[event], xk[event])
         active = a[event]
-        active = active[~batch.fallback[active]]
-    return _results(batch, done, x, ts_ms, n)
+        active = active[~b.fallback[active]]
+    return _results(b, exit_k, kind, x, ts_ms)
+
+
+_KINDS = ("", "stop", "limit", "end_of_data")
+_WHY = tuple(r.value for r in _REASONS)
 
 
 def _results(
-    batch: _Batch, done: dict[int, tuple[int, str, bool]], x: Ints, ts_ms: Ints, n: int
+    b: _Batch, exit_k: Ints, kind: Ints, x: Ints, ts_ms: Ints
 ) -> list[PathResult | None]:
-    s = batch.sign
+    n = ts_ms.size
+    ok = ~b.fallback
+    k = np.where(ok, exit_k, b.base)
+    xk = x[k]
+    gap = ((kind == 1) & (xk < b.stop)) | ((kind == 2) & (xk > b.limit))
+    # Best before the exit tick: the last event's best and the ticks since (the end tick too).
+    upto = np.where(kind == 3, k + 1, k)
+    best = np.maximum(b.best, _range_max(x, np.minimum(b.pos, upto), upto))
     moves: dict[int, list[tuple[int, int | None, int, str]]] = {}
-    for who, k, old, new, why in batch.moves:
+    for who, at, old, new, why in b.moves:
         for i, ki, o, nw, w in zip(
-            who.tolist(), k.tolist(), old.tolist(), new.tolist(), why.tolist(), strict=True
+            who.tolist(),
+            ts_ms[at - b.base[who]].tolist(),
+            (b.sign[who] * old).tolist(),
+            (b.sign[who] * new).tolist(),
+            why.tolist(),
+            strict=True,
         ):
-            moves.setdefault(i, []).append(
-                (int(ts_ms[ki]), None if o == NONE else s * o, s * nw, _REASONS[w].value)
-            )
+            moves.setdefault(i, []).append((ki, None if abs(o) == BIG else o, nw, _WHY[w]))
+    lock_ts = ts_ms[np.clip(b.lock - b.base, 0, n - 1)]
+    rows = zip(
+        ok.tolist(),
+        (k - b.base).tolist(),
+        ts_ms[k - b.base].tolist(),
+        (b.sign * xk).tolist(),
+        kind.tolist(),
+        gap.tolist(),
+        (b.sign * b.stop).tolist(),
+        (b.sign * best).tolist(),
+        np.where(b.lock < 0, -1, lock_ts).tolist(),
+        strict=True,
+    )
     out: list[PathResult | None] = []
-    for i in range(batch.entry.size):
-        if batch.fallback[i]:
-            out.append(None)
-            continue
-        k, reason, gap = done[i]
-        start = int(batch.pos[i])
-        stop_at = k + 1 if reason == "end_of_data" else k
-        best = int(batch.best[i])
-        if stop_at > start:
-            best = max(best, int(x[start:stop_at].max()))
-        lock = int(batch.lock[i])
-        stop = int(batch.stop[i])
+    for i, (good, ki, ts, price, kd, g, stop, bst, lk) in enumerate(rows):
         out.append(
             PathResult(
-                exit_idx=k,
-                exit_ts=int(ts_ms[k]),
-                exit_price=s * int(x[k]),
-                exit_reason=reason,
-                gap=gap,
-                exit_stop=None if stop == NONE else s * stop,
-                best=None if best == NONE else s * best,
-                lock_ts=None if lock < 0 else int(ts_ms[lock]),
+                exit_idx=ki,
+                exit_ts=ts,
+                exit_price=price,
+                exit_reason=_KINDS[kd],
+                gap=g,
+                exit_stop=None if abs(stop) == BIG else stop,
+                best=None if abs(bst) == BIG else bst,
+                lock_ts=None if lk < 0 else lk,
                 amendments=tuple(moves.get(i, ())),
             )
+            if good
+            else None
         )
+    return out
+
+
+def _range_max(x: Ints, lo: Ints, hi: Ints) -> Ints:
+    """``max(x[lo:hi])`` per pair, NONE for an empty range (one ``reduceat`` pass)."""
+    out = np.full(lo.size, NONE, dtype=np.int64)
+    some = np.flatnonzero(hi > lo)
+    if some.size:
+        order = some[np.argsort(lo[some], kind="stable")]
+        last = x.size - 1
+        pairs = np.column_stack((lo[order], np.minimum(hi[order], last))).ravel()
+        got = np.maximum.reduceat(x, pairs)[0::2]
+        # reduceat cannot end a range at len(x): fold the last element in where it belongs.
+        tail = hi[order] > last
+        got[tail] = np.maximum(got[tail], x[last])
+        empty = lo[order] >= np.minimum(hi[order], last)
+        got[empty & tail] = x[last]
+        out[order] = got
     return out

@@ -17,12 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from traild.adapters.tickfiles import epic_from_filename, load_ticks, ms_to_datetime
-from traild.backtest.kernel import CrossingIndex
+from traild.backtest.kernel import CrossingIndex, both_sides
 from traild.core.calculator import MarketConditions
 from traild.core.conditions import BarHistory, ConditionParams
 from traild.core.errors import DataError
 from traild.core.instruments import Instrument, InstrumentTable
-from traild.core.messages import Direction
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -69,23 +68,21 @@ class Market:
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
 
-    def exit_side(self, direction: Direction) -> Ints:
-        """Directional exit-side ticks: bid for a BUY, minus the ask for a SELL."""
-        key = f"x{direction.value}"
-        hit = self._cache.get(key)
+    def both_sides(self) -> Ints:
+        """Directional exit-side ticks of both directions (see ``kernel.both_sides``)."""
+        hit = self._cache.get("x")
         if hit is None:
-            hit = self.bid if direction is Direction.BUY else -self.ask
-            self._cache[key] = hit
+            hit = both_sides(self.bid, self.ask)
+            self._cache["x"] = hit
         assert isinstance(hit, np.ndarray)
         return hit
 
-    def index(self, direction: Direction) -> CrossingIndex:
-        """Block minima/maxima of the directional exit side (built once, shared by trades)."""
-        key = f"i{direction.value}"
-        hit = self._cache.get(key)
+    def index(self) -> CrossingIndex:
+        """Block minima/maxima of ``both_sides()`` (built once, shared by every trade)."""
+        hit = self._cache.get("index")
         if hit is None:
-            hit = CrossingIndex(self.exit_side(direction))
-            self._cache[key] = hit
+            hit = CrossingIndex(self.both_sides())
+            self._cache["index"] = hit
         assert isinstance(hit, CrossingIndex)
         return hit
 

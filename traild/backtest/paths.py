@@ -15,7 +15,6 @@ from traild.adapters.tickfiles import EPOCH
 from traild.backtest.kernel import KernelTrade, PathResult, run_batch
 from traild.backtest.markets import Market
 from traild.core.ladder import Ladder
-from traild.core.messages import Direction
 from traild.core.replay import run_trade
 
 FAST = "fast"
@@ -28,9 +27,9 @@ def to_ms(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def run_event(market: Market, direction: Direction, trade: KernelTrade) -> PathResult:
+def run_event(market: Market, trade: KernelTrade) -> PathResult:
     """One trade through ``Ladder`` + ``run_trade`` over the market's ticks after its entry."""
-    ladder = Ladder(trade.plan, direction, trade.entry, trade.stop, trade.limit)
+    ladder = Ladder(trade.plan, trade.direction, trade.entry, trade.stop, trade.limit)
     out = run_trade(ladder, market.stream(trade.start), trade.lock_trigger)
     if out.exit_ts is None or out.exit_price is None:
         raise ValueError(f"trade starting at tick {trade.start} has no tick to run on")
@@ -44,30 +43,24 @@ def run_event(market: Market, direction: Direction, trade: KernelTrade) -> PathR
         exit_stop=ladder.stop,
         best=out.best,
         lock_ts=None if out.lock_ts is None else to_ms(out.lock_ts),
-        amendments=tuple(
-            (to_ms(a.ts), a.old, a.new, a.reason.value) for a in out.amendments
-        ),
+        amendments=tuple((to_ms(a.ts), a.old, a.new, a.reason.value) for a in out.amendments),
     )
 
 
 def run_trades(
-    market: Market, direction: Direction, trades: Sequence[KernelTrade], engine: str = FAST
-) -> tuple[list[PathResult], int]:
-    """Run trades of one market and direction; returns results and how many fell back.
+    market: Market, trades: Sequence[KernelTrade], engine: str = FAST
+) -> tuple[list[PathResult], list[str]]:
+    """Run trades of one market; returns the results and the path each took.
 
     ``engine`` "fast" uses the kernel and replays the trades it hands back through the
-    event-driven core; "event" runs every trade through the core.
+    event-driven core (their path is "event"); "event" runs every trade through the core.
     """
     if engine == EVENT:
-        return [run_event(market, direction, t) for t in trades], 0
-    fast = run_batch(
-        market.exit_side(direction), market.index(direction), market.ts_ms, trades, direction
-    )
+        return [run_event(market, t) for t in trades], [EVENT] * len(trades)
+    fast = run_batch(market.both_sides(), market.index(), market.ts_ms, trades)
     results: list[PathResult] = []
-    fallbacks = 0
+    paths: list[str] = []
     for trade, result in zip(trades, fast, strict=True):
-        if result is None:
-            fallbacks += 1
-            result = run_event(market, direction, trade)
-        results.append(result)
-    return results, fallbacks
+        paths.append(FAST if result is not None else EVENT)
+        results.append(result if result is not None else run_event(market, trade))
+    return results, paths

@@ -206,7 +206,7 @@ class PositionClosed:
 
 @dataclass(frozen=True, slots=True)
 class PositionOpened:
-    """Event: the broker reports a position (fill of a pending trade, or one traild did not know)."""
+    """Event: the broker reports a position (a pending trade filled, or one traild did not know)."""
 
     position: Position
     ts: datetime

@@ -75,7 +75,7 @@ def run_trade(
             event.price,
             event.reason,
             event.gap,
-            event.level,
+            ladder.stop,  # the confirmed stop (for a limit exit, event.level is the limit)
             ladder.best,
             lock_ts,
             seen,

@@ -378,6 +378,12 @@ class Supervisor:
     def _start(self, trade: TradeRecord, plan: ActorPlan, skip_current_tick: bool = False) -> None:
         assert trade.id is not None and self._nursery is not None
         box = self.router.subscribe(trade.epic, trade.id, skip_current_tick)
+        floor = None
+        if self.catch_up and not skip_current_tick and trade.initial_sl_price is not None:
+            # A replay restarted from its beginning: re-trail from the initial stop so the
+            # (restored) paper broker sees the same stops at the same ticks as before.
+            floor = trade.sl_price
+            trade = replace(trade, sl_price=trade.initial_sl_price, best_price=None)
         actor = TradeActor(
             trade,
             self.instruments.resolve(trade.epic),
@@ -386,6 +392,7 @@ class Supervisor:
             self.gateway,
             self.store,
             self.policy.persist_every_s,
+            floor,
         )
         slot = _Slot(actor, trio.CancelScope())
         self.slots[trade.id] = slot

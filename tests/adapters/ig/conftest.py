@@ -70,12 +70,23 @@ async def collect(channel: trio.MemoryReceiveChannel[Any], count: int) -> list[A
 Emit = Callable[[Any], Awaitable[None]]
 
 
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
 @pytest.fixture
 def log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
     """Every loguru record (message and bound fields) plus stdlib records (httpx, httpcore)."""
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), level="TRACE", format="{message} {extra}")
+    handler = _ListHandler(lines)
     caplog.set_level(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
     yield lines
+    logging.getLogger().removeHandler(handler)
     logger.remove(sink)
-    lines.extend(record.getMessage() for record in caplog.records)

@@ -58,6 +58,7 @@ T = TypeVar("T")
 _ERROR_CHARS = 500
 _MIGRATION_LOCK = 0x7472_6169_6C64  # "traild": one migrator at a time on PostgreSQL
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
+_MIGRATION_RUN_LOCK: trio.lowlevel.RunVar[trio.Lock] = trio.lowlevel.RunVar("traild_migration")
 
 
 class MissingRow(Exception):
@@ -129,11 +130,22 @@ async def _asyncio_loop() -> AsyncIterator[Any]:
             sole.__context__ = context  # not "during handling of ExceptionGroup"
 
 
+def _migration_lock() -> trio.Lock:
+    """Alembic's ``context``/``op`` are process-global proxies: one migration at a time."""
+    try:
+        return _MIGRATION_RUN_LOCK.get()
+    except LookupError:
+        lock = trio.Lock()
+        _MIGRATION_RUN_LOCK.set(lock)
+        return lock
+
+
 async def _migrate(loop: Any, url: str, busy_timeout: float) -> str:
     # Foreign keys off: SQLite batch migrations may rebuild a referenced table.
     engine = make_engine(url, busy_timeout=busy_timeout, foreign_keys=False)
     try:
-        revision: str = await trio_asyncio.aio_as_trio(_upgrade, loop=loop)(engine)
+        async with _migration_lock():
+            revision: str = await trio_asyncio.aio_as_trio(_upgrade, loop=loop)(engine)
         return revision
     except (SQLAlchemyError, OSError, RuntimeError) as exc:
         raise StoreError(f"migrating {display_url(url)} failed: {describe(exc)}") from exc

@@ -69,7 +69,7 @@ class WriteQueue:
         is_transient: Callable[[BaseException], bool],
         describe: Callable[[BaseException], str],
         max_batch: int = 64,
-        backoff: tuple[float, float] = (0.05, 2.0),
+        backoff: tuple[float, float] = (0.05, 1.0),
     ) -> None:
         self._commit = commit
         self._is_transient = is_transient

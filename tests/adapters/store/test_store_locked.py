@@ -1,0 +1,78 @@
+"""A real SQLite database locked by another connection: writes queue, callers time out with
+StoreError, and every write lands, in order, once the lock is released."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.adapters.store.store_helpers import T0, trade
+from traild.adapters.store import WriteQueued, migrate_database, open_store
+from traild.core.errors import StoreError
+from traild.core.messages import AmendState
+
+
+async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "traild.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    with trio.fail_after(30):
+        await migrate_database(url)
+        async with open_store(url, write_timeout=0.3, busy_timeout=0.05) as store:
+            added = await store.add_trade(trade())
+            assert added.id is not None
+            trade_id = added.id
+            with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+                locker.execute("BEGIN EXCLUSIVE")
+
+                with pytest.raises(WriteQueued, match="database unavailable; write queued") as info:
+                    await store.write_amendment(
+                        trade_id, "DEAL-1", 1.1001, 1.0985, "profit_lock", T0
+                    )
+                assert isinstance(info.value, StoreError)
+                first = info.value.amendment_id
+                assert first == 1
+
+                with pytest.raises(WriteQueued):
+                    await store.update_amendment(first, AmendState.SENT, T0, broker_ref="R1")
+                with pytest.raises(WriteQueued):
+                    await store.confirm_amendment(first, 1.1001, T0, profit_lock=True)
+                with pytest.raises(WriteQueued):
+                    await store.write_amendment(trade_id, "DEAL-1", 1.1010, 1.1001, "stage1", T0)
+                with pytest.raises(WriteQueued):
+                    await store.save_progress(trade_id, 1.1025)
+                # Reads are not blocked by the writer lock (WAL): they see the committed state.
+                unchanged = await store.get_trade(trade_id)
+                assert unchanged is not None and unchanged.sl_price == 1.0985
+                stats = store.statistics()
+                assert stats.queued_writes == 5 and stats.retries >= 1
+                assert stats.last_error is not None and "locked" in stats.last_error
+                await trio.sleep(0.5)  # the outage goes on; nothing is dropped
+                assert store.statistics().queued_writes == 5
+                locker.execute("ROLLBACK")
+            await store.flush()
+            assert store.statistics().queued_writes == 0
+            first_row, second_row = await store.amendments_of(trade_id)
+            assert (first_row.id, first_row.state, first_row.broker_ref) == (
+                1,
+                AmendState.CONFIRMED,
+                "R1",
+            )
+            assert (second_row.id, second_row.state, second_row.requested_level) == (
+                2,
+                AmendState.PENDING,
+                1.1010,
+            )
+            moved = await store.get_trade(trade_id)
+            assert moved is not None
+            assert (moved.sl_price, moved.best_price, moved.profit_lock_applied_at) == (
+                1.1001,
+                1.1025,
+                T0,
+            )
+            # And new writes are durable within the timeout again.
+            await store.close_trade(trade_id, 1.1001, "stop", 1.0, T0 + timedelta(hours=1))

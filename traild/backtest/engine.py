@@ -1,0 +1,348 @@
+"""The backtest run: load ticks, resolve entries, trail every trade in every variant, in parallel.
+
+Work is cut into units (variant x market x chunk of trades). Units run in worker processes
+(``--jobs``; fork where available, so the tick arrays are shared, not copied) and their rows
+are merged in unit order, so the output never depends on scheduling.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from traild.backtest.kernel import KernelTrade, PathResult
+from traild.backtest.markets import Market, TickSource, load_market
+from traild.backtest.paths import EVENT, FAST, run_trades
+from traild.backtest.signals import (
+    RANDOM_DEFAULTS,
+    RandomDefaults,
+    TradeSpec,
+    random_signals,
+    read_signals,
+    resolve,
+)
+from traild.backtest.variants import DEFAULT_VARIANTS, Variant, parse_grid, parse_variants
+from traild.core.calculator import (
+    CalculatedStages,
+    CalculatorParams,
+    DynamicTrailingCalculator,
+    MarketConditions,
+    StageConfig,
+)
+from traild.core.errors import DataError
+from traild.core.instruments import to_centipips
+from traild.core.ladder import LadderPlan, LadderPolicy
+from traild.settings import Settings
+
+_FAST_CHUNK = 4000  # trades per unit on the fast path (bigger batches amortise numpy calls)
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRequest:
+    """What ``traild backtest`` was asked to do (CLI-independent)."""
+
+    ticks: tuple[str, ...]
+    signals: str | None = None
+    random: int | None = None
+    seed: int = 0
+    variants: str = DEFAULT_VARIANTS
+    grid: tuple[str, ...] = ()
+    lookahead_minutes: float = 60.0
+    jobs: int = 1
+    engine: str = FAST
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRow:
+    """One trade in one variant, as reported (prices as floats on the tick grid, pips)."""
+
+    variant: str
+    trade_id: int
+    epic: str
+    direction: str
+    is_scalp: bool
+    entry_ts: int  # epoch ms
+    entry: float
+    initial_stop: float
+    limit: float | None
+    method: str
+    fallback_reason: str | None
+    atr_pips: float | None
+    volatility_regime: str | None
+    session: str | None
+    market_regime: str | None
+    exit_ts: int
+    exit_price: float
+    exit_reason: str
+    exit_stop: float | None
+    gap: bool
+    pnl_pips: float
+    mfe_pips: float
+    slippage_pips: float | None  # stop exits: how far beyond the stop the fill was
+    minutes_to_lock: float | None
+    lock_violation: bool
+    lock_slippage_loss: bool
+    premature: bool
+    amendments: int
+    path: str  # fast | event (the kernel handed it back, or --engine event)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Plain values every unit needs (built once, shared with the workers)."""
+
+    markets: tuple[Market, ...]
+    trades: tuple[TradeSpec, ...]
+    variants: tuple[Variant, ...]
+    calc: CalculatorParams
+    policy: LadderPolicy
+    bases: dict[tuple[str, bool], StageConfig]
+    lookahead_ms: int
+    engine: str
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    request: BacktestRequest
+    variants: tuple[Variant, ...]
+    markets: tuple[Market, ...]
+    trades: tuple[TradeSpec, ...]
+    rows: tuple[TradeRow, ...]
+
+
+Unit = tuple[int, int, tuple[int, ...]]  # variant, market, trade ids
+_CTX: Context | None = None
+
+
+def prepare(
+    settings: Settings, req: BacktestRequest, defaults: RandomDefaults = RANDOM_DEFAULTS
+) -> Context:
+    """Load the ticks and resolve entries and variants; every input error surfaces here."""
+    if req.engine not in (FAST, EVENT):
+        raise DataError(f"unknown engine {req.engine!r}")
+    if not math.isfinite(req.lookahead_minutes) or req.lookahead_minutes <= 0:
+        raise DataError("--lookahead must be a positive number of minutes")
+    calc = settings.calculator_params()
+    variants = parse_variants(req.variants) if req.variants else []
+    variants += parse_grid(req.grid, calc)
+    if not variants:
+        raise DataError("no variants to run")
+    table = settings.instrument_table()
+    sources = [TickSource.parse(t) for t in req.ticks]
+    markets = tuple(load_market(s, table) for s in sources)
+    if req.signals is not None:
+        signals = read_signals(req.signals, markets, table)
+    else:
+        signals = random_signals(req.random or 0, req.seed, markets, defaults)
+    trades = tuple(
+        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.signals is None)
+    )
+    bases = {(t.epic, t.is_scalp): settings.stage_config(t.epic, t.is_scalp) for t in trades}
+    return Context(
+        markets,
+        trades,
+        tuple(variants),
+        calc,
+        settings.ladder_policy(),
+        bases,
+        round(req.lookahead_minutes * 60_000),
+        req.engine,
+    )
+
+
+def units_of(ctx: Context, jobs: int) -> list[Unit]:
+    """Variant x market x chunk; event-path chunks are small enough to keep every core busy."""
+    out: list[Unit] = []
+    per_market = [
+        [t.trade_id for t in ctx.trades if t.market == k] for k in range(len(ctx.markets))
+    ]
+    total = len(ctx.trades) * len(ctx.variants)
+    size = _FAST_CHUNK if ctx.engine == FAST else max(1, math.ceil(total / (4 * max(jobs, 1))))
+    for v in range(len(ctx.variants)):
+        for k, ids in enumerate(per_market):
+            out += [(v, k, tuple(ids[i : i + size])) for i in range(0, len(ids), size)]
+    return out
+
+
+def execute(
+    ctx: Context, jobs: int, progress: Callable[[int, int], None] | None = None
+) -> list[TradeRow]:
+    """Run every unit (in ``jobs`` processes) and merge the rows in a fixed order."""
+    units = units_of(ctx, jobs)
+    for market in ctx.markets:
+        market.index()  # build before forking: workers inherit it
+    results: list[list[TradeRow]]
+    if jobs <= 1 or len(units) <= 1:
+        _init(ctx)
+        results = []
+        for i, unit in enumerate(units):
+            results.append(_run_unit(unit))
+            if progress:
+                progress(i + 1, len(units))
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        mp = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(units)), mp_context=mp, initializer=_init, initargs=(ctx,)
+        ) as pool:
+            futures: list[Future[list[TradeRow]]] = [pool.submit(_run_unit, u) for u in units]
+            for done, _ in enumerate(as_completed(futures), start=1):
+                if progress:
+                    progress(done, len(units))
+            results = [f.result() for f in futures]
+    order = {v.name: i for i, v in enumerate(ctx.variants)}
+    rows = [row for part in results for row in part]
+    rows.sort(key=lambda r: (order[r.variant], r.trade_id))
+    return rows
+
+
+def run_backtest(
+    settings: Settings,
+    req: BacktestRequest,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    ctx = prepare(settings, req)
+    rows = execute(ctx, req.jobs, progress)
+    return BacktestResult(req, ctx.variants, ctx.markets, ctx.trades, tuple(rows))
+
+
+def _init(ctx: Context) -> None:
+    global _CTX
+    _CTX = ctx
+
+
+def _run_unit(unit: Unit) -> list[TradeRow]:
+    ctx = _CTX
+    if ctx is None:
+        raise RuntimeError("backtest worker used before its context was set")
+    v_idx, m_idx, ids = unit
+    variant, market = ctx.variants[v_idx], ctx.markets[m_idx]
+    trades = [ctx.trades[i] for i in ids]
+    inst = market.instrument
+    calc = DynamicTrailingCalculator(variant.calculator_params(ctx.calc))
+    policy = variant.ladder_policy(
+        replace(ctx.policy, min_stop_distance_pips=float(inst.min_stop_distance_pips))
+    )
+    lock_trigger = to_centipips(policy.profit_lock_trigger_pips) * inst.ticks_per_pip
+    stages: dict[tuple[str, bool, MarketConditions], CalculatedStages] = {}
+    plans: dict[tuple[StageConfig, float | None], LadderPlan] = {}
+    jobs: list[KernelTrade] = []
+    calcs: list[CalculatedStages] = []
+    for t in trades:
+        key = (t.epic, t.is_scalp, t.conditions)
+        if key not in stages:
+            stages[key] = calc.calculate_stages(
+                t.conditions, ctx.bases[(t.epic, t.is_scalp)], t.is_scalp, epic=t.epic
+            )
+        cs = stages[key]
+        pkey = (cs.stages, cs.atr_pips)
+        if pkey not in plans:
+            plans[pkey] = LadderPlan.compile(cs.stages, inst, policy, cs.atr_pips)
+        calcs.append(cs)
+        jobs.append(
+            KernelTrade(
+                t.direction, t.entry_idx + 1, t.entry, t.stop, t.limit, plans[pkey], lock_trigger
+            )
+        )
+    results, paths = run_trades(market, jobs, ctx.engine)
+    premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
+    lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))
+    return [
+        _row(variant.name, market, t, cs, r, p, lock_ticks, path)
+        for t, cs, r, p, path in zip(trades, calcs, results, premature, paths, strict=True)
+    ]
+
+
+def premature_stopouts(
+    market: Market, trades: Sequence[TradeSpec], results: Sequence[PathResult], lookahead_ms: int
+) -> list[bool]:
+    """Stopped trades whose limit traded within the lookahead before their initial stop did."""
+    n = len(market)
+    picked = [
+        i
+        for i, (t, r) in enumerate(zip(trades, results, strict=True))
+        if r.exit_reason == "stop" and t.limit is not None
+    ]
+    out = [False] * len(trades)
+    if not picked:
+        return out
+    sign = np.array([trades[i].direction.sign for i in picked], dtype=np.int64)
+    base = np.where(sign > 0, 0, n)
+    start = base + np.array([results[i].exit_idx + 1 for i in picked], dtype=np.int64)
+    lo = sign * np.array([trades[i].stop for i in picked], dtype=np.int64)
+    hi = sign * np.array([trades[i].limit or 0 for i in picked], dtype=np.int64)
+    k = market.index().first_crossing(start, lo, hi)
+    inside = k < base + n
+    at = np.where(inside, k, base)
+    x = market.both_sides()
+    until = np.array([results[i].exit_ts for i in picked], dtype=np.int64) + lookahead_ms
+    hit = inside & (x[at] >= hi) & (market.ts_ms[at - base] <= until)
+    for i, h in zip(picked, hit.tolist(), strict=True):
+        out[i] = h
+    return out
+
+
+def _row(
+    variant: str,
+    market: Market,
+    t: TradeSpec,
+    cs: CalculatedStages,
+    r: PathResult,
+    premature: bool,
+    lock_ticks: int,
+    path: str,
+) -> TradeRow:
+    inst = market.instrument
+    s, tpp, price = t.direction.sign, inst.ticks_per_pip, inst.to_price
+    pnl = s * (r.exit_price - t.entry)
+    # MFE over every tick since entry, the exit tick included (SPEC §1).
+    best = s * r.exit_price if r.best is None else max(s * r.best, s * r.exit_price)
+    stopped = r.exit_reason == "stop"
+    locked = r.lock_ts is not None
+    c = t.conditions
+    return TradeRow(
+        variant=variant,
+        trade_id=t.trade_id,
+        epic=t.epic,
+        direction=t.direction.value,
+        is_scalp=t.is_scalp,
+        entry_ts=t.entry_ts,
+        entry=price(t.entry),
+        initial_stop=price(t.stop),
+        limit=None if t.limit is None else price(t.limit),
+        method=cs.method,
+        fallback_reason=cs.fallback_reason,
+        atr_pips=c.atr_pips,
+        volatility_regime=c.volatility_regime,
+        session=c.session,
+        market_regime=c.market_regime,
+        exit_ts=r.exit_ts,
+        exit_price=price(r.exit_price),
+        exit_reason=r.exit_reason,
+        exit_stop=None if r.exit_stop is None else price(r.exit_stop),
+        gap=r.gap,
+        pnl_pips=pnl / tpp,
+        mfe_pips=(best - s * t.entry) / tpp,
+        slippage_pips=(
+            s * (r.exit_stop - r.exit_price) / tpp if stopped and r.exit_stop is not None else None
+        ),
+        minutes_to_lock=None if r.lock_ts is None else (r.lock_ts - t.entry_ts) / 60_000,
+        lock_violation=(
+            stopped and locked and r.exit_stop is not None
+            and s * (r.exit_stop - t.entry) < lock_ticks
+        ),
+        lock_slippage_loss=stopped and locked and pnl < 0,
+        premature=premature,
+        amendments=len(r.amendments),
+        path=path,
+    )
+
+
+def default_jobs() -> int:
+    return max(1, min(32, multiprocessing.cpu_count()))
+

@@ -1,0 +1,120 @@
+"""Backtest variants (seed phase 6): fixed, fixed+lock, dynamic+lock, and multiplier grids.
+
+* ``fixed``        fixed stages, guaranteed profit lock off (the baseline)
+* ``fixed+lock``   fixed stages, profit lock on (isolates the lock)
+* ``dynamic+lock`` dynamic stages enabled, profit lock on; the calculator's fallbacks still
+                   apply (short history -> ``no_atr``, forced pairs, ...) and are reported
+* grids            ``--grid volatility.low=0.6,0.7 session.asian=0.8,0.9``: the cartesian
+                   product, each a dynamic+lock variant with those multipliers replaced
+
+Everything else (stage bases, profit-lock trigger and level, minimum step, ATR bounds, session
+adjustment, forced pairs) comes from the configuration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from traild.core.calculator import REGIMES, SESSIONS, CalculatorParams
+from traild.core.errors import ConfigError
+from traild.core.ladder import LadderPolicy
+
+FIXED, FIXED_LOCK, DYNAMIC_LOCK = "fixed", "fixed+lock", "dynamic+lock"
+BASE = {FIXED: (False, False), FIXED_LOCK: (False, True), DYNAMIC_LOCK: (True, True)}
+DEFAULT_VARIANTS = f"{FIXED},{FIXED_LOCK},{DYNAMIC_LOCK}"
+# grid key prefix -> (CalculatorParams field, allowed names); "atr.min"/"atr.max" are scalars
+_TABLES = {
+    "volatility": ("volatility_multipliers", REGIMES),
+    "scalp_volatility": ("scalp_volatility_multipliers", REGIMES),
+    "session": ("session_multipliers", SESSIONS),
+}
+_SCALARS = {"atr.min": "atr_min_multiplier", "atr.max": "atr_max_multiplier"}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One way of trailing every trade of the backtest."""
+
+    name: str
+    dynamic: bool
+    lock: bool
+    overrides: tuple[tuple[str, float], ...] = ()  # (grid key, value)
+
+    def calculator_params(self, base: CalculatorParams) -> CalculatorParams:
+        """The configuration's calculator settings with this variant's switches and values."""
+        params = replace(base, enable_dynamic_trailing=self.dynamic)
+        for key, value in self.overrides:
+            if key in _SCALARS:
+                params = replace(params, **{_SCALARS[key]: value})
+                continue
+            prefix, name = key.split(".", 1)
+            field = _TABLES[prefix][0]
+            table = dict(getattr(params, field))
+            table[name] = value
+            params = replace(params, **{field: table})
+        return params
+
+    def ladder_policy(self, base: LadderPolicy) -> LadderPolicy:
+        return replace(base, profit_lock=self.lock)
+
+
+def parse_variants(text: str) -> list[Variant]:
+    """``fixed,fixed+lock,dynamic+lock`` (any subset, in the order given)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASE]
+    if unknown or not names:
+        raise ConfigError(
+            [f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; "
+             f"choose from {DEFAULT_VARIANTS}"]
+        )
+    return [Variant(n, *BASE[n]) for n in dict.fromkeys(names)]
+
+
+def parse_grid(items: Sequence[str], base: CalculatorParams) -> list[Variant]:
+    """``KEY=V1,V2`` items -> the cartesian product of dynamic+lock variants."""
+    if not items:
+        return []
+    axes: list[list[tuple[str, float]]] = []
+    seen: set[str] = set()
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not values.strip():
+            raise ConfigError([f"--grid {item!r}: expected KEY=V1,V2,..."])
+        _check_key(key)
+        if key in seen:
+            raise ConfigError([f"--grid: {key} given twice"])
+        seen.add(key)
+        axes.append([(key, _multiplier(key, v)) for v in values.split(",") if v.strip()])
+    variants = []
+    for combo in itertools.product(*axes):
+        label = ",".join(f"{k}={v:g}" for k, v in combo)
+        variant = Variant(f"{DYNAMIC_LOCK}[{label}]", True, True, tuple(combo))
+        params = variant.calculator_params(base)
+        if params.atr_min_multiplier > params.atr_max_multiplier:
+            raise ConfigError([f"--grid {label}: atr.min above atr.max"])
+        variants.append(variant)
+    return variants
+
+
+def _check_key(key: str) -> None:
+    if key in _SCALARS:
+        return
+    prefix, _, name = key.partition(".")
+    if prefix in _TABLES and name in _TABLES[prefix][1]:
+        return
+    known = [f"{p}.{n}" for p, (_, names) in _TABLES.items() for n in names] + list(_SCALARS)
+    raise ConfigError([f"--grid: unknown key {key!r}; known keys: {', '.join(known)}"])
+
+
+def _multiplier(key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError([f"--grid {key}: not a number: {text.strip()!r}"]) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError([f"--grid {key}: must be a positive number: {text.strip()!r}"])
+    return value
