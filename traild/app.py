@@ -286,7 +286,7 @@ class Daemon:
                 except TraildError as exc:
                     logger.bind(event="store.degraded", error=str(exc)).warning("poll failed")
             fresh = self._feed_fresh()
-            if fresh:
+            if fresh and interval is not None:
                 systemd.watchdog()
             if trio.current_time() >= beat_at:
                 beat_at = trio.current_time() + s.daemon.heartbeat_s

@@ -16,6 +16,7 @@ from traild.core.instruments import InstrumentOverride, InstrumentTable
 from traild.core.messages import (
     Confirmation,
     Direction,
+    OpenRefused,
     OpenRequest,
     Position,
     PositionClosed,
@@ -136,7 +137,9 @@ async def test_open_with_a_stop_on_the_wrong_side_is_refused() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(open_it)
             await trio.testing.wait_all_tasks_blocked()
-            assert b.on_tick(tick(1.2, 1.2002)) == []
+            [refused] = b.on_tick(tick(1.2, 1.2002))
+    assert isinstance(refused, OpenRefused)
+    assert refused.reason == "stop on the wrong side of the market" and refused.ts == T0
     assert "wrong side" in str(failures[0])
     assert await b.open_positions() == []
     assert b.statistics().opens_rejected == 1
@@ -144,8 +147,10 @@ async def test_open_with_a_stop_on_the_wrong_side_is_refused() -> None:
 
 def test_open_closer_than_the_minimum_distance_is_refused() -> None:
     b = broker(min_stop_distance_pips=5)
-    b.submit_open(buy(stop_pips=4))
-    assert b.on_tick(tick(1.1, 1.1)) == []
+    deal_id = b.submit_open(buy(stop_pips=4))
+    [refused] = b.on_tick(tick(1.1, 1.1))
+    assert isinstance(refused, OpenRefused) and refused.deal_id == deal_id
+    assert refused.reason.startswith("stop too close")
     assert b.statistics().opens_rejected == 1
 
 
@@ -201,7 +206,8 @@ def test_limits_fill_at_the_level_or_at_the_better_gapped_price() -> None:
 def test_buy_stop_between_bid_and_ask_at_the_fill_is_refused_as_wrong_side() -> None:
     b = broker()
     b.submit_open(buy(stop_pips=0.1))  # 1.10029: below the ask, above the bid it triggers on
-    assert b.on_tick(tick(1.1, 1.1003)) == []
+    [refused] = b.on_tick(tick(1.1, 1.1003))
+    assert isinstance(refused, OpenRefused)
     assert b.statistics().opens_rejected == 1
 
 

@@ -58,7 +58,7 @@ def _cents(draw: st.DrawFn, lo: int, hi: int) -> int:
 
 
 @st.composite
-def cases(draw: st.DrawFn, max_ticks: int = 250) -> Case:
+def cases(draw: st.DrawFn, max_ticks: int = 200) -> Case:
     e = _cents(draw, 10, 2500)
     s1 = draw(st.integers(e, e + 2000))
     s2 = draw(st.integers(s1 + 1, s1 + 2000))
@@ -212,7 +212,7 @@ def run(c: Case) -> list[tuple[int, object]]:
 
 
 # -- properties ------------------------------------------------------------------------------------
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=900, deadline=None)
 @given(cases())
 def test_ladder_agrees_with_the_reference_model_tick_by_tick(c: Case) -> None:
     ladder = ladder_of(c)
@@ -243,7 +243,7 @@ def test_ladder_agrees_with_the_reference_model_tick_by_tick(c: Case) -> None:
         return
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(cases(), st.integers(0, 6), st.data())
 def test_stop_never_loosens_and_is_never_sent_inside_the_market(
     c: Case, delay: int, data: st.DataObject
@@ -282,7 +282,7 @@ def test_stop_never_loosens_and_is_never_sent_inside_the_market(
             in_flight.append((i + delay, event.level))
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(cases())
 def test_profit_lock_holds_once_reached_and_confirmed(c: Case) -> None:
     """After MFE reached the trigger, whenever the market allows the lock it is in place."""
@@ -312,13 +312,13 @@ def test_profit_lock_holds_once_reached_and_confirmed(c: Case) -> None:
             assert sign * (ladder.stop - ENTRY) >= lock, (off, mfe, ladder.stop)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(cases())
 def test_same_input_gives_the_same_output(c: Case) -> None:
     assert run(c) == run(c)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(cases(max_ticks=120))
 def test_buy_and_sell_are_mirror_images(c: Case) -> None:
     buy = Case(**{**c.__dict__, "direction": Direction.BUY})

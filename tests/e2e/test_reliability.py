@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from tests.e2e.daemon_helpers import (
     db_rows,
     log_events,
     slice_ticks,
-    traild,
     trades,
+    traild,
     write_config,
 )
 
@@ -56,7 +57,7 @@ def _never_loosened(state: Path) -> None:
         sign = 1 if row["direction"] == "BUY" else -1
         levels = [row["initial_sl_price"]] + [a["requested_level"]
                                               for a in confirmed(state, row["id"])]
-        assert all(sign * (b - a) > 0 for a, b in zip(levels, levels[1:], strict=False)), levels
+        assert all(sign * (b - a) > 0 for a, b in itertools.pairwise(levels)), levels
         assert row["sl_price"] == levels[-1]
 
 
@@ -74,32 +75,40 @@ def test_kill_9_at_random_points_loses_nothing_and_ends_like_an_uninterrupted_ru
     assert sum(len(p) for p in expected_path.values()) >= 5
 
     rng = random.Random(20261126)
-    kills = 0
-    for trial in range(20):
-        state = tmp_path / f"trial{trial}"
-        shutil.copytree(template, state)
-        cfg = write_config(tmp_path / f"t{trial}.toml", state, [ticks], [EPIC])
-        for attempt in range(12):
-            proc = subprocess.Popen([sys.executable, "-m", "traild", "run", "--config", str(cfg)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    delays = [rng.uniform(0.5, 1.6) for _ in range(20)]
+
+    def trial(n: int) -> int:
+        """Kill -9 once at a random point, restart, compare; returns the kills made."""
+        delay = delays[n]
+        for attempt in range(6):
+            state = tmp_path / f"trial{n}-{attempt}"
+            shutil.copytree(template, state)
+            cfg = write_config(tmp_path / f"t{n}-{attempt}.toml", state, [ticks], [EPIC])
+            cmd = [sys.executable, "-m", "traild", "run", "--config", str(cfg)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     env=_env(None))
-            if attempt < 3:
-                time.sleep(rng.uniform(0.6, 1.8))
-                if proc.poll() is None:
-                    proc.kill()
-                    kills += 1
-                    proc.wait(timeout=30)
-                    _never_loosened(state)
-                    continue
-            assert proc.wait(timeout=120) == 0
-            break
-        _never_loosened(state)
-        assert _final(state) == expected_final, f"trial {trial}"
-        assert _stop_path(state) == expected_path, f"trial {trial}"
-        unfinished = db_rows(state, "select * from stop_amendment where state in "
-                                    "('pending', 'sent')")
-        assert unfinished == []
-    assert kills >= 20  # the runs really were interrupted
+            time.sleep(delay)
+            if proc.poll() is not None:  # finished before the kill: try an earlier point
+                delay *= 0.6
+                continue
+            proc.kill()
+            proc.wait(timeout=30)
+            _never_loosened(state)
+            restart = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                                     env=_env(None))
+            assert restart.returncode == 0, restart.stderr[-2000:]
+            _never_loosened(state)
+            assert _final(state) == expected_final, f"trial {n} killed after {delay:.2f}s"
+            assert _stop_path(state) == expected_path, f"trial {n} killed after {delay:.2f}s"
+            unfinished = db_rows(state, "select * from stop_amendment where state in "
+                                        "('pending', 'sent')")
+            assert unfinished == []
+            return 1
+        return 0
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        kills = sum(pool.map(trial, range(20)))
+    assert kills == 20  # every trial really was interrupted
 
 
 def test_broker_faults_lose_no_protection(tmp_path: Path, ticks: Path) -> None:

@@ -15,8 +15,8 @@ from tests.e2e.daemon_helpers import (
     confirmed,
     log_events,
     slice_ticks,
-    traild,
     trades,
+    traild,
     write_config,
 )
 

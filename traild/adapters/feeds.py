@@ -29,6 +29,8 @@ CHECKPOINT_EVERY = 256  # unpaced feeds still let other tasks (and cancellation)
 
 @dataclass(frozen=True, slots=True)
 class FeedStatistics:
+    """A snapshot of a feed's progress."""
+
     emitted: int
     total: int | None  # None: endless
     last_ts: datetime | None

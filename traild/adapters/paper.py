@@ -7,9 +7,10 @@ time), are checked against the latest quote, and can be made to fail on purpose 
 fault injection: rejections, timeouts (applied or not: outcome unknown), 5xx errors,
 rate-limit bursts and a per-minute allowance.
 
-Events: ``on_tick`` returns the fills and exits that tick caused, so the caller handles them
-before the tick reaches the actors (deterministic, like ``traild simulate``). ``run(emit)``
-reports the events that arise outside a tick: manual closes and positions added from outside.
+Events: ``on_tick`` returns what that tick caused (exits, fills, refused orders), so the caller
+handles them before the tick reaches the actors (deterministic, like ``traild simulate``);
+they are not sent again through ``run(emit)``, which reports the events that arise outside a
+tick: manual closes and positions added from outside.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from traild.core.instruments import Instrument, InstrumentTable, to_centipips
 from traild.core.messages import (
     Confirmation,
     Direction,
+    OpenRefused,
     OpenRequest,
     Position,
     PositionClosed,
@@ -168,7 +170,8 @@ class PaperBroker:
     def on_tick(self, tick: Tick) -> list[BrokerEvent]:
         """Apply an accepted tick: exits of open positions first, then pending fills.
 
-        Returns the events this tick caused (closes, then fills), in that order.
+        Returns the events this tick caused: closes, then fills and refused orders in the
+        order they were submitted.
         """
         self._n["ticks"] += 1
         self._quotes[tick.epic] = tick
@@ -180,10 +183,7 @@ class PaperBroker:
                 if closed is not None:
                     events.append(closed)
         orders = self._orders.pop(tick.epic, None)
-        for order in orders or ():
-            opened = self._fill(order, tick)
-            if opened is not None:
-                events.append(opened)
+        events.extend(self._fill(order, tick) for order in orders or ())
         return events
 
     def _check_exit(self, e: _Entry, tick: Tick) -> PositionClosed | None:
@@ -236,7 +236,7 @@ class PaperBroker:
         self._orders.setdefault(request.epic, []).append(order)
         return order
 
-    def _fill(self, order: _Order, tick: Tick) -> PositionOpened | None:
+    def _fill(self, order: _Order, tick: Tick) -> PositionOpened | OpenRefused:
         req = order.request
         inst = self._resolve(req.epic)
         s = req.direction.sign
@@ -251,7 +251,7 @@ class PaperBroker:
             order.error = BrokerRejected(f"paper broker: open {order.deal_id} refused: {problem}")
             if order.done is not None:
                 order.done.set()
-            return None
+            return OpenRefused(order.deal_id, problem, tick.ts)
         e = _Entry(
             order.deal_id, req.epic, req.direction, req.size, inst, entry, stop, limit, tick.ts
         )
@@ -272,7 +272,11 @@ class PaperBroker:
 
     # -- outside a tick -------------------------------------------------------------------------
     def add_position(self, position: Position) -> None:
-        """A position opened outside traild (another app, before a restart); run() reports it."""
+        """A position opened outside traild (another app, before a restart).
+
+        run() reports it, timed by its ``opened_at`` or else the epic's latest quote; with
+        neither it is only found through ``open_positions()``, as after a restart.
+        """
         if position.deal_id in self._positions:
             raise BrokerRejected(f"paper broker: duplicate deal id {position.deal_id}")
         inst = self._resolve(position.epic)

@@ -197,7 +197,7 @@ def _epoch_flavour(scale: int) -> _Flavour:
 _ISO = _Flavour("ISO-8601", _iso_row, _iso_column)
 _HISTDATA = _Flavour("HistData", _histdata_row, _histdata_column)
 _DUKASCOPY = _Flavour("Dukascopy", _dukascopy_row, _dukascopy_column)
-_PATTERNS: list[tuple[re.Pattern[str], _Flavour | None]] = [
+_PATTERNS: list[tuple[re.Pattern[str], _Flavour]] = [
     (re.compile(r"\d{8} \d{9}"), _HISTDATA),
     (re.compile(r"\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}:\d{2}(\.\d{1,3})?"), _DUKASCOPY),
     (re.compile(r"\d{12,13}"), _epoch_flavour(1)),

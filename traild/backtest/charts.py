@@ -10,11 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
+import numpy as np
+from matplotlib.figure import Figure
 
-from traild.adapters.tickfiles import ms_to_datetime  # noqa: E402
-from traild.backtest.engine import TradeRow  # noqa: E402
+from traild.backtest.engine import TradeRow
 
 _METADATA = {"Software": None}  # no version stamp: same run, same bytes
 
@@ -36,7 +36,7 @@ def _equity(rows: Sequence[TradeRow], variants: Sequence[str], path: Path) -> Pa
         mine = sorted((r for r in rows if r.variant == name), key=lambda r: (r.exit_ts, r.trade_id))
         if not mine:
             continue
-        times = [ms_to_datetime(r.exit_ts) for r in mine]
+        times = np.array([r.exit_ts for r in mine], dtype="datetime64[ms]")
         ax.step(times, np.cumsum([r.pnl_pips for r in mine]), where="post", label=name)
     ax.set_title("Equity curve (cumulative pips, by exit time)")
     ax.set_ylabel("pips")
@@ -49,7 +49,7 @@ def _equity(rows: Sequence[TradeRow], variants: Sequence[str], path: Path) -> Pa
 def _distribution(rows: Sequence[TradeRow], variants: Sequence[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 5))
     pnl = [r.pnl_pips for r in rows]
-    bins = np.linspace(min(pnl, default=-1.0), max(pnl, default=1.0), 60) if pnl else 10
+    bins = np.linspace(min(pnl, default=-1.0), max(pnl, default=1.0), 60).tolist()
     for name in variants:
         mine = [r.pnl_pips for r in rows if r.variant == name]
         if mine:
@@ -76,9 +76,7 @@ def _by_regime(summary: dict[str, Any], path: Path) -> Path:
     width = 0.8 / max(len(variants), 1)
     for ax, (key, title, scale) in zip(axes, panels, strict=True):
         for i, (name, v) in enumerate(variants.items()):
-            values = [
-                (v["by_regime"].get(g) or {}).get(key) for g in regimes
-            ]
+            values = [(v["by_regime"].get(g) or {}).get(key) for g in regimes]
             heights = [np.nan if y is None else y * scale for y in values]
             ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=name)
         ax.set_xticks(x, regimes)
@@ -89,7 +87,7 @@ def _by_regime(summary: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata=_METADATA)
     plt.close(fig)

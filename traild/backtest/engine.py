@@ -223,6 +223,21 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
     v_idx, m_idx, ids = unit
     variant, market = ctx.variants[v_idx], ctx.markets[m_idx]
     trades = [ctx.trades[i] for i in ids]
+    jobs, calcs, policy = plan_trades(ctx, variant, market, trades)
+    results, paths = run_trades(market, jobs, ctx.engine)
+    premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
+    inst = market.instrument
+    lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))
+    return [
+        _row(variant.name, market, t, cs, r, p, lock_ticks, path)
+        for t, cs, r, p, path in zip(trades, calcs, results, premature, paths, strict=True)
+    ]
+
+
+def plan_trades(
+    ctx: Context, variant: Variant, market: Market, trades: Sequence[TradeSpec]
+) -> tuple[list[KernelTrade], list[CalculatedStages], LadderPolicy]:
+    """Each trade's stages in ``variant`` and its compiled ladder, ready for either path."""
     inst = market.instrument
     calc = DynamicTrailingCalculator(variant.calculator_params(ctx.calc))
     policy = variant.ladder_policy(
@@ -249,13 +264,7 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
                 t.direction, t.entry_idx + 1, t.entry, t.stop, t.limit, plans[pkey], lock_trigger
             )
         )
-    results, paths = run_trades(market, jobs, ctx.engine)
-    premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
-    lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))
-    return [
-        _row(variant.name, market, t, cs, r, p, lock_ticks, path)
-        for t, cs, r, p, path in zip(trades, calcs, results, premature, paths, strict=True)
-    ]
+    return jobs, calcs, policy
 
 
 def premature_stopouts(
@@ -333,7 +342,9 @@ def _row(
         ),
         minutes_to_lock=None if r.lock_ts is None else (r.lock_ts - t.entry_ts) / 60_000,
         lock_violation=(
-            stopped and locked and r.exit_stop is not None
+            stopped
+            and locked
+            and r.exit_stop is not None
             and s * (r.exit_stop - t.entry) < lock_ticks
         ),
         lock_slippage_loss=stopped and locked and pnl < 0,
@@ -345,4 +356,3 @@ def _row(
 
 def default_jobs() -> int:
     return max(1, min(32, multiprocessing.cpu_count()))
-

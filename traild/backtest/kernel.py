@@ -262,9 +262,7 @@ _KINDS = ("", "stop", "limit", "end_of_data")
 _WHY = tuple(r.value for r in _REASONS)
 
 
-def _results(
-    b: _Batch, exit_k: Ints, kind: Ints, x: Ints, ts_ms: Ints
-) -> list[PathResult | None]:
+def _results(b: _Batch, exit_k: Ints, kind: Ints, x: Ints, ts_ms: Ints) -> list[PathResult | None]:
     n = ts_ms.size
     ok = ~b.fallback
     k = np.where(ok, exit_k, b.base)

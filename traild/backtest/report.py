@@ -1,4 +1,4 @@
-"""Backtest output: the terminal table, ``trades.csv``, ``summary.json``, ``run.json``, ``report.md``.
+"""Backtest output: terminal table, ``trades.csv``, ``summary.json``, ``run.json``, ``report.md``.
 
 Nothing here reads the clock, so the same seed writes the same files.
 """
@@ -106,13 +106,18 @@ def _csv_value(value: Any) -> str:
 
 
 def _csv_row(r: TradeRow) -> list[str]:
-    d = asdict(r)
-    d["entry_ts"] = iso(ms_to_datetime(r.entry_ts))
-    d["exit_ts"] = iso(ms_to_datetime(r.exit_ts))
-    for key in ("pnl_pips", "mfe_pips", "slippage_pips", "minutes_to_lock", "atr_pips"):
-        if d[key] is not None:
-            d[key] = round(d[key], 2) + 0.0
-    return [_csv_value(d[c]) for c in CSV_COLUMNS]
+    out = []
+    for column in CSV_COLUMNS:
+        value = getattr(r, column)
+        if column in ("entry_ts", "exit_ts"):
+            value = iso(ms_to_datetime(value))
+        elif column in _PIPS and value is not None:
+            value = round(value, 2) + 0.0
+        out.append(_csv_value(value))
+    return out
+
+
+_PIPS = frozenset(("pnl_pips", "mfe_pips", "slippage_pips", "minutes_to_lock", "atr_pips"))
 
 
 def write_trades(rows: Sequence[TradeRow], path: Path) -> None:
@@ -145,8 +150,12 @@ def run_info(result: BacktestResult) -> dict[str, Any]:
             for m in result.markets
         ],
         "variants": [
-            {"name": v.name, "dynamic": v.dynamic, "profit_lock": v.lock,
-             "overrides": dict(v.overrides)}
+            {
+                "name": v.name,
+                "dynamic": v.dynamic,
+                "profit_lock": v.lock,
+                "overrides": dict(v.overrides),
+            }
             for v in result.variants
         ],
         "lookahead_minutes": req.lookahead_minutes,
@@ -161,14 +170,17 @@ def _bucket_table(summary_: dict[str, Any], field: str) -> str:
     buckets: list[str] = []
     for v in summary_["variants"].values():
         buckets += [b for b in v[field] if b not in buckets]
-    lines = ["| " + " | ".join([field.removeprefix("by_"), *names]) + " |",
-             "|" + "---|" * (len(names) + 1)]
+    lines = [
+        "| " + " | ".join([field.removeprefix("by_"), *names]) + " |",
+        "|" + "---|" * (len(names) + 1),
+    ]
     for b in buckets:
         cells = []
         for name in names:
             m = summary_["variants"][name][field].get(b)
             cells.append(
-                "-" if m is None
+                "-"
+                if m is None
                 else f"{_cell(m['expectancy_pips'], '{:+.2f}')} / {_cell(m['win_rate'], 'pct')}%"
                 f" / {m['trades']}"
             )
@@ -184,7 +196,8 @@ def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, A
     )
     e = info["entries"]
     entries = (
-        f"signals from `{e['signals']}`" if "signals" in e
+        f"signals from `{e['signals']}`"
+        if "signals" in e
         else f"{e['random']} random entries, seed {e['seed']}, defaults {e['defaults']}"
     )
     kinds = "\n\n".join(
@@ -196,9 +209,9 @@ def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, A
 
 {ticks}
 
-Entries: {entries}. Lookahead for premature stop-outs: {info['lookahead_minutes']} min.
-Engine: {info['engine']} ({info['paths']['fast']} trade runs on the vectorised kernel,
-{info['paths']['event']} on the event-driven core).
+Entries: {entries}. Lookahead for premature stop-outs: {info["lookahead_minutes"]} min.
+Engine: {info["engine"]} ({info["paths"]["fast"]} trade runs on the vectorised kernel,
+{info["paths"]["event"]} on the event-driven core).
 
 ## Results
 
@@ -221,8 +234,12 @@ capture% = sum(pnl) / sum(MFE) of winners; lock min = median minutes to the prof
 
 ## Methods and fallbacks
 
-{chr(10).join(f"* {n}: methods {v['methods']}, fallbacks {v['fallback_reasons']}"
-              for n, v in summary_["variants"].items())}
+{
+        chr(10).join(
+            f"* {n}: methods {v['methods']}, fallbacks {v['fallback_reasons']}"
+            for n, v in summary_["variants"].items()
+        )
+    }
 
 ## Charts
 

@@ -85,7 +85,9 @@ class TradeSpec:
     conditions: MarketConditions
 
 
-def read_signals(path: str | Path, markets: Sequence[Market], table: InstrumentTable) -> list[Signal]:
+def read_signals(
+    path: str | Path, markets: Sequence[Market], table: InstrumentTable
+) -> list[Signal]:
     """Parse a signals CSV; raises DataError naming the file and line of a bad row."""
     p = Path(path)
     try:
@@ -264,6 +266,15 @@ def _trade(i: int, s: Signal, m: Market, idx: int, derived: MarketConditions) ->
         s.market_regime,
     )
     return TradeSpec(
-        i, s.market, s.epic, s.direction, s.is_scalp, idx, int(m.ts_ms[idx]), entry, stop, limit,
+        i,
+        s.market,
+        s.epic,
+        s.direction,
+        s.is_scalp,
+        idx,
+        int(m.ts_ms[idx]),
+        entry,
+        stop,
+        limit,
         conditions,
     )

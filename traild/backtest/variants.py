@@ -45,17 +45,23 @@ class Variant:
 
     def calculator_params(self, base: CalculatorParams) -> CalculatorParams:
         """The configuration's calculator settings with this variant's switches and values."""
-        params = replace(base, enable_dynamic_trailing=self.dynamic)
+        tables = {field: dict(getattr(base, field)) for field, _ in _TABLES.values()}
+        scalars = {field: float(getattr(base, field)) for field in _SCALARS.values()}
         for key, value in self.overrides:
             if key in _SCALARS:
-                params = replace(params, **{_SCALARS[key]: value})
-                continue
-            prefix, name = key.split(".", 1)
-            field = _TABLES[prefix][0]
-            table = dict(getattr(params, field))
-            table[name] = value
-            params = replace(params, **{field: table})
-        return params
+                scalars[_SCALARS[key]] = value
+            else:
+                prefix, name = key.split(".", 1)
+                tables[_TABLES[prefix][0]][name] = value
+        return replace(
+            base,
+            enable_dynamic_trailing=self.dynamic,
+            volatility_multipliers=tables["volatility_multipliers"],
+            scalp_volatility_multipliers=tables["scalp_volatility_multipliers"],
+            session_multipliers=tables["session_multipliers"],
+            atr_min_multiplier=scalars["atr_min_multiplier"],
+            atr_max_multiplier=scalars["atr_max_multiplier"],
+        )
 
     def ladder_policy(self, base: LadderPolicy) -> LadderPolicy:
         return replace(base, profit_lock=self.lock)
@@ -67,8 +73,10 @@ def parse_variants(text: str) -> list[Variant]:
     unknown = [n for n in names if n not in BASE]
     if unknown or not names:
         raise ConfigError(
-            [f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; "
-             f"choose from {DEFAULT_VARIANTS}"]
+            [
+                f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; "
+                f"choose from {DEFAULT_VARIANTS}"
+            ]
         )
     return [Variant(n, *BASE[n]) for n in dict.fromkeys(names)]
 

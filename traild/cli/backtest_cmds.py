@@ -26,7 +26,10 @@ def register(sub: Any) -> None:
         "charts in --out).",
     )
     p.add_argument(
-        "--ticks", required=True, nargs="+", metavar="FILE[=EPIC]",
+        "--ticks",
+        required=True,
+        nargs="+",
+        metavar="FILE[=EPIC]",
         help="tick files; the epic defaults to the currency pair starting the file name",
     )
     entries = p.add_mutually_exclusive_group(required=True)
@@ -34,26 +37,40 @@ def register(sub: Any) -> None:
     entries.add_argument("--random", type=_count, metavar="N", help="N random entries")
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument(
-        "--variants", default=DEFAULT_VARIANTS, metavar="LIST",
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        metavar="LIST",
         help=f"comma-separated, default {DEFAULT_VARIANTS}",
     )
     p.add_argument(
-        "--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
+        "--grid",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=V1,V2",
         help="multiplier grid of dynamic+lock variants, e.g. volatility.low=0.6,0.7",
     )
     p.add_argument(
-        "--lookahead", type=_positive_float, default=60.0, metavar="MIN",
+        "--lookahead",
+        type=_positive_float,
+        default=60.0,
+        metavar="MIN",
         help="minutes after a stop-out to look for the take-profit (default 60)",
     )
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="default ./backtest-out")
     p.add_argument("--json", action="store_true", help="print summary.json only")
     p.add_argument("--config", metavar="PATH")
     p.add_argument(
-        "--jobs", type=_count, default=default_jobs(), metavar="N",
+        "--jobs",
+        type=_count,
+        default=default_jobs(),
+        metavar="N",
         help="worker processes (default: the number of cores)",
     )
     p.add_argument(
-        "--engine", choices=(FAST, EVENT), default=FAST,
+        "--engine",
+        choices=(FAST, EVENT),
+        default=FAST,
         help="fast: vectorised kernel (default); event: the event-driven core for every trade",
     )
     p.set_defaults(func=_backtest)

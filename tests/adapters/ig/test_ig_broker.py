@@ -207,10 +207,10 @@ async def test_unanswered_amendment_raises_broker_timeout() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.2) as broker:
+            async with broker_for(sim, timeout=0.5) as broker:
                 await broker.open_positions()
                 sim.delay("PUT", "positions/otc", math.inf)
-                with pytest.raises(BrokerTimeout, match="no answer within 0.2s"):
+                with pytest.raises(BrokerTimeout, match="no answer within 0.5s"):
                     await broker.amend_stop(buy.deal_id, 1.0950, None)
 
 
@@ -245,7 +245,7 @@ async def test_safe_amend_after_a_lost_answer_reads_back_instead_of_resending() 
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.2) as broker:
+            async with broker_for(sim, timeout=0.5) as broker:
                 sim.delay("PUT", "positions/otc", math.inf, apply_first=True)
                 confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
     assert (confirmation.accepted, confirmation.level, confirmation.reason) == (
@@ -260,7 +260,7 @@ async def test_safe_amend_resends_when_the_stop_did_not_move() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.2) as broker:
+            async with broker_for(sim, timeout=0.5) as broker:
                 sim.delay("PUT", "positions/otc", math.inf)  # lost before IG processed it
                 confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
     assert confirmation.accepted and confirmation.reason == "SUCCESS"
@@ -272,7 +272,7 @@ async def test_safe_amend_of_a_vanished_position_is_refused() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.2) as broker:
+            async with broker_for(sim, timeout=0.5) as broker:
                 await broker.open_positions()
                 sim.close_position(buy.deal_id)
                 sim.delay("PUT", "positions/otc", math.inf)

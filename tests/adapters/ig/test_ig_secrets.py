@@ -26,7 +26,7 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.095, stop=1.09, limit=1.12)
         async with ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.3) as broker:
+            async with broker_for(sim, timeout=0.5) as broker:
                 await broker.open_positions()
                 sim.expire_tokens()  # 401 -> login again
                 await broker.amend_stop(buy.deal_id, 1.0950, 1.12)

@@ -121,7 +121,7 @@ async def test_login_that_times_out_is_a_broker_timeout() -> None:
         async with ig_sim() as sim:
             sim.delay("POST", "session", math.inf)
             with pytest.raises(BrokerTimeout):
-                async with broker_for(sim, timeout=0.2):
+                async with broker_for(sim, timeout=0.5):
                     pass
 
 

@@ -1,14 +1,17 @@
-"""Child process of test_store_crash: writes amendments through the store until it is killed.
+"""Child of test_store_crash: a zygote that forks one amendment writer per trial.
 
-    python crash_writer.py URL TRADE_ID...
+    python crash_writer.py        commands on stdin, one per line: ``run URL TRADE_ID...``
 
-For every trade, one task loops: write_amendment (pending) -> sent -> confirm -> save_progress,
-each level one tick above the last. A line is printed (and flushed) after each call returned, so
-the parent knows what the store acknowledged as durable. Exits by itself after 20 s at the latest.
+Everything is imported once here; each trial forks a fresh writer (a single-threaded zygote that
+never ran trio or asyncio forks safely), reports ``pid N``, reaps it and reports ``exit N STATUS``.
+The writer runs one task per trade looping write_amendment (pending) -> sent -> confirm ->
+save_progress, each level one tick above the last, and prints a line after each acknowledged call.
+The zygote exits when stdin closes; a writer stops by itself after 20 s.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -39,7 +42,7 @@ async def actor(store: SqlTradeStore, trade_id: int) -> None:
         previous = level
 
 
-async def main(url: str, trade_ids: list[int]) -> None:
+async def write_until_killed(url: str, trade_ids: list[int]) -> None:
     with trio.move_on_after(20):
         async with open_store(url, write_timeout=30) as store:
             say("ready")
@@ -48,5 +51,24 @@ async def main(url: str, trade_ids: list[int]) -> None:
                     nursery.start_soon(actor, store, trade_id)
 
 
+def serve() -> None:
+    for command in sys.stdin:
+        words = command.split()
+        if not words or words[0] != "run":
+            continue
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                trio.run(write_until_killed, words[1], [int(w) for w in words[2:]])
+                code = 0
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        say("pid", pid)
+        _, status = os.waitpid(pid, 0)
+        say("exit", pid, status)
+
+
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1], [int(arg) for arg in sys.argv[2:]])
+    serve()

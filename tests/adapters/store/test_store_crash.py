@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -21,99 +22,122 @@ from traild.core.messages import AmendState
 REPO = Path(__file__).resolve().parents[3]
 WRITER = Path(__file__).with_name("crash_writer.py")
 TRIALS = 24
-PARALLEL = 4
-TRADES = 3
+TRADE_IDS = (1, 2, 3)
 INITIAL_STOP = 1.0
 
 
-async def prepare(url: str) -> list[int]:
+class Lines:
+    """Lines from a byte stream."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def next(self) -> str:
+        while b"\n" not in self._buffer:
+            chunk = await self._stream.receive_some(65536)
+            assert chunk, f"crash_writer.py ended unexpectedly: {self._buffer[-300:]!r}"
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+
+async def template(path: Path) -> None:
+    """A migrated database holding the trades the writer amends."""
+    url = f"sqlite+aiosqlite:///{path}"
     await migrate_database(url)
     async with open_store(url) as store:
-        ids = []
-        for n in range(TRADES):
+        for trade_id in TRADE_IDS:
             added = await store.add_trade(
-                trade(f"D{n + 1}", sl_price=INITIAL_STOP, initial_sl_price=INITIAL_STOP)
+                trade(f"D{trade_id}", sl_price=INITIAL_STOP, initial_sl_price=INITIAL_STOP)
             )
-            assert added.id == n + 1
-            ids.append(added.id)
-        return ids
+            assert added.id == trade_id
+    assert not path.with_name(path.name + "-wal").exists()  # checkpointed: one file to copy
 
 
-async def run_and_kill(url: str, trade_ids: list[int], lines_before_kill: int) -> list[str]:
-    """Start the writer, SIGKILL it once it has printed ``lines_before_kill`` lines after ready."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, str(WRITER), url, *map(str, trade_ids)]
-    process = await trio.lowlevel.open_process(
-        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=REPO
-    )
-    assert process.stdout is not None
-    buffer = b""
-    try:
-        while buffer.count(b"\n") < lines_before_kill + 1:
-            chunk = await process.stdout.receive_some(65536)
-            assert chunk, f"writer exited early: {buffer[-300:]!r}"
-            buffer += chunk
-        process.send_signal(signal.SIGKILL)
-        while chunk := await process.stdout.receive_some(65536):
-            buffer += chunk  # what it printed before dying was acknowledged too
-    finally:
-        process.kill()
-        await process.wait()
-        await process.stdout.aclose()
-    assert process.returncode == -signal.SIGKILL
-    lines = buffer.decode().splitlines()
-    assert lines[0] == "ready"
-    return [line for line in lines[1:] if line.endswith(tuple("0123456789"))]
+async def run_and_kill(
+    zygote: trio.Process, lines: Lines, url: str, lines_before_kill: int
+) -> list[str]:
+    """One writer; SIGKILL it after ``lines_before_kill`` acknowledged lines; what it printed."""
+    assert zygote.stdin is not None
+    await zygote.stdin.send_all(f"run {url} {' '.join(map(str, TRADE_IDS))}\n".encode())
+    pid, ready, acknowledged = 0, False, []
+    while not (pid and ready and len(acknowledged) >= lines_before_kill):
+        line = await lines.next()
+        assert not line.startswith("exit"), "the writer ended before it was killed"
+        if line.startswith("pid "):
+            pid = int(line.split()[1])
+        elif line == "ready":
+            ready = True
+        else:
+            acknowledged.append(line)
+    os.kill(pid, signal.SIGKILL)
+    while not (line := await lines.next()).startswith(f"exit {pid} "):
+        acknowledged.append(line)  # printed before it died: acknowledged too
+    status = int(line.split()[2])
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    return acknowledged
 
 
 async def verify(url: str, path: Path, acknowledged: list[str]) -> int:
     with closing(sqlite3.connect(path)) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    rows = {}
     async with open_store(url) as store:
-        rows = {}
-        for trade_id in range(1, TRADES + 1):
+        for trade_id in TRADE_IDS:
             amendments = await store.amendments_of(trade_id)
             rows.update({a.id: a for a in amendments})
             levels = [a.requested_level for a in amendments]
             assert levels == sorted(levels), "amendments out of order"
+            # Every amendment but a trade's newest went all the way to confirmed.
+            assert all(a.state is AmendState.CONFIRMED for a in amendments[:-1])
+            if amendments and amendments[-1].state is AmendState.SENT:
+                assert amendments[-1].broker_ref == f"R{amendments[-1].id}"
             confirmed = [a for a in amendments if a.state is AmendState.CONFIRMED]
             loaded = await store.get_trade(trade_id)
             assert loaded is not None
             expected = confirmed[-1].requested_level if confirmed else INITIAL_STOP
             assert loaded.sl_price == expected, "sl_price disagrees with the confirmed stops"
             assert (loaded.profit_lock_applied_at is not None) == bool(confirmed)
-            # Every amendment but the newest of a trade went through to confirmed.
-            assert all(a.state is AmendState.CONFIRMED for a in amendments[:-1])
-            if amendments and amendments[-1].state is AmendState.SENT:
-                assert amendments[-1].broker_ref == f"R{amendments[-1].id}"
-        for line in acknowledged:
-            word, amendment_id, trade_id, level = line.split()
-            row = rows[int(amendment_id)]  # acknowledged: never lost
-            assert (row.trade_id, row.requested_level) == (int(trade_id), float(level))
-            if word == "confirmed":
-                assert row.state is AmendState.CONFIRMED
-            elif word == "sent":
-                assert row.state in (AmendState.SENT, AmendState.CONFIRMED)
-        return len(rows)
+    for line in acknowledged:
+        word, amendment_id, trade_id, level = line.split()
+        row = rows[int(amendment_id)]  # acknowledged as durable: never lost
+        assert (row.trade_id, row.requested_level) == (int(trade_id), float(level))
+        if word == "confirmed":
+            assert row.state is AmendState.CONFIRMED
+        elif word == "sent":
+            assert row.state in (AmendState.SENT, AmendState.CONFIRMED)
+    return len(rows)
 
 
 async def test_sigkill_at_random_points_never_loses_a_confirmed_stop(tmp_path: Path) -> None:
     rng = random.Random(20240501)
-    kill_after = [rng.randint(0, 120) for _ in range(TRIALS)]
-    limiter = trio.CapacityLimiter(PARALLEL)
-    survived: list[int] = []
-
-    async def trial(n: int) -> None:
-        async with limiter:
-            path = tmp_path / f"crash{n}.db"
-            url = f"sqlite+aiosqlite:///{path}"
-            trade_ids = await prepare(url)
-            acknowledged = await run_and_kill(url, trade_ids, kill_after[n])
-            survived.append(await verify(url, path, acknowledged))
-
+    seed_db = tmp_path / "template.db"
+    written = []
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
+        await template(seed_db)
+        zygote = await trio.lowlevel.open_process(
+            [sys.executable, str(WRITER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+        )
+        assert zygote.stdin is not None and zygote.stdout is not None
+        try:
+            lines = Lines(zygote.stdout)
             for n in range(TRIALS):
-                nursery.start_soon(trial, n)
-    assert len(survived) == TRIALS
-    assert sum(survived) > TRIALS  # the kills did land while amendments were being written
+                path = tmp_path / f"crash{n}.db"
+                shutil.copyfile(seed_db, path)
+                url = f"sqlite+aiosqlite:///{path}"
+                acknowledged = await run_and_kill(zygote, lines, url, rng.randint(0, 120))
+                written.append(await verify(url, path, acknowledged))
+        finally:
+            await zygote.stdin.aclose()  # the zygote exits at end of input
+            with trio.move_on_after(5):
+                await zygote.wait()
+            zygote.kill()
+            await zygote.wait()
+    assert len(written) == TRIALS
+    assert sum(written) > TRIALS  # the kills landed while amendments were being written

@@ -5,7 +5,8 @@
 """
 
 from traild.adapters.store.engine import display_url, resolve_database_url
-from traild.adapters.store.store import SqlTradeStore, migrate_database, open_store
+from traild.adapters.store.migrate import migrate_database
+from traild.adapters.store.store import SqlTradeStore, open_store
 from traild.adapters.store.writer import StoreStatistics, WriteQueued
 
 __all__ = [

@@ -91,7 +91,7 @@ def make_engine(url: str, *, busy_timeout: float = 1.0, foreign_keys: bool = Tru
     """An async engine for ``url``; SQLite pragmas are set per connection in a connect event."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(parsed, json_deserializer=_lenient_json, pool_pre_ping=True)
+        return create_async_engine(parsed, json_deserializer=_lenient_json)
     database = parsed.database or ""
     if not _is_special_sqlite(database):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from enum import Enum
@@ -173,3 +173,25 @@ def amendment_from_row(row: Mapping[Any, Any]) -> AmendmentRecord:
 def trade_columns() -> list[sa.Column[Any]]:
     """The trade_log columns a TradeRecord is built from (id first)."""
     return [TRADE_LOG.c.id, *(TRADE_LOG.c[name] for name in TRADE_FIELDS)]
+
+
+def trades_from_rows(rows: Sequence[Mapping[Any, Any]]) -> list[TradeRecord]:
+    """Rows to records; a row that cannot be one is logged and skipped, never fatal."""
+    out: list[TradeRecord] = []
+    for row in rows:
+        try:
+            out.append(trade_from_row(row))
+        except BadRow as exc:
+            logger.bind(event="store.bad_row", trade_id=row["id"], deal_id=row["deal_id"]).error(
+                "skipping unreadable trade_log row: {}", exc
+            )
+    return out
+
+
+def one_trade(rows: Sequence[Mapping[Any, Any]]) -> TradeRecord | None:
+    if not rows:
+        return None
+    try:
+        return trade_from_row(rows[0])
+    except BadRow as exc:
+        raise StoreError(str(exc)) from None

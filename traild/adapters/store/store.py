@@ -19,10 +19,11 @@ import sqlalchemy as sa
 import trio
 import trio_asyncio
 from loguru import logger
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from traild.adapters.store import schema
+from traild.adapters.store.aio import asyncio_loop
 from traild.adapters.store.engine import (
     BEGIN_OPTION,
     WRITE_BEGIN,
@@ -31,18 +32,19 @@ from traild.adapters.store.engine import (
     is_transient,
     make_engine,
 )
+from traild.adapters.store.migrate import upgrade_database
 from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG, UNFINISHED_STATES, UTCDateTime
 from traild.adapters.store.records import (
-    BadRow,
     adopt_values,
     alert_from_row,
     alert_table,
     alert_values,
     amendment_from_row,
     checked,
+    one_trade,
     trade_columns,
-    trade_from_row,
     trade_values,
+    trades_from_rows,
 )
 from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue
 from traild.core.errors import StoreError
@@ -56,9 +58,7 @@ from traild.core.messages import (
 
 T = TypeVar("T")
 _ERROR_CHARS = 500
-_MIGRATION_LOCK = 0x7472_6169_6C64  # "traild": one migrator at a time on PostgreSQL
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
-_MIGRATION_RUN_LOCK: trio.lowlevel.RunVar[trio.Lock] = trio.lowlevel.RunVar("traild_migration")
 
 
 class MissingRow(Exception):
@@ -81,9 +81,9 @@ async def open_store(
     """
     if not (math.isfinite(write_timeout) and write_timeout > 0):
         raise StoreError(f"write_timeout must be a positive number, not {write_timeout!r}")
-    async with _asyncio_loop() as loop:
+    async with asyncio_loop() as loop:
         if migrate:
-            await _migrate(loop, url, busy_timeout)
+            await upgrade_database(loop, url, busy_timeout)
         engine = make_engine(url, busy_timeout=busy_timeout)
         try:
             store = SqlTradeStore(loop, engine, write_timeout, drain_timeout)
@@ -99,68 +99,6 @@ async def open_store(
         finally:
             with trio.CancelScope(shield=True):
                 await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
-
-
-async def migrate_database(url: str, *, busy_timeout: float = 5.0) -> str:
-    """Bring the database at ``url`` to head (``traild migrate``); returns the revision."""
-    async with _asyncio_loop() as loop:
-        return await _migrate(loop, url, busy_timeout)
-
-
-@asynccontextmanager
-async def _asyncio_loop() -> AsyncIterator[Any]:
-    """A trio-asyncio loop whose nurseries do not turn one error into an ExceptionGroup.
-
-    Callers of the store expect the StoreError (or their own exception from the body of
-    ``open_store``) itself; a group with several errors is passed on unchanged.
-    """
-    try:
-        async with trio_asyncio.open_loop() as loop:
-            yield loop
-    except BaseExceptionGroup as group:
-        sole: BaseException = group
-        while isinstance(sole, BaseExceptionGroup):
-            if len(sole.exceptions) != 1:
-                raise
-            sole = sole.exceptions[0]
-        context = sole.__context__
-        try:
-            raise sole
-        finally:
-            sole.__context__ = context  # not "during handling of ExceptionGroup"
-
-
-def _migration_lock() -> trio.Lock:
-    """Alembic's ``context``/``op`` are process-global proxies: one migration at a time."""
-    try:
-        return _MIGRATION_RUN_LOCK.get()
-    except LookupError:
-        lock = trio.Lock()
-        _MIGRATION_RUN_LOCK.set(lock)
-        return lock
-
-
-async def _migrate(loop: Any, url: str, busy_timeout: float) -> str:
-    # Foreign keys off: SQLite batch migrations may rebuild a referenced table.
-    engine = make_engine(url, busy_timeout=busy_timeout, foreign_keys=False)
-    try:
-        async with _migration_lock():
-            revision: str = await trio_asyncio.aio_as_trio(_upgrade, loop=loop)(engine)
-        return revision
-    except (SQLAlchemyError, OSError, RuntimeError) as exc:
-        raise StoreError(f"migrating {display_url(url)} failed: {describe(exc)}") from exc
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
-
-
-async def _upgrade(engine: AsyncEngine) -> str:
-    async with engine.connect() as conn:
-        await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
-        async with conn.begin():
-            if conn.dialect.name == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-            return await conn.run_sync(schema.upgrade)
 
 
 class SqlTradeStore:
@@ -189,18 +127,15 @@ class SqlTradeStore:
             last = await conn.scalar(sa.select(sa.func.max(STOP_AMENDMENT.c.id)))
             return columns, int(last or 0)
 
-        try:
-            columns, last = await self._read(prepare, wrap=False)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"cannot open database {display_url(url)}: {describe(exc)}") from exc
+        columns, last = await self._read(prepare, f"cannot open database {display_url(url)}")
         self._alerts = alert_table(columns)
         self._next_amendment_id = last + 1
 
     async def _close(self) -> None:
         with trio.move_on_after(self._drain_timeout):
             await self._writer.drain()
-        if self._writer.statistics().queued_writes:
-            stats = self._writer.statistics()
+        stats = self._writer.statistics()
+        if stats.queued_writes:
             logger.bind(
                 event="store.writes_lost", queued=stats.queued_writes, error=stats.last_error
             ).error(
@@ -208,18 +143,28 @@ class SqlTradeStore:
             )
         self._writer.close()
 
-    async def _read(self, query: Callable[[AsyncConnection], Awaitable[T]], wrap: bool = True) -> T:
-        async def run(engine: AsyncEngine) -> T:
+    async def _read(
+        self,
+        query: Callable[[AsyncConnection], Awaitable[T]],
+        failure: str = "database read failed",
+    ) -> T:
+        async def once(engine: AsyncEngine) -> T:
             async with engine.connect() as conn:
                 return await query(conn)
+
+        async def run(engine: AsyncEngine) -> T:
+            try:
+                return await once(engine)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            return await once(engine)  # the pool dropped its dead connections: one fresh try
 
         try:
             result: T = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
             return result
         except (SQLAlchemyError, OSError) as exc:
-            if not wrap:
-                raise
-            raise StoreError(f"database read failed: {describe(exc)}") from exc
+            raise StoreError(f"{failure}: {describe(exc)}") from exc
 
     async def _rows(self, statement: sa.Select[Any]) -> Sequence[sa.RowMapping]:
         async def query(conn: AsyncConnection) -> Sequence[sa.RowMapping]:
@@ -255,13 +200,13 @@ class SqlTradeStore:
     # -- reads ---------------------------------------------------------------------------
     async def load_open_trades(self) -> list[TradeRecord]:
         rows = await self._rows(_trades().where(TRADE_LOG.c.status.in_(_OPEN_STATES)))
-        return _records(rows)
+        return trades_from_rows(rows)
 
     async def get_trade(self, trade_id: int) -> TradeRecord | None:
-        return _one(await self._rows(_trades().where(TRADE_LOG.c.id == trade_id)))
+        return one_trade(await self._rows(_trades().where(TRADE_LOG.c.id == trade_id)))
 
     async def get_trade_by_deal(self, deal_id: str) -> TradeRecord | None:
-        return _one(await self._rows(_trades().where(TRADE_LOG.c.deal_id == deal_id)))
+        return one_trade(await self._rows(_trades().where(TRADE_LOG.c.deal_id == deal_id)))
 
     async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
         """Trades opened at/after ``since`` (all when None), plus those not yet filled."""
@@ -270,7 +215,7 @@ class SqlTradeStore:
             checked({"since": since})
             opened = TRADE_LOG.c.opened_at
             statement = statement.where(sa.or_(opened >= since, opened.is_(None)))
-        return _records(await self._rows(statement))
+        return trades_from_rows(await self._rows(statement))
 
     async def get_alert(self, alert_id: int) -> AlertRecord | None:
         table = self._alerts
@@ -360,7 +305,10 @@ class SqlTradeStore:
         broker_ref: str | None = None,
         error: str | None = None,
     ) -> None:
-        values: dict[str, Any] = {"state": AmendState(state), "updated_at": ts}
+        try:
+            values: dict[str, Any] = {"state": AmendState(state), "updated_at": ts}
+        except ValueError:
+            raise StoreError(f"unknown amendment state {state!r}") from None
         if broker_ref is not None:
             values["broker_ref"] = broker_ref
         if error is not None:
@@ -375,9 +323,9 @@ class SqlTradeStore:
 
         With ``profit_lock`` the trade's profit_lock_applied_at is set, once (the first lock).
         """
-        values = checked({"level": level, "ts": ts})
+        checked({"level": level, "ts": ts})
         first_lock = sa.func.coalesce(
-            TRADE_LOG.c.profit_lock_applied_at, sa.literal(values["ts"], UTCDateTime())
+            TRADE_LOG.c.profit_lock_applied_at, sa.literal(ts, UTCDateTime())
         )
 
         async def confirm(conn: AsyncConnection) -> None:
@@ -385,13 +333,13 @@ class SqlTradeStore:
             result = await conn.execute(
                 STOP_AMENDMENT.update()
                 .where(amendment.id == amendment_id)
-                .values(state=AmendState.CONFIRMED.value, updated_at=values["ts"])
+                .values(state=AmendState.CONFIRMED.value, updated_at=ts)
                 .returning(amendment.trade_id)
             )
             trade_id = result.scalar_one_or_none()
             if trade_id is None:
                 raise MissingRow(f"no stop_amendment {amendment_id}")
-            trade: dict[str, Any] = {"sl_price": values["level"]}
+            trade: dict[str, Any] = {"sl_price": level}
             if profit_lock:
                 trade["profit_lock_applied_at"] = first_lock
             await _update_one(TRADE_LOG, trade_id, trade)(conn)
@@ -457,25 +405,3 @@ def _update_one(table: sa.Table, row_id: int, values: dict[str, Any]) -> Op:
             raise MissingRow(f"no {table.name} row {row_id}")
 
     return update
-
-
-def _records(rows: Sequence[sa.RowMapping]) -> list[TradeRecord]:
-    """Rows to records; a row that cannot be one is logged and skipped, never fatal."""
-    out: list[TradeRecord] = []
-    for row in rows:
-        try:
-            out.append(trade_from_row(row))
-        except BadRow as exc:
-            logger.bind(event="store.bad_row", trade_id=row["id"], deal_id=row["deal_id"]).error(
-                "skipping unreadable trade_log row: {}", exc
-            )
-    return out
-
-
-def _one(rows: Sequence[sa.RowMapping]) -> TradeRecord | None:
-    if not rows:
-        return None
-    try:
-        return trade_from_row(rows[0])
-    except BadRow as exc:
-        raise StoreError(str(exc)) from None

@@ -1,5 +1,6 @@
-"""A real SQLite database locked by another connection: writes queue, callers time out with
-StoreError, and every write lands, in order, once the lock is released."""
+"""Outages of a real database: SQLite locked by another connection (writes queue, callers time out
+with StoreError, every write lands in order once the lock is released), and PostgreSQL dropping the
+store's connections (reads and writes carry on over fresh ones)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from sqlalchemy.engine import make_url
 
-from tests.adapters.store.store_helpers import T0, trade
+from tests.adapters.store.store_helpers import PG_ADMIN_DB, T0, pg_execute, trade
 from traild.adapters.store import WriteQueued, migrate_database, open_store
 from traild.core.errors import StoreError
 from traild.core.messages import AmendState
@@ -22,7 +24,7 @@ async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: P
     url = f"sqlite+aiosqlite:///{path}"
     with trio.fail_after(30):
         await migrate_database(url)
-        async with open_store(url, write_timeout=0.3, busy_timeout=0.05) as store:
+        async with open_store(url, write_timeout=0.2, busy_timeout=0.05) as store:
             added = await store.add_trade(trade())
             assert added.id is not None
             trade_id = added.id
@@ -51,7 +53,7 @@ async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: P
                 stats = store.statistics()
                 assert stats.queued_writes == 5 and stats.retries >= 1
                 assert stats.last_error is not None and "locked" in stats.last_error
-                await trio.sleep(0.5)  # the outage goes on; nothing is dropped
+                await trio.sleep(0.3)  # the outage goes on; nothing is dropped
                 assert store.statistics().queued_writes == 5
                 locker.execute("ROLLBACK")
             await store.flush()
@@ -76,3 +78,30 @@ async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: P
             )
             # And new writes are durable within the timeout again.
             await store.close_trade(trade_id, 1.1001, "stop", 1.0, T0 + timedelta(hours=1))
+
+
+def _drop_connections(database: str) -> int:
+    rows = pg_execute(
+        PG_ADMIN_DB,
+        (
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()",
+        ),
+    )
+    return int(rows[0][0])
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_postgres_dropping_the_connections_costs_no_write_and_no_read(db_url: str) -> None:
+    database = make_url(db_url).database
+    assert database is not None
+    with trio.fail_after(30):
+        async with open_store(db_url, migrate=True) as store:
+            added = await store.add_trade(trade())
+            assert added.id is not None
+            assert await trio.to_thread.run_sync(_drop_connections, database) >= 1
+            amendment = await store.write_amendment(added.id, "DEAL-1", 1.1, None, "stage1", T0)
+            assert store.statistics().retries >= 1  # retried on a fresh connection
+            assert await trio.to_thread.run_sync(_drop_connections, database) >= 1
+            [row] = await store.amendments_of(added.id)
+            assert row.id == amendment

@@ -1,0 +1,38 @@
+"""Fixtures of the backtest tests: the real tick files and loaded markets (loaded once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from traild.backtest.markets import Market, TickSource, load_market
+from traild.core.instruments import InstrumentTable
+
+OANDA = "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
+FXCM = "EURUSD_fxcm_ticks_2014-05-01_2014-05-15.csv.gz"
+GBPJPY = "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
+SMALL = "EURUSD_dukascopy_ticks_2019-01-01T23_2h36m.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def ticks_dir(shared_data_dir: Path) -> Path:
+    return shared_data_dir / "ticks"
+
+
+@pytest.fixture(scope="session")
+def oanda(ticks_dir: Path) -> Market:
+    return load_market(TickSource.parse(str(ticks_dir / OANDA)), InstrumentTable())
+
+
+@pytest.fixture(scope="session")
+def gbpjpy(ticks_dir: Path) -> Market:
+    return load_market(TickSource.parse(str(ticks_dir / GBPJPY)), InstrumentTable())
+
+
+@pytest.fixture
+def empty_config(tmp_path: Path) -> Path:
+    """A config file with nothing in it: the embedded defaults, whatever config/ holds."""
+    path = tmp_path / "traild.toml"
+    path.write_text("", encoding="utf-8")
+    return path

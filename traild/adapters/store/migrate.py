@@ -1,0 +1,65 @@
+"""``traild migrate``: Alembic to head on one connection, under trio via trio-asyncio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+import trio
+import trio_asyncio
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from traild.adapters.store import schema
+from traild.adapters.store.aio import asyncio_loop
+from traild.adapters.store.engine import (
+    BEGIN_OPTION,
+    WRITE_BEGIN,
+    describe,
+    display_url,
+    make_engine,
+)
+from traild.core.errors import StoreError
+
+_PG_LOCK_KEY = 0x7472_6169_6C64  # "traild": one migrator at a time per PostgreSQL database
+_RUN_LOCK: trio.lowlevel.RunVar[trio.Lock] = trio.lowlevel.RunVar("traild_migration")
+
+
+async def migrate_database(url: str, *, busy_timeout: float = 5.0) -> str:
+    """Bring the database at ``url`` to head; returns the revision (StoreError on failure)."""
+    async with asyncio_loop() as loop:
+        return await upgrade_database(loop, url, busy_timeout)
+
+
+async def upgrade_database(loop: Any, url: str, busy_timeout: float) -> str:
+    """The same, on an open trio-asyncio ``loop`` (``open_store(migrate=True)``)."""
+    # Foreign keys off: SQLite batch migrations may rebuild a referenced table.
+    engine = make_engine(url, busy_timeout=busy_timeout, foreign_keys=False)
+    try:
+        async with _process_lock():
+            revision: str = await trio_asyncio.aio_as_trio(_upgrade, loop=loop)(engine)
+        return revision
+    except (SQLAlchemyError, OSError, RuntimeError) as exc:
+        raise StoreError(f"migrating {display_url(url)} failed: {describe(exc)}") from exc
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+
+
+def _process_lock() -> trio.Lock:
+    """Alembic's ``context`` and ``op`` are process-global proxies: one migration at a time."""
+    try:
+        return _RUN_LOCK.get()
+    except LookupError:
+        lock = trio.Lock()
+        _RUN_LOCK.set(lock)
+        return lock
+
+
+async def _upgrade(engine: AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
+        async with conn.begin():  # all or nothing (SQLite DDL too: we issue BEGIN ourselves)
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+            return await conn.run_sync(schema.upgrade)
