@@ -279,7 +279,7 @@ class Gateway:
             event="stop.replayed",
             trade_id=t.trade_id,
             deal_id=t.deal_id,
-            level=t.level,
+            stop=t.level,
             accepted=result.accepted,
         ).debug("confirmed level re-applied")
         if result.accepted:
@@ -320,7 +320,7 @@ class Gateway:
             t.on_confirmed(level)
             log.bind(
                 event="stop.confirmed",
-                level=level,
+                stop=level,
                 reason=t.reason.value,
                 reference=result.reference,
             ).info("stop amendment confirmed")
@@ -330,7 +330,7 @@ class Gateway:
             amend_id, AmendState.REJECTED, error=result.reason, ref=result.reference
         )
         log.bind(
-            event="stop.rejected", level=t.level, reason=t.reason.value, broker_reason=result.reason
+            event="stop.rejected", stop=t.level, reason=t.reason.value, broker_reason=result.reason
         ).warning("stop amendment rejected")
         self._backoff(t.trade_id)
         t.on_failed(result.reason)
@@ -342,7 +342,7 @@ class Gateway:
             trade_id=t.trade_id,
             deal_id=t.deal_id,
             epic=t.epic,
-            level=t.level,
+            stop=t.level,
             error=why,
         ).warning("stop amendment failed; will retry")
         self._retry_later(t, None)

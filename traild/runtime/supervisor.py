@@ -126,7 +126,7 @@ class Supervisor:
                 logger.bind(
                     event="stop.confirmed",
                     deal_id=amendment.deal_id,
-                    level=position.stop,
+                    stop=position.stop,
                     reconciled=True,
                 ).info("amendment reconciled")
             else:
