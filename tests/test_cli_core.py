@@ -437,12 +437,91 @@ def test_simulate_malformed_row_is_one_line_naming_the_line(tmp_path: Path) -> N
         ("--epic", "EURUSD", "--stop", "1.2"),  # a BUY stop above the entry
         ("--epic", "EURUSD", "--stop-pips", "20", "--limit", "1.0"),  # limit below the entry
         ("--epic", "EURUSD", "--stop-pips", "20", "--at", "2030-01-01T00:00:00Z"),
+        ("--epic", "EURUSD", "--stop-pips", "1e308"),  # far below zero
+        ("--epic", "EURUSD", "--stop-pips", "20000"),  # a negative stop price
+        ("--epic", "EURUSD", "--stop-pips", "20", "--entry", "1e308"),
     ],
 )
 def test_simulate_invalid_trade_is_one_line(tmp_path: Path, extra: tuple[str, ...]) -> None:
     path = _small_file(tmp_path, "2014-05-01T00:00:00.000Z,1.1,1.1001\n")
     r = traild("simulate", "--ticks", str(path), "--direction", "BUY", *extra, cwd=tmp_path)
     assert_one_line_error(r, 1)
+
+
+SMALL = (
+    "2014-05-01T00:00:00.000Z,1.09990,1.10000\n"  # entry: BUY at the ask 1.10000
+    "2014-05-01T00:00:01.000Z,1.10100,1.10110\n"  # +10.0 on the bid: profit lock
+    "2014-05-01T00:00:00.500Z,1.09000,1.09010\n"  # older than the last tick: rejected
+    "2014-05-01T00:00:02.000Z,1.10180,1.10170\n"  # crossed quote: accepted, +18 -> early BE
+    "2014-05-01T00:00:03.000Z,1.10400,1.10410\n"  # +40: stage 3 at +30 (and the limit?)
+    "2014-05-01T00:00:04.000Z,1.10290,1.10300\n"  # through +30: stopped, gap
+)
+
+
+def test_simulate_small_file_exact_json(tmp_path: Path) -> None:
+    path = _small_file(tmp_path, SMALL)
+    data = simulate(
+        tmp_path, "--ticks", str(path), "--epic", "EURUSD", "--direction", "BUY",
+        "--stop-pips", "20",
+    )  # fmt: skip
+    check_shape(data)
+    assert (data["entry"], data["initial_stop"], data["limit"]) == (1.1, 1.098, None)
+    assert data["amendments"] == [
+        {"ts": "2014-05-01T00:00:01.000Z", "from": 1.098, "to": 1.1001, "reason": "profit_lock"},
+        {"ts": "2014-05-01T00:00:02.000Z", "from": 1.1001, "to": 1.1002, "reason": "early_be"},
+        {"ts": "2014-05-01T00:00:03.000Z", "from": 1.1002, "to": 1.103, "reason": "stage3"},
+    ]
+    assert data["exit"] == {
+        "ts": "2014-05-01T00:00:04.000Z",
+        "price": 1.1029,
+        "reason": "stop",
+        "gap": True,
+        "pnl_pips": 29.0,
+    }
+    assert data["mfe_pips"] == 40.0
+
+
+def test_simulate_limit_exit(tmp_path: Path) -> None:
+    path = _small_file(tmp_path, SMALL)
+    data = simulate(
+        tmp_path, "--ticks", str(path), "--epic", "EURUSD", "--direction", "BUY",
+        "--stop-pips", "20", "--limit", "1.1035",
+    )  # fmt: skip
+    assert data["limit"] == 1.1035
+    assert data["exit"] == {
+        "ts": "2014-05-01T00:00:03.000Z",
+        "price": 1.104,
+        "reason": "limit",
+        "gap": True,
+        "pnl_pips": 40.0,
+    }
+    assert [a["reason"] for a in data["amendments"]] == ["profit_lock", "early_be"]
+
+
+def test_simulate_minimum_stop_distance_caps_the_lock(tmp_path: Path) -> None:
+    path = _small_file(tmp_path, SMALL)
+    data = simulate(
+        tmp_path, "--ticks", str(path), "--epic", "EURUSD", "--direction", "BUY",
+        "--stop-pips", "20", "--min-stop-distance-pips", "12",
+    )  # fmt: skip
+    first = data["amendments"][0]
+    assert (first["to"], first["reason"]) == (1.0998, "profit_lock")  # bid 1.10100 - 12 pips
+
+
+def test_simulate_end_of_data(tmp_path: Path) -> None:
+    path = _small_file(tmp_path, SMALL.rsplit("\n", 2)[0] + "\n")  # without the last tick
+    data = simulate(
+        tmp_path, "--ticks", str(path), "--epic", "EURUSD", "--direction", "SELL",
+        "--stop-pips", "50",
+    )  # fmt: skip
+    assert (data["entry"], data["amendments"]) == (1.0999, [])
+    assert data["exit"] == {
+        "ts": "2014-05-01T00:00:03.000Z",
+        "price": 1.1041,
+        "reason": "end_of_data",
+        "gap": False,
+        "pnl_pips": -42.0,
+    }
 
 
 def test_simulate_text_output_lists_amendments_and_exit(tmp_path: Path) -> None:

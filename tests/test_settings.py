@@ -166,6 +166,20 @@ def test_unknown_environment_variables_are_named(tmp_path: Path) -> None:
     assert not any("OTHER_VARIABLE" in p or "TRAILD_CONFIG" in p for p in problems)
 
 
+def test_unknown_keys_below_a_pair_or_instrument_in_the_environment_are_named() -> None:
+    problems = problems_of(
+        None,
+        {
+            "TRAILD_PAIRS__DEFAULT__REGULAR__BOGUS": "1",
+            "TRAILD_INSTRUMENTS__EURUSD__TICKSIZE": "0.1",
+        },
+    )
+    assert sorted(problems) == [
+        "instruments.EURUSD.ticksize: unknown key",
+        "pairs.DEFAULT.regular.bogus: unknown key",
+    ]
+
+
 def test_one_error_lists_every_bad_key_of_file_and_environment(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -196,6 +210,7 @@ def test_one_error_lists_every_bad_key_of_file_and_environment(tmp_path: Path) -
         ("[feed]\nkind = 'replay'\n", "feed"),
         ("[feed]\nkind = 'replay'\nfiles = ['a.csv']\nepics = []\n", "feed"),
         ("[trailing]\nforce_fixed_trailing_pairs = ['IX.D.FTSE.DAILY.IP']\n", "trailing"),
+        ("[feed]\nsynthetic_epics = ['FTSE']\n", "feed.synthetic_epics"),
     ],
 )
 def test_invalid_values_are_rejected_with_their_key(tmp_path: Path, toml: str, key: str) -> None:

@@ -161,6 +161,9 @@ class Daemon:
                 nursery.start_soon(broker.run, supervisor.on_broker_event)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._housekeeping, store)
+                load = getattr(feed, "load", None)
+                if callable(load):
+                    load()  # a bad tick file fails before READY, not mid-run
                 self._ready()
                 await self._feed_loop(feed)
                 if s.feed.kind == "replay" and s.feed.stop_at_end:

@@ -308,8 +308,10 @@ class Settings(BaseSettings):
                 _check_epic(table, key, f"pairs.{key}", problems)
         for epic in self.trailing.force_fixed_trailing_pairs:
             _check_epic(table, epic, "trailing.force_fixed_trailing_pairs", problems)
-        for epic in [*self.feed.epics, *self.feed.synthetic_epics]:
+        for epic in self.feed.epics:
             _check_epic(table, epic, "feed.epics", problems)
+        for epic in self.feed.synthetic_epics:
+            _check_epic(table, epic, "feed.synthetic_epics", problems)
         for key in dict.fromkeys(["DEFAULT", *self.pairs]):
             for scalp in (False, True):
                 try:

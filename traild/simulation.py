@@ -112,10 +112,10 @@ def _level(
 ) -> int | None:
     """Absolute stop/limit level in ticks; distances are widened to whole ticks."""
     sign = direction.sign * (-1 if adverse else 1)
+    what = "stop" if adverse else "limit"
     if price is not None:
         level = inst.to_ticks(price)
         if (level - entry) * sign <= 0:
-            what = "stop" if adverse else "limit"
             side = "below" if sign < 0 else "above"
             raise DataError(
                 f"{what} {price} must be {side} the entry {inst.to_price(entry)} "
@@ -124,7 +124,12 @@ def _level(
         return level
     if pips is None:
         return None
-    return entry + sign * inst.centipips_to_ticks_ceil(to_centipips(pips))
+    level = entry + sign * inst.centipips_to_ticks_ceil(to_centipips(pips))
+    if level <= 0:
+        raise DataError(
+            f"{what} {pips} pips from the entry {inst.to_price(entry)} is not a positive price"
+        )
+    return level
 
 
 def _stages(

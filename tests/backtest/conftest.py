@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.backtest.helpers import GBPJPY, OANDA
 from traild.backtest.markets import Market, TickSource, load_market
 from traild.core.instruments import InstrumentTable
-
-OANDA = "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
-FXCM = "EURUSD_fxcm_ticks_2014-05-01_2014-05-15.csv.gz"
-GBPJPY = "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
-SMALL = "EURUSD_dukascopy_ticks_2019-01-01T23_2h36m.csv.gz"
 
 
 @pytest.fixture(scope="session")

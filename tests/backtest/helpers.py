@@ -14,9 +14,14 @@ from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
 from traild.core.messages import Direction
 
+OANDA = "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
+FXCM = "EURUSD_fxcm_ticks_2014-05-01_2014-05-15.csv.gz"
+GBPJPY = "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
+SMALL = "EURUSD_dukascopy_ticks_2019-01-01T23_2h36m.csv.gz"
 T0_MS = 1_398_902_400_000  # 2014-05-01T00:00:00Z
 REGULAR = StageConfig(15, 2, 20, 8, 30, 15, 40, 1.0, 10)
 SCALP = StageConfig(10, 1, 12, 5, 15, 10, 20, 0.8, 5)
+DEFAULT_POLICY = LadderPolicy()
 
 
 def synthetic_market(
@@ -31,8 +36,8 @@ def synthetic_market(
         source=TickSource(Path("synthetic.csv"), epic),
         instrument=inst,
         ts_ms=T0_MS + step_ms * np.arange(b.size, dtype=np.int64),
-        bid_px=b * tick,
-        ask_px=a * tick,
+        bid_px=(b * tick).astype(np.float64),
+        ask_px=(a * tick).astype(np.float64),
         bid=b,
         ask=a,
         rejected=0,
@@ -47,7 +52,7 @@ def kernel_trade(
     stop_pips: float,
     limit_pips: float | None = None,
     stages: StageConfig = REGULAR,
-    policy: LadderPolicy = LadderPolicy(),
+    policy: LadderPolicy = DEFAULT_POLICY,
     atr_pips: float | None = None,
 ) -> KernelTrade:
     """A trade filled at ``entry_idx`` (ask for a BUY, bid for a SELL) with a compiled plan."""

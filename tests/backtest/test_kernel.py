@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.backtest.helpers import REGULAR, kernel_trade, synthetic_market
-from traild.backtest.kernel import CENTI, CrossingIndex, run_batch
+from traild.backtest.kernel import CrossingIndex, run_batch
 from traild.backtest.paths import run_event
 from traild.core.calculator import StageConfig
+from traild.core.instruments import CENTI
 from traild.core.ladder import LadderPolicy
 from traild.core.messages import Direction
 
@@ -22,9 +23,7 @@ def tick_paths(draw: st.DrawFn) -> tuple[list[int], list[int]]:
     n = draw(st.integers(2, 220))
     drift = draw(st.integers(-6, 6))
     steps = draw(
-        st.lists(
-            st.one_of(st.integers(-12, 12), st.integers(-160, 160)), min_size=n, max_size=n
-        )
+        st.lists(st.one_of(st.integers(-12, 12), st.integers(-160, 160)), min_size=n, max_size=n)
     )
     spreads = draw(st.lists(st.integers(-3, 25), min_size=n, max_size=n))
     bid = (110_000 + np.cumsum(np.array(steps) + drift)).tolist()
@@ -85,7 +84,7 @@ def _never_capped(stages: StageConfig, policy: LadderPolicy, atr: float | None) 
     return all(off < -(-trig // CENTI) for trig, off, _ in trade.plan.rungs)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     tick_paths(),
     st.lists(trades_st, min_size=1, max_size=4),
@@ -127,7 +126,9 @@ def test_kernel_matches_event_driven_core_on_any_tick_path(
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.integers(-50, 50), min_size=1, max_size=300),
-    st.lists(st.tuples(st.integers(0, 320), st.integers(-60, 10), st.integers(-10, 60)), max_size=8),
+    st.lists(
+        st.tuples(st.integers(0, 320), st.integers(-60, 10), st.integers(-10, 60)), max_size=8
+    ),
 )
 def test_first_crossing_finds_the_first_tick_at_or_beyond_either_level(
     values: list[int], queries: list[tuple[int, int, int]]

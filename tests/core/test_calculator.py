@@ -127,6 +127,14 @@ def test_trigger_above_the_atr_maximum_is_cut_to_4_atr() -> None:
     assert result.stages.stage2_trigger == 30.0  # untouched
 
 
+def test_the_atr_multiplier_is_neither_scaled_nor_rounded() -> None:
+    base = replace(REGULAR, stage3_atr_multiplier=0.875)
+    result = calc().calculate_stages(cond(10.0, "low", "asian"), base)
+    assert result.method == DYNAMIC
+    assert result.stages.stage3_atr_multiplier == 0.875
+    assert CalculatedStages.from_json(result.to_json()).stages.stage3_atr_multiplier == 0.875
+
+
 def test_stage3_min_distance_is_scaled_and_clamped_like_a_trigger() -> None:
     result = calc().calculate_stages(cond(20.0, "normal", None), REGULAR)
     assert result.stages.stage3_min_distance == 16.0  # 10 x 1.0 raised to 0.8 x 20

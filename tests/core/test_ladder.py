@@ -425,10 +425,15 @@ def test_restart_from_a_persisted_best_recomputes_the_floor_on_the_first_tick() 
     assert t.ladder.best == t.px(32)
 
 
-def test_a_trade_without_a_stop_gets_its_first_floor() -> None:
-    t = trade(BUY, stop_pips=None)
+@pytest.mark.parametrize("direction", [BUY, SELL])
+def test_a_trade_without_a_stop_gets_its_first_floor(direction: Direction) -> None:
+    # (the origin system compared ``sl_price or 0.0``: a SELL without a stop never moved)
+    t = trade(direction, stop_pips=None)
     assert t.at(-100) is None  # nothing to be stopped by
-    assert move(t.at(10)).level == t.px(1)
+    m = move(t.at(10))
+    assert (m.level, m.reason, m.priority) == (t.px(1), Reason.PROFIT_LOCK, True)
+    t.ladder.confirm(m.level)
+    assert t.ladder.stop == t.px(1)
 
 
 # -- the origin study's sample (seed_origin §5), where the semantics agree ---------------------

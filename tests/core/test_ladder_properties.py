@@ -339,3 +339,16 @@ def test_buy_and_sell_are_mirror_images(c: Case) -> None:
         for i, v in mirrored(run(sell))
     ]
     assert mirrored(run(buy)) == flipped
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(max_ticks=1), st.lists(st.integers(-500, 20_000), min_size=2, max_size=50))
+def test_the_desired_stop_is_a_non_decreasing_function_of_mfe(c: Case, mfes: list[int]) -> None:
+    plan = LadderPlan.compile(c.stages, c.inst, c.policy, c.atr_pips)
+    levels = [plan.floor(m)[0] for m in sorted(mfes)]
+    assert levels == sorted(levels)
+    for m in mfes:
+        offset, reason = plan.floor(m)
+        assert (reason is None) == (offset == -(1 << 62))
+        if reason is not None:  # never beyond the best price (the cap keeps a tick away)
+            assert offset <= m

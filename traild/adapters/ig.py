@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
+from dataclasses import replace
+from datetime import datetime, timedelta
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,6 +39,15 @@ from traild.adapters.ig_session import (
     SecretLike,
     StreamAuth,
     utcnow,
+)
+from traild.adapters.ig_wire import (
+    POINT_SIZES,
+    classify_exit,
+    ig_time,
+    min_stop_distance_pips,
+    parse_confirmation,
+    parse_position,
+    point_size,
 )
 from traild.core.errors import (
     BrokerError,
@@ -71,95 +81,15 @@ __all__ = [
     "parse_position",
 ]
 
-# -- wire <-> traild -----------------------------------------------------------------------
-
-
-def _level(value: Any, inst: Instrument) -> float | None:
-    return None if value is None else inst.from_broker(float(value))
-
-
-def _ig_time(text: Any) -> datetime | None:
-    """IG's ``2024-05-01T10:00:00`` (UTC fields carry no offset) -> aware UTC."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(text).replace("Z", ""))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def parse_position(item: Mapping[str, Any], instruments: InstrumentTable) -> Position:
-    """One ``{position, market}`` element of ``GET /positions`` v2 in traild prices."""
-    pos, market = item["position"], item["market"]
-    epic = str(market["epic"])
-    inst = instruments.resolve(epic)
-    return Position(
-        deal_id=str(pos["dealId"]),
-        epic=epic,
-        direction=Direction.parse(str(pos["direction"])),
-        size=float(pos["size"]),
-        level=inst.from_broker(float(pos["level"])),
-        stop=_level(pos.get("stopLevel"), inst),
-        limit=_level(pos.get("limitLevel"), inst),
-        opened_at=_ig_time(pos.get("createdDateUTC")),
-    )
-
-
-# The price size of one IG "point" per symbol where it is not one pip (IG gold: 1.0).
-POINT_SIZES: Mapping[str, Decimal] = {"XAUUSD": Decimal(1), "GOLD": Decimal(1)}
-
-
-def min_stop_distance_pips(
-    market: Mapping[str, Any], inst: Instrument, point_size: Decimal | None = None
-) -> float:
-    """``dealingRules.minNormalStopOrLimitDistance`` of ``GET /markets/{epic}`` in pips.
-
-    POINTS: one IG point is one pip on FX (MINI and CEEM alike), ``point_size`` price units
-    otherwise. PERCENTAGE: of the snapshot's mid price. Rounded up to 0.01 pip.
-    """
-    rule = (market.get("dealingRules") or {}).get("minNormalStopOrLimitDistance") or {}
-    value, unit = rule.get("value"), rule.get("unit")
-    if value is None:
-        return 0.0
-    if unit == "POINTS":
-        distance = Decimal(str(value)) * (point_size or inst.pip_size)
-    elif unit == "PERCENTAGE":
-        snap = market.get("snapshot") or {}
-        mid = (Decimal(str(snap["bid"])) + Decimal(str(snap["offer"]))) / 2 / inst.broker_scale
-        distance = mid * Decimal(str(value)) / 100
-    else:
-        raise BrokerError(f"unknown dealing-rule unit {unit!r}")
-    pips = (distance / inst.pip_size).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
-    return float(pips)
-
-
-def parse_confirmation(data: Mapping[str, Any], reference: str, inst: Instrument) -> Confirmation:
-    """``GET /confirms/{ref}`` -> Confirmation; IG's echoed stop is the confirmed level."""
-    accepted = data.get("dealStatus") == "ACCEPTED"
-    reason = str(data.get("reason") or ("SUCCESS" if accepted else "UNKNOWN"))
-    level = _level(data.get("stopLevel"), inst) if accepted else None
-    return Confirmation(accepted, level, reference, reason)
-
-
-def classify_exit(last: Position, level: float, inst: Instrument) -> tuple[str, bool]:
-    """(reason, gap) of a close at ``level`` given the last known stop and limit."""
-    sign = last.direction.sign
-    tolerance = float(inst.tick_size) / 2
-    if last.stop is not None and sign * (level - last.stop) <= tolerance:
-        return "stop", sign * (level - last.stop) < -tolerance
-    if last.limit is not None and sign * (level - last.limit) >= -tolerance:
-        return "limit", False
-    return "manual", False
-
 
 class IGBroker:
     """The Broker port over IG's REST API (an async context manager owning its session).
 
     Amendments are by deal id only. The limit sent with a stop is IG's current limit for that
-    deal as last read (traild owns the stop, never the take-profit); the caller's ``limit``
-    is used only for a deal not read yet. ``poll_interval`` paces ``run``: each poll costs one
-    non-trading request of the account's allowance (30/min on live), confirms share it.
+    deal, from the last poll or read first for a deal new to this process: traild owns the
+    stop, never the take-profit, so a differing ``limit`` argument is only logged
+    (``broker.limit_mismatch``). ``poll_interval`` paces ``run``: each poll costs one
+    non-trading request of the account's allowance (30/min on live), and confirms share it.
     """
 
     def __init__(
@@ -208,6 +138,7 @@ class IGBroker:
         self._min_stop: dict[str, float] = {}
         self._rules_due: dict[str, float] = {}
         self._skipped: set[str] = set()
+        self._limit_warnings: set[tuple[str, float | None]] = set()
 
     def __repr__(self) -> str:
         return f"IGBroker({self.session!r})"
@@ -324,7 +255,7 @@ class IGBroker:
                 response = await self.session.request("GET", f"markets/{epic}", version=3)
                 assert response is not None
                 inst = self._instruments.resolve(epic)
-                point = self._point_sizes.get(inst.symbol)
+                point = point_size(inst, self._point_sizes)
                 pips = min_stop_distance_pips(response.json(), inst, point)
             except (BrokerError, KeyError, TypeError, ValueError) as exc:
                 self._rules_due[epic] = now + retry
@@ -348,7 +279,8 @@ class IGBroker:
         if known is None:
             return Confirmation(False, None, "", "POSITION_NOT_FOUND")
         inst = self._instruments.resolve(known.epic)
-        if known.limit != limit:
+        if known.limit != limit and (deal_id, limit) not in self._limit_warnings:
+            self._limit_warnings.add((deal_id, limit))
             logger.bind(event="broker.limit_mismatch", deal_id=deal_id, epic=known.epic).warning(
                 "limit of {} at IG is {}, traild has {}; IG's is kept", deal_id, known.limit, limit
             )
@@ -367,7 +299,9 @@ class IGBroker:
             raise BrokerTimeout(f"IG amend of {deal_id}: no deal reference in the answer")
         confirmation = await self._confirmation(reference, inst)
         if confirmation.accepted:
-            self._deals[deal_id] = _with_stop(known, confirmation.level or stop)
+            if confirmation.level is None:  # IG did not echo the level: it is the one sent
+                confirmation = replace(confirmation, level=stop)
+            self._deals[deal_id] = replace(known, stop=confirmation.level)
         return confirmation
 
     async def _confirmation(self, reference: str, inst: Instrument) -> Confirmation:
@@ -489,7 +423,7 @@ class IGBroker:
                         and action.get("affectedDealId") == last.deal_id
                         and details.get("level") is not None
                     ):
-                        when = _ig_time(act.get("dateUTC") or act.get("date")) or self._clock()
+                        when = ig_time(act.get("dateUTC") or act.get("date")) or self._clock()
                         return inst.from_broker(float(details["level"])), when
         except (BrokerError, KeyError, TypeError, ValueError, AttributeError) as exc:
             logger.bind(event="broker.history_failed", deal_id=last.deal_id).warning(
@@ -508,16 +442,3 @@ class IGBroker:
         if levels:
             return min(levels, key=lambda level: abs(level - price)) if price else levels[0]
         return price or last.level
-
-
-def _with_stop(position: Position, stop: float) -> Position:
-    return Position(
-        position.deal_id,
-        position.epic,
-        position.direction,
-        position.size,
-        position.level,
-        stop,
-        position.limit,
-        position.opened_at,
-    )

@@ -7,9 +7,10 @@ messages carry IG's ``errorCode`` only.
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -51,6 +52,8 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
+    get_secret_value = reveal  # a Secret is itself SecretLike
+
     def __repr__(self) -> str:
         return "Secret('**********')"
 
@@ -90,6 +93,46 @@ def redact_http_traces() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in target.filters):
             target.addFilter(RedactTokens())
+
+
+class _Once:
+    """An async iterator over one chunk of bytes (a class, not an async generator)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
+
+
+class OneShotBody(httpx.AsyncByteStream):
+    """A request body that leaves no async generator behind when its request is cancelled.
+
+    httpx iterates request bodies through async generators; cancelling a request while the
+    body is being written abandons one, and trio reports each abandoned generator as a
+    ResourceWarning. A plain iterator has nothing to abandon.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._data)
+
+
+def build_request(
+    client: httpx.AsyncClient, method: str, url: str, content: bytes = b"", **options: Any
+) -> httpx.Request:
+    """``client.build_request`` with a OneShotBody; send it with ``client.send``."""
+    request = client.build_request(method, url, content=content, **options)
+    request.stream = OneShotBody(content)
+    return request
 
 
 def is_allowance_error(code: str) -> bool:
@@ -161,12 +204,13 @@ class IGSession:
         tb: TracebackType | None,
     ) -> None:
         assert self._client is not None
-        with trio.CancelScope(shield=True), trio.move_on_after(min(self.timeout, 2.0)):
-            try:
-                await self._send("DELETE", "session", 1, None, None, may_apply=False)
-            except BrokerError as error:
-                logger.bind(event="broker.logout_failed").debug("IG logout failed: {}", error)
-        await self._client.aclose()
+        with trio.CancelScope(shield=True):  # log out and close even when being cancelled
+            with trio.move_on_after(min(self.timeout, 2.0)):
+                try:
+                    await self._send("DELETE", "session", 1, None, None, may_apply=False)
+                except BrokerError as error:
+                    logger.bind(event="broker.logout_failed").debug("IG logout failed: {}", error)
+            await self._client.aclose()
 
     # -- requests --------------------------------------------------------------------------
     async def request(
@@ -228,10 +272,10 @@ class IGSession:
         if self._tokens is not None:
             headers["CST"], headers["X-SECURITY-TOKEN"] = (t.reveal() for t in self._tokens)
         what = f"IG {method} /{path}"
+        body = b"" if json is None else _json.dumps(json, separators=(",", ":")).encode()
+        request = build_request(self._client, method, path, body, params=params, headers=headers)
         try:
-            return await self._client.request(
-                method, path, json=json, params=params, headers=headers
-            )
+            return await self._client.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise BrokerUnavailable(f"{what}: cannot connect ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:

@@ -14,7 +14,7 @@ scaled), so nothing is scaled here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
@@ -23,7 +23,7 @@ import httpx
 import trio
 from loguru import logger
 
-from traild.adapters.ig_session import StreamAuth, StreamAuthProvider
+from traild.adapters.ig_session import StreamAuth, StreamAuthProvider, build_request
 from traild.adapters.ig_tlcp import (
     AMENDABLE_STATES,
     LS_CID,
@@ -36,6 +36,7 @@ from traild.adapters.ig_tlcp import (
     StaleTracker,
     Subscribed,
     TLCPError,
+    TLCPRefused,
     encode_params,
     parse_line,
     update_time_to_utc,
@@ -44,11 +45,15 @@ from traild.core.errors import BrokerError
 from traild.core.messages import Tick
 from traild.ports import TickSink
 
+_TEXT = "text/plain; charset=UTF-8"
+
 # -- the feed ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class FeedStatistics:
+    """A snapshot of the feed's counters and of the epics currently stale."""
+
     connects: int
     disconnects: int
     updates: int
@@ -63,7 +68,6 @@ class _Pump:
 
     base: str
     session_id: str | None = None
-    delivered: bool = False
 
 
 async def _finish(chunks: AsyncIterator[bytes]) -> None:
@@ -122,6 +126,7 @@ class IGStreamFeed:
         self._states: dict[str, str] = {}
         self._tracker: StaleTracker | None = None
         self._subscribed_session: str | None = None
+        self._to_subscribe: list[str] = []
         self._counts = dict.fromkeys(("connects", "disconnects", "updates", "ticks", "dropped"), 0)
 
     # -- PriceFeed -------------------------------------------------------------------------
@@ -135,6 +140,16 @@ class IGStreamFeed:
         async with httpx.AsyncClient(timeout=timeout) as client, trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_stale)
             await self._reconnect_forever(client, emit)
+
+    def add_epics(self, epics: Iterable[str]) -> None:
+        """Quote more epics (a trade on a new market): subscribed on the live session at its
+        next line (PROBE keepalives bound the delay), or with the next connection."""
+        for epic in epics:
+            if epic not in self._epics:
+                self._epics.append(epic)
+                self._to_subscribe.append(epic)
+                if self._tracker is not None:
+                    self._tracker.touch(epic, trio.current_time())
 
     # -- state for the runtime -------------------------------------------------------------
     def market_state(self, epic: str) -> str | None:
@@ -162,18 +177,18 @@ class IGStreamFeed:
         delay = self._backoff[0]
         refresh = False
         while True:
-            delivered = False
+            updates = self._counts["updates"]
             try:
                 auth = await self._auth(refresh)
                 refresh = False
-                delivered = await self._session(client, auth, emit)
+                await self._session(client, auth, emit)
                 reason = "stream closed by the server"
-            except TLCPError as exc:
+            except TLCPRefused as exc:
                 refresh, reason = True, str(exc)
             except (httpx.HTTPError, BrokerError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self._counts["disconnects"] += 1
-            if delivered:
+            if self._counts["updates"] > updates:  # it worked for a while: start backoff again
                 delay = self._backoff[0]
             logger.bind(event="feed.disconnected", reason=reason, retry_in=delay).warning(
                 "IG stream disconnected ({}); reconnecting in {:.1f}s", reason, delay
@@ -181,8 +196,8 @@ class IGStreamFeed:
             await trio.sleep(delay)
             delay = min(delay * 2, self._backoff[1])
 
-    async def _session(self, client: httpx.AsyncClient, auth: StreamAuth, emit: TickSink) -> bool:
-        """One Lightstreamer session, rebinding on LOOP; True when it delivered data."""
+    async def _session(self, client: httpx.AsyncClient, auth: StreamAuth, emit: TickSink) -> None:
+        """One Lightstreamer session, rebinding on LOOP, until its stream ends or fails."""
         protocol = MarketStreamProtocol(self._epics)
         base = auth.endpoint.rstrip("/")
         request = "create_session"
@@ -195,24 +210,27 @@ class IGStreamFeed:
             "LS_supported_diffs": "",
             "LS_send_sync": "false",
         }
-        delivered = False
         while True:
             url = f"{base}/lightstreamer/{request}.txt"
-            async with client.stream(
+            outgoing = build_request(
+                client,
                 "POST",
                 url,
+                encode_params(params).encode(),
                 params={"LS_protocol": TLCP_VERSION},
-                content=encode_params(params),
-                headers={"Content-Type": "text/plain; charset=UTF-8"},
-            ) as response:
+                headers={"Content-Type": _TEXT},
+            )
+            response = await client.send(outgoing, stream=True)
+            try:
                 if response.status_code != 200:
                     raise TLCPError(f"lightstreamer {request}: HTTP {response.status_code}")
-                outcome = await self._pump(client, response, protocol, base, emit)
-            delivered = delivered or outcome[1]
-            if outcome[0] is None:
-                return delivered
-            base = outcome[2]
-            request, params = "bind_session", {"LS_session": outcome[0]}
+                rebind, base = await self._pump(client, response, protocol, base, emit)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(self._timeout):
+                    await response.aclose()
+            if rebind is None:
+                return
+            request, params = "bind_session", {"LS_session": rebind}
 
     async def _pump(
         self,
@@ -221,8 +239,8 @@ class IGStreamFeed:
         protocol: MarketStreamProtocol,
         base: str,
         emit: TickSink,
-    ) -> tuple[str | None, bool, str]:
-        """Read one stream connection: (session id to rebind or None, delivered, control base)."""
+    ) -> tuple[str | None, str]:
+        """Read one stream connection: (session id to rebind, or None; the control base)."""
         splitter = LineSplitter()
         state = _Pump(base)
         chunks = response.aiter_bytes()
@@ -230,10 +248,10 @@ class IGStreamFeed:
             async for chunk in chunks:
                 for line in splitter.feed(chunk):
                     if await self._line(client, response, protocol, state, line, emit):
-                        return state.session_id, state.delivered, state.base
+                        return state.session_id, state.base
         finally:
             await _finish(chunks)
-        return None, state.delivered, state.base
+        return None, state.base
 
     async def _line(
         self,
@@ -245,6 +263,10 @@ class IGStreamFeed:
         emit: TickSink,
     ) -> bool:
         """Handle one line; True when the connection is done (LOOP: rebind)."""
+        sid = state.session_id
+        if self._to_subscribe and sid is not None and self._subscribed_session == sid:
+            self._take_new_epics(protocol)
+            await self._control(client, protocol, state.base, sid)
         event = protocol.handle(parse_line(line))
         if isinstance(event, Connected):
             state.session_id = event.session_id
@@ -252,7 +274,6 @@ class IGStreamFeed:
                 state.base = f"{response.url.scheme}://{event.control_link}"
             await self._on_connected(client, protocol, state.base, event.session_id)
         elif isinstance(event, MarketUpdate):
-            state.delivered = True
             await self._on_update(event, emit)
         elif isinstance(event, Subscribed):
             logger.bind(event="feed.subscribed", epic=event.epic).info(
@@ -270,15 +291,32 @@ class IGStreamFeed:
             return  # a rebind: the subscriptions live on in the session
         protocol.new_session()
         self._subscribed_session = sid
+        self._take_new_epics(protocol)
         logger.bind(event="feed.connected", epics=len(self._epics)).info(
             "IG stream connected; subscribing {} epics", len(self._epics)
         )
-        response = await client.post(
+        await self._control(client, protocol, base, sid)
+
+    def _take_new_epics(self, protocol: MarketStreamProtocol) -> None:
+        known = set(protocol.epics())
+        for epic in self._to_subscribe:
+            if epic not in known:
+                protocol.add(epic)
+        self._to_subscribe.clear()
+
+    async def _control(
+        self, client: httpx.AsyncClient, protocol: MarketStreamProtocol, base: str, sid: str
+    ) -> None:
+        """Send the pending subscriptions; a refused one is logged, the others go on."""
+        request = build_request(
+            client,
+            "POST",
             f"{base}/lightstreamer/control.txt",
+            protocol.subscribe_body().encode(),
             params={"LS_protocol": TLCP_VERSION, "LS_session": sid},
-            content=protocol.subscribe_body(),
-            headers={"Content-Type": "text/plain; charset=UTF-8"},
+            headers={"Content-Type": _TEXT},
         )
+        response = await client.send(request)
         if response.status_code != 200:
             raise TLCPError(f"lightstreamer control: HTTP {response.status_code}")
         for note in map(parse_line, response.text.splitlines()):

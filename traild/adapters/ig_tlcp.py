@@ -30,6 +30,10 @@ class TLCPError(BrokerError):
     """The stream broke the protocol or the server ended the session."""
 
 
+class TLCPRefused(TLCPError):
+    """CONERR: the server refused to create or bind the session (e.g. expired tokens)."""
+
+
 # -- sans-IO: lines, values, times ---------------------------------------------------------
 
 
@@ -174,34 +178,49 @@ StreamEvent = Connected | Subscribed | MarketUpdate | Rebind | None
 class MarketStreamProtocol:
     """Interprets the notifications of one Lightstreamer session subscribed to MARKET items.
 
-    Subscription ids are 1..n in the order of ``epics``; item values survive a rebind (the
-    server continues the same MERGE stream) but not a new session (a new snapshot arrives).
+    Subscription ids are 1, 2, ... in the order epics are added; item values survive a rebind
+    (the server continues the same MERGE stream) but not a new session (fresh snapshots).
     """
 
     def __init__(self, epics: Sequence[str]) -> None:
-        self._epics = {str(i): epic for i, epic in enumerate(epics, start=1)}
+        self._epics: dict[str, str] = {}
+        self._requests: dict[str, str] = {}  # LS_reqId -> epic
         self._values: dict[str, Values] = {}
+        self._pending: list[str] = []
+        for epic in epics:
+            self.add(epic)
 
-    def subscribe_body(self, first_request_id: int = 1) -> str:
-        """The ``control.txt`` body: one ``LS_op=add`` line per epic."""
-        lines = [
-            encode_params(
-                {
-                    "LS_reqId": str(first_request_id + int(sub_id) - 1),
-                    "LS_op": "add",
-                    "LS_subId": sub_id,
-                    "LS_group": f"MARKET:{epic}",
-                    "LS_schema": " ".join(FIELDS),
-                    "LS_mode": "MERGE",
-                    "LS_snapshot": "true",
-                }
-            )
-            for sub_id, epic in self._epics.items()
-        ]
+    def epics(self) -> list[str]:
+        return list(self._epics.values())
+
+    def add(self, epic: str) -> str:
+        """Allocate the subscription id of ``epic`` (sent with the next ``subscribe_body``)."""
+        sub_id = str(len(self._epics) + 1)
+        self._epics[sub_id] = epic
+        self._pending.append(sub_id)
+        return sub_id
+
+    def subscribe_body(self) -> str:
+        """The ``control.txt`` body adding every subscription not requested yet, one a line."""
+        lines = []
+        for sub_id in self._pending:
+            request_id = str(len(self._requests) + 1)
+            self._requests[request_id] = self._epics[sub_id]
+            params = {
+                "LS_reqId": request_id,
+                "LS_op": "add",
+                "LS_subId": sub_id,
+                "LS_group": f"MARKET:{self._epics[sub_id]}",
+                "LS_schema": " ".join(FIELDS),
+                "LS_mode": "MERGE",
+                "LS_snapshot": "true",
+            }
+            lines.append(encode_params(params))
+        self._pending = []
         return "\r\n".join(lines)
 
-    def epic_of_request(self, request_id: str, first_request_id: int = 1) -> str | None:
-        return self._epics.get(str(int(request_id) - first_request_id + 1))
+    def epic_of_request(self, request_id: str) -> str | None:
+        return self._requests.get(request_id)
 
     def new_session(self) -> None:
         """Forget merged values: a new session starts with fresh snapshots."""
@@ -223,7 +242,8 @@ class MarketStreamProtocol:
         if tag in ("CONERR", "END", "ERROR"):
             code = args[0] if args else "?"
             message = args[1] if len(args) > 1 else ""
-            raise TLCPError(f"lightstreamer {tag} {code}: {message}")
+            kind = TLCPRefused if tag == "CONERR" else TLCPError
+            raise kind(f"lightstreamer {tag} {code}: {message}")
         return None  # PROBE, SYNC, NOOP, CONS, SERVNAME, CLIENTIP, PROG, EOS, CS, ...
 
     def _update(self, args: tuple[str, ...]) -> MarketUpdate | None:

@@ -4,7 +4,8 @@ Why it is exact. Every floor of the ladder is a function of the best price alone
 with immediate confirmation, a trade's whole state between ticks is (best, confirmed stop). The
 stop can only change on a tick that makes a new best *and* reaches a level at which the floor
 moves the stop: a rung trigger whose lock lies beyond the stop, the profit-lock trigger, or the
-stage-3 level where the trail clears the stop by the minimum step. Every other tick is a no-op
+stage-3 level where the trail clears the stop by the minimum step (a move that puts a rung in
+place is exempt from the step, as in ``Ladder._decide``). Every other tick is a no-op
 for the ladder except as a possible exit. So the kernel jumps, per trade, from one such event to
 the next with one query: "the first tick at or through the stop, or at or beyond the next level
 (or the limit)". At an event tick it applies the ladder's rules exactly: the floor from the
@@ -45,12 +46,17 @@ class CrossingIndex:
 
     def __init__(self, x: Ints) -> None:
         mins, maxs = [x], [x]
-        while mins[-1].size > 1:
-            lo, hi = mins[-1], maxs[-1]
-            if lo.size % 2:  # pad with the last value: a block's extremes stay its own
-                lo, hi = np.append(lo, lo[-1]), np.append(hi, hi[-1])
-            mins.append(np.minimum(lo[0::2], lo[1::2]))
-            maxs.append(np.maximum(hi[0::2], hi[1::2]))
+        lo = hi = x
+        while lo.size > 1:
+            half = lo.size // 2
+            lo_next = np.minimum(lo[0 : 2 * half : 2], lo[1 : 2 * half : 2])
+            hi_next = np.maximum(hi[0 : 2 * half : 2], hi[1 : 2 * half : 2])
+            if lo.size % 2:  # an odd last block holds just the last value
+                lo_next = np.concatenate((lo_next, lo[-1:]))
+                hi_next = np.concatenate((hi_next, hi[-1:]))
+            lo, hi = lo_next, hi_next
+            mins.append(lo)
+            maxs.append(hi)
         sizes = np.array([a.size for a in mins], dtype=np.int64)
         self.offsets: Ints = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         self.mins: Ints = np.concatenate(mins)
@@ -213,8 +219,13 @@ class _Batch:
         self.lock[a] = np.where((lock < 0) & (mfe >= self.lock_t[a]), k, lock)
         offset, why = self.floor(a, mfe)
         target = entry + offset
-        move = (why >= 0) & (target > stop)
-        move &= (why != _STAGE3) | (target - stop >= self.step[a])
+        # Ladder._decide: a move that puts a new rung in place (a reached rung's offset lies
+        # in (stop, target]) is always sent; any other move must clear the minimum step.
+        off = self.off[a]
+        reached = (mfe * CENTI)[:, None] >= self.trig[a]
+        new_rung = (reached & (off > (stop - entry)[:, None]) & (off <= offset[:, None])).any(1)
+        new_rung |= stop == NONE
+        move = (why >= 0) & (target > stop) & (new_rung | (target - stop >= self.step[a]))
         capped = move & (target > x - self.mind[a])
         self.fallback[a[capped]] = True
         go = move & ~capped

@@ -39,8 +39,7 @@ def run_event(market: Market, trade: KernelTrade) -> PathResult:
         exit_price=out.exit_price,
         exit_reason=out.exit_reason,
         gap=out.gap,
-        # The confirmed stop at close. (run_trade's exit_stop is the limit on a limit exit.)
-        exit_stop=ladder.stop,
+        exit_stop=out.exit_stop,  # the confirmed stop when the trade closed
         best=out.best,
         lock_ts=None if out.lock_ts is None else to_ms(out.lock_ts),
         amendments=tuple((to_ms(a.ts), a.old, a.new, a.reason.value) for a in out.amendments),

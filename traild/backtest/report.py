@@ -200,9 +200,8 @@ def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, A
         if "signals" in e
         else f"{e['random']} random entries, seed {e['seed']}, defaults {e['defaults']}"
     )
-    kinds = "\n\n".join(
-        f"**{name}**\n\n" + _bucket_table({"variants": {name: {"by_kind": b}}}, "by_kind")
-        for name, b in info["by_kind"].items()
+    kinds = _bucket_table(
+        {"variants": {name: {"by_kind": b} for name, b in info["by_kind"].items()}}, "by_kind"
     )
     definitions = "\n".join(f"* `{k}`" for k in METRICS)
     return f"""# traild backtest

@@ -166,8 +166,8 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     try:
         result = simulate(settings, request)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
+    except (ValueError, ArithmeticError) as exc:  # e.g. --entry 1e308: no price on the grid
+        raise DataError(f"cannot simulate this trade: {exc}") from None
     if args.json:
         print(json.dumps(result))
         return 0

@@ -1,4 +1,7 @@
-"""``traild migrate``, ``traild report`` and ``traild trade add``: the database from the shell."""
+"""``traild migrate``, ``traild report`` and ``traild trade add``: the database from the shell.
+
+The store (SQLAlchemy, Alembic) is imported by the commands that use it, not by ``traild --help``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from uuid import uuid4
 
 import trio
 
-from traild.adapters.store import WriteQueued, display_url, migrate_database, open_store
 from traild.cli.core_cmds import _direction, _positive_float, _timestamp
 from traild.core.errors import InstrumentError, StoreError, TraildError
 from traild.core.instruments import Instrument, InstrumentTable
@@ -91,6 +93,8 @@ def _alert_id(text: str) -> int:
 
 # -- commands ---------------------------------------------------------------------------
 def _migrate(args: argparse.Namespace) -> int:
+    from traild.adapters.store import display_url, migrate_database
+
     url = load(args.config).database_url()
     revision = trio.run(migrate_database, url)
     print(f"{display_url(url)}: schema at revision {revision} (head)")
@@ -98,6 +102,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from traild.adapters.store import open_store
+
     settings = load(args.config)
 
     async def read() -> list[TradeRecord]:
@@ -113,6 +119,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _trade_add(args: argparse.Namespace) -> int:
+    from traild.adapters.store import WriteQueued, open_store
+
     settings = load(args.config)
     settings.instrument_table().resolve(args.epic)  # an unknown epic is an error, never a default
     trade = TradeRecord(

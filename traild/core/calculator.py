@@ -83,7 +83,10 @@ class StageConfig:
         return cls(**values)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 2) for k, v in asdict(self).items()}
+        """Pips rounded to 0.01; the ATR multiplier is a factor and is kept as configured."""
+        return {
+            k: v if k == "stage3_atr_multiplier" else round(v, 2) for k, v in asdict(self).items()
+        }
 
     def problems(self) -> list[str]:
         """Consistency violations (empty when usable)."""

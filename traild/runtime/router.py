@@ -76,6 +76,9 @@ class Mailbox:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    def is_idle(self) -> bool:
+        return self._idle.is_set()
+
     def release(self) -> None:
         """Unblock lockstep waiters for good (the actor is gone)."""
         self._latest = None
@@ -119,17 +122,18 @@ class Router:
         if boxes:
             for box in boxes.values():
                 box.put_nowait(tick, seq)
-        if not self.lockstep:
-            return
-        await self.settle()
+        if self.lockstep:
+            await self.settle(tick.epic)
 
-    async def settle(self) -> None:
-        """Lockstep: wait until every mailbox is drained and the gateway is idle."""
+    async def settle(self, epic: str | None = None) -> None:
+        """Lockstep: wait until the mailboxes (of ``epic``, or all) are drained and the gateway
+        is idle; repeat while the gateway's answers produce more work."""
         while True:
-            for boxes in list(self._boxes.values()):
-                for box in list(boxes.values()):
-                    await box.wait_idle()
+            groups = [self._boxes.get(epic, {})] if epic else list(self._boxes.values())
+            busy = [b for g in groups for b in g.values() if not b.is_idle()]
+            for box in busy:
+                await box.wait_idle()
             if self._settle is not None:
                 await self._settle()
-            if all(b._idle.is_set() for bs in self._boxes.values() for b in bs.values()):
+            if not any(not b.is_idle() for g in groups for b in g.values()):
                 return

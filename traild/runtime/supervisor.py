@@ -149,10 +149,15 @@ class Supervisor:
 
     async def poll_store(self) -> None:
         """Adopt every open or pending trade that has no actor yet."""
-        for trade in await self.store.load_open_trades():
-            if trade.id is None or trade.id in self._known:
-                continue
-            await self.adopt(trade)
+        fresh = [
+            t
+            for t in await self.store.load_open_trades()
+            if t.id is not None and t.id not in self._known
+        ]
+        # Concurrently, so the store commits their writes in batches.
+        async with trio.open_nursery() as nursery:
+            for trade in fresh:
+                nursery.start_soon(self.adopt, trade)
 
     # -- adoption -----------------------------------------------------------------------------
     async def adopt(self, trade: TradeRecord) -> None:

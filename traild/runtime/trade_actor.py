@@ -72,6 +72,7 @@ class TradeActor:
         self._saved_best: int | None = self.ladder.best
         self._saved_at: datetime | None = None
         self.last_ts: datetime | None = None
+        self._persist_wakeup = trio.Event()
 
     def _compile(self, plan: ActorPlan) -> LadderPlan:
         return LadderPlan.compile(plan.stages.stages, self.inst, plan.policy, plan.stages.atr_pips)
@@ -89,15 +90,33 @@ class TradeActor:
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._persister)
+            task_status.started()
+            while True:
+                ticks = await self.mailbox.get()
+                try:
+                    for tick in ticks:
+                        self.on_tick(tick)
+                    if self._persist_due():
+                        self._persist_wakeup.set()
+                finally:
+                    self.mailbox.done()
+
+    async def _persister(self) -> None:
+        """Writes the best price in the background: ticks never wait for the database."""
         while True:
-            ticks = await self.mailbox.get()
-            try:
-                for tick in ticks:
-                    self.on_tick(tick)
-                await self._maybe_persist()
-            finally:
-                self.mailbox.done()
+            await self._persist_wakeup.wait()
+            self._persist_wakeup = trio.Event()
+            await self._maybe_persist()
+
+    def _persist_due(self) -> bool:
+        best, ts = self.ladder.best, self.last_ts
+        if best is None or best == self._saved_best or ts is None:
+            return False
+        return self._saved_at is None or (
+            (ts - self._saved_at).total_seconds() >= self.persist_every_s
+        )
 
     def on_tick(self, tick: Tick) -> None:
         """Apply one tick (synchronous: no await between decision and submission)."""
@@ -153,10 +172,7 @@ class TradeActor:
         best = self.ladder.best
         if best is None or best == self._saved_best or self.last_ts is None:
             return
-        due = self._saved_at is None or (
-            (self.last_ts - self._saved_at).total_seconds() >= self.persist_every_s
-        )
-        if not (due or force):
+        if not (force or self._persist_due()):
             return
         self._saved_best = best
         self._saved_at = self.last_ts

@@ -58,8 +58,12 @@ def broker_for(sim: IGSim, **options: Any) -> IGBroker:
 
 
 async def wait_until(predicate: Callable[[], bool], step: float = 0.005) -> None:
-    """Poll ``predicate`` (callers bound the wait with trio.fail_after)."""
-    while not predicate():
+    """Poll ``predicate`` (callers bound the wait with trio.fail_after).
+
+    Polling, not an Event: the state watched (request logs, counters) belongs to the sim and
+    to the adapters under test, which have no reason to signal tests.
+    """
+    while not predicate():  # noqa: ASYNC110
         await trio.sleep(step)
 
 

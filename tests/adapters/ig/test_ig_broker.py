@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import httpx
 import pytest
 import trio
 
-from tests.adapters.ig.conftest import CEEM, EURUSD, GBPUSD, USDJPY, broker_for, ig_sim
-from traild.adapters.ig_sim import SimMarket, SimPosition
+from tests.adapters.ig.conftest import (
+    API_KEY,
+    CEEM,
+    EURUSD,
+    GBPUSD,
+    IDENTIFIER,
+    PASSWORD,
+    USDJPY,
+    broker_for,
+    ig_sim,
+)
+from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
 from traild.core.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import Direction, OpenRequest
 
@@ -44,19 +56,21 @@ async def test_ceem_levels_are_divided_by_the_broker_scale_on_the_way_in() -> No
     assert (position.level, position.stop, position.limit) == (1.17831, 1.185, 1.16)
 
 
-async def _raw_positions(sim: object) -> list[dict[str, object]]:
-    import httpx
-
-    from tests.adapters.ig.conftest import API_KEY, IDENTIFIER, PASSWORD
-
-    base = sim.base_url  # type: ignore[attr-defined]
-    async with httpx.AsyncClient(base_url=base, headers={"X-IG-API-KEY": API_KEY}) as client:
+async def _raw_positions(sim: IGSim) -> list[dict[str, Any]]:
+    """GET /positions as IG sends it (to see the wire levels)."""
+    headers = {"X-IG-API-KEY": API_KEY}
+    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers) as client:
         login = await client.post(
-            "session", json={"identifier": IDENTIFIER, "password": PASSWORD}, headers={"VERSION": "2"}
+            "session",
+            json={"identifier": IDENTIFIER, "password": PASSWORD},
+            headers={"VERSION": "2"},
         )
-        tokens = {"CST": login.headers["CST"], "X-SECURITY-TOKEN": login.headers["X-SECURITY-TOKEN"]}
+        tokens = {
+            "CST": login.headers["CST"],
+            "X-SECURITY-TOKEN": login.headers["X-SECURITY-TOKEN"],
+        }
         listed = await client.get("positions", headers={"VERSION": "2", **tokens})
-    positions: list[dict[str, object]] = listed.json()["positions"]
+    positions: list[dict[str, Any]] = listed.json()["positions"]
     return positions
 
 
@@ -101,9 +115,11 @@ async def test_ceem_amendment_is_scaled_and_rounded_to_the_wire_precision() -> N
 async def test_stop_closer_than_the_dealing_rule_is_rejected_with_igs_reason() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000, limit=1.12000)
-        async with ig_sim(markets=[_eurusd(min_stop=5)], positions=[buy]) as sim:
-            async with broker_for(sim) as broker:
-                confirmation = await broker.amend_stop(buy.deal_id, 1.09980, 1.12)
+        async with (
+            ig_sim(markets=[_eurusd(min_stop=5)], positions=[buy]) as sim,
+            broker_for(sim) as broker,
+        ):
+            confirmation = await broker.amend_stop(buy.deal_id, 1.09980, 1.12)
     assert not confirmation.accepted
     assert confirmation.reason == "ATTACHED_ORDER_LEVEL_ERROR"
     assert confirmation.level is None and confirmation.reference
@@ -143,14 +159,21 @@ async def test_amendment_targets_its_deal_id_when_two_positions_share_an_epic() 
     with trio.fail_after(10):
         first = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000, limit=1.12000)
         second = SimPosition(EURUSD, "BUY", 1.09700, stop=1.09200, limit=1.13000)
-        async with ig_sim(markets=[_eurusd()], positions=[first, second]) as sim:
-            async with broker_for(sim) as broker:
-                await broker.open_positions()
-                assert (await broker.amend_stop(second.deal_id, 1.0980, 1.13)).accepted
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[first, second]) as sim,
+            broker_for(sim) as broker,
+        ):
+            await broker.open_positions()
+            assert (await broker.amend_stop(second.deal_id, 1.0980, 1.13)).accepted
     assert sim.amendments == [
         (
             second.deal_id,
-            {"stopLevel": 1.098, "limitLevel": 1.13, "guaranteedStop": False, "trailingStop": False},
+            {
+                "stopLevel": 1.098,
+                "limitLevel": 1.13,
+                "guaranteedStop": False,
+                "trailingStop": False,
+            },
         )
     ]
     assert sim.positions[first.deal_id].stop == 1.09
@@ -160,9 +183,11 @@ async def test_amendment_targets_its_deal_id_when_two_positions_share_an_epic() 
 async def test_confirmation_is_polled_until_ig_has_it() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy], confirm_delay_polls=3) as sim:
-            async with broker_for(sim) as broker:
-                confirmation = await broker.amend_stop(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy], confirm_delay_polls=3) as sim,
+            broker_for(sim) as broker,
+        ):
+            confirmation = await broker.amend_stop(buy.deal_id, 1.0950, None)
     assert confirmation.accepted
     assert len(sim.requests_to("GET", "confirms/")) == 4
 
@@ -170,22 +195,26 @@ async def test_confirmation_is_polled_until_ig_has_it() -> None:
 async def test_confirmation_that_never_appears_is_an_unknown_outcome() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy], confirm_delay_polls=99) as sim:
-            async with broker_for(sim, confirm_attempts=3) as broker:
-                with pytest.raises(BrokerTimeout, match="no confirmation"):
-                    await broker.amend_stop(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy], confirm_delay_polls=99) as sim,
+            broker_for(sim, confirm_attempts=3) as broker,
+        ):
+            with pytest.raises(BrokerTimeout, match="no confirmation"):
+                await broker.amend_stop(buy.deal_id, 1.0950, None)
     assert len(sim.requests_to("GET", "confirms/")) == 3
 
 
 async def test_allowance_burst_raises_rate_limited_with_a_retry_after() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy], trading_allowance=2) as sim:
-            async with broker_for(sim) as broker:
-                await broker.amend_stop(buy.deal_id, 1.0950, None)
-                await broker.amend_stop(buy.deal_id, 1.0955, None)
-                with pytest.raises(RateLimited, match="exceeded-account-trading-allowance") as info:
-                    await broker.amend_stop(buy.deal_id, 1.0960, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy], trading_allowance=2) as sim,
+            broker_for(sim) as broker,
+        ):
+            await broker.amend_stop(buy.deal_id, 1.0950, None)
+            await broker.amend_stop(buy.deal_id, 1.0955, None)
+            with pytest.raises(RateLimited, match="exceeded-account-trading-allowance") as info:
+                await broker.amend_stop(buy.deal_id, 1.0960, None)
     # The fixed test clock sits on a minute boundary: the next window is 60 s away (+1 s).
     assert info.value.retry_after == 61.0
     assert sim.positions[buy.deal_id].stop == pytest.approx(1.0955)
@@ -206,12 +235,14 @@ async def test_non_trading_allowance_errors_are_rate_limited_too(code: str) -> N
 async def test_unanswered_amendment_raises_broker_timeout() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.5) as broker:
-                await broker.open_positions()
-                sim.delay("PUT", "positions/otc", math.inf)
-                with pytest.raises(BrokerTimeout, match="no answer within 0.5s"):
-                    await broker.amend_stop(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
+            broker_for(sim, timeout=0.5) as broker,
+        ):
+            await broker.open_positions()
+            sim.delay("PUT", "positions/otc", math.inf)
+            with pytest.raises(BrokerTimeout, match=r"no answer within 0\.5s"):
+                await broker.amend_stop(buy.deal_id, 1.0950, None)
 
 
 async def test_server_errors_are_transient() -> None:
@@ -237,17 +268,19 @@ async def test_other_client_errors_are_definitive_rejections() -> None:
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim, broker_for(sim) as broker:
             sim.fail_next("PUT", "positions/otc", 400, "validation.target-value-conditional")
-            with pytest.raises(BrokerRejected, match="400 .*validation.target-value-conditional"):
+            with pytest.raises(BrokerRejected, match=r"400 .*validation\.target-value-conditional"):
                 await broker.amend_stop(buy.deal_id, 1.0950, None)
 
 
 async def test_safe_amend_after_a_lost_answer_reads_back_instead_of_resending() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.5) as broker:
-                sim.delay("PUT", "positions/otc", math.inf, apply_first=True)
-                confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
+            broker_for(sim, timeout=0.5) as broker,
+        ):
+            sim.delay("PUT", "positions/otc", math.inf, apply_first=True)
+            confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
     assert (confirmation.accepted, confirmation.level, confirmation.reason) == (
         True,
         1.095,
@@ -259,10 +292,12 @@ async def test_safe_amend_after_a_lost_answer_reads_back_instead_of_resending() 
 async def test_safe_amend_resends_when_the_stop_did_not_move() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.5) as broker:
-                sim.delay("PUT", "positions/otc", math.inf)  # lost before IG processed it
-                confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
+            broker_for(sim, timeout=0.5) as broker,
+        ):
+            sim.delay("PUT", "positions/otc", math.inf)  # lost before IG processed it
+            confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
     assert confirmation.accepted and confirmation.reason == "SUCCESS"
     assert len(sim.requests_to("PUT", "positions/otc")) == 2
     assert len(sim.amendments) == 1
@@ -271,12 +306,14 @@ async def test_safe_amend_resends_when_the_stop_did_not_move() -> None:
 async def test_safe_amend_of_a_vanished_position_is_refused() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.5) as broker:
-                await broker.open_positions()
-                sim.close_position(buy.deal_id)
-                sim.delay("PUT", "positions/otc", math.inf)
-                confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
+            broker_for(sim, timeout=0.5) as broker,
+        ):
+            await broker.open_positions()
+            sim.close_position(buy.deal_id)
+            sim.delay("PUT", "positions/otc", math.inf)
+            confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
     assert (confirmation.accepted, confirmation.reason) == (False, "POSITION_NOT_FOUND")
 
 
@@ -302,9 +339,11 @@ async def test_min_stop_distance_comes_from_dealing_rules_after_the_first_poll()
 
 async def test_allowance_per_minute_leaves_room_for_polls_and_confirms() -> None:
     with trio.fail_after(10):
-        async with ig_sim(trading_allowance=100, account_allowance=30) as sim:
-            async with broker_for(sim, poll_interval=5.0) as broker:
-                assert broker.allowance_per_minute() == 16  # 30 - 12 polls - 2 spare
+        async with (
+            ig_sim(trading_allowance=100, account_allowance=30) as sim,
+            broker_for(sim, poll_interval=5.0) as broker,
+        ):
+            assert broker.allowance_per_minute() == 16  # 30 - 12 polls - 2 spare
             async with broker_for(sim, trading_allowance=40) as broker:
                 assert broker.allowance_per_minute() == 38
     assert len(sim.requests_to("GET", "operations/application")) == 1
@@ -322,7 +361,9 @@ async def test_position_of_an_unknown_instrument_is_skipped_not_fatal() -> None:
     with trio.fail_after(10):
         index = SimPosition("IX.D.FTSE.DAILY.IP", "BUY", 7500.0)
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with ig_sim(markets=[_eurusd()], positions=[index, buy]) as sim:
-            async with broker_for(sim) as broker:
-                positions = await broker.open_positions()
+        async with (
+            ig_sim(markets=[_eurusd()], positions=[index, buy]) as sim,
+            broker_for(sim) as broker,
+        ):
+            positions = await broker.open_positions()
     assert [p.deal_id for p in positions] == [buy.deal_id]

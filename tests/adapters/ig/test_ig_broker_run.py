@@ -64,16 +64,18 @@ async def test_position_stopped_out_is_reported_closed_with_the_exit_from_histor
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09800, limit=1.12000)
         other = SimPosition(EURUSD, "BUY", 1.09000, stop=1.08000)
-        async with ig_sim(markets=[_market()], positions=[buy, other]) as sim:
-            async with broker_for(sim) as broker:
-                events = Events()
-                async with trio.open_nursery() as nursery:
-                    await _run(broker, events, nursery)
-                    await wait_until(lambda: len(events.opened()) == 2)
-                    sim.set_price(EURUSD, 1.09790, 1.09800)  # gaps through 1.09800
-                    await wait_until(lambda: len(events.closed()) == 1)
-                    await _polls(sim, 3)
-                    nursery.cancel_scope.cancel()
+        async with (
+            ig_sim(markets=[_market()], positions=[buy, other]) as sim,
+            broker_for(sim) as broker,
+        ):
+            events = Events()
+            async with trio.open_nursery() as nursery:
+                await _run(broker, events, nursery)
+                await wait_until(lambda: len(events.opened()) == 2)
+                sim.set_price(EURUSD, 1.09790, 1.09800)  # gaps through 1.09800
+                await wait_until(lambda: len(events.closed()) == 1)
+                await _polls(sim, 3)
+                nursery.cancel_scope.cancel()
     [closed] = events.closed()
     assert closed.deal_id == buy.deal_id
     assert (closed.exit_price, closed.reason, closed.gap) == (1.0979, "stop", True)
@@ -99,17 +101,19 @@ async def test_a_deal_missing_from_one_list_is_checked_alone_and_kept() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         sell = SimPosition(EURUSD, "SELL", 1.10500, stop=1.11000)
-        async with ig_sim(markets=[_market()], positions=[buy, sell]) as sim:
-            async with broker_for(sim) as broker:
-                events = Events()
-                async with trio.open_nursery() as nursery:
-                    await _run(broker, events, nursery)
-                    await wait_until(lambda: len(events.opened()) == 2)
-                    sim.hide_in_list(buy.deal_id, polls=2)
-                    sim.fail_next("GET", f"positions/{buy.deal_id}", 500, "system.error")
-                    await wait_until(lambda: sim.hidden[buy.deal_id] == 0)
-                    await _polls(sim, 2)
-                    nursery.cancel_scope.cancel()
+        async with (
+            ig_sim(markets=[_market()], positions=[buy, sell]) as sim,
+            broker_for(sim) as broker,
+        ):
+            events = Events()
+            async with trio.open_nursery() as nursery:
+                await _run(broker, events, nursery)
+                await wait_until(lambda: len(events.opened()) == 2)
+                sim.hide_in_list(buy.deal_id, polls=2)
+                sim.fail_next("GET", f"positions/{buy.deal_id}", 500, "system.error")
+                await wait_until(lambda: sim.hidden[buy.deal_id] == 0)
+                await _polls(sim, 2)
+                nursery.cancel_scope.cancel()
     assert events.closed() == []
     assert len(sim.requests_to("GET", f"positions/{buy.deal_id}")) == 2  # failed, then found
     assert sim.requests_to("GET", f"positions/{sell.deal_id}") == []
@@ -119,16 +123,18 @@ async def test_not_found_for_one_deal_closes_only_that_deal() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         sell = SimPosition(EURUSD, "SELL", 1.10500, stop=1.11000)
-        async with ig_sim(markets=[_market()], positions=[buy, sell]) as sim:
-            async with broker_for(sim) as broker:
-                events = Events()
-                async with trio.open_nursery() as nursery:
-                    await _run(broker, events, nursery)
-                    await wait_until(lambda: len(events.opened()) == 2)
-                    sim.close_position(buy.deal_id, 1.09700)
-                    await wait_until(lambda: len(events.closed()) == 1)
-                    await _polls(sim, 3)
-                    nursery.cancel_scope.cancel()
+        async with (
+            ig_sim(markets=[_market()], positions=[buy, sell]) as sim,
+            broker_for(sim) as broker,
+        ):
+            events = Events()
+            async with trio.open_nursery() as nursery:
+                await _run(broker, events, nursery)
+                await wait_until(lambda: len(events.opened()) == 2)
+                sim.close_position(buy.deal_id, 1.09700)
+                await wait_until(lambda: len(events.closed()) == 1)
+                await _polls(sim, 3)
+                nursery.cancel_scope.cancel()
     assert [c.deal_id for c in events.closed()] == [buy.deal_id]
     assert events.closed()[0].reason == "manual"
 
@@ -142,7 +148,9 @@ async def test_failed_polls_never_close_anything() -> None:
                 await _run(broker, events, nursery)
                 await wait_until(lambda: len(events.opened()) == 1)
                 sim.fail_next("GET", "positions", 502, "system.error", times=3)
-                sim.fail_next("GET", "positions", 403, "error.public-api.exceeded-account-allowance")
+                sim.fail_next(
+                    "GET", "positions", 403, "error.public-api.exceeded-account-allowance"
+                )
                 await _polls(sim, 4)  # then run() waits for the next allowance minute
                 nursery.cancel_scope.cancel()
     assert events.closed() == []

@@ -15,7 +15,8 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_sim import SimMarket, SimPosition
+from traild.adapters.ig_session import StreamAuthProvider
+from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
 from traild.adapters.ig_stream import IGStreamFeed
 from traild.core.errors import BrokerError
 from traild.core.messages import Tick
@@ -25,25 +26,28 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
     errors: list[BaseException] = []
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.095, stop=1.09, limit=1.12)
-        async with ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim:
-            async with broker_for(sim, timeout=0.5) as broker:
-                await broker.open_positions()
-                sim.expire_tokens()  # 401 -> login again
-                await broker.amend_stop(buy.deal_id, 1.0950, 1.12)
-                await _stream_until_reconnected(sim, broker.stream_auth)
-                sim.fail_next("PUT", "positions/otc", 403, "error.public-api.exceeded-api-key-allowance")
-                sim.fail_next("GET", "positions", 500, "system.error")
-                sim.delay("GET", "markets", math.inf)
-                for call in (
-                    lambda: broker.amend_stop(buy.deal_id, 1.0955, 1.12),
-                    broker.open_positions,
-                    lambda: broker._refresh_rules({"CS.D.GBPUSD.MINI.IP"}),
-                    lambda: broker.session.request("GET", "markets/X", version=3),
-                ):
-                    try:
-                        await call()
-                    except BrokerError as exc:
-                        errors.append(exc)
+        async with (
+            ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim,
+            broker_for(sim, timeout=0.5) as broker,
+        ):
+            await broker.open_positions()
+            sim.expire_tokens()  # 401 -> login again
+            await broker.amend_stop(buy.deal_id, 1.0950, 1.12)
+            await _stream_until_reconnected(sim, broker.stream_auth)
+            sim.fail_next(
+                "PUT", "positions/otc", 403, "error.public-api.exceeded-api-key-allowance"
+            )
+            sim.fail_next("GET", "positions", 500, "system.error")
+            sim.delay("GET", "markets", math.inf)
+            for call in (
+                lambda: broker.amend_stop(buy.deal_id, 1.0955, 1.12),
+                broker.open_positions,
+                lambda: broker.session.request("GET", "markets/X", version=3),
+            ):
+                try:
+                    await call()
+                except BrokerError as exc:
+                    errors.append(exc)
             with pytest.raises(BrokerError) as failed_login:
                 async with broker_for(sim, password="nope-" + PASSWORD):
                     pass
@@ -60,13 +64,14 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
     assert leaked == [], [ln for ln in text.splitlines() if any(s in ln for s in leaked)]
 
 
-async def _stream_until_reconnected(sim: object, auth: object) -> None:
-    feed = IGStreamFeed([EURUSD], auth, backoff_initial=0.01)  # type: ignore[arg-type]
+async def _stream_until_reconnected(sim: IGSim, auth: StreamAuthProvider) -> None:
+    """Stream, then drop the stream and expire the tokens: the feed must log in again."""
+    feed = IGStreamFeed([EURUSD], auth, backoff_initial=0.01)
     send, ticks = trio.open_memory_channel[Tick](10)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed.run, send.send)
         await ticks.receive()
-        sim.drop_streams()  # type: ignore[attr-defined]
-        sim.expire_tokens()  # type: ignore[attr-defined]
+        sim.drop_streams()
+        sim.expire_tokens()
         await wait_until(lambda: feed.statistics().connects == 2)
         nursery.cancel_scope.cancel()

@@ -28,7 +28,11 @@ async def test_login_uses_version_2_and_sends_the_tokens_on_every_request() -> N
         async with ig_sim() as sim, broker_for(sim) as broker:
             await broker.open_positions()
     login, *rest = sim.requests
-    assert (login.method, login.path, login.headers["version"]) == ("POST", "/gateway/deal/session", "2")
+    assert (login.method, login.path, login.headers["version"]) == (
+        "POST",
+        "/gateway/deal/session",
+        "2",
+    )
     assert login.json() == {"identifier": IDENTIFIER, "password": PASSWORD}
     assert login.headers["x-ig-api-key"] == API_KEY
     for request in rest:
@@ -62,7 +66,7 @@ async def test_a_401_is_retried_once_after_login_and_not_again() -> None:
     with trio.fail_after(10):
         async with ig_sim() as sim, broker_for(sim) as broker:
             sim.fail_next("GET", "positions", 401, "error.security.client-token-invalid", times=2)
-            with pytest.raises(BrokerRejected, match="401 .*client-token-invalid"):
+            with pytest.raises(BrokerRejected, match=r"401 .*client-token-invalid"):
                 await broker.open_positions()
             assert await broker.open_positions() == []
     assert sim.logins == 2
@@ -72,11 +76,13 @@ async def test_a_401_is_retried_once_after_login_and_not_again() -> None:
 async def test_amendment_refused_for_an_expired_token_is_sent_again_after_login() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.095, stop=1.09)
-        async with ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim:
-            async with broker_for(sim) as broker:
-                await broker.open_positions()
-                sim.expire_tokens()
-                confirmation = await broker.amend_stop(buy.deal_id, 1.0950, None)
+        async with (
+            ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim,
+            broker_for(sim) as broker,
+        ):
+            await broker.open_positions()
+            sim.expire_tokens()
+            confirmation = await broker.amend_stop(buy.deal_id, 1.0950, None)
     assert confirmation.accepted
     assert len(sim.requests_to("PUT", "positions/otc")) == 2
     assert len(sim.amendments) == 1
@@ -84,11 +90,13 @@ async def test_amendment_refused_for_an_expired_token_is_sent_again_after_login(
 
 async def test_session_is_renewed_before_its_tokens_expire() -> None:
     with trio.fail_after(10):
-        async with ig_sim(token_ttl=0.5) as sim:
-            async with broker_for(sim, session_refresh_after=0.1) as broker:
-                await broker.open_positions()
-                await trio.sleep(0.15)
-                await broker.open_positions()
+        async with (
+            ig_sim(token_ttl=0.5) as sim,
+            broker_for(sim, session_refresh_after=0.1) as broker,
+        ):
+            await broker.open_positions()
+            await trio.sleep(0.15)
+            await broker.open_positions()
     assert sim.logins == 2
     first, second = sim.requests_to("GET", "positions")
     assert first.headers["cst"] != second.headers["cst"]  # renewed before, not after, a 401
@@ -128,10 +136,9 @@ async def test_login_that_times_out_is_a_broker_timeout() -> None:
 async def test_configured_account_is_switched_to_after_login() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.095, stop=1.09)
-        async with ig_sim(positions=[buy]) as sim:
-            async with broker_for(sim, account_id="SIMACC2") as broker:
-                assert await broker.open_positions() == []  # the sim's positions are on SIMACC1
-                auth = await broker.stream_auth()
+        async with ig_sim(positions=[buy]) as sim, broker_for(sim, account_id="SIMACC2") as broker:
+            assert await broker.open_positions() == []  # the sim's positions are on SIMACC1
+            auth = await broker.stream_auth()
     [switch] = sim.requests_to("PUT", "session")
     assert switch.json() == {"accountId": "SIMACC2", "defaultAccount": False}
     assert auth.user == "SIMACC2"

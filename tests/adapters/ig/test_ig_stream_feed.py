@@ -25,6 +25,7 @@ from traild.adapters.ig_stream import IGStreamFeed
 from traild.core.messages import Tick
 
 NZDUSD = "CS.D.NZDUSD.MINI.IP"
+USDJPY = "CS.D.USDJPY.MINI.IP"
 
 
 def _at(hms: str) -> datetime:
@@ -119,12 +120,27 @@ async def test_feed_rebinds_the_same_session_on_loop() -> None:
     assert len(sim.requests_to("POST", "lightstreamer/control.txt")) == 1
 
 
+async def test_epic_added_while_streaming_is_subscribed_on_the_same_session() -> None:
+    with trio.fail_after(10):
+        markets = [_eurusd(), SimMarket(USDJPY, 150.1, 150.11, update_time="10:00:00")]
+        async with ig_sim(markets=markets) as sim, running_feed(sim, [EURUSD]) as (feed, ticks):
+            await ticks.receive()
+            feed.add_epics([USDJPY, EURUSD])
+            tick = await ticks.receive()  # USDJPY's snapshot, after the next PROBE
+    assert (tick.epic, tick.bid) == (USDJPY, 150.1)
+    assert feed.epics() == [EURUSD, USDJPY]
+    assert sim.stream.created == 1
+    assert len(sim.requests_to("POST", "lightstreamer/control.txt")) == 2
+
+
 async def test_silent_stream_times_out_and_reconnects() -> None:
     with trio.fail_after(10):
-        async with ig_sim(markets=[_eurusd()], keepalive_ms=60_000) as sim:
-            async with running_feed(sim, [EURUSD], read_timeout=0.2) as (_, ticks):
-                await ticks.receive()
-                await wait_until(lambda: sim.stream.created >= 2)
+        async with (
+            ig_sim(markets=[_eurusd()], keepalive_ms=60_000) as sim,
+            running_feed(sim, [EURUSD], read_timeout=0.2) as (_, ticks),
+        ):
+            await ticks.receive()
+            await wait_until(lambda: sim.stream.created >= 2)
 
 
 async def test_quiet_epic_is_logged_stale_once_and_resumed(log_lines: list[str]) -> None:
@@ -132,31 +148,35 @@ async def test_quiet_epic_is_logged_stale_once_and_resumed(log_lines: list[str])
         return sum(f"'event': '{event}'" in line for line in log_lines)
 
     with trio.fail_after(10):
-        async with ig_sim(markets=[_eurusd()]) as sim:
-            async with running_feed(sim, [EURUSD], stale_after=0.05) as (feed, ticks):
-                await ticks.receive()
-                # (a slow start may already have logged one stale/resumed pair)
-                stale, resumed = count("feed.stale"), count("feed.resumed")
-                await wait_until(lambda: count("feed.stale") == stale + 1)
-                assert feed.statistics().stale_epics == {EURUSD}
-                sim.set_price(EURUSD, 1.1003, 1.1004, update_time="10:00:03")
-                await ticks.receive()
-                await wait_until(lambda: count("feed.resumed") == resumed + 1)
-                assert feed.statistics().stale_epics == frozenset()
+        async with (
+            ig_sim(markets=[_eurusd()]) as sim,
+            running_feed(sim, [EURUSD], stale_after=0.05) as (feed, ticks),
+        ):
+            await ticks.receive()
+            # (a slow start may already have logged one stale/resumed pair)
+            stale, resumed = count("feed.stale"), count("feed.resumed")
+            await wait_until(lambda: count("feed.stale") == stale + 1)
+            assert feed.statistics().stale_epics == {EURUSD}
+            sim.set_price(EURUSD, 1.1003, 1.1004, update_time="10:00:03")
+            await ticks.receive()
+            await wait_until(lambda: count("feed.resumed") == resumed + 1)
+            assert feed.statistics().stale_epics == frozenset()
     assert EURUSD in [line for line in log_lines if "'event': 'feed.stale'" in line][-1]
 
 
 async def test_refused_stream_credentials_are_renewed_by_a_fresh_login() -> None:
     with trio.fail_after(10):
-        async with ig_sim(markets=[_eurusd()]) as sim:
-            async with IGSession(sim.base_url, API_KEY, IDENTIFIER, PASSWORD) as session:
-                sim.expire_tokens()
-                feed = IGStreamFeed([EURUSD], session.stream_auth, backoff_initial=0.01)
-                send, ticks = trio.open_memory_channel[Tick](10)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(feed.run, send.send)
-                    tick = await ticks.receive()
-                    nursery.cancel_scope.cancel()
+        async with (
+            ig_sim(markets=[_eurusd()]) as sim,
+            IGSession(sim.base_url, API_KEY, IDENTIFIER, PASSWORD) as session,
+        ):
+            sim.expire_tokens()
+            feed = IGStreamFeed([EURUSD], session.stream_auth, backoff_initial=0.01)
+            send, ticks = trio.open_memory_channel[Tick](10)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed.run, send.send)
+                tick = await ticks.receive()
+                nursery.cancel_scope.cancel()
     assert tick.bid == 1.1
     assert sim.logins == 2
     assert sim.stream.created == 1
@@ -166,8 +186,10 @@ async def test_refused_subscription_is_logged_and_the_other_epics_stream(
     log_lines: list[str],
 ) -> None:
     with trio.fail_after(10):
-        async with ig_sim(markets=[_eurusd()]) as sim:
-            async with running_feed(sim, [NZDUSD, EURUSD]) as (_, ticks):
-                tick = await ticks.receive()
+        async with (
+            ig_sim(markets=[_eurusd()]) as sim,
+            running_feed(sim, [NZDUSD, EURUSD]) as (_, ticks),
+        ):
+            tick = await ticks.receive()
     assert tick.epic == EURUSD
     assert any("feed.subscription_rejected" in ln and NZDUSD in ln for ln in log_lines)

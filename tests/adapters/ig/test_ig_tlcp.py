@@ -128,9 +128,7 @@ def test_update_time_in_the_repeated_autumn_hour_picks_the_occurrence_nearest_no
     assert update_time_to_utc("01:30:00", early, LONDON) == datetime(
         2024, 10, 27, 0, 30, tzinfo=UTC
     )
-    assert update_time_to_utc("01:30:00", late, LONDON) == datetime(
-        2024, 10, 27, 1, 30, tzinfo=UTC
-    )
+    assert update_time_to_utc("01:30:00", late, LONDON) == datetime(2024, 10, 27, 1, 30, tzinfo=UTC)
 
 
 def test_update_time_that_is_not_a_time_is_none() -> None:
@@ -177,7 +175,9 @@ def test_new_session_forgets_merged_values() -> None:
         protocol.handle(parse_line("U,1,1,^4"))
 
 
-@pytest.mark.parametrize("line", ["CONERR,1,User/password check failed", "END,8,limit", "ERROR,2,x"])
+@pytest.mark.parametrize(
+    "line", ["CONERR,1,User/password check failed", "END,8,limit", "ERROR,2,x"]
+)
 def test_server_errors_raise(line: str) -> None:
     with pytest.raises(TLCPError, match=line.split(",")[0]):
         MarketStreamProtocol([EURUSD]).handle(parse_line(line))
@@ -191,6 +191,18 @@ def test_subscribe_body_asks_for_merge_market_items_with_snapshot() -> None:
     assert "LS_schema=" + "%20".join(FIELDS) in first
     assert "LS_mode=MERGE" in first and "LS_snapshot=true" in first
     assert "LS_subId=2" in second and "USDJPY" in second
+
+
+def test_added_epic_is_requested_once_with_the_next_ids() -> None:
+    protocol = MarketStreamProtocol([EURUSD])
+    protocol.subscribe_body()
+    assert protocol.add("CS.D.USDJPY.MINI.IP") == "2"
+    body = protocol.subscribe_body()
+    assert "LS_reqId=2" in body and "LS_subId=2" in body and EURUSD not in body
+    assert protocol.epic_of_request("2") == "CS.D.USDJPY.MINI.IP"
+    assert protocol.epic_of_request("x") is None
+    assert protocol.subscribe_body() == ""
+    assert protocol.epics() == [EURUSD, "CS.D.USDJPY.MINI.IP"]
 
 
 def test_encode_params_percent_encodes_reserved_characters() -> None:

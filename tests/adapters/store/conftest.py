@@ -49,9 +49,9 @@ async def store(db_url: str) -> AsyncIterator[SqlTradeStore]:
 
 
 @pytest.fixture
-def log_records() -> Iterator[list[dict[str, Any]]]:
+def log_records() -> Iterator[list[Any]]:
     """Loguru records emitted during the test (``record["extra"]["event"]`` etc.)."""
-    records: list[dict[str, Any]] = []
+    records: list[Any] = []
     handler = logger.add(lambda message: records.append(message.record), level="DEBUG")
     yield records
     logger.remove(handler)

@@ -61,7 +61,7 @@ async def run_and_kill(
     """One writer; SIGKILL it after ``lines_before_kill`` acknowledged lines; what it printed."""
     assert zygote.stdin is not None
     await zygote.stdin.send_all(f"run {url} {' '.join(map(str, TRADE_IDS))}\n".encode())
-    pid, ready, acknowledged = 0, False, []
+    pid, ready, acknowledged = 0, False, list[str]()
     while not (pid and ready and len(acknowledged) >= lines_before_kill):
         line = await lines.next()
         assert not line.startswith("exit"), "the writer ended before it was killed"
@@ -100,9 +100,9 @@ async def verify(url: str, path: Path, acknowledged: list[str]) -> int:
             assert loaded.sl_price == expected, "sl_price disagrees with the confirmed stops"
             assert (loaded.profit_lock_applied_at is not None) == bool(confirmed)
     for line in acknowledged:
-        word, amendment_id, trade_id, level = line.split()
+        word, amendment_id, of_trade, level = line.split()
         row = rows[int(amendment_id)]  # acknowledged as durable: never lost
-        assert (row.trade_id, row.requested_level) == (int(trade_id), float(level))
+        assert (row.trade_id, row.requested_level) == (int(of_trade), float(level))
         if word == "confirmed":
             assert row.state is AmendState.CONFIRMED
         elif word == "sent":
@@ -114,7 +114,7 @@ async def test_sigkill_at_random_points_never_loses_a_confirmed_stop(tmp_path: P
     rng = random.Random(20240501)
     seed_db = tmp_path / "template.db"
     written = []
-    with trio.fail_after(60):
+    with trio.fail_after(180):
         await template(seed_db)
         zygote = await trio.lowlevel.open_process(
             [sys.executable, str(WRITER)],

@@ -61,7 +61,7 @@ def _legacy_sql(db_url: str, seed_columns: bool) -> list[str]:
 
 
 async def test_migrate_creates_the_head_schema_on_an_empty_database(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         assert await migrate_database(db_url) == schema.head_revision() == "0002"
 
         def inspect(connection: sa.Connection) -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def test_migrate_creates_the_head_schema_on_an_empty_database(db_url: str)
 
 
 async def test_models_match_the_migrated_schema(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await migrate_database(db_url)
 
         def diff(connection: sa.Connection) -> list[Any]:
@@ -102,7 +102,7 @@ async def test_models_match_the_migrated_schema(db_url: str) -> None:
 
 
 async def test_migrate_twice_is_a_no_op(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         assert await migrate_database(db_url) == "0002"
         assert await migrate_database(db_url) == "0002"
 
@@ -111,7 +111,7 @@ async def test_migrate_twice_is_a_no_op(db_url: str) -> None:
 async def test_legacy_trade_log_is_stamped_and_upgraded_keeping_its_rows(
     db_url: str, seed_columns: bool, log_records: list[dict[str, Any]]
 ) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await raw_sql(db_url, *_legacy_sql(db_url, seed_columns))
         assert await migrate_database(db_url) == "0002"
         assert any(r["extra"].get("event") == "store.legacy_schema" for r in log_records)
@@ -150,7 +150,7 @@ async def test_legacy_trade_log_is_stamped_and_upgraded_keeping_its_rows(
 
 async def test_legacy_trade_log_without_unique_deal_id_gets_one(db_url: str) -> None:
     pk = "INTEGER PRIMARY KEY" if db_url.startswith("sqlite") else "SERIAL PRIMARY KEY"
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await raw_sql(
             db_url,
             f"CREATE TABLE trade_log (id {pk}, deal_id VARCHAR(64), epic VARCHAR(64), "
@@ -166,7 +166,7 @@ async def test_legacy_trade_log_without_unique_deal_id_gets_one(db_url: str) -> 
 
 
 async def test_legacy_table_that_is_not_a_trade_log_is_refused(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await raw_sql(db_url, "CREATE TABLE trade_log (id INTEGER PRIMARY KEY, note TEXT)")
         with pytest.raises(StoreError, match="trade_log lacks"):
             await migrate_database(db_url)
@@ -175,7 +175,7 @@ async def test_legacy_table_that_is_not_a_trade_log_is_refused(db_url: str) -> N
 
 
 async def test_open_refuses_an_empty_database_until_migrated(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         with pytest.raises(SchemaOutOfDate, match="run `traild migrate`"):
             async with open_store(db_url):
                 pass
@@ -185,7 +185,7 @@ async def test_open_refuses_an_empty_database_until_migrated(db_url: str) -> Non
 
 
 async def test_open_refuses_a_schema_behind_head(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await migrate_database(db_url)
         await on_connection(db_url, lambda c: schema.downgrade(c, "0001"))
         with pytest.raises(SchemaOutOfDate, match="revision 0001, traild needs 0002"):
@@ -196,7 +196,7 @@ async def test_open_refuses_a_schema_behind_head(db_url: str) -> None:
 
 
 async def test_open_refuses_a_revision_it_does_not_know(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await migrate_database(db_url)
         await raw_sql(db_url, f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
         with pytest.raises(StoreError, match="unknown to this traild"):
@@ -205,7 +205,7 @@ async def test_open_refuses_a_revision_it_does_not_know(db_url: str) -> None:
 
 
 async def test_downgrade_never_drops_the_trading_apps_tables(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         await migrate_database(db_url)
         refused = pytest.RaisesExc(RuntimeError, match="never drops")
         with pytest.RaisesGroup(refused, flatten_subgroups=True):  # from the helper's loop

@@ -8,6 +8,7 @@ import sqlite3
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -22,7 +23,7 @@ from traild.core.messages import AmendState
 async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: Path) -> None:
     path = tmp_path / "traild.db"
     url = f"sqlite+aiosqlite:///{path}"
-    with trio.fail_after(30):
+    with trio.fail_after(60):
         await migrate_database(url)
         async with open_store(url, write_timeout=0.2, busy_timeout=0.05) as store:
             added = await store.add_trade(trade())
@@ -95,7 +96,7 @@ def _drop_connections(database: str) -> int:
 async def test_postgres_dropping_the_connections_costs_no_write_and_no_read(db_url: str) -> None:
     database = make_url(db_url).database
     assert database is not None
-    with trio.fail_after(30):
+    with trio.fail_after(60):
         async with open_store(db_url, migrate=True) as store:
             added = await store.add_trade(trade())
             assert added.id is not None
@@ -105,3 +106,26 @@ async def test_postgres_dropping_the_connections_costs_no_write_and_no_read(db_u
             assert await trio.to_thread.run_sync(_drop_connections, database) >= 1
             [row] = await store.amendments_of(added.id)
             assert row.id == amendment
+
+
+async def test_closing_while_the_database_is_locked_is_bounded_and_reports_the_loss(
+    tmp_path: Path, log_records: list[Any]
+) -> None:
+    path = tmp_path / "traild.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    with trio.fail_after(60):
+        await migrate_database(url)
+        with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+            async with open_store(
+                url, write_timeout=0.1, busy_timeout=0.05, drain_timeout=0.3
+            ) as store:
+                locker.execute("BEGIN EXCLUSIVE")
+                with pytest.raises(WriteQueued):
+                    await store.add_trade(trade())
+                with pytest.raises(WriteQueued):
+                    await store.flush()  # bounded by the drain timeout too
+            locker.execute("ROLLBACK")
+        async with open_store(url) as store:
+            assert await store.trades_since(None) == []  # never durable, and said so:
+    [lost] = [r for r in log_records if r["extra"].get("event") == "store.writes_lost"]
+    assert lost["extra"]["queued"] == 1 and "locked" in lost["extra"]["error"]

@@ -59,7 +59,7 @@ def every_field(deal_id: str = "DEAL-ALL") -> TradeRecord:
 
 
 async def test_add_trade_round_trips_every_field(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(every_field())
         assert added.id is not None
         assert added == replace(every_field(), id=added.id)
@@ -71,7 +71,7 @@ async def test_add_trade_round_trips_every_field(store: SqlTradeStore) -> None:
 
 async def test_datetimes_come_back_timezone_aware_utc(store: SqlTradeStore) -> None:
     paris = timezone(timedelta(hours=2))
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(trade(opened_at=datetime(2024, 5, 1, 14, 0, tzinfo=paris)))
         assert added.id is not None
         loaded = await store.get_trade(added.id)
@@ -81,14 +81,14 @@ async def test_datetimes_come_back_timezone_aware_utc(store: SqlTradeStore) -> N
 
 
 async def test_naive_datetime_is_refused_before_it_is_queued(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         with pytest.raises(StoreError, match="naive datetime"):
             await store.add_trade(trade(opened_at=datetime(2024, 5, 1, 12, 0)))
         assert store.statistics().queued_writes == 0
 
 
 async def test_duplicate_deal_id_fails_that_write_only(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         await store.add_trade(trade("DUP"))
         with pytest.raises(StoreError, match="refused"):
             await store.add_trade(trade("DUP"))
@@ -99,7 +99,7 @@ async def test_duplicate_deal_id_fails_that_write_only(store: SqlTradeStore) -> 
 
 
 async def test_load_open_trades_returns_pending_and_open_only(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         for deal, status in [
             ("P", TradeStatus.PENDING),
             ("O", TradeStatus.OPEN),
@@ -112,7 +112,7 @@ async def test_load_open_trades_returns_pending_and_open_only(store: SqlTradeSto
 
 
 async def test_adopt_trade_records_fill_conditions_and_stages(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         pending = await store.add_trade(
             trade(
                 "PEND",
@@ -156,7 +156,7 @@ async def test_adopt_trade_records_fill_conditions_and_stages(store: SqlTradeSto
 
 
 async def test_save_progress_persists_best_price(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(trade())
         assert added.id is not None
         await store.save_progress(added.id, 1.1012)
@@ -168,7 +168,7 @@ async def test_save_progress_persists_best_price(store: SqlTradeStore) -> None:
 async def test_write_ahead_sequence_pending_sent_confirmed_sets_sl_price(
     store: SqlTradeStore,
 ) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(trade())
         assert added.id is not None
         amendment = await store.write_amendment(
@@ -204,7 +204,7 @@ async def test_write_ahead_sequence_pending_sent_confirmed_sets_sl_price(
 
 
 async def test_profit_lock_time_is_recorded_once(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(trade())
         assert added.id is not None
         for step, level in enumerate((1.1001, 1.1010)):
@@ -217,7 +217,7 @@ async def test_profit_lock_time_is_recorded_once(store: SqlTradeStore) -> None:
 
 
 async def test_rejected_and_failed_amendments_leave_the_stop_alone(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(trade())
         assert added.id is not None
         rejected = await store.write_amendment(added.id, "DEAL-1", 1.1, 1.0985, "early_be", T0)
@@ -235,7 +235,7 @@ async def test_rejected_and_failed_amendments_leave_the_stop_alone(store: SqlTra
 async def test_unfinished_amendments_lists_pending_and_sent_in_id_order(
     store: SqlTradeStore,
 ) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         a = await store.add_trade(trade("A"))
         b = await store.add_trade(trade("B"))
         assert a.id is not None and b.id is not None
@@ -255,7 +255,7 @@ async def test_unfinished_amendments_lists_pending_and_sent_in_id_order(
 
 
 async def test_updating_an_unknown_amendment_is_a_store_error(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         with pytest.raises(StoreError, match="no stop_amendment row 999"):
             await store.update_amendment(999, AmendState.SENT, T0)
         with pytest.raises(StoreError, match="no stop_amendment 999"):
@@ -265,7 +265,7 @@ async def test_updating_an_unknown_amendment_is_a_store_error(store: SqlTradeSto
 
 
 async def test_amendment_ids_continue_after_reopening(db_url: str) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with open_store(db_url, migrate=True) as store:
             added = await store.add_trade(trade())
             assert added.id is not None
@@ -276,7 +276,7 @@ async def test_amendment_ids_continue_after_reopening(db_url: str) -> None:
 
 
 async def test_close_trade_set_status_and_set_method(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         a = await store.add_trade(trade("A"))
         b = await store.add_trade(trade("B"))
         assert a.id is not None and b.id is not None
@@ -303,7 +303,7 @@ async def test_close_trade_set_status_and_set_method(store: SqlTradeStore) -> No
 
 
 async def test_trades_since_filters_on_opened_at_and_keeps_unfilled(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         await store.add_trade(trade("OLD", opened_at=T0 - timedelta(days=30)))
         await store.add_trade(trade("NEW", opened_at=T0))
         await store.add_trade(trade("UNFILLED", status=TradeStatus.PENDING, opened_at=None))
@@ -315,7 +315,7 @@ async def test_trades_since_filters_on_opened_at_and_keeps_unfilled(store: SqlTr
 
 
 async def test_alert_round_trip(store: SqlTradeStore) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         alert = AlertRecord(
             0, "CS.D.EURUSD.MINI.IP", 0.00081, "high", "trending", "overlap", "ema_cross", T0
         )
@@ -344,7 +344,7 @@ async def test_corrupt_calculated_stages_is_logged_and_loaded_as_none(
 ) -> None:
     if stored.startswith("not json") and db_url.startswith("postgresql"):
         stored = json.dumps(stored)  # PostgreSQL refuses invalid JSON: store it as a JSON string
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         added = await store.add_trade(trade(calculated_stages=STAGES))
         assert added.id is not None
         quoted = stored.replace("'", "''")
@@ -361,7 +361,7 @@ async def test_corrupt_calculated_stages_is_logged_and_loaded_as_none(
 async def test_row_with_unknown_direction_is_skipped_by_the_loader(
     store: SqlTradeStore, db_url: str, log_records: list[dict[str, Any]]
 ) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         await store.add_trade(trade("GOOD"))
         bad = await store.add_trade(trade("BAD"))
         await raw_sql(db_url, f"UPDATE trade_log SET direction = 'SIDEWAYS' WHERE id = {bad.id}")
@@ -372,7 +372,7 @@ async def test_row_with_unknown_direction_is_skipped_by_the_loader(
 
 
 async def test_concurrent_writers_all_land_in_submission_order(store: SqlTradeStore) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         added = await store.add_trade(trade())
         assert added.id is not None
         trade_id = added.id
@@ -393,3 +393,28 @@ async def test_concurrent_writers_all_land_in_submission_order(store: SqlTradeSt
         assert sorted(issued) == list(range(1, 101))
         stats = store.statistics()
         assert stats.committed_writes == 101 and stats.queued_writes == 0
+
+
+INTEGRATION_SQL = (
+    "INSERT INTO trade_log (deal_id, epic, direction, size, entry_price, sl_price, limit_price, "
+    "status, opened_at, is_scalp_trade, alert_id) VALUES ('DIAAAAQ7ZKXYZ', 'CS.D.EURUSD.MINI.IP', "
+    "'BUY', 1.0, 1.10000, 1.09850, 1.10300, 'open', CURRENT_TIMESTAMP, false, NULL)"
+)
+
+
+async def test_a_trade_inserted_by_the_trading_app_is_loaded_for_adoption(
+    store: SqlTradeStore, db_url: str
+) -> None:
+    with trio.fail_after(30):
+        before = datetime.now(UTC).replace(microsecond=0)
+        await raw_sql(db_url, INTEGRATION_SQL)  # the SPEC §5 integration contract, verbatim
+        [adopted] = await store.load_open_trades()
+    assert (adopted.deal_id, adopted.direction, adopted.status) == (
+        "DIAAAAQ7ZKXYZ",
+        Direction.BUY,
+        TradeStatus.OPEN,
+    )
+    assert (adopted.entry_price, adopted.sl_price, adopted.limit_price) == (1.1, 1.0985, 1.103)
+    assert adopted.opened_at is not None and adopted.opened_at.tzinfo == UTC
+    assert before - timedelta(seconds=5) <= adopted.opened_at <= datetime.now(UTC)
+    assert adopted.is_scalp_trade is False and adopted.calculated_stages is None

@@ -88,7 +88,7 @@ def trade_from_row(row: Mapping[Any, Any]) -> TradeRecord:
 
 
 def _status(row: Mapping[Any, Any]) -> TradeStatus:
-    raw = str(row["status"]).strip().lower()
+    raw = str(row["status"])
     try:
         return TradeStatus(raw)
     except ValueError:

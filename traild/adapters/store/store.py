@@ -46,7 +46,7 @@ from traild.adapters.store.records import (
     trade_values,
     trades_from_rows,
 )
-from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue
+from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue, WriteQueued
 from traild.core.errors import StoreError
 from traild.core.messages import (
     AlertRecord,
@@ -381,8 +381,12 @@ class SqlTradeStore:
 
     # -- control -------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Wait until every write queued so far is durable (bound it with a cancel scope)."""
-        await self._writer.drain()
+        """Wait until every write queued so far is durable, for at most the drain timeout;
+        WriteQueued if the database has not taken them by then (they stay queued)."""
+        with trio.move_on_after(self._drain_timeout) as waited:
+            await self._writer.drain()
+        if waited.cancelled_caught:
+            raise WriteQueued()
 
     def statistics(self) -> StoreStatistics:
         return self._writer.statistics()

@@ -37,6 +37,8 @@ _TRAILD_COLUMNS = (
     ("stop_pips", sa.Float()),
     ("limit_pips", sa.Float()),
 )
+_TIMESTAMPS = ("opened_at", "closed_at", "profit_lock_applied_at")
+_UNFINISHED = "state IN ('pending', 'sent')"
 
 
 def _legacy_columns() -> list[sa.Column[Any]]:
@@ -57,10 +59,6 @@ def _legacy_columns() -> list[sa.Column[Any]]:
         sa.Column("alert_id", sa.Integer),
         sa.Column("best_price", sa.Float),
     ]
-
-
-_TIMESTAMPS = ("opened_at", "closed_at", "profit_lock_applied_at")
-_UNFINISHED = "state IN ('pending', 'sent')"
 
 
 def _inspector() -> sa.engine.Inspector:

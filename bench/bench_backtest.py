@@ -1,0 +1,158 @@
+"""Backtest throughput: event-driven core vs vectorised kernel vs a plain per-tick Python loop.
+
+    .venv/bin/python bench/bench_backtest.py [--trades 1000] [--runs 7] [--event-runs 3]
+
+1. Trade-ticks per second (ticks from each trade's entry to its exit) for N random trades over
+   the OANDA EURUSD ticks, per variant, median of several runs, for the event-driven path
+   (Ladder + run_trade), the fast path (kernel), and a plain Python loop over the same integer
+   ticks of the same trades (``if x <= stop``/``x >= limit``/new best: the floor of any
+   per-tick Python implementation). Fast path and loop take turns in every run, so the ratio
+   holds on a busy machine. The kernel's results are checked against the core's first.
+2. Wall time of a whole ``traild backtest`` of 3,000 random trades on two days of those ticks,
+   as a subprocess (start-up, loading, all variants, reports and charts), median of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from traild.backtest.engine import BacktestRequest, Context, plan_trades, prepare  # noqa: E402
+from traild.backtest.kernel import KernelTrade, PathResult  # noqa: E402
+from traild.backtest.markets import Market  # noqa: E402
+from traild.backtest.paths import run_trades  # noqa: E402
+from traild.settings import Settings  # noqa: E402
+
+TICKS = ROOT / ".." / "shared" / "data" / "fx" / "ticks"
+OANDA = TICKS / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
+TWO_DAYS = ("2014-05-06", "2014-05-07")
+
+
+def _median_time(fn: Callable[[], object], runs: int) -> float:
+    return _median_times([fn], runs)[0]
+
+
+def _median_times(fns: Sequence[Callable[[], object]], runs: int) -> list[float]:
+    """Median time of each function; the functions take turns in every run, so a busy
+    machine slows them alike and their ratio stays meaningful."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def _plain_loop(market: Market, jobs: Sequence[KernelTrade], results: Sequence[PathResult]) -> None:
+    """Per-tick Python over the same ticks: exit checks and the running best, nothing more."""
+    x = market.both_sides().tolist()
+    n = len(market)
+    for job, result in zip(jobs, results, strict=True):
+        base = 0 if job.direction.sign > 0 else n
+        s = job.direction.sign
+        stop, limit, best = (
+            s * job.stop,
+            (1 << 62) if job.limit is None else s * job.limit,
+            -(1 << 62),
+        )
+        for i in range(base + job.start, base + result.exit_idx + 1):
+            v = x[i]
+            if v <= stop or v >= limit:
+                break
+            if v > best:
+                best = v
+
+
+def bench_paths(ctx: Context, runs: int, event_runs: int) -> None:
+    market = ctx.markets[0]
+    print(f"{len(ctx.trades)} random trades over {OANDA.name} ({len(market):,} ticks)\n")
+    print(
+        f"{'variant':<14}{'trade-ticks':>13}{'event/s':>14}{'fast/s':>16}{'loop/s':>14}"
+        f"{'fast/loop':>11}{'fast/event':>12}"
+    )
+    for variant in ctx.variants:
+        jobs, _, _ = plan_trades(ctx, variant, market, ctx.trades)
+        fast, paths = run_trades(market, jobs, "fast")
+        event, _ = run_trades(market, jobs, "event")
+        assert fast == event, "kernel and core disagree"
+        ticks = sum(r.exit_idx - j.start + 1 for j, r in zip(jobs, fast, strict=True))
+        t_fast, t_loop = _median_times(
+            [partial(run_trades, market, jobs, "fast"), partial(_plain_loop, market, jobs, fast)],
+            runs,
+        )
+        t_event = _median_time(partial(run_trades, market, jobs, "event"), event_runs)
+        print(
+            f"{variant.name:<14}{ticks:>13,}{ticks / t_event:>14,.0f}{ticks / t_fast:>16,.0f}"
+            f"{ticks / t_loop:>14,.0f}{t_loop / t_fast:>10.1f}x{t_event / t_fast:>11.0f}x"
+            f"   ({paths.count('event')} replayed by the core)"
+        )
+
+
+def _two_day_file(directory: Path) -> Path:
+    path = directory / "EURUSD_oanda_ticks_two_days.csv.gz"
+    with gzip.open(OANDA, "rt") as src, gzip.open(path, "wt") as dst:
+        dst.write(src.readline())
+        dst.writelines(line for line in src if line.startswith(TWO_DAYS))
+    return path
+
+
+def bench_cli(trades: int, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ticks = _two_day_file(Path(tmp))
+        config = Path(tmp) / "traild.toml"
+        config.write_text("")
+        cmd = [
+            sys.executable,
+            "-m",
+            "traild",
+            "backtest",
+            "--ticks",
+            str(ticks),
+            "--random",
+            str(trades),
+            "--seed",
+            "1",
+            "--out",
+            str(Path(tmp) / "out"),
+            "--config",
+            str(config),
+        ]
+        with gzip.open(ticks, "rt") as fh:
+            rows = sum(1 for _ in fh) - 1
+
+        def once() -> None:
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+        wall = _median_time(once, runs)
+    print(
+        f"\ntraild backtest --random {trades} (3 variants) on {TWO_DAYS[0]}..{TWO_DAYS[1]}"
+        f" ({rows:,} ticks): {wall:.2f} s wall, median of {runs} (subprocess, all outputs)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--event-runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    ctx = prepare(Settings(), BacktestRequest((str(OANDA),), random=args.trades, seed=args.seed))
+    bench_paths(ctx, args.runs, args.event_runs)
+    bench_cli(3000, 3)
+
+
+if __name__ == "__main__":
+    main()
