@@ -15,6 +15,7 @@ import argparse
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from traild.adapters.store import open_store  # noqa: E402
 from traild.adapters.tickfiles import TickColumns, load_ticks  # noqa: E402
 from traild.app import Daemon  # noqa: E402
 from traild.core.messages import Direction, Tick, TradeRecord, TradeStatus  # noqa: E402
+from traild.runtime.router import Router  # noqa: E402
 from traild.settings import Settings  # noqa: E402
 
 FOUR = [
@@ -59,6 +61,7 @@ SOURCES_JPY = [
     "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz",
     "USDJPY_dukascopy_ticks_2019-01-01T23_3h.csv.gz",
 ]
+PERSIST = 1.0
 START = np.datetime64("2024-01-08T00:00:00", "ms")
 
 
@@ -120,27 +123,55 @@ async def _seed(url: str, epics: list[str], first: dict[str, Tick], n: int) -> N
             )
 
 
-def one_run(per_epic: int, trades: int) -> dict[str, float]:
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's, across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def one_run(
+    files: list[str], epics: list[str], first: dict[str, Tick], trades: int, free: bool
+) -> dict[str, float]:
+    """One daemon run (in this process); returns its figures."""
     with tempfile.TemporaryDirectory(prefix="traild-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        files, epics, first = _slices(per_epic, tmp)
         settings = Settings(
-            feed={"kind": "replay", "files": files, "epics": epics, "stop_at_end": True},
-            daemon={"state_dir": str(tmp), "heartbeat_s": 3600.0, "persist_best_every_s": 1.0},
+            # lockstep (speed 0): every amendment is confirmed and durable before the next
+            # tick; free-running (a huge speed factor): amendments overlap the ticks.
+            feed={
+                "kind": "replay",
+                "files": files,
+                "epics": epics,
+                "stop_at_end": True,
+                "speed": 1e12 if free else 0.0,
+            },
+            daemon={"state_dir": tmp_name, "heartbeat_s": 3600.0, "persist_best_every_s": PERSIST},
             broker={"allowance_per_minute": 1_000_000},
         )
-        url = settings.database_url()
-        trio.run(_seed, url, epics, first, trades)
+        trio.run(_seed, settings.database_url(), epics, first, trades)
+        arrivals: dict[int, float] = {}
         latencies: list[float] = []
         marks: dict[str, float] = {}
         daemon = Daemon(settings)
         inner = daemon.on_tick
 
         async def timed(tick: Tick) -> None:
-            t0 = time.perf_counter()
+            arrivals[id(tick)] = time.perf_counter()
             await inner(tick)
-            latencies.append(time.perf_counter() - t0)
+            if not free:
+                latencies.append(time.perf_counter() - arrivals.pop(id(tick)))
 
+        dispatch = Router._dispatch
+
+        def timed_dispatch(router: Router, tick: Tick, seq: int) -> None:
+            dispatch(router, tick, seq)
+            if free:  # None: the extremes quote of a coalesced batch
+                t0 = arrivals.pop(id(tick), None)
+                if t0 is not None:
+                    latencies.append(time.perf_counter() - t0)
+
+        Router._dispatch = timed_dispatch  # type: ignore[method-assign]
         daemon.on_tick = timed  # type: ignore[method-assign]
 
         def sink(message: object) -> None:
@@ -152,19 +183,17 @@ def one_run(per_epic: int, trades: int) -> dict[str, float]:
         logger.add(sink, level="INFO")
         start = time.perf_counter()
         trio.run(daemon.run)
-        end = time.perf_counter()
-        confirmed = daemon.gateway.statistics().confirmed if daemon.gateway else 0
         feed_time = marks["feed.finished"] - marks["daemon.ready"]
         lat = sorted(latencies)
         return {
-            "ticks": len(lat),
-            "ticks_per_s": len(lat) / feed_time,
+            "ticks": daemon.stats.ticks,
+            "ticks_per_s": daemon.stats.ticks / feed_time,
+            "decisions": len(lat),
             "p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
-            "max_ms": lat[-1] * 1000,
             "ready_s": marks["daemon.ready"] - start,
-            "total_s": end - start,
-            "stops_confirmed": confirmed,
+            "stops_confirmed": daemon.gateway.statistics().confirmed if daemon.gateway else 0,
+            "peak_rss_mb": _peak_rss_mb(),
         }
 
 
@@ -173,21 +202,50 @@ def main() -> None:
     parser.add_argument("--ticks-per-epic", type=int, default=20_000)
     parser.add_argument("--trades", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--free", action="store_true", help="free-running instead of lockstep")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    runs = [one_run(args.ticks_per_epic, args.trades) for _ in range(args.runs)]
+    if args.child:  # one measured run in a fresh process, so RSS is the daemon's own
+        job = json.loads(Path(args.child).read_text())
+        first = {
+            e: Tick(e, datetime(2024, 1, 8, tzinfo=UTC), b, a) for e, (b, a) in job["first"].items()
+        }
+        print(json.dumps(one_run(job["files"], job["epics"], first, args.trades, args.free)))
+        return
+    with tempfile.TemporaryDirectory(prefix="traild-bench-data-") as tmp:
+        files, epics, first = _slices(args.ticks_per_epic, Path(tmp))
+        job = Path(tmp) / "job.json"
+        job.write_text(
+            json.dumps(
+                {
+                    "files": files,
+                    "epics": epics,
+                    "first": {e: [t.bid, t.ask] for e, t in first.items()},
+                }
+            )
+        )
+        runs = []
+        for _ in range(args.runs):
+            cmd = [sys.executable, __file__, "--child", str(job), "--trades", str(args.trades)]
+            out = subprocess.run(
+                cmd + (["--free"] if args.free else []),
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            ).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"runs": runs}, indent=1), file=sys.stderr)
+    mode = "free-running" if args.free else "lockstep"
     print(
-        f"daemon load: {args.trades} trades, 20 epics, {int(med['ticks'])} real ticks, "
-        f"median of {args.runs} runs"
+        f"daemon load ({mode}): {args.trades} trades, 20 epics, {int(med['ticks']):,} real "
+        f"ticks, median of {args.runs} runs"
     )
-    print(f"  ticks/s            {med['ticks_per_s']:>10,.0f}")
-    print(f"  tick->decision p50 {med['p50_ms']:>10.3f} ms")
-    print(f"  tick->decision p99 {med['p99_ms']:>10.3f} ms")
-    print(f"  start-up to READY  {med['ready_s']:>10.2f} s  (1,000 open trades)")
-    print(f"  stops confirmed    {med['stops_confirmed']:>10,.0f}")
-    print(f"  peak RSS           {rss_mb:>10.0f} MB")
+    print(f"  ticks/s              {med['ticks_per_s']:>10,.0f}")
+    print(f"  tick->decision p50   {med['p50_ms']:>10.3f} ms")
+    print(f"  tick->decision p99   {med['p99_ms']:>10.3f} ms")
+    print(f"  start-up to READY    {med['ready_s']:>10.2f} s  ({args.trades:,} open trades)")
+    print(f"  stops confirmed      {med['stops_confirmed']:>10,.0f}")
+    print(f"  peak RSS             {med['peak_rss_mb']:>10.0f} MB")
 
 
 if __name__ == "__main__":

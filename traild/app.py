@@ -157,6 +157,7 @@ class Daemon:
             self.on_tick_hook = paper_tick if callable(paper_tick) else None
             async with trio.open_nursery() as nursery:
                 await nursery.start(gateway.run)
+                await nursery.start(router.run)
                 await nursery.start(supervisor.run)
                 nursery.start_soon(broker.run, supervisor.on_broker_event)
                 nursery.start_soon(self._signals, nursery)
@@ -241,8 +242,7 @@ class Daemon:
                     if self.gateway is not None:
                         await self.gateway.wait_idle()
                     if self.supervisor is not None:
-                        for slot in list(self.supervisor.slots.values()):
-                            await slot.actor.persist()
+                        await self.supervisor.flush_progress(everything=True)
                 nursery.cancel_scope.cancel()
                 return
 
@@ -336,11 +336,10 @@ class Daemon:
         logger.bind(event="daemon.stopping", reason="end_of_replay").info("draining")
         systemd.stopping()
         with trio.move_on_after(self.settings.daemon.drain_timeout_s):
-            if self.router is not None:
-                await self.router.settle()
+            if self.gateway is not None:
+                await self.gateway.wait_idle()
             if self.supervisor is not None:
-                for slot in list(self.supervisor.slots.values()):
-                    await slot.actor.persist()
+                await self.supervisor.flush_progress(everything=True)
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -15,11 +15,17 @@ from typing import Any
 EPIC = "CS.D.EURUSD.MINI.IP"
 
 
-def traild(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
+def traild(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m traild ARGS`` and return the completed process."""
-    proc = subprocess.run([sys.executable, "-m", "traild", *args], capture_output=True,
-                          text=True, timeout=timeout, env=_env(env))
+    proc = subprocess.run(
+        [sys.executable, "-m", "traild", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(env),
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"traild {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -44,10 +50,11 @@ def slice_ticks(source: Path, dest: Path, rows: int, start: int = 0) -> Path:
     return dest
 
 
-def write_config(path: Path, state: Path, files: list[Path], epics: list[str],
-                 extra: str = "") -> Path:
+def write_config(
+    path: Path, state: Path, files: list[Path], epics: list[str], extra: str = ""
+) -> Path:
     path.write_text(
-        "[feed]\nkind = \"replay\"\n"
+        '[feed]\nkind = "replay"\n'
         f"files = {json.dumps([str(f) for f in files])}\n"
         f"epics = {json.dumps(epics)}\n"
         "stop_at_end = true\n"
@@ -66,8 +73,14 @@ class TradeSpec:
     epic: str = EPIC
 
     def args(self) -> list[str]:
-        out = ["--epic", self.epic, "--direction", self.direction,
-               "--stop-pips", str(self.stop_pips)]
+        out = [
+            "--epic",
+            self.epic,
+            "--direction",
+            self.direction,
+            "--stop-pips",
+            str(self.stop_pips),
+        ]
         if self.limit_pips is not None:
             out += ["--limit-pips", str(self.limit_pips)]
         if self.scalp:
@@ -80,8 +93,9 @@ class TradeSpec:
 
 def add_trades(config: Path, specs: list[TradeSpec]) -> list[str]:
     traild("migrate", "--config", str(config))
-    return [traild("trade", "add", "--config", str(config), *s.args()).stdout.strip()
-            for s in specs]
+    return [
+        traild("trade", "add", "--config", str(config), *s.args()).stdout.strip() for s in specs
+    ]
 
 
 def db_rows(state: Path, sql: str) -> list[dict[str, Any]]:
@@ -95,8 +109,11 @@ def trades(state: Path) -> list[dict[str, Any]]:
 
 
 def confirmed(state: Path, trade_id: int) -> list[dict[str, Any]]:
-    return db_rows(state, "select * from stop_amendment where state = 'confirmed' and "
-                          f"trade_id = {int(trade_id)} order by id")
+    return db_rows(
+        state,
+        "select * from stop_amendment where state = 'confirmed' and "
+        f"trade_id = {int(trade_id)} order by id",
+    )
 
 
 def log_events(stderr: str) -> list[dict[str, Any]]:
@@ -105,7 +122,7 @@ def log_events(stderr: str) -> list[dict[str, Any]]:
     for line in stderr.splitlines():
         line = line.strip()
         if line.startswith("<") and ">" in line[:4]:
-            line = line[line.index(">") + 1:]
+            line = line[line.index(">") + 1 :]
         if line.startswith("{"):
             out.append(json.loads(line))
     return out

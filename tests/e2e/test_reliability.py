@@ -43,20 +43,25 @@ def ticks(tmp_path: Path, shared_data_dir: Path) -> Path:
 
 
 def _final(state: Path) -> list[tuple[Any, ...]]:
-    return [(r["deal_id"], r["status"], r["sl_price"], r["exit_price"], r["exit_reason"],
-             r["pnl_pips"]) for r in trades(state)]
+    return [
+        (r["deal_id"], r["status"], r["sl_price"], r["exit_price"], r["exit_reason"], r["pnl_pips"])
+        for r in trades(state)
+    ]
 
 
 def _stop_path(state: Path) -> dict[str, list[tuple[float, str]]]:
-    return {r["deal_id"]: [(a["requested_level"], a["reason"]) for a in confirmed(state, r["id"])]
-            for r in trades(state)}
+    return {
+        r["deal_id"]: [(a["requested_level"], a["reason"]) for a in confirmed(state, r["id"])]
+        for r in trades(state)
+    }
 
 
 def _never_loosened(state: Path) -> None:
     for row in trades(state):
         sign = 1 if row["direction"] == "BUY" else -1
-        levels = [row["initial_sl_price"]] + [a["requested_level"]
-                                              for a in confirmed(state, row["id"])]
+        levels = [row["initial_sl_price"]] + [
+            a["requested_level"] for a in confirmed(state, row["id"])
+        ]
         assert all(sign * (b - a) > 0 for a, b in itertools.pairwise(levels)), levels
         assert row["sl_price"] == levels[-1]
 
@@ -69,8 +74,9 @@ def test_kill_9_at_random_points_loses_nothing_and_ends_like_an_uninterrupted_ru
     add_trades(config, SPECS)
     baseline_state = tmp_path / "baseline"
     shutil.copytree(template, baseline_state)
-    traild("run", "--config", str(write_config(tmp_path / "b.toml", baseline_state,
-                                                [ticks], [EPIC])))
+    traild(
+        "run", "--config", str(write_config(tmp_path / "b.toml", baseline_state, [ticks], [EPIC]))
+    )
     expected_final, expected_path = _final(baseline_state), _stop_path(baseline_state)
     assert sum(len(p) for p in expected_path.values()) >= 5
 
@@ -85,8 +91,9 @@ def test_kill_9_at_random_points_loses_nothing_and_ends_like_an_uninterrupted_ru
             shutil.copytree(template, state)
             cfg = write_config(tmp_path / f"t{n}-{attempt}.toml", state, [ticks], [EPIC])
             cmd = [sys.executable, "-m", "traild", "run", "--config", str(cfg)]
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    env=_env(None))
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(None)
+            )
             time.sleep(delay)
             if proc.poll() is not None:  # finished before the kill: try an earlier point
                 delay *= 0.6
@@ -94,14 +101,16 @@ def test_kill_9_at_random_points_loses_nothing_and_ends_like_an_uninterrupted_ru
             proc.kill()
             proc.wait(timeout=30)
             _never_loosened(state)
-            restart = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                                     env=_env(None))
+            restart = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=120, env=_env(None)
+            )
             assert restart.returncode == 0, restart.stderr[-2000:]
             _never_loosened(state)
             assert _final(state) == expected_final, f"trial {n} killed after {delay:.2f}s"
             assert _stop_path(state) == expected_path, f"trial {n} killed after {delay:.2f}s"
-            unfinished = db_rows(state, "select * from stop_amendment where state in "
-                                        "('pending', 'sent')")
+            unfinished = db_rows(
+                state, "select * from stop_amendment where state in ('pending', 'sent')"
+            )
             assert unfinished == []
             return 1
         return 0
@@ -113,9 +122,11 @@ def test_kill_9_at_random_points_loses_nothing_and_ends_like_an_uninterrupted_ru
 
 def test_broker_faults_lose_no_protection(tmp_path: Path, ticks: Path) -> None:
     state = tmp_path / "state"
-    faults = ("[broker]\nfault_reject_rate = 0.05\nfault_timeout_rate = 0.05\n"
-              "fault_error_rate = 0.05\nfault_burst_rate = 0.03\nfault_seed = 3\n"
-              "retry_base_s = 0.01\nretry_max_s = 0.05\n")
+    faults = (
+        "[broker]\nfault_reject_rate = 0.05\nfault_timeout_rate = 0.05\n"
+        "fault_error_rate = 0.05\nfault_burst_rate = 0.03\nfault_seed = 3\n"
+        "retry_base_s = 0.01\nretry_max_s = 0.05\n"
+    )
     config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], faults)
     add_trades(config, SPECS)
     run = traild("run", "--config", str(config))
@@ -139,8 +150,13 @@ def test_bad_ticks_are_rejected_and_counted_without_stopping_the_daemon(
     lines = ticks.read_text().splitlines()
     header, body = lines[0], lines[1:]
     ts = body[10].split(",")[0]
-    bad = [f"{ts},nan,1.38700", f"{ts},-1.38700,1.38710", f"{ts},1.38720,1.38700",
-           "2014-05-01T00:00:00.000Z,1.38700,1.38710", f"{ts},13.8700,13.8710"]
+    bad = [
+        f"{ts},nan,1.38700",
+        f"{ts},-1.38700,1.38710",
+        f"{ts},1.38720,1.38700",
+        "2014-05-01T00:00:00.000Z,1.38700,1.38710",
+        f"{ts},13.8700,13.8710",
+    ]
     dirty = tmp_path / "dirty.csv"
     dirty.write_text("\n".join([header, *body[:11], *bad, *body[11:]]) + "\n")
     state = tmp_path / "state"
@@ -149,6 +165,10 @@ def test_bad_ticks_are_rejected_and_counted_without_stopping_the_daemon(
     run = traild("run", "--config", str(config))
     rejected = [e for e in log_events(run.stderr) if e["event"] == "tick.rejected"]
     assert sorted(e["reason"] for e in rejected) == [
-        "non_finite", "non_positive", "out_of_order", "spike"]
+        "non_finite",
+        "non_positive",
+        "out_of_order",
+        "spike",
+    ]
     assert all(r["status"] in ("open", "closed") for r in trades(state))
     _never_loosened(state)

@@ -44,20 +44,24 @@ def test_replay_run_agrees_with_simulate_trade_by_trade(tmp_path: Path, eurusd: 
     checked_rungs = 0
     for spec, deal in zip(SPECS, deals, strict=True):
         row = rows[deal]
-        sim = json.loads(traild("simulate", "--ticks", str(eurusd), *spec.simulate_args(),
-                                "--json").stdout)
+        sim = json.loads(
+            traild("simulate", "--ticks", str(eurusd), *spec.simulate_args(), "--json").stdout
+        )
         assert row["entry_price"] == sim["entry"]
         assert row["initial_sl_price"] == sim["initial_stop"]
         amendments = confirmed(state, row["id"])
         assert [(a["requested_level"], a["reason"]) for a in amendments] == [
-            (a["to"], a["reason"]) for a in sim["amendments"]]
+            (a["to"], a["reason"]) for a in sim["amendments"]
+        ]
         assert [a["created_at"][:23] for a in amendments] == [
-            a["ts"][:23].replace("T", " ") for a in sim["amendments"]]
+            a["ts"][:23].replace("T", " ") for a in sim["amendments"]
+        ]
         checked_rungs += len(amendments)
         if sim["exit"]["reason"] == "end_of_data":
             assert row["status"] == "open"
-            assert row["sl_price"] == (sim["amendments"][-1]["to"] if sim["amendments"]
-                                       else sim["initial_stop"])
+            assert row["sl_price"] == (
+                sim["amendments"][-1]["to"] if sim["amendments"] else sim["initial_stop"]
+            )
         else:
             assert row["status"] == "closed"
             assert row["exit_price"] == sim["exit"]["price"]
@@ -67,8 +71,16 @@ def test_replay_run_agrees_with_simulate_trade_by_trade(tmp_path: Path, eurusd: 
     assert checked_rungs >= 6  # the slice does move the ladder
     events = log_events(run.stderr)
     names = {e["event"] for e in events}
-    assert {"daemon.started", "daemon.ready", "trade.adopted", "stages.fallback",
-            "stop.requested", "stop.confirmed", "trade.closed", "daemon.stopping"} <= names
+    assert {
+        "daemon.started",
+        "daemon.ready",
+        "trade.adopted",
+        "stages.fallback",
+        "stop.requested",
+        "stop.confirmed",
+        "trade.closed",
+        "daemon.stopping",
+    } <= names
     for e in events:
         if e["event"] in ("stop.confirmed", "trade.adopted", "trade.closed"):
             assert {"trade_id", "deal_id", "epic"} <= e.keys()
@@ -84,12 +96,15 @@ def test_profit_lock_lands_for_every_trade_that_reached_ten_pips(
     for row in trades(state):
         sign = 1 if row["direction"] == "BUY" else -1
         locks = [a for a in confirmed(state, row["id"]) if a["reason"] == "profit_lock"]
-        reached = row["best_price"] is not None and round(
-            sign * (row["best_price"] - row["entry_price"]) / 0.0001, 6) >= 10
+        reached = (
+            row["best_price"] is not None
+            and round(sign * (row["best_price"] - row["entry_price"]) / 0.0001, 6) >= 10
+        )
         if reached:
             assert row["profit_lock_applied_at"] is not None or any(
                 sign * (a["requested_level"] - row["entry_price"]) > 0.0001
-                for a in confirmed(state, row["id"]))
+                for a in confirmed(state, row["id"])
+            )
             assert sign * (row["sl_price"] - row["entry_price"]) >= 0.0001 - 1e-9
         else:
             assert not locks

@@ -24,7 +24,7 @@ EPICS = ["CS.D.EURUSD.MINI.IP", "CS.D.USDJPY.MINI.IP"]
 def _config(path: Path, state: Path, dynamic: bool, extra: str = "") -> Path:
     path.write_text(
         f"[trailing]\nenable_dynamic_trailing = {'true' if dynamic else 'false'}\n"
-        "[feed]\nkind = \"synthetic\"\n"
+        '[feed]\nkind = "synthetic"\n'
         f"synthetic_epics = {json.dumps(EPICS)}\n"
         "synthetic_ticks_per_second = 100.0\nsynthetic_interval_ms = 1000.0\n"
         f"[daemon]\nstate_dir = {json.dumps(str(state))}\nheartbeat_s = 1.0\n" + extra
@@ -44,9 +44,15 @@ class Daemon:
         env = _env({"NOTIFY_SOCKET": str(notify)})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "traild", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self._threads = [threading.Thread(target=self._read_logs, daemon=True),
-                         threading.Thread(target=self._read_notes, daemon=True)]
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._threads = [
+            threading.Thread(target=self._read_logs, daemon=True),
+            threading.Thread(target=self._read_notes, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -91,8 +97,10 @@ class Daemon:
 
 
 def _methods(state: Path) -> set[str]:
-    return {r["trailing_calculation_method"] for r in
-            db_rows(state, "select trailing_calculation_method from trade_log")}
+    return {
+        r["trailing_calculation_method"]
+        for r in db_rows(state, "select trailing_calculation_method from trade_log")
+    }
 
 
 def test_sighup_reload_rejects_invalid_config_and_kill_switch_moves_trades_to_fixed(
@@ -100,22 +108,28 @@ def test_sighup_reload_rejects_invalid_config_and_kill_switch_moves_trades_to_fi
 ) -> None:
     state = tmp_path / "state"
     config = _config(tmp_path / "traild.toml", state, dynamic=True)
-    specs = [TradeSpec("BUY", 15, 40, epic=EPICS[0]), TradeSpec("SELL", 15, 40, epic=EPICS[1]),
-             TradeSpec("SELL", 8, 20, scalp=True, epic=EPICS[0])]
+    specs = [
+        TradeSpec("BUY", 15, 40, epic=EPICS[0]),
+        TradeSpec("SELL", 15, 40, epic=EPICS[1]),
+        TradeSpec("SELL", 8, 20, scalp=True, epic=EPICS[0]),
+    ]
     add_trades(config, specs)
     with sqlite3.connect(state / "traild.db") as conn:  # the signal behind each trade
         for i, epic in enumerate(EPICS):
             pip = 0.01 if "JPY" in epic else 0.0001
-            conn.execute("insert into alert_history (id, epic, atr, volatility_regime, "
-                         "market_session, created_at) values (?, ?, ?, 'high', 'london', "
-                         "'2024-01-01 00:00:00')", (i + 1, epic, 15 * pip))
-        conn.execute("update trade_log set alert_id = case when epic like '%JPY%' then 2 "
-                     "else 1 end")
+            conn.execute(
+                "insert into alert_history (id, epic, atr, volatility_regime, "
+                "market_session, created_at) values (?, ?, ?, 'high', 'london', "
+                "'2024-01-01 00:00:00')",
+                (i + 1, epic, 15 * pip),
+            )
+        conn.execute(
+            "update trade_log set alert_id = case when epic like '%JPY%' then 2 else 1 end"
+        )
     daemon = Daemon(config, tmp_path / "notify.sock")
     try:
         daemon.wait("READY=1", lambda: any("READY=1" in n for n in daemon.notes))
-        daemon.wait("three dynamic trades",
-                    lambda: len(daemon.events("stages.calculated")) == 3)
+        daemon.wait("three dynamic trades", lambda: len(daemon.events("stages.calculated")) == 3)
         assert _methods(state) == {"dynamic_volatility"}
 
         config.write_text(config.read_text() + "\n[trailing.bogus]\nx = 1\n")
@@ -124,8 +138,10 @@ def test_sighup_reload_rejects_invalid_config_and_kill_switch_moves_trades_to_fi
         problems = daemon.events("config.rejected")[0]["problems"]
         assert any("trailing.bogus" in p for p in problems)
         assert daemon.proc.poll() is None
-        daemon.wait("READY after the rejected reload",
-                    lambda: sum("READY=1" in n for n in daemon.notes) >= 2)
+        daemon.wait(
+            "READY after the rejected reload",
+            lambda: sum("READY=1" in n for n in daemon.notes) >= 2,
+        )
         reloading = [n for n in daemon.notes if "RELOADING=1" in n]
         assert reloading and "MONOTONIC_USEC=" in reloading[0]
 
@@ -150,18 +166,30 @@ def test_halt_command_engages_the_global_kill_switch(tmp_path: Path) -> None:
     daemon = Daemon(config, tmp_path / "notify.sock")
     try:
         daemon.wait("ready", lambda: bool(daemon.events("daemon.ready")))
-        halt = subprocess.run([sys.executable, "-m", "traild", "halt", "--config", str(config)],
-                              capture_output=True, text=True, env=_env(None), timeout=60)
+        halt = subprocess.run(
+            [sys.executable, "-m", "traild", "halt", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=_env(None),
+            timeout=60,
+        )
         assert halt.returncode == 0
         daemon.wait("killswitch.engaged", lambda: bool(daemon.events("killswitch.engaged")))
         sent_at_halt = len(daemon.events("stop.requested"))
         beats = len(daemon.events("heartbeat"))
-        daemon.wait("two heartbeats while halted",
-                    lambda: len(daemon.events("heartbeat")) >= beats + 2)
+        daemon.wait(
+            "two heartbeats while halted", lambda: len(daemon.events("heartbeat")) >= beats + 2
+        )
         assert len(daemon.events("stop.requested")) == sent_at_halt
         assert daemon.events("heartbeat")[-1]["halted"] is True
-        subprocess.run([sys.executable, "-m", "traild", "resume", "--config", str(config)],
-                       capture_output=True, text=True, env=_env(None), timeout=60, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "traild", "resume", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=_env(None),
+            timeout=60,
+            check=True,
+        )
         daemon.wait("released", lambda: bool(daemon.events("killswitch.released")))
     finally:
         assert daemon.stop() == 0

@@ -30,8 +30,9 @@ class MemoryStore:
         self.progress: list[tuple[int, float]] = []
 
     async def load_open_trades(self) -> list[TradeRecord]:
-        return [t for t in self.trades.values()
-                if t.status in (TradeStatus.OPEN, TradeStatus.PENDING)]
+        return [
+            t for t in self.trades.values() if t.status in (TradeStatus.OPEN, TradeStatus.PENDING)
+        ]
 
     async def get_trade(self, trade_id: int) -> TradeRecord | None:
         return self.trades.get(trade_id)
@@ -60,46 +61,79 @@ class MemoryStore:
         self.progress.append((trade_id, best_price))
         self.trades[trade_id] = dataclasses.replace(self.trades[trade_id], best_price=best_price)
 
-    async def write_amendment(self, trade_id: int, deal_id: str, requested: float,
-                              previous: float | None, reason: str, ts: datetime) -> int:
+    async def write_amendment(
+        self,
+        trade_id: int,
+        deal_id: str,
+        requested: float,
+        previous: float | None,
+        reason: str,
+        ts: datetime,
+    ) -> int:
         aid = len(self.amendments) + 1
-        self.amendments[aid] = AmendmentRecord(aid, trade_id, deal_id, requested, previous,
-                                               reason, AmendState.PENDING, created_at=ts)
+        self.amendments[aid] = AmendmentRecord(
+            aid, trade_id, deal_id, requested, previous, reason, AmendState.PENDING, created_at=ts
+        )
         return aid
 
-    async def update_amendment(self, amendment_id: int, state: AmendState, ts: datetime,
-                               broker_ref: str | None = None, error: str | None = None) -> None:
+    async def update_amendment(
+        self,
+        amendment_id: int,
+        state: AmendState,
+        ts: datetime,
+        broker_ref: str | None = None,
+        error: str | None = None,
+    ) -> None:
         a = self.amendments[amendment_id]
-        self.amendments[amendment_id] = dataclasses.replace(a, state=state, broker_ref=broker_ref,
-                                                            error=error, updated_at=ts)
+        self.amendments[amendment_id] = dataclasses.replace(
+            a, state=state, broker_ref=broker_ref, error=error, updated_at=ts
+        )
 
-    async def confirm_amendment(self, amendment_id: int, level: float, ts: datetime,
-                                profit_lock: bool = False) -> None:
+    async def confirm_amendment(
+        self, amendment_id: int, level: float, ts: datetime, profit_lock: bool = False
+    ) -> None:
         a = self.amendments[amendment_id]
-        self.amendments[amendment_id] = dataclasses.replace(a, state=AmendState.CONFIRMED,
-                                                            updated_at=ts)
+        self.amendments[amendment_id] = dataclasses.replace(
+            a, state=AmendState.CONFIRMED, updated_at=ts
+        )
         t = self.trades[a.trade_id]
         self.trades[a.trade_id] = dataclasses.replace(
-            t, sl_price=level,
-            profit_lock_applied_at=t.profit_lock_applied_at or (ts if profit_lock else None))
+            t,
+            sl_price=level,
+            profit_lock_applied_at=t.profit_lock_applied_at or (ts if profit_lock else None),
+        )
 
     async def unfinished_amendments(self) -> list[AmendmentRecord]:
         return [a for a in self.amendments.values() if not a.state.is_final]
 
-    async def close_trade(self, trade_id: int, exit_price: float, exit_reason: str,
-                          pnl_pips: float, closed_at: datetime) -> None:
+    async def close_trade(
+        self,
+        trade_id: int,
+        exit_price: float,
+        exit_reason: str,
+        pnl_pips: float,
+        closed_at: datetime,
+    ) -> None:
         self.trades[trade_id] = dataclasses.replace(
-            self.trades[trade_id], status=TradeStatus.CLOSED, exit_price=exit_price,
-            exit_reason=exit_reason, pnl_pips=pnl_pips, closed_at=closed_at)
+            self.trades[trade_id],
+            status=TradeStatus.CLOSED,
+            exit_price=exit_price,
+            exit_reason=exit_reason,
+            pnl_pips=pnl_pips,
+            closed_at=closed_at,
+        )
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
-        self.trades[trade_id] = dataclasses.replace(self.trades[trade_id],
-                                                    status=TradeStatus(status))
+        self.trades[trade_id] = dataclasses.replace(
+            self.trades[trade_id], status=TradeStatus(status)
+        )
 
     async def set_method(self, trade_id: int, method: str, fallback_reason: str | None) -> None:
         self.trades[trade_id] = dataclasses.replace(
-            self.trades[trade_id], trailing_calculation_method=method,
-            fallback_reason=fallback_reason)
+            self.trades[trade_id],
+            trailing_calculation_method=method,
+            fallback_reason=fallback_reason,
+        )
 
     async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
         return list(self.trades.values())

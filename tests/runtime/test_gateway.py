@@ -15,8 +15,16 @@ T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
 
 
 async def _trade(store: MemoryStore, broker: ScriptedBroker, deal: str) -> TradeRecord:
-    trade = await store.add_trade(TradeRecord(deal, "CS.D.EURUSD.MINI.IP", Direction.BUY,
-                                              entry_price=1.1, sl_price=1.098, limit_price=1.12))
+    trade = await store.add_trade(
+        TradeRecord(
+            deal,
+            "CS.D.EURUSD.MINI.IP",
+            Direction.BUY,
+            entry_price=1.1,
+            sl_price=1.098,
+            limit_price=1.12,
+        )
+    )
     broker.positions[deal] = Position(deal, trade.epic, Direction.BUY, 1.0, 1.1, 1.098, 1.12)
     return trade
 
@@ -26,12 +34,27 @@ class Sink:
         self.confirmed: list[float] = []
         self.failed: list[str] = []
 
-    def target(self, trade: TradeRecord, level: float, reason: Reason = Reason.STAGE3,
-               priority: bool = False) -> AmendTarget:
+    def target(
+        self,
+        trade: TradeRecord,
+        level: float,
+        reason: Reason = Reason.STAGE3,
+        priority: bool = False,
+    ) -> AmendTarget:
         assert trade.id is not None
-        return AmendTarget(trade.id, trade.deal_id, trade.epic, level, trade.sl_price,
-                           trade.limit_price, reason, priority, self.confirmed.append,
-                           self.failed.append, lambda a, b: a > b)
+        return AmendTarget(
+            trade.id,
+            trade.deal_id,
+            trade.epic,
+            level,
+            trade.sl_price,
+            trade.limit_price,
+            reason,
+            priority,
+            self.confirmed.append,
+            self.failed.append,
+            lambda a, b: a > b,
+        )
 
 
 def _gateway(broker: ScriptedBroker, store: MemoryStore, **kw: object) -> Gateway:

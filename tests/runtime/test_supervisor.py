@@ -23,6 +23,7 @@ from traild.core.messages import (
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
+from traild.runtime.trade_actor import TradeActor
 from traild.settings import Settings
 
 EPIC = "CS.D.EURUSD.MINI.IP"
@@ -37,15 +38,32 @@ class Rig:
         self.now = T0
         self.gateway = Gateway(self.broker, self.store, lambda: self.now, retry_base=0.1)
         self.router = Router(lockstep=True, settle=self.gateway.wait_idle)
-        self.sup = Supervisor(make_policy(self.settings, self.broker), self.store, self.broker,
-                              self.gateway, self.router, self.settings.instrument_table(), {},
-                              lambda: self.now)
+        self.sup = Supervisor(
+            make_policy(self.settings, self.broker),
+            self.store,
+            self.broker,
+            self.gateway,
+            self.router,
+            self.settings.instrument_table(),
+            {},
+            lambda: self.now,
+        )
 
-    async def add(self, deal: str, direction: Direction, entry: float, stop: float,
-                  **kw: Any) -> TradeRecord:
-        trade = await self.store.add_trade(TradeRecord(
-            deal, EPIC, direction, entry_price=entry, sl_price=stop, initial_sl_price=stop,
-            opened_at=T0, **kw))
+    async def add(
+        self, deal: str, direction: Direction, entry: float, stop: float, **kw: Any
+    ) -> TradeRecord:
+        trade = await self.store.add_trade(
+            TradeRecord(
+                deal,
+                EPIC,
+                direction,
+                entry_price=entry,
+                sl_price=stop,
+                initial_sl_price=stop,
+                opened_at=T0,
+                **kw,
+            )
+        )
         self.broker.positions[deal] = Position(deal, EPIC, direction, 1.0, entry, stop, None)
         return trade
 
@@ -102,8 +120,9 @@ async def test_dynamic_trade_uses_alert_conditions_and_switches_to_fixed_on_relo
 ) -> None:
     settings = Settings(trailing={"enable_dynamic_trailing": True})
     rig = Rig(settings)
-    await rig.store.add_alert(AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low",
-                                          market_session="asian"))
+    await rig.store.add_alert(
+        AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low", market_session="asian")
+    )
     await rig.add("D1", Direction.BUY, 1.10000, 1.09800, alert_id=1)
 
     async def body() -> None:
@@ -121,16 +140,19 @@ async def test_dynamic_trade_uses_alert_conditions_and_switches_to_fixed_on_relo
     assert rig.store.trades[1].fallback_reason == "disabled"
 
 
+class BrokenActor(TradeActor):
+    """An actor with a bug: it raises on every tick."""
+
+    def on_tick(self, tick: Tick) -> None:
+        raise RuntimeError("bug in the actor")
+
+
 async def test_crashing_actor_is_restarted_then_abandoned_keeping_its_stop(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     rig = Rig(Settings(daemon={"restart_budget": 2, "restart_backoff_s": 0.1}))
+    rig.sup.actor_factory = BrokenActor
     await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
-
-    async def broken(trade_id: int, best_price: float) -> None:
-        raise RuntimeError("disk on fire")
-
-    rig.store.save_progress = broken  # type: ignore[method-assign]
 
     async def body() -> None:
         for i in range(6):
@@ -142,6 +164,42 @@ async def test_crashing_actor_is_restarted_then_abandoned_keeping_its_stop(
     assert rig.sup.counts["abandoned"] == 1
     assert rig.store.trades[1].status == TradeStatus.UNMANAGED
     assert rig.store.trades[1].sl_price == 1.09800
+
+
+async def test_dynamic_trade_falls_back_to_fixed_after_repeated_crashes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    crashes = {"left": 2}
+
+    class FlakyActor(TradeActor):
+        def on_tick(self, tick: Tick) -> None:
+            if crashes["left"] > 0:
+                crashes["left"] -= 1
+                raise RuntimeError("transient bug")
+            super().on_tick(tick)
+
+    rig = Rig(
+        Settings(trailing={"enable_dynamic_trailing": True}, daemon={"restart_backoff_s": 0.1})
+    )
+    rig.sup.actor_factory = FlakyActor
+    await rig.store.add_alert(
+        AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low", market_session="asian")
+    )
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800, alert_id=1)
+
+    async def body() -> None:
+        for bid in (1.10010, 1.10020, 1.10030, 1.10100, 1.10200):
+            await rig.tick(bid, bid + 0.0001)
+            await trio.sleep(1)
+
+    await _run(rig, body)
+    trade = rig.store.trades[1]
+    assert rig.sup.counts["crashed"] == 2
+    assert trade.trailing_calculation_method == "fixed"
+    assert trade.fallback_reason == "calculation_error"
+    assert rig.sup.slots[1].actor.plan.stages.method == "fixed"
+    # it kept trailing after the restarts: the +10 lock and the +20 stage 1 landed
+    assert [c[1] for c in rig.broker.calls] == [1.10010, 1.10080]
 
 
 async def test_broker_close_finalises_the_trade(autojump_clock: trio.testing.MockClock) -> None:

@@ -178,17 +178,20 @@ class PaperBroker:
         events: list[BrokerEvent] = []
         held = self._by_epic.get(tick.epic)
         if held:
+            inst = next(iter(held.values())).inst  # one epic, one instrument
+            bid, ask = inst.to_ticks(tick.bid), inst.to_ticks(tick.ask)
             for entry in list(held.values()):
-                closed = self._check_exit(entry, tick)
+                closed = self._check_exit(entry, tick, bid, ask)
                 if closed is not None:
                     events.append(closed)
         orders = self._orders.pop(tick.epic, None)
         events.extend(self._fill(order, tick) for order in orders or ())
         return events
 
-    def _check_exit(self, e: _Entry, tick: Tick) -> PositionClosed | None:
+    def _check_exit(self, e: _Entry, tick: Tick, bid: int, ask: int) -> PositionClosed | None:
+        """Stop or limit hit by this tick (``bid``/``ask`` in ticks)?"""
         s = e.direction.sign
-        x = s * e.inst.to_ticks(tick.bid if s > 0 else tick.ask)
+        x = bid if s > 0 else -ask
         if e.stop is not None and x <= s * e.stop:
             gap = x < s * e.stop
             return self._close(e, tick.ts, "stop", s * x if gap else e.stop, gap)

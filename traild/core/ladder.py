@@ -142,6 +142,7 @@ class Ladder:
         "_pending",
         "_stop",
         "closed",
+        "moves",
         "plan",
         "sign",
     )
@@ -165,6 +166,7 @@ class Ladder:
         self._pending = _NONE
         self._dirty = best is not None  # a restored best may owe a floor
         self.closed = False
+        self.moves = 0  # how often the best price improved (cheap change detection)
 
     # -- views (real ticks) ----------------------------------------------------------------
     @property
@@ -203,6 +205,7 @@ class Ladder:
         if x > self._best:
             self._best = x
             self._dirty = True
+            self.moves += 1
         elif not self._dirty:
             return None
         return self._decide(x)

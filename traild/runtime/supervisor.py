@@ -41,7 +41,7 @@ from traild.core.messages import (
 from traild.ports import Broker, BrokerEvent, TradeStore
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
-from traild.runtime.trade_actor import ActorPlan, TradeActor
+from traild.runtime.trade_actor import ActorPlan, QuoteCache, TradeActor
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,6 @@ class Policy:
 @dataclass(slots=True)
 class _Slot:
     actor: TradeActor
-    scope: trio.CancelScope
     crashes: int = 0
 
 
@@ -78,9 +77,16 @@ class Supervisor:
         histories: dict[str, BarHistory],
         now: Callable[[], datetime],
         catch_up: bool = False,
+        actor_factory: Callable[..., TradeActor] = TradeActor,
     ) -> None:
         self.policy = policy
         self.catch_up = catch_up
+        self.actor_factory = actor_factory
+        self._dirty: dict[int, TradeActor] = {}
+        self._quotes: dict[str, QuoteCache] = {}
+        self._deals: dict[str, int] = {}  # deal id -> trade id of every running actor
+        self._dirty_event = trio.Event()
+        router.on_error = self.on_actor_error
         self.store = store
         self.broker = broker
         self.gateway = gateway
@@ -101,6 +107,7 @@ class Supervisor:
             await self.reconcile()
             await self.adopt_from_broker()
             await self.poll_store()
+            nursery.start_soon(self._flush_loop)
             task_status.started()
             await trio.sleep_forever()
 
@@ -381,72 +388,108 @@ class Supervisor:
 
     # -- actors -------------------------------------------------------------------------------
     def _start(self, trade: TradeRecord, plan: ActorPlan, skip_current_tick: bool = False) -> None:
-        assert trade.id is not None and self._nursery is not None
-        box = self.router.subscribe(trade.epic, trade.id, skip_current_tick)
+        assert trade.id is not None
         floor = None
         if self.catch_up and not skip_current_tick and trade.initial_sl_price is not None:
             # A replay restarted from its beginning: re-trail from the initial stop so the
             # (restored) paper broker sees the same stops at the same ticks as before.
             floor = trade.sl_price
             trade = replace(trade, sl_price=trade.initial_sl_price, best_price=None)
-        actor = TradeActor(
+        actor = self._make_actor(trade, plan, floor)
+        self.slots[actor.trade_id] = _Slot(actor)
+        self._deals[trade.deal_id] = actor.trade_id
+        self.router.subscribe(trade.epic, actor.trade_id, actor, skip_current_tick)
+
+    def _make_actor(self, trade: TradeRecord, plan: ActorPlan, floor: float | None) -> TradeActor:
+        quotes = self._quotes.get(trade.epic)
+        if quotes is None:
+            quotes = self._quotes[trade.epic] = QuoteCache(self.instruments.resolve(trade.epic))
+        return self.actor_factory(
             trade,
-            self.instruments.resolve(trade.epic),
+            quotes.inst,
             plan,
-            box,
             self.gateway,
-            self.store,
+            self._progress_due,
             self.policy.persist_every_s,
             floor,
+            quotes,
         )
-        slot = _Slot(actor, trio.CancelScope())
-        self.slots[trade.id] = slot
-        self._nursery.start_soon(self._supervise, slot)
 
-    async def _supervise(self, slot: _Slot) -> None:
-        actor = slot.actor
-        with slot.scope:
-            while True:
-                try:
-                    await actor.run()
-                except Exception as exc:  # an actor bug must not take the daemon down
-                    slot.crashes += 1
-                    self.counts["crashed"] += 1
-                    actor.log.bind(
-                        event="actor.crashed",
-                        crashes=slot.crashes,
-                        error=f"{exc.__class__.__name__}: {exc}",
-                    ).error("actor crashed")
-                    actor.mailbox.done()
-                    if slot.crashes > self.policy.restart_budget:
-                        await self._abandon(actor)
-                        return
-                    await trio.sleep(
-                        min(
-                            self.policy.restart_backoff_max,
-                            self.policy.restart_backoff * 2 ** (slot.crashes - 1),
-                        )
-                    )
-                    self._fallback_after_crashes(slot)
-                    actor.log.bind(
-                        event="actor.restarted",
-                        crashes=slot.crashes,
-                        method=actor.plan.stages.method,
-                    ).info("actor restarted")
+    def on_actor_error(self, trade_id: int, exc: Exception) -> None:
+        """The router's report of an actor that raised (it is already unsubscribed)."""
+        slot = self.slots.get(trade_id)
+        if slot is None or self._nursery is None:
+            return
+        slot.crashes += 1
+        self.counts["crashed"] += 1
+        slot.actor.log.bind(
+            event="actor.crashed", crashes=slot.crashes, error=f"{exc.__class__.__name__}: {exc}"
+        ).error("actor crashed")
+        self._nursery.start_soon(self._restart, slot)
 
-    def _fallback_after_crashes(self, slot: _Slot) -> None:
-        actor = slot.actor
-        stages = actor.plan.stages
-        if stages.method == DYNAMIC and slot.crashes >= self.policy.dynamic_failures_before_fixed:
-            fixed = self._fixed(actor.trade, "calculation_error", stages.atr_pips)
-            actor.replan(ActorPlan(fixed, actor.plan.policy))
-            actor.log.bind(
+    async def _restart(self, slot: _Slot) -> None:
+        """Restart with back-off from the actor's last state; fixed stages after repeated
+        failures of dynamic ones; past the budget the trade is abandoned."""
+        old = slot.actor
+        if slot.crashes > self.policy.restart_budget:
+            await self._abandon(old)
+            return
+        await trio.sleep(
+            min(
+                self.policy.restart_backoff_max,
+                self.policy.restart_backoff * 2 ** (slot.crashes - 1),
+            )
+        )
+        if self.slots.get(old.trade_id) is not slot:
+            return  # closed meanwhile
+        plan = old.plan
+        if plan.stages.method == DYNAMIC and (
+            slot.crashes >= self.policy.dynamic_failures_before_fixed
+        ):
+            fixed = self._fixed(old.trade, "calculation_error", plan.stages.atr_pips)
+            plan = ActorPlan(fixed, plan.policy)
+            old.log.bind(
                 event="stages.fallback", reason="calculation_error", stages=fixed.stages.as_dict()
             ).warning("dynamic stages failed repeatedly; trailing on fixed stages")
-            if self._nursery is not None:
-                self._nursery.start_soon(
-                    self._record_method, actor.trade_id, FIXED, "calculation_error"
-                )
+            await self._record_method(old.trade_id, FIXED, "calculation_error")
+        trade = replace(old.trade, best_price=old.best_price)
+        new = self._make_actor(trade, plan, old.confirmed_floor)
+        old.successor = new  # answers still in flight for the old actor reach the new one
+        slot.actor = new
+        self.router.subscribe(trade.epic, new.trade_id, new)
+        new.log.bind(event="actor.restarted", crashes=slot.crashes, method=plan.stages.method).info(
+            "actor restarted"
+        )
+
+    # -- progress (best prices, written in the background) --------------------------------
+    def _progress_due(self, actor: TradeActor) -> None:
+        self._dirty[actor.trade_id] = actor
+        self._dirty_event.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event = trio.Event()
+            await self.flush_progress()
+
+    async def flush_progress(self, everything: bool = False) -> None:
+        """Write due best prices (all of them when ``everything``), concurrently so the store
+        can batch them."""
+        actors = (
+            [s.actor for s in self.slots.values()] if everything else list(self._dirty.values())
+        )
+        self._dirty.clear()
+        async with trio.open_nursery() as nursery:
+            for actor in actors:
+                price = actor.take_progress()
+                if price is not None:
+                    nursery.start_soon(self._save_progress, actor, price)
+
+    async def _save_progress(self, actor: TradeActor, price: float) -> None:
+        try:
+            await self.store.save_progress(actor.trade_id, price)
+        except StoreError as exc:  # queued in the store; the broker stop is the protection
+            actor.log.bind(event="store.degraded", error=str(exc)).warning("best price queued")
 
     async def _record_method(self, trade_id: int, method: str, reason: str | None) -> None:
         try:
@@ -456,7 +499,6 @@ class Supervisor:
 
     async def _abandon(self, actor: TradeActor) -> None:
         self.counts["abandoned"] += 1
-        self.router.unsubscribe(actor.trade.epic, actor.trade_id)
         self.gateway.forget(actor.trade_id)
         self.slots.pop(actor.trade_id, None)
         actor.log.bind(event="actor.abandoned", stop=actor.trade.sl_price).error(
@@ -490,6 +532,9 @@ class Supervisor:
                 await self._unmanage(refused, f"broker refused to open: {event.reason}")
             return
         position = event.position
+        running = self._deals.get(position.deal_id)
+        if running is not None and running not in self._filling:
+            return  # ours, already trailed (e.g. a restored paper position)
         known = await self.store.get_trade_by_deal(position.deal_id)
         if known is not None and known.id in self._filling:
             await self._adopt_fill(known, position, event.ts)
@@ -524,10 +569,13 @@ class Supervisor:
         if trade is None or trade.id is None or trade.entry_price is None:
             return
         slot = self.slots.pop(trade.id, None)
-        if slot is not None:
-            await slot.actor.persist()
-            slot.scope.cancel()
+        self._deals.pop(trade.deal_id, None)
         self.router.unsubscribe(trade.epic, trade.id)
+        if slot is not None:
+            self._dirty.pop(trade.id, None)
+            price = slot.actor.take_progress()
+            if price is not None:
+                await self._save_progress(slot.actor, price)
         self.gateway.forget(trade.id)
         inst = self.instruments.resolve(trade.epic)
         pnl = round(

@@ -1,25 +1,42 @@
-"""One task per open trade: ticks in, core decision, amendment targets out.
+"""One actor per open trade: ticks in, core decision, amendment targets out.
 
 The actor is a thin shell around ``core.ladder.Ladder``; its whole state is the ladder's
-(best price, confirmed stop, pending amendment), persisted so a restart resumes exactly.
+(best price, confirmed stop, pending amendment), persisted so a restart resumes exactly. Ticks
+arrive by a plain synchronous call from its epic's dispatcher (see ``router``), so nothing
+happens between a decision and its submission to the gateway.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import trio
 from loguru import logger
 
 from traild.core.calculator import CalculatedStages
-from traild.core.errors import StoreError
 from traild.core.instruments import Instrument
 from traild.core.ladder import Exit, Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import Direction, MoveStop, Tick, TradeRecord
-from traild.ports import TradeStore
 from traild.runtime.gateway import AmendTarget, Gateway
-from traild.runtime.router import Mailbox
+
+
+class QuoteCache:
+    """A tick in integer ticks, converted once for all the actors of an epic."""
+
+    __slots__ = ("_ask", "_bid", "_tick", "inst")
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.inst = instrument
+        self._tick: Tick | None = None
+        self._bid = self._ask = 0
+
+    def ticks(self, tick: Tick) -> tuple[int, int]:
+        if tick is not self._tick:
+            self._tick = tick
+            self._bid = self.inst.to_ticks(tick.bid)
+            self._ask = self.inst.to_ticks(tick.ask)
+        return self._bid, self._ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,31 +48,31 @@ class ActorPlan:
 
 
 class TradeActor:
-    """Trails one trade. ``plan_source`` is asked for a fresh plan after every reload."""
+    """Trails one trade; ``on_progress(actor)`` is called when its best price is due a save."""
 
     def __init__(
         self,
         trade: TradeRecord,
         instrument: Instrument,
         plan: ActorPlan,
-        mailbox: Mailbox,
         gateway: Gateway,
-        store: TradeStore,
+        on_progress: Callable[[TradeActor], None] | None = None,
         persist_every_s: float = 1.0,
         confirmed_floor: float | None = None,
+        quotes: QuoteCache | None = None,
     ) -> None:
         assert trade.id is not None and trade.entry_price is not None
         self.trade = trade
         self.trade_id = trade.id
         self.inst = instrument
         self.plan = plan
-        self.mailbox = mailbox
         self.gateway = gateway
-        self.store = store
+        self.on_progress = on_progress
         self.persist_every_s = persist_every_s
         # Replay catch-up: levels up to this one were confirmed before a restart.
         self.confirmed_floor = confirmed_floor
         self.direction = trade.direction
+        self.quotes = quotes or QuoteCache(instrument)
         to = instrument.to_ticks
         self.ladder = Ladder(
             self._compile(plan),
@@ -71,8 +88,10 @@ class TradeActor:
         self._new_plan: ActorPlan | None = None
         self._saved_best: int | None = self.ladder.best
         self._saved_at: datetime | None = None
+        self._progress_flagged = False
+        self._saved_moves = 0
         self.last_ts: datetime | None = None
-        self._persist_wakeup = trio.Event()
+        self.successor: TradeActor | None = None  # set when the supervisor restarts this actor
 
     def _compile(self, plan: ActorPlan) -> LadderPlan:
         return LadderPlan.compile(plan.stages.stages, self.inst, plan.policy, plan.stages.atr_pips)
@@ -88,36 +107,7 @@ class TradeActor:
         self.ladder.plan = self._compile(plan)
         self.ladder.touch()
 
-    # -- the loop -----------------------------------------------------------------------------
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._persister)
-            task_status.started()
-            while True:
-                ticks = await self.mailbox.get()
-                try:
-                    for tick in ticks:
-                        self.on_tick(tick)
-                    if self._persist_due():
-                        self._persist_wakeup.set()
-                finally:
-                    self.mailbox.done()
-
-    async def _persister(self) -> None:
-        """Writes the best price in the background: ticks never wait for the database."""
-        while True:
-            await self._persist_wakeup.wait()
-            self._persist_wakeup = trio.Event()
-            await self._maybe_persist()
-
-    def _persist_due(self) -> bool:
-        best, ts = self.ladder.best, self.last_ts
-        if best is None or best == self._saved_best or ts is None:
-            return False
-        return self._saved_at is None or (
-            (ts - self._saved_at).total_seconds() >= self.persist_every_s
-        )
-
+    # -- ticks --------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:
         """Apply one tick (synchronous: no await between decision and submission)."""
         opened = self.trade.opened_at
@@ -127,14 +117,21 @@ class TradeActor:
             self._apply_replan()
         self.ticks += 1
         self.last_ts = tick.ts
-        to = self.inst.to_ticks
-        event = self.ladder.on_tick(to(tick.bid), to(tick.ask))
-        if event is None:
-            return
-        if isinstance(event, MoveStop):
-            self._submit(event)
-        else:
-            self.exited = event
+        bid, ask = self.quotes.ticks(tick)
+        event = self.ladder.on_tick(bid, ask)
+        if event is not None:
+            if isinstance(event, MoveStop):
+                self._submit(event)
+            else:
+                self.exited = event
+        if (
+            self.ladder.moves != self._saved_moves
+            and not self._progress_flagged
+            and self.on_progress is not None
+            and self._progress_due()
+        ):
+            self._progress_flagged = True
+            self.on_progress(self)
 
     def _submit(self, move: MoveStop) -> None:
         level = self.inst.to_price(move.level)
@@ -164,26 +161,33 @@ class TradeActor:
     def on_confirmed(self, level: float) -> None:
         self.ladder.confirm(self.inst.to_ticks(level))
         self.trade = replace(self.trade, sl_price=level)
+        if self.successor is not None:
+            self.successor.on_confirmed(level)
 
     def on_failed(self, reason: str) -> None:
         self.ladder.reject()
+        if self.successor is not None:
+            self.successor.on_failed(reason)
 
-    async def _maybe_persist(self, force: bool = False) -> None:
+    # -- progress -----------------------------------------------------------------------------
+    def _progress_due(self) -> bool:
+        best, ts = self.ladder.best, self.last_ts
+        if best is None or best == self._saved_best or ts is None:
+            return False
+        return self._saved_at is None or (
+            (ts - self._saved_at).total_seconds() >= self.persist_every_s
+        )
+
+    def take_progress(self) -> float | None:
+        """The best price to save now (None when nothing changed); marks it saved."""
+        self._progress_flagged = False
         best = self.ladder.best
-        if best is None or best == self._saved_best or self.last_ts is None:
-            return
-        if not (force or self._persist_due()):
-            return
+        if best is None or best == self._saved_best:
+            return None
         self._saved_best = best
+        self._saved_moves = self.ladder.moves
         self._saved_at = self.last_ts
-        try:
-            await self.store.save_progress(self.trade_id, self.inst.to_price(best))
-        except StoreError as exc:  # queued in the store; the broker stop is the protection
-            self.log.bind(event="store.degraded", error=str(exc)).warning("best price queued")
-
-    async def persist(self) -> None:
-        """Write the best price now (drain on shutdown)."""
-        await self._maybe_persist(force=True)
+        return self.inst.to_price(best)
 
     @property
     def best_price(self) -> float | None:
