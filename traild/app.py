@@ -96,6 +96,7 @@ class Daemon:
         self.guards: dict[str, TickGuard] = {}
         self.histories: dict[str, BarHistory] = {}
         self.last_tick_wall: dict[str, float] = {}
+        self.stale_epics: set[str] = set()
         self.feed_done = trio.Event()
         self.stopping = False
         self.halted = False
@@ -112,9 +113,11 @@ class Daemon:
         s = self.settings
         self.instruments = s.instrument_table()
         s.state_path().mkdir(parents=True, exist_ok=True)
-        async with open_store(s.database_url(), write_timeout=s.database.write_timeout_s) as store:
-            broker = self._broker or _make_broker(s, self.instruments)
-            feed = self._feed or _make_feed(s)
+        async with (
+            open_store(s.database_url(), write_timeout=s.database.write_timeout_s) as store,
+            _open_broker(s, self.instruments, self._broker) as broker,
+        ):
+            feed = self._feed or _make_feed(s, broker)
             yield store, broker, feed
 
     async def run(self) -> int:
@@ -135,6 +138,7 @@ class Daemon:
                 broker.allowance_per_minute() or s.broker.allowance_per_minute,
                 s.broker.retry_base_s,
                 s.broker.retry_max_s,
+                market_open=_market_gate(feed),
             )
             router = Router(lockstep=lockstep, settle=gateway.wait_idle)
             replay_paper = s.feed.kind == "replay" and s.broker.kind == "paper"
@@ -161,7 +165,7 @@ class Daemon:
                 await nursery.start(supervisor.run)
                 nursery.start_soon(broker.run, supervisor.on_broker_event)
                 nursery.start_soon(self._signals, nursery)
-                nursery.start_soon(self._housekeeping, store)
+                nursery.start_soon(self._housekeeping, store, feed)
                 load = getattr(feed, "load", None)
                 if callable(load):
                     load()  # a bad tick file fails before READY, not mid-run
@@ -276,7 +280,17 @@ class Daemon:
             ).warning("global halt " + ("on" if halted else "off"))
 
     # -- periodic -----------------------------------------------------------------------------
-    async def _housekeeping(self, store: TradeStore) -> None:
+    def _follow_epics(self, feed: PriceFeed) -> None:
+        """A live feed subscribes the epics of newly adopted trades (IG: MARKET:{epic})."""
+        add = getattr(feed, "add_epics", None)
+        if self.supervisor is None or not callable(add):
+            return
+        wanted = {slot.actor.trade.epic for slot in self.supervisor.slots.values()}
+        missing = sorted(wanted - set(feed.epics()))
+        if missing:
+            add(missing)
+
+    async def _housekeeping(self, store: TradeStore, feed: PriceFeed) -> None:
         s = self.settings
         beat_at = trio.current_time() + s.daemon.heartbeat_s
         interval = systemd.watchdog_interval()
@@ -284,6 +298,7 @@ class Daemon:
             await trio.sleep(min(s.database.poll_interval_s, interval or 1e9))
             self._apply_halt()
             if self.supervisor is not None and not self.stopping:
+                self._follow_epics(feed)
                 try:
                     await self.supervisor.poll_store()
                 except TraildError as exc:
@@ -296,17 +311,21 @@ class Daemon:
                 self._heartbeat()
 
     def _feed_fresh(self) -> bool:
+        """False while an epic with open trades has had no tick for ``stale_after_s``; logs
+        ``feed.stale`` once per episode and ``feed.resumed`` when ticks return."""
         if self.feed_done.is_set() or self.supervisor is None:
             return True
         epics = {slot.actor.trade.epic for slot in self.supervisor.slots.values()}
         now = trio.current_time()
-        stale = [
-            e
-            for e in epics
-            if now - self.last_tick_wall.get(e, now) > self.settings.feed.stale_after_s
-        ]
-        for epic in stale:
-            logger.bind(event="feed.stale", epic=epic).warning("no ticks; feed stale")
+        limit = self.settings.feed.stale_after_s
+        stale = {e for e in epics if now - self.last_tick_wall.setdefault(e, now) > limit}
+        for epic in sorted(stale - self.stale_epics):
+            logger.bind(event="feed.stale", epic=epic, seconds=limit).warning(
+                "no ticks; feed stale (watchdog withheld)"
+            )
+        for epic in sorted(self.stale_epics - stale):
+            logger.bind(event="feed.resumed", epic=epic).info("ticks again")
+        self.stale_epics = stale
         return not stale
 
     def _heartbeat(self) -> None:
@@ -340,6 +359,12 @@ class Daemon:
                 await self.gateway.wait_idle()
             if self.supervisor is not None:
                 await self.supervisor.flush_progress(everything=True)
+
+
+def _market_gate(feed: PriceFeed) -> Callable[[str], bool] | None:
+    """The feed's market state where it has one (IG: MARKET_STATE), else always open."""
+    gate = getattr(feed, "market_open", None)
+    return gate if callable(gate) else None
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -385,26 +410,54 @@ async def _restore_paper(broker: Broker, store: TradeStore) -> None:
         )
 
 
-def _make_broker(s: Settings, instruments: InstrumentTable) -> Broker:
+@asynccontextmanager
+async def _open_broker(
+    s: Settings, instruments: InstrumentTable, given: Broker | None
+) -> AsyncIterator[Broker]:
+    """The configured broker (an injected one as is); IG owns an HTTP session."""
+    if given is not None:
+        yield given
+        return
+    b = s.broker
+    if b.kind == "ig":
+        from traild.adapters.ig import IGBroker
+
+        ig = b.ig
+        async with IGBroker(
+            ig.api_url,
+            ig.api_key.get_secret_value(),
+            ig.identifier,
+            ig.password.get_secret_value(),
+            ig.account_id or None,
+            instruments=instruments,
+            timeout=ig.request_timeout_s,
+            poll_interval=ig.positions_poll_s,
+            session_refresh_after=ig.session_refresh_s,
+            confirm_attempts=ig.confirm_attempts,
+            confirm_interval=ig.confirm_interval_s,
+            rules_ttl=ig.rules_ttl_s,
+            trading_allowance=ig.trading_allowance,
+            account_allowance=ig.account_allowance,
+            stream_url=ig.stream_url or None,
+        ) as broker:
+            yield broker
+        return
     from traild.adapters.paper import PaperBroker
 
-    b = s.broker
-    if b.kind == "paper":
-        return PaperBroker(
-            instruments=instruments,
-            latency_ms=b.latency_ms,
-            min_stop_distance_pips=b.min_stop_distance_pips,
-            allowance_per_minute=b.allowance_per_minute,
-            reject_rate=b.fault_reject_rate,
-            timeout_rate=b.fault_timeout_rate,
-            error_rate=b.fault_error_rate,
-            burst_rate=b.fault_burst_rate,
-            seed=b.fault_seed,
-        )
-    raise ConfigError(["broker.kind: 'ig' is wired through traild.adapters.ig"])
+    yield PaperBroker(
+        instruments=instruments,
+        latency_ms=b.latency_ms,
+        min_stop_distance_pips=b.min_stop_distance_pips,
+        allowance_per_minute=b.allowance_per_minute,
+        reject_rate=b.fault_reject_rate,
+        timeout_rate=b.fault_timeout_rate,
+        error_rate=b.fault_error_rate,
+        burst_rate=b.fault_burst_rate,
+        seed=b.fault_seed,
+    )
 
 
-def _make_feed(s: Settings) -> PriceFeed:
+def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
     from traild.adapters.feeds import ReplayFeed, SyntheticFeed
 
     f = s.feed
@@ -418,4 +471,18 @@ def _make_feed(s: Settings) -> PriceFeed:
             mean_interval_ms=f.synthetic_interval_ms or None,
             instruments=s.instrument_table(),
         )
-    raise ConfigError(["feed.kind: 'ig' is wired through traild.adapters.ig_stream"])
+    from traild.adapters.ig import IGBroker
+    from traild.adapters.ig_stream import IGStreamFeed
+
+    if not isinstance(broker, IGBroker):
+        raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])
+    ig = s.broker.ig
+    return IGStreamFeed(
+        f.epics,
+        broker.stream_auth,
+        stale_after=f.stale_after_s,
+        keepalive_ms=ig.keepalive_ms,
+        backoff_initial=ig.reconnect_initial_s,
+        backoff_max=ig.reconnect_max_s,
+        update_time_zone=ig.update_time_zone,
+    )

@@ -183,6 +183,16 @@ class IGSettings(_Strict):
     account_id: str = ""
     request_timeout_s: float = Field(10.0, gt=0)
     positions_poll_s: float = Field(5.0, gt=0)
+    session_refresh_s: float = Field(21600.0, gt=0)
+    confirm_attempts: int = Field(10, ge=1)
+    confirm_interval_s: float = Field(0.2, gt=0)
+    rules_ttl_s: float = Field(21600.0, gt=0)
+    trading_allowance: int | None = Field(None, ge=1)
+    account_allowance: int | None = Field(None, ge=1)
+    keepalive_ms: int = Field(5000, ge=100)
+    update_time_zone: str = "Europe/London"
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
 
 
 class BrokerSettings(_Strict):
@@ -219,6 +229,8 @@ class FeedSettings(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FeedSettings:
+        if self.kind == "ig" and not self.epics:
+            raise ValueError("feed.kind = 'ig' needs feed.epics (the markets to stream)")
         if self.kind == "replay":
             if not self.files:
                 raise ValueError("feed.kind = 'replay' needs feed.files")
@@ -302,6 +314,21 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_pairs(self) -> Settings:
         problems: list[str] = []
+        if self.feed.kind == "ig" and self.broker.kind != "ig":
+            problems.append(
+                "feed.kind = 'ig' streams through the IG session: broker.kind must be 'ig'"
+            )
+        if self.broker.kind == "ig":
+            ig = self.broker.ig
+            for key in ("identifier",):
+                if not getattr(ig, key):
+                    problems.append(f"broker.ig.{key}: required when broker.kind = 'ig'")
+            for key in ("password", "api_key"):
+                if not getattr(ig, key).get_secret_value():
+                    problems.append(
+                        f"broker.ig.{key}: required when broker.kind = 'ig' (from "
+                        f"TRAILD_BROKER__IG__{key.upper()} or a systemd credential)"
+                    )
         table = self.instrument_table()
         for key in self.pairs:
             if key != "DEFAULT":

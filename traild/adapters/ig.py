@@ -273,6 +273,9 @@ class IGBroker:
     async def open_position(self, request: OpenRequest) -> Position:
         raise BrokerRejected("traild does not open positions at IG")
 
+    def submit_open(self, request: OpenRequest) -> str:
+        raise BrokerRejected("traild does not open positions at IG")
+
     async def amend_stop(self, deal_id: str, stop: float, limit: float | None) -> Confirmation:
         """PUT the absolute stop (re-sending the limit), then confirm the deal reference."""
         known = self._deals.get(deal_id) or await self.get_position(deal_id)

@@ -106,6 +106,7 @@ class Gateway:
         retry_base: float = 0.5,
         retry_max: float = 30.0,
         workers: int = 4,
+        market_open: Callable[[str], bool] | None = None,
     ) -> None:
         self.broker = broker
         self.store = store
@@ -114,6 +115,7 @@ class Gateway:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.workers = workers
+        self.market_open = market_open or (lambda epic: True)
         self.halted = False
         self._queued: dict[int, AmendTarget] = {}
         self._in_flight: set[int] = set()
@@ -186,6 +188,10 @@ class Gateway:
         for trade_id, target in self._queued.items():
             if trade_id in self._in_flight or self._not_before.get(trade_id, 0.0) > now:
                 continue
+            if not self.market_open(target.epic):
+                # no amendments while the market is closed; looked at again shortly
+                self._not_before[trade_id] = now + 5.0
+                continue
             if best is None or (target.priority and not best.priority):
                 best = target
                 if target.priority:
@@ -248,12 +254,13 @@ class Gateway:
             result = await self.broker.amend_stop(t.deal_id, t.level, t.limit)
         except RateLimited as exc:
             self.counts["rate_limited"] += 1
-            self.bucket.pause(exc.retry_after)
+            pause = min(exc.retry_after, self.retry_max)  # re-asked after at most retry_max
+            self.bucket.pause(pause)
             bound.bind(event="broker.rate_limited", retry_after=exc.retry_after).warning(
                 "broker allowance exceeded; pausing amendments"
             )
             await self._store_state(amend_id, AmendState.FAILED, error="rate limited")
-            self._retry_later(t, exc.retry_after)
+            self._retry_later(t, pause)
             return
         except BrokerTimeout:
             result = await self._reconcile(t)
