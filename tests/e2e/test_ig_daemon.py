@@ -17,9 +17,9 @@ from traild.app import Daemon
 from traild.settings import Settings
 
 
-async def _until(what: str, predicate: Any, timeout: float = 15.0) -> None:
+async def _until(what: str, predicate: Any, seconds: float = 15.0) -> None:
     """Wait for ``predicate``; fail naming ``what``."""
-    with trio.move_on_after(timeout) as scope:
+    with trio.move_on_after(seconds) as scope:
         await wait_until(predicate)
     if scope.cancelled_caught:
         raise AssertionError(f"timed out waiting for {what}")
