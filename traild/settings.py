@@ -239,6 +239,17 @@ class FeedSettings(_Strict):
         return self
 
 
+class BacktestSettings(_Strict):
+    """Defaults of ``traild backtest`` random entries and metrics."""
+
+    stop_pips: float = Field(20.0, gt=0)
+    limit_pips: float = Field(50.0, gt=0)
+    scalp_stop_pips: float = Field(10.0, gt=0)
+    scalp_limit_pips: float = Field(25.0, gt=0)
+    scalp_share: float = Field(0.5, ge=0, le=1)
+    lookahead_minutes: float = Field(60.0, gt=0)
+
+
 class DaemonSettings(_Strict):
     halt: bool = False
     state_dir: str | None = None
@@ -270,6 +281,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     feed: FeedSettings = FeedSettings()
     daemon: DaemonSettings = DaemonSettings()
+    backtest: BacktestSettings = BacktestSettings()
 
     @classmethod
     def settings_customise_sources(

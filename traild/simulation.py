@@ -61,8 +61,8 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
         req.entry if req.entry is not None else (ask0 if req.direction is Direction.BUY else bid0)
     )
     entry = inst.to_ticks(fill)
-    stop = _level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
-    limit = _level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
+    stop = stop_level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
+    limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
     stages = _stages(settings, req, history.conditions(req.epic, ts0))
     min_dist = req.min_stop_distance_pips
@@ -102,7 +102,7 @@ def _as_ticks(
         yield ts, to_ticks(bid), to_ticks(ask)
 
 
-def _level(
+def stop_level(
     inst: Instrument,
     direction: Direction,
     entry: int,
@@ -110,7 +110,8 @@ def _level(
     pips: float | None,
     adverse: bool,
 ) -> int | None:
-    """Absolute stop/limit level in ticks; distances are widened to whole ticks."""
+    """Absolute stop (``adverse``) or limit level in ticks; pip distances are widened to
+    whole ticks; an absolute level on the wrong side of the entry is an error."""
     sign = direction.sign * (-1 if adverse else 1)
     what = "stop" if adverse else "limit"
     if price is not None:

@@ -55,6 +55,7 @@ class BacktestRequest:
     lookahead_minutes: float = 60.0
     jobs: int = 1
     engine: str = FAST
+    defaults: RandomDefaults = RANDOM_DEFAULTS  # random entries' stops and limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ _CTX: Context | None = None
 
 
 def prepare(
-    settings: Settings, req: BacktestRequest, defaults: RandomDefaults = RANDOM_DEFAULTS
+    settings: Settings, req: BacktestRequest, defaults: RandomDefaults | None = None
 ) -> Context:
     """Load the ticks and resolve entries and variants; every input error surfaces here."""
     if req.engine not in (FAST, EVENT):
@@ -138,7 +139,7 @@ def prepare(
     if req.signals is not None:
         signals = read_signals(req.signals, markets, table)
     else:
-        signals = random_signals(req.random or 0, req.seed, markets, defaults)
+        signals = random_signals(req.random or 0, req.seed, markets, defaults or req.defaults)
     trades = tuple(
         resolve(signals, markets, settings.condition_params(), clamp_to_data=req.signals is None)
     )
@@ -352,7 +353,3 @@ def _row(
         amendments=len(r.amendments),
         path=path,
     )
-
-
-def default_jobs() -> int:
-    return max(1, min(32, multiprocessing.cpu_count()))

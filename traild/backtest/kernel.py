@@ -279,8 +279,9 @@ def _results(b: _Batch, exit_k: Ints, kind: Ints, x: Ints, ts_ms: Ints) -> list[
     k = np.where(ok, exit_k, b.base)
     xk = x[k]
     gap = ((kind == 1) & (xk < b.stop)) | ((kind == 2) & (xk > b.limit))
-    # Best before the exit tick: the last event's best and the ticks since (the end tick too).
-    upto = np.where(kind == 3, k + 1, k)
+    # Best up to the exit: the last event's best and the ticks since — the exit tick too for a
+    # limit (a favourable tick) and at the end of data; a stop's exit tick is adverse anyway.
+    upto = np.where((kind == 3) | (kind == 2), k + 1, k)
     best = np.maximum(b.best, _range_max(x, np.minimum(b.pos, upto), upto))
     moves: dict[int, list[tuple[int, int | None, int, str]]] = {}
     for who, at, old, new, why in b.moves:

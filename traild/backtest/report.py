@@ -16,7 +16,6 @@ from typing import Any
 from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
-from traild.backtest.signals import RANDOM_DEFAULTS
 from traild.simulation import iso
 
 CSV_COLUMNS = (
@@ -135,7 +134,7 @@ def run_info(result: BacktestResult) -> dict[str, Any]:
         "entries": (
             {"signals": req.signals}
             if req.signals is not None
-            else {"random": req.random, "seed": req.seed, "defaults": asdict(RANDOM_DEFAULTS)}
+            else {"random": req.random, "seed": req.seed, "defaults": asdict(req.defaults)}
         ),
         "ticks": [
             {

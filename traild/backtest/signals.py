@@ -25,7 +25,7 @@ from traild.core.conditions import ConditionParams
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction
-from traild.simulation import _level
+from traild.simulation import stop_level
 
 REQUIRED = ("ts_utc", "epic", "direction", "stop_pips", "limit_pips")
 OPTIONAL = ("is_scalp", "atr_pips", "volatility_regime", "session", "market_regime")
@@ -35,10 +35,7 @@ _FALSE = frozenset(("", "0", "false", "no", "n", "f", "regular"))
 
 @dataclass(frozen=True, slots=True)
 class RandomDefaults:
-    """Stop, limit and scalp share of random entries (pips).
-
-    A module constant until the lead adds ``[backtest]`` settings with these names.
-    """
+    """Stop, limit and scalp share of random entries (pips); from ``[backtest]``."""
 
     stop_pips: float = 20.0
     limit_pips: float = 50.0
@@ -255,8 +252,8 @@ def resolve(
 def _trade(i: int, s: Signal, m: Market, idx: int, derived: MarketConditions) -> TradeSpec:
     inst = m.instrument
     entry = int(m.ask[idx] if s.direction is Direction.BUY else m.bid[idx])
-    stop = _level(inst, s.direction, entry, None, s.stop_pips, adverse=True)
-    limit = _level(inst, s.direction, entry, None, s.limit_pips, adverse=False)
+    stop = stop_level(inst, s.direction, entry, None, s.stop_pips, adverse=True)
+    limit = stop_level(inst, s.direction, entry, None, s.limit_pips, adverse=False)
     assert stop is not None
     conditions = MarketConditions(
         s.epic,

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from traild.backtest.engine import BacktestRequest, default_jobs, run_backtest
-from traild.backtest.paths import EVENT, FAST
-from traild.backtest.report import table, write_outputs
 from traild.backtest.variants import DEFAULT_VARIANTS
 from traild.cli.core_cmds import _positive_float
 from traild.core.errors import DataError
 from traild.settings import load
+
+_FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
+
+
+def _default_jobs() -> int:
+    """One worker per core (at least one, at most 32)."""
+    return max(1, min(32, os.cpu_count() or 1))
 
 
 def register(sub: Any) -> None:
@@ -53,9 +58,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--lookahead",
         type=_positive_float,
-        default=60.0,
+        default=None,
         metavar="MIN",
-        help="minutes after a stop-out to look for the take-profit (default 60)",
+        help="minutes after a stop-out to look for the take-profit "
+        "(default [backtest] lookahead_minutes, 60)",
     )
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="default ./backtest-out")
     p.add_argument("--json", action="store_true", help="print summary.json only")
@@ -63,14 +69,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--jobs",
         type=_count,
-        default=default_jobs(),
+        default=_default_jobs(),
         metavar="N",
         help="worker processes (default: the number of cores)",
     )
     p.add_argument(
         "--engine",
-        choices=(FAST, EVENT),
-        default=FAST,
+        choices=(_FAST, _EVENT),
+        default=_FAST,
         help="fast: vectorised kernel (default); event: the event-driven core for every trade",
     )
     p.set_defaults(func=_backtest)
@@ -113,7 +119,13 @@ class _Progress:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    # Imported here: NumPy and matplotlib are not needed by the other commands.
+    from traild.backtest.engine import BacktestRequest, run_backtest
+    from traild.backtest.report import table, write_outputs
+    from traild.backtest.signals import RandomDefaults
+
     settings = load(args.config)
+    b = settings.backtest
     request = BacktestRequest(
         ticks=tuple(args.ticks),
         signals=args.signals,
@@ -121,9 +133,12 @@ def _backtest(args: argparse.Namespace) -> int:
         seed=args.seed,
         variants=args.variants,
         grid=tuple(args.grid),
-        lookahead_minutes=args.lookahead,
+        lookahead_minutes=args.lookahead or settings.backtest.lookahead_minutes,
         jobs=args.jobs,
         engine=args.engine,
+        defaults=RandomDefaults(
+            b.stop_pips, b.limit_pips, b.scalp_stop_pips, b.scalp_limit_pips, b.scalp_share
+        ),
     )
     result = run_backtest(settings, request, _Progress())
     out = Path(args.out)
@@ -135,8 +150,8 @@ def _backtest(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, allow_nan=False))
         return 0
     print(table(summary))
-    replayed = sum(r.path == EVENT for r in result.rows)
-    note = f"; {replayed} trade runs on the event-driven core" if args.engine == FAST else ""
+    replayed = sum(r.path == _EVENT for r in result.rows)
+    note = f"; {replayed} trade runs on the event-driven core" if args.engine == _FAST else ""
     print(
         f"\n{len(result.trades)} trades x {len(result.variants)} variants{note}."
         f" Wrote report.md, trades.csv, summary.json, run.json and charts to {out}/"

@@ -201,6 +201,8 @@ class Ladder:
             return Exit(self.sign * x, "stop", x < self._stop, self.sign * self._stop)
         if self._limit is not None and x >= self._limit:
             self.closed = True
+            if x > self._best:  # the exit tick counts towards the excursion (SPEC §1)
+                self._best = x
             return Exit(self.sign * x, "limit", x > self._limit, self.sign * self._limit)
         if x > self._best:
             self._best = x

@@ -58,7 +58,8 @@ def run_trade(
         seen += 1
         last = tick
         event = ladder.on_tick(bid, ask)
-        if lock_ts is None and lock_trigger_scaled is not None:
+        # the lock is "reached" while the trade is open, not by the tick that closes it
+        if lock_ts is None and lock_trigger_scaled is not None and not isinstance(event, Exit):
             mfe = ladder.mfe
             if mfe is not None and mfe * CENTI >= lock_trigger_scaled:
                 lock_ts = ts

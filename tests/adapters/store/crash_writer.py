@@ -1,17 +1,14 @@
-"""Child of test_store_crash: a zygote that forks one amendment writer per trial.
+"""Child of test_store_crash: one amendment writer, killed by the test at a random point.
 
-    python crash_writer.py        commands on stdin, one per line: ``run URL TRADE_ID...``
+    python crash_writer.py URL TRADE_ID...
 
-Everything is imported once here; each trial forks a fresh writer (a single-threaded zygote that
-never ran trio or asyncio forks safely), reports ``pid N``, reaps it and reports ``exit N STATUS``.
-The writer runs one task per trade looping write_amendment (pending) -> sent -> confirm ->
-save_progress, each level one tick above the last, and prints a line after each acknowledged call.
-The zygote exits when stdin closes; a writer stops by itself after 20 s.
+One task per trade loops write_amendment (pending) -> sent -> confirm -> save_progress, each
+level one tick above the last, and prints a line after each acknowledged call. It stops by
+itself after 20 s.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -51,24 +48,5 @@ async def write_until_killed(url: str, trade_ids: list[int]) -> None:
                     nursery.start_soon(actor, store, trade_id)
 
 
-def serve() -> None:
-    for command in sys.stdin:
-        words = command.split()
-        if not words or words[0] != "run":
-            continue
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                trio.run(write_until_killed, words[1], [int(w) for w in words[2:]])
-                code = 0
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
-        say("pid", pid)
-        _, status = os.waitpid(pid, 0)
-        say("exit", pid, status)
-
-
 if __name__ == "__main__":
-    serve()
+    trio.run(write_until_killed, sys.argv[1], [int(w) for w in sys.argv[2:]])

@@ -34,9 +34,16 @@ class Lines:
         self._buffer = b""
 
     async def next(self) -> str:
+        line = await self.next_or_none()
+        assert line is not None, f"crash_writer.py ended unexpectedly: {self._buffer[-300:]!r}"
+        return line
+
+    async def next_or_none(self) -> str | None:
+        """The next complete line, or None at the end of the stream."""
         while b"\n" not in self._buffer:
             chunk = await self._stream.receive_some(65536)
-            assert chunk, f"crash_writer.py ended unexpectedly: {self._buffer[-300:]!r}"
+            if not chunk:
+                return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
@@ -55,27 +62,34 @@ async def template(path: Path) -> None:
     assert not path.with_name(path.name + "-wal").exists()  # checkpointed: one file to copy
 
 
-async def run_and_kill(
-    zygote: trio.Process, lines: Lines, url: str, lines_before_kill: int
-) -> list[str]:
-    """One writer; SIGKILL it after ``lines_before_kill`` acknowledged lines; what it printed."""
-    assert zygote.stdin is not None
-    await zygote.stdin.send_all(f"run {url} {' '.join(map(str, TRADE_IDS))}\n".encode())
-    pid, ready, acknowledged = 0, False, list[str]()
-    while not (pid and ready and len(acknowledged) >= lines_before_kill):
-        line = await lines.next()
-        assert not line.startswith("exit"), "the writer ended before it was killed"
-        if line.startswith("pid "):
-            pid = int(line.split()[1])
-        elif line == "ready":
-            ready = True
-        else:
-            acknowledged.append(line)
-    os.kill(pid, signal.SIGKILL)
-    while not (line := await lines.next()).startswith(f"exit {pid} "):
-        acknowledged.append(line)  # printed before it died: acknowledged too
-    status = int(line.split()[2])
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+async def run_and_kill(url: str, lines_before_kill: int) -> list[str]:
+    """One writer process; SIGKILL it after ``lines_before_kill`` acknowledged lines.
+
+    Returns every line it printed (a line printed before it died was acknowledged too)."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, str(WRITER), url, *map(str, TRADE_IDS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    lines = Lines(proc.stdout)
+    ready, acknowledged = False, list[str]()
+    try:
+        while not (ready and len(acknowledged) >= lines_before_kill):
+            line = await lines.next()
+            if line == "ready":
+                ready = True
+            else:
+                acknowledged.append(line)
+    finally:
+        proc.kill()
+        status = await proc.wait()
+    assert status == -signal.SIGKILL, "the writer ended before it was killed"
+    while (line := await lines.next_or_none()) is not None:
+        acknowledged.append(line)
+    await proc.stdout.aclose()
     return acknowledged
 
 
@@ -116,28 +130,10 @@ async def test_sigkill_at_random_points_never_loses_a_confirmed_stop(tmp_path: P
     written = []
     with trio.fail_after(180):
         await template(seed_db)
-        zygote = await trio.lowlevel.open_process(
-            [sys.executable, str(WRITER)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            cwd=REPO,
-        )
-        assert zygote.stdin is not None and zygote.stdout is not None
-        try:
-            lines = Lines(zygote.stdout)
-            for n in range(TRIALS):
-                path = tmp_path / f"crash{n}.db"
-                shutil.copyfile(seed_db, path)
-                url = f"sqlite+aiosqlite:///{path}"
-                acknowledged = await run_and_kill(zygote, lines, url, rng.randint(0, 120))
-                written.append(await verify(url, path, acknowledged))
-        finally:
-            await zygote.stdin.aclose()  # the zygote exits at end of input
-            with trio.move_on_after(5):
-                await zygote.wait()
-            zygote.kill()
-            await zygote.wait()
-    assert len(written) == TRIALS
+        for n in range(TRIALS):
+            path = tmp_path / f"crash{n}.db"
+            shutil.copyfile(seed_db, path)
+            url = f"sqlite+aiosqlite:///{path}"
+            acknowledged = await run_and_kill(url, rng.randint(0, 120))
+            written.append(await verify(url, path, acknowledged))
     assert sum(written) > TRIALS  # the kills landed while amendments were being written
