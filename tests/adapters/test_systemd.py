@@ -147,7 +147,9 @@ def assert_required_keys(unit: dict[str, dict[str, list[str]]]) -> None:
     assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("WatchdogSec") == "30"
     assert one("Restart") == "on-failure"
-    assert "75" in one("RestartPreventExitStatus").split()
+    from traild.app import EXIT_REFUSED
+
+    assert str(EXIT_REFUSED) in one("RestartPreventExitStatus").split()
     assert one("StateDirectory") == "traild"
     assert one("DynamicUser") == "yes" or one("User") == "traild"
     for key, value in (
