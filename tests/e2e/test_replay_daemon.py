@@ -108,3 +108,21 @@ def test_profit_lock_lands_for_every_trade_that_reached_ten_pips(
             assert sign * (row["sl_price"] - row["entry_price"]) >= 0.0001 - 1e-9
         else:
             assert not locks
+
+
+def test_run_refuses_to_start_on_invalid_config_or_unmigrated_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[trailing]\nprofit_lock_pips = 20\n[nonsense]\nx = 1\n")
+    refused = traild("run", "--config", str(bad), check=False)
+    assert refused.returncode == 78  # EX_CONFIG: systemd's RestartPreventExitStatus
+    rejected = [e for e in log_events(refused.stderr) if e["event"] == "config.rejected"]
+    assert rejected and any("nonsense" in p for p in rejected[0]["problems"])
+    assert "Traceback" not in refused.stderr
+
+    state = tmp_path / "state"
+    fresh = tmp_path / "fresh.toml"
+    fresh.write_text(f'[daemon]\nstate_dir = "{state}"\n')
+    unmigrated = traild("run", "--config", str(fresh), check=False)
+    assert unmigrated.returncode == 78
+    assert "traild migrate" in unmigrated.stderr
+    assert "Traceback" not in unmigrated.stderr
