@@ -15,6 +15,7 @@ filtered: NaN, zero or crossed quotes pass through for the runtime's tick guard 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -86,11 +87,9 @@ def epic_from_filename(path: str | os.PathLike[str]) -> str:
     """The currency pair that starts a file name: ``GBPJPY_dukascopy_....csv.gz`` -> GBPJPY."""
     name = Path(path).name
     token = re.split(r"[^A-Za-z]", name, maxsplit=1)[0].upper()
-    try:
+    with contextlib.suppress(InstrumentError):
         if len(token) == 6 and symbol_of(token) == token:
             return token
-    except InstrumentError:
-        pass
     raise DataError(
         f"{name}: the file name does not start with a currency pair; give the epic explicitly"
     )

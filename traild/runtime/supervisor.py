@@ -185,19 +185,7 @@ class Supervisor:
         stages = self._stored_stages(trade)
         if stages is None:
             stages = await self._calculate_and_store(trade, await self._conditions(trade))
-        stages = self._apply_switches(trade, stages)
-        self.counts["adopted"] += 1
-        logger.bind(
-            event="trade.adopted",
-            trade_id=trade.id,
-            deal_id=trade.deal_id,
-            epic=trade.epic,
-            method=stages.method,
-            direction=trade.direction.value,
-            entry=trade.entry_price,
-            stop=trade.sl_price,
-        ).info("trade adopted")
-        self._start(trade, ActorPlan(stages, self._ladder_policy(trade.epic)))
+        self._launch(trade, stages)
 
     async def _fill(self, trade: TradeRecord) -> None:
         """Ask the (paper) broker to open the position; the fill arrives as PositionOpened.
@@ -250,6 +238,13 @@ class Supervisor:
             status=TradeStatus.OPEN.value,
         )
         stages = await self._calculate_and_store(filled, await self._conditions(filled))
+        self._launch(filled, stages, skip_current_tick=True)
+
+    def _launch(
+        self, trade: TradeRecord, stages: CalculatedStages, skip_current_tick: bool = False
+    ) -> None:
+        """Kill switches applied, the adoption logged, the actor started."""
+        stages = self._apply_switches(trade, stages)
         self.counts["adopted"] += 1
         logger.bind(
             event="trade.adopted",
@@ -258,12 +253,12 @@ class Supervisor:
             epic=trade.epic,
             method=stages.method,
             direction=trade.direction.value,
-            entry=position.level,
-            stop=position.stop,
-            limit=position.limit,
-        ).info("trade filled and adopted")
-        plan = ActorPlan(self._apply_switches(filled, stages), self._ladder_policy(filled.epic))
-        self._start(filled, plan, skip_current_tick=True)
+            entry=trade.entry_price,
+            stop=trade.sl_price,
+            limit=trade.limit_price,
+        ).info("trade adopted")
+        plan = ActorPlan(stages, self._ladder_policy(trade.epic))
+        self._start(trade, plan, skip_current_tick)
 
     async def _calculate_and_store(
         self, trade: TradeRecord, cond: MarketConditions | None

@@ -251,7 +251,7 @@ class IGSim:
                 if not http.reusable:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, Dropped):
-            pass  # the client went away or the sim cut the connection on purpose
+            return  # the client went away or the sim cut the connection on purpose
         finally:
             await http.aclose()
 
