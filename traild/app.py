@@ -21,7 +21,8 @@ from traild.core.messages import Position, Tick
 from traild.ports import Broker, PriceFeed, TradeStore
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
-from traild.runtime.supervisor import Policy, Supervisor
+from traild.runtime.stages import Policy
+from traild.runtime.supervisor import Supervisor
 from traild.settings import Settings, load
 
 EXIT_OK = 0

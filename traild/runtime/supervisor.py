@@ -18,14 +18,10 @@ from traild.core.calculator import (
     DYNAMIC,
     FIXED,
     CalculatedStages,
-    CalculatorParams,
-    DynamicTrailingCalculator,
     MarketConditions,
-    StageConfig,
-    is_forced_fixed,
 )
 from traild.core.conditions import BarHistory
-from traild.core.errors import BrokerError, StageError, StoreError, TraildError
+from traild.core.errors import BrokerError, StoreError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.ladder import LadderPolicy
 from traild.core.messages import (
@@ -41,22 +37,15 @@ from traild.core.messages import (
 from traild.ports import Broker, BrokerEvent, TradeStore
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
+from traild.runtime.stages import (
+    Policy,
+    apply_switches,
+    calculate,
+    fixed_stages,
+    merge_conditions,
+    stored_stages,
+)
 from traild.runtime.trade_actor import ActorPlan, QuoteCache, TradeActor
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The plain values the supervisor needs from the settings (swapped on reload)."""
-
-    calculator: CalculatorParams
-    ladder: LadderPolicy
-    fixed_stages: Callable[[str, bool], StageConfig]
-    restart_budget: int = 5
-    restart_backoff: float = 0.5
-    restart_backoff_max: float = 30.0
-    dynamic_failures_before_fixed: int = 2
-    persist_every_s: float = 1.0
-    min_distance: Callable[[str], float] = lambda epic: 0.0
 
 
 @dataclass(slots=True)
@@ -280,102 +269,31 @@ class Supervisor:
         return stages
 
     def _stored_stages(self, trade: TradeRecord) -> CalculatedStages | None:
-        if trade.calculated_stages is None:
-            return None
-        try:
-            return CalculatedStages.from_json(trade.calculated_stages)
-        except StageError as exc:
-            logger.bind(
-                event="stages.fallback",
-                trade_id=trade.id,
-                deal_id=trade.deal_id,
-                epic=trade.epic,
-                reason="calculation_error",
-                error=str(exc),
-            ).warning("stored stages unusable; using fixed")
-            return self._fixed(trade, "calculation_error")
+        return stored_stages(self.policy, trade)
 
     async def _conditions(self, trade: TradeRecord) -> MarketConditions | None:
+        """The alert's conditions, completed from traild's own price history."""
         alert = None
         if trade.alert_id is not None:
             try:
                 alert = await self.store.get_alert(trade.alert_id)
             except StoreError as exc:
                 logger.bind(event="store.degraded", error=str(exc)).warning("alert unreadable")
-        own = self._conditions_from_history(trade)
-        if alert is None:
-            return own
-        pip = float(self.instruments.resolve(trade.epic).pip_size)
-        atr = alert.atr / pip if alert.atr is not None and alert.atr == alert.atr else None
-        base = own or MarketConditions(trade.epic)
-        return MarketConditions(
-            trade.epic,
-            atr if atr is not None else base.atr_pips,
-            alert.volatility_regime or base.volatility_regime,
-            alert.market_session or base.session,
-            alert.market_regime or base.market_regime,
-        )
-
-    def _conditions_from_history(self, trade: TradeRecord) -> MarketConditions | None:
         history = self.histories.get(trade.epic)
-        if history is None or history.atr is None:
-            return None
-        return history.conditions(trade.epic, self.now())
+        own = None
+        if history is not None and history.atr is not None:
+            own = history.conditions(trade.epic, self.now())
+        pip = float(self.instruments.resolve(trade.epic).pip_size)
+        return merge_conditions(trade.epic, alert, own, pip)
 
     def calculate(self, trade: TradeRecord, cond: MarketConditions | None) -> CalculatedStages:
-        calc = DynamicTrailingCalculator(self.policy.calculator)
-        base = self.policy.fixed_stages(trade.epic, trade.is_scalp_trade)
-        result = calc.calculate_stages(
-            cond, base, trade.is_scalp_trade, trade.trailing_override, trade.epic
-        )
-        log = logger.bind(
-            trade_id=trade.id,
-            deal_id=trade.deal_id,
-            epic=trade.epic,
-            method=result.method,
-            reason=result.fallback_reason,
-            factor=result.factor,
-            stages=result.stages.as_dict(),
-            inputs=None
-            if cond is None
-            else {
-                "atr_pips": cond.atr_pips,
-                "regime": cond.volatility_regime,
-                "session": cond.session,
-                "market_regime": cond.market_regime,
-            },
-        )
-        if result.method == DYNAMIC:
-            log.bind(event="stages.calculated").info("dynamic stages calculated")
-        else:
-            log.bind(event="stages.fallback").info("fixed stages used")
-        for warning in result.warnings:
-            log.bind(event="stages.calculated").warning(warning)
-        if result.out_of_range:
-            log.bind(event="stages.out_of_range", fields=list(result.out_of_range)).warning(
-                "stages outside the configured sanity range"
-            )
-        return result
+        return calculate(self.policy, trade, cond)
 
     def _fixed(self, trade: TradeRecord, reason: str, atr: float | None = None) -> CalculatedStages:
-        base = self.policy.fixed_stages(trade.epic, trade.is_scalp_trade)
-        return CalculatedStages(base, FIXED, reason, None, atr)
+        return fixed_stages(self.policy, trade, reason, atr)
 
     def _apply_switches(self, trade: TradeRecord, stages: CalculatedStages) -> CalculatedStages:
-        """Kill switches: dynamic off, forced-fixed pair, per-trade override -> fixed stages."""
-        if stages.method != DYNAMIC:
-            return stages
-        calc = self.policy.calculator
-        reason = None
-        if not calc.enable_dynamic_trailing:
-            reason = "disabled"
-        elif is_forced_fixed(trade.epic, calc.force_fixed_trailing_pairs):
-            reason = "forced_fixed_pair"
-        elif trade.trailing_override in ("fixed", "off"):
-            reason = "trade_override"
-        if reason is None:
-            return stages
-        return self._fixed(trade, reason, stages.atr_pips)
+        return apply_switches(self.policy, trade, stages)
 
     def _ladder_policy(self, epic: str) -> LadderPolicy:
         distance = self.policy.min_distance(epic)
