@@ -3,6 +3,7 @@ kill switches."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -229,3 +230,30 @@ async def test_unknown_broker_position_is_adopted(autojump_clock: trio.testing.M
     trade = await rig.store.get_trade_by_deal("X9")
     assert trade is not None and trade.status == TradeStatus.OPEN
     assert trade.id in rig.sup.slots
+
+
+async def test_per_trade_override_off_stops_amendments_and_fixed_moves_to_fixed_stages(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = Settings(trailing={"enable_dynamic_trailing": True})
+    rig = Rig(settings)
+    await rig.store.add_alert(
+        AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low", market_session="asian")
+    )
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800, alert_id=1)
+    await rig.add("D2", Direction.BUY, 1.10000, 1.09800)
+
+    async def body() -> None:
+        assert rig.store.trades[1].trailing_calculation_method == "dynamic_volatility"
+        rig.store.trades[1] = dataclasses.replace(rig.store.trades[1], trailing_override="fixed")
+        rig.store.trades[2] = dataclasses.replace(rig.store.trades[2], trailing_override="off")
+        await rig.sup.poll_store()
+        await rig.tick(1.10095, 1.10105)  # +9.5: the dynamic early BE (9.45) would fire
+        await rig.tick(1.10120, 1.10130)  # +12: the profit lock
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    # D1 on fixed stages: only the +10 lock; D2 switched off: nothing at all
+    assert rig.broker.calls == [("D1", 1.10010, None)]
+    assert rig.store.trades[1].trailing_calculation_method == "fixed"
+    assert rig.store.trades[1].fallback_reason == "trade_override"

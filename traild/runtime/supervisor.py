@@ -144,16 +144,42 @@ class Supervisor:
             await self.on_broker_event(PositionOpened(position, self.now()))
 
     async def poll_store(self) -> None:
-        """Adopt every open or pending trade that has no actor yet."""
-        fresh = [
-            t
-            for t in await self.store.load_open_trades()
-            if t.id is not None and t.id not in self._known
-        ]
+        """Adopt every open or pending trade that has no actor yet; apply per-trade overrides
+        (``trailing_override``) changed in the database to the running ones."""
+        trades = await self.store.load_open_trades()
+        for trade in trades:
+            slot = self.slots.get(trade.id) if trade.id is not None else None
+            if slot is not None and trade.trailing_override != slot.actor.trade.trailing_override:
+                self._override(slot.actor, trade.trailing_override)
+        fresh = [t for t in trades if t.id is not None and t.id not in self._known]
         # Concurrently, so the store commits their writes in batches.
         async with trio.open_nursery() as nursery:
             for trade in fresh:
                 nursery.start_soon(self.adopt, trade)
+
+    def _override(self, actor: TradeActor, override: str | None) -> None:
+        """The per-trade kill switch: ``fixed`` stages, or ``off`` (no amendments at all)."""
+        actor.trade = replace(actor.trade, trailing_override=override)
+        stages = self._apply_switches(actor.trade, actor.plan.stages)
+        actor.log.bind(
+            event="killswitch.engaged" if override else "killswitch.released",
+            switch="trade",
+            override=override,
+        ).warning("per-trade override")
+        if stages is not actor.plan.stages:
+            actor.log.bind(
+                event="stages.fallback",
+                reason=stages.fallback_reason,
+                stages=stages.stages.as_dict(),
+            ).warning("trade moves to fixed stages")
+            self._record_method_soon(actor.trade_id, FIXED, stages.fallback_reason)
+            actor.replan(ActorPlan(stages, actor.plan.policy))
+        if override == "off":
+            self.gateway.forget(actor.trade_id)
+
+    def _record_method_soon(self, trade_id: int, method: str, reason: str | None) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._record_method, trade_id, method, reason)
 
     # -- adoption -----------------------------------------------------------------------------
     async def adopt(self, trade: TradeRecord) -> None:
@@ -525,10 +551,7 @@ class Supervisor:
                     reason=switched.fallback_reason,
                     stages=switched.stages.as_dict(),
                 ).warning("kill switch: trade moves to fixed stages")
-                if self._nursery is not None:
-                    self._nursery.start_soon(
-                        self._record_method, actor.trade_id, FIXED, switched.fallback_reason
-                    )
+                self._record_method_soon(actor.trade_id, FIXED, switched.fallback_reason)
             elif stages.method == FIXED:
                 switched = replace(
                     stages, stages=policy.fixed_stages(actor.trade.epic, actor.trade.is_scalp_trade)

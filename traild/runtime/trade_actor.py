@@ -120,10 +120,12 @@ class TradeActor:
         bid, ask = self.quotes.ticks(tick)
         event = self.ladder.on_tick(bid, ask)
         if event is not None:
-            if isinstance(event, MoveStop):
-                self._submit(event)
-            else:
+            if not isinstance(event, MoveStop):
                 self.exited = event
+            elif self.trade.trailing_override == "off":
+                self.ladder.reject()  # per-trade kill switch: track, never amend
+            else:
+                self._submit(event)
         if (
             self.ladder.moves != self._saved_moves
             and not self._progress_flagged
