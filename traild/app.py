@@ -128,7 +128,7 @@ class Daemon:
             event="daemon.started",
             broker=s.broker.kind,
             feed=s.feed.kind,
-            database=_safe_url(s.database_url()),
+            database=_display_url(s.database_url()),
         ).info("traild starting")
         async with self._open() as (store, broker, feed):
             lockstep = s.feed.kind == "replay" and s.feed.speed == 0
@@ -362,6 +362,13 @@ class Daemon:
                 await self.supervisor.flush_progress(everything=True)
 
 
+def _display_url(url: str) -> str:
+    """The database URL with its password masked (for logs)."""
+    from traild.adapters.store import display_url
+
+    return display_url(url)
+
+
 def _market_gate(feed: PriceFeed) -> Callable[[str], bool] | None:
     """The feed's market state where it has one (IG: MARKET_STATE), else always open."""
     gate = getattr(feed, "market_open", None)
@@ -375,15 +382,6 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
             out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [prefix.rstrip(".")]
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
 
 
 async def _restore_paper(broker: Broker, store: TradeStore) -> None:

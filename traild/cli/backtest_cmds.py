@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from traild.backtest.variants import DEFAULT_VARIANTS
-from traild.cli.core_cmds import _positive_float
+from traild.cli.args import positive_float as _positive_float
 from traild.core.errors import DataError
 from traild.settings import load
 

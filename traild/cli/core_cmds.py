@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from datetime import UTC, datetime
 from typing import Any
 
+from traild.cli import args as args_
 from traild.core.calculator import DynamicTrailingCalculator, MarketConditions
 from traild.core.errors import DataError
-from traild.core.messages import Direction
 from traild.settings import load
 from traild.simulation import SimulationRequest, simulate
 
@@ -22,7 +20,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("calc", help="the stages a trade would get")
     p.add_argument("--epic", required=True)
-    p.add_argument("--atr-pips", type=_positive_or_any_float, metavar="X")
+    p.add_argument("--atr-pips", type=args_.positive_or_any_float, metavar="X")
     p.add_argument("--regime", metavar="R")
     p.add_argument("--session", metavar="S")
     p.add_argument("--scalp", action="store_true")
@@ -33,68 +31,23 @@ def register(sub: Any) -> None:
     p = sub.add_parser("simulate", help="one trade through the ladder over a tick file")
     p.add_argument("--ticks", required=True, metavar="FILE")
     p.add_argument("--epic", required=True)
-    p.add_argument("--direction", required=True, type=_direction)
+    p.add_argument("--direction", required=True, type=args_.direction)
     stop = p.add_mutually_exclusive_group(required=True)
-    stop.add_argument("--stop-pips", type=_positive_float, metavar="N")
-    stop.add_argument("--stop", type=_positive_float, metavar="PRICE")
+    stop.add_argument("--stop-pips", type=args_.positive_float, metavar="N")
+    stop.add_argument("--stop", type=args_.positive_float, metavar="PRICE")
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--limit-pips", type=_positive_float, metavar="N")
-    limit.add_argument("--limit", type=_positive_float, metavar="PRICE")
-    p.add_argument("--entry", type=_positive_float, metavar="PRICE")
-    p.add_argument("--at", type=_timestamp, metavar="TS")
-    p.add_argument("--atr-pips", type=_positive_or_any_float, metavar="X")
+    limit.add_argument("--limit-pips", type=args_.positive_float, metavar="N")
+    limit.add_argument("--limit", type=args_.positive_float, metavar="PRICE")
+    p.add_argument("--entry", type=args_.positive_float, metavar="PRICE")
+    p.add_argument("--at", type=args_.timestamp, metavar="TS")
+    p.add_argument("--atr-pips", type=args_.positive_or_any_float, metavar="X")
     p.add_argument("--regime", metavar="R")
     p.add_argument("--session", metavar="S")
     p.add_argument("--scalp", action="store_true")
-    p.add_argument("--min-stop-distance-pips", type=_non_negative_float, metavar="N")
+    p.add_argument("--min-stop-distance-pips", type=args_.non_negative_float, metavar="N")
     p.add_argument("--config", metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_simulate)
-
-
-# -- argument types (argparse turns ValueError/ArgumentTypeError into one line + exit 2) ----
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _positive_or_any_float(text: str) -> float:
-    """ATR: any finite number; zero/negative ATR is a documented fallback (invalid_atr)."""
-    return _finite(text)
-
-
-def _direction(text: str) -> Direction:
-    try:
-        return Direction.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 # -- commands ---------------------------------------------------------------------------

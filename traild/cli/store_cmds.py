@@ -15,7 +15,9 @@ from uuid import uuid4
 
 import trio
 
-from traild.cli.core_cmds import _direction, _positive_float, _timestamp
+from traild.cli.args import direction as _direction
+from traild.cli.args import positive_float as _positive_float
+from traild.cli.args import timestamp as _timestamp
 from traild.core.errors import InstrumentError, StoreError, TraildError
 from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.messages import TradeRecord, TradeStatus

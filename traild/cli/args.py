@@ -1,0 +1,56 @@
+"""Argument types shared by the command modules.
+
+argparse turns the ValueError/ArgumentTypeError they raise into one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from datetime import UTC, datetime
+
+from traild.core.messages import Direction
+
+
+def finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def positive_or_any_float(text: str) -> float:
+    """ATR: any finite number; zero/negative ATR is a documented fallback (invalid_atr)."""
+    return finite(text)
+
+
+def direction(text: str) -> Direction:
+    try:
+        return Direction.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def timestamp(text: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
