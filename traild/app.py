@@ -98,6 +98,7 @@ class Daemon:
         self.histories: dict[str, BarHistory] = {}
         self.last_tick_wall: dict[str, float] = {}
         self.stale_epics: set[str] = set()
+        self._last_beat: tuple[float, int, int] | None = None
         self.feed_done = trio.Event()
         self.stopping = False
         self.halted = False
@@ -309,7 +310,7 @@ class Daemon:
                 systemd.watchdog()
             if trio.current_time() >= beat_at:
                 beat_at = trio.current_time() + s.daemon.heartbeat_s
-                self._heartbeat()
+                self._heartbeat(store)
 
     def _feed_fresh(self) -> bool:
         """False while an epic with open trades has had no tick for ``stale_after_s``; logs
@@ -329,23 +330,37 @@ class Daemon:
         self.stale_epics = stale
         return not stale
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, store: TradeStore) -> None:
+        """Counts since start and rates since the previous heartbeat (log + STATUS=)."""
         sup, gw = self.supervisor, self.gateway
         if sup is None or gw is None:
             return
         g = gw.statistics()
-        record = {
+        now = trio.current_time()
+        since, ticks0, confirmed0 = self._last_beat or (now, self.stats.ticks, g.confirmed)
+        elapsed = max(now - since, 1e-9)
+        self._last_beat = (now, self.stats.ticks, g.confirmed)
+        record: dict[str, object] = {
             "actors": len(sup.slots),
             "ticks": self.stats.ticks,
             "ticks_rejected": self.stats.rejected,
+            "ticks_per_s": round((self.stats.ticks - ticks0) / elapsed, 1),
             "amend_sent": g.sent,
             "amend_confirmed": g.confirmed,
+            "amend_confirmed_per_min": round((g.confirmed - confirmed0) * 60 / elapsed, 1),
             "amend_rejected": g.rejected,
             "amend_failed": g.failed,
+            "rate_limited": g.rate_limited,
             "queued": g.queued,
             "halted": self.halted,
+            "stale_epics": sorted(self.stale_epics),
             **sup.counts,
         }
+        stats = getattr(store, "statistics", None)
+        if callable(stats):
+            s = stats()
+            record["store_queued_writes"] = s.queued_writes
+            record["store_retries"] = s.retries
         logger.bind(event="heartbeat", **record).info("heartbeat")
         systemd.status(
             f"{len(sup.slots)} trades, {self.stats.ticks} ticks, "

@@ -1,0 +1,28 @@
+"""`traild demo`: the daemon on embedded defaults, paper trades, a summary; nothing left behind."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.e2e.daemon_helpers import traild
+
+
+def test_demo_runs_the_daemon_and_prints_a_summary() -> None:
+    run = traild("demo", "--seconds", "8", "--trades", "4", timeout=120)
+    out = run.stdout
+    assert re.search(r"^trades: 4 \(\d+ closed, \d+ open\)$", out, re.M), out
+    assert re.search(r"^stops moved by reason: \{.*\}$", out, re.M)
+    assert re.search(r"^profit locks confirmed: \d+$", out, re.M)
+    assert re.search(r"^closed P&L: [+-]\d+\.\d pips$", out, re.M)
+    for deal in ("DEMO-1", "DEMO-2", "DEMO-3", "DEMO-4"):
+        assert deal in out
+    state = re.search(r"state in (\S+)\)", run.stderr)
+    assert state is not None
+    assert not Path(state.group(1)).exists()  # the temporary state directory is removed
+
+
+def test_demo_rejects_bad_arguments_in_one_line() -> None:
+    run = traild("demo", "--seconds", "-3", check=False)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
