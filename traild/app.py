@@ -174,7 +174,7 @@ class Daemon:
                 self._ready()
                 await self._feed_loop(feed)
                 if s.feed.kind == "replay" and s.feed.stop_at_end:
-                    await self._drain(store)
+                    await self._drain(reason="end_of_replay")
                     nursery.cancel_scope.cancel()
                     return EXIT_OK
                 await trio.sleep_forever()
@@ -239,16 +239,7 @@ class Daemon:
                 if signum == signal.SIGHUP:
                     await self.reload()
                     continue
-                self.stopping = True
-                logger.bind(event="daemon.stopping", signal=signal.Signals(signum).name).info(
-                    "draining"
-                )
-                systemd.stopping()
-                with trio.move_on_after(self.settings.daemon.drain_timeout_s):
-                    if self.gateway is not None:
-                        await self.gateway.wait_idle()
-                    if self.supervisor is not None:
-                        await self.supervisor.flush_progress(everything=True)
+                await self._drain(signal=signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 return
 
@@ -367,8 +358,10 @@ class Daemon:
             f"{g.confirmed} stops confirmed" + (", HALTED" if self.halted else "")
         )
 
-    async def _drain(self, store: TradeStore) -> None:
-        logger.bind(event="daemon.stopping", reason="end_of_replay").info("draining")
+    async def _drain(self, **why: str) -> None:
+        """Stop adopting, let in-flight amendments finish (bounded), persist best prices."""
+        self.stopping = True
+        logger.bind(event="daemon.stopping", **why).info("draining")
         systemd.stopping()
         with trio.move_on_after(self.settings.daemon.drain_timeout_s):
             if self.gateway is not None:
