@@ -86,6 +86,7 @@ class TrailingSettings(_Strict):
     atr_min_multiplier: float = Field(0.8, gt=0)
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
+    atr_clamp: Literal["per_stage", "ladder"] = "per_stage"
     stage_alert_min_pips: float = Field(1.0, ge=0)
     stage_alert_max_pips: float = Field(200.0, gt=0)
     volatility_multipliers: Regimes = Regimes()
@@ -405,6 +406,7 @@ class Settings(BaseSettings):
             force_fixed_trailing_pairs=frozenset(e.upper() for e in t.force_fixed_trailing_pairs),
             stage_alert_min_pips=t.stage_alert_min_pips,
             stage_alert_max_pips=t.stage_alert_max_pips,
+            atr_clamp=t.atr_clamp,
         )
 
     def ladder_policy(self, min_stop_distance_pips: float = 0.0) -> LadderPolicy:

@@ -358,3 +358,38 @@ def test_calculated_stages_round_trip_through_json() -> None:
 def test_malformed_stored_stages_raise_stage_error(stored: object) -> None:
     with pytest.raises(StageError):
         CalculatedStages.from_json(stored)
+
+
+def test_ladder_clamp_keeps_the_ladder_consistent_where_per_stage_clamping_collapses_it() -> None:
+    from traild.core.calculator import (
+        CalculatorParams,
+        DynamicTrailingCalculator,
+        MarketConditions,
+        StageConfig,
+    )
+
+    base = StageConfig(15, 2, 20, 8, 30, 15, 40, 1.0, 10)
+    cond = MarketConditions("CS.D.EURUSD.MINI.IP", 4.0, "normal", "london")
+    per_stage = DynamicTrailingCalculator(CalculatorParams(enable_dynamic_trailing=True))
+    collapsed = per_stage.calculate_stages(cond, base)
+    assert (collapsed.method, collapsed.fallback_reason) == ("fixed", "inconsistent_stages")
+
+    ladder = DynamicTrailingCalculator(
+        CalculatorParams(enable_dynamic_trailing=True, atr_clamp="ladder")
+    )
+    result = ladder.calculate_stages(cond, base)
+    # 15 x 1.0 x 1.1 = 16.5 > 4 x ATR = 16: the factor becomes 16/15 for the whole ladder
+    assert result.method == "dynamic_volatility"
+    s = result.stages
+    assert (s.early_be_trigger, s.stage1_trigger, s.stage2_trigger, s.stage3_trigger) == (
+        16.0,
+        21.33,
+        32.0,
+        42.67,
+    )
+    assert (s.early_be_buffer, s.stage1_lock, s.stage2_lock) == (2.13, 8.53, 16.0)
+    assert s.stage3_min_distance == 10.67
+    # inside the band both modes agree (the plan's worked example)
+    low = MarketConditions("CS.D.EURUSD.MINI.IP", 8.0, "low", "asian")
+    assert ladder.calculate_stages(low, base).stages.early_be_trigger == 9.45
+    assert per_stage.calculate_stages(low, base).stages.early_be_trigger == 9.45

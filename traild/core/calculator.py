@@ -137,6 +137,9 @@ class CalculatorParams:
     force_fixed_trailing_pairs: frozenset[str] = frozenset()
     stage_alert_min_pips: float = 1.0
     stage_alert_max_pips: float = 200.0
+    # "per_stage" (SPEC §3): every trigger clamped to [min, max] x ATR on its own;
+    # "ladder": the factor clamped so the early-BE trigger lands in that band.
+    atr_clamp: str = "per_stage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +268,12 @@ class DynamicTrailingCalculator:
         atr = _dec(cond.atr_pips)
         lo, hi = atr * _dec(p.atr_min_multiplier), atr * _dec(p.atr_max_multiplier)
         values = base.as_dict()
+        if p.atr_clamp == "ladder":
+            # Clamp the factor, not each trigger: the early-BE trigger lands in the ATR band
+            # and the whole ladder keeps its shape (so it stays consistent).
+            early = _dec(base.early_be_trigger)
+            factor = min(max(early * factor, lo), hi) / early
+            lo, hi = Decimal("-Infinity"), Decimal("Infinity")
         for trig, lock in _SCALED:
             base_trigger = _dec(getattr(base, trig))
             scaled = min(max(base_trigger * factor, lo), hi)
