@@ -48,10 +48,6 @@ class Broker(Protocol):
         """
         ...
 
-    async def open_position(self, request: OpenRequest) -> Position:
-        """Open a position and wait for the fill (paper broker: the next tick)."""
-        ...
-
     def submit_open(self, request: OpenRequest) -> str:
         """Register an order without waiting; its fill (or refusal) arrives as a broker event.
         Returns the deal id. Real brokers refuse: traild does not open positions there."""

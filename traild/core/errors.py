@@ -3,7 +3,6 @@
     TraildError
      ├── ConfigError            invalid settings (every bad key listed)
      ├── InstrumentError        an epic that resolves to no instrument
-     ├── TickError              a tick that must not be applied (NaN, <= 0, out of order)
      ├── DataError              an unreadable or malformed input file
      ├── StageError             stages that cannot be computed or are inconsistent
      ├── StoreError             the database failed or is out of date
@@ -35,10 +34,6 @@ class ConfigError(TraildError):
 
 class InstrumentError(TraildError):
     """An epic or symbol that maps to no known instrument."""
-
-
-class TickError(TraildError):
-    """A tick that is rejected instead of applied."""
 
 
 class DataError(TraildError):

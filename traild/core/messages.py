@@ -185,15 +185,6 @@ class MoveStop:
 
 
 @dataclass(frozen=True, slots=True)
-class StopConfirmed:
-    """Event: the broker confirmed ``level`` as the trade's stop."""
-
-    deal_id: str
-    level: float
-    ts: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class PositionClosed:
     """Event: the broker closed the position (stop, limit or manual)."""
 

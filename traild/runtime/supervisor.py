@@ -160,7 +160,7 @@ class Supervisor:
     def _override(self, actor: TradeActor, override: str | None) -> None:
         """The per-trade kill switch: ``fixed`` stages, or ``off`` (no amendments at all)."""
         actor.trade = replace(actor.trade, trailing_override=override)
-        stages = self._apply_switches(actor.trade, actor.plan.stages)
+        stages = apply_switches(self.policy, actor.trade, actor.plan.stages)
         actor.log.bind(
             event="killswitch.engaged" if override else "killswitch.released",
             switch="trade",
@@ -197,7 +197,7 @@ class Supervisor:
                 await self._fill(trade)
             return
         self._known.add(trade.id)
-        stages = self._stored_stages(trade)
+        stages = stored_stages(self.policy, trade)
         if stages is None:
             stages = await self._calculate_and_store(trade, await self._conditions(trade))
         self._launch(trade, stages)
@@ -259,7 +259,7 @@ class Supervisor:
         self, trade: TradeRecord, stages: CalculatedStages, skip_current_tick: bool = False
     ) -> None:
         """Kill switches applied, the adoption logged, the actor started."""
-        stages = self._apply_switches(trade, stages)
+        stages = apply_switches(self.policy, trade, stages)
         self.counts["adopted"] += 1
         logger.bind(
             event="trade.adopted",
@@ -280,7 +280,7 @@ class Supervisor:
     ) -> CalculatedStages:
         """Stages are calculated once, at adoption, and stored with the trade (seed phase 2)."""
         assert trade.id is not None
-        stages = self.calculate(trade, cond)
+        stages = calculate(self.policy, trade, cond)
         pip = float(self.instruments.resolve(trade.epic).pip_size)
         await self.store.adopt_trade(
             trade.id,
@@ -293,9 +293,6 @@ class Supervisor:
             market_regime_at_entry=cond.market_regime if cond else None,
         )
         return stages
-
-    def _stored_stages(self, trade: TradeRecord) -> CalculatedStages | None:
-        return stored_stages(self.policy, trade)
 
     async def _conditions(self, trade: TradeRecord) -> MarketConditions | None:
         """The alert's conditions, completed from traild's own price history."""
@@ -311,15 +308,6 @@ class Supervisor:
             own = history.conditions(trade.epic, self.now())
         pip = float(self.instruments.resolve(trade.epic).pip_size)
         return merge_conditions(trade.epic, alert, own, pip)
-
-    def calculate(self, trade: TradeRecord, cond: MarketConditions | None) -> CalculatedStages:
-        return calculate(self.policy, trade, cond)
-
-    def _fixed(self, trade: TradeRecord, reason: str, atr: float | None = None) -> CalculatedStages:
-        return fixed_stages(self.policy, trade, reason, atr)
-
-    def _apply_switches(self, trade: TradeRecord, stages: CalculatedStages) -> CalculatedStages:
-        return apply_switches(self.policy, trade, stages)
 
     def _ladder_policy(self, epic: str) -> LadderPolicy:
         distance = self.policy.min_distance(epic)
@@ -385,7 +373,7 @@ class Supervisor:
         if plan.stages.method == DYNAMIC and (
             slot.crashes >= self.policy.dynamic_failures_before_fixed
         ):
-            fixed = self._fixed(old.trade, "calculation_error", plan.stages.atr_pips)
+            fixed = fixed_stages(self.policy, old.trade, "calculation_error", plan.stages.atr_pips)
             plan = ActorPlan(fixed, plan.policy)
             old.log.bind(
                 event="stages.fallback", reason="calculation_error", stages=fixed.stages.as_dict()
@@ -544,7 +532,7 @@ class Supervisor:
         for slot in self.slots.values():
             actor = slot.actor
             stages = actor.plan.stages
-            switched = self._apply_switches(actor.trade, stages)
+            switched = apply_switches(self.policy, actor.trade, stages)
             if switched is not stages:
                 actor.log.bind(
                     event="stages.fallback",

@@ -16,7 +16,7 @@ from loguru import logger
 
 from traild.core.calculator import CalculatedStages
 from traild.core.instruments import Instrument
-from traild.core.ladder import Exit, Ladder, LadderPlan, LadderPolicy
+from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import Direction, MoveStop, Tick, TradeRecord
 from traild.runtime.gateway import AmendTarget, Gateway
 
@@ -83,7 +83,6 @@ class TradeActor:
             None if trade.best_price is None else to(trade.best_price),
         )
         self.log = logger.bind(trade_id=trade.id, deal_id=trade.deal_id, epic=trade.epic)
-        self.exited: Exit | None = None
         self.ticks = 0
         self._new_plan: ActorPlan | None = None
         self._saved_best: int | None = self.ladder.best
@@ -119,10 +118,10 @@ class TradeActor:
         self.last_ts = tick.ts
         bid, ask = self.quotes.ticks(tick)
         event = self.ladder.on_tick(bid, ask)
-        if event is not None:
-            if not isinstance(event, MoveStop):
-                self.exited = event
-            elif self.trade.trailing_override == "off":
+        # An Exit needs nothing here: the broker reports the close, and the closed ladder
+        # makes no more decisions until then.
+        if isinstance(event, MoveStop):
+            if self.trade.trailing_override == "off":
                 self.ladder.reject()  # per-trade kill switch: track, never amend
             else:
                 self._submit(event)
