@@ -201,12 +201,12 @@ class Daemon:
             except TraildError as exc:
                 self._reject(tick, f"unknown instrument: {exc}")
                 return
-            jump = self.settings.conditions.max_tick_jump_pips * float(inst.pip_size)
-            guard = self.guards[tick.epic] = TickGuard(jump)
+            params = self.settings.guard_params(float(inst.pip_size))
+            guard = self.guards[tick.epic] = TickGuard(params)
             self.histories[tick.epic] = BarHistory(
                 float(inst.pip_size), self.settings.condition_params()
             )
-        reason = guard.check(tick.ts, tick.bid, tick.ask)
+        reason = guard.check(tick.ts, tick.bid, tick.ask, self._wall_clock())
         if reason is not None:
             self._reject(tick, reason)
             return
@@ -220,17 +220,23 @@ class Daemon:
         assert self.router is not None
         await self.router.publish(tick)
 
+    def _wall_clock(self) -> datetime | None:
+        """Live feeds: ticks must not be far ahead of the wall clock (replay: none)."""
+        return datetime.now(UTC) if self.settings.feed.kind == "ig" else None
+
     def _reject(self, tick: Tick, reason: str) -> None:
         self.stats.rejected += 1
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
-        logger.bind(
+        record = logger.bind(
             event="tick.rejected",
             epic=tick.epic,
             reason=reason,
             bid=tick.bid,
             ask=tick.ask,
             ts=str(tick.ts),
-        ).warning("tick rejected")
+        )
+        level = "DEBUG" if reason == "duplicate" else "WARNING"  # a resent quote is noise
+        record.log(level, "tick rejected")
 
     # -- signals, reload, halt ----------------------------------------------------------------
     async def _signals(self, nursery: trio.Nursery) -> None:

@@ -36,13 +36,23 @@ from pydantic_settings import (
 )
 
 from traild.core.calculator import CalculatorParams, StageConfig
-from traild.core.conditions import ConditionParams
+from traild.core.conditions import ConditionParams, GuardParams
 from traild.core.errors import ConfigError, InstrumentError
 from traild.core.instruments import InstrumentOverride, InstrumentTable
 from traild.core.ladder import LadderPolicy
 
 DEFAULT_CONFIG = Path("config/traild.toml")
 _ENV_PREFIX = "TRAILD_"
+_GUARD_KEYS = frozenset(
+    (
+        "max_tick_jump_pips",
+        "spike_floor_pips",
+        "spike_multiple",
+        "max_tick_gap_hours",
+        "max_clock_ahead_s",
+        "reanchor_ticks",
+    )
+)
 # The environment ``load(environ=...)`` reads instead of os.environ (None: os.environ).
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("traild_environ", default=None)
 
@@ -160,6 +170,11 @@ class ConditionsSettings(_Strict):
     overlap_start_hour: int = Field(12, ge=0, le=23)
     new_york_start_hour: int = Field(16, ge=0, le=23)
     max_tick_jump_pips: float = Field(500.0, gt=0)
+    spike_floor_pips: float = Field(40.0, gt=0)
+    spike_multiple: float = Field(100.0, gt=0)
+    max_tick_gap_hours: float = Field(96.0, gt=0)
+    max_clock_ahead_s: float = Field(300.0, gt=0)
+    reanchor_ticks: int = Field(5, ge=2, le=1000)
 
 
 class InstrumentSettings(_Strict):
@@ -421,8 +436,20 @@ class Settings(BaseSettings):
 
     def condition_params(self) -> ConditionParams:
         c = self.conditions.model_dump()
-        c.pop("max_tick_jump_pips")
-        return ConditionParams(**c)
+        return ConditionParams(**{k: v for k, v in c.items() if k not in _GUARD_KEYS})
+
+    def guard_params(self, pip_size: float) -> GuardParams:
+        """The tick guard of an instrument (simulate, backtest and the daemon share it)."""
+        c = self.conditions
+        return GuardParams.for_pip(
+            pip_size,
+            floor_pips=c.spike_floor_pips,
+            multiple=c.spike_multiple,
+            max_jump_pips=c.max_tick_jump_pips,
+            max_gap_hours=c.max_tick_gap_hours,
+            max_clock_ahead_s=c.max_clock_ahead_s,
+            reanchor_ticks=c.reanchor_ticks,
+        )
 
     def state_path(self) -> Path:
         """The state directory: [daemon] state_dir, $STATE_DIRECTORY, else a user data dir."""

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from traild.core.conditions import TickGuard
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import symbol_of
 from traild.core.messages import Tick
@@ -264,7 +265,34 @@ def load_ticks(path: str | os.PathLike[str]) -> TickColumns:
         ask = np.array(flat[layout.ask :: k], dtype=np.float64)
     except (ValueError, OverflowError):
         ms, bid, ask = _parse_rows(body, layout, flavour, p.name, first_line)
+    _check_order(ms, p.name)
     return TickColumns(ms.view("datetime64[ms]"), bid, ask)
+
+
+def _check_order(ms: NDArray[np.int64], name: str) -> None:
+    """A file whose times mostly go backwards is in reverse order: an error, not a trade."""
+    if ms.size < 3:
+        return
+    steps = np.diff(ms.astype(np.int64))
+    backwards = int(np.count_nonzero(steps < 0))
+    if backwards * 2 > steps.size:
+        raise DataError(
+            f"{name}: {backwards} of {steps.size} timestamps go backwards: the ticks are in "
+            "reverse (newest-first) order; sort the file by time, oldest first"
+        )
+
+
+def guard_columns(
+    columns: TickColumns, guard: TickGuard
+) -> tuple[NDArray[np.bool_], dict[str, int]]:
+    """The rows ``guard`` accepts (fed in file order) and its rejections by reason."""
+    ms = columns.ts_ms.astype(np.int64).tolist()
+    check = guard.check_ms
+    keep = [
+        check(m, b, a) is None
+        for m, b, a in zip(ms, columns.bid.tolist(), columns.ask.tolist(), strict=True)
+    ]
+    return np.array(keep, dtype=np.bool_), dict(guard.by_reason)
 
 
 def _strip_utc_designator(body: bytes) -> bytes:

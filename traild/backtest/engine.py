@@ -135,7 +135,7 @@ def prepare(
         raise DataError("no variants to run")
     table = settings.instrument_table()
     sources = [TickSource.parse(t) for t in req.ticks]
-    markets = tuple(load_market(s, table) for s in sources)
+    markets = tuple(load_market(s, table, settings.guard_params) for s in sources)
     if req.signals is not None:
         signals = read_signals(req.signals, markets, table)
     else:

@@ -8,7 +8,7 @@ quotes are accepted and counted), vectorised. Prices become integer ticks exactl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +16,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from traild.adapters.tickfiles import epic_from_filename, load_ticks, ms_to_datetime
+from traild.adapters.tickfiles import (
+    epic_from_filename,
+    guard_columns,
+    load_ticks,
+    ms_to_datetime,
+)
 from traild.backtest.kernel import CrossingIndex, both_sides
 from traild.core.calculator import MarketConditions
-from traild.core.conditions import BarHistory, ConditionParams
+from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
 from traild.core.instruments import Instrument, InstrumentTable
 
@@ -59,6 +64,7 @@ class Market:
     ask: Ints
     rejected: int
     crossed: int
+    rejected_by: dict[str, int] = field(default_factory=dict)
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -98,14 +104,22 @@ class Market:
             yield ms_to_datetime(ms[i]), bid[i], ask[i]
 
 
-def load_market(source: TickSource, table: InstrumentTable) -> Market:
-    """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic)."""
+def load_market(
+    source: TickSource,
+    table: InstrumentTable,
+    guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+) -> Market:
+    """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic).
+
+    Ticks pass the same ``TickGuard`` as in ``simulate`` and the daemon (``guard``: its
+    params for the instrument's pip size, e.g. ``Settings.guard_params``).
+    """
     instrument = table.resolve(source.epic)
     if not source.path.is_file():
         raise DataError(f"tick file not found: {source.path}")
     cols = load_ticks(source.path)
     ms = np.asarray(cols.ts_ms, dtype=np.int64)
-    keep = accepted_mask(ms, cols.bid, cols.ask)
+    keep, rejected_by = guard_columns(cols, TickGuard(guard(float(instrument.pip_size))))
     if not keep.any():
         raise DataError(f"{source.path}: no usable ticks")
     bid_px = np.ascontiguousarray(cols.bid[keep])
@@ -121,6 +135,7 @@ def load_market(source: TickSource, table: InstrumentTable) -> Market:
         ask=np.rint(ask_px * inv_tick).astype(np.int64),
         rejected=int(keep.size - np.count_nonzero(keep)),
         crossed=int(np.count_nonzero(bid_px > ask_px)),
+        rejected_by=rejected_by,
     )
 
 

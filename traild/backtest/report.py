@@ -144,6 +144,7 @@ def run_info(result: BacktestResult) -> dict[str, Any]:
                 "first": iso(ms_to_datetime(int(m.ts_ms[0]))),
                 "last": iso(ms_to_datetime(int(m.ts_ms[-1]))),
                 "rejected": m.rejected,
+                "rejected_by": dict(sorted(m.rejected_by.items())),
                 "crossed": m.crossed,
             }
             for m in result.markets

@@ -130,14 +130,36 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _print_simulation(r: dict[str, Any]) -> None:
     reason = f" ({r['fallback_reason']})" if r["fallback_reason"] else ""
+    limit = "none" if r["limit"] is None else r["limit"]
     print(
-        f"method {r['method']}{reason}; entry {r['entry']} stop {r['initial_stop']}"
-        f" limit {r.get('limit')}"
+        f"method {r['method']}{reason}; entry {r['entry']} stop {r['initial_stop']} limit {limit}"
     )
+    c = r["conditions"]
+    parts = [
+        f"{key} {_text(c[key])} ({c['source'][key]})" for key in ("atr_pips", "regime", "session")
+    ]
+    print("conditions: " + ", ".join(parts))
     for a in r["amendments"]:
-        print(f"  {a['ts']}  {a['from']} -> {a['to']}  {a['reason']}")
+        print(f"  {a['ts']}  {_text(a['from'])} -> {a['to']}  {a['reason']}")
     e = r["exit"]
+    at = f" at {e['price']} ({e['ts']})" if e["price"] is not None else ""
+    gap = ", through a gap" if e["gap"] else ""
     print(
-        f"exit {e['reason']} at {e['price']} ({e['ts']}), gap {e['gap']}, "
-        f"pnl {e['pnl_pips']} pips, MFE {r['mfe_pips']} pips"
+        f"exit {e['reason']}{at}{gap}; pnl {_text(e['pnl_pips'])} pips,"
+        f" MFE {_text(r['mfe_pips'])} pips"
     )
+    rejected = r["rejected_ticks"]
+    if rejected:
+        detail = ", ".join(f"{k} {v}" for k, v in rejected.items())
+        print(f"rejected ticks: {sum(rejected.values())} ({detail})")
+    else:
+        print("rejected ticks: none")
+
+
+def _text(value: Any) -> str:
+    """A value for human output: never a Python repr (None -> n/a)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
