@@ -1,9 +1,10 @@
 """Tick files as backtest markets: accepted ticks as integer-tick columns, plus entry conditions.
 
 A market is one tick file of one epic. Ticks go through the same acceptance rules as the
-runtime's ``TickGuard`` (non-finite, non-positive and out-of-order ticks are rejected; crossed
-quotes are accepted and counted), vectorised. Prices become integer ticks exactly the way
-``Instrument.to_ticks`` does it (round half to even of ``price / tick``).
+runtime's ``TickGuard`` (``Settings.guard_params``: bad prices and timestamps, duplicates and
+spikes are rejected and counted by reason; crossed quotes are accepted and counted). Prices
+become integer ticks exactly the way ``Instrument.to_ticks`` does it (round half to even of
+``price / tick``).
 """
 
 from __future__ import annotations
@@ -137,23 +138,6 @@ def load_market(
         crossed=int(np.count_nonzero(bid_px > ask_px)),
         rejected_by=rejected_by,
     )
-
-
-def accepted_mask(ts_ms: Ints, bid: Floats, ask: Floats) -> NDArray[np.bool_]:
-    """The ticks ``TickGuard`` accepts, in one pass.
-
-    A tick is accepted when its prices are finite and positive and its time is not before the
-    last accepted tick. The latest accepted time equals the latest time of every *valid* tick
-    so far (a valid tick rejected as out of order is older than that time), so a running
-    maximum over valid ticks decides the order rule without a loop.
-    """
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
-    floor = np.iinfo(np.int64).min
-    latest = np.maximum.accumulate(np.where(valid, ts_ms, floor))
-    before = np.concatenate(([floor], latest[:-1]))
-    ok: NDArray[np.bool_] = valid & (ts_ms >= before)
-    return ok
 
 
 def entry_conditions(

@@ -270,7 +270,9 @@ class TickGuard:
         run.append((ms, mid))
         return len(run) >= self.p.reanchor_ticks
 
-    def _accept(self, ms: int, mid: float, bid: float, ask: float, reanchor: bool = False) -> str | None:
+    def _accept(
+        self, ms: int, mid: float, bid: float, ask: float, reanchor: bool = False
+    ) -> str | None:
         if reanchor:
             self.reanchored += 1
         elif self.last_mid is not None:
