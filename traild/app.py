@@ -114,12 +114,18 @@ class Daemon:
 
         s = self.settings
         self.instruments = s.instrument_table()
+        replay = self._feed
+        if replay is None and s.feed.kind == "replay":
+            replay = _make_feed(s, None)  # read every tick file before the store and adoption
+        load = getattr(replay, "load", None)
+        if callable(load):
+            await trio.to_thread.run_sync(load)  # a bad tick file: DataError before READY
         s.state_path().mkdir(parents=True, exist_ok=True)
         async with (
             open_store(s.database_url(), write_timeout=s.database.write_timeout_s) as store,
             _open_broker(s, self.instruments, self._broker) as broker,
         ):
-            feed = self._feed or _make_feed(s, broker)
+            feed = replay or _make_feed(s, broker)
             yield store, broker, feed
 
     async def run(self) -> int:
@@ -168,9 +174,6 @@ class Daemon:
                 nursery.start_soon(broker.run, supervisor.on_broker_event)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._housekeeping, store, feed)
-                load = getattr(feed, "load", None)
-                if callable(load):
-                    load()  # a bad tick file fails before READY, not mid-run
                 self._ready()
                 await self._feed_loop(feed)
                 if s.feed.kind == "replay" and s.feed.stop_at_end:
@@ -470,7 +473,7 @@ async def _open_broker(
     )
 
 
-def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
+def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:
     from traild.adapters.feeds import ReplayFeed, SyntheticFeed
 
     f = s.feed

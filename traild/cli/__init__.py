@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from traild.core.errors import TraildError
+from traild.cli.errors import EXIT_INTERRUPTED, report
 
 # Command modules, in the order their commands appear in ``traild --help``.
 _MODULES = (
@@ -50,11 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except TraildError as exc:
-        sys.stderr.write(f"traild: error: {exc}\n")
-        return 1
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # the one place errors become a line and an exit code
+        return report(exc)
     return code

@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from traild.app import EXIT_REFUSED, halt_path
-from traild.core.errors import ConfigError, SchemaOutOfDate, StoreError
+from traild.cli.errors import classify, unwrap
+from traild.core.errors import ConfigError, SchemaOutOfDate
 from traild.settings import load
 
 
@@ -49,6 +50,7 @@ def _count(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The daemon; every error that ends it is one structured record and an exit code."""
     import trio
 
     from traild.app import Daemon
@@ -64,13 +66,18 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     try:
         return trio.run(Daemon(settings, args.config).run)
-    except SchemaOutOfDate as exc:
-        logger.bind(event="daemon.refused", error=str(exc)).error(str(exc))
-        sys.stderr.write(f"traild: error: {exc}\n")
-        return EXIT_REFUSED
-    except StoreError as exc:
-        logger.bind(event="daemon.failed", error=str(exc)).error(str(exc))
-        return 1
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the daemon's last word: a record, never a traceback
+        if not isinstance(exc, Exception | BaseExceptionGroup):
+            raise
+        code, message = classify(exc, daemon=True)
+        error = unwrap(exc)
+        event = "daemon.refused" if isinstance(error, SchemaOutOfDate) else "daemon.failed"
+        logger.bind(event=event, error=message, exit_code=code).error(message)
+        if isinstance(error, SchemaOutOfDate):
+            sys.stderr.write(f"traild: error: {message}\n")
+        return code
 
 
 def _demo(args: argparse.Namespace) -> int:
