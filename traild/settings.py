@@ -29,11 +29,11 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    SettingsError,
     EnvSettingsSource,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from traild.core.calculator import CalculatorParams, StageConfig
@@ -377,6 +377,15 @@ class Settings(BaseSettings):
                         f"TRAILD_BROKER__IG__{key.upper()} or a systemd credential)"
                     )
         table = self.instrument_table()
+        for key, fields in self.instruments.items():
+            try:
+                table.resolve(key)
+            except InstrumentError:
+                missing = [k for k in ("pip_size", "tick_size") if getattr(fields, k) is None]
+                problems.append(
+                    f'instruments."{key}": not a built-in instrument, so it needs pip_size and '
+                    f"tick_size (missing: {', '.join(missing)})"
+                )
         for key in self.pairs:
             if key != "DEFAULT":
                 _check_epic(table, key, f"pairs.{key}", problems)

@@ -39,7 +39,12 @@ def register(sub: Any) -> None:
     )
     entries = p.add_mutually_exclusive_group(required=True)
     entries.add_argument("--signals", metavar="CSV", help="entries from a signals CSV")
-    entries.add_argument("--random", type=_count, metavar="N", help="N random entries")
+    entries.add_argument(
+        "--random",
+        type=_random_count,
+        metavar="N",
+        help=f"N random entries (1 to {MAX_RANDOM:,}) drawn over the tick files",
+    )
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument(
         "--variants",
@@ -68,10 +73,10 @@ def register(sub: Any) -> None:
     p.add_argument("--config", metavar="PATH")
     p.add_argument(
         "--jobs",
-        type=_count,
+        type=_jobs,
         default=_default_jobs(),
         metavar="N",
-        help="worker processes (default: the number of cores)",
+        help=f"worker processes, 1 to {MAX_JOBS} (default: the number of cores)",
     )
     p.add_argument(
         "--engine",
@@ -82,14 +87,26 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_backtest)
 
 
-def _count(text: str) -> int:
+MAX_RANDOM = 1_000_000  # entries x variants trade runs are held in memory (~1.3 kB each)
+MAX_JOBS = 256
+
+
+def _bounded(text: str, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {high:,}: {text!r}")
     return value
+
+
+def _random_count(text: str) -> int:
+    return _bounded(text, MAX_RANDOM)
+
+
+def _jobs(text: str) -> int:
+    return _bounded(text, MAX_JOBS)
 
 
 def _seed(text: str) -> int:

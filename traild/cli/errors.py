@@ -67,6 +67,8 @@ def _is_file_error(exc: OSError) -> bool:
 def describe_os_error(exc: OSError) -> str:
     """``cannot use PATH: reason`` for a file-system error (no errno tuple, no repr)."""
     what = exc.strerror or type(exc).__name__
+    if isinstance(exc, FileExistsError):
+        what = "exists and is not a directory"
     path = exc.filename
     if path is None:
         return f"file system error: {what}"

@@ -20,7 +20,7 @@ from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import timestamp as _timestamp
 from traild.core.errors import InstrumentError, StoreError, TraildError
 from traild.core.instruments import Instrument, InstrumentTable
-from traild.core.messages import TradeRecord, TradeStatus
+from traild.core.messages import Direction, TradeRecord, TradeStatus
 from traild.settings import load
 from traild.simulation import iso
 
@@ -74,7 +74,12 @@ def _since(text: str) -> datetime | None:
     match = _AGE.match(text)
     if match:
         amount, unit = float(match.group(1)), match.group(2).lower()
-        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:  # before year 1: every trade
+            raise argparse.ArgumentTypeError(
+                f"--since {text!r} reaches before year 1; use 'all' for every trade"
+            ) from None
     try:
         return _timestamp(text)
     except argparse.ArgumentTypeError:
@@ -125,6 +130,7 @@ def _trade_add(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     settings.instrument_table().resolve(args.epic)  # an unknown epic is an error, never a default
+    check_sides(args.direction, args.stop, args.limit)
     trade = TradeRecord(
         deal_id=f"TRAILD-{uuid4().hex}",
         epic=args.epic,
@@ -157,13 +163,28 @@ def _trade_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_sides(direction: Direction, stop: float | None, limit: float | None) -> None:
+    """Absolute stop and limit of a trade whose entry is not known yet: the stop must be on
+    the losing side of the limit (below it for a BUY, above it for a SELL)."""
+    if stop is None or limit is None:
+        return
+    if (limit - stop) * direction.sign <= 0:
+        side = "below" if direction is Direction.BUY else "above"
+        raise TraildError(
+            f"--stop {stop:g} must be {side} --limit {limit:g} for a {direction.value}: the stop "
+            "is on the losing side of the entry, the limit on the winning side"
+        )
+
+
 # -- the report -------------------------------------------------------------------------
 def build_report(trades: list[TradeRecord], table: InstrumentTable) -> dict[str, Any]:
     """SPEC §7 ``report --json``: counts, methods, fallback reasons and one entry per trade."""
-    closed = sum(t.status is TradeStatus.CLOSED for t in trades)
+    status = Counter(t.status for t in trades)
     return {
-        "open": len(trades) - closed,
-        "closed": closed,
+        "open": status[TradeStatus.OPEN],  # managed: an actor is trailing it
+        "closed": status[TradeStatus.CLOSED],
+        "pending": status[TradeStatus.PENDING],  # recorded, not filled/adopted yet
+        "unmanaged": status[TradeStatus.UNMANAGED],  # given up: its broker stop stays
         "methods": dict(Counter(t.trailing_calculation_method or _UNASSIGNED for t in trades)),
         "fallback_reasons": dict(Counter(t.fallback_reason for t in trades if t.fallback_reason)),
         "trades": [_trade_entry(t, table) for t in trades],
@@ -213,7 +234,8 @@ def _outcomes(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def print_report(report: dict[str, Any], since: datetime | None) -> None:
     window = "all time" if since is None else f"since {iso(since)}"
-    print(f"trades {window}: {report['open']} open, {report['closed']} closed")
+    extra = "".join(f", {report[k]} {k}" for k in ("pending", "unmanaged") if report.get(k))
+    print(f"trades {window}: {report['open']} open, {report['closed']} closed{extra}")
     methods = ", ".join(f"{k} {v}" for k, v in sorted(report["methods"].items())) or "none"
     print(f"methods: {methods}")
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["fallback_reasons"].items()))
