@@ -578,6 +578,20 @@ def config_path(path: str | Path | None = None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def describe_sources(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Where the configuration came from, for ``check-config``: file(s) and variables."""
+    chosen = config_path(path)
+    env = os.environ if environ is None else environ
+    names = sorted(k.upper() for k in env if _is_setting_var(k))
+    file_part = f"file {chosen}" if chosen else "no config file (embedded defaults)"
+    env_part = f"environment {', '.join(names)}" if names else "no TRAILD_* environment"
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    cred_part = f"; systemd credentials in {creds}" if creds and Path(creds).is_dir() else ""
+    return f"{file_part}; {env_part}{cred_part}"
+
+
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, merge and validate; raise ConfigError listing every problem."""
     chosen = config_path(path)

@@ -70,7 +70,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="default ./backtest-out")
     p.add_argument("--json", action="store_true", help="print summary.json only")
-    p.add_argument("--config", metavar="PATH")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)",
+    )
     p.add_argument(
         "--jobs",
         type=_jobs,
@@ -167,6 +171,10 @@ def _backtest(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, allow_nan=False))
         return 0
     print(table(summary))
+    for m in result.markets:
+        if m.rejected:
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(m.rejected_by.items()))
+            print(f"{m.source.path.name}: {m.rejected:,} ticks rejected ({detail})")
     replayed = sum(r.path == _EVENT for r in result.rows)
     note = f"; {replayed} trade runs on the event-driven core" if args.engine == _FAST else ""
     print(

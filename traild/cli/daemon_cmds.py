@@ -11,22 +11,50 @@ from traild.cli.errors import classify, unwrap
 from traild.core.errors import ConfigError, SchemaOutOfDate
 from traild.settings import load
 
+CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the daemon")
-    p.add_argument("--config", metavar="PATH")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads). Exit codes: 0 "
+        "drained, 78 a refusal a restart cannot fix (invalid configuration, schema behind, "
+        "unreadable replay file or state directory), 1 any other failure.",
+    )
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="the daemon on embedded defaults with paper trades")
-    p.add_argument("--seconds", type=_seconds, default=30.0, metavar="N")
-    p.add_argument("--trades", type=_count, default=6, metavar="N")
+    p.add_argument(
+        "--seconds",
+        type=_seconds,
+        default=30.0,
+        metavar="N",
+        help=f"how long the daemon runs, 1 to {MAX_SECONDS} seconds (default 30)",
+    )
+    p.add_argument(
+        "--trades",
+        type=_count,
+        default=6,
+        metavar="N",
+        help="paper trades to open, 1 to 1000 (default 6)",
+    )
     p.add_argument("--json-logs", action="store_true", help="show the daemon's JSON log lines")
     p.set_defaults(func=_demo)
 
     for name, on in (("halt", True), ("resume", False)):
-        p = sub.add_parser(name, help=f"global kill switch {'on' if on else 'off'}")
-        p.add_argument("--config", metavar="PATH")
+        p = sub.add_parser(
+            name,
+            help=f"global kill switch {'on' if on else 'off'}",
+            description="Write ($STATE_DIR/HALT) or remove the halt file the running daemon "
+            "polls: while it exists no stop is amended (actors keep tracking).",
+        )
+        p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
         p.set_defaults(func=_halt, on=on)
+
+
+MAX_SECONDS = 86400
 
 
 def _seconds(text: str) -> float:
@@ -34,8 +62,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 86400: {text!r}")
+    if not 1 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SECONDS} seconds: {text!r}")
     return value
 
 

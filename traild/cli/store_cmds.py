@@ -15,6 +15,7 @@ from uuid import uuid4
 
 import trio
 
+from traild.cli.args import DIRECTION_HELP
 from traild.cli.args import direction as _direction
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import timestamp as _timestamp
@@ -29,41 +30,65 @@ _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 _UNASSIGNED = "unassigned"  # a trade not adopted yet has no calculation method
 
 
+CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("migrate", help="bring the database schema to head")
-    p.add_argument("--config", metavar="PATH")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_migrate)
 
-    p = sub.add_parser("report", help="methods, outcomes and fallback reasons from the database")
+    p = sub.add_parser(
+        "report",
+        help="methods, outcomes and fallback reasons from the database",
+        description="Trades opened since a time: open (managed), closed, pending (not filled "
+        "yet) and unmanaged counts, methods, fallback reasons and outcomes by method.",
+    )
     p.add_argument(
         "--since",
         type=_since,
         default="7d",
         metavar="AGE|DATE",
-        help="Nd, Nh, Nm, an ISO date/time, or 'all' (default 7d)",
+        help="Nd, Nh, Nm (e.g. 12h), an ISO date/time (UTC if no zone), or 'all' (default 7d)",
     )
-    p.add_argument("--config", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
     p.set_defaults(func=_report)
 
     trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
     actions = trade.add_subparsers(dest="trade_command", metavar="ACTION")
     actions.required = True
     p = actions.add_parser(
-        "add", help="record a trade (the paper broker fills it at the next tick)"
+        "add",
+        help="record a trade (the paper broker fills it at the next tick)",
+        description="Record a pending trade; the daemon adopts it and (paper broker) fills it "
+        "at the first tick after adoption: ask for a BUY, bid for a SELL.",
     )
-    p.add_argument("--epic", required=True)
-    p.add_argument("--direction", required=True, type=_direction)
-    p.add_argument("--size", type=_positive_float, default=1.0, metavar="N")
+    p.add_argument("--epic", required=True, help="IG epic, e.g. CS.D.EURUSD.MINI.IP")
+    p.add_argument("--direction", required=True, type=_direction, help=DIRECTION_HELP)
+    p.add_argument(
+        "--size", type=_positive_float, default=1.0, metavar="N", help="size (default 1)"
+    )
     stop = p.add_mutually_exclusive_group(required=True)
-    stop.add_argument("--stop-pips", type=_positive_float, metavar="N")
-    stop.add_argument("--stop", type=_positive_float, metavar="PRICE")
+    stop.add_argument(
+        "--stop-pips", type=_positive_float, metavar="N", help="initial stop, pips from the fill"
+    )
+    stop.add_argument(
+        "--stop",
+        type=_positive_float,
+        metavar="PRICE",
+        help="initial stop as a price (below --limit for a BUY, above it for a SELL)",
+    )
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--limit-pips", type=_positive_float, metavar="N")
-    limit.add_argument("--limit", type=_positive_float, metavar="PRICE")
-    p.add_argument("--alert-id", type=_alert_id, metavar="N")
-    p.add_argument("--scalp", action="store_true")
-    p.add_argument("--config", metavar="PATH")
+    limit.add_argument(
+        "--limit-pips", type=_positive_float, metavar="N", help="limit, pips from the fill"
+    )
+    limit.add_argument("--limit", type=_positive_float, metavar="PRICE", help="limit as a price")
+    p.add_argument(
+        "--alert-id", type=_alert_id, metavar="N", help="the alert_history row it came from"
+    )
+    p.add_argument("--scalp", action="store_true", help="a scalp trade (scalp stage config)")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_trade_add)
 
 
