@@ -92,6 +92,11 @@ def test_the_issue_11_future_tick_is_one_rejected_tick(clean: Path, tmp_path: Pa
     human = traild("simulate", "--ticks", str(dirty), *args[:-1], cwd=tmp_path)
     assert human.code == 0, human.err
     assert "rejected ticks: 1 (future_timestamp 1)" in human.out
+    assert "limit none" in human.out  # no Python reprs: not "limit None", no "gap False"
+    assert "None" not in human.out and "False" not in human.out
+    assert "conditions: atr_pips n/a (ticks), regime n/a (ticks), session asian (ticks)" in (
+        human.out
+    )
 
 
 def test_backtest_markets_hold_exactly_the_clean_ticks(clean: Path, dirty: Path) -> None:
@@ -127,6 +132,9 @@ def test_backtest_reports_rejected_ticks_on_the_terminal_and_in_run_json(
     )
     ticks = json.loads((out / "run.json").read_text())["ticks"][0]
     assert ticks["rejected"] == 8 and ticks["rejected_by"]["spike"] == 5
+    report = (out / "report.md").read_text()
+    assert "8 rejected: future_timestamp 1, non_finite 1, out_of_order 1, spike 5" in report
+    assert "{'" not in report and "None" not in report  # human text, no Python reprs
 
 
 @pytest.mark.parametrize(

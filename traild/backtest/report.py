@@ -188,17 +188,34 @@ def _bucket_table(summary_: dict[str, Any], field: str) -> str:
     return "\n".join(lines)
 
 
+def _counts(counts: dict[str, int]) -> str:
+    """``{"fixed": 3}`` as ``fixed 3`` (human text, never a dict repr)."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return f": {_counts(counts)}" if counts else ""
+
+
+def _defaults(d: dict[str, float]) -> str:
+    return (
+        f"stop {d['stop_pips']:g} / limit {d['limit_pips']:g} pips (scalp "
+        f"{d['scalp_stop_pips']:g} / {d['scalp_limit_pips']:g} pips, "
+        f"{d['scalp_share']:.0%} of entries)"
+    )
+
+
 def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, Any]) -> str:
     ticks = "\n".join(
         f"* `{t['path']}` as {t['epic']}: {t['ticks']:,} ticks {t['first']} .. {t['last']}"
-        f" ({t['rejected']} rejected, {t['crossed']:,} crossed)"
+        f" ({t['rejected']} rejected{_reasons(t['rejected_by'])}, {t['crossed']:,} crossed)"
         for t in info["ticks"]
     )
     e = info["entries"]
     entries = (
         f"signals from `{e['signals']}`"
         if "signals" in e
-        else f"{e['random']} random entries, seed {e['seed']}, defaults {e['defaults']}"
+        else f"{e['random']} random entries, seed {e['seed']}, {_defaults(e['defaults'])}"
     )
     kinds = _bucket_table(
         {"variants": {name: {"by_kind": b} for name, b in info["by_kind"].items()}}, "by_kind"
@@ -235,7 +252,7 @@ capture% = sum(pnl) / sum(MFE) of winners; lock min = median minutes to the prof
 
 {
         chr(10).join(
-            f"* {n}: methods {v['methods']}, fallbacks {v['fallback_reasons']}"
+            f"* {n}: methods {_counts(v['methods'])}; fallbacks {_counts(v['fallback_reasons'])}"
             for n, v in summary_["variants"].items()
         )
     }
