@@ -209,10 +209,15 @@ class Daemon:
             self.histories[tick.epic] = BarHistory(
                 float(inst.pip_size), self.settings.condition_params()
             )
+        reanchored = guard.reanchored
         reason = guard.check(tick.ts, tick.bid, tick.ask, self._wall_clock())
         if reason is not None:
             self._reject(tick, reason)
             return
+        if guard.reanchored != reanchored:
+            logger.bind(
+                event="tick.reanchored", epic=tick.epic, ts=str(tick.ts), bid=tick.bid
+            ).warning("ticks that agree with each other are the market now: guard re-anchored")
         self.stats.ticks += 1
         self.last_tick_wall[tick.epic] = trio.current_time()
         self.clock.latest = tick.ts
