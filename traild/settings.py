@@ -29,7 +29,6 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -41,9 +40,17 @@ from traild.core.conditions import ConditionParams, GuardParams
 from traild.core.errors import ConfigError, InstrumentError
 from traild.core.instruments import InstrumentOverride, InstrumentTable
 from traild.core.ladder import LadderPolicy
+from traild.settings_env import (
+    ENV_PREFIX,
+    EnvSource,
+    MappingEnvSource,
+    env_parse_problem,
+    from_env,
+    is_setting_var,
+)
 
 DEFAULT_CONFIG = Path("config/traild.toml")
-_ENV_PREFIX = "TRAILD_"
+_ENV_PREFIX = ENV_PREFIX
 _GUARD_KEYS = frozenset(
     (
         "max_tick_jump_pips",
@@ -326,9 +333,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         environ = _ENVIRON.get()
         env_settings = (
-            _EnvSource(settings_cls)
-            if environ is None
-            else _MappingEnvSource(settings_cls, environ)
+            EnvSource(settings_cls) if environ is None else MappingEnvSource(settings_cls, environ)
         )
         sources: list[PydanticBaseSettingsSource] = [env_settings]
         creds = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
@@ -525,42 +530,6 @@ def _deep_merge(base: Any, update: Any) -> Any:
     return update
 
 
-class _EnvSource(EnvSettingsSource):
-    """The environment source; a list of strings may also be given comma-separated
-    (``TRAILD_TRAILING__FORCE_FIXED_TRAILING_PAIRS=CS.D.EURUSD.MINI.IP,CS.D.GBPUSD.MINI.IP``)."""
-
-    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
-        try:
-            return super().decode_complex_value(field_name, field, value)
-        except ValueError:
-            if isinstance(value, str) and _is_str_list(getattr(field, "annotation", None)):
-                return [item.strip() for item in value.split(",") if item.strip()]
-            raise _EnvValueError(field_name) from None
-
-
-class _EnvValueError(ValueError):
-    """A complex setting (table or list) whose environment value is not JSON."""
-
-    def __init__(self, field_name: str) -> None:
-        super().__init__(field_name)
-        self.field_name = field_name
-
-
-def _is_str_list(annotation: Any) -> bool:
-    return getattr(annotation, "__origin__", None) is list and annotation.__args__ == (str,)
-
-
-class _MappingEnvSource(_EnvSource):
-    """The environment source over a given mapping instead of os.environ."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k.lower(): v for k, v in self._environ.items()}
-
-
 def _check_epic(table: InstrumentTable, epic: str, where: str, problems: list[str]) -> None:
     try:
         table.resolve(epic)
@@ -584,7 +553,7 @@ def describe_sources(
     """Where the configuration came from, for ``check-config``: file(s) and variables."""
     chosen = config_path(path)
     env = os.environ if environ is None else environ
-    names = sorted(k.upper() for k in env if _is_setting_var(k))
+    names = sorted(k.upper() for k in env if is_setting_var(k))
     file_part = f"file {chosen}" if chosen else "no config file (embedded defaults)"
     env_part = f"environment {', '.join(names)}" if names else "no TRAILD_* environment"
     creds = env.get("CREDENTIALS_DIRECTORY")
@@ -608,7 +577,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"TOML syntax: {exc}"], source) from None
     env = os.environ if environ is None else environ
-    ours = {k.upper(): v for k, v in env.items() if _is_setting_var(k)}
+    ours = {k.upper(): v for k, v in env.items() if is_setting_var(k)}
     if ours:
         source = f"{chosen} and the environment" if chosen else "the environment"
     problems = _unknown_env_keys(env)
@@ -616,48 +585,15 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         with _reading(environ):
             settings = Settings(**data)
     except ValidationError as exc:
-        problems += [_from_env(_describe(err), ours) for err in exc.errors()]
+        problems += [from_env(_describe(err), ours) for err in exc.errors()]
     except SettingsError as exc:
-        problems.append(_env_parse_problem(exc, ours))
+        problems.append(env_parse_problem(exc, ours))
     if problems:
         raise ConfigError(problems, source)
     _reject_non_finite(settings.model_dump(), "", problems)
     if problems:
         raise ConfigError(problems, source)
     return settings
-
-
-def _is_setting_var(name: str) -> bool:
-    upper = name.upper()
-    return upper.startswith(_ENV_PREFIX) and upper != "TRAILD_CONFIG"
-
-
-def _env_var_of(key_path: str, ours: Mapping[str, str]) -> str | None:
-    """The ``TRAILD_*`` variable that sets ``key_path`` (or a table above it), if any."""
-    parts = key_path.upper().split(".")
-    for n in range(len(parts), 0, -1):
-        name = _ENV_PREFIX + "__".join(parts[:n])
-        if name in ours:
-            return name
-    return None
-
-
-def _from_env(problem: str, ours: Mapping[str, str]) -> str:
-    """``key: message`` naming the environment variable when that is where the key came from."""
-    key, sep, message = problem.partition(": ")
-    var = _env_var_of(key, ours) if sep else None
-    return f"{key} (from {var}): {message}" if var else problem
-
-
-def _env_parse_problem(exc: SettingsError, ours: Mapping[str, str]) -> str:
-    cause = exc.__cause__
-    field = cause.field_name if isinstance(cause, _EnvValueError) else ""
-    names = [n for n in ours if field and n.lower().endswith(field.lower())]
-    what = names[0] if names else "a TRAILD_* variable"
-    return (
-        f"environment {what}: not valid JSON (this key is a table or list; "
-        "a list of names may also be comma-separated: A,B)"
-    )
 
 
 @contextmanager
