@@ -270,6 +270,8 @@ class Daemon:
             return
         changed = _changed_keys(self.settings.redacted(), new.redacted())
         self.settings = new
+        for epic, guard in self.guards.items():  # new thresholds; the anchor stays
+            guard.p = new.guard_params(float(self.instruments.resolve(epic).pip_size))
         if self.supervisor is not None and self.gateway is not None:
             self.supervisor.apply_policy(make_policy(new, self.gateway.broker))
         self._apply_halt()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from traild.settings import Settings
 EPIC = "CS.D.EURUSD.MINI.IP"
 PIP = 0.0001
 T0 = datetime(2019, 1, 2, 8, tzinfo=UTC)
+SETTINGS = Settings()
 BAD_KINDS = ("future", "past", "non_finite", "non_positive", "spike", "duplicate")
 
 
@@ -37,7 +40,7 @@ class _Actors:
 
 
 def _through_daemon(stream: list[Tick]) -> tuple[list[Tick], dict[str, int]]:
-    daemon = Daemon(Settings())
+    daemon = Daemon(SETTINGS)
     actors = _Actors()
     daemon.router = actors  # type: ignore[assignment]
 
@@ -92,7 +95,7 @@ def poisoned_streams(draw: Any) -> tuple[list[Tick], list[Tick]]:
 
 
 def _outcome(ticks: list[Tick], direction: Direction) -> Any:
-    s = Settings()
+    s = SETTINGS
     inst = InstrumentTable().resolve(EPIC)
     plan = LadderPlan.compile(s.stage_config(EPIC, False), inst, s.ladder_policy(), None)
     entry = inst.to_ticks(ticks[0].ask if direction is Direction.BUY else ticks[0].bid)
@@ -102,7 +105,7 @@ def _outcome(ticks: list[Tick], direction: Direction) -> Any:
     return run_trade(ladder, stream)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(poisoned_streams())
 def test_bad_ticks_are_dropped_and_the_rest_reaches_the_actors_unchanged(
     streams: tuple[list[Tick], list[Tick]],
@@ -115,3 +118,18 @@ def test_bad_ticks_are_dropped_and_the_rest_reaches_the_actors_unchanged(
     assert sum(rejected.values()) == len(poisoned) - len(clean)
     for direction in (Direction.BUY, Direction.SELL):
         assert _outcome(got, direction) == _outcome(want, direction)
+
+
+async def test_a_reload_retunes_the_guards_and_keeps_their_anchor(tmp_path: Path) -> None:
+    config = tmp_path / "traild.toml"
+    config.write_text("[conditions]\nspike_floor_pips = 40\n")
+    daemon = Daemon(Settings(), str(config))
+    daemon.router = _Actors()  # type: ignore[assignment]
+    await daemon.on_tick(Tick(EPIC, T0, 1.1, 1.1001))
+    await daemon.on_tick(Tick(EPIC, T0 + timedelta(seconds=1), 1.106, 1.1061))  # 60 pips
+    assert daemon.stats.by_reason == {"spike": 1}
+    config.write_text("[conditions]\nspike_floor_pips = 80\n")
+    await daemon.reload()
+    await daemon.on_tick(Tick(EPIC, T0 + timedelta(seconds=2), 1.106, 1.1061))
+    assert daemon.stats.by_reason == {"spike": 1}  # accepted under the new floor
+    assert daemon.guards[EPIC].last_mid == pytest.approx(1.10605)
