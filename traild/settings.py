@@ -184,6 +184,12 @@ class ConditionsSettings(_Strict):
     max_clock_ahead_s: float = Field(300.0, gt=0)
     reanchor_ticks: int = Field(5, ge=2, le=1000)
 
+    @model_validator(mode="after")
+    def _check_guard(self) -> ConditionsSettings:
+        if self.spike_floor_pips > self.max_tick_jump_pips:
+            raise ValueError("spike_floor_pips must be <= max_tick_jump_pips")
+        return self
+
 
 class InstrumentSettings(_Strict):
     pip_size: Decimal | None = Field(None, gt=0)

@@ -160,7 +160,7 @@ class GuardParams:
         return cls(
             spike_floor=floor_pips * pip,
             spike_multiple=multiple,
-            max_jump=max(max_jump_pips, floor_pips) * pip,
+            max_jump=max(max_jump_pips, floor_pips) * pip,  # settings refuse floor > ceiling
             max_gap_s=max_gap_hours * 3600.0,
             max_clock_ahead_s=max_clock_ahead_s,
             reanchor_ticks=reanchor_ticks,
