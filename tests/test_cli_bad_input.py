@@ -129,7 +129,9 @@ def test_a_list_setting_from_the_environment_may_be_comma_separated(
     out, err = capsys.readouterr()
     pairs = json.loads(out)["trailing"]["force_fixed_trailing_pairs"]
     assert pairs == [EURUSD, "CS.D.GBPUSD.MINI.IP"]
-    assert "environment TRAILD_TRAILING__FORCE_FIXED_TRAILING_PAIRS" in err  # its sources
+    # check-config names what it read
+    assert "no config file (embedded defaults)" in err
+    assert "environment TRAILD_TRAILING__FORCE_FIXED_TRAILING_PAIRS" in err
     monkeypatch.setenv("TRAILD_TRAILING__FORCE_FIXED_TRAILING_PAIRS", f'["{EURUSD}"]')
     assert main(["check-config"]) == 0
     assert json.loads(capsys.readouterr().out)["trailing"]["force_fixed_trailing_pairs"] == [EURUSD]
