@@ -351,6 +351,7 @@ class Daemon:
             "actors": len(sup.slots),
             "ticks": self.stats.ticks,
             "ticks_rejected": self.stats.rejected,
+            "ticks_rejected_by": dict(sorted(self.stats.by_reason.items())),
             "ticks_per_s": round((self.stats.ticks - ticks0) / elapsed, 1),
             "amend_sent": g.sent,
             "amend_confirmed": g.confirmed,
