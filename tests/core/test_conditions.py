@@ -235,3 +235,12 @@ def test_the_spike_allowance_grows_with_volatility_and_with_time() -> None:
     assert quiet.allowance(10**10) == pytest.approx(500 * 0.0001)  # never past the ceiling
     # after a weekend, a 100-pip gap is a real open, not a spike
     assert quiet.check(T + timedelta(days=2), 1.11, 1.1101) is None
+
+
+def test_a_real_gap_longer_than_max_gap_costs_the_ticks_before_the_re_anchor() -> None:
+    g = TickGuard(EURUSD)
+    ts = _quiet(g, 5)
+    later = ts + timedelta(days=30)  # a data gap, not a bad tick: the ticks keep coming
+    reasons = [g.check(later + timedelta(seconds=i), 1.1, 1.1001 + i * 1e-5) for i in range(6)]
+    assert reasons == ["future_timestamp"] * 4 + [None, None]
+    assert g.reanchored == 1 and g.last_ts == later + timedelta(seconds=5)
