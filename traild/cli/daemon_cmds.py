@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from typing import Any
 
 from traild.app import EXIT_REFUSED, halt_path
-from traild.cli.errors import classify, unwrap
+from traild.cli.errors import EXIT_SOFTWARE, classify, unwrap
 from traild.core.errors import ConfigError, SchemaOutOfDate
 from traild.settings import load
 
@@ -94,15 +95,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     try:
         return trio.run(Daemon(settings, args.config).run)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # the daemon's last word: a record, never a traceback
-        if not isinstance(exc, Exception | BaseExceptionGroup):
-            raise
+    except Exception as exc:  # the daemon's last word: a record, never a traceback
         code, message = classify(exc, daemon=True)
         error = unwrap(exc)
         event = "daemon.refused" if isinstance(error, SchemaOutOfDate) else "daemon.failed"
-        logger.bind(event=event, error=message, exit_code=code).error(message)
+        record = logger.bind(event=event, error=message, exit_code=code)
+        if code == EXIT_SOFTWARE:  # a bug: its traceback as one field of the record
+            record = record.bind(traceback="".join(traceback.format_exception(error)))
+        record.error(message)
         if isinstance(error, SchemaOutOfDate):
             sys.stderr.write(f"traild: error: {message}\n")
         return code
