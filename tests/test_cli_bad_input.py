@@ -154,3 +154,26 @@ def test_every_option_of_every_command_is_described() -> None:
 
     walk(build_parser(), "traild")
     assert missing == []
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_bug_in_run_is_one_daemon_failed_record_with_its_traceback_as_a_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from traild.app import Daemon
+
+    async def broken(self: Daemon) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Daemon, "run", broken)
+    config = tmp_path / "traild.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{tmp_path}"\n')
+    assert main(["run", "--config", str(config)]) == 70
+    err = capfd.readouterr().err
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert len(records) == len(err.splitlines())  # nothing but JSON records
+    failed = [r for r in records if r["event"] == "daemon.failed"]
+    assert len(failed) == 1 and failed[0]["exit_code"] == 70
+    assert "RuntimeError: boom" in failed[0]["traceback"]
