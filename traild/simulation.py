@@ -76,6 +76,8 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     outcome = run_trade(ladder, _as_ticks(ticks, inst), lock_trigger)
     result = _result(inst, req.direction, entry, stop, limit, stages, outcome)
     result["conditions"] = _conditions(req, derived)
+    if stages.warnings:  # e.g. an unknown --regime: why the factor is what it is
+        result["warnings"] = list(stages.warnings)
     result["rejected_ticks"] = dict(sorted(guard.by_reason.items()))
     return result
 

@@ -184,6 +184,8 @@ def _print_simulation(r: dict[str, Any]) -> None:
         f"{key} {_text(c[key])} ({c['source'][key]})" for key in ("atr_pips", "regime", "session")
     ]
     print("conditions: " + ", ".join(parts))
+    for warning in r.get("warnings", ()):
+        print(f"  warning: {warning}")
     for a in r["amendments"]:
         print(f"  {a['ts']}  {_text(a['from'])} -> {a['to']}  {a['reason']}")
     e = r["exit"]
