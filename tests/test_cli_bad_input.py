@@ -48,6 +48,11 @@ CASES = [
          {"TRAILD_DATABASE__URL": "sqlite+aiosqlite:///{file}/traild.db"}, 73, "{file}")
         for cmd in (["migrate"], ["report"], [*TRADE, "--direction", "BUY", "--stop-pips", "10"])
     ],
+    *[
+        (f"sqlite-directory-{cmd[0]}", [*cmd, "--config", "{config}"],
+         {"TRAILD_DATABASE__URL": "sqlite+aiosqlite:///{dir}"}, 1, "unable to open database file")
+        for cmd in (["migrate"], ["report"])
+    ],
     ("random-huge", ["backtest", "--ticks", "x.csv", "--random", "100000000000"], {},
      2, "argument --random: must be between 1 and 1,000,000"),
     ("random-large", ["backtest", "--ticks", "x.csv", "--random", "5000000"], {},
@@ -100,7 +105,9 @@ def test_bad_input_is_one_line_and_an_exit_code(
     config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n')
     foo = tmp_path / "foo.toml"
     foo.write_text('[instruments."CS.D.FOO.MINI.IP"]\npip_size = 0.0001\n')
-    fill = {"file": str(a_file), "config": str(config), "foo": str(foo)}
+    a_dir = tmp_path / "a_dir.db"
+    a_dir.mkdir()
+    fill = {"file": str(a_file), "dir": str(a_dir), "config": str(config), "foo": str(foo)}
     if any("{reversed}" in a for a in argv):
         fill["reversed"] = _reversed_ticks(tmp_path, shared_data_dir)
     for name, value in env.items():
@@ -177,3 +184,33 @@ def test_a_bug_in_run_is_one_daemon_failed_record_with_its_traceback_as_a_field(
     failed = [r for r in records if r["event"] == "daemon.failed"]
     assert len(failed) == 1 and failed[0]["exit_code"] == 70
     assert "RuntimeError: boom" in failed[0]["traceback"]
+
+
+def test_a_background_thread_error_is_one_line_or_silent_after_the_commands_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    from traild.cli import errors
+
+    def crash() -> None:
+        raise RuntimeError("Event loop is closed")
+
+    def run_thread() -> None:
+        t = threading.Thread(target=crash, name="worker")
+        t.start()
+        t.join()
+
+    errors.install_thread_hook()
+    run_thread()
+    errors.flush_thread_errors()  # the command itself succeeded
+    assert capsys.readouterr().err == (
+        "traild: error: in worker: RuntimeError: Event loop is closed\n"
+    )
+    errors.install_thread_hook()
+    run_thread()
+    assert errors.report(OSError(13, "Permission denied", "/x")) == 73
+    errors.flush_thread_errors()  # the command failed: its own line is the only one
+    assert capsys.readouterr().err == (
+        "traild: error: cannot use /x: Permission denied (check the path and its permissions)\n"
+    )

@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from traild.cli.errors import EXIT_INTERRUPTED, report
+from traild.cli.errors import EXIT_INTERRUPTED, flush_thread_errors, install_thread_hook, report
 
 # Command modules, in the order their commands appear in ``traild --help``.
 _MODULES = (
@@ -48,12 +48,15 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    install_thread_hook()
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 0
+        code = 0
     except Exception as exc:  # the one place errors become a line and an exit code
-        return report(exc)
+        code = report(exc)
+    finally:
+        flush_thread_errors()
     return code

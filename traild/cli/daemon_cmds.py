@@ -8,7 +8,7 @@ import traceback
 from typing import Any
 
 from traild.app import EXIT_REFUSED, halt_path
-from traild.cli.errors import EXIT_SOFTWARE, classify, unwrap
+from traild.cli.errors import EXIT_SOFTWARE, classify, mark_reported, unwrap
 from traild.core.errors import ConfigError, SchemaOutOfDate
 from traild.settings import load
 
@@ -91,11 +91,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = load(args.config)
     except ConfigError as exc:
+        mark_reported()
         logger.bind(event="config.rejected", problems=exc.problems).error(str(exc))
         return EXIT_REFUSED
     try:
         return trio.run(Daemon(settings, args.config).run)
     except Exception as exc:  # the daemon's last word: a record, never a traceback
+        mark_reported()
         code, message = classify(exc, daemon=True)
         error = unwrap(exc)
         event = "daemon.refused" if isinstance(error, SchemaOutOfDate) else "daemon.failed"

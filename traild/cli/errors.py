@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
 
 from traild.core.errors import ConfigError, DataError, SchemaOutOfDate, TraildError
@@ -75,13 +76,58 @@ def describe_os_error(exc: OSError) -> str:
     return f"cannot use {os.fsdecode(path)}: {what} (check the path and its permissions)"
 
 
+_reported = threading.Event()  # an error line was written: later thread noise stays silent
+_pending: list[str] = []  # background-thread errors seen while the command still runs
+_done = threading.Event()
+
+
 def report(exc: BaseException) -> int:
     """Write the one line to stderr and return the exit code."""
     code, message = classify(exc)
+    _reported.set()
     sys.stderr.write(f"traild: error: {message}\n")
     if code == EXIT_SOFTWARE and os.environ.get("TRAILD_DEBUG"):
         traceback.print_exception(exc)
     return code
+
+
+def install_thread_hook() -> None:
+    """An exception in a background thread (e.g. a database driver's worker finding its event
+    loop closed while the command fails) is one line, or nothing when the command reports its
+    own error; never a traceback (``TRAILD_DEBUG=1`` shows it). See ``flush_thread_errors``."""
+
+    _reported.clear()
+    _done.clear()
+    _pending.clear()
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if os.environ.get("TRAILD_DEBUG"):
+            threading.__excepthook__(args)
+            return
+        if args.exc_value is None or _reported.is_set():
+            return
+        name = args.thread.name if args.thread is not None else "a thread"
+        line = _one_line(f"traild: error: in {name}: {args.exc_type.__name__}: {args.exc_value}")
+        if _done.is_set():
+            sys.stderr.write(line + "\n")
+        else:
+            _pending.append(line)
+
+    threading.excepthook = hook
+
+
+def mark_reported() -> None:
+    """The command reported its error its own way (``run``: a log record)."""
+    _reported.set()
+
+
+def flush_thread_errors() -> None:
+    """The command has finished: background-thread errors it did not explain, one line each."""
+    _done.set()
+    if not _reported.is_set():
+        for line in _pending:
+            sys.stderr.write(line + "\n")
+    _pending.clear()
 
 
 def _one_line(text: str) -> str:
