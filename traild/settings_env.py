@@ -72,7 +72,8 @@ def from_env(problem: str, ours: Mapping[str, str]) -> str:
 def env_parse_problem(exc: SettingsError, ours: Mapping[str, str]) -> str:
     cause = exc.__cause__
     field = cause.field_name if isinstance(cause, EnvValueError) else ""
-    names = [n for n in ours if field and n.lower().endswith(field.lower())]
+    tail = field.upper()
+    names = [n for n in ours if field and (n.endswith("__" + tail) or n == ENV_PREFIX + tail)]
     what = names[0] if names else "a TRAILD_* variable"
     return (
         f"environment {what}: not valid JSON (this key is a table or list; "

@@ -65,7 +65,9 @@ def register(sub: Any) -> None:
         "at the first tick after adoption: ask for a BUY, bid for a SELL.",
     )
     p.add_argument("--epic", required=True, help="IG epic, e.g. CS.D.EURUSD.MINI.IP")
-    p.add_argument("--direction", required=True, type=_direction, help=DIRECTION_HELP)
+    p.add_argument(
+        "--direction", required=True, type=_direction, metavar="BUY|SELL", help=DIRECTION_HELP
+    )
     p.add_argument(
         "--size", type=_positive_float, default=1.0, metavar="N", help="size (default 1)"
     )
