@@ -51,7 +51,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--ticks", required=True, metavar="FILE", help="the tick file")
     p.add_argument("--epic", required=True, help=EPIC_HELP)
-    p.add_argument("--direction", required=True, type=args_.direction, help=args_.DIRECTION_HELP)
+    p.add_argument(
+        "--direction",
+        required=True,
+        type=args_.direction,
+        metavar="BUY|SELL",
+        help=args_.DIRECTION_HELP,
+    )
     stop = p.add_mutually_exclusive_group(required=True)
     stop.add_argument(
         "--stop-pips", type=args_.positive_float, metavar="N", help="initial stop, pips from entry"
