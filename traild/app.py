@@ -427,7 +427,7 @@ async def _open_broker(
         return
     b = s.broker
     if b.kind == "ig":
-        from traild.adapters.ig import IGBroker
+        from traild.adapters.ig.rest import IGBroker
 
         ig = b.ig
         async with IGBroker(
@@ -478,8 +478,8 @@ def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
             mean_interval_ms=f.synthetic_interval_ms or None,
             instruments=s.instrument_table(),
         )
-    from traild.adapters.ig import IGBroker
-    from traild.adapters.ig_stream import IGStreamFeed
+    from traild.adapters.ig.rest import IGBroker
+    from traild.adapters.ig.stream import IGStreamFeed
 
     if not isinstance(broker, IGBroker):
         raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])

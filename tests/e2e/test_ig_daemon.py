@@ -10,11 +10,11 @@ from typing import Any
 import trio
 
 from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, ig_sim, wait_until
-from traild.adapters.ig_sim import IGSim
-from traild.adapters.ig_sim.server import SimMarket, SimPosition
 from traild.adapters.store import open_store
 from traild.app import Daemon
 from traild.settings import Settings
+from traild.testing.ig_sim import IGSim
+from traild.testing.ig_sim.server import SimMarket, SimPosition
 
 
 async def _until(what: str, predicate: Any, seconds: float = 15.0) -> None:

@@ -12,9 +12,9 @@ import pytest
 import trio
 from loguru import logger
 
-from traild.adapters.ig import IGBroker
-from traild.adapters.ig_sim import IGSim, open_ig_sim
+from traild.adapters.ig.rest import IGBroker
 from traild.core.instruments import InstrumentTable
+from traild.testing.ig_sim import IGSim, open_ig_sim
 
 EURUSD = "CS.D.EURUSD.MINI.IP"
 GBPUSD = "CS.D.GBPUSD.MINI.IP"

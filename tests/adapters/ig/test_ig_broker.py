@@ -20,9 +20,9 @@ from tests.adapters.ig.conftest import (
     broker_for,
     ig_sim,
 )
-from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
 from traild.core.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import Direction, OpenRequest
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 def _eurusd(min_stop: float = 0.0) -> SimMarket:

@@ -15,11 +15,11 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_session import StreamAuthProvider
-from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
-from traild.adapters.ig_stream import IGStreamFeed
+from traild.adapters.ig.session import StreamAuthProvider
+from traild.adapters.ig.stream import IGStreamFeed
 from traild.core.errors import BrokerError
 from traild.core.messages import Tick
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: list[str]) -> None:

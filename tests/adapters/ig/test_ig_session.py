@@ -17,10 +17,10 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_session import IGSession, Secret
-from traild.adapters.ig_sim import SimMarket, SimPosition
+from traild.adapters.ig.session import IGSession, Secret
 from traild.core.errors import BrokerRejected, BrokerTimeout
 from traild.core.messages import PositionOpened
+from traild.testing.ig_sim import SimMarket, SimPosition
 
 
 async def test_login_uses_version_2_and_sends_the_tokens_on_every_request() -> None:

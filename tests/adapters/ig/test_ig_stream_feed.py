@@ -19,10 +19,10 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_session import IGSession
-from traild.adapters.ig_sim import IGSim, SimMarket
-from traild.adapters.ig_stream import IGStreamFeed
+from traild.adapters.ig.session import IGSession
+from traild.adapters.ig.stream import IGStreamFeed
 from traild.core.messages import Tick
+from traild.testing.ig_sim import IGSim, SimMarket
 
 NZDUSD = "CS.D.NZDUSD.MINI.IP"
 USDJPY = "CS.D.USDJPY.MINI.IP"

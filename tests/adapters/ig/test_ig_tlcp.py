@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traild.adapters.ig_sim.stream import encode_values
-from traild.adapters.ig_tlcp import (
+from traild.adapters.ig.tlcp import (
     FIELDS,
     Connected,
     LineSplitter,
@@ -25,6 +24,7 @@ from traild.adapters.ig_tlcp import (
     parse_line,
     update_time_to_utc,
 )
+from traild.testing.ig_sim.stream import encode_values
 
 EURUSD = "CS.D.EURUSD.MINI.IP"
 LONDON = ZoneInfo("Europe/London")

@@ -26,10 +26,10 @@ from typing import Any
 import h11
 import trio
 
-from traild.adapters.ig_sim import rest
-from traild.adapters.ig_sim.http import Dropped, ServerConnection, SimRequest
-from traild.adapters.ig_sim.rest import wire
-from traild.adapters.ig_sim.stream import LightstreamerSim
+from traild.testing.ig_sim import rest
+from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
+from traild.testing.ig_sim.rest import wire
+from traild.testing.ig_sim.stream import LightstreamerSim
 
 REST = "/gateway/deal/"
 Reply = tuple[int, Any, dict[str, str]]

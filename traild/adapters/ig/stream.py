@@ -1,6 +1,6 @@
 """IG streaming prices: Lightstreamer TLCP over HTTP streaming, trio-native through httpx.
 
-The protocol is sans-IO in ``ig_tlcp`` (pure functions and small state machines, unit tested
+The protocol is sans-IO in ``tlcp`` (pure functions and small state machines, unit tested
 without a socket). ``IGStreamFeed`` only moves bytes: it creates a session
 (``create_session.txt``), subscribes ``MARKET:{epic}`` with ``BID OFFER UPDATE_TIME
 MARKET_STATE`` in MERGE mode (``control.txt``), turns ``U`` lines into ticks, rebinds on
@@ -23,8 +23,8 @@ import httpx
 import trio
 from loguru import logger
 
-from traild.adapters.ig_session import StreamAuth, StreamAuthProvider, build_request
-from traild.adapters.ig_tlcp import (
+from traild.adapters.ig.session import StreamAuth, StreamAuthProvider, build_request
+from traild.adapters.ig.tlcp import (
     AMENDABLE_STATES,
     LS_CID,
     TLCP_VERSION,

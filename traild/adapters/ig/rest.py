@@ -31,7 +31,7 @@ from typing import Any, Self
 import trio
 from loguru import logger
 
-from traild.adapters.ig_session import (
+from traild.adapters.ig.session import (
     DEMO_URL,
     LIVE_URL,
     IGSession,
@@ -40,7 +40,7 @@ from traild.adapters.ig_session import (
     StreamAuth,
     utcnow,
 )
-from traild.adapters.ig_wire import (
+from traild.adapters.ig.wire import (
     POINT_SIZES,
     classify_exit,
     ig_time,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from traild.adapters.ig_sim.server import IGSim, SimMarket, SimPosition
+    from traild.testing.ig_sim.server import IGSim, SimMarket, SimPosition
 
 Reply = tuple[int, Any, dict[str, str]]
 _REST_STATUS = {

@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import trio
 
-from traild.adapters.ig_sim.http import Dropped, ServerConnection, SimRequest
+from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
 
 if TYPE_CHECKING:
-    from traild.adapters.ig_sim.server import IGSim, SimMarket
+    from traild.testing.ig_sim.server import IGSim, SimMarket
 
 _DROP = "\x00drop"
 _LOOP = "\x00loop"
