@@ -23,7 +23,7 @@ from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings, load
+from traild.settings import IGSettings, Settings, load
 
 EXIT_OK = 0
 EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
@@ -439,13 +439,19 @@ async def _open_broker(
             instruments=instruments,
             timeout=ig.request_timeout_s,
             poll_interval=ig.positions_poll_s,
+            reconcile_interval=ig.reconcile_s,
+            trade_stream=ig.trade_stream,
             session_refresh_after=ig.session_refresh_s,
             confirm_attempts=ig.confirm_attempts,
             confirm_interval=ig.confirm_interval_s,
             rules_ttl=ig.rules_ttl_s,
             trading_allowance=ig.trading_allowance,
             account_allowance=ig.account_allowance,
+            application_allowance=ig.application_allowance,
+            take_over_guaranteed=ig.take_over_guaranteed_stops,
+            take_over_trailing=ig.take_over_trailing_stops,
             stream_url=ig.stream_url or None,
+            stream_options=ig_stream_options(ig),
         ) as broker:
             yield broker
         return
@@ -483,13 +489,22 @@ def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
 
     if not isinstance(broker, IGBroker):
         raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])
-    ig = s.broker.ig
     return IGStreamFeed(
         f.epics,
         broker.stream_auth,
+        account_id=broker.account_id,
+        scale=broker.stream_scale,
         stale_after=f.stale_after_s,
-        keepalive_ms=ig.keepalive_ms,
-        backoff_initial=ig.reconnect_initial_s,
-        backoff_max=ig.reconnect_max_s,
-        update_time_zone=ig.update_time_zone,
+        **ig_stream_options(s.broker.ig),
     )
+
+
+def ig_stream_options(ig: IGSettings) -> dict[str, Any]:
+    """The Lightstreamer client settings shared by the PRICE feed and the TRADE stream."""
+    return {
+        "keepalive_ms": ig.keepalive_ms,
+        "backoff_initial": ig.reconnect_initial_s,
+        "backoff_max": ig.reconnect_max_s,
+        "tlcp_version": ig.tlcp_version,
+        "timeout": ig.request_timeout_s,
+    }

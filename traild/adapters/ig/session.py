@@ -135,6 +135,54 @@ def build_request(
     return request
 
 
+class Allowance:
+    """A sliding-window budget of requests per minute (IG's allowances are per minute).
+
+    ``spend`` waits until the request fits every window it belongs to: a trading request
+    (amendments) the account's trading allowance, every other request the account's and the
+    application's non-trading allowances. ``reserve`` requests per window are left for
+    session refreshes and the other stream's login (trading-ig keeps 2).
+    """
+
+    def __init__(self, window: float = 60.0, reserve: int = 2) -> None:
+        self.window = window
+        self._reserve = reserve
+        self._limits: dict[str, int | None] = {"trading": None, "account": None, "app": None}
+        self._sent: dict[str, list[float]] = {kind: [] for kind in self._limits}
+        self.waited = 0
+
+    def configure(self, trading: int | None, account: int | None, app: int | None) -> None:
+        self._limits = {"trading": trading, "account": account, "app": app}
+
+    def limits(self) -> dict[str, int | None]:
+        return dict(self._limits)
+
+    def budget(self, kind: str) -> int | None:
+        limit = self._limits[kind]
+        return None if limit is None else max(1, limit - self._reserve)
+
+    async def spend(self, trading: bool) -> None:
+        kinds = ("trading",) if trading else ("account", "app")
+        while True:
+            now = trio.current_time()
+            wait = max(self._wait(kind, now) for kind in kinds)
+            if wait <= 0:
+                for kind in kinds:
+                    self._sent[kind].append(now)
+                return
+            self.waited += 1
+            await trio.sleep(wait)
+
+    def _wait(self, kind: str, now: float) -> float:
+        budget = self.budget(kind)
+        sent = self._sent[kind]
+        while sent and sent[0] <= now - self.window:
+            sent.pop(0)
+        if budget is None or len(sent) < budget:
+            return 0.0
+        return sent[len(sent) - budget] + self.window - now
+
+
 def is_allowance_error(code: str) -> bool:
     return code.startswith("error.public-api.exceeded-") and "allowance" in code
 
@@ -175,6 +223,7 @@ class IGSession:
         self._login_at = 0.0
         self._lock = trio.Lock()
         self.logins = 0
+        self.allowance = Allowance()
         redact_http_traces()
 
     def __repr__(self) -> str:
@@ -231,10 +280,13 @@ class IGSession:
         """
         await self._ensure_fresh()
         generation = self._generation
+        trading = method in ("PUT", "POST", "DELETE") and path.startswith("positions/otc")
+        await self.allowance.spend(trading)
         response = await self._send(method, path, version, json, params, may_apply)
         if response.status_code == 401:
             logger.bind(event="broker.session_expired").info("IG session refused; logging in")
             await self._relogin(generation)
+            await self.allowance.spend(trading)
             response = await self._send(method, path, version, json, params, may_apply)
         if response.status_code == 404 and not_found_ok:
             return None
