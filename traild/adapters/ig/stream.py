@@ -29,6 +29,7 @@ from traild.adapters.ig.tlcp import (
     PriceUpdate,
     StaleTracker,
     Subscription,
+    TLCPUnsupported,
     price_of,
 )
 from traild.adapters.ig.wire import StreamScale, unscale_stream
@@ -117,10 +118,12 @@ class IGStreamFeed:
         """Stream ticks into ``emit`` until cancelled; drops are retried with backoff."""
         self._emit = emit
         self._tracker = StaleTracker(self._epics, self._stale_after, trio.current_time())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_stale)
-            await self.client.run()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_stale)
+                await self.client.run()
+        except* TLCPUnsupported as group:  # one clear error, not a group, for the caller
+            raise group.exceptions[0] from None
 
     def add_epics(self, epics: Iterable[str]) -> None:
         """Quote more epics (a trade on a new market): subscribed on the live session at its
