@@ -45,6 +45,7 @@ def broker_for(sim: IGSim, **options: Any) -> IGBroker:
     options.setdefault("timeout", 2.0)
     options.setdefault("confirm_interval", 0.005)
     options.setdefault("poll_interval", 0.01)
+    options.setdefault("trade_stream", False)  # the polling fallback unless a test streams
     options.setdefault("clock", fixed_clock)
     return IGBroker(
         sim.base_url,

@@ -81,7 +81,7 @@ async def test_amendment_refused_for_an_expired_token_is_sent_again_after_login(
             broker_for(sim) as broker,
         ):
             await broker.open_positions()
-            sim.expire_tokens()
+            sim.fail_next("PUT", "positions/otc", 401, "error.security.client-token-invalid")
             confirmation = await broker.amend_stop(buy.deal_id, 1.0950, None)
     assert confirmation.accepted
     assert len(sim.requests_to("PUT", "positions/otc")) == 2
