@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json as _json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ class Allowance:
         self.window = window
         self._reserve = reserve
         self._limits: dict[str, int | None] = {"trading": None, "account": None, "app": None}
-        self._sent: dict[str, list[float]] = {kind: [] for kind in self._limits}
+        self._sent: dict[str, list[list[float]]] = {kind: [] for kind in self._limits}
         self.waited = 0
 
     def configure(self, trading: int | None, account: int | None, app: int | None) -> None:
@@ -161,26 +162,38 @@ class Allowance:
         limit = self._limits[kind]
         return None if limit is None else max(1, limit - self._reserve)
 
-    async def spend(self, trading: bool) -> None:
+    async def spend(self, trading: bool) -> list[list[float]]:
+        """Wait for room, then count one request; pass the result to ``done`` afterwards.
+
+        A request counts from the moment it is let through until a full window after its
+        answer: IG counts it when it arrives, which is somewhere in between.
+        """
         kinds = ("trading",) if trading else ("account", "app")
         while True:
             now = trio.current_time()
             wait = max(self._wait(kind, now) for kind in kinds)
             if wait <= 0:
-                for kind in kinds:
-                    self._sent[kind].append(now)
-                return
+                slots = [[math.inf] for _ in kinds]
+                for kind, slot in zip(kinds, slots, strict=True):
+                    self._sent[kind].append(slot)
+                return slots
             self.waited += 1
             await trio.sleep(wait)
 
+    @staticmethod
+    def done(slots: list[list[float]]) -> None:
+        now = trio.current_time()
+        for slot in slots:
+            slot[0] = now
+
     def _wait(self, kind: str, now: float) -> float:
         budget = self.budget(kind)
-        sent = self._sent[kind]
-        while sent and sent[0] <= now - self.window:
-            sent.pop(0)
+        sent = self._sent[kind] = [s for s in self._sent[kind] if s[0] > now - self.window]
         if budget is None or len(sent) < budget:
             return 0.0
-        return sent[len(sent) - budget] + self.window - now
+        times = sorted(s[0] for s in sent)
+        expiry = times[len(times) - budget] + self.window - now
+        return expiry if math.isfinite(expiry) else self.window / 10
 
 
 def is_allowance_error(code: str) -> bool:
@@ -281,17 +294,31 @@ class IGSession:
         await self._ensure_fresh()
         generation = self._generation
         trading = method in ("PUT", "POST", "DELETE") and path.startswith("positions/otc")
-        await self.allowance.spend(trading)
-        response = await self._send(method, path, version, json, params, may_apply)
+        response = await self._counted(trading, method, path, version, json, params, may_apply)
         if response.status_code == 401:
             logger.bind(event="broker.session_expired").info("IG session refused; logging in")
             await self._relogin(generation)
-            await self.allowance.spend(trading)
-            response = await self._send(method, path, version, json, params, may_apply)
+            response = await self._counted(trading, method, path, version, json, params, may_apply)
         if response.status_code == 404 and not_found_ok:
             return None
         self._raise_for(response, f"{method} /{path}")
         return response
+
+    async def _counted(
+        self,
+        trading: bool,
+        method: str,
+        path: str,
+        version: int,
+        json: Any,
+        params: Mapping[str, str] | None,
+        may_apply: bool,
+    ) -> httpx.Response:
+        slots = await self.allowance.spend(trading)
+        try:
+            return await self._send(method, path, version, json, params, may_apply)
+        finally:
+            self.allowance.done(slots)
 
     async def stream_auth(self, refresh: bool = False) -> StreamAuth:
         """Lightstreamer endpoint and credentials (user = account id, CST/XST tokens)."""
