@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from loguru import logger
@@ -24,6 +24,9 @@ from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
 from traild.settings import IGSettings, Settings, load
+
+if TYPE_CHECKING:
+    from traild.adapters.ig.rest import IGBroker
 
 EXIT_OK = 0
 EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
@@ -427,32 +430,7 @@ async def _open_broker(
         return
     b = s.broker
     if b.kind == "ig":
-        from traild.adapters.ig.rest import IGBroker
-
-        ig = b.ig
-        async with IGBroker(
-            ig.api_url,
-            ig.api_key.get_secret_value(),
-            ig.identifier,
-            ig.password.get_secret_value(),
-            ig.account_id or None,
-            instruments=instruments,
-            timeout=ig.request_timeout_s,
-            poll_interval=ig.positions_poll_s,
-            reconcile_interval=ig.reconcile_s,
-            trade_stream=ig.trade_stream,
-            session_refresh_after=ig.session_refresh_s,
-            confirm_attempts=ig.confirm_attempts,
-            confirm_interval=ig.confirm_interval_s,
-            rules_ttl=ig.rules_ttl_s,
-            trading_allowance=ig.trading_allowance,
-            account_allowance=ig.account_allowance,
-            application_allowance=ig.application_allowance,
-            take_over_guaranteed=ig.take_over_guaranteed_stops,
-            take_over_trailing=ig.take_over_trailing_stops,
-            stream_url=ig.stream_url or None,
-            stream_options=ig_stream_options(ig),
-        ) as broker:
+        async with open_ig_broker(s, instruments) as broker:
             yield broker
         return
     from traild.adapters.paper import PaperBroker
@@ -497,6 +475,44 @@ def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
         stale_after=f.stale_after_s,
         **ig_stream_options(s.broker.ig),
     )
+
+
+@asynccontextmanager
+async def open_ig_broker(
+    s: Settings, instruments: InstrumentTable | None = None, **overrides: Any
+) -> AsyncIterator[IGBroker]:
+    """An IGBroker from ``[broker.ig]`` (logged in for the duration of the block)."""
+    from traild.adapters.ig.rest import IGBroker
+
+    ig = s.broker.ig
+    options: dict[str, Any] = {
+        "instruments": instruments or s.instrument_table(),
+        "timeout": ig.request_timeout_s,
+        "poll_interval": ig.positions_poll_s,
+        "reconcile_interval": ig.reconcile_s,
+        "trade_stream": ig.trade_stream,
+        "session_refresh_after": ig.session_refresh_s,
+        "confirm_attempts": ig.confirm_attempts,
+        "confirm_interval": ig.confirm_interval_s,
+        "rules_ttl": ig.rules_ttl_s,
+        "trading_allowance": ig.trading_allowance,
+        "account_allowance": ig.account_allowance,
+        "application_allowance": ig.application_allowance,
+        "take_over_guaranteed": ig.take_over_guaranteed_stops,
+        "take_over_trailing": ig.take_over_trailing_stops,
+        "stream_url": ig.stream_url or None,
+        "stream_options": ig_stream_options(ig),
+    }
+    options.update(overrides)
+    async with IGBroker(
+        ig.api_url,
+        ig.api_key.get_secret_value(),
+        ig.identifier,
+        ig.password.get_secret_value(),
+        ig.account_id or None,
+        **options,
+    ) as broker:
+        yield broker
 
 
 def ig_stream_options(ig: IGSettings) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class LightstreamerClient:
         self._subscribed_session: str | None = None
         self._may_relogin = True
         self.counts = dict.fromkeys(("connects", "disconnects", "updates", "logins"), 0)
+        self.rejected: list[str] = []
 
     def add(self, sub: Subscription, handler: UpdateHandler) -> None:
         """Subscribe ``sub`` (now if connected: at the stream's next line; else on connect)."""
@@ -282,6 +283,7 @@ class LightstreamerClient:
         for note in map(parse_line, response.text.splitlines()):
             if note.tag == "REQERR":
                 key = protocol.key_of_request(note.args[0])
+                self.rejected.append(str(key))
                 logger.bind(event="feed.subscription_rejected", item=key, code=note.args[1]).error(
                     "IG {} refused {}: {}", self.name, key, note.args[-1]
                 )

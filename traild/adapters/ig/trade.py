@@ -53,7 +53,7 @@ class TradeEvents:
         self._poll = poll_interval
         self._reconcile_every = reconcile_interval
         self.use_stream = use_stream
-        self._stream_options = stream_options
+        self.stream_options = stream_options
         self.live = False
         self.known: dict[str, Position] = {}
         self._emit: EventSink | None = None
@@ -78,7 +78,7 @@ class TradeEvents:
             self._broker.stream_auth,
             name="trade stream",
             on_state=self._on_state,
-            **self._stream_options,
+            **self.stream_options,
         )
         item = f"TRADE:{self._broker.account_id}"
         client.add(Subscription("TRADE", item, TRADE_FIELDS, "DISTINCT"), self._on_trade)
