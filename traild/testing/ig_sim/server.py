@@ -241,11 +241,13 @@ class IGSim:
         offer: float,
         update_time: str | None = None,
         state: str | None = None,
+        ts: datetime | None = None,
     ) -> None:
-        """Move the market, close positions whose stop/limit it crossed, stream the update."""
+        """Move the market, close positions whose stop/limit it crossed, stream the update
+        (``ts``: the quote's time, TIMESTAMP on the stream; default the sim's clock)."""
         market = self.markets.setdefault(epic, SimMarket(epic, bid, offer))
         market.bid, market.offer = bid, offer
-        now = self.clock()
+        now = ts or self.clock()
         market.update_time = update_time or now.strftime("%H:%M:%S")
         market.timestamp_ms = int(now.timestamp() * 1000)
         market.state = state or market.state
