@@ -16,6 +16,7 @@ from tests.e2e.daemon_helpers import slice_ticks
 from traild.adapters.store import open_store
 from traild.app import Daemon
 from traild.core.messages import Direction
+from traild.runtime.gateway import Gateway
 from traild.settings import Settings
 from traild.simulation import SimulationRequest, simulate
 from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
@@ -36,6 +37,12 @@ def _rows(path: Path) -> list[tuple[datetime, float, float]]:
             (datetime.fromisoformat(r["ts_utc"]), float(r["bid"]), float(r["ask"]))
             for r in csv.DictReader(fh)
         ]
+
+
+async def _settled(daemon: Daemon, gateway: Gateway, ticks: int) -> None:
+    """Until the daemon has taken ``ticks`` ticks and no amendment is in flight."""
+    await wait_until(lambda: daemon.stats.ticks >= ticks, step=0.0005)
+    await wait_until(lambda: gateway.statistics().in_flight == 0, step=0.0005)
 
 
 def _settings(sim: IGSim, tmp: Path) -> Settings:
@@ -83,6 +90,8 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
                 await wait_until(
                     lambda: daemon.supervisor is not None and len(daemon.supervisor.slots) == 1
                 )
+                gateway = daemon.gateway
+                assert gateway is not None
                 seen = daemon.stats.ticks
                 await wait_until(lambda: len(sim.requests_to("GET", "positions")) >= 2)
                 reads = len(sim.requests_to("GET", "positions"))  # supervisor + TRADE start-up
@@ -91,10 +100,7 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
                     if sell.deal_id not in sim.positions:
                         break
                     seen += 1
-                    await wait_until(lambda: daemon.stats.ticks >= seen, step=0.0005)
-                    g = daemon.gateway
-                    assert g is not None
-                    await wait_until(lambda: g.statistics().in_flight == 0, step=0.0005)
+                    await _settled(daemon, gateway, seen)
                 nursery.cancel_scope.cancel()
     amendments = [a["to"] for a in expected["amendments"]]
     assert amendments and amendments[-1] < entry  # the slice locks in profit
