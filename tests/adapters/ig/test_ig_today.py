@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from tests.adapters.ig.conftest import EURUSD, broker_for, ig_sim, wait_until
-from traild.core.messages import PositionClosed, PositionOpened
+from traild.core.messages import PositionAmended, PositionClosed, PositionOpened
 from traild.testing.ig_sim import SimMarket, SimPosition
 
 CEEM = "CS.D.EURUSD.CEEM.IP"
@@ -35,13 +35,15 @@ async def test_opu_open_stop_change_and_close_reach_the_runtime_without_a_positi
             deal = sim.add_position(SimPosition(EURUSD, "BUY", 1.0990, stop=1.0950, limit=1.1100))
             await wait_until(lambda: len(events) == 1)
             sim.move_stop(deal, 1.0960, 1.1120)  # the trader moves stop and limit on IG
-            await wait_until(lambda: broker.deals[deal].limit == 1.112)
+            await wait_until(lambda: len(events) == 2)
             confirmation = await broker.amend_stop(deal, 1.0970, 1.1100)
             sim.set_price(EURUSD, 1.0969, 1.0970)  # stopped out at IG
-            await wait_until(lambda: len(events) == 2)
+            await wait_until(lambda: len(events) == 3)
             nursery.cancel_scope.cancel()
     assert isinstance(events[0], PositionOpened) and events[0].position.stop == 1.095
-    assert isinstance(events[1], PositionClosed) and events[1].reason == "stop"
+    assert events[1] == PositionAmended(deal, 1.096, 1.112, events[1].ts)
+    # traild's own amendment (1.0970) is not reported back as a change at the broker
+    assert isinstance(events[2], PositionClosed) and events[2].reason == "stop"
     assert confirmation.accepted and confirmation.level == 1.097
     assert sim.amendments[-1][1]["limitLevel"] == 1.112  # the limit IG has now, pushed
     assert len(sim.requests_to("GET", "positions")) == polls == 1

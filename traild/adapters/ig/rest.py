@@ -126,6 +126,7 @@ class IGBroker:
         self._markets: dict[str, MarketInfo] = {}
         self._market_due: dict[str, float] = {}
         self._refused: set[tuple[str, str]] = set()
+        self.sent: dict[str, float] = {}  # deal id -> the stop of traild's latest amendment
         self._limit_warnings: set[tuple[str, float | None]] = set()
         self.events = TradeEvents(
             self,
@@ -359,6 +360,7 @@ class IGBroker:
         }
         if flags.trailing:
             self.refuse_once(deal_id, "taken_over", f"IG trailing stop of {deal_id} taken over")
+        self.sent[deal_id] = stop
         response = await self.session.request(
             "PUT", f"positions/otc/{deal_id}", version=2, json=body, may_apply=True
         )

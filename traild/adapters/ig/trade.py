@@ -28,7 +28,13 @@ from traild.adapters.ig.wire import (
 )
 from traild.core.errors import BrokerError, InstrumentError, RateLimited
 from traild.core.instruments import Instrument
-from traild.core.messages import Direction, Position, PositionClosed, PositionOpened
+from traild.core.messages import (
+    Direction,
+    Position,
+    PositionAmended,
+    PositionClosed,
+    PositionOpened,
+)
 from traild.ports import BrokerEvent, EventSink
 
 if TYPE_CHECKING:
@@ -169,7 +175,14 @@ class TradeEvents:
             await self._send(PositionOpened(position, update.ts or self._broker.clock()))
         elif old is not None:
             self.known[update.deal_id] = position
+            ours = self._broker.sent.get(position.deal_id) == position.stop
+            if ours and old.limit == position.limit:
+                return  # traild's own amendment landing: the gateway confirms it
             if (old.stop, old.limit) != (position.stop, position.limit):
+                when = update.ts or self._broker.clock()
+                await self._send(
+                    PositionAmended(position.deal_id, position.stop, position.limit, when)
+                )
                 logger.bind(
                     event="broker.position_updated",
                     deal_id=position.deal_id,
