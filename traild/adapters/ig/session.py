@@ -151,6 +151,7 @@ class Allowance:
         self._limits: dict[str, int | None] = {"trading": None, "account": None, "app": None}
         self._sent: dict[str, list[list[float]]] = {kind: [] for kind in self._limits}
         self.waited = 0
+        self._answered = trio.Event()
 
     def configure(self, trading: int | None, account: int | None, app: int | None) -> None:
         self._limits = {"trading": trading, "account": account, "app": app}
@@ -178,13 +179,17 @@ class Allowance:
                     self._sent[kind].append(slot)
                 return slots
             self.waited += 1
-            await trio.sleep(wait)
+            if math.isfinite(wait):
+                await trio.sleep(wait)
+            else:  # every slot is held by a request still in flight: wait for an answer
+                await self._answered.wait()
 
-    @staticmethod
-    def done(slots: list[list[float]]) -> None:
+    def done(self, slots: list[list[float]]) -> None:
         now = trio.current_time()
         for slot in slots:
             slot[0] = now
+        self._answered.set()
+        self._answered = trio.Event()
 
     def _wait(self, kind: str, now: float) -> float:
         budget = self.budget(kind)
@@ -192,8 +197,7 @@ class Allowance:
         if budget is None or len(sent) < budget:
             return 0.0
         times = sorted(s[0] for s in sent)
-        expiry = times[len(times) - budget] + self.window - now
-        return expiry if math.isfinite(expiry) else self.window / 10
+        return times[len(times) - budget] + self.window - now
 
 
 def is_allowance_error(code: str) -> bool:
