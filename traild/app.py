@@ -277,7 +277,7 @@ class Daemon:
 
     # -- periodic -----------------------------------------------------------------------------
     def _follow_epics(self, feed: PriceFeed) -> None:
-        """A live feed subscribes the epics of newly adopted trades (IG: PRICE:{accountId}:{epic})."""
+        """A live feed subscribes the epics of newly adopted trades (IG: PRICE items)."""
         add = getattr(feed, "add_epics", None)
         if self.supervisor is None or not callable(add):
             return
@@ -381,7 +381,7 @@ def _display_url(url: str) -> str:
 
 
 def _market_gate(feed: PriceFeed) -> Callable[[str], bool] | None:
-    """The feed's market state where it has one (IG: DLG_FLAG, see tlcp.DEALING_STATES), else always open."""
+    """The feed's dealing state where it has one (IG: DLG_FLAG), else always open."""
     gate = getattr(feed, "market_open", None)
     return gate if callable(gate) else None
 
