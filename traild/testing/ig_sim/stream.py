@@ -2,15 +2,19 @@
 
 Items:
 * ``PRICE:{accountId}:{epic}`` with ``LS_data_adapter=Pricing`` (MERGE): BIDPRICE1, ASKPRICE1,
-  TIMESTAMP (epoch ms), DLG_FLAG. Source: IG's "MARKET to PRICE subscription migration guide"
-  (2026-05) and trading-ig ``sample/stream_ig.py`` (Aug 2026), issue #357.
+  TIMESTAMP (epoch ms), DLG_FLAG (read with ``.strip()``). Source: IG's "MARKET to PRICE
+  subscription migration guide" (2026-05), trading-ig issue #357 and ``sample/stream_ig.py`` at
+  commit d1069b0 (2026-08-18), which subscribes exactly these with ``setDataAdapter("Pricing")``.
 * ``MARKET:{epic}`` is refused: IG switched it off on 2026-05-08 (same sources). The REQERR
   code and text are an assumption (IG's exact answer is not published).
 * ``TRADE:{accountId}`` (DISTINCT): CONFIRMS and OPU as JSON text, WOU never (the sim has no
-  working orders). Source: IG streaming API reference (labs.ig.com/streaming-api-reference).
+  working orders). Source: IG streaming API reference (labs.ig.com/streaming-api-reference) and
+  the same trading-ig sample (DISTINCT, fields CONFIRMS OPU WOU). The OPU field names follow
+  IG's reference; the sim sends every event whole (assumption).
 * Protocol: only ``TLCP-2.4.0``; any other version gets ``CONERR,65,Unsupported protocol
   version`` (reported for 2.5.0 in Lightstreamer-lib-client-haxe issues #5/#6 and
-  bennycode/ig-trading-api PR #514, 2025-2026). Bad credentials: CONERR 1 (TLCP spec).
+  bennycode/ig-trading-api PR #514; trading-ig pins lightstreamer-client-lib 1.0.3, a 2.4.0
+  client, in pyproject.toml at d1069b0, 2026-08-18). Bad credentials: CONERR 1 (TLCP spec).
 
 create_session / bind_session open a chunked stream (CONOK, then SUBOK, U lines and PROBE
 keepalives); control adds subscriptions (snapshot first, then only changed fields: empty
