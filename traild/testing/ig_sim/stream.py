@@ -130,11 +130,10 @@ class LightstreamerSim:
 
     def publish(self, market: SimMarket) -> None:
         """Queue a U line for every subscription to this market's PRICE item."""
-        item = f"PRICE:{self._sim.account_id}:{market.epic}"
         for session in self.sessions.values():
             for sub_id, sub in session.subscriptions.items():
                 for index, name in enumerate(sub.items, start=1):
-                    if name == item:
+                    if self._price_market(name) is market:
                         _queue(session, self._update(sub_id, sub, index, market))
 
     def publish_trade(self, name: str, payload: str) -> None:
@@ -225,18 +224,21 @@ class LightstreamerSim:
         return f"REQOK,{req_id}"
 
     def _price_market(self, item: str) -> SimMarket | None:
-        prefix = f"PRICE:{self._sim.account_id}:"
-        return self._sim.markets.get(item.removeprefix(prefix)) if item.startswith(prefix) else None
+        kind, _, rest = item.partition(":")
+        account, _, epic = rest.partition(":")
+        if kind != "PRICE" or account not in self._sim.accounts:
+            return None
+        return self._sim.markets.get(epic)
 
     def _refusal(self, items: list[str], fields: list[str], params: dict[str, str]) -> str:
         """Why IG would refuse this subscription ('' when it would not). Codes: assumption."""
         if not items or not fields:
             return "21,Invalid group or schema"
-        trade = f"TRADE:{self._sim.account_id}"
+        trades = {f"TRADE:{account}" for account in self._sim.accounts}
         for item in items:
             if item.startswith("MARKET:"):
                 return "21,MARKET items are no longer available; use PRICE"
-            if item == trade:
+            if item in trades:
                 continue
             if params.get("LS_data_adapter") != "Pricing":
                 return "17,Data adapter not found"
