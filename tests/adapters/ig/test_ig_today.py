@@ -120,3 +120,16 @@ async def test_a_burst_of_200_amendments_stays_within_every_allowance() -> None:
     assert all(a.refused == 0 for a in allowances.values())
     assert allowances["trading"].peak <= 40 and allowances["account"].peak <= 40
     assert broker.session.allowance.waited > 0  # the limiter did hold requests back
+
+
+async def test_without_the_trade_stream_an_amendment_reads_the_limit_ig_has_now() -> None:
+    with trio.fail_after(10):
+        buy = SimPosition(EURUSD, "BUY", 1.0990, stop=1.0950, limit=1.1100)
+        markets = [SimMarket(EURUSD, 1.1000, 1.1001)]
+        async with ig_sim(markets=markets, positions=[buy]) as sim, broker_for(sim) as broker:
+            await broker.open_positions()
+            sim.positions[buy.deal_id].limit = 1.1150  # moved on IG's platform since the read
+            confirmation = await broker.amend_stop(buy.deal_id, 1.0960, 1.1100)
+    assert confirmation.accepted
+    assert sim.amendments[-1][1]["limitLevel"] == 1.115
+    assert sim.positions[buy.deal_id].limit == 1.115  # the trader's take-profit survives
