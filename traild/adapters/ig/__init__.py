@@ -1,2 +1,4 @@
-"""IG Markets: session (login, tokens), rest (the Broker port), stream (PRICE/TRADE over
-Lightstreamer), tlcp (the sans-IO protocol) and wire (REST payloads <-> traild values)."""
+"""IG Markets: session (login, tokens, allowances), rest (the Broker port), trade (position
+events from the TRADE stream plus reconciliation), stream (the PRICE feed), lightstreamer (the
+TLCP client), tlcp (the sans-IO protocol), wire (payloads <-> traild values) and check
+(``traild ig check``)."""
