@@ -26,7 +26,9 @@ async def test_opu_open_stop_change_and_close_reach_the_runtime_without_a_positi
         market = SimMarket(EURUSD, 1.1000, 1.1001)
         async with (
             ig_sim(markets=[market]) as sim,
-            broker_for(sim, trade_stream=True, reconcile_interval=3600.0) as broker,
+            broker_for(
+                sim, trade_stream=True, reconcile_interval=3600.0, poll_interval=3600.0
+            ) as broker,
             trio.open_nursery() as nursery,
         ):
             nursery.start_soon(broker.run, emit)
@@ -133,3 +135,42 @@ async def test_without_the_trade_stream_an_amendment_reads_the_limit_ig_has_now(
     assert confirmation.accepted
     assert sim.amendments[-1][1]["limitLevel"] == 1.115
     assert sim.positions[buy.deal_id].limit == 1.115  # the trader's take-profit survives
+
+
+async def test_positions_are_polled_while_the_trade_stream_is_down_and_not_once_it_is_back() -> (
+    None
+):
+    events: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        events.append(event)
+
+    with trio.fail_after(10):
+        async with (
+            ig_sim(markets=[SimMarket(EURUSD, 1.1000, 1.1001)]) as sim,
+            broker_for(
+                sim,
+                trade_stream=True,
+                reconcile_interval=3600.0,
+                poll_interval=0.02,
+                stream_options={"backoff_initial": 0.5},
+            ) as broker,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(broker.run, emit)
+            await wait_until(lambda: broker.events.live)
+            sim.drop_streams()
+            await wait_until(lambda: not broker.events.live)
+            down = broker.events.counts["polls"]
+            # opened while the stream is down: only a poll can tell
+            sim.positions["DIOFFLINE1"] = SimPosition(EURUSD, "BUY", 1.0990, deal_id="DIOFFLINE1")
+            await wait_until(lambda: len(events) == 1)
+            await wait_until(lambda: broker.events.live)
+            await wait_until(lambda: not broker.events.resync)
+            back = broker.events.counts["polls"]
+            await trio.sleep(0.2)  # ten poll intervals: no poll while the stream is live
+            after = broker.events.counts["polls"]
+            nursery.cancel_scope.cancel()
+    assert isinstance(events[0], PositionOpened) and events[0].position.deal_id == "DIOFFLINE1"
+    assert back > down
+    assert after == back

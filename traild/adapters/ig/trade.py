@@ -61,6 +61,7 @@ class TradeEvents:
         self.use_stream = use_stream
         self.stream_options = stream_options
         self.live = False
+        self._was_live = self.resync = False
         self.known: dict[str, Position] = {}
         self._emit: EventSink | None = None
         self._confirms: dict[str, Mapping[str, Any]] = {}
@@ -79,6 +80,11 @@ class TradeEvents:
             nursery.start_soon(self.client.run)
             await self._poll_forever(self._reconcile_every)
 
+    def _interval(self, interval: float) -> float:
+        """The slow reconciliation while the stream is live; the poll interval while it is
+        down (then the stream's events are missing and polling is the only source)."""
+        return interval if self.live or not self.use_stream else min(interval, self._poll)
+
     def _make_client(self) -> LightstreamerClient:
         client = LightstreamerClient(
             self._broker.stream_auth,
@@ -91,11 +97,14 @@ class TradeEvents:
         return client
 
     def _on_state(self, live: bool) -> None:
+        if live and not self.live and self._was_live:
+            self.resync = True  # back after an outage: reconcile now, not in minutes
+        self._was_live = self._was_live or live
         self.live = live
 
     async def _poll_forever(self, interval: float) -> None:
         while True:
-            wait = interval
+            wait = self._interval(interval)
             try:
                 positions = await self._broker.open_positions()
             except BrokerError as exc:
@@ -107,7 +116,19 @@ class TradeEvents:
             else:
                 self.counts["polls"] += 1
                 await self._reconcile(positions)
-            await trio.sleep(wait)
+            await self._pause(wait)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, cut short to the poll interval if the stream goes down."""
+        start = trio.current_time()
+        deadline = start + seconds
+        while (now := trio.current_time()) < deadline:
+            await trio.sleep(min(deadline - now, self._poll))
+            if self.resync:
+                self.resync = False
+                return
+            if self.use_stream and not self.live:
+                deadline = min(deadline, start + self._poll)
 
     async def _send(self, event: BrokerEvent) -> None:
         assert self._emit is not None
