@@ -115,6 +115,7 @@ class TradeEvents:
                 )
             else:
                 self.counts["polls"] += 1
+                self.resync = False
                 await self._reconcile(positions)
             await self._pause(wait)
 
@@ -125,7 +126,6 @@ class TradeEvents:
         while (now := trio.current_time()) < deadline:
             await trio.sleep(min(deadline - now, self._poll))
             if self.resync:
-                self.resync = False
                 return
             if self.use_stream and not self.live:
                 deadline = min(deadline, start + self._poll)
