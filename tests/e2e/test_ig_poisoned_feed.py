@@ -10,16 +10,22 @@ import trio
 
 from tests.adapters.ig.conftest import EURUSD, ig_sim
 from tests.e2e.test_ig_daemon import _now, _settings, _stops, _until, _walk
-from traild.adapters.ig_sim import IGSim
-from traild.adapters.ig_sim.server import SimMarket, SimPosition
 from traild.adapters.store import open_store
 from traild.app import Daemon
+from traild.testing.ig_sim import IGSim
+from traild.testing.ig_sim.server import SimMarket, SimPosition
 
 
-def _bad_print(sim: IGSim, bid: float, update_time: str | None = None) -> None:
+def _bad_print(sim: IGSim, bid: float, ts: datetime | None = None) -> None:
     """A quote on the stream only: the broker's own market (and its stops) never saw it."""
-    stamp = update_time or datetime.now(UTC).strftime("%H:%M:%S")
-    sim.stream.publish(SimMarket(EURUSD, bid, round(bid + 0.0001, 5), update_time=stamp))
+    market = sim.markets[EURUSD]
+    saved = (market.bid, market.offer, market.timestamp_ms, market.update_time)
+    when = ts or datetime.now(UTC)
+    market.bid, market.offer = bid, round(bid + 0.0001, 5)
+    market.timestamp_ms = int(when.timestamp() * 1000)
+    market.update_time = when.strftime("%H:%M:%S")
+    sim.stream.publish(market)
+    market.bid, market.offer, market.timestamp_ms, market.update_time = saved
 
 
 async def test_a_poisoned_live_feed_moves_no_stop_and_keeps_trailing(tmp_path: Path) -> None:
@@ -39,8 +45,7 @@ async def test_a_poisoned_live_feed_moves_no_stop_and_keeps_trailing(tmp_path: P
                 )
                 await _walk(sim, [1.10000, 1.10010, 1.10020])
                 # a time-zone slip: an hour ahead of the wall clock, 20 pips up (a profit lock)
-                slipped = (datetime.now(UTC) + timedelta(hours=1)).strftime("%H:%M:%S")
-                _bad_print(sim, 1.10220, slipped)
+                _bad_print(sim, 1.10220, datetime.now(UTC) + timedelta(hours=1))
                 for i in range(3):  # three 600-pip prints in a row (a stream sends changes)
                     _bad_print(sim, 1.16020 + i / 10000)
                 _bad_print(sim, 1.11520)  # one 150-pip print: stage 3 if it were real
