@@ -3,8 +3,8 @@ everything a restart cannot fix ends in one structured record and exit 78 before
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from tests.e2e.daemon_helpers import (
     write_config,
 )
 from tests.poison import EURUSD_2019, FUTURE_LINE, poisoned, spikes
+from traild.core.messages import Direction
+from traild.settings import Settings
+from traild.simulation import SimulationRequest, simulate
 
 PIP = 0.0001
 SPECS = [TradeSpec("BUY", 15, 40), TradeSpec("SELL", 15, 40), TradeSpec("BUY", 6, None)]
@@ -44,9 +47,7 @@ def test_a_poisoned_replay_trails_exactly_like_simulate_on_the_clean_file(
     run = traild("run", "--config", str(config))
     rows = {r["deal_id"]: r for r in trades(state)}
     for spec, deal in zip(SPECS, deals, strict=True):
-        sim = json.loads(
-            traild("simulate", "--ticks", str(clean), *spec.simulate_args(), "--json").stdout
-        )
+        sim = _simulate(clean, spec)
         row = rows[deal]
         assert (row["entry_price"], row["initial_sl_price"]) == (sim["entry"], sim["initial_stop"])
         assert [a["requested_level"] for a in confirmed(state, row["id"])] == [
@@ -62,6 +63,19 @@ def test_a_poisoned_replay_trails_exactly_like_simulate_on_the_clean_file(
     rejected = [e for e in log_events(run.stderr) if e["event"] == "tick.rejected"]
     reasons = sorted(e["reason"] for e in rejected)
     assert reasons == ["future_timestamp", "out_of_order", "spike", "spike", "spike", "spike"]
+
+
+def _simulate(ticks: Path, spec: TradeSpec) -> dict[str, Any]:
+    """``traild simulate`` in-process (its JSON object) on embedded defaults."""
+    request = SimulationRequest(
+        ticks=str(ticks),
+        epic=spec.epic,
+        direction=Direction.parse(spec.direction),
+        stop_pips=spec.stop_pips,
+        limit_pips=spec.limit_pips,
+        is_scalp=spec.scalp,
+    )
+    return simulate(Settings(), request)
 
 
 def _corrupt_gzip(tmp_path: Path) -> Path:
