@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from traild.backtest.kernel import KernelTrade, PathResult
+from traild.backtest.kernel import NONE, KernelTrade, PathResult
 from traild.backtest.markets import Market, TickSource, load_market
 from traild.backtest.paths import EVENT, FAST, run_trades
 from traild.backtest.signals import (
@@ -39,7 +39,9 @@ from traild.core.instruments import to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
 from traild.settings import Settings
 
-_FAST_CHUNK = 4000  # trades per unit on the fast path (bigger batches amortise numpy calls)
+_FAST_CHUNK = 4000  # at most this many trades per unit on the fast path
+_MIN_CHUNK = 200  # at least this many (smaller batches waste the kernel's vectorisation)
+_STEPS = 40  # aim for about this many progress steps per run
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +159,17 @@ def prepare(
 
 
 def units_of(ctx: Context, jobs: int) -> list[Unit]:
-    """Variant x market x chunk; event-path chunks are small enough to keep every core busy."""
+    """Variant x market x chunk of trades: chunks small enough that progress moves steadily
+    and every core stays busy, big enough to amortise the kernel's numpy calls."""
     out: list[Unit] = []
     per_market = [
         [t.trade_id for t in ctx.trades if t.market == k] for k in range(len(ctx.markets))
     ]
     total = len(ctx.trades) * len(ctx.variants)
-    size = _FAST_CHUNK if ctx.engine == FAST else max(1, math.ceil(total / (4 * max(jobs, 1))))
+    if ctx.engine == FAST:
+        size = min(_FAST_CHUNK, max(_MIN_CHUNK, math.ceil(total / _STEPS)))
+    else:
+        size = max(1, math.ceil(total / max(4 * max(jobs, 1), _STEPS)))
     for v in range(len(ctx.variants)):
         for k, ids in enumerate(per_market):
             out += [(v, k, tuple(ids[i : i + size])) for i in range(0, len(ids), size)]
@@ -173,28 +179,35 @@ def units_of(ctx: Context, jobs: int) -> list[Unit]:
 def execute(
     ctx: Context, jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[TradeRow]:
-    """Run every unit (in ``jobs`` processes) and merge the rows in a fixed order."""
+    """Run every unit (in ``jobs`` processes) and merge the rows in a fixed order.
+
+    ``progress(done, total)`` counts trade runs (trades x variants), once per finished chunk.
+    """
     units = units_of(ctx, jobs)
+    total = sum(len(u[2]) for u in units)
     for market in ctx.markets:
         market.index()  # build before forking: workers inherit it
     results: list[list[TradeRow]]
+    done = 0
     if jobs <= 1 or len(units) <= 1:
         _init(ctx)
         results = []
-        for i, unit in enumerate(units):
+        for unit in units:
             results.append(_run_unit(unit))
+            done += len(unit[2])
             if progress:
-                progress(i + 1, len(units))
+                progress(done, total)
     else:
         methods = multiprocessing.get_all_start_methods()
         mp = multiprocessing.get_context("fork" if "fork" in methods else None)
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(units)), mp_context=mp, initializer=_init, initargs=(ctx,)
         ) as pool:
-            futures: list[Future[list[TradeRow]]] = [pool.submit(_run_unit, u) for u in units]
-            for done, _ in enumerate(as_completed(futures), start=1):
+            futures = {pool.submit(_run_unit, u): len(u[2]) for u in units}
+            for future in as_completed(futures):
+                done += futures[future]
                 if progress:
-                    progress(done, len(units))
+                    progress(done, total)
             results = [f.result() for f in futures]
     order = {v.name: i for i, v in enumerate(ctx.variants)}
     rows = [row for part in results for row in part]
@@ -271,7 +284,7 @@ def plan_trades(
 def premature_stopouts(
     market: Market, trades: Sequence[TradeSpec], results: Sequence[PathResult], lookahead_ms: int
 ) -> list[bool]:
-    """Stopped trades whose limit traded within the lookahead before their initial stop did."""
+    """Stop exits (the initial stop included) whose limit traded within the lookahead (SPEC §8)."""
     n = len(market)
     picked = [
         i
@@ -284,14 +297,13 @@ def premature_stopouts(
     sign = np.array([trades[i].direction.sign for i in picked], dtype=np.int64)
     base = np.where(sign > 0, 0, n)
     start = base + np.array([results[i].exit_idx + 1 for i in picked], dtype=np.int64)
-    lo = sign * np.array([trades[i].stop for i in picked], dtype=np.int64)
+    lo = np.full(len(picked), NONE, dtype=np.int64)  # only the take-profit side matters
     hi = sign * np.array([trades[i].limit or 0 for i in picked], dtype=np.int64)
     k = market.index().first_crossing(start, lo, hi)
     inside = k < base + n
     at = np.where(inside, k, base)
-    x = market.both_sides()
     until = np.array([results[i].exit_ts for i in picked], dtype=np.int64) + lookahead_ms
-    hit = inside & (x[at] >= hi) & (market.ts_ms[at - base] <= until)
+    hit = inside & (market.ts_ms[at - base] <= until)
     for i, h in zip(picked, hit.tolist(), strict=True):
         out[i] = h
     return out
@@ -348,7 +360,14 @@ def _row(
             and r.exit_stop is not None
             and s * (r.exit_stop - t.entry) < lock_ticks
         ),
-        lock_slippage_loss=stopped and locked and pnl < 0,
+        # SPEC §2: reached the trigger, stopped at/beyond entry, filled below it by slippage
+        lock_slippage_loss=(
+            stopped
+            and locked
+            and pnl < 0
+            and r.exit_stop is not None
+            and s * (r.exit_stop - t.entry) >= 0
+        ),
         premature=premature,
         amendments=len(r.amendments),
         path=path,
