@@ -291,3 +291,31 @@ def test_bad_input_is_one_line_on_stderr_and_exit_code_1(
     assert code == 1 and out == ""
     assert err.startswith("traild: error: ") and err.count("\n") == 1
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("count", "code", "message"),
+    [
+        ("100000000000", 2, "at most 250,000 entries per run (memory)"),
+        ("5000000", 2, "at most 250,000 entries per run (memory)"),
+        ("20000", 1, "more entries than the files have entry points (10,000)"),
+    ],
+)
+def test_huge_random_counts_are_refused_in_one_line_before_any_work(
+    ticks_dir: Path,
+    tmp_path: Path,
+    empty_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    count: str,
+    code: int,
+    message: str,
+) -> None:
+    args = ["--ticks", str(ticks_dir / SMALL), "--random", count, "--out", str(tmp_path / "o")]
+    try:
+        got = main(["backtest", *args, "--config", str(empty_config)])
+    except SystemExit as exc:  # argparse's usage errors exit 2
+        got = int(str(exc.code))
+    out, err = capsys.readouterr()
+    assert (got, out) == (code, "")
+    assert err.startswith("traild: error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()

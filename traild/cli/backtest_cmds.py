@@ -15,6 +15,7 @@ from traild.core.errors import DataError
 from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
+_MAX_RANDOM = 250_000  # traild.backtest.signals.MAX_RANDOM (not imported: NumPy loads lazily)
 
 
 def _default_jobs() -> int:
@@ -39,7 +40,13 @@ def register(sub: Any) -> None:
     )
     entries = p.add_mutually_exclusive_group(required=True)
     entries.add_argument("--signals", metavar="CSV", help="entries from a signals CSV")
-    entries.add_argument("--random", type=_count, metavar="N", help="N random entries")
+    entries.add_argument(
+        "--random",
+        type=_random_count,
+        metavar="N",
+        help=f"N random entries, uniform over trading time (at most {_MAX_RANDOM:,}, and at "
+        "most one per tick or bar of the files)",
+    )
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument(
         "--variants",
@@ -89,6 +96,13 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _random_count(text: str) -> int:
+    value = _count(text)
+    if value > _MAX_RANDOM:
+        raise argparse.ArgumentTypeError(f"at most {_MAX_RANDOM:,} entries per run (memory)")
     return value
 
 
