@@ -249,6 +249,7 @@ class BacktestSettings(_Strict):
     scalp_limit_pips: float = Field(25.0, gt=0)
     scalp_share: float = Field(0.5, ge=0, le=1)
     lookahead_minutes: float = Field(60.0, gt=0)
+    bar_spread_pips: float = Field(1.0, ge=0)  # --bars without ask bars: ask = bid + spread
 
 
 class DaemonSettings(_Strict):

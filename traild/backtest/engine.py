@@ -12,9 +12,12 @@ import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
+from traild.backtest.bars import inside_bar_fill, load_bar_market
+from traild.backtest.entries import generate
 from traild.backtest.kernel import NONE, KernelTrade, PathResult
 from traild.backtest.markets import Market, TickSource, load_market
 from traild.backtest.paths import EVENT, FAST, run_trades
@@ -35,7 +38,7 @@ from traild.core.calculator import (
     StageConfig,
 )
 from traild.core.errors import DataError
-from traild.core.instruments import to_centipips
+from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
 from traild.settings import Settings
 
@@ -51,6 +54,11 @@ class BacktestRequest:
     ticks: tuple[str, ...]
     signals: str | None = None
     random: int | None = None
+    entries: str | None = None  # a test entry generator (traild.backtest.entries)
+    bars: tuple[str, ...] = ()  # M1 bid-bar files, FILE[=EPIC]
+    ask_bars: tuple[str, ...] = ()  # their ask bars, in the same order (else the spread)
+    bar_spread_pips: float = 1.0
+    walk_forward: int | None = None
     seed: int = 0
     variants: str = DEFAULT_VARIANTS
     grid: tuple[str, ...] = ()
@@ -136,14 +144,15 @@ def prepare(
     if not variants:
         raise DataError("no variants to run")
     table = settings.instrument_table()
-    sources = [TickSource.parse(t) for t in req.ticks]
-    markets = tuple(load_market(s, table) for s in sources)
+    markets = load_markets(req, table)
     if req.signals is not None:
         signals = read_signals(req.signals, markets, table)
+    elif req.entries is not None:
+        signals = generate(req.entries, markets, defaults or req.defaults)
     else:
         signals = random_signals(req.random or 0, req.seed, markets, defaults or req.defaults)
     trades = tuple(
-        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.signals is None)
+        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.random is not None)
     )
     bases = {(t.epic, t.is_scalp): settings.stage_config(t.epic, t.is_scalp) for t in trades}
     return Context(
@@ -156,6 +165,23 @@ def prepare(
         round(req.lookahead_minutes * 60_000),
         req.engine,
     )
+
+
+def load_markets(req: BacktestRequest, table: InstrumentTable) -> tuple[Market, ...]:
+    """The tick files, then the bar files (with their ask bars or the spread)."""
+    if not req.ticks and not req.bars:
+        raise DataError("give --ticks or --bars")
+    if req.ask_bars and len(req.ask_bars) != len(req.bars):
+        raise DataError("--ask-bars needs one file per --bars file, in the same order")
+    if not math.isfinite(req.bar_spread_pips) or req.bar_spread_pips < 0:
+        raise DataError("the bar spread must be a non-negative number of pips")
+    markets = [load_market(TickSource.parse(t), table) for t in req.ticks]
+    asks: list[Path | None] = [Path(a) for a in req.ask_bars] or [None] * len(req.bars)
+    markets += [
+        load_bar_market(TickSource.parse(b), table, req.bar_spread_pips, ask)
+        for b, ask in zip(req.bars, asks, strict=True)
+    ]
+    return tuple(markets)
 
 
 def units_of(ctx: Context, jobs: int) -> list[Unit]:
@@ -239,6 +265,8 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
     trades = [ctx.trades[i] for i in ids]
     jobs, calcs, policy = plan_trades(ctx, variant, market, trades)
     results, paths = run_trades(market, jobs, ctx.engine)
+    if market.kind == "bars":
+        results = [inside_bar_fill(r, t.limit) for r, t in zip(results, trades, strict=True)]
     premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
     inst = market.instrument
     lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))

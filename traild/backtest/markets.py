@@ -180,7 +180,7 @@ def entry_conditions(
     history = BarHistory(float(market.instrument.pip_size), params)
     mid = market.mid_px()
     feed = bar_shaping_ticks(market.ts_ms, mid, params.bar_minutes)
-    regimes = _market_regimes(market, mid, feed, params.bar_minutes)
+    regimes = _market_regimes(market, params.bar_minutes)
     out: dict[int, MarketConditions] = {}
     j = 0
     for entry in sorted(set(entries)):
@@ -195,23 +195,44 @@ def entry_conditions(
     return out
 
 
-def _market_regimes(
-    market: Market, mid: Floats, feed: Ints, bar_minutes: int
-) -> Callable[[int], str | None]:
-    """Entry index -> regime of the last bar that closed (by the clock) at or before it."""
+@dataclass(frozen=True, slots=True)
+class MidBars:
+    """Closed mid-price bars of a market: end time (epoch ms), high, low, close."""
+
+    end_ms: Ints
+    high: Floats
+    low: Floats
+    close: Floats
+
+
+def mid_bars(market: Market, bar_minutes: int) -> MidBars:
+    """The market's mid-price bars of ``bar_minutes`` (bars without a tick do not exist)."""
+    cached = market._cache.get(f"bars{bar_minutes}")
+    if isinstance(cached, MidBars):
+        return cached
+    mid = market.mid_px()
+    feed = bar_shaping_ticks(market.ts_ms, mid, bar_minutes)
     period = bar_minutes * 60_000
     keys = market.ts_ms[feed] // period
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    if starts.size == 0:
-        return lambda entry: None
-    high = np.maximum.reduceat(mid[feed], starts)
-    low = np.minimum.reduceat(mid[feed], starts)
-    close = mid[feed][np.concatenate((starts[1:], [feed.size])) - 1]
-    labels = regime_series(high.tolist(), low.tolist(), close.tolist())
-    bar_end = (keys[starts] + 1) * period
+    x = mid[feed]
+    bars = MidBars(
+        (keys[starts] + 1) * period,
+        np.maximum.reduceat(x, starts) if starts.size else x[:0],
+        np.minimum.reduceat(x, starts) if starts.size else x[:0],
+        x[np.concatenate((starts[1:], [feed.size])) - 1] if starts.size else x[:0],
+    )
+    market._cache[f"bars{bar_minutes}"] = bars
+    return bars
+
+
+def _market_regimes(market: Market, bar_minutes: int) -> Callable[[int], str | None]:
+    """Entry index -> regime of the last bar that closed (by the clock) at or before it."""
+    bars = mid_bars(market, bar_minutes)
+    labels = regime_series(bars.high.tolist(), bars.low.tolist(), bars.close.tolist())
 
     def at(entry: int) -> str | None:
-        j = int(np.searchsorted(bar_end, int(market.ts_ms[entry]), side="right")) - 1
+        j = int(np.searchsorted(bars.end_ms, int(market.ts_ms[entry]), side="right")) - 1
         return labels[j] if j >= 0 else None
 
     return at

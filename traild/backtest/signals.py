@@ -208,10 +208,10 @@ def random_signals(
         raise DataError("--random needs at least one trade")
     if count > MAX_RANDOM:
         raise DataError(f"--random {count}: at most {MAX_RANDOM:,} entries per run (memory)")
-    points = sum(len(m) if m.entry_points is None else m.entry_points.size for m in markets)
-    if count > points:
+    capacity = sum(len(m) if m.entry_points is None else m.entry_points.size for m in markets)
+    if count > capacity:
         raise DataError(
-            f"--random {count}: more entries than the files have entry points ({points:,})"
+            f"--random {count}: more entries than the files have entry points ({capacity:,})"
         )
     starts, lengths, owner = [], [], []
     for k, m in enumerate(markets):

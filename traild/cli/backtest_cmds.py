@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -33,10 +34,36 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--ticks",
-        required=True,
         nargs="+",
+        action="extend",
+        default=[],
         metavar="FILE[=EPIC]",
         help="tick files; the epic defaults to the currency pair starting the file name",
+    )
+    p.add_argument(
+        "--bars",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE[=EPIC]",
+        help="M1 bid-bar files (ts_utc,open,high,low,close), walked pessimistically: "
+        "BUY open-low-high-close, SELL open-high-low-close",
+    )
+    p.add_argument(
+        "--ask-bars",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="the ask bars of each --bars file, same order (default: bid + [backtest] "
+        "bar_spread_pips)",
+    )
+    p.add_argument(
+        "--bar-spread-pips",
+        type=_non_negative_float,
+        default=None,
+        metavar="PIPS",
+        help="spread added to bid bars without --ask-bars (default [backtest] bar_spread_pips)",
     )
     entries = p.add_mutually_exclusive_group(required=True)
     entries.add_argument("--signals", metavar="CSV", help="entries from a signals CSV")
@@ -46,6 +73,19 @@ def register(sub: Any) -> None:
         metavar="N",
         help=f"N random entries, uniform over trading time (at most {_MAX_RANDOM:,}, and at "
         "most one per tick or bar of the files)",
+    )
+    entries.add_argument(
+        "--entries",
+        choices=("ema-cross", "breakout"),
+        help="TEST entries, not trading advice: ema-cross = EMA 9/21 cross of M15 closes; "
+        "breakout = 20-bar Donchian breakout of M15 closes",
+    )
+    p.add_argument(
+        "--walk-forward",
+        type=_count,
+        default=None,
+        metavar="K",
+        help="K time folds: the best --grid point of fold i is evaluated on fold i+1 (K >= 2)",
     )
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument(
@@ -106,6 +146,16 @@ def _random_count(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -140,10 +190,18 @@ def _backtest(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     b = settings.backtest
+    if not args.ticks and not args.bars:
+        raise DataError("give --ticks FILE or --bars FILE")
+    spread = b.bar_spread_pips if args.bar_spread_pips is None else args.bar_spread_pips
     request = BacktestRequest(
         ticks=tuple(args.ticks),
         signals=args.signals,
         random=args.random,
+        entries=args.entries,
+        bars=tuple(args.bars),
+        ask_bars=tuple(args.ask_bars),
+        bar_spread_pips=spread,
+        walk_forward=args.walk_forward,
         seed=args.seed,
         variants=args.variants,
         grid=tuple(args.grid),
