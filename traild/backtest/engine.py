@@ -29,7 +29,13 @@ from traild.backtest.signals import (
     read_signals,
     resolve,
 )
-from traild.backtest.variants import DEFAULT_VARIANTS, Variant, parse_grid, parse_variants
+from traild.backtest.variants import (
+    DEFAULT_VARIANTS,
+    FIXED_LOCK,
+    Variant,
+    parse_grid,
+    parse_variants,
+)
 from traild.core.calculator import (
     CalculatedStages,
     CalculatorParams,
@@ -143,6 +149,12 @@ def prepare(
     variants += parse_grid(req.grid, calc)
     if not variants:
         raise DataError("no variants to run")
+    if req.walk_forward is not None and (
+        req.walk_forward < 2
+        or FIXED_LOCK not in {v.name for v in variants}
+        or not any(v.dynamic for v in variants)
+    ):
+        raise DataError("--walk-forward K needs K >= 2, fixed+lock and dynamic variants (--grid)")
     table = settings.instrument_table()
     markets = load_markets(req, table)
     if req.signals is not None:

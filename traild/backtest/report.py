@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from traild.adapters.tickfiles import ms_to_datetime
+from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
+from traild.backtest.walkforward import walk_forward
 from traild.simulation import iso
 
 CSV_COLUMNS = (
@@ -67,7 +69,17 @@ _TABLE = (
 
 
 def summary(result: BacktestResult) -> dict[str, Any]:
-    return summarize(result.rows, [v.name for v in result.variants])
+    """SPEC §8's summary: per-variant metrics, the claims judged, and walk-forward if asked."""
+    names = [v.name for v in result.variants]
+    out = summarize(result.rows, names)
+    dynamic = {v.name for v in result.variants if v.dynamic}
+    out["claims"] = judge_claims(
+        result.rows, names, dynamic, {v.name for v in result.variants if v.lock}
+    )
+    k = result.request.walk_forward
+    if k is not None:
+        out["walk_forward"] = walk_forward(result.rows, [n for n in names if n in dynamic], k)
+    return out
 
 
 def _cell(value: Any, fmt: str) -> str:
