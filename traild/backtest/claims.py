@@ -299,3 +299,18 @@ def judge_claims(
             "results": results,
         }
     return out
+
+
+def expectancy_difference(
+    cand: Sequence[TradeRow], base: Sequence[TradeRow]
+) -> tuple[float | None, float | None, float | None]:
+    """Mean pnl of ``cand`` minus ``base`` (the same trades) with its day-bootstrap 95 % CI."""
+    if not cand:
+        return None, None, None
+    days = sorted({trading_day(r.entry_ts) for r in cand})
+    _, weights = day_draws(len(days))
+    diff = statistic("expectancy", DaySums(cand, days).totals(weights)) - statistic(
+        "expectancy", DaySums(base, days).totals(weights)
+    )
+    low, high = interval(diff[1:])
+    return float(diff[0]), low, high

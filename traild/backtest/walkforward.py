@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from traild.backtest.claims import DaySums, day_draws, interval, statistic, trading_day
+from traild.backtest.claims import expectancy_difference
 from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import metrics, number
 from traild.backtest.variants import FIXED_LOCK
@@ -75,12 +75,7 @@ def walk_forward(rows: Sequence[TradeRow], candidates: Sequence[str], k: int) ->
     index = {(r.variant, r.trade_id): r for r in rows}
     oos = [index[(s.chosen, t)] for s in steps for t in sorted(s.evaluated_ids)]
     base = [index[(FIXED_LOCK, r.trade_id)] for r in oos]
-    days = sorted({trading_day(r.entry_ts) for r in oos})
-    _, weights = day_draws(len(days))
-    diff = statistic("expectancy", DaySums(oos, days).totals(weights)) - statistic(
-        "expectancy", DaySums(base, days).totals(weights)
-    )
-    low, high = interval(diff[1:])
+    value, low, high = expectancy_difference(oos, base)
     return {
         "folds": k,
         "score": SCORE,
@@ -104,7 +99,7 @@ def walk_forward(rows: Sequence[TradeRow], candidates: Sequence[str], k: int) ->
         "out_of_sample": metrics(oos),
         "baseline": metrics(base),
         "expectancy_difference_pips": {
-            "value": number(float(diff[0]), 2),
+            "value": number(value, 2),
             "ci_low": number(low, 2),
             "ci_high": number(high, 2),
         },
