@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.markets import Market, TickSource, accepted_mask, entry_conditions
-from traild.core.regime import regime_series
 from traild.core.conditions import BarHistory, ConditionParams, TickGuard
 from traild.core.errors import DataError
+from traild.core.regime import regime_series
 
 
 def test_vectorised_acceptance_rejects_exactly_what_the_tick_guard_rejects() -> None:

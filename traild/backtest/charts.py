@@ -59,7 +59,8 @@ def _difference(rows: Sequence[TradeRow], pairs: Sequence[tuple[str, str]], path
         for b in _buckets(r):
             by_variant.setdefault(r.variant, {}).setdefault(b, []).append(r)
     names = sorted({b for r in rows for b in _buckets(r)}, key=lambda b: (b != "all", b))
-    fig, ax = plt.subplots(figsize=(max(10, 0.7 * len(names)), 5))
+    fig, ax = plt.subplots(figsize=(max(10, 0.7 * len(names)), 6))
+    counts: list[int] = []
     width = 0.8 / len(pairs)
     x = np.arange(len(names))
     for i, (cand, base) in enumerate(pairs):
@@ -73,9 +74,9 @@ def _difference(rows: Sequence[TradeRow], pairs: Sequence[tuple[str, str]], path
             counts.append(len(c))
         pos = x + i * width - 0.4 + width / 2
         ax.bar(pos, values, width, yerr=[lows, highs], capsize=2, label=f"{cand} - {base}")
-        for px, n in zip(pos, counts, strict=True):
-            ax.annotate(f"n={n}", (px, 0), ha="center", va="bottom", fontsize=6, rotation=90)
-    ax.set_xticks(x, names, rotation=45, ha="right", fontsize="small")
+    # every pair runs the same trades, so a bucket's count is the same for all of them
+    labels = [f"{b} (n={n})" for b, n in zip(names, counts, strict=True)]
+    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize="small")
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_ylabel("pips per trade")
     ax.set_title("Dynamic minus fixed: expectancy difference, 95 % CI (bootstrap over days)")
@@ -127,16 +128,18 @@ def _by_regime(summary: dict[str, Any], path: Path) -> Path:
     )
     x = np.arange(len(regimes))
     width = 0.8 / max(len(variants), 1)
+    # trade counts per bucket (every variant runs the same trades; the largest count shows)
+    counts = [
+        max((v["by_regime"].get(g) or {}).get("trades", 0) for v in variants.values())
+        for g in regimes
+    ]
+    labels = [f"{g}\n(n={n})" for g, n in zip(regimes, counts, strict=True)]
     for ax, (key, title, scale) in zip(axes, panels, strict=True):
         for i, (name, v) in enumerate(variants.items()):
             values = [(v["by_regime"].get(g) or {}).get(key) for g in regimes]
             heights = [np.nan if y is None else y * scale for y in values]
-            pos = x + i * width - 0.4 + width / 2
-            ax.bar(pos, heights, width, label=name)
-            for px, g in zip(pos, regimes, strict=True):
-                n = (v["by_regime"].get(g) or {}).get("trades", 0)
-                ax.annotate(f"n={n}", (px, 0), ha="center", va="bottom", fontsize=6, rotation=90)
-        ax.set_xticks(x, regimes)
+            ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=name)
+        ax.set_xticks(x, labels, fontsize="small")
         ax.set_title(title)
         ax.axhline(0, color="grey", linewidth=0.8)
     axes[0].legend(fontsize="small")
