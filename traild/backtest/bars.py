@@ -41,18 +41,22 @@ def read_bars(path: Path) -> tuple[Ints, Floats]:
         raise DataError(f"{path}: cannot read bar file: {exc.strerror or exc}") from None
     except (EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data: {exc}") from None
-    lines = raw.decode("utf-8-sig", "replace").replace("\r\n", "\n").strip().split("\n")
-    header = [h.strip().lower() for h in lines[0].split(",")]
-    if header[:5] != list(_COLUMNS):
+    text = raw.decode("utf-8-sig", "replace").replace("\r\n", "\n").strip()
+    head, _, body = text.partition("\n")
+    header = [h.strip().lower() for h in head.split(",")]
+    if header != list(_COLUMNS):
         raise DataError(f"{path.name}:1: bar file header must be {','.join(_COLUMNS)}")
-    rows = [line.split(",") for line in lines[1:] if line.strip()]
-    if not rows:
+    if not body.strip():
         raise DataError(f"{path.name}: no bars")
-    try:
-        ts = np.array([r[0].strip().rstrip("Z") for r in rows], dtype="datetime64[ms]")
-        ohlc = np.array([r[1:5] for r in rows], dtype=np.float64)
-    except (ValueError, IndexError):
-        raise _first_bad(path, rows) from None
+    flat = body.replace("Z,", ",").replace("\n", ",").split(",")
+    try:  # whole columns at once; a bad row (field count, text) fails here
+        if len(flat) != (body.count("\n") + 1) * 5:
+            raise ValueError("field count")
+        ts = np.array(flat[0::5], dtype="datetime64[ms]")
+        ohlc = np.array(flat[1::5] + flat[2::5] + flat[3::5] + flat[4::5], dtype=np.float64)
+        ohlc = np.ascontiguousarray(ohlc.reshape(4, -1).T)
+    except ValueError:
+        raise _first_bad(path, [line.split(",") for line in body.split("\n")]) from None
     ms = ts.astype(np.int64)
     o, h, lo, c = ohlc.T
     bad = ~np.isfinite(ohlc).all(1) | (ohlc <= 0).any(1) | (h < lo)

@@ -85,7 +85,11 @@ class Market:
         """The first point at/after ``ts_ms`` where an entry can fill (len(self) if none)."""
         if self.entry_points is None:
             return int(np.searchsorted(self.ts_ms, ts_ms, side="left"))
-        pos = int(np.searchsorted(self.ts_ms[self.entry_points], ts_ms, side="left"))
+        times = self._cache.get("entry_ts")
+        if times is None:
+            times = self._cache["entry_ts"] = self.ts_ms[self.entry_points]
+        assert isinstance(times, np.ndarray)
+        pos = int(np.searchsorted(times, ts_ms, side="left"))
         return int(self.entry_points[pos]) if pos < self.entry_points.size else len(self)
 
     def last_entry_index(self) -> int:
