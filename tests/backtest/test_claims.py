@@ -28,7 +28,7 @@ def _pair(pnl_fixed: list[float], pnl_dynamic: list[float]) -> list[TradeRow]:
 
 
 def _scalp_verdict(rows: list[TradeRow]) -> dict[str, object]:
-    claims = judge_claims(rows, [FIX, DYN], {DYN}, {FIX, DYN})
+    claims = judge_claims(rows, [FIX, DYN], [(DYN, FIX)], {FIX, DYN})
     result: dict[str, object] = claims["criteria"]["scalp_expectancy_gain"]["results"][
         f"{DYN} vs {FIX}"
     ]
@@ -62,7 +62,7 @@ def test_scalp_expectancy_claim_verdict_matches_the_constructed_truth(
 
 def test_every_seed_criterion_is_judged_with_target_value_interval_and_verdict() -> None:
     rows = _pair([1.0, -1.0] * 360, [1.0, -1.0] * 360)
-    claims = judge_claims(rows, [FIX, DYN], {DYN}, {FIX, DYN})
+    claims = judge_claims(rows, [FIX, DYN], [(DYN, FIX)], {FIX, DYN})
     assert claims["method"]["resampling_unit"].startswith("trading day")
     assert set(claims["criteria"]) == {
         "lock_violations",

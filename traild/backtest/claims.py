@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 
 from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import number
-from traild.backtest.variants import FIXED, FIXED_LOCK
 
 Floats = NDArray[np.float64]
 CONFIDENCE = 0.95
@@ -240,15 +239,11 @@ def _judge(
     }
 
 
-def _pairs(variants: Sequence[str], dynamic: set[str]) -> list[tuple[str, str]]:
-    base = FIXED_LOCK if FIXED_LOCK in variants else FIXED if FIXED in variants else None
-    if base is None:
-        return []
-    return [(v, base) for v in variants if v in dynamic]
-
-
 def judge_claims(
-    rows: Sequence[TradeRow], variants: Sequence[str], dynamic: set[str], lock: set[str]
+    rows: Sequence[TradeRow],
+    variants: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    lock: set[str],
 ) -> dict[str, Any]:
     """``summary.json["claims"]``: per criterion, per variant (pair), value, CI and verdict."""
     by_variant: dict[str, list[TradeRow]] = {v: [] for v in variants}
@@ -268,9 +263,7 @@ def judge_claims(
     for c in CRITERIA:
         results: dict[str, Any] = {}
         subjects: list[tuple[str, str | None]] = (
-            [(a, b) for a, b in _pairs(variants, dynamic)]
-            if c.paired
-            else [(v, None) for v in variants if v in lock]
+            [(a, b) for a, b in pairs] if c.paired else [(v, None) for v in variants if v in lock]
         )
         for cand, base in subjects:
             mine = [r for r in by_variant[cand] if c.pick(r)]

@@ -17,7 +17,7 @@ from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
-from traild.backtest.variants import FIXED, FIXED_LOCK
+from traild.backtest.variants import baseline_pairs
 from traild.backtest.walkforward import walk_forward
 from traild.simulation import iso
 
@@ -75,7 +75,7 @@ def summary(result: BacktestResult) -> dict[str, Any]:
     out = summarize(result.rows, names)
     dynamic = {v.name for v in result.variants if v.dynamic}
     out["claims"] = judge_claims(
-        result.rows, names, dynamic, {v.name for v in result.variants if v.lock}
+        result.rows, names, pairs(result), {v.name for v in result.variants if v.lock}
     )
     k = result.request.walk_forward
     if k is not None:
@@ -84,10 +84,7 @@ def summary(result: BacktestResult) -> dict[str, Any]:
 
 
 def pairs(result: BacktestResult) -> list[tuple[str, str]]:
-    """(dynamic variant, its fixed baseline) pairs: fixed+lock if run, else fixed."""
-    names = [v.name for v in result.variants]
-    base = FIXED_LOCK if FIXED_LOCK in names else FIXED if FIXED in names else None
-    return [] if base is None else [(v.name, base) for v in result.variants if v.dynamic]
+    return baseline_pairs(result.variants)
 
 
 def _cell(value: Any, fmt: str) -> str:
