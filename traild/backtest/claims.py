@@ -116,27 +116,34 @@ class DaySums:
     """Per-trading-day sums of one variant's picked trades, aligned to a shared day list."""
 
     def __init__(self, rows: Sequence[TradeRow], days: list[int]) -> None:
-        at = {d: i for i, d in enumerate(days)}
-        cols = np.zeros((9, len(days)))
-        self.lock_minutes: list[list[float]] = [[] for _ in days]
-        for r in rows:
-            i = at[trading_day(r.entry_ts)]
-            win = r.pnl_pips > 0
-            locked = r.minutes_to_lock is not None
-            cols[:, i] += (
-                1.0,
-                r.pnl_pips,
-                r.pnl_pips if win else 0.0,
-                r.mfe_pips if win else 0.0,
-                r.premature,
-                r.pnl_pips < 0,
-                r.lock_violation,
-                r.lock_slippage_loss,
-                locked,
+        day = np.searchsorted(
+            np.asarray(days, dtype=np.int64),
+            np.array([trading_day(r.entry_ts) for r in rows], dtype=np.int64),
+        )
+        pnl = np.array([r.pnl_pips for r in rows], dtype=np.float64)
+        win = pnl > 0
+        mfe = np.array([r.mfe_pips for r in rows], dtype=np.float64)
+        minutes = [r.minutes_to_lock for r in rows]
+        values = np.stack(
+            (
+                np.ones(len(rows)),
+                pnl,
+                np.where(win, pnl, 0.0),
+                np.where(win, mfe, 0.0),
+                np.array([r.premature for r in rows], dtype=np.float64),
+                (pnl < 0).astype(np.float64),
+                np.array([r.lock_violation for r in rows], dtype=np.float64),
+                np.array([r.lock_slippage_loss for r in rows], dtype=np.float64),
+                np.array([m is not None for m in minutes], dtype=np.float64),
             )
-            if r.minutes_to_lock is not None:
-                self.lock_minutes[i].append(r.minutes_to_lock)
-        self.cols = cols
+        ).reshape(9, len(rows))
+        self.cols: Floats = np.zeros((9, len(days)))
+        for c in range(9):
+            self.cols[c] = np.bincount(day, weights=values[c], minlength=len(days))
+        self.lock_minutes: list[list[float]] = [[] for _ in days]
+        for d, m in zip(day.tolist(), minutes, strict=True):
+            if m is not None:
+                self.lock_minutes[d].append(m)
 
     def totals(self, weights: Floats) -> Floats:
         """[9, draws] sums for day weights [draws, days] (one row of ones: the sample)."""
