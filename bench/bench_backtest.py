@@ -158,21 +158,24 @@ def bench_bars(trades: int, runs: int) -> None:
             *("--random", str(trades), "--seed", "1", "--out", str(Path(tmp) / "out")),
             *("--config", str(config)),
         ]
-        walls, peaks = [], []
+        walls, peaks, cpus = [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
             proc = subprocess.run(
-                ["/usr/bin/time", "-f", "%M", *cmd],
+                ["/usr/bin/time", "-f", "%M %U %S", *cmd],
                 cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 text=True,
             )  # fmt: skip
             walls.append(time.perf_counter() - t0)
-            peaks.append(int(proc.stderr.strip().splitlines()[-1]) / 1024)
+            rss, user, system = proc.stderr.strip().splitlines()[-1].split()
+            peaks.append(int(rss) / 1024)
+            cpus.append(float(user) + float(system))
     with gzip.open(YEAR_BARS, "rt") as fh:
         bars = sum(1 for _ in fh) - 1
     print(
         f"\ntraild backtest --bars (a year, {bars:,} M1 bars) --random {trades} (3 variants):"
-        f" {statistics.median(walls):.2f} s wall, peak RSS {statistics.median(peaks):.0f} MB,"
+        f" {statistics.median(walls):.2f} s wall, {statistics.median(cpus):.2f} s CPU (user+sys,"
+        f" all processes), peak RSS {statistics.median(peaks):.0f} MB,"
         f" median of {runs} (subprocess, all outputs)"
     )
 
