@@ -167,7 +167,8 @@ def _seed(text: str) -> int:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal; it moves once per
+    finished chunk of trades (trade runs = trades x variants)."""
 
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
@@ -176,7 +177,9 @@ class _Progress:
         if not self.enabled or total < 2:
             return
         filled = round(30 * done / total)
-        sys.stderr.write(f"\rbacktest [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+        sys.stderr.write(
+            f"\rbacktest [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} trade runs"
+        )
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
