@@ -301,8 +301,8 @@ def test_bad_input_is_one_line_on_stderr_and_exit_code_1(
 @pytest.mark.parametrize(
     ("count", "code", "message"),
     [
-        ("100000000000", 2, "at most 250,000 entries per run (memory)"),
-        ("5000000", 2, "at most 250,000 entries per run (memory)"),
+        ("100000000000", 2, "at most 100,000 entries per run (memory)"),
+        ("5000000", 2, "at most 100,000 entries per run (memory)"),
         ("20000", 1, "more entries than the files have entry points (10,000)"),
     ],
 )

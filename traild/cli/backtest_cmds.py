@@ -16,7 +16,7 @@ from traild.core.errors import DataError
 from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
-_MAX_RANDOM = 250_000  # traild.backtest.signals.MAX_RANDOM (not imported: NumPy loads lazily)
+_MAX_RANDOM = 100_000  # traild.backtest.signals.MAX_RANDOM (not imported: NumPy loads lazily)
 
 
 def _default_jobs() -> int:
