@@ -54,9 +54,11 @@ CASES = [
         for cmd in (["migrate"], ["report"])
     ],
     ("random-huge", ["backtest", "--ticks", "x.csv", "--random", "100000000000"], {},
-     2, "argument --random: must be between 1 and 1,000,000"),
+     2, "argument --random: at most 100,000 entries per run"),
     ("random-large", ["backtest", "--ticks", "x.csv", "--random", "5000000"], {},
-     2, "argument --random: must be between 1 and 1,000,000"),
+     2, "argument --random: at most 100,000 entries per run"),
+    ("jobs-huge", ["backtest", "--ticks", "x.csv", "--random", "5", "--jobs", "100000"], {},
+     2, "argument --jobs: at most 256 worker processes"),
     ("since-overflow", ["report", "--since", "99999999d"], {},
      2, "reaches before year 1; use 'all'"),
     ("buy-stop-above-limit",
