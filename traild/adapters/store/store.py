@@ -138,6 +138,12 @@ class SqlTradeStore:
         self.read_timeout = 5.0
         self._read_retries = 0
 
+    def set_write_timeout(self, seconds: float) -> None:
+        """How long a caller waits for durability (a reload); the queue itself is unchanged."""
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise StoreError(f"write_timeout must be a positive number, not {seconds!r}")
+        self._write_timeout = seconds
+
     # -- plumbing ------------------------------------------------------------------------
     async def _prepare(self, url: str) -> None:
         """Check the schema; learn alert_history's columns and the next amendment id."""
