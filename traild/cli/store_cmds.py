@@ -6,8 +6,8 @@ The store (SQLAlchemy, Alembic) is imported by the commands that use it, not by 
 from __future__ import annotations
 
 import argparse
-import math
 import json
+import math
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta

@@ -97,7 +97,7 @@ class TradeLog(Base):
         sa.Index("ix_trade_log_status", "status"),
         # migration 0003; the store normalises case and blanks on read
         sa.CheckConstraint(
-            "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off')",
+            "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off', '')",
             name="trailing_override",
         ),
     )

@@ -3,7 +3,7 @@
 ``trailing_override`` is the per-trade kill switch (``fixed`` or ``off``). A misspelt value
 (``'OFF'``, ``'Off '``) used to be reported as engaged and then ignored. Rows are normalised
 (trimmed, lower case, empty -> NULL); a value that still is not an override is set to NULL and
-reported on stderr. The constraint then refuses anything but NULL or a spelling of ``fixed`` /
+reported on stderr. The constraint then refuses anything but NULL, '' or a spelling of ``fixed`` /
 ``off`` (case and surrounding blanks are accepted: the store normalises them on read).
 
 Revision ID: 0003
@@ -22,7 +22,7 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 CONSTRAINT = "trailing_override"  # ck_trade_log_trailing_override by the naming convention
-CHECK = "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off')"
+CHECK = "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off', '')"
 
 
 def upgrade() -> None:
@@ -39,7 +39,7 @@ def upgrade() -> None:
     bad = bind.execute(
         sa.text(
             "SELECT id, trailing_override FROM trade_log WHERE trailing_override IS NOT NULL "
-            "AND trailing_override NOT IN ('fixed', 'off')"
+            "AND trailing_override NOT IN ('fixed', 'off', '')"
         )
     ).all()
     for row_id, value in bad:
@@ -50,7 +50,7 @@ def upgrade() -> None:
         bind.execute(
             sa.text(
                 "UPDATE trade_log SET trailing_override = NULL WHERE trailing_override "
-                "IS NOT NULL AND trailing_override NOT IN ('fixed', 'off')"
+                "IS NOT NULL AND trailing_override NOT IN ('fixed', 'off', '')"
             )
         )
     with op.batch_alter_table("trade_log") as batch:
