@@ -232,8 +232,11 @@ class WriteQueue:
     def _note_retry(self, exc: BaseException) -> None:
         self._retries += 1
         self._streak += 1
-        self._last_error = self._describe(exc)
-        if self._streak % 30 == 1:  # the first failure, then about once a minute
+        error = self._describe(exc)
+        changed, self._last_error = error != self._last_error, error
+        # the first failure, about once a minute, and whenever the cause changes (e.g. the
+        # connection dropped, then the database turned read-only)
+        if self._streak % 30 == 1 or changed:
             logger.bind(
                 event="store.unavailable", error=self._last_error, queued=len(self._queue)
             ).warning(
