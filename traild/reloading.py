@@ -69,7 +69,12 @@ def _keep(new: Any, old: Any, path: list[str]) -> Any:
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths of the leaves that differ between two JSON-like trees."""
+    """Dotted paths of the leaves that differ between two JSON-like trees (a section only on
+    one side counts as empty on the other: its changed leaves are listed, not the section)."""
+    if isinstance(old, dict) and new is None:
+        new = {}
+    if isinstance(new, dict) and old is None:
+        old = {}
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new)):
