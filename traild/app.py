@@ -342,7 +342,8 @@ class Daemon:
         while True:
             heartbeat_s = self.settings.daemon.heartbeat_s
             beat_at = min(beat_at, trio.current_time() + heartbeat_s)  # a reload shortened it
-            await trio.sleep(min(self.settings.database.poll_interval_s, interval or 1e9))
+            period = min(heartbeat_s, self.settings.database.poll_interval_s, interval or 1e9)
+            await trio.sleep(period)
             if self._feed_fresh() and interval is not None:
                 systemd.watchdog()
             if trio.current_time() >= beat_at:

@@ -165,3 +165,23 @@ def test_speed_0_replay_without_trades_keeps_heartbeats_and_adopts_a_trade_added
     finished = names.index("feed.finished")
     assert "heartbeat" in names[:finished]
     assert "trade.adopted" in names[:finished]
+
+
+def test_rate_limit_pauses_in_a_speed_0_replay_are_not_a_stale_feed(
+    tmp_path: Path, shared_data_dir: Path
+) -> None:
+    """The replay's clock is its own: while traild holds the feed back (a rate-limit pause),
+    the feed is not stale and the watchdog is not withheld."""
+    src = shared_data_dir / "ticks" / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
+    ticks = slice_ticks(src, tmp_path / "eurusd.csv", 6_000, start=2_000)
+    state = tmp_path / "state"
+    extra = "[broker]\nfault_burst_rate = 0.3\nfault_seed = 5\nretry_max_s = 0.6\n"
+    config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], extra)
+    text = config.read_text().replace(
+        "stop_at_end = true", "stop_at_end = true\nstale_after_s = 0.3"
+    )
+    config.write_text(text.replace("heartbeat_s = 1.0", "heartbeat_s = 0.1"))
+    add_trades(config, SPECS)
+    events = [e["event"] for e in log_events(traild("run", "--config", str(config)).stderr)]
+    assert events.count("broker.rate_limited") >= 2
+    assert "feed.stale" not in events
