@@ -20,7 +20,7 @@ from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, Tick
 from traild.ports import Broker, PriceFeed, TradeStore
-from traild.reloading import plan_reload
+from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
@@ -280,32 +280,11 @@ class Daemon:
 
     def _apply_live(self, s: Settings) -> None:
         """Hand the reloaded values to the running parts (loops read ``self.settings``)."""
-        from traild.adapters.paper import PaperBroker
-        from traild.adapters.store import SqlTradeStore
-
-        if isinstance(self._store, SqlTradeStore):
-            self._store.set_write_timeout(s.database.write_timeout_s)
-        gw = self.gateway
-        if gw is None:
+        if self.gateway is None:
             return
-        b = s.broker
-        if isinstance(gw.broker, PaperBroker):
-            gw.broker.configure(
-                latency_ms=b.latency_ms,
-                min_stop_distance_pips=b.min_stop_distance_pips,
-                allowance_per_minute=b.allowance_per_minute,
-                reject_rate=b.fault_reject_rate,
-                timeout_rate=b.fault_timeout_rate,
-                error_rate=b.fault_error_rate,
-                burst_rate=b.fault_burst_rate,
-            )
-        gw.configure(
-            gw.broker.allowance_per_minute() or b.allowance_per_minute,
-            b.retry_base_s,
-            b.retry_max_s,
-        )
+        apply_live(s, self._store, self.gateway)
         if self.supervisor is not None:
-            self.supervisor.apply_policy(make_policy(s, gw.broker))
+            self.supervisor.apply_policy(make_policy(s, self.gateway.broker))
 
     def _apply_halt(self, initial: bool = False) -> None:
         halted = self.settings.daemon.halt or halt_path(self.settings).exists()

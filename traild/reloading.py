@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from traild.ports import TradeStore
+from traild.runtime.gateway import Gateway
 from traild.settings import Settings
 
 RESTART_REQUIRED: tuple[str, ...] = (
@@ -81,3 +83,25 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
             out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def apply_live(s: Settings, store: TradeStore | None, gateway: Gateway) -> None:
+    """The reloaded store, broker and gateway values, handed to the running objects."""
+    from traild.adapters.paper import PaperBroker
+    from traild.adapters.store import SqlTradeStore
+
+    if isinstance(store, SqlTradeStore):
+        store.set_write_timeout(s.database.write_timeout_s)
+    b = s.broker
+    if isinstance(gateway.broker, PaperBroker):
+        gateway.broker.configure(
+            latency_ms=b.latency_ms,
+            min_stop_distance_pips=b.min_stop_distance_pips,
+            allowance_per_minute=b.allowance_per_minute,
+            reject_rate=b.fault_reject_rate,
+            timeout_rate=b.fault_timeout_rate,
+            error_rate=b.fault_error_rate,
+            burst_rate=b.fault_burst_rate,
+        )
+    allowance = gateway.broker.allowance_per_minute() or b.allowance_per_minute
+    gateway.configure(allowance, b.retry_base_s, b.retry_max_s)
