@@ -245,3 +245,40 @@ async def test_halt_engages_and_heartbeats_go_on_while_trade_log_is_locked(
     engaged = names.index("killswitch.engaged")
     assert "stop.requested" in names[:engaged]
     assert "stop.requested" not in names[engaged:]  # nothing goes out after the halt
+
+
+async def test_migrate_waits_for_a_database_that_comes_back_and_fails_fast_without_wait(
+    tmp_path: Path, ticks: Path, pg_db: str
+) -> None:
+    """systemd's ExecStartPre: a short outage must not fail the start (nor use up a limit)."""
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            proxy = TcpProxy(5432)
+            await nursery.start(proxy.run)
+            url = f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{pg_db}"
+            config = write_config(
+                tmp_path / "traild.toml",
+                tmp_path / "state",
+                [ticks],
+                [EPIC],
+                f'[database]\nurl = "{url}"\n',
+            )
+            migrate = [sys.executable, "-m", "traild", "migrate", "--config", str(config)]
+            proxy.cut()
+            refused = await trio.run_process(
+                migrate, env=_env(None), check=False, capture_stderr=True
+            )
+            assert refused.returncode != 0
+            assert len(refused.stderr.decode().strip().splitlines()) == 1  # one line, no traceback
+
+            async def restore_soon() -> None:
+                await trio.sleep(1.5)
+                await proxy.restore()
+
+            nursery.start_soon(restore_soon)
+            waited = await trio.run_process(
+                [*migrate, "--wait", "60"], env=_env(None), check=False, capture_stdout=True
+            )
+            nursery.cancel_scope.cancel()
+    assert waited.returncode == 0
+    assert b"(head)" in waited.stdout

@@ -65,8 +65,17 @@ async def test_reads_and_writes_wait_out_a_cut_link_to_postgresql(
     assert _events(log_records, "store.recovered")
 
 
-async def test_read_only_postgresql_queues_writes_until_it_is_writable_again(
-    pg_database: str, log_records: list[Any]
+OUTAGES = {
+    # SQLSTATE 25006: writes refused, reads still served
+    "read_only": ("SET default_transaction_read_only = on", "RESET default_transaction_read_only"),
+    # SQLSTATE 55000 "database ... is not currently accepting connections"
+    "no_connections": ("ALLOW_CONNECTIONS false", "ALLOW_CONNECTIONS true"),
+}
+
+
+@pytest.mark.parametrize("outage", sorted(OUTAGES))
+async def test_postgresql_refusing_writes_or_connections_queues_writes_until_it_is_back(
+    pg_database: str, log_records: list[Any], outage: str
 ) -> None:
     await trio.to_thread.run_sync(
         pg_execute, pg_database, ("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
@@ -76,18 +85,14 @@ async def test_read_only_postgresql_queues_writes_until_it_is_writable_again(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE datname = '{pg_database}' AND pid <> pg_backend_pid()"
     )
+    down, up = OUTAGES[outage]
     with trio.fail_after(60):
         await migrate_database(url)
         async with open_store(url, write_timeout=0.2, read_wait=float("inf")) as store:
             added = await store.add_trade(trade("RO-1"))
             assert added.id is not None
             await trio.to_thread.run_sync(
-                pg_execute,
-                "test",
-                (
-                    f'ALTER DATABASE "{pg_database}" SET default_transaction_read_only = on',
-                    terminate,
-                ),
+                pg_execute, "test", (f'ALTER DATABASE "{pg_database}" {down}', terminate)
             )
             with pytest.raises(WriteQueued) as queued:
                 await store.write_amendment(added.id, "RO-1", 1.1001, 1.0985, "profit_lock", T0)
@@ -98,13 +103,10 @@ async def test_read_only_postgresql_queues_writes_until_it_is_writable_again(
             await trio.sleep(0.5)
             stats = store.statistics()
             assert stats.queued_writes == 2 and stats.failed_writes == 0
-            assert stats.last_error is not None and "read-only" in stats.last_error
-            # reads still work on a read-only database
-            assert (await store.get_trade(added.id)) is not None
+            assert stats.last_error is not None
+            assert ("read-only" if outage == "read_only" else "accepting") in stats.last_error
             await trio.to_thread.run_sync(
-                pg_execute,
-                "test",
-                (f'ALTER DATABASE "{pg_database}" RESET default_transaction_read_only', terminate),
+                pg_execute, "test", (f'ALTER DATABASE "{pg_database}" {up}', terminate)
             )
             await store.flush()
             moved = await store.get_trade(added.id)
