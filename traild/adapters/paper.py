@@ -328,7 +328,7 @@ class PaperBroker:
             None if position.stop is None else ticks(position.stop),
             None if position.limit is None else ticks(position.limit),
             position.opened_at,
-            EntryGate(position.opened_at),
+            EntryGate(position.opened_at, skip_entry_tick=True),
         )
         self._add(e)
         quote = self._quotes.get(position.epic)

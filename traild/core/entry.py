@@ -13,19 +13,22 @@ from datetime import datetime
 
 
 class EntryGate:
-    """Admits the ticks of a trade opened at ``opened_at`` (None: every tick).
+    """Admits the ticks of a trade opened at ``opened_at`` (None: every tick): never a tick
+    from before the open.
 
-    Live, the first tick is already later than the open time and is admitted; only when ticks
-    from before the open were seen (a replay) or the tick carries the open time itself is the
-    first tick at/after the open the entry tick, and skipped.
+    With ``skip_entry_tick`` (a trade restored into a replay that starts before it opened) the
+    first tick at/after the open is its entry tick and is skipped too, when ticks from before
+    the open were seen or the tick carries the open time itself. Live, it is not used: tick
+    times there may be coarser than the open time (IG's UPDATE_TIME has whole seconds).
     """
 
-    __slots__ = ("_before", "_open", "opened_at")
+    __slots__ = ("_before", "_open", "_skip_entry", "opened_at")
 
-    def __init__(self, opened_at: datetime | None) -> None:
+    def __init__(self, opened_at: datetime | None, skip_entry_tick: bool = False) -> None:
         self.opened_at = opened_at
         self._open = opened_at is None
         self._before = False
+        self._skip_entry = skip_entry_tick
 
     def open_now(self) -> None:
         """Admit every tick from now on (the trade was filled at the tick being processed)."""
@@ -39,4 +42,4 @@ class EntryGate:
             self._before = True
             return False
         self._open = True
-        return not (self._before or ts == self.opened_at)
+        return not (self._skip_entry and (self._before or ts == self.opened_at))

@@ -21,6 +21,7 @@ from traild.core.calculator import (
     MarketConditions,
 )
 from traild.core.conditions import BarHistory
+from traild.core.entry import EntryGate
 from traild.core.errors import BrokerError, StoreError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.ladder import LadderPolicy
@@ -345,6 +346,8 @@ class Supervisor:
         actor = self._make_actor(trade, plan, floor)
         if skip_current_tick:
             actor.gate.open_now()  # a fill: the router skips the fill tick, then every tick counts
+        elif self.catch_up:  # restored into a replay from its start: as the paper book does
+            actor.gate = EntryGate(trade.opened_at, skip_entry_tick=True)
         self.slots[actor.trade_id] = _Slot(actor)
         self._deals[trade.deal_id] = actor.trade_id
         self.router.subscribe(trade.epic, actor.trade_id, actor, skip_current_tick)

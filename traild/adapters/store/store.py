@@ -109,16 +109,29 @@ async def open_store(
             await store._prepare(url)
             store.read_wait, store.read_timeout = read_wait, read_timeout
             async with trio.open_nursery() as nursery:
-                await nursery.start(store._writer.run)
+                # Shielded: when the caller is cancelled (a crash elsewhere, a test ending), the
+                # writer still drains the queue in _close (bounded by drain_timeout).
+                writer = trio.CancelScope(shield=True)
+                await nursery.start(_shielded, writer, store._writer.run)
                 try:
                     yield store
                 finally:
                     with trio.CancelScope(shield=True):
                         await store._close()
+                    writer.cancel()
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+
+
+async def _shielded(
+    scope: trio.CancelScope,
+    run: Callable[..., Awaitable[None]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await run(task_status=task_status)
 
 
 class SqlTradeStore:
