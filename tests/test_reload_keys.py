@@ -33,7 +33,7 @@ VALUES: dict[str, Any] = {
     "conditions.asian_start_hour": 22,
     "database.url": "sqlite+aiosqlite:///elsewhere.db",
     "broker.kind": "ig",
-    "broker.ig.update_time_zone": "UTC",
+    "broker.ig.tlcp_version": "2.5.0",
     "broker.ig.api_url": "https://api.ig.com/gateway/deal",
     "broker.ig.stream_url": "https://apd.marketdatasystems.com",
     "feed.kind": "synthetic",
