@@ -297,11 +297,11 @@ class Daemon:
 
     def _apply_live(self, s: Settings) -> None:
         """Hand the reloaded values to the running parts (loops read ``self.settings``)."""
+        for epic, guard in self.guards.items():  # new thresholds; the anchor stays
+            guard.p = s.guard_params(float(self.instruments.resolve(epic).pip_size))
         if self.gateway is None:
             return
         apply_live(s, self._store, self.gateway)
-        for epic, guard in self.guards.items():  # new thresholds; the anchor stays
-            guard.p = s.guard_params(float(self.instruments.resolve(epic).pip_size))
         if self.supervisor is not None:
             self.supervisor.apply_policy(make_policy(s, self.gateway.broker))
 
