@@ -83,6 +83,7 @@ class TrailingSettings(_Strict):
     profit_lock_trigger_pips: float = Field(10.0, gt=0)
     profit_lock_pips: float = Field(1.0, ge=0)
     force_fixed_trailing_pairs: list[str] = []
+    dynamic_trailing_pairs: list[str] = []
     atr_min_multiplier: float = Field(0.8, gt=0)
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
@@ -348,6 +349,8 @@ class Settings(BaseSettings):
                 _check_epic(table, key, f"pairs.{key}", problems)
         for epic in self.trailing.force_fixed_trailing_pairs:
             _check_epic(table, epic, "trailing.force_fixed_trailing_pairs", problems)
+        for epic in self.trailing.dynamic_trailing_pairs:
+            _check_epic(table, epic, "trailing.dynamic_trailing_pairs", problems)
         for epic in self.feed.epics:
             _check_epic(table, epic, "feed.epics", problems)
         for epic in self.feed.synthetic_epics:
@@ -404,6 +407,7 @@ class Settings(BaseSettings):
             atr_min_multiplier=t.atr_min_multiplier,
             atr_max_multiplier=t.atr_max_multiplier,
             force_fixed_trailing_pairs=frozenset(e.upper() for e in t.force_fixed_trailing_pairs),
+            dynamic_trailing_pairs=frozenset(e.upper() for e in t.dynamic_trailing_pairs),
             stage_alert_min_pips=t.stage_alert_min_pips,
             stage_alert_max_pips=t.stage_alert_max_pips,
             atr_clamp=t.atr_clamp,
