@@ -17,6 +17,7 @@ _MODULES = (
     "traild.cli.core_cmds",
     "traild.cli.daemon_cmds",
     "traild.cli.store_cmds",
+    "traild.cli.config_cmds",
     "traild.cli.backtest_cmds",
 )
 

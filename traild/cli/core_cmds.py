@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from traild.cli import args as args_
@@ -16,6 +17,11 @@ from traild.simulation import SimulationRequest, simulate
 def register(sub: Any) -> None:
     p = sub.add_parser("check-config", help="validate a config file and print the effective one")
     p.add_argument("--config", metavar="PATH")
+    p.add_argument(
+        "--sources",
+        action="store_true",
+        help="one line per value with where it came from (default|file|environment|database)",
+    )
     p.set_defaults(func=_check_config)
 
     p = sub.add_parser("calc", help="the stages a trade would get")
@@ -52,8 +58,18 @@ def register(sub: Any) -> None:
 
 # -- commands ---------------------------------------------------------------------------
 def _check_config(args: argparse.Namespace) -> int:
-    settings = load(args.config)
-    print(json.dumps(settings.redacted(), indent=2, sort_keys=False))
+    """The file and environment validated, with the database's overrides when it has any."""
+    from traild.cli.config_cmds import check_config_sources
+
+    settings, sources, note = check_config_sources(args.config)
+    if note:
+        sys.stderr.write(f"traild: note: {note}\n")
+    if not args.sources:
+        print(json.dumps(settings.redacted(), indent=2, sort_keys=False))
+        return 0
+    width = max(len(k) for k in sources)
+    for key, (value, source) in sources.items():
+        print(f"{key:<{width}}  {json.dumps(value):<24} {source}")
     return 0
 
 

@@ -68,6 +68,12 @@ def _run(args: argparse.Namespace) -> int:
         logger.bind(event="daemon.refused", error=str(exc)).error(str(exc))
         sys.stderr.write(f"traild: error: {exc}\n")
         return EXIT_REFUSED
+    except ConfigError as exc:  # the database's overrides do not validate with this file
+        logger.bind(event="config.rejected", source="database", problems=exc.problems).error(
+            str(exc)
+        )
+        sys.stderr.write(f"traild: error: {exc}\n")
+        return EXIT_REFUSED
     except StoreError as exc:
         logger.bind(event="daemon.failed", error=str(exc)).error(str(exc))
         return 1
