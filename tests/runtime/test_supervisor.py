@@ -308,3 +308,31 @@ async def test_a_pair_outside_the_allowlist_is_adopted_on_fixed_stages(
         "fixed",
         "not_in_rollout",
     )
+
+
+async def test_a_database_override_reaches_running_fixed_trades_and_never_loosens_a_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from traild.config_service import apply_overrides
+    from traild.core.overrides import ConfigOverride
+
+    rig = Rig()
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    def override(**values: float) -> None:
+        items = [ConfigOverride("EURUSD", f"regular.{k}", v) for k, v in values.items()]
+        rig.sup.apply_policy(make_policy(apply_overrides(rig.settings, items), rig.broker))
+
+    async def body() -> None:
+        await rig.tick(1.10200, 1.10210)  # +20: stage 1 locks +8
+        await trio.testing.wait_all_tasks_blocked()
+        override(stage1_lock=5.0)  # looser: the confirmed +8 stays
+        await rig.tick(1.10210, 1.10220)
+        await trio.testing.wait_all_tasks_blocked()
+        override(stage1_lock=12.0)  # tighter: applies from the next tick
+        await rig.tick(1.10215, 1.10225)
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    assert [c[1] for c in rig.broker.calls] == [1.10080, 1.10120]
+    assert rig.store.trades[1].sl_price == 1.10120

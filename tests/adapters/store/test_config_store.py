@@ -80,7 +80,9 @@ async def test_setting_the_same_value_writes_no_audit_row(store: SqlTradeStore) 
         cs = store.config_store()
         await cs.apply_changes({("EURUSD", "regular.stage1_lock"): 9}, "a", T0, 0)
         version = await cs.config_version()
-        assert await cs.apply_changes({("EURUSD", "regular.stage1_lock"): 9}, "a", T0, version) == []
+        assert (
+            await cs.apply_changes({("EURUSD", "regular.stage1_lock"): 9}, "a", T0, version) == []
+        )
         assert await cs.config_version() == version
 
 
@@ -93,7 +95,9 @@ def test_config_set_show_history_round_trip(
         "scalp.stage1_trigger=13", "--by", "alice", "--config", config,
     )  # fmt: skip
     assert code == 0 and "pairs.CS.D.EURUSD.MINI.IP.regular.stage1_lock: unset -> 9.5" in out
-    code, out, _ = run(capsys, "config", "show", "CS.D.EURUSD.MINI.IP", "--json", "--config", config)
+    code, out, _ = run(
+        capsys, "config", "show", "CS.D.EURUSD.MINI.IP", "--json", "--config", config
+    )
     shown = json.loads(out)
     assert shown["regular"]["stage1_lock"] == {
         "value": 9.5, "key": "pairs.CS.D.EURUSD.MINI.IP.regular.stage1_lock", "source": "database",
@@ -149,9 +153,10 @@ def test_database_overrides_that_no_longer_fit_the_file_are_reported_by_check_co
     config: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     run(capsys, "migrate", "--config", config)
-    assert run(capsys, "config", "set", "EURUSD", "regular.stage2_trigger=24", "--config", config)[
-        0
-    ] == 0
+    assert (
+        run(capsys, "config", "set", "EURUSD", "regular.stage2_trigger=24", "--config", config)[0]
+        == 0
+    )
     text = Path(config).read_text().replace("stage1_trigger = 22", "stage1_trigger = 25")
     Path(config).write_text(text)  # the file now puts stage 1 above the database's stage 2
     code, _, err = run(capsys, "check-config", "--config", config)
