@@ -366,7 +366,8 @@ def test_settings_are_frozen() -> None:
 
 
 def test_rollout_allowlist_is_upper_cased_and_its_epics_must_resolve(tmp_path: Path) -> None:
-    s = load(write(tmp_path, "[trailing]\ndynamic_trailing_pairs = ['eurusd', 'CS.D.GBPUSD.MINI.IP']\n"))
+    text = "[trailing]\ndynamic_trailing_pairs = ['eurusd', 'CS.D.GBPUSD.MINI.IP']\n"
+    s = load(write(tmp_path, text))
     assert s.calculator_params().dynamic_trailing_pairs == frozenset(
         ["EURUSD", "CS.D.GBPUSD.MINI.IP"]
     )

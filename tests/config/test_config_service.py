@@ -78,7 +78,7 @@ async def test_an_invalid_database_change_is_rejected_once_and_the_old_settings_
 async def test_start_refuses_overrides_that_do_not_validate() -> None:
     source = FakeSource()
     source.set(ConfigOverride("trailing", "dynamic_trailing_pairs", ["NOTAPAIR"]))
-    with pytest.raises(ConfigError, match="trailing.dynamic_trailing_pairs"):
+    with pytest.raises(ConfigError, match=r"trailing\.dynamic_trailing_pairs"):
         await ConfigService(base(), source).start()
 
 

@@ -46,7 +46,7 @@ def test_database_allowlist_change_moves_a_pair_out_of_the_rollout_while_running
             "config.reloaded from the database",
             lambda: any(e.get("source") == "database" for e in daemon.events("config.reloaded")),
         )
-        reloaded = [e for e in daemon.events("config.reloaded") if e["source"] == "database"][0]
+        reloaded = next(e for e in daemon.events("config.reloaded") if e["source"] == "database")
         assert reloaded["changed"] == ["trailing.dynamic_trailing_pairs"]
         daemon.wait(
             "USDJPY out of the rollout",
