@@ -252,6 +252,18 @@ class BacktestSettings(_Strict):
     lookahead_minutes: float = Field(60.0, gt=0)
 
 
+class RolloutSettings(_Strict):
+    """The plan's rollout gate (``traild rollout status``, ``report --vs-backtest``)."""
+
+    improvement_threshold: float = Field(0.10, ge=0, le=10)
+    min_trades: int = Field(30, ge=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap_samples: int = Field(1000, ge=100, le=100000)
+    bootstrap_seed: int = 1
+    backtest_dynamic_variant: str = "dynamic+lock"
+    backtest_fixed_variant: str = "fixed+lock"
+
+
 class DaemonSettings(_Strict):
     halt: bool = False
     state_dir: str | None = None
@@ -284,6 +296,7 @@ class Settings(BaseSettings):
     feed: FeedSettings = FeedSettings()
     daemon: DaemonSettings = DaemonSettings()
     backtest: BacktestSettings = BacktestSettings()
+    rollout: RolloutSettings = RolloutSettings()
 
     @classmethod
     def settings_customise_sources(
