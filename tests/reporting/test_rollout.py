@@ -25,7 +25,7 @@ def settings(**trailing: Any) -> Settings:
          (DYNAMIC_ON, None)),
         ({"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["EURUSD"]}, GBPUSD,
          (FIXED_ONLY, "not_in_rollout")),
-        ({"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["EURUSD", "GBPUSD", "USDJPY"]},
+        ({"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["EURUSD", "GBPUSD", "AUDUSD"]},
          GBPUSD, (WIDENED, None)),
         ({"enable_dynamic_trailing": True}, USDJPY, (WIDENED, None)),
         ({"enable_dynamic_trailing": True, "force_fixed_trailing_pairs": ["USDJPY"]}, USDJPY,
