@@ -11,6 +11,7 @@ from traild.reporting.rollout import DYNAMIC_ON, FIXED_ONLY, WIDENED, pair_stage
 from traild.settings import Settings
 
 USDJPY = "CS.D.USDJPY.MINI.IP"
+THREE = ["EURUSD", "GBPUSD", "AUDUSD"]
 
 
 def settings(**trailing: Any) -> Settings:
@@ -25,8 +26,7 @@ def settings(**trailing: Any) -> Settings:
          (DYNAMIC_ON, None)),
         ({"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["EURUSD"]}, GBPUSD,
          (FIXED_ONLY, "not_in_rollout")),
-        ({"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["EURUSD", "GBPUSD", "AUDUSD"]},
-         GBPUSD, (WIDENED, None)),
+        ({"enable_dynamic_trailing": True, "dynamic_trailing_pairs": THREE}, GBPUSD, (WIDENED, None)),
         ({"enable_dynamic_trailing": True}, USDJPY, (WIDENED, None)),
         ({"enable_dynamic_trailing": True, "force_fixed_trailing_pairs": ["USDJPY"]}, USDJPY,
          (FIXED_ONLY, "forced_fixed_pair")),
