@@ -74,7 +74,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _calc(args: argparse.Namespace) -> int:
-    settings = load(args.config)
+    from traild.cli.config_cmds import check_config_sources
+
+    settings = check_config_sources(args.config)[0]  # with the database's overrides, if any
     table = settings.instrument_table()
     table.resolve(args.epic)  # an unknown epic is an error, never a silent default
     base = settings.stage_config(args.epic, args.scalp)

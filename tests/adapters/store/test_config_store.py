@@ -107,6 +107,9 @@ def test_config_set_show_history_round_trip(
     }  # fmt: skip
     assert shown["regular"]["stage2_lock"]["source"] == "default"
     assert shown["scalp"]["stage1_trigger"]["value"] == 13.0
+    calc = run(capsys, "calc", "--epic", "CS.D.EURUSD.MINI.IP", "--scalp", "--json",
+               "--config", config)  # fmt: skip
+    assert json.loads(calc[1])["stages"]["stage1_trigger"] == 13.0  # calc sees the database too
     code, out, _ = run(capsys, "config", "history", "--json", "--config", config)
     history = json.loads(out)
     assert [(h["key"], h["old"], h["new"], h["changed_by"]) for h in history] == [
