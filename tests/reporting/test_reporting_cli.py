@@ -4,11 +4,13 @@ database of constructed closed trades (known answers), as an operator runs them.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import trio
@@ -164,6 +166,8 @@ def test_html_report_is_one_self_contained_file_with_every_section(
     assert parser.svgs == 4 and parser.external == []
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org', "")
     assert "dynamic_on" in page and "not_in_rollout" in page and "widen to three pairs" in page
+    for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):  # well-formed XML, as browsers need
+        assert ElementTree.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser:  # rendered by a real browser when one is installed
         dom = subprocess.run(
