@@ -99,7 +99,10 @@ def parse_assignment(scope: str, text: str) -> tuple[str, Any]:
     if not sep:
         raise ConfigError([f"{text!r}: expected KEY=VALUE"])
     check_key(scope, key)
-    return key, parse_value(scope, key, raw.strip())
+    value = parse_value(scope, key, raw.strip())
+    if isinstance(value, dict):
+        raise ConfigError([f"{key_path(scope, key)}: set one key at a time, not a table"])
+    return key, value
 
 
 def overlay(overrides: Iterable[ConfigOverride]) -> dict[str, Any]:

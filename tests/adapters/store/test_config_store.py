@@ -75,6 +75,28 @@ async def test_a_change_against_a_stale_version_is_refused(store: SqlTradeStore)
         assert (await cs.config_overrides())[1][0].value == 9
 
 
+async def test_of_two_concurrent_changes_from_the_same_version_exactly_one_lands(
+    store: SqlTradeStore,
+) -> None:
+    outcomes: list[str] = []
+
+    async def change(value: float) -> None:
+        try:
+            await store.config_store().apply_changes(
+                {("EURUSD", "regular.stage1_lock"): value}, "x", T0, 0
+            )
+            outcomes.append("written")
+        except ConfigConflict:
+            outcomes.append("conflict")
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(change, 7.0)
+            nursery.start_soon(change, 9.0)
+        assert sorted(outcomes) == ["conflict", "written"]
+        assert len(await store.config_store().config_history()) == 1
+
+
 async def test_setting_the_same_value_writes_no_audit_row(store: SqlTradeStore) -> None:
     with trio.fail_after(30):
         cs = store.config_store()
@@ -137,6 +159,8 @@ REFUSED = [
     (["IX.D.FTSE.DAILY.IP", "regular.stage1_lock=3"], "pairs.IX.D.FTSE.DAILY.IP"),
     (["trailing", "dynamic_trailing_pairs=EURUSD,NOPE"], "trailing.dynamic_trailing_pairs"),
     (["trailing", "enable_dynamic_trailing=true"], "trailing.enable_dynamic_trailing"),
+    (["EURUSD", "regular={stage1_lock = 3}"], "pairs.EURUSD.regular"),
+    (["EURUSD", "regular.stage1_lock"], "'regular.stage1_lock': expected KEY=VALUE"),
 ]
 
 

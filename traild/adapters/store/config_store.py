@@ -24,6 +24,7 @@ from traild.core.overrides import ConfigChange, ConfigOverride
 
 T = TypeVar("T")
 _BY_CHARS = 64
+_PG_LOCK_KEY = 0x7472_6169_6C63  # "trailc": one configuration writer at a time
 
 
 class ConfigConflict(StoreError):
@@ -105,6 +106,8 @@ class SqlConfigStore:
         who = who[:_BY_CHARS]
 
         async def write(conn: AsyncConnection) -> list[ConfigChange]:
+            if conn.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serialises
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
             current = await _version(conn)
             if current != expected_version:
                 raise ConfigConflict(
