@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -79,3 +80,28 @@ def test_metric_table_known_values_and_intervals_contain_them() -> None:
 def test_bootstrap_is_deterministic_for_a_seed() -> None:
     trades = dyn([22.0, 2.0, 7.0] * 10) + fix([10.0, 9.0] * 15)
     assert evaluate(trades, POLICY) == evaluate(trades, POLICY)
+
+
+def test_resampled_metrics_equal_the_plain_definitions_on_the_same_day_draws() -> None:
+    from traild.reporting.live import METRICS, DaySums, _median_lock, _ratio_parts, ratio
+
+    trades = dyn([12.0, -4.0, 7.5, 0.0, 3.0] * 3, mfe=15.0, lock_minutes=None)
+    trades = [
+        dataclasses.replace(t, minutes_to_lock=float(i % 4) if i % 3 else None)
+        for i, t in enumerate(trades)
+    ]
+    sums = DaySums(trades)
+    w = Bootstrap(samples=20, seed=5).weights(len(sums.days))
+    medians = _median_lock(trades, sums, w)
+    for row in range(w.shape[0]):
+        sample = [
+            t for t, d in zip(trades, sums.day_of, strict=True) for _ in range(int(w[row, d]))
+        ]
+        for name, (num, den) in _ratio_parts(trades).items():
+            got = ratio(w[row] @ sums.sums(num), w[row] @ sums.sums(den))
+            want = METRICS[name](sample)
+            assert (want is None and math.isnan(got)) or got == pytest.approx(want), name
+        want_median = METRICS["median_minutes_to_lock"](sample)
+        assert (want_median is None and math.isnan(medians[row])) or medians[row] == pytest.approx(
+            want_median
+        )

@@ -13,8 +13,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from traild.core.calculator import DYNAMIC, FIXED
-from traild.reporting.live import Bootstrap, Estimate, LiveTrade, expectancy
+from traild.reporting.live import Bootstrap, DaySums, Estimate, LiveTrade, expectancy, ratio
 
 MET, NOT_MET, UNDECIDABLE = "met", "not_met", "undecidable"
 
@@ -70,26 +73,34 @@ def evaluate(trades: Sequence[LiveTrade], policy: GatePolicy) -> GateResult:
     """The gate over ``trades`` (one pair, or several pooled)."""
     dyn = [t for t in trades if t.method == DYNAMIC]
     fix = [t for t in trades if t.method == FIXED]
-    g_hat = margin(dyn, fix, policy.threshold)
-    g_samples: list[float] = []
-    i_samples: list[float] = []
-    for sample in policy.boot.resamples(trades) if g_hat is not None else []:
-        d = [t for t in sample if t.method == DYNAMIC]
-        f = [t for t in sample if t.method == FIXED]
-        g = margin(d, f, policy.threshold)
-        if g is not None:
-            g_samples.append(g)
-        i = improvement(d, f)
-        if i is not None:
-            i_samples.append(i)
-    g_est = Estimate(g_hat, *policy.boot.interval(g_samples))
-    imp = improvement(dyn, fix)
-    i_est = Estimate(imp, *policy.boot.interval(i_samples)) if imp is not None else Estimate(None)
+    g_hat, imp = margin(dyn, fix, policy.threshold), improvement(dyn, fix)
+    g_est, i_est = Estimate(g_hat), Estimate(imp)
+    if g_hat is not None:
+        g_draws, i_draws = _draws(trades, policy)
+        g_est = Estimate(g_hat, *policy.boot.interval(g_draws))
+        if imp is not None:
+            i_est = Estimate(imp, *policy.boot.interval(i_draws))
     verdict, why = _verdict(len(dyn), len(fix), g_est, policy)
     needed = _needed(len(dyn), len(fix), g_est, policy) if verdict == UNDECIDABLE else 0
     return GateResult(
         verdict, len(dyn), len(fix), expectancy(dyn), expectancy(fix), i_est, g_est, needed, why
     )
+
+
+def _draws(
+    trades: Sequence[LiveTrade], policy: GatePolicy
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Margin and improvement (%) of every resample of the trading days (NaN: an empty arm)."""
+    sums = DaySums(trades)
+    w = policy.boot.weights(len(sums.days))
+    means = {}
+    for method in (DYNAMIC, FIXED):
+        pnl = [t.pnl_pips if t.method == method else 0.0 for t in trades]
+        count = [1.0 if t.method == method else 0.0 for t in trades]
+        means[method] = ratio(w @ sums.sums(pnl), w @ sums.sums(count))
+    e_d, e_f = means[DYNAMIC], means[FIXED]
+    g = e_d - e_f - policy.threshold * np.abs(e_f)
+    return g, 100 * ratio(e_d - e_f, np.abs(e_f))
 
 
 def _verdict(n_dyn: int, n_fix: int, g: Estimate, policy: GatePolicy) -> tuple[str, str]:

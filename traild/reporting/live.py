@@ -12,11 +12,13 @@ one day share the market and are not independent. Deterministic for a given seed
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+
+import numpy as np
+import numpy.typing as npt
 
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.errors import InstrumentError
@@ -136,63 +138,105 @@ METRICS: dict[str, Callable[[Sequence[LiveTrade]], float | None]] = {
 # -- bootstrap ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Bootstrap:
-    """Resampling of whole trading days."""
+    """Resampling of whole trading days: ``weights`` says how often each day is drawn."""
 
     samples: int = 1000
     confidence: float = 0.95
     seed: int = 1
 
-    def resamples(self, trades: Sequence[LiveTrade]) -> list[list[LiveTrade]]:
-        by_day: dict[date, list[LiveTrade]] = {}
-        for t in trades:
-            by_day.setdefault(t.day, []).append(t)
-        days = sorted(by_day)
-        if not days:
-            return []
-        rng = random.Random(self.seed)
-        out = []
-        for _ in range(self.samples):
-            sample: list[LiveTrade] = []
-            for day in rng.choices(days, k=len(days)):
-                sample.extend(by_day[day])
-            out.append(sample)
-        return out
+    def weights(self, n_days: int) -> npt.NDArray[np.float64]:
+        """(samples x n_days) draw counts; every row draws ``n_days`` days with replacement."""
+        rng = np.random.default_rng(self.seed)
+        picks = rng.integers(0, n_days, size=(self.samples, n_days))
+        rows = np.arange(self.samples)[:, None] * n_days
+        counts = np.bincount((picks + rows).ravel(), minlength=self.samples * n_days)
+        return counts.reshape(self.samples, n_days).astype(np.float64)
 
-    def interval(self, values: Sequence[float]) -> tuple[float | None, float | None]:
-        if not values:
+    def interval(self, values: npt.NDArray[np.float64]) -> tuple[float | None, float | None]:
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
             return None, None
-        ordered = sorted(values)
         tail = (1 - self.confidence) / 2
-        return _quantile(ordered, tail), _quantile(ordered, 1 - tail)
+        low, high = np.quantile(finite, [tail, 1 - tail])  # linear interpolation
+        return float(low), float(high)
 
 
-def estimate(
-    trades: Sequence[LiveTrade],
-    metric: Callable[[Sequence[LiveTrade]], float | None],
-    boot: Bootstrap,
-    resamples: Sequence[Sequence[LiveTrade]] | None = None,
-) -> Estimate:
-    value = metric(trades)
-    if value is None:
-        return Estimate(None)
-    samples = boot.resamples(trades) if resamples is None else resamples
-    values = [v for v in (metric(s) for s in samples) if v is not None]
-    low, high = boot.interval(values)
-    return Estimate(value, low, high)
+class DaySums:
+    """Per-day sums of per-trade quantities: a ratio metric of any resample is then
+    ``(W @ sum_num) / (W @ sum_den)`` for its weight row ``W``."""
+
+    def __init__(self, trades: Sequence[LiveTrade]) -> None:
+        self.days = sorted({t.day for t in trades})
+        index = {d: i for i, d in enumerate(self.days)}
+        self.day_of = np.array([index[t.day] for t in trades], dtype=np.int64)
+
+    def sums(self, per_trade: Sequence[float]) -> npt.NDArray[np.float64]:
+        values = np.asarray(per_trade, dtype=np.float64)
+        summed = np.bincount(self.day_of, weights=values, minlength=len(self.days))
+        return summed.astype(np.float64)
+
+
+def ratio(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Elementwise num / den with NaN where den is 0 (that resample has no data)."""
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _ratio_parts(trades: Sequence[LiveTrade]) -> dict[str, tuple[list[float], list[float]]]:
+    ones = [1.0] * len(trades)
+    won = [t.pnl_pips > 0 and t.mfe_pips is not None for t in trades]
+    return {
+        "expectancy_pips": ([t.pnl_pips for t in trades], ones),
+        "win_rate": ([float(t.pnl_pips > 0) for t in trades], ones),
+        "profit_capture_pct": (
+            [100 * t.pnl_pips if w else 0.0 for t, w in zip(trades, won, strict=True)],
+            [(t.mfe_pips or 0.0) if w else 0.0 for t, w in zip(trades, won, strict=True)],
+        ),
+        "protected_share": ([float(t.protected) for t in trades], ones),
+    }
 
 
 def metric_table(trades: Sequence[LiveTrade], boot: Bootstrap) -> dict[str, Estimate]:
-    """Every metric of ``trades`` with its interval (one set of resamples for all)."""
-    resamples = boot.resamples(trades)
-    return {name: estimate(trades, fn, boot, resamples) for name, fn in METRICS.items()}
+    """Every metric of ``trades`` with its interval (the same day draws for all of them)."""
+    values = {name: fn(trades) for name, fn in METRICS.items()}
+    if not trades:
+        return {name: Estimate(None) for name in METRICS}
+    sums = DaySums(trades)
+    w = boot.weights(len(sums.days))
+    out = {}
+    for name, (num, den) in _ratio_parts(trades).items():
+        drawn = ratio(w @ sums.sums(num), w @ sums.sums(den))
+        out[name] = _estimate(values[name], boot, drawn)
+    out["median_minutes_to_lock"] = _estimate(
+        values["median_minutes_to_lock"], boot, _median_lock(trades, sums, w)
+    )
+    return out
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default)."""
-    pos = q * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+def _median_lock(
+    trades: Sequence[LiveTrade], sums: DaySums, w: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The median of every resample: a weighted median over the sorted lock times."""
+    locked = [(t.minutes_to_lock, d) for t, d in zip(trades, sums.day_of, strict=True)]
+    pairs = sorted((m, d) for m, d in locked if m is not None)
+    if not pairs:
+        return np.full(w.shape[0], np.nan)
+    minutes = np.array([m for m, _ in pairs])
+    weights = w[:, [d for _, d in pairs]]  # (samples x locked trades)
+    cum = np.cumsum(weights, axis=1)
+    total = cum[:, -1:]
+    lo = np.argmax(cum >= total / 2, axis=1)  # statistics.median: the mean of the two middles
+    hi = np.argmax(cum > total / 2, axis=1)
+    even = (total[:, 0] % 2 == 0) & (total[:, 0] > 0)
+    med = np.where(even, (minutes[lo] + minutes[hi]) / 2, minutes[hi])
+    return np.where(total[:, 0] > 0, med, np.nan)
+
+
+def _estimate(value: float | None, boot: Bootstrap, drawn: npt.NDArray[np.float64]) -> Estimate:
+    if value is None:
+        return Estimate(None)
+    return Estimate(value, *boot.interval(drawn))
 
 
 def _round(value: float | None, digits: int) -> float | None:
