@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.reporting.helpers import dyn, fix
+from tests.reporting.helpers import GBPUSD, dyn, fix
 from traild.reporting.gate import MET, NOT_MET, UNDECIDABLE, GatePolicy, evaluate
 from traild.reporting.live import Bootstrap, expectancy, metric_table
 
@@ -105,3 +105,17 @@ def test_resampled_metrics_equal_the_plain_definitions_on_the_same_day_draws() -
         assert (want_median is None and math.isnan(medians[row])) or medians[row] == pytest.approx(
             want_median
         )
+
+
+def test_pairs_are_compared_within_themselves_not_by_their_mix() -> None:
+    # dynamic only on EURUSD (+12 vs its fixed +10), fixed on GBPUSD far lower (-20): pooled
+    # naively dynamic would look 3x better; pair by pair it is +20 %
+    trades = dyn([12.0] * 30) + fix([10.0] * 30) + fix([-20.0] * 60, epic=GBPUSD)
+    result = evaluate(trades, POLICY)
+    assert result.improvement_pct.value == pytest.approx(20.0)
+    assert (result.dynamic_trades, result.fixed_trades) == (30, 90)
+
+
+def test_no_pair_with_both_methods_is_undecidable() -> None:
+    result = evaluate(dyn([12.0] * 30) + fix([10.0] * 30, epic=GBPUSD), POLICY)
+    assert result.verdict == UNDECIDABLE and "both methods" in result.why
