@@ -91,3 +91,14 @@ async def test_a_reloaded_file_keeps_the_database_overrides() -> None:
     effective = service.rebase(reloaded)
     assert effective.trailing.enable_dynamic_trailing is True
     assert effective.trailing.dynamic_trailing_pairs == ["EURUSD"]
+
+
+async def test_a_reloaded_file_that_contradicts_the_overrides_is_refused_whole() -> None:
+    source = FakeSource()
+    source.set(ConfigOverride("EURUSD", "regular.stage2_trigger", 24.0))
+    service = ConfigService(base(), source)
+    await service.start()
+    contradicting = Settings(pairs={"EURUSD": {"regular": {"stage1_trigger": 25}}})
+    with pytest.raises(ConfigError, match=r"pairs\.EURUSD\.regular"):
+        service.rebase(contradicting)
+    assert service.base.stage_config(EURUSD, False).stage1_trigger == 20.0  # unchanged

@@ -177,6 +177,8 @@ def _change(args: argparse.Namespace, scope: str, changes: dict[tuple[str, str],
             f"#{change.id} {change.path}: {_fmt(change.old)} -> {_fmt(change.new)}"
             f" (effective {_fmt(effective)}) by {change.changed_by}"
         )
+    if any(c.scope == TRAILING_SCOPE and c.new == [] for c in written):
+        print("dynamic_trailing_pairs is empty: every pair not forced fixed may trail dynamically")
     if written:
         print("the running daemon applies it within one poll interval (config.reloaded)")
     return 0
