@@ -163,7 +163,7 @@ def test_html_report_is_one_self_contained_file_with_every_section(
     parser.feed(page)
     parser.close()
     assert parser.ids == list(SECTIONS)
-    assert parser.svgs == 4 and parser.external == []
+    assert parser.svgs == 5 and parser.external == []
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org', "")
     assert "dynamic_on" in page and "not_in_rollout" in page and "widen to three pairs" in page
     for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):  # well-formed XML, as browsers need

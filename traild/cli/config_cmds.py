@@ -245,7 +245,10 @@ def pair_view(settings: Settings, pair: str, sources: dict[str, tuple[Any, str]]
     """A pair's effective stage configs, each value with the key that set it and its source."""
     if pair != "DEFAULT":
         settings.instrument_table().resolve(pair)  # an unknown epic is an error
-    out: dict[str, Any] = {"pair": pair}
+    from traild.reporting.rollout import pair_stage
+
+    stage, reason = pair_stage(settings, pair)
+    out: dict[str, Any] = {"pair": pair, "rollout": {"stage": stage, "fixed_reason": reason}}
     for kind in _KINDS:
         stages = settings.stage_config(pair, kind == "scalp").as_dict()
         out[kind] = {
@@ -284,6 +287,11 @@ def _print_all(out: dict[str, Any]) -> None:
 
 
 def _print_pair(out: dict[str, Any]) -> None:
+    r = out["rollout"]
+    print(
+        f"{out['pair']}: rollout stage {r['stage']}"
+        + (f" ({r['fixed_reason']})" if r["fixed_reason"] else "")
+    )
     for kind in _KINDS:
         print(f"{out['pair']} {kind}:")
         for name, item in out[kind].items():

@@ -13,7 +13,7 @@ from typing import Any
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.instruments import symbol_of
 from traild.reporting.live import LiveTrade, expectancy, win_rate
-from traild.reporting.svg import bar_chart, line_chart
+from traild.reporting.svg import bar_chart, interval_chart, line_chart
 
 SECTIONS = ("methods", "fallback-reasons", "outcomes", "equity", "rollout")
 _CSS = """
@@ -100,7 +100,7 @@ def _outcomes(trades: Sequence[LiveTrade]) -> str:
         for method in (DYNAMIC, FIXED):
             mine = [t for t in trades if t.epic == epic and t.method == method]
             e = expectancy(mine)
-            series[method].append(e or 0.0)
+            series[method].append(math.nan if e is None else e)
             w = win_rate(mine)
             total = math.fsum(t.pnl_pips for t in mine)
             rows.append((epic, method, len(mine), None if w is None else 100 * w, e, total))
@@ -137,6 +137,15 @@ def _rollout(status: Mapping[str, Any]) -> str:
     head = ("pair", "stage", "dynamic", "fixed", "E dynamic", "E fixed", "improvement %",
             "interval", "gate", "trades needed", "recommendation")  # fmt: skip
     g = status["rollout_gate"]
+    judged = [
+        (symbol_of(p["pair"]), i["value"], i["low"], i["high"])
+        for p in status["pairs"]
+        for i in [p["gate"]["improvement_pct"]]
+        if None not in (i["value"], i["low"], i["high"])
+    ]
+    chart = interval_chart(
+        "expectancy improvement, dynamic vs fixed (%)", judged, status["threshold_pct"]
+    )
     return _section(
         "rollout",
         "Rollout status",
@@ -147,6 +156,7 @@ def _rollout(status: Mapping[str, Any]) -> str:
         f'<p>Pairs on dynamic, pooled: <span class="{escape(g["verdict"])}">'
         f"{escape(g['verdict'])}</span> — {escape(g['why'])}.</p>",
         f"<p>Next: {escape(status['recommendation'])}</p>",
+        chart,
     )
 
 

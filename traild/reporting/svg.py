@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -10,8 +11,8 @@ _W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 260, 56, 48, 24
 
 
 def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]]) -> str:
-    """Grouped vertical bars: one group per label, one bar per series; zero line drawn."""
-    values = [v for vs in series.values() for v in vs] or [0.0]
+    """Grouped vertical bars: one group per label, one bar per series (NaN: no bar); zero line."""
+    values = [v for vs in series.values() for v in vs if math.isfinite(v)] or [0.0]
     lo, hi = min(0.0, *values), max(0.0, *values)
     hi = hi if hi > lo else lo + 1.0
     plot_w, plot_h = _W - _PAD_L - 8, _H - _PAD_B - _PAD_T
@@ -26,6 +27,8 @@ def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[f
         x0 = _PAD_L + g * group_w + group_w * 0.1
         for s, (name, vs) in enumerate(series.items()):
             v = vs[g]
+            if not math.isfinite(v):
+                continue
             top, bottom = sorted((y(v), y(0.0)))
             parts.append(
                 f'<rect x="{x0 + s * bar_w:.1f}" y="{top:.1f}" width="{bar_w * 0.9:.1f}" '
@@ -66,6 +69,39 @@ def line_chart(title: str, series: Mapping[str, Sequence[float]]) -> str:
         f'font-size="11">closed trades in order</text>'
     )
     parts.append(_legend(list(series)))
+    return _svg(title, parts)
+
+
+def interval_chart(
+    title: str, rows: Sequence[tuple[str, float, float, float]], target: float
+) -> str:
+    """One point with its interval whiskers per label (label, value, low, high), and a dashed
+    target line: the gate at a glance."""
+    values = [target, 0.0] + [v for _, *vs in rows for v in vs]
+    lo, hi = min(values), max(values)
+    hi = hi if hi > lo else lo + 1.0
+    plot_w, plot_h = _W - _PAD_L - 8, _H - _PAD_B - _PAD_T
+    slot = plot_w / max(1, len(rows))
+
+    def y(v: float) -> float:
+        return _PAD_T + plot_h * (hi - v) / (hi - lo)
+
+    parts = [_frame(title), _axis(lo, hi, y)]
+    parts.append(
+        f'<line x1="{_PAD_L}" x2="{_W - 8}" y1="{y(target):.1f}" y2="{y(target):.1f}" '
+        f'stroke="{COLOURS[1]}" stroke-dasharray="6 4"><title>target {target:g}</title></line>'
+    )
+    for i, (label, value, low, high) in enumerate(rows):
+        x = _PAD_L + slot * (i + 0.5)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
+            f'stroke="{COLOURS[0]}" stroke-width="2"/>'
+            f'<circle cx="{x:.1f}" cy="{y(value):.1f}" r="4" fill="{COLOURS[0]}">'
+            f"<title>{escape(label)}: {value:g} [{low:g}, {high:g}]</title></circle>"
+            f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" '
+            f'font-size="11">{escape(label[:18])}</text>'
+        )
+    parts.append(_legend(["improvement % with interval", "target"]))
     return _svg(title, parts)
 
 

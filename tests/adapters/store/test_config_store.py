@@ -128,6 +128,7 @@ def test_config_set_show_history_round_trip(
         "value": 22.0, "key": "pairs.EURUSD.regular.stage1_trigger", "source": "file",
     }  # fmt: skip
     assert shown["regular"]["stage2_lock"]["source"] == "default"
+    assert shown["rollout"] == {"stage": "fixed_only", "fixed_reason": "disabled"}
     assert shown["scalp"]["stage1_trigger"]["value"] == 13.0
     calc = run(capsys, "calc", "--epic", "CS.D.EURUSD.MINI.IP", "--scalp", "--json",
                "--config", config)  # fmt: skip
