@@ -81,3 +81,20 @@ def test_dynamic_off_recommends_starting_the_pilot() -> None:
     status = rollout_status(settings(), fix([10.0] * 30))
     assert status["pairs"][0]["stage"] == FIXED_ONLY
     assert status["recommendation"].startswith("start the pilot")
+
+
+def test_a_dynamic_pair_whose_stages_keep_falling_back_is_pointed_out() -> None:
+    from traild.core.messages import Direction, TradeRecord
+
+    def record(i: int, method: str, reason: str | None) -> TradeRecord:
+        return TradeRecord(f"D{i}", EURUSD, Direction.BUY, trailing_calculation_method=method,
+                           fallback_reason=reason)  # fmt: skip
+
+    records = [record(i, "fixed", "no_atr") for i in range(3)]
+    records += [record(i + 3, "dynamic_volatility", None) for i in range(7)]
+    s = settings(enable_dynamic_trailing=True, dynamic_trailing_pairs=["EURUSD"])
+    status = rollout_status(s, [], records)  # open trades only: the pair is listed all the same
+    (pair,) = status["pairs"]
+    assert pair["pair"] == EURUSD
+    assert pair["calculations"] == {"trades": 10, "dynamic": 7, "data_fallbacks": {"no_atr": 3}}
+    assert pair["recommendation"].startswith("check the conditions: 3 of 10 trades")

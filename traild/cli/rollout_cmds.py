@@ -66,7 +66,7 @@ def _status(args: argparse.Namespace) -> int:
     from traild.reporting.rollout import rollout_status
 
     data = read_live(args.config, args.since)
-    status = rollout_status(data.settings, _trades(data))
+    status = rollout_status(data.settings, _trades(data), data.records)
     if args.json:
         print(json.dumps(status))
     else:
@@ -124,7 +124,7 @@ def _write_html(
 
     s = data.settings
     report = build_report(data.records, s.instrument_table())
-    status = rollout_status(s, trades)
+    status = rollout_status(s, trades, data.records)
     page = render(report, status, trades, comparison, args.since)
     target = Path(args.html)
     try:

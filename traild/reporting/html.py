@@ -129,12 +129,15 @@ def _rollout(status: Mapping[str, Any]) -> str:
         g = p["gate"]
         stage = p["stage"] + (f" ({p['fixed_reason']})" if p["fixed_reason"] else "")
         interval = g["improvement_pct"]
+        c = p["calculations"]
         rows.append(
-            (p["pair"], stage, g["dynamic_trades"], g["fixed_trades"],
-             g["dynamic_expectancy_pips"], g["fixed_expectancy_pips"], interval["value"],
+            (p["pair"], stage, f"{c['dynamic']} / {c['trades']}", g["dynamic_trades"],
+             g["fixed_trades"], g["dynamic_expectancy_pips"], g["fixed_expectancy_pips"],
+             interval["value"],
              _interval(interval), g["verdict"], g["trades_needed"], p["recommendation"])
         )  # fmt: skip
-    head = ("pair", "stage", "dynamic", "fixed", "E dynamic", "E fixed", "improvement %",
+    head = ("pair", "stage", "dynamic stages / adopted", "closed dynamic", "closed fixed",
+            "E dynamic", "E fixed", "improvement %",
             "interval", "gate", "trades needed", "recommendation")  # fmt: skip
     g = status["rollout_gate"]
     judged = [

@@ -13,16 +13,23 @@ module recommends; it never changes the configuration.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from traild.core.calculator import in_rollout, is_forced_fixed, is_listed
+from traild.core.calculator import DYNAMIC, in_rollout, is_forced_fixed, is_listed
 from traild.core.instruments import symbol_of
+from traild.core.messages import TradeRecord
 from traild.reporting.gate import MET, NOT_MET, GatePolicy, GateResult, evaluate
 from traild.reporting.live import Bootstrap, LiveTrade
 from traild.settings import Settings
 
 FIXED_ONLY, DYNAMIC_ON, WIDENED = "fixed_only", "dynamic_on", "widened"
+# Fallbacks for lack of usable market data (not the configuration's choice).
+DATA_FALLBACKS = frozenset(
+    ("no_conditions", "no_atr", "invalid_atr", "calculation_error", "inconsistent_stages")
+)
+DATA_FALLBACK_SHARE = 0.2  # above this share of a dynamic pair's trades, say so
 
 
 def gate_policy(settings: Settings) -> GatePolicy:
@@ -55,30 +62,35 @@ def plan_step(settings: Settings) -> str:
     return f"widened: dynamic trailing for {len(listed)} pairs ({', '.join(listed)})"
 
 
-def pairs_of(settings: Settings, trades: Sequence[LiveTrade]) -> list[str]:
-    """Every epic with closed trades, plus allowlist entries that match none of them."""
-    epics = sorted({t.epic for t in trades})
+def pairs_of(settings: Settings, epics: Iterable[str]) -> list[str]:
+    """Every epic with trades, plus allowlist entries that match none of them."""
+    seen = sorted(set(epics))
     for entry in settings.trailing.dynamic_trailing_pairs:
-        if not any(is_listed(e, frozenset([entry.upper()])) for e in epics):
-            epics.append(entry.upper())
-    return epics
+        if not any(is_listed(e, frozenset([entry.upper()])) for e in seen):
+            seen.append(entry.upper())
+    return seen
 
 
-def rollout_status(settings: Settings, trades: Sequence[LiveTrade]) -> dict[str, Any]:
-    """Per pair: stage, gate and recommendation; overall: the plan step and the next move."""
+def rollout_status(
+    settings: Settings, trades: Sequence[LiveTrade], records: Sequence[TradeRecord] = ()
+) -> dict[str, Any]:
+    """Per pair: stage, gate, how its stages were calculated (``records``: every trade of the
+    window, open ones too) and a recommendation; overall: the plan step and the next move."""
     policy = gate_policy(settings)
     pairs: list[dict[str, Any]] = []
-    for epic in pairs_of(settings, trades):
+    for epic in pairs_of(settings, [t.epic for t in trades] + [r.epic for r in records]):
         stage, reason = pair_stage(settings, epic)
         gate = evaluate([t for t in trades if t.epic == epic], policy)
+        calc = calculations([r for r in records if r.epic == epic])
         pairs.append(
             {
                 "pair": epic,
                 "symbol": symbol_of(epic),
                 "stage": stage,
                 "fixed_reason": reason,
+                "calculations": calc,
                 "gate": gate.as_dict(),
-                "recommendation": _pair_advice(stage, gate),
+                "recommendation": _data_advice(stage, calc) or _pair_advice(stage, gate),
             }
         )
     live = {p["pair"] for p in pairs if p["stage"] != FIXED_ONLY}
@@ -92,6 +104,29 @@ def rollout_status(settings: Settings, trades: Sequence[LiveTrade]) -> dict[str,
         "rollout_gate": pooled.as_dict(),
         "recommendation": _next_move(settings, pooled, live),
     }
+
+
+def calculations(records: Sequence[TradeRecord]) -> dict[str, Any]:
+    """Adopted trades by method, and the fallbacks that mean missing or unusable market data."""
+    adopted = [r for r in records if r.trailing_calculation_method is not None]
+    data = Counter(r.fallback_reason for r in adopted if r.fallback_reason in DATA_FALLBACKS)
+    return {
+        "trades": len(adopted),
+        "dynamic": sum(r.trailing_calculation_method == DYNAMIC for r in adopted),
+        "data_fallbacks": dict(sorted(data.items())),
+    }
+
+
+def _data_advice(stage: str, calc: Mapping[str, Any]) -> str | None:
+    """A pair meant to trail dynamically whose stages are often not calculated."""
+    failed = sum(calc["data_fallbacks"].values())
+    if stage == FIXED_ONLY or not calc["trades"] or failed / calc["trades"] <= DATA_FALLBACK_SHARE:
+        return None
+    reasons = ", ".join(f"{k} {v}" for k, v in calc["data_fallbacks"].items())
+    return (
+        f"check the conditions: {failed} of {calc['trades']} trades fell back to fixed "
+        f"({reasons}); see `stages.fallback` in the log"
+    )
 
 
 def _pair_advice(stage: str, gate: GateResult) -> str:
