@@ -30,6 +30,7 @@ from traild.settings import (
 )
 
 DATABASE = "database"
+KINDS = ("regular", "scalp")
 _CASELESS = ("pairs", "instruments")  # tables whose keys are epics (compared upper case)
 
 
@@ -145,3 +146,37 @@ def _file_data(path: str | Path | None) -> dict[str, Any]:
         return {}
     with chosen.open("rb") as fh:
         return tomllib.load(fh)
+
+
+# -- one pair, effective -----------------------------------------------------------------------
+def pair_view(settings: Settings, pair: str, sources: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    """A pair's effective stage configs, each value with the key that set it and its source."""
+    if pair != "DEFAULT":
+        settings.instrument_table().resolve(pair)  # an unknown epic is an error
+    from traild.reporting.rollout import pair_stage  # numpy: not on the daemon's import path
+
+    stage, reason = pair_stage(settings, pair)
+    out: dict[str, Any] = {"pair": pair, "rollout": {"stage": stage, "fixed_reason": reason}}
+    for kind in KINDS:
+        stages = settings.stage_config(pair, kind == "scalp").as_dict()
+        out[kind] = {
+            name: {"value": value, **_origin(settings, pair, kind, name, sources)}
+            for name, value in stages.items()
+        }
+    return out
+
+
+def _origin(
+    settings: Settings, pair: str, kind: str, name: str, sources: dict[str, tuple[Any, str]]
+) -> dict[str, str]:
+    """The most specific pair key that sets ``name`` (epic > symbol > DEFAULT > built-in)."""
+    layers = ["DEFAULT"]
+    if pair != "DEFAULT":
+        symbol = settings.instrument_table().resolve(pair).symbol
+        layers += [symbol, pair.upper()]
+    for layer in reversed(layers):
+        key = f"pairs.{layer}.{kind}.{name}"
+        hit = sources.get(key)
+        if hit is not None and hit[0] is not None:
+            return {"key": key, "source": hit[1]}
+    return {"key": f"pairs.DEFAULT.{kind}.{name}", "source": "default"}

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 from loguru import logger
 
-from traild.config_service import apply_overrides, value_sources
+from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
 from traild.core.calculator import StageConfig
 from traild.core.errors import ConfigError, InstrumentError, TraildError
 from traild.core.overrides import (
@@ -36,7 +36,6 @@ from traild.core.overrides import (
 )
 from traild.settings import Settings, load
 
-_KINDS = ("regular", "scalp")
 _CHECK_TIMEOUT_S = 10.0
 
 
@@ -188,7 +187,7 @@ def _effective_value(settings: Settings, scope: str, key: str) -> Any:
     if scope == TRAILING_SCOPE:
         return getattr(settings.trailing, key)
     kind, _, field = key.partition(".")
-    if kind in _KINDS and field in StageConfig.field_names():
+    if kind in KINDS and field in StageConfig.field_names():
         try:
             return getattr(settings.stage_config(scope, kind == "scalp"), field)
         except InstrumentError:
@@ -241,39 +240,6 @@ def _show_all(eff: Effective, sources: dict[str, tuple[Any, str]]) -> dict[str, 
     }
 
 
-def pair_view(settings: Settings, pair: str, sources: dict[str, tuple[Any, str]]) -> dict[str, Any]:
-    """A pair's effective stage configs, each value with the key that set it and its source."""
-    if pair != "DEFAULT":
-        settings.instrument_table().resolve(pair)  # an unknown epic is an error
-    from traild.reporting.rollout import pair_stage
-
-    stage, reason = pair_stage(settings, pair)
-    out: dict[str, Any] = {"pair": pair, "rollout": {"stage": stage, "fixed_reason": reason}}
-    for kind in _KINDS:
-        stages = settings.stage_config(pair, kind == "scalp").as_dict()
-        out[kind] = {
-            name: {"value": value, **_origin(settings, pair, kind, name, sources)}
-            for name, value in stages.items()
-        }
-    return out
-
-
-def _origin(
-    settings: Settings, pair: str, kind: str, name: str, sources: dict[str, tuple[Any, str]]
-) -> dict[str, str]:
-    """The most specific pair key that sets ``name`` (epic > symbol > DEFAULT > built-in)."""
-    layers = ["DEFAULT"]
-    if pair != "DEFAULT":
-        symbol = settings.instrument_table().resolve(pair).symbol
-        layers += [symbol, pair.upper()]
-    for layer in reversed(layers):
-        key = f"pairs.{layer}.{kind}.{name}"
-        hit = sources.get(key)
-        if hit is not None and hit[0] is not None:
-            return {"key": key, "source": hit[1]}
-    return {"key": f"pairs.DEFAULT.{kind}.{name}", "source": "default"}
-
-
 def _print_all(out: dict[str, Any]) -> None:
     print(f"configuration version {out['version']}")
     for key, item in out["rollout"].items():
@@ -292,7 +258,7 @@ def _print_pair(out: dict[str, Any]) -> None:
         f"{out['pair']}: rollout stage {r['stage']}"
         + (f" ({r['fixed_reason']})" if r["fixed_reason"] else "")
     )
-    for kind in _KINDS:
+    for kind in KINDS:
         print(f"{out['pair']} {kind}:")
         for name, item in out[kind].items():
             print(f"  {name:<22} {item['value']:>8g}  {item['key']} ({item['source']})")
