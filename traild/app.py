@@ -292,9 +292,12 @@ class Daemon:
         if self.supervisor is not None and self.gateway is not None:
             self.supervisor.apply_policy(make_policy(new, self.gateway.broker))
         self._apply_halt()
-        logger.bind(event="config.reloaded", source=source, changed=changed).info(
-            "configuration reloaded"
-        )
+        logger.bind(
+            event="config.reloaded",
+            source=source,
+            changed=changed,
+            config_version=self.config.version,
+        ).info("configuration reloaded")
 
     def _apply_halt(self, initial: bool = False) -> None:
         halted = self.settings.daemon.halt or halt_path(self.settings).exists()
@@ -380,6 +383,7 @@ class Daemon:
             "queued": g.queued,
             "halted": self.halted,
             "stale_epics": sorted(self.stale_epics),
+            "config_version": self.config.version,
             **sup.counts,
         }
         stats = getattr(store, "statistics", None)

@@ -48,6 +48,11 @@ def test_database_allowlist_change_moves_a_pair_out_of_the_rollout_while_running
         )
         reloaded = next(e for e in daemon.events("config.reloaded") if e["source"] == "database")
         assert reloaded["changed"] == ["trailing.dynamic_trailing_pairs"]
+        assert reloaded["config_version"] == 1
+        daemon.wait(
+            "a heartbeat on version 1",
+            lambda: any(e.get("config_version") == 1 for e in daemon.events("heartbeat")),
+        )
         daemon.wait(
             "USDJPY out of the rollout",
             lambda: _methods(state)[EPICS[1]] == ("fixed", "not_in_rollout"),
