@@ -138,17 +138,18 @@ def _set(args: argparse.Namespace) -> int:
         ((scope, key), value)
         for key, value in (parse_assignment(scope, a) for a in args.assignments)
     )
-    return _change(args, scope, changes)
+    return _change(args, changes)
 
 
 def _unset(args: argparse.Namespace) -> int:
     scope = canonical_scope(args.pair)
     for key in args.keys:
         check_key(scope, key)
-    return _change(args, scope, {(scope, key): None for key in args.keys})
+    return _change(args, {(scope, key): None for key in args.keys})
 
 
-def _change(args: argparse.Namespace, scope: str, changes: dict[tuple[str, str], Any]) -> int:
+def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> int:
+    """Validate the overrides as they would be after ``changes``; write them only if valid."""
     base = load(args.config)
     who, now = _who(args), datetime.now(UTC)
 
