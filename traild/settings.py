@@ -87,7 +87,7 @@ class TrailingSettings(_Strict):
     atr_min_multiplier: float = Field(0.8, gt=0)
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
-    atr_clamp: Literal["per_stage", "ladder"] = "per_stage"
+    atr_clamp: Literal["ladder", "per_stage"] = "ladder"
     stage_alert_min_pips: float = Field(1.0, ge=0)
     stage_alert_max_pips: float = Field(200.0, gt=0)
     volatility_multipliers: Regimes = Regimes()
@@ -185,14 +185,19 @@ class IGSettings(_Strict):
     account_id: str = ""
     request_timeout_s: float = Field(10.0, gt=0)
     positions_poll_s: float = Field(5.0, gt=0)
+    trade_stream: bool = True
+    reconcile_s: float = Field(300.0, gt=0)
+    tlcp_version: str = Field("2.4.0", pattern=r"^(TLCP-)?\d+\.\d+\.\d+$")
+    take_over_guaranteed_stops: bool = False
+    take_over_trailing_stops: bool = False
     session_refresh_s: float = Field(21600.0, gt=0)
     confirm_attempts: int = Field(10, ge=1)
     confirm_interval_s: float = Field(0.2, gt=0)
     rules_ttl_s: float = Field(21600.0, gt=0)
     trading_allowance: int | None = Field(None, ge=1)
     account_allowance: int | None = Field(None, ge=1)
+    application_allowance: int | None = Field(None, ge=1)
     keepalive_ms: int = Field(5000, ge=100)
-    update_time_zone: str = "Europe/London"
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
 
@@ -250,6 +255,7 @@ class BacktestSettings(_Strict):
     scalp_limit_pips: float = Field(25.0, gt=0)
     scalp_share: float = Field(0.5, ge=0, le=1)
     lookahead_minutes: float = Field(60.0, gt=0)
+    bar_spread_pips: float = Field(1.0, ge=0)  # --bars without ask bars: ask = bid + spread
 
 
 class RolloutSettings(_Strict):
