@@ -62,17 +62,19 @@ def register(sub: Any) -> None:
 
     p = actions.add_parser("history", help="the audit trail of configuration changes")
     p.add_argument("pair", nargs="?", metavar="PAIR")
-    p.add_argument("--limit", type=_limit, metavar="N")
+    p.add_argument("--limit", type=_limit, metavar="N", help="only the last N changes")
     _common(p, json_=True)
     p.set_defaults(func=_history)
 
 
 def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -> None:
-    p.add_argument("--config", metavar="PATH")
+    from traild.cli.core_cmds import CONFIG_HELP
+
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     if by:
         p.add_argument("--by", metavar="WHO", help="who made the change (default: the OS user)")
     if json_:
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _limit(text: str) -> int:

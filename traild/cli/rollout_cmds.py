@@ -22,15 +22,22 @@ from traild.settings import Settings, load
 
 
 def register(sub: Any) -> None:
+    from traild.cli.core_cmds import CONFIG_HELP
     from traild.cli.store_cmds import _since
 
     rollout = sub.add_parser("rollout", help="where each pair stands in the rollout plan")
     actions = rollout.add_subparsers(dest="rollout_command", metavar="ACTION")
     actions.required = True
     p = actions.add_parser("status", help="stage per pair and the 10 %% expectancy gate")
-    p.add_argument("--since", type=_since, default="all", metavar="AGE|DATE")
-    p.add_argument("--config", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--since",
+        type=_since,
+        default="all",
+        metavar="AGE|DATE",
+        help="closed trades since Nd, Nh, Nm, an ISO date/time, or 'all' (default all)",
+    )
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_status)
 
 
