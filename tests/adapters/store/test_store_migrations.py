@@ -171,8 +171,9 @@ async def test_legacy_table_that_is_not_a_trade_log_is_refused(db_url: str) -> N
         with pytest.raises(StoreError, match="trade_log lacks"):
             await migrate_database(db_url)
         await raw_sql(db_url, "DROP TABLE trade_log")
-        # the failed run left nothing behind
-        assert await migrate_database(db_url) == schema.head_revision()
+        assert (
+            await migrate_database(db_url) == schema.head_revision()
+        )  # the failed run left nothing behind
 
 
 async def test_open_refuses_an_empty_database_until_migrated(db_url: str) -> None:
@@ -189,8 +190,9 @@ async def test_open_refuses_a_schema_behind_head(db_url: str) -> None:
     with trio.fail_after(60):
         await migrate_database(db_url)
         await on_connection(db_url, lambda c: schema.downgrade(c, "0001"))
-        needs = f"revision 0001, traild needs {schema.head_revision()}"
-        with pytest.raises(SchemaOutOfDate, match=needs):
+        with pytest.raises(
+            SchemaOutOfDate, match=f"revision 0001, traild needs {schema.head_revision()}"
+        ):
             async with open_store(db_url):
                 pass
         async with open_store(db_url, migrate=True) as store:  # or migrate on open
