@@ -72,3 +72,19 @@ def test_a_steady_trend_of_bars_is_trending_and_short_history_is_none() -> None:
     bars = [(1.001 + 0.001 * i, 1.0 + 0.001 * i, 1.0005 + 0.001 * i) for i in range(40)]
     assert market_regime_of_bars(bars, atr_percentile=50.0) == "trending"
     assert market_regime_of_bars(bars[:20], atr_percentile=50.0) is None
+
+
+def test_bar_history_reports_bar_closes_and_the_market_regime_of_its_bars() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from traild.core.conditions import BarHistory, ConditionParams
+
+    history = BarHistory(0.0001, ConditionParams(bar_minutes=1, regime_min_history=5))
+    t0 = datetime(2024, 3, 4, 8, 0, tzinfo=UTC)
+    closes = 0
+    for i in range(40 * 6):  # 40 one-minute bars, six ticks each, rising steadily
+        price = 1.1 + 0.00002 * i
+        closes += history.add(t0 + timedelta(seconds=10 * i), price, price + 0.00001)
+    assert closes == 39 and history.bars_closed == 39
+    cond = history.conditions("CS.D.EURUSD.MINI.IP", t0 + timedelta(minutes=40))
+    assert cond.market_regime == "trending" and cond.session == "london"

@@ -261,8 +261,12 @@ class DynamicTrailingCalculator:
         ``conditions`` is ``shift`` or more levels away from the one ``current`` was computed
         with, else None. Only dynamic stages are recalculated; the result may be a fallback
         (same calculator, same reasons)."""
-        if current.method != DYNAMIC or conditions is None:
+        if current.method != DYNAMIC or conditions is None or conditions.atr_pips is None:
             return None
+        if conditions.volatility_regime is None or not regime_level_name(
+            conditions.volatility_regime
+        ):
+            return None  # nothing measured: no shift to act on
         if regime_shift(current.volatility_regime, conditions.volatility_regime) < max(shift, 1):
             return None
         return self.calculate_stages(conditions, base, is_scalp, override, epic, regimes)
