@@ -62,6 +62,9 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
         dynamic_failures_before_fixed=d.dynamic_failures_before_fixed,
         persist_every_s=d.persist_best_every_s,
         min_distance=min_distance,
+        regime_tables=settings.regime_tables,
+        realtime_recalc=settings.trailing.realtime_recalc,
+        realtime_regime_shift=settings.trailing.realtime_regime_shift,
     )
 
 
@@ -213,12 +216,15 @@ class Daemon:
         self.stats.ticks += 1
         self.last_tick_wall[tick.epic] = trio.current_time()
         self.clock.latest = tick.ts
-        self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)
+        bar_closed = self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)
         if self.on_tick_hook is not None and self.supervisor is not None:
             for event in self.on_tick_hook(tick) or ():
                 await self.supervisor.on_broker_event(event)
         assert self.router is not None
         await self.router.publish(tick)
+        if bar_closed and not self.halted and self.supervisor is not None:
+            # after the tick is routed: recalculated stages apply from the next tick
+            self.supervisor.on_bar_closed(tick.epic)
 
     def _reject(self, tick: Tick, reason: str) -> None:
         self.stats.rejected += 1

@@ -13,6 +13,7 @@ from traild.core.errors import DataError
 from traild.core.instruments import Instrument, to_centipips
 from traild.core.ladder import Ladder, LadderPlan
 from traild.core.messages import Direction
+from traild.core.realtime import RealtimeRecalc, Recalculated
 from traild.core.replay import TradeOutcome, pnl_ticks, run_trade
 from traild.settings import Settings
 
@@ -33,6 +34,8 @@ class SimulationRequest:
     session: str | None = None
     is_scalp: bool = False
     min_stop_distance_pips: float | None = None
+    market_regime: str | None = None
+    realtime_recalc: bool | None = None  # None: ``[trailing] realtime_recalc``
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -57,6 +60,7 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     if entry_tick is None:
         raise DataError(f"{req.ticks}: no tick at or after {iso(req.at) or 'the start'}")
     ts0, bid0, ask0 = entry_tick
+    history.add(ts0, bid0, ask0)  # as the daemon's bars, which see the fill tick first
     fill = (
         req.entry if req.entry is not None else (ask0 if req.direction is Direction.BUY else bid0)
     )
@@ -64,16 +68,59 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     stop = stop_level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
     limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
-    stages = _stages(settings, req, history.conditions(req.epic, ts0))
+    conditions = _conditions(req, history.conditions(req.epic, ts0))
+    stages = _stages(settings, req, conditions)
     min_dist = req.min_stop_distance_pips
     if min_dist is None:
         min_dist = float(inst.min_stop_distance_pips)
     policy = settings.ladder_policy(min_dist)
-    plan = LadderPlan.compile(stages.stages, inst, policy, stages.atr_pips)
-    ladder = Ladder(plan, req.direction, entry, stop, limit)
+
+    def compile_(result: CalculatedStages) -> LadderPlan:
+        return LadderPlan.compile(result.stages, inst, policy, result.atr_pips)
+
+    ladder = Ladder(compile_(stages), req.direction, entry, stop, limit)
     lock_trigger = to_centipips(policy.profit_lock_trigger_pips) * inst.ticks_per_pip
-    outcome = run_trade(ladder, _as_ticks(ticks, inst), lock_trigger)
-    return _result(inst, req.direction, entry, stop, limit, stages, outcome)
+    recalc = None
+    source: Iterator[tuple[datetime, int, int]] = _as_ticks(ticks, inst)
+    realtime = req.realtime_recalc
+    if realtime or (realtime is None and settings.trailing.realtime_recalc):
+        recalc = RealtimeRecalc(
+            DynamicTrailingCalculator(settings.calculator_params()),
+            stages,
+            settings.stage_config(req.epic, req.is_scalp),
+            history,
+            compile_,
+            req.epic,
+            req.is_scalp,
+            settings.trailing.realtime_regime_shift,
+            settings.regime_tables(req.epic, req.is_scalp),
+            conditions.market_regime,
+        )
+        source = recalc.ticks(ladder, ticks, inst)
+    outcome = run_trade(ladder, source, lock_trigger)
+    result = _result(inst, req.direction, entry, stop, limit, stages, outcome)
+    # beyond SPEC §7's shape only when they say something
+    if conditions.market_regime is not None:
+        result["market_regime"] = conditions.market_regime
+    if stages.market_regime is not None:
+        result["regime_table"] = stages.market_regime
+    if recalc is not None:
+        result["stages"] = recalc.stages.stages.as_dict()
+        result["recalculations"] = [_recalculated(e) for e in recalc.events]
+    return result
+
+
+def _recalculated(e: Recalculated) -> dict[str, Any]:
+    return {
+        "ts": iso(e.ts),
+        "old_regime": e.old.volatility_regime,
+        "new_regime": e.new.volatility_regime,
+        "market_regime": e.conditions.market_regime,
+        "atr_pips": e.conditions.atr_pips,
+        "method": e.new.method,
+        "fallback_reason": e.new.fallback_reason,
+        "stages": e.new.stages.as_dict(),
+    }
 
 
 def _rows(path: str) -> Iterator[tuple[datetime, float, float]]:
@@ -133,18 +180,24 @@ def stop_level(
     return level
 
 
-def _stages(
-    settings: Settings, req: SimulationRequest, derived: MarketConditions
-) -> CalculatedStages:
-    conditions = MarketConditions(
+def _conditions(req: SimulationRequest, derived: MarketConditions) -> MarketConditions:
+    """The given conditions, completed from the ticks before the entry (as the daemon does)."""
+    return MarketConditions(
         req.epic,
         req.atr_pips if req.atr_pips is not None else derived.atr_pips,
         req.regime or derived.volatility_regime,
         req.session or derived.session,
+        req.market_regime or derived.market_regime,
     )
+
+
+def _stages(
+    settings: Settings, req: SimulationRequest, conditions: MarketConditions
+) -> CalculatedStages:
     calc = DynamicTrailingCalculator(settings.calculator_params())
     base = settings.stage_config(req.epic, req.is_scalp)
-    return calc.calculate_stages(conditions, base, req.is_scalp, epic=req.epic)
+    regimes = settings.regime_tables(req.epic, req.is_scalp)
+    return calc.calculate_stages(conditions, base, req.is_scalp, epic=req.epic, regimes=regimes)
 
 
 def _result(
