@@ -99,10 +99,9 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
         source = recalc.ticks(ladder, ticks, inst)
     outcome = run_trade(ladder, source, lock_trigger)
     result = _result(inst, req.direction, entry, stop, limit, stages, outcome)
-    # beyond SPEC §7's shape only when they say something
-    if conditions.market_regime is not None:
+    # beyond SPEC §7's shape only when regime tables or recalculation are in play
+    if stages.market_regime is not None or recalc is not None:
         result["market_regime"] = conditions.market_regime
-    if stages.market_regime is not None:
         result["regime_table"] = stages.market_regime
     if recalc is not None:
         result["stages"] = recalc.stages.stages.as_dict()
