@@ -118,6 +118,7 @@ def _recalculated(e: Recalculated) -> dict[str, Any]:
         "atr_pips": e.conditions.atr_pips,
         "method": e.new.method,
         "fallback_reason": e.new.fallback_reason,
+        "old_stages": e.old.stages.as_dict(),
         "stages": e.new.stages.as_dict(),
     }
 
