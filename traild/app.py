@@ -222,7 +222,7 @@ class Daemon:
                 await self.supervisor.on_broker_event(event)
         assert self.router is not None
         await self.router.publish(tick)
-        if bar_closed and not self.halted and self.supervisor is not None:
+        if bar_closed and self.supervisor is not None:
             # after the tick is routed: recalculated stages apply from the next tick
             self.supervisor.on_bar_closed(tick.epic)
 

@@ -529,9 +529,12 @@ class Supervisor:
 
     # -- real-time recalculation ------------------------------------------------------------
     def on_bar_closed(self, epic: str) -> None:
-        """A bar of ``epic`` closed: recalculate its trades whose regime shifted (SPEC §3)."""
+        """A bar of ``epic`` closed: recalculate its trades whose regime shifted (SPEC §3).
+        Nothing while the global halt is on (the per-trade switches are checked per actor)."""
         history = self.histories.get(epic)
-        if not self.policy.realtime_recalc or history is None or self._nursery is None:
+        if not self.policy.realtime_recalc or self.gateway.halted or history is None:
+            return
+        if self._nursery is None:
             return
         now = self.now()
         actors = [s.actor for s in self.slots.values() if s.actor.trade.epic == epic]
