@@ -260,7 +260,7 @@ def _trade(i: int, s: Signal, m: Market, idx: int, derived: MarketConditions) ->
         s.atr_pips if s.atr_pips is not None else derived.atr_pips,
         s.volatility_regime or derived.volatility_regime,
         s.session or derived.session,
-        s.market_regime,
+        s.market_regime or derived.market_regime,
     )
     return TradeSpec(
         i,

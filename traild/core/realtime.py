@@ -56,8 +56,16 @@ class RealtimeRecalc:
         """``source`` as integer ticks for ``run_trade(ladder, ...)``; each tick reaches the
         bars after the ladder has applied it, so new stages act from the next tick."""
         to_ticks = inst.to_ticks
-        for ts, bid, ask in source:
-            yield ts, to_ticks(bid), to_ticks(ask)
+        return self.quotes(
+            ladder, ((ts, bid, ask, to_ticks(bid), to_ticks(ask)) for ts, bid, ask in source)
+        )
+
+    def quotes(
+        self, ladder: Ladder, source: Iterable[tuple[datetime, float, float, int, int]]
+    ) -> Iterator[tuple[datetime, int, int]]:
+        """As ``ticks``, for a source that carries both prices and integer ticks."""
+        for ts, bid, ask, bid_ticks, ask_ticks in source:
+            yield ts, bid_ticks, ask_ticks
             if self.history.add(ts, bid, ask) and not ladder.closed:
                 self.check(ladder, ts)
 
