@@ -103,6 +103,7 @@ def test_the_rt_variant_equals_simulate_with_recalculation_trade_by_trade(
         assert sim["exit"]["price"] == row.exit_price
         assert sim["exit"]["ts"] == iso(ms_to_datetime(row.exit_ts))
         assert len(sim["amendments"]) == row.amendments
+        assert len(sim["recalculations"]) == row.recalculations
         recalculated += bool(sim["recalculations"])
     assert recalculated >= 2  # the variant did recalculate on this data
 

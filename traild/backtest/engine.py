@@ -94,6 +94,7 @@ class TradeRow:
     premature: bool
     amendments: int
     path: str  # fast | event (the kernel handed it back, or --engine event)
+    recalculations: int = 0  # real-time recalculations of its stages (+rt variants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +236,9 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
     variant, market = ctx.variants[v_idx], ctx.markets[m_idx]
     trades = [ctx.trades[i] for i in ids]
     jobs, calcs, policy = plan_trades(ctx, variant, market, trades)
+    counts = [0] * len(trades)
     if variant.realtime:
-        results, paths, _ = run_realtime(
+        results, paths, counts = run_realtime(
             market,
             trades,
             jobs,
@@ -253,9 +255,12 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
     premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
     inst = market.instrument
     lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))
-    return [
+    rows = [
         _row(variant.name, market, t, cs, r, p, lock_ticks, path)
         for t, cs, r, p, path in zip(trades, calcs, results, premature, paths, strict=True)
+    ]
+    return [
+        replace(row, recalculations=n) if n else row for row, n in zip(rows, counts, strict=True)
     ]
 
 

@@ -371,7 +371,7 @@ class Supervisor:
         )
         if self.slots.get(old.trade_id) is not slot:
             return  # closed meanwhile
-        plan = old.plan
+        plan = old.current_plan  # a recalculation not yet applied included
         if plan.stages.method == DYNAMIC and (
             slot.crashes >= self.policy.dynamic_failures_before_fixed
         ):
