@@ -106,6 +106,7 @@ def _calc(args: argparse.Namespace) -> int:
         f"{args.epic} ({'scalp' if args.scalp else 'regular'}): method {result.method}"
         + (f", fallback {result.fallback_reason}" if result.fallback_reason else "")
         + (f", factor {out['factor']}" if result.factor is not None else "")
+        + (f", {result.market_regime} stages" if result.market_regime else "")
     )
     for name, value in result.stages.as_dict().items():
         print(f"  {name:<22} {value:>8.2f}")
