@@ -140,10 +140,14 @@ def test_grid_reaches_the_regime_tables() -> None:
     ]
     assert all(v.regime and v.dynamic and v.lock and not v.realtime for v in variants)
     configured = {"trending": {"stage3_trigger": 45.0}, "ranging": {"stage1_lock": 6.0}}
-    assert variant_tables(configured, variants[1].overrides) == {
+    assert variant_tables(configured, variants[1].overrides, False) == {
         "trending": {"stage3_trigger": 45.0, "stage3_min_distance": 15.0},
         "ranging": {"stage1_lock": 6.0},
     }
+    assert variant_tables(configured, variants[1].overrides, True) == configured  # regular only
+    [scalp] = parse_grid(["scalp_regime.ranging.stage1_lock=4"], CalculatorParams())
+    assert variant_tables({}, scalp.overrides, True) == {"ranging": {"stage1_lock": 4.0}}
+    assert variant_tables({}, scalp.overrides, False) == {}
     assert variants[0].calculator_params(CalculatorParams()).enable_dynamic_trailing
     with pytest.raises(ConfigError, match=r"regime\.<market_regime>\.<stage key>"):
         parse_grid(["regime.trending.stage9=1"], CalculatorParams())

@@ -6,7 +6,8 @@
 * ``dynamic+lock+rt``         dynamic+lock, stages recalculated at each closed bar on a
                               volatility-regime shift of ``realtime_regime_shift`` levels
 * ``dynamic+lock+regime+rt``  both
-* grid keys ``regime.<market_regime>.<stage key>=V1,V2`` (pips) set entries of those tables.
+* grid keys ``regime.<market_regime>.<stage key>=V1,V2`` (pips) set entries of the regular
+  tables, ``scalp_regime.<market_regime>.<stage key>`` those of the scalp tables.
 
 Same core as the daemon: the calculator (``regime_base``, ``recalculate``), and for ``+rt`` the
 event-driven ladder driven by ``core.realtime.RealtimeRecalc`` over the market's ticks, with a
@@ -44,35 +45,38 @@ ADAPTIVE = {
     RT: (True, True, False, True),
     REGIME_RT: (True, True, True, True),
 }
-GRID_PREFIX = "regime."
+# grid key prefixes of the regular and the scalp tables (as volatility.* / scalp_volatility.*)
+GRID_PREFIXES = {"regime": False, "scalp_regime": True}
 
 
 def is_regime_key(key: str) -> bool:
-    return key.startswith(GRID_PREFIX)
+    return key.split(".", 1)[0] in GRID_PREFIXES and "." in key
 
 
 def check_regime_key(key: str) -> None:
-    """``regime.<market_regime>.<stage key>``, else a ConfigError naming the form."""
+    """``[scalp_]regime.<market_regime>.<stage key>``, else a ConfigError naming the form."""
     _, regime, name = [*key.split(".", 2), "", ""][:3]
     if regime and regime.replace("_", "").isalnum() and name in StageConfig.field_names():
         return
     raise ConfigError(
         [
             f"--grid: unknown key {key!r}; regime tables take regime.<market_regime>.<stage key>"
-            f" with a stage key of {', '.join(StageConfig.field_names())}"
+            " (regular trades) or scalp_regime.<market_regime>.<stage key> (scalps), with a "
+            f"stage key of {', '.join(StageConfig.field_names())}"
         ]
     )
 
 
 def variant_tables(
-    configured: RegimeTables, overrides: Sequence[tuple[str, float]]
+    configured: RegimeTables, overrides: Sequence[tuple[str, float]], is_scalp: bool
 ) -> dict[str, dict[str, float]]:
-    """The configured tables of one (epic, kind) with a grid point's ``regime.*`` values."""
+    """The configured tables of one (epic, kind) with a grid point's values for that kind."""
     tables = {name: dict(keys) for name, keys in configured.items()}
     for key, value in overrides:
         if is_regime_key(key):
-            _, regime, name = key.split(".", 2)
-            tables.setdefault(regime, {})[name] = value
+            prefix, regime, name = key.split(".", 2)
+            if GRID_PREFIXES[prefix] == is_scalp:
+                tables.setdefault(regime, {})[name] = value
     return tables
 
 

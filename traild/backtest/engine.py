@@ -306,7 +306,7 @@ def _tables(ctx: Context, variant: Variant) -> dict[tuple[str, bool], RegimeTabl
     """The regime tables a variant trails with (none unless it is a ``+regime`` variant)."""
     if not variant.regime:
         return {}
-    return {key: variant_tables(t, variant.overrides) for key, t in ctx.tables.items()}
+    return {key: variant_tables(t, variant.overrides, key[1]) for key, t in ctx.tables.items()}
 
 
 def premature_stopouts(
