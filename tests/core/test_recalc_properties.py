@@ -163,3 +163,17 @@ def test_a_tighter_plan_puts_its_newly_reached_rungs_in_place_from_the_next_tick
     ladder.recalculated(LadderPlan.compile(tight, INST, LadderPolicy(), None))
     move = ladder.on_tick(ENTRY - 11 * TPP, ENTRY - 11 * TPP)
     assert isinstance(move, MoveStop) and move.level == ENTRY - 14  # early BE buffer 1.4 pips
+
+
+def test_a_trade_trailing_in_stage3_keeps_trailing_at_the_new_distance() -> None:
+    ladder = _ladder(BASE)  # stage 3 from +40, 10 pips behind
+    for pips in (41, 45):
+        move = ladder.on_tick(ENTRY + pips * TPP, ENTRY + pips * TPP)
+        assert isinstance(move, MoveStop)
+        ladder.confirm(move.level)
+    assert ladder.stop == ENTRY + 35 * TPP
+    wide = StageConfig(24, 3.2, 32, 12.8, 48, 24, 64, 1.0, 16)  # stage 3 only from +64 now
+    ladder.recalculated(LadderPlan.compile(wide, INST, LadderPolicy(), None))
+    assert ladder.on_tick(ENTRY + 50 * TPP, ENTRY + 50 * TPP) is None  # 50 - 16 < 35: held
+    move = ladder.on_tick(ENTRY + 53 * TPP, ENTRY + 53 * TPP)
+    assert isinstance(move, MoveStop) and move.level == ENTRY + 37 * TPP  # 16 behind, below +64

@@ -268,13 +268,16 @@ class Ladder:
     def recalculated(self, plan: LadderPlan) -> None:
         """Trail on ``plan`` from the next tick without un-reaching anything (real-time
         recalculation): the floor the current plan has earned at the current MFE (a rung or
-        the stage-3 trail level) is carried into ``plan`` as an already reached rung. The
+        the stage-3 trail level) is carried into ``plan`` as an already reached rung, and a
+        trade already trailing in stage 3 keeps trailing, at ``plan``'s distance. The
         confirmed stop is untouched, so it never loosens."""
         mfe = self.mfe
         if mfe is not None:
             offset, reason = self.plan.floor(mfe)
             if reason is not None:
                 plan = plan.with_floor(mfe, offset, reason)
+            if mfe * CENTI >= self.plan.s3_trigger:
+                plan = replace(plan, s3_trigger=min(plan.s3_trigger, mfe * CENTI))
         self.plan = plan
         self._dirty = True
 
