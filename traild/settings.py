@@ -86,7 +86,7 @@ class TrailingSettings(_Strict):
     atr_min_multiplier: float = Field(0.8, gt=0)
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
-    atr_clamp: Literal["per_stage", "ladder"] = "per_stage"
+    atr_clamp: Literal["ladder", "per_stage"] = "ladder"
     realtime_recalc: bool = False
     realtime_regime_shift: int = Field(2, ge=1, le=3)
     stage_alert_min_pips: float = Field(1.0, ge=0)
@@ -278,6 +278,7 @@ class BacktestSettings(_Strict):
     scalp_limit_pips: float = Field(25.0, gt=0)
     scalp_share: float = Field(0.5, ge=0, le=1)
     lookahead_minutes: float = Field(60.0, gt=0)
+    bar_spread_pips: float = Field(1.0, ge=0)  # --bars without ask bars: ask = bid + spread
 
 
 class DaemonSettings(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.markets import Market, TickSource, accepted_mask, entry_conditions
 from traild.core.conditions import BarHistory, ConditionParams, TickGuard
 from traild.core.errors import DataError
+from traild.core.regime import regime_series
 
 
 def test_vectorised_acceptance_rejects_exactly_what_the_tick_guard_rejects() -> None:
@@ -50,7 +52,7 @@ def test_entry_conditions_equal_a_bar_history_fed_every_earlier_tick(oanda: Mark
         if i in entries:
             expected[i] = history.conditions(oanda.epic, ts)
         history.add(ts, float(oanda.bid_px[i]), float(oanda.ask_px[i]))
-    assert got == expected
+    assert {k: replace(c, market_regime=None) for k, c in got.items()} == expected
     assert got[39_999].atr_pips is not None and got[39_999].volatility_regime is not None
     assert got[0].atr_pips is None  # no closed bars yet: the calculator falls back (no_atr)
 
@@ -64,3 +66,27 @@ def test_tick_source_takes_the_epic_after_an_equals_sign_or_from_the_file_name()
         TickSource.parse("/d/ticks.csv.gz")
     with pytest.raises(DataError, match="empty epic"):
         TickSource.parse("/d/x.csv=")
+
+
+def test_entry_market_regime_is_the_regime_of_the_last_bar_closed_before_the_entry(
+    oanda: Market,
+) -> None:
+    params = ConditionParams()
+    period = params.bar_minutes * 60_000
+    entries = [30_000, 60_001, 120_000]
+    got = entry_conditions(oanda, entries, params)
+    mid = (oanda.bid_px + oanda.ask_px) / 2
+    for entry in entries:
+        # independently: every M15 mid bar that ended by the entry time, then the core rules
+        end = int(oanda.ts_ms[entry]) // period * period
+        bars: dict[int, list[float]] = {}
+        for t, m in zip(oanda.ts_ms.tolist(), mid.tolist(), strict=True):
+            if t >= end:
+                break
+            bars.setdefault(t // period, []).append(m)
+        values = list(bars.values())
+        labels = regime_series(
+            [max(v) for v in values], [min(v) for v in values], [v[-1] for v in values]
+        )
+        assert got[entry].market_regime == labels[-1]
+    assert {c.market_regime for c in got.values()} <= {"trending", "ranging", "breakout", "unknown"}

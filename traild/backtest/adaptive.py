@@ -91,9 +91,8 @@ class Warmup:
     def __init__(self, market: Market, params: ConditionParams) -> None:
         self.market = market
         self.params = params
-        self.feed = bar_shaping_ticks(
-            market.ts_ms, market.bid_px, market.ask_px, params.bar_minutes
-        )
+        self.mid = market.mid_px()
+        self.feed = bar_shaping_ticks(market.ts_ms, self.mid, params.bar_minutes)
         keys = market.ts_ms[self.feed] // 1000 // (params.bar_minutes * 60)
         self.bar_no = np.concatenate(([0], np.cumsum(keys[1:] != keys[:-1]))).astype(np.int64)
         p = params
@@ -106,11 +105,12 @@ class Warmup:
         pos = int(np.searchsorted(self.feed, entry, side="left"))
         if pos > 0:
             first = int(np.searchsorted(self.bar_no, self.bar_no[pos - 1] - self.bars))
-            for i in self.feed[first:pos].tolist():
-                history.add(ms_to_datetime(int(m.ts_ms[i])), float(m.bid_px[i]), float(m.ask_px[i]))
-        history.add(
-            ms_to_datetime(int(m.ts_ms[entry])), float(m.bid_px[entry]), float(m.ask_px[entry])
-        )
+            for i in [*self.feed[first:pos].tolist(), entry]:
+                mid = float(self.mid[i])
+                history.add(ms_to_datetime(int(m.ts_ms[i])), mid, mid)
+        else:
+            mid = float(self.mid[entry])
+            history.add(ms_to_datetime(int(m.ts_ms[entry])), mid, mid)
         return history
 
 

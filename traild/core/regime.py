@@ -1,14 +1,11 @@
-"""Market regime of closed bars: ADX(14), efficiency ratio ER(10), ATR percentile (SPEC §3).
+"""Market regime from closed bars (SPEC §3, the origin's rules): ADX(14), ER(10), ATR percentile.
 
-The origin's rules, in the order SPEC §3 gives them:
+* ``breakout`` if the ATR percentile > 70 and ADX > 18
+* ``trending`` if ADX > 25 and ER > 0.5
+* ``ranging``  if ADX < 20 and ER < 0.3
+* otherwise ``unknown``; ``None`` while the history is too short to compute all three.
 
-    breakout  if ATR percentile > 70 and ADX > 18
-    trending  if ADX > 25 and ER > 0.5
-    ranging   if ADX < 20 and ER < 0.3
-    unknown   otherwise (or when the history is too short for an input)
-
-Pure functions over plain floats (oldest bar first); the daemon (``conditions.BarHistory``), the
-simulator and the backtest all call these, so a trade's regime is the same everywhere.
+Pure and stdlib only: bars in, one label per bar out (the regime as of that bar's close).
 """
 
 from __future__ import annotations
@@ -16,20 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-TRENDING = "trending"
-RANGING = "ranging"
-BREAKOUT = "breakout"
-UNKNOWN = "unknown"
-# The regimes the classifier produces; an alert may name others (then: base stages, a warning).
-MARKET_REGIMES = (TRENDING, RANGING, BREAKOUT, UNKNOWN)
-
-Bar = tuple[float, float, float]  # high, low, close
+MARKET_REGIMES = ("trending", "ranging", "breakout", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
-class RegimeThresholds:
-    """The classifier's cut-offs (the origin's SMC_SIMPLE values)."""
-
+class RegimeParams:
+    adx_period: int = 14
+    er_period: int = 10
+    atr_period: int = 14
+    atr_lookback: int = 96
+    atr_min_history: int = 20
     breakout_atr_percentile: float = 70.0
     breakout_adx: float = 18.0
     trending_adx: float = 25.0
@@ -38,62 +31,110 @@ class RegimeThresholds:
     ranging_er: float = 0.3
 
 
-def adx(bars: Sequence[Bar], n: int = 14) -> float | None:
-    """Wilder's ADX(n) of the latest bar, 0..100; None with fewer than ``2 n`` bars.
+def classify(adx: float, er: float, atr_percentile: float, p: RegimeParams = RegimeParams()) -> str:
+    """The origin's rules, in their order (breakout first)."""
+    if atr_percentile > p.breakout_atr_percentile and adx > p.breakout_adx:
+        return "breakout"
+    if adx > p.trending_adx and er > p.trending_er:
+        return "trending"
+    if adx < p.ranging_adx and er < p.ranging_er:
+        return "ranging"
+    return "unknown"
 
-    True range and directional movement need the previous bar, the first DI needs ``n`` of
-    them, and the first ADX is the mean of ``n`` DX values (then Wilder-smoothed).
-    """
-    if n < 1 or len(bars) < 2 * n:
-        return None
-    tr_s = plus_s = minus_s = 0.0
-    adx_value: float | None = None
+
+def adx_series(
+    high: Sequence[float], low: Sequence[float], close: Sequence[float], period: int = 14
+) -> list[float | None]:
+    """Wilder's ADX per bar (None until 2 x period bars have closed)."""
+    n = len(close)
+    out: list[float | None] = [None] * n
+    tr_s = pdm_s = mdm_s = 0.0
     dxs: list[float] = []
-    for i in range(1, len(bars)):
-        high, low, _ = bars[i]
-        prev_high, prev_low, prev_close = bars[i - 1]
-        tr = max(high, prev_close) - min(low, prev_close)
-        up, down = high - prev_high, prev_low - low
-        plus = up if up > down and up > 0 else 0.0
-        minus = down if down > up and down > 0 else 0.0
-        if i <= n:  # the first smoothed values are plain sums
-            tr_s, plus_s, minus_s = tr_s + tr, plus_s + plus, minus_s + minus
-            if i < n:
+    adx: float | None = None
+    for i in range(1, n):
+        up, down = high[i] - high[i - 1], low[i - 1] - low[i]
+        pdm = up if up > down and up > 0 else 0.0
+        mdm = down if down > up and down > 0 else 0.0
+        tr = max(high[i], close[i - 1]) - min(low[i], close[i - 1])
+        if i <= period:  # the first smoothed values are plain sums
+            tr_s, pdm_s, mdm_s = tr_s + tr, pdm_s + pdm, mdm_s + mdm
+            if i < period:
                 continue
         else:
-            tr_s += tr - tr_s / n
-            plus_s += plus - plus_s / n
-            minus_s += minus - minus_s / n
-        dx = _dx(tr_s, plus_s, minus_s)
-        if adx_value is None:
+            tr_s += tr - tr_s / period
+            pdm_s += pdm - pdm_s / period
+            mdm_s += mdm - mdm_s / period
+        pdi = 100 * pdm_s / tr_s if tr_s > 0 else 0.0
+        mdi = 100 * mdm_s / tr_s if tr_s > 0 else 0.0
+        dx = 100 * abs(pdi - mdi) / (pdi + mdi) if pdi + mdi > 0 else 0.0
+        if adx is None:
             dxs.append(dx)
-            if len(dxs) == n:
-                adx_value = sum(dxs) / n
+            if len(dxs) == period:
+                adx = sum(dxs) / period
         else:
-            adx_value = (adx_value * (n - 1) + dx) / n
-    return adx_value
+            adx = (adx * (period - 1) + dx) / period
+        out[i] = adx
+    return out
 
 
-def _dx(tr_s: float, plus_s: float, minus_s: float) -> float:
-    if tr_s <= 0:
-        return 0.0
-    plus_di, minus_di = 100.0 * plus_s / tr_s, 100.0 * minus_s / tr_s
-    total = plus_di + minus_di
-    return 0.0 if total <= 0 else 100.0 * abs(plus_di - minus_di) / total
+def efficiency_ratio(close: Sequence[float], period: int = 10) -> list[float | None]:
+    """Kaufman's ER: |net move| / sum of |moves| over ``period`` bars (0 for a flat stretch)."""
+    out: list[float | None] = [None] * len(close)
+    for i in range(period, len(close)):
+        path = sum(abs(close[j] - close[j - 1]) for j in range(i - period + 1, i + 1))
+        out[i] = abs(close[i] - close[i - period]) / path if path > 0 else 0.0
+    return out
 
 
-def efficiency_ratio(closes: Sequence[float], n: int = 10) -> float | None:
-    """Kaufman's ER(n): |net change over n bars| / sum of |bar-to-bar changes|, 0..1.
+def atr_percentiles(
+    high: Sequence[float], low: Sequence[float], close: Sequence[float], p: RegimeParams
+) -> list[float | None]:
+    """Percentile rank of ATR(atr_period) among the previous ``atr_lookback`` ATR values."""
+    n = len(close)
+    out: list[float | None] = [None] * n
+    trs: list[float] = []
+    atrs: list[float] = []
+    for i in range(n):
+        prev = close[i - 1] if i else None
+        tr = high[i] - low[i] if prev is None else max(high[i], prev) - min(low[i], prev)
+        trs.append(tr)
+        if len(trs) < p.atr_period:
+            continue
+        atr = sum(trs[-p.atr_period :]) / p.atr_period
+        history = atrs[-p.atr_lookback :]
+        if len(history) >= p.atr_min_history:
+            out[i] = 100.0 * sum(1 for h in history if h < atr) / len(history)
+        atrs.append(atr)
+    return out
 
-    None with fewer than ``n + 1`` closes; a flat market (no movement at all) is 0.
-    """
-    if n < 1 or len(closes) < n + 1:
+
+def regime_series(
+    high: Sequence[float],
+    low: Sequence[float],
+    close: Sequence[float],
+    p: RegimeParams = RegimeParams(),
+) -> list[str | None]:
+    """The market regime as of each bar's close (None while any input is missing)."""
+    adx = adx_series(high, low, close, p.adx_period)
+    er = efficiency_ratio(close, p.er_period)
+    pct = atr_percentiles(high, low, close, p)
+    return [
+        None if a is None or e is None or q is None else classify(a, e, q, p)
+        for a, e, q in zip(adx, er, pct, strict=True)
+    ]
+
+
+# -- the latest bar only (the daemon's BarHistory, simulate, real-time recalculation) --------
+TRENDING, RANGING, BREAKOUT, UNKNOWN = MARKET_REGIMES
+Bar = tuple[float, float, float]  # high, low, close
+
+
+def adx(bars: Sequence[Bar], n: int = 14) -> float | None:
+    """Wilder's ADX(n) as of the latest of ``bars`` (oldest first); None with < 2 n bars."""
+    if n < 1 or not bars:
         return None
-    window = closes[-(n + 1) :]
-    path = sum(abs(window[i] - window[i - 1]) for i in range(1, len(window)))
-    if path <= 0:
-        return 0.0
-    return abs(window[-1] - window[0]) / path
+    high, low, close = (list(c) for c in zip(*bars, strict=True))
+    return adx_series(high, low, close, n)[-1]
 
 
 def percentile_rank(current: float, history: Sequence[float]) -> float | None:
@@ -107,22 +148,22 @@ def classify_market_regime(
     adx_value: float | None,
     er: float | None,
     atr_percentile: float | None,
-    t: RegimeThresholds = RegimeThresholds(),
+    p: RegimeParams = RegimeParams(),
 ) -> str:
-    """``breakout`` / ``trending`` / ``ranging`` / ``unknown`` by the rules in the module doc.
-
-    A missing input makes the rules that need it false (never a guess).
-    """
+    """``classify`` when a value is missing: the rules that need it are false (``unknown``
+    unless another rule holds), never a guess."""
     if adx_value is None:
         return UNKNOWN
+    if atr_percentile is not None and er is not None:
+        return classify(adx_value, er, atr_percentile, p)
     pct = atr_percentile
-    if pct is not None and pct > t.breakout_atr_percentile and adx_value > t.breakout_adx:
+    if pct is not None and pct > p.breakout_atr_percentile and adx_value > p.breakout_adx:
         return BREAKOUT
     if er is None:
         return UNKNOWN
-    if adx_value > t.trending_adx and er > t.trending_er:
+    if adx_value > p.trending_adx and er > p.trending_er:
         return TRENDING
-    if adx_value < t.ranging_adx and er < t.ranging_er:
+    if adx_value < p.ranging_adx and er < p.ranging_er:
         return RANGING
     return UNKNOWN
 
@@ -132,11 +173,11 @@ def market_regime_of_bars(
     atr_percentile: float | None,
     adx_period: int = 14,
     er_period: int = 10,
-    t: RegimeThresholds = RegimeThresholds(),
+    p: RegimeParams = RegimeParams(),
 ) -> str | None:
-    """The regime of the latest closed bar; None while there are too few bars for ADX."""
+    """The regime as of the latest closed bar; None while there are too few bars for ADX."""
     a = adx(bars, adx_period)
     if a is None:
         return None
-    er = efficiency_ratio([b[2] for b in bars], er_period)
-    return classify_market_regime(a, er, atr_percentile, t)
+    er = efficiency_ratio([b[2] for b in bars], er_period)[-1]
+    return classify_market_regime(a, er, atr_percentile, p)
