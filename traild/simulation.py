@@ -60,7 +60,6 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     if entry_tick is None:
         raise DataError(f"{req.ticks}: no tick at or after {iso(req.at) or 'the start'}")
     ts0, bid0, ask0 = entry_tick
-    history.add(ts0, bid0, ask0)  # as the daemon's bars, which see the fill tick first
     fill = (
         req.entry if req.entry is not None else (ask0 if req.direction is Direction.BUY else bid0)
     )
@@ -69,6 +68,7 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
     conditions = _conditions(req, history.conditions(req.epic, ts0))
+    history.add(ts0, bid0, ask0)  # the fill tick shapes the bars real-time recalculation uses
     stages = _stages(settings, req, conditions)
     min_dist = req.min_stop_distance_pips
     if min_dist is None:
