@@ -271,7 +271,7 @@ def check_shape(data: dict[str, Any]) -> None:
         "exit",
         "mfe_pips",
     }
-    assert required <= set(data) <= required | {"limit"}
+    assert required <= set(data) <= required | {"limit", "conditions", "rejected_ticks", "warnings"}
     assert set(data["stages"]) == STAGE_FIELDS
     for a in data["amendments"]:
         assert set(a) == {"ts", "from", "to", "reason"}

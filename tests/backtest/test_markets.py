@@ -2,34 +2,56 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from traild.adapters.tickfiles import ms_to_datetime
-from traild.backtest.markets import Market, TickSource, accepted_mask, entry_conditions
-from traild.core.conditions import BarHistory, ConditionParams, TickGuard
+from traild.backtest.markets import Market, TickSource, entry_conditions, load_market
+from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
+from traild.core.instruments import InstrumentTable
 from traild.core.regime import regime_series
+from traild.simulation import iso
 
 
-def test_vectorised_acceptance_rejects_exactly_what_the_tick_guard_rejects() -> None:
-    ts = np.array([0, 5, 3, 5, 9, 8, 8, 10, 11, 12, 7, 12], dtype=np.int64)
-    nan, inf = math.nan, math.inf
-    bid = np.array([1.1, 1.1, 1.1, nan, 1.1, 1.1, 1.2, 0.0, 1.1, 1.3, 1.1, -1.0])
-    ask = np.array([1.2, 1.2, 1.2, 1.2, inf, 1.2, 1.1, 1.2, 1.2, 1.2, 1.2, 1.2])
-    guard = TickGuard()
-    expected = [
-        guard.check(ms_to_datetime(int(t)), b, a) is None
-        for t, b, a in zip(ts, bid, ask, strict=True)
+def test_a_market_keeps_exactly_the_ticks_the_shared_tick_guard_accepts(tmp_path: Path) -> None:
+    rows = [
+        ("2014-05-01T00:00:00.000Z", 1.1, 1.1001),
+        ("2014-05-01T00:00:01.000Z", 1.1, 1.1001),
+        ("2014-05-01T00:00:00.500Z", 1.1, 1.1001),  # out of order
+        ("2014-05-01T00:00:02.000Z", 1.16, 1.1601),  # a 600-pip print
+        ("2014-05-01T00:00:03.000Z", 1.16, 1.1601),
+        ("2014-06-09T00:00:00.000Z", 1.1, 1.1001),  # 39 days ahead
+        ("2014-05-01T00:00:04.000Z", 1.1001, 1.1002),
+        ("2014-05-01T00:00:04.000Z", 1.1001, 1.1002),  # duplicate
+        ("2014-05-01T00:00:05.000Z", 0.0, 1.1002),
     ]
-    assert accepted_mask(ts, bid, ask).tolist() == expected
-    # Rejected: two out of order, NaN, inf, zero, negative. The tick at t=8 after the
-    # rejected t=9 is accepted: a rejected tick never moves the order floor.
-    assert [i for i, ok in enumerate(expected) if not ok] == [2, 3, 4, 7, 10, 11]
+    path = tmp_path / "EURUSD_t.csv"
+    path.write_text("ts_utc,bid,ask\n" + "".join(f"{t},{b},{a}\n" for t, b, a in rows))
+    market = load_market(TickSource.parse(str(path)), InstrumentTable())
+    guard = TickGuard(GuardParams.for_pip(0.0001))
+    expected = [
+        ts
+        for ts, b, a in rows
+        if guard.check(datetime.fromisoformat(ts.replace("Z", "+00:00")), b, a) is None
+    ]
+    assert [iso(ms_to_datetime(int(m))) for m in market.ts_ms] == expected
+    assert len(expected) == 3
+    assert (
+        market.rejected_by
+        == guard.by_reason
+        == {
+            "duplicate": 1,
+            "future_timestamp": 1,
+            "non_positive": 1,
+            "out_of_order": 1,
+            "spike": 2,
+        }
+    )
 
 
 def test_prices_become_the_ticks_instrument_to_ticks_gives(oanda: Market) -> None:

@@ -45,7 +45,7 @@ from traild.core.calculator import (
     RegimeTables,
     StageConfig,
 )
-from traild.core.conditions import ConditionParams
+from traild.core.conditions import ConditionParams, GuardParams
 from traild.core.errors import DataError
 from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
@@ -164,7 +164,7 @@ def prepare(
     ):
         raise DataError("--walk-forward K needs K >= 2, fixed+lock and dynamic variants (--grid)")
     table = settings.instrument_table()
-    markets = load_markets(req, table)
+    markets = load_markets(req, table, settings.guard_params)
     if req.signals is not None:
         signals = read_signals(req.signals, markets, table)
     elif req.entries is not None:
@@ -190,15 +190,20 @@ def prepare(
     )
 
 
-def load_markets(req: BacktestRequest, table: InstrumentTable) -> tuple[Market, ...]:
-    """The tick files, then the bar files (with their ask bars or the spread)."""
+def load_markets(
+    req: BacktestRequest,
+    table: InstrumentTable,
+    guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+) -> tuple[Market, ...]:
+    """The tick files (through the shared tick guard, ``guard``: its params for a pip size),
+    then the bar files (with their ask bars or the spread)."""
     if not req.ticks and not req.bars:
         raise DataError("give --ticks or --bars")
     if req.ask_bars and len(req.ask_bars) != len(req.bars):
         raise DataError("--ask-bars needs one file per --bars file, in the same order")
     if not math.isfinite(req.bar_spread_pips) or req.bar_spread_pips < 0:
         raise DataError("the bar spread must be a non-negative number of pips")
-    markets = [load_market(TickSource.parse(t), table) for t in req.ticks]
+    markets = [load_market(TickSource.parse(t), table, guard) for t in req.ticks]
     asks: list[Path | None] = [Path(a) for a in req.ask_bars] or [None] * len(req.bars)
     markets += [
         load_bar_market(TickSource.parse(b), table, req.bar_spread_pips, ask)

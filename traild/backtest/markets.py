@@ -1,9 +1,10 @@
 """Tick files as backtest markets: accepted ticks as integer-tick columns, plus entry conditions.
 
 A market is one tick file of one epic. Ticks go through the same acceptance rules as the
-runtime's ``TickGuard`` (non-finite, non-positive and out-of-order ticks are rejected; crossed
-quotes are accepted and counted), vectorised. Prices become integer ticks exactly the way
-``Instrument.to_ticks`` does it (round half to even of ``price / tick``).
+runtime's ``TickGuard`` (``Settings.guard_params``: bad prices and timestamps, duplicates and
+spikes are rejected and counted by reason; crossed quotes are accepted and counted). Prices
+become integer ticks exactly the way ``Instrument.to_ticks`` does it (round half to even of
+``price / tick``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from traild.adapters.tickfiles import epic_from_filename, load_ticks, ms_to_datetime
+from traild.adapters.tickfiles import (
+    epic_from_filename,
+    guard_columns,
+    load_ticks,
+    ms_to_datetime,
+)
 from traild.backtest.kernel import CrossingIndex, both_sides
 from traild.core.calculator import MarketConditions
-from traild.core.conditions import BarHistory, ConditionParams
+from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
 from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.regime import regime_series
@@ -60,6 +66,7 @@ class Market:
     ask: Ints
     rejected: int
     crossed: int
+    rejected_by: dict[str, int] = field(default_factory=dict)
     # Bars (``traild.backtest.bars``): entries fill only at a bar's open point, and conditions
     # come from the bars' mid prices; a tick market has neither (every tick, and bid/ask mid).
     entry_points: Ints | None = None
@@ -129,14 +136,22 @@ class Market:
             yield ms_to_datetime(ms[i]), bid[i], ask[i]
 
 
-def load_market(source: TickSource, table: InstrumentTable) -> Market:
-    """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic)."""
+def load_market(
+    source: TickSource,
+    table: InstrumentTable,
+    guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+) -> Market:
+    """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic).
+
+    Ticks pass the same ``TickGuard`` as in ``simulate`` and the daemon (``guard``: its
+    params for the instrument's pip size, e.g. ``Settings.guard_params``).
+    """
     instrument = table.resolve(source.epic)
     if not source.path.is_file():
         raise DataError(f"tick file not found: {source.path}")
     cols = load_ticks(source.path)
     ms = np.asarray(cols.ts_ms, dtype=np.int64)
-    keep = accepted_mask(ms, cols.bid, cols.ask)
+    keep, rejected_by = guard_columns(cols, TickGuard(guard(float(instrument.pip_size))))
     if not keep.any():
         raise DataError(f"{source.path}: no usable ticks")
     bid_px = np.ascontiguousarray(cols.bid[keep])
@@ -152,24 +167,8 @@ def load_market(source: TickSource, table: InstrumentTable) -> Market:
         ask=np.rint(ask_px * inv_tick).astype(np.int64),
         rejected=int(keep.size - np.count_nonzero(keep)),
         crossed=int(np.count_nonzero(bid_px > ask_px)),
+        rejected_by=rejected_by,
     )
-
-
-def accepted_mask(ts_ms: Ints, bid: Floats, ask: Floats) -> NDArray[np.bool_]:
-    """The ticks ``TickGuard`` accepts, in one pass.
-
-    A tick is accepted when its prices are finite and positive and its time is not before the
-    last accepted tick. The latest accepted time equals the latest time of every *valid* tick
-    so far (a valid tick rejected as out of order is older than that time), so a running
-    maximum over valid ticks decides the order rule without a loop.
-    """
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
-    floor = np.iinfo(np.int64).min
-    latest = np.maximum.accumulate(np.where(valid, ts_ms, floor))
-    before = np.concatenate(([floor], latest[:-1]))
-    ok: NDArray[np.bool_] = valid & (ts_ms >= before)
-    return ok
 
 
 def entry_conditions(

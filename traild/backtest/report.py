@@ -167,6 +167,7 @@ def run_info(result: BacktestResult) -> dict[str, Any]:
                 "first": iso(ms_to_datetime(int(m.ts_ms[0]))),
                 "last": iso(ms_to_datetime(int(m.ts_ms[-1]))),
                 "rejected": m.rejected,
+                "rejected_by": dict(sorted(m.rejected_by.items())),
                 "crossed": m.crossed,
             }
             for m in result.markets
@@ -210,10 +211,14 @@ def _bucket_table(summary_: dict[str, Any], field: str) -> str:
     return "\n".join(lines)
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    return f": {_counts(counts)}" if counts else ""
+
+
 def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, Any]) -> str:
     ticks = "\n".join(
         f"* `{t['path']}` as {t['epic']}: {t['ticks']:,} {t['unit']} {t['first']} .. {t['last']}"
-        f" ({t['rejected']} rejected, {t['crossed']:,} crossed)"
+        f" ({t['rejected']} rejected{_reasons(t['rejected_by'])}, {t['crossed']:,} crossed)"
         for t in info["ticks"]
     )
     e = info["entries"]

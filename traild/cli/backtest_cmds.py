@@ -112,13 +112,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="default ./backtest-out")
     p.add_argument("--json", action="store_true", help="print summary.json only")
-    p.add_argument("--config", metavar="PATH")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)",
+    )
     p.add_argument(
         "--jobs",
-        type=_count,
+        type=_jobs,
         default=_default_jobs(),
         metavar="N",
-        help="worker processes (default: the number of cores)",
+        help=f"worker processes, 1 to {MAX_JOBS} (default: the number of cores)",
     )
     p.add_argument(
         "--engine",
@@ -129,6 +133,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_backtest)
 
 
+MAX_JOBS = 256
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -136,6 +143,13 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    value = _count(text)
+    if value > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_JOBS} worker processes: {text!r}")
     return value
 
 
@@ -225,6 +239,10 @@ def _backtest(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, allow_nan=False))
         return 0
     print(table(summary))
+    for m in result.markets:
+        if m.rejected:
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(m.rejected_by.items()))
+            print(f"{m.source.path.name}: {m.rejected:,} ticks rejected ({detail})")
     replayed = sum(r.path == _EVENT for r in result.rows)
     note = f"; {replayed} trade runs on the event-driven core" if args.engine == _FAST else ""
     print(
