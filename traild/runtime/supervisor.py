@@ -7,7 +7,7 @@ restart budget the trade is marked unmanaged and its last confirmed broker stop 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from traild.core.calculator import (
     MarketConditions,
 )
 from traild.core.conditions import BarHistory
+from traild.core.entry import EntryGate
 from traild.core.errors import BrokerError, StoreError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.ladder import LadderPolicy
@@ -88,6 +89,8 @@ class Supervisor:
         self.now = now
         self.slots: dict[int, _Slot] = {}
         self._filling: set[int] = set()
+        self._filling_deals: dict[str, TradeRecord] = {}  # deal id -> trade awaiting its fill
+        self._adding: set[str] = set()  # broker positions whose trade_log insert is queued
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
         self.counts = {"adopted": 0, "closed": 0, "crashed": 0, "abandoned": 0}
@@ -119,21 +122,30 @@ class Supervisor:
                 and abs(position.stop - amendment.requested_level) < 1e-9
             )
             if applied and position is not None and position.stop is not None:
-                await self.store.confirm_amendment(
-                    amendment.id, position.stop, self.now(), amendment.reason == "profit_lock"
+                await self._durable(
+                    "reconciled confirmation",
+                    self.store.confirm_amendment(
+                        amendment.id, position.stop, self.now(), amendment.reason == "profit_lock"
+                    ),
                 )
                 logger.bind(
                     event="stop.confirmed",
+                    trade_id=amendment.trade_id,
                     deal_id=amendment.deal_id,
+                    epic=position.epic,
                     stop=position.stop,
+                    reason=amendment.reason,
                     reconciled=True,
                 ).info("amendment reconciled")
             else:
-                await self.store.update_amendment(
-                    amendment.id,
-                    AmendState.FAILED,
-                    self.now(),
-                    error="not applied at the broker (recovery)",
+                await self._durable(
+                    "reconciled failure",
+                    self.store.update_amendment(
+                        amendment.id,
+                        AmendState.FAILED,
+                        self.now(),
+                        error="not applied at the broker (recovery)",
+                    ),
                 )
 
     async def adopt_from_broker(self) -> None:
@@ -196,6 +208,7 @@ class Supervisor:
         if trade.entry_price is None:
             if trade.id not in self._filling:
                 self._filling.add(trade.id)
+                self._filling_deals[trade.deal_id] = trade
                 self._known.add(trade.id)
                 await self._fill(trade)
             return
@@ -226,6 +239,7 @@ class Supervisor:
             self.broker.submit_open(request)
         except BrokerError as exc:
             self._filling.discard(trade.id)
+            self._filling_deals.pop(trade.deal_id, None)
             await self._unmanage(trade, f"broker refused to open: {exc}")
 
     async def _adopt_fill(self, trade: TradeRecord, position: Position, ts: datetime) -> None:
@@ -236,6 +250,7 @@ class Supervisor:
         """
         assert trade.id is not None
         self._filling.discard(trade.id)
+        self._filling_deals.pop(trade.deal_id, None)
         opened = position.opened_at or ts
         filled = replace(
             trade,
@@ -246,14 +261,17 @@ class Supervisor:
             opened_at=opened,
             status=TradeStatus.OPEN,
         )
-        await self.store.adopt_trade(
-            trade.id,
-            entry_price=position.level,
-            sl_price=position.stop,
-            initial_sl_price=position.stop,
-            limit_price=position.limit,
-            opened_at=opened,
-            status=TradeStatus.OPEN.value,
+        await self._durable(
+            "fill",
+            self.store.adopt_trade(
+                trade.id,
+                entry_price=position.level,
+                sl_price=position.stop,
+                initial_sl_price=position.stop,
+                limit_price=position.limit,
+                opened_at=opened,
+                status=TradeStatus.OPEN.value,
+            ),
         )
         stages = await self._calculate_and_store(filled, await self._conditions(filled))
         self._launch(filled, stages, skip_current_tick=True)
@@ -285,15 +303,18 @@ class Supervisor:
         assert trade.id is not None
         stages = calculate(self.policy, trade, cond)
         pip = float(self.instruments.resolve(trade.epic).pip_size)
-        await self.store.adopt_trade(
-            trade.id,
-            calculated_stages=stages.to_json(),
-            trailing_calculation_method=stages.method,
-            fallback_reason=stages.fallback_reason,
-            atr_at_entry=None if stages.atr_pips is None else stages.atr_pips * pip,
-            volatility_regime=cond.volatility_regime if cond else None,
-            session_at_entry=cond.session if cond else None,
-            market_regime_at_entry=cond.market_regime if cond else None,
+        await self._durable(
+            "stages",
+            self.store.adopt_trade(
+                trade.id,
+                calculated_stages=stages.to_json(),
+                trailing_calculation_method=stages.method,
+                fallback_reason=stages.fallback_reason,
+                atr_at_entry=None if stages.atr_pips is None else stages.atr_pips * pip,
+                volatility_regime=cond.volatility_regime if cond else None,
+                session_at_entry=cond.session if cond else None,
+                market_regime_at_entry=cond.market_regime if cond else None,
+            ),
         )
         return stages
 
@@ -326,6 +347,10 @@ class Supervisor:
             floor = trade.sl_price
             trade = replace(trade, sl_price=trade.initial_sl_price, best_price=None)
         actor = self._make_actor(trade, plan, floor)
+        if skip_current_tick:
+            actor.gate.open_now()  # a fill: the router skips the fill tick, then every tick counts
+        elif self.catch_up:  # restored into a replay from its start: as the paper book does
+            actor.gate = EntryGate(trade.opened_at, skip_entry_tick=True)
         self.slots[actor.trade_id] = _Slot(actor)
         self._deals[trade.deal_id] = actor.trade_id
         self.router.subscribe(trade.epic, actor.trade_id, actor, skip_current_tick)
@@ -384,6 +409,7 @@ class Supervisor:
             await self._record_method(old.trade_id, FIXED, "calculation_error")
         trade = replace(old.trade, best_price=old.best_price)
         new = self._make_actor(trade, plan, old.confirmed_floor)
+        new.gate = old.gate
         old.successor = new  # answers still in flight for the old actor reach the new one
         slot.actor = new
         self.router.subscribe(trade.epic, new.trade_id, new)
@@ -420,6 +446,16 @@ class Supervisor:
             await self.store.save_progress(actor.trade_id, price)
         except StoreError as exc:  # queued in the store; the broker stop is the protection
             actor.log.bind(event="store.degraded", error=str(exc)).warning("best price queued")
+
+    async def _durable(self, what: str, write: Awaitable[None]) -> None:
+        """Await a write; one that is not durable in time stays queued in the store and lands
+        later (``store.degraded``): the daemon goes on from memory, the broker holds the stops."""
+        try:
+            await write
+        except StoreError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning(
+                "{} queued, not yet durable", what
+            )
 
     async def _record_method(self, trade_id: int, method: str, reason: str | None) -> None:
         try:
@@ -459,7 +495,7 @@ class Supervisor:
             self._amended(event)
             return
         if isinstance(event, OpenRefused):
-            refused = await self.store.get_trade_by_deal(event.deal_id)
+            refused = self._filling_deals.pop(event.deal_id, None)
             if refused is not None and refused.id in self._filling:
                 self._filling.discard(refused.id)
                 await self._unmanage(refused, f"broker refused to open: {event.reason}")
@@ -468,11 +504,13 @@ class Supervisor:
         running = self._deals.get(position.deal_id)
         if running is not None and running not in self._filling:
             return  # ours, already trailed (e.g. a restored paper position)
-        known = await self.store.get_trade_by_deal(position.deal_id)
-        if known is not None and known.id in self._filling:
-            await self._adopt_fill(known, position, event.ts)
+        filling = self._filling_deals.get(position.deal_id)
+        if filling is not None and filling.id in self._filling:
+            await self._adopt_fill(filling, position, event.ts)
             return
-        if known is not None:
+        if position.deal_id in self._adding:
+            return  # its trade_log row is queued; the store poll adopts it once it lands
+        if await self.store.get_trade_by_deal(position.deal_id) is not None:
             return  # ours already
         try:
             self.instruments.resolve(position.epic)
@@ -481,20 +519,27 @@ class Supervisor:
                 event="trade.ignored", deal_id=position.deal_id, epic=position.epic, error=str(exc)
             ).warning("broker position on an unknown instrument")
             return
-        trade = await self.store.add_trade(
-            TradeRecord(
-                deal_id=position.deal_id,
-                epic=position.epic,
-                direction=position.direction,
-                size=position.size,
-                entry_price=position.level,
-                sl_price=position.stop,
-                initial_sl_price=position.stop,
-                limit_price=position.limit,
-                status=TradeStatus.OPEN,
-                opened_at=position.opened_at or event.ts,
-            )
+        self._adding.add(position.deal_id)
+        record = TradeRecord(
+            deal_id=position.deal_id,
+            epic=position.epic,
+            direction=position.direction,
+            size=position.size,
+            entry_price=position.level,
+            sl_price=position.stop,
+            initial_sl_price=position.stop,
+            limit_price=position.limit,
+            status=TradeStatus.OPEN,
+            opened_at=position.opened_at or event.ts,
         )
+        try:
+            trade = await self.store.add_trade(record)
+        except StoreError as exc:
+            logger.bind(event="store.degraded", deal_id=position.deal_id, error=str(exc)).warning(
+                "broker position recorded later; adopted once the row lands"
+            )
+            return
+        self._adding.discard(position.deal_id)
         await self.adopt(trade)
 
     def _amended(self, event: PositionAmended) -> None:
@@ -523,7 +568,12 @@ class Supervisor:
         ).warning("stop changed at the broker")
 
     async def _closed(self, event: PositionClosed) -> None:
-        trade = await self.store.get_trade_by_deal(event.deal_id)
+        running = self._deals.get(event.deal_id)
+        slot = self.slots.get(running) if running is not None else None
+        # From memory when traild trails it (no read on the event path during an outage).
+        trade = slot.actor.trade if slot is not None else None
+        if trade is None:
+            trade = await self.store.get_trade_by_deal(event.deal_id)
         if trade is None or trade.id is None or trade.entry_price is None:
             return
         slot = self.slots.pop(trade.id, None)
@@ -543,7 +593,9 @@ class Supervisor:
             ),
             2,
         )
-        await self.store.close_trade(trade.id, event.exit_price, event.reason, pnl, event.ts)
+        await self._durable(
+            "close", self.store.close_trade(trade.id, event.exit_price, event.reason, pnl, event.ts)
+        )
         self.counts["closed"] += 1
         logger.bind(
             event="trade.closed",
@@ -588,6 +640,7 @@ class Supervisor:
         self.policy = policy
         for slot in self.slots.values():
             actor = slot.actor
+            actor.persist_every_s = policy.persist_every_s
             stages = actor.plan.stages
             switched = apply_switches(self.policy, actor.trade, stages)
             if switched is not stages:

@@ -93,7 +93,14 @@ class TradeLog(Base):
     stop_pips: Mapped[float | None] = mapped_column(sa.Float)
     limit_pips: Mapped[float | None] = mapped_column(sa.Float)
 
-    __table_args__ = (sa.Index("ix_trade_log_status", "status"),)
+    __table_args__ = (
+        sa.Index("ix_trade_log_status", "status"),
+        # migration 0003; the store normalises case and blanks on read
+        sa.CheckConstraint(
+            "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off', '')",
+            name="trailing_override",
+        ),
+    )
 
 
 class AlertHistory(Base):

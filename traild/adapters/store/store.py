@@ -52,7 +52,13 @@ from traild.adapters.store.records import (
     trade_values,
     trades_from_rows,
 )
-from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue, WriteQueued
+from traild.adapters.store.writer import (
+    NOT_LANDED,
+    Op,
+    StoreStatistics,
+    WriteQueue,
+    WriteQueued,
+)
 from traild.core.errors import StoreError
 from traild.core.messages import (
     AlertRecord,
@@ -68,6 +74,14 @@ _ERROR_CHARS = 500
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
 
 
+class _ReadTimedOut(Exception):
+    """A read that did not answer within ``read_timeout`` (a locked table, a dead link)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _ReadTimedOut) or is_transient(exc)
+
+
 class MissingRow(Exception):
     """An update that matched no row: the database refused it for good (not retried)."""
 
@@ -80,11 +94,16 @@ async def open_store(
     migrate: bool = False,
     busy_timeout: float = 1.0,
     drain_timeout: float = 5.0,
+    read_wait: float = 0.0,
+    read_timeout: float = 5.0,
 ) -> AsyncIterator[SqlTradeStore]:
     """Open the store on ``url`` (an absolute SQLite path or PostgreSQL; see resolve_database_url).
 
     Refuses a schema behind head with SchemaOutOfDate unless ``migrate``. On exit the write queue
     is drained for at most ``drain_timeout`` seconds (also when cancelled); what is left is logged.
+    A read that fails transiently (or takes longer than ``read_timeout``) is retried with
+    back-off for up to ``read_wait`` seconds (``math.inf`` for the daemon: its reads wait out an
+    outage like its writes; 0 for the command line: fail at once).
     """
     if not (math.isfinite(write_timeout) and write_timeout > 0):
         raise StoreError(f"write_timeout must be a positive number, not {write_timeout!r}")
@@ -95,17 +114,31 @@ async def open_store(
         try:
             store = SqlTradeStore(loop, engine, write_timeout, drain_timeout)
             await store._prepare(url)
+            store.read_wait, store.read_timeout = read_wait, read_timeout
             async with trio.open_nursery() as nursery:
-                await nursery.start(store._writer.run)
+                # Shielded: when the caller is cancelled (a crash elsewhere, a test ending), the
+                # writer still drains the queue in _close (bounded by drain_timeout).
+                writer = trio.CancelScope(shield=True)
+                await nursery.start(_shielded, writer, store._writer.run)
                 try:
                     yield store
                 finally:
                     with trio.CancelScope(shield=True):
                         await store._close()
+                    writer.cancel()
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+
+
+async def _shielded(
+    scope: trio.CancelScope,
+    run: Callable[..., Awaitable[None]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await run(task_status=task_status)
 
 
 class SqlTradeStore:
@@ -121,6 +154,15 @@ class SqlTradeStore:
         self._writer = WriteQueue(self._commit, is_transient=is_transient, describe=describe)
         self._alerts = alert_table(set())
         self._next_amendment_id = 1
+        self.read_wait = 0.0
+        self.read_timeout = 5.0
+        self._read_retries = 0
+
+    def set_write_timeout(self, seconds: float) -> None:
+        """How long a caller waits for durability (a reload); the queue itself is unchanged."""
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise StoreError(f"write_timeout must be a positive number, not {seconds!r}")
+        self._write_timeout = seconds
 
     # -- plumbing ------------------------------------------------------------------------
     async def _prepare(self, url: str) -> None:
@@ -155,6 +197,22 @@ class SqlTradeStore:
         query: Callable[[AsyncConnection], Awaitable[T]],
         failure: str = "database read failed",
     ) -> T:
+        """``query`` on a pooled connection; transient failures (and reads slower than
+        ``read_timeout``) are retried with back-off for up to ``read_wait`` seconds."""
+        deadline = trio.current_time() + self.read_wait
+        delay = 0.05
+        while True:
+            try:
+                return await self._read_once(query)
+            except (SQLAlchemyError, OSError, _ReadTimedOut) as exc:
+                error = describe(exc)
+                if not (_retryable(exc) and trio.current_time() + delay <= deadline):
+                    raise StoreError(f"{failure}: {error}") from exc
+            self._note_read_retry(error)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _read_once(self, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def once(engine: AsyncEngine) -> T:
             async with engine.connect() as conn:
                 return await query(conn)
@@ -167,11 +225,17 @@ class SqlTradeStore:
                     raise
             return await once(engine)  # the pool dropped its dead connections: one fresh try
 
-        try:
+        with trio.move_on_after(self.read_timeout):
             result: T = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
             return result
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"{failure}: {describe(exc)}") from exc
+        raise _ReadTimedOut(f"no answer within {self.read_timeout:g} s (locked or unreachable)")
+
+    def _note_read_retry(self, error: str) -> None:
+        self._read_retries += 1
+        if self._read_retries % 30 == 1:  # the first, then about once a minute
+            logger.bind(event="store.degraded", error=error, retries=self._read_retries).warning(
+                "database read failed ({}); waiting for the database", error
+            )
 
     async def _rows(self, statement: sa.Select[Any]) -> Sequence[sa.RowMapping]:
         async def query(conn: AsyncConnection) -> Sequence[sa.RowMapping]:
@@ -197,8 +261,9 @@ class SqlTradeStore:
         trade_id: int | None = None,
         coalesce: bool = False,
         amendment_id: int | None = None,
+        landed: Op | None = None,
     ) -> Any:
-        write = self._writer.submit(op, trade_id=trade_id, coalesce=coalesce)
+        write = self._writer.submit(op, trade_id=trade_id, coalesce=coalesce, landed=landed)
         return await self._writer.wait(write, self._write_timeout, amendment_id)
 
     async def _update_trade(self, trade_id: int, values: dict[str, Any]) -> None:
@@ -246,7 +311,17 @@ class SqlTradeStore:
             statement = TRADE_LOG.insert().values(**values).returning(TRADE_LOG.c.id)
             return int((await conn.execute(statement)).scalar_one())
 
-        trade_id: int = await self._write(insert)
+        async def landed(conn: AsyncConnection) -> Any:
+            """The row of this very insert (every value equal), after an unknown outcome."""
+            match = [
+                TRADE_LOG.c[k] == v
+                for k, v in values.items()
+                if v is not None and not isinstance(v, dict | list)  # JSON has no "="
+            ]
+            found = await conn.scalar(sa.select(TRADE_LOG.c.id).where(*match))
+            return NOT_LANDED if found is None else int(found)
+
+        trade_id: int = await self._write(insert, landed=landed)
         return replace(trade, id=trade_id)
 
     async def add_alert(self, alert: AlertRecord) -> AlertRecord:
@@ -301,7 +376,16 @@ class SqlTradeStore:
         async def insert(conn: AsyncConnection) -> None:
             await conn.execute(STOP_AMENDMENT.insert().values(**values))
 
-        await self._write(insert, trade_id=trade_id, amendment_id=amendment_id)
+        async def landed(conn: AsyncConnection) -> Any:
+            a = STOP_AMENDMENT.c
+            found = await conn.scalar(
+                sa.select(a.id).where(
+                    a.id == amendment_id, a.trade_id == trade_id, a.requested_level == requested
+                )
+            )
+            return NOT_LANDED if found is None else None
+
+        await self._write(insert, trade_id=trade_id, amendment_id=amendment_id, landed=landed)
         return amendment_id
 
     async def update_amendment(

@@ -5,6 +5,10 @@ locked or unreachable the owner retries the head of the queue with backoff, fore
 dropped or reordered, and a caller that gave up (``WriteQueued``) sees its write land later. Only a
 write the database refuses outright (a constraint, a missing row) fails, alone, and is reported.
 Queued writes are committed in batches (one transaction each) when several are waiting.
+
+A commit that fails transiently has an unknown outcome (the connection may have died after the
+server committed). Such writes are retried; if a retried insert is then refused (its row already
+exists), its ``landed`` check decides: when the row is the write's own, it is done, not failed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from traild.core.errors import StoreError
 
 Op = Callable[[Any], Awaitable[Any]]  # runs inside the batch transaction (asyncio-flavoured)
 Commit = Callable[[list[Op]], Awaitable[list[Any]]]  # trio-flavoured: one transaction
+NOT_LANDED = object()  # what a ``landed`` check returns when the write's row is not there
 
 
 class WriteQueued(StoreError):
@@ -55,6 +60,8 @@ class _Write:
     enqueued: float
     done: trio.Event = field(default_factory=trio.Event)
     taken: bool = False  # handed to the database at least once: no longer coalescible
+    landed: Op | None = None  # after an unknown outcome: the write's result, or NOT_LANDED
+    uncertain: bool = False  # a commit holding it failed transiently (it may have landed)
     result: Any = None
     error: str | None = None
 
@@ -87,9 +94,17 @@ class WriteQueue:
         self._last_error: str | None = None
         self._closed = False
 
-    def submit(self, op: Op, *, trade_id: int | None = None, coalesce: bool = False) -> _Write:
+    def submit(
+        self,
+        op: Op,
+        *,
+        trade_id: int | None = None,
+        coalesce: bool = False,
+        landed: Op | None = None,
+    ) -> _Write:
         """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
-        (nothing else for that trade queued after it) takes the new op instead: last value wins."""
+        (nothing else for that trade queued after it) takes the new op instead: last value wins.
+        ``landed`` tells whether a refused retry had in fact landed before (see the module)."""
         if self._closed:
             raise StoreError("the store is closed")
         if trade_id is not None:
@@ -98,7 +113,7 @@ class WriteQueue:
                 previous.op = op
                 self._coalescible[trade_id] = previous
                 return previous
-        write = _Write(op, trade_id, trio.current_time())
+        write = _Write(op, trade_id, trio.current_time(), landed=landed)
         self._queue.append(write)
         if coalesce and trade_id is not None:
             self._coalescible[trade_id] = write
@@ -152,21 +167,47 @@ class WriteQueue:
                 results = await self._commit([w.op for w in batch])
             except Exception as exc:
                 if self._is_transient(exc):
+                    for write in batch:
+                        write.uncertain = True
                     self._note_retry(exc)
                     await trio.sleep(delay)
                     delay = min(delay * 2, self._backoff[1])
                 elif len(batch) > 1:
                     self._solo = len(batch)
                 else:
-                    self._finish(batch, error=self._describe(exc))
+                    await self._refused(batch[0], exc)
                 continue
-            if self._streak:
-                logger.bind(event="store.recovered", retries=self._streak).info(
-                    "database writable again after {} retries", self._streak
-                )
-                self._streak = 0
+            self._recovered()
             delay = self._backoff[0]
             self._finish(batch, results=results)
+
+    async def _refused(self, write: _Write, exc: Exception) -> None:
+        """A single write refused: failed, unless it had landed before an unknown outcome."""
+        if write.uncertain and write.landed is not None:
+            try:
+                result = (await self._commit([write.landed]))[0]
+            except Exception as check:
+                if not self._is_transient(check):
+                    self._finish([write], error=self._describe(exc))
+                    return
+                self._note_retry(check)
+                await trio.sleep(self._backoff[0])
+                return  # retried from the top: the head of the queue is unchanged
+            if result is not NOT_LANDED:
+                self._recovered()
+                logger.bind(event="store.write_landed").info(
+                    "a write retried after an unknown commit outcome had landed; not repeated"
+                )
+                self._finish([write], results=[result])
+                return
+        self._finish([write], error=self._describe(exc))
+
+    def _recovered(self) -> None:
+        if self._streak:
+            logger.bind(event="store.recovered", retries=self._streak).info(
+                "database writable again after {} retries", self._streak
+            )
+            self._streak = 0
 
     def _finish(
         self, batch: list[_Write], *, results: list[Any] | None = None, error: str | None = None
@@ -191,8 +232,11 @@ class WriteQueue:
     def _note_retry(self, exc: BaseException) -> None:
         self._retries += 1
         self._streak += 1
-        self._last_error = self._describe(exc)
-        if self._streak % 30 == 1:  # the first failure, then about once a minute
+        error = self._describe(exc)
+        changed, self._last_error = error != self._last_error, error
+        # the first failure, about once a minute, and whenever the cause changes (e.g. the
+        # connection dropped, then the database turned read-only)
+        if self._streak % 30 == 1 or changed:
             logger.bind(
                 event="store.unavailable", error=self._last_error, queued=len(self._queue)
             ).warning(
