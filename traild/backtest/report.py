@@ -50,6 +50,7 @@ CSV_COLUMNS = (
     "premature",
     "amendments",
     "path",
+    "recalculations",
 )
 # (header, summary key, format) of the terminal / markdown table
 _TABLE = (
