@@ -41,7 +41,8 @@ def _rows(path: Path) -> list[tuple[datetime, float, float]]:
 
 async def _settled(daemon: Daemon, gateway: Gateway, ticks: int) -> None:
     """Until the daemon has taken ``ticks`` ticks and no amendment is in flight."""
-    await wait_until(lambda: daemon.stats.ticks >= ticks, step=0.0005)
+    # a tick the guard refuses is counted too, so a refusal fails the stop check, never hangs
+    await wait_until(lambda: daemon.stats.ticks + daemon.stats.rejected >= ticks, step=0.0005)
     await wait_until(lambda: gateway.statistics().in_flight == 0, step=0.0005)
 
 
@@ -92,7 +93,7 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
                 )
                 gateway = daemon.gateway
                 assert gateway is not None
-                seen = daemon.stats.ticks
+                seen = daemon.stats.ticks + daemon.stats.rejected
                 await wait_until(lambda: len(sim.requests_to("GET", "positions")) >= 2)
                 reads = len(sim.requests_to("GET", "positions"))  # supervisor + TRADE start-up
                 for ts, bid, ask in rows:
@@ -102,6 +103,7 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
                     seen += 1
                     await _settled(daemon, gateway, seen)
                 nursery.cancel_scope.cancel()
+    assert set(daemon.stats.by_reason) <= {"duplicate"}, daemon.stats.by_reason
     amendments = [a["to"] for a in expected["amendments"]]
     assert amendments and amendments[-1] < entry  # the slice locks in profit
     final = sim.positions[sell.deal_id].stop if sell.deal_id in sim.positions else None
