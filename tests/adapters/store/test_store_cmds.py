@@ -58,7 +58,7 @@ def test_migrate_brings_the_database_to_head_and_prints_the_revision(
     config: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, "migrate", "--config", config)
-    assert code == 0 and "revision 0002 (head)" in out
+    assert code == 0 and "revision 0006 (head)" in out
     assert run(capsys, "migrate", "--config", config)[:2] == (0, out)
 
 
