@@ -3,7 +3,9 @@
 * one amendment in flight per trade; a newer target replaces a queued one;
 * profit-lock and rung amendments jump the queue;
 * a token bucket with the broker's allowance per minute;
-* write-ahead: the amendment is stored ``pending`` before it is sent;
+* write-ahead: the amendment is queued ``pending`` in the store's urgent lane before it is sent,
+  and sent without waiting for it to be durable (protection first): no amendment waits behind
+  database writes, its own or anyone else's; its records land in order shortly after;
 * the trade's stop changes only on the broker's confirmation;
 * transient errors back off and retry; after a timeout the position is re-read before any
   retry (no blind re-send); a definitive rejection goes back to the actor, which retries the
@@ -234,13 +236,18 @@ class Gateway:
         amend_id: int | None
         try:
             amend_id = await self.store.write_amendment(
-                t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now()
+                t.trade_id,
+                t.deal_id,
+                t.level,
+                t.previous,
+                t.reason.value,
+                self.now(),
+                durable=False,
             )
         except StoreError as exc:
-            # The write stays queued in the store (it lands later, in order); protection
-            # first, so the amendment is sent anyway.
+            # Protection first: the amendment is sent anyway.
             bound.bind(event="store.degraded", error=str(exc)).warning(
-                "write-ahead record queued, not yet durable; sending the amendment anyway"
+                "write-ahead record not queued; sending the amendment anyway"
             )
             amend_id = getattr(exc, "amendment_id", None)
         await self.bucket.acquire()
@@ -315,7 +322,7 @@ class Gateway:
             if amend_id is not None:
                 try:
                     await self.store.confirm_amendment(
-                        amend_id, level, self.now(), t.reason is Reason.PROFIT_LOCK
+                        amend_id, level, self.now(), t.reason is Reason.PROFIT_LOCK, durable=False
                     )
                 except StoreError as exc:
                     log.bind(event="store.degraded", error=str(exc)).warning(
@@ -377,7 +384,7 @@ class Gateway:
             return
         try:
             await self.store.update_amendment(
-                amend_id, state, self.now(), broker_ref=ref, error=error
+                amend_id, state, self.now(), broker_ref=ref, error=error, durable=False
             )
         except StoreError as exc:
             logger.bind(event="store.degraded", error=str(exc)).warning(
