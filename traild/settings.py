@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -283,6 +284,8 @@ class Settings(BaseSettings):
     feed: FeedSettings = FeedSettings()
     daemon: DaemonSettings = DaemonSettings()
     backtest: BacktestSettings = BacktestSettings()
+    # stage_config per (epic, is_scalp): resolved once per key (the settings are frozen)
+    _stage_cache: dict[tuple[str, bool], StageConfig] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -366,7 +369,15 @@ class Settings(BaseSettings):
 
     # -- derived plain values -------------------------------------------------------------
     def stage_config(self, epic: str, is_scalp: bool) -> StageConfig:
-        """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol)."""
+        """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol);
+        resolved once per key."""
+        key = (epic, is_scalp)
+        found = self._stage_cache.get(key)
+        if found is None:
+            found = self._stage_cache[key] = self._resolve_stages(epic, is_scalp)
+        return found
+
+    def _resolve_stages(self, epic: str, is_scalp: bool) -> StageConfig:
         kind = "scalp" if is_scalp else "regular"
         merged = dict(
             getattr(PairStages(regular=_DEFAULT_REGULAR, scalp=_DEFAULT_SCALP), kind).model_dump()
