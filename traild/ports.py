@@ -125,7 +125,7 @@ class TradeStore(Protocol):
         """Many adoptions in one write; WriteQueued when not durable in time (still queued)."""
         ...
 
-    async def save_progress(self, trade_id: int, best_price: float) -> None:
+    async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the trade's best price (MFE) so a restart resumes exactly."""
         ...
 
@@ -177,6 +177,7 @@ class TradeStore(Protocol):
         exit_reason: str,
         pnl_pips: float,
         closed_at: datetime,
+        durable: bool = True,
     ) -> None: ...
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None: ...

@@ -102,7 +102,7 @@ class MemoryStore:
         for trade_id, fields in updates:
             await self.adopt_trade(trade_id, **fields)
 
-    async def save_progress(self, trade_id: int, best_price: float) -> None:
+    async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         self.progress.append((trade_id, best_price))
         self.trades[trade_id] = dataclasses.replace(self.trades[trade_id], best_price=best_price)
 
@@ -165,6 +165,7 @@ class MemoryStore:
         exit_reason: str,
         pnl_pips: float,
         closed_at: datetime,
+        durable: bool = True,
     ) -> None:
         self.trades[trade_id] = dataclasses.replace(
             self.trades[trade_id],

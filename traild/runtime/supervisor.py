@@ -603,17 +603,24 @@ class Supervisor:
         await self.adopt(trade)
 
     async def _closed(self, event: PositionClosed) -> None:
-        trade = await self.store.get_trade_by_deal(event.deal_id)
+        """A running trade closes from memory, its records queued without waiting for them
+        (a close never holds up the tick that caused it, nor the other trades' amendments)."""
+        running = self._deals.get(event.deal_id)
+        slot = self.slots.get(running) if running is not None else None
+        trade = (
+            slot.actor.trade
+            if slot is not None
+            else await self.store.get_trade_by_deal(event.deal_id)
+        )
         if trade is None or trade.id is None or trade.entry_price is None:
             return
         slot = self.slots.pop(trade.id, None)
         self._deals.pop(trade.deal_id, None)
         self.router.unsubscribe(trade.epic, trade.id)
+        price = None
         if slot is not None:
             self._dirty.pop(trade.id, None)
             price = slot.actor.take_progress()
-            if price is not None:
-                await self._save_progress(slot.actor, price)
         self.gateway.forget(trade.id)
         inst = self.instruments.resolve(trade.epic)
         pnl = round(
@@ -623,7 +630,16 @@ class Supervisor:
             ),
             2,
         )
-        await self.store.close_trade(trade.id, event.exit_price, event.reason, pnl, event.ts)
+        try:
+            if price is not None:
+                await self.store.save_progress(trade.id, price, durable=False)
+            await self.store.close_trade(
+                trade.id, event.exit_price, event.reason, pnl, event.ts, durable=False
+            )
+        except StoreError as exc:
+            logger.bind(event="store.degraded", trade_id=trade.id, error=str(exc)).warning(
+                "close not recorded"
+            )
         self.counts["closed"] += 1
         logger.bind(
             event="trade.closed",

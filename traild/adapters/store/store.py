@@ -319,11 +319,11 @@ class SqlTradeStore:
 
         await self._write(update)
 
-    async def save_progress(self, trade_id: int, best_price: float) -> None:
+    async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the best price; a newer value replaces one still queued for the same trade."""
         values = checked({"best_price": best_price})
         op = _update_one(TRADE_LOG, trade_id, values)
-        await self._write(op, trade_id=trade_id, coalesce=True)
+        await self._write(op, trade_id=trade_id, coalesce=True, durable=durable)
 
     async def write_amendment(
         self,
@@ -424,6 +424,7 @@ class SqlTradeStore:
         exit_reason: str,
         pnl_pips: float,
         closed_at: datetime,
+        durable: bool = True,
     ) -> None:
         values = {
             "status": TradeStatus.CLOSED,
@@ -432,7 +433,8 @@ class SqlTradeStore:
             "pnl_pips": pnl_pips,
             "closed_at": closed_at,
         }
-        await self._update_trade(trade_id, checked(values))
+        op = _update_one(TRADE_LOG, trade_id, checked(values))
+        await self._write(op, trade_id=trade_id, durable=durable)
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
         """Set the status; ``reason`` is kept as exit_reason when the status is ``closed``
