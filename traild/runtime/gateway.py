@@ -123,7 +123,9 @@ class Gateway:
         self._in_flight: set[int] = set()
         self._not_before: dict[int, float] = {}
         self._failures: dict[int, int] = {}
-        self._wakeup = trio.Event()
+        # Every idle worker parks here; a touch wakes them all (one Event per waiting worker
+        # would wake only the worker that replaced it last: the others would sleep on).
+        self._wakeup = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._idle.set()
         self.counts = {"sent": 0, "confirmed": 0, "rejected": 0, "failed": 0, "rate_limited": 0}
@@ -171,7 +173,7 @@ class Gateway:
         return not self._in_flight and (self.halted or not self._queued)
 
     def _touch(self) -> None:
-        self._wakeup.set()
+        self._wakeup.unpark_all()
         if self._is_idle():
             self._idle.set()
 
@@ -207,10 +209,9 @@ class Gateway:
         while True:
             target = self._next()
             if target is None:
-                self._wakeup = trio.Event()
                 self._touch_idle_only()
                 with trio.move_on_after(self._next_deadline()):
-                    await self._wakeup.wait()
+                    await self._wakeup.park()
                 continue
             try:
                 await self._amend(target)
