@@ -243,7 +243,7 @@ def test_ladder_agrees_with_the_reference_model_tick_by_tick(c: Case) -> None:
         return
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(cases(), st.integers(0, 6), st.data())
 def test_stop_never_loosens_and_is_never_sent_inside_the_market(
     c: Case, delay: int, data: st.DataObject
@@ -352,3 +352,30 @@ def test_the_desired_stop_is_a_non_decreasing_function_of_mfe(c: Case, mfes: lis
         assert (reason is None) == (offset == -(1 << 62))
         if reason is not None:  # never beyond the best price (the cap keeps a tick away)
             assert offset <= m
+
+
+@settings(max_examples=200, deadline=None)
+@given(cases())
+def test_ticks_inside_the_quiet_band_change_nothing(c: Case) -> None:
+    """A dispatcher that skips every tick inside the ladder's quiet band sees the same events
+    as one that delivers every tick (the router relies on it)."""
+    ladder = ladder_of(c)
+    verdicts = deque(c.verdicts)
+    events: list[tuple[int, object]] = []
+    for i, (off, spread) in enumerate(c.path):
+        bid, ask = c.quote(off, spread)
+        band = ladder.quiet_band()
+        x = bid if c.direction is Direction.BUY else -ask
+        if band is not None and band[0] < x < band[1]:
+            continue
+        event = ladder.on_tick(bid, ask)
+        if event is None:
+            continue
+        events.append((i, event))
+        if isinstance(event, Exit):
+            break
+        if verdicts and not verdicts.popleft():
+            ladder.reject()
+        else:
+            ladder.confirm(event.level)
+    assert events == run(c)
