@@ -129,6 +129,12 @@ class TradeStore(Protocol):
         """Persist the trade's best price (MFE) so a restart resumes exactly."""
         ...
 
+    async def save_progress_many(
+        self, prices: Sequence[tuple[int, float]], durable: bool = True
+    ) -> None:
+        """Persist many best prices (trade id, price) at once; last value per trade wins."""
+        ...
+
     async def write_amendment(
         self,
         trade_id: int,

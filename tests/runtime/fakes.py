@@ -106,6 +106,12 @@ class MemoryStore:
         self.progress.append((trade_id, best_price))
         self.trades[trade_id] = dataclasses.replace(self.trades[trade_id], best_price=best_price)
 
+    async def save_progress_many(
+        self, prices: list[tuple[int, float]], durable: bool = True
+    ) -> None:
+        for trade_id, price in prices:
+            await self.save_progress(trade_id, price)
+
     async def write_amendment(
         self,
         trade_id: int,

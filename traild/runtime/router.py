@@ -105,6 +105,7 @@ class _Group:
 
     def __init__(self) -> None:
         self.targets: dict[int, TickTarget] = {}
+        self._bands: dict[int, Callable[[], tuple[bool, float, float] | None]] = {}
         self._stale = True
         self._keys: list[int] = []
         self._index: dict[int, int] = {}
@@ -114,11 +115,13 @@ class _Group:
 
     def add(self, key: int, target: TickTarget) -> None:
         self.targets[key] = target
-        if isinstance(target, BandedTarget):
+        if isinstance(target, BandedTarget):  # once: a protocol check is slow
             target.wake = partial(self.wake, key)
+            self._bands[key] = target.quiet_band
         self._stale = True
 
     def remove(self, key: int) -> None:
+        self._bands.pop(key, None)
         if self.targets.pop(key, None) is not None:
             self._stale = True
 
@@ -128,11 +131,12 @@ class _Group:
         if i is not None and not self._stale:
             self._lo[i], self._hi[i] = np.inf, -np.inf
 
-    def update(self, key: int, target: TickTarget) -> None:
+    def update(self, key: int) -> None:
         i = self._index.get(key)
         if i is None or self._stale:
             return
-        band = target.quiet_band() if isinstance(target, BandedTarget) else None
+        quiet_band = self._bands.get(key)
+        band = None if quiet_band is None else quiet_band()
         if band is None:
             self._lo[i], self._hi[i] = np.inf, -np.inf
         else:
@@ -155,8 +159,8 @@ class _Group:
         n = len(self._keys)
         self._on_ask, self._lo, self._hi = np.zeros(n, bool), np.full(n, np.inf), np.zeros(n)
         self._stale = False
-        for key, target in self.targets.items():
-            self.update(key, target)
+        for key in self._keys:
+            self.update(key)
 
 
 class Router:
@@ -247,7 +251,7 @@ class Router:
                 self.unsubscribe(tick.epic, key)
                 self.on_error(key, exc)
                 continue
-            group.update(key, target)
+            group.update(key)
         self.delivered += len(due)
         self.dispatched += 1
 

@@ -502,23 +502,20 @@ class Supervisor:
             await self.flush_progress()
 
     async def flush_progress(self, everything: bool = False) -> None:
-        """Write due best prices (all of them when ``everything``), concurrently so the store
-        can batch them."""
+        """Write due best prices (all of them when ``everything``) in one batched write."""
         actors = (
             [s.actor for s in self.slots.values()] if everything else list(self._dirty.values())
         )
         self._dirty.clear()
-        async with trio.open_nursery() as nursery:
-            for actor in actors:
-                price = actor.take_progress()
-                if price is not None:
-                    nursery.start_soon(self._save_progress, actor, price)
-
-    async def _save_progress(self, actor: TradeActor, price: float) -> None:
+        prices = [(a.trade_id, p) for a in actors if (p := a.take_progress()) is not None]
+        if not prices:
+            return
         try:
-            await self.store.save_progress(actor.trade_id, price)
+            await self.store.save_progress_many(prices)
         except StoreError as exc:  # queued in the store; the broker stop is the protection
-            actor.log.bind(event="store.degraded", error=str(exc)).warning("best price queued")
+            logger.bind(event="store.degraded", error=str(exc), trades=len(prices)).warning(
+                "best prices queued"
+            )
 
     async def _record_method(self, trade_id: int, method: str, reason: str | None) -> None:
         try:

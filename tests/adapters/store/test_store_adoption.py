@@ -131,3 +131,17 @@ async def test_poll_adopts_a_new_trade_and_rereads_nothing_unchanged(db_url: str
             assert store.trade_rows_read == read + 2
             off = [s.actor for s in sup.slots.values() if s.actor.trade.deal_id == "SCALE-00007"]
             assert off[0].trade.trailing_override == "off"
+
+
+async def test_best_prices_are_saved_in_one_batched_write_last_value_wins(db_url: str) -> None:
+    with trio.fail_after(60):
+        await _database(db_url, 3)
+        async with open_store(db_url, write_timeout=5) as store:
+            ids = {t.deal_id: t.id for t in await store.load_open_trades()}
+            first, second = ids["SCALE-00000"], ids["SCALE-00001"]
+            assert first is not None and second is not None
+            await store.save_progress_many([(first, 1.1012), (second, 1.0991)], durable=False)
+            await store.save_progress_many([(first, 1.1015)])
+            assert store.statistics().queued_writes == 0
+            best = {t.deal_id: t.best_price for t in await store.load_open_trades()}
+        assert best == {"SCALE-00000": 1.1015, "SCALE-00001": 1.0991, "SCALE-00002": None}

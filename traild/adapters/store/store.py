@@ -59,6 +59,7 @@ from traild.core.messages import (
 T = TypeVar("T")
 _ERROR_CHARS = 500
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
+_PROGRESS = -1  # the writer's coalescing key of the batched best-price write (no trade has it)
 
 
 class MissingRow(Exception):
@@ -114,6 +115,7 @@ class SqlTradeStore:
         self._writer = WriteQueue(self._commit, is_transient=is_transient, describe=describe)
         self._alerts = alert_table(set())
         self._next_amendment_id = 1
+        self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
 
     # -- plumbing ------------------------------------------------------------------------
@@ -324,6 +326,30 @@ class SqlTradeStore:
         values = checked({"best_price": best_price})
         op = _update_one(TRADE_LOG, trade_id, values)
         await self._write(op, trade_id=trade_id, coalesce=True, durable=durable)
+
+    async def save_progress_many(
+        self, prices: Sequence[tuple[int, float]], durable: bool = True
+    ) -> None:
+        """Persist many best prices in one statement. Prices wait in one table until written
+        (last value per trade wins), so at most one such write is queued whatever the pace."""
+        for trade_id, price in prices:
+            self._progress[trade_id] = checked({"best_price": price})["best_price"]
+        write = self._writer.submit(self._progress_op(), trade_id=_PROGRESS, coalesce=True)
+        if durable:
+            await self._writer.wait(write, self._write_timeout)
+
+    def _progress_op(self) -> Op:
+        rows: list[dict[str, Any]] | None = None
+
+        async def update(conn: AsyncConnection) -> None:
+            nonlocal rows
+            if rows is None:  # taken once: a retry writes the same rows
+                rows = [{"_id": k, "_v_best_price": v} for k, v in self._progress.items()]
+                self._progress.clear()
+            if rows:
+                await conn.execute(_update_many(("best_price",)), rows)
+
+        return update
 
     async def write_amendment(
         self,
