@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 import trio
 from loguru import logger
@@ -19,7 +18,6 @@ from traild.core.calculator import (
     DYNAMIC,
     FIXED,
     CalculatedStages,
-    MarketConditions,
 )
 from traild.core.conditions import BarHistory
 from traild.core.errors import BrokerError, StoreError, TraildError
@@ -31,26 +29,19 @@ from traild.core.messages import (
     OpenRequest,
     Position,
     PositionClosed,
-    PositionOpened,
     TradeRecord,
     TradeStatus,
 )
 from traild.ports import Broker, BrokerEvent, TradeStore
 from traild.runtime.gateway import Gateway
+from traild.runtime.intake import Intake
 from traild.runtime.router import Router
 from traild.runtime.stages import (
     Policy,
     apply_switches,
-    calculate,
     fixed_stages,
-    merge_conditions,
-    stored_stages,
 )
 from traild.runtime.trade_actor import ActorPlan, QuoteCache, TradeActor
-
-POLL_PAGE = 500  # trade_log rows per read of a poll (the loop runs between pages)
-YIELD_EVERY = 64  # adoptions between checkpoints, so a big adoption never stalls the loop
-_OPEN = (TradeStatus.OPEN, TradeStatus.PENDING)
 
 
 @dataclass(slots=True)
@@ -59,7 +50,7 @@ class _Slot:
     crashes: int = 0
 
 
-class Supervisor:
+class Supervisor(Intake):
     def __init__(
         self,
         policy: Policy,
@@ -92,9 +83,7 @@ class Supervisor:
         self._filling: set[int] = set()
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
-        self._seq = 0  # high-water mark of the trade_log changes read by the poll
-        self._initial_load = True  # the first poll reads only open and pending trades
-        self._broker_stops: dict[str, float] = {}  # deal id -> stop the broker has (start-up)
+        self._init_intake()
         self.counts = {"adopted": 0, "closed": 0, "crashed": 0, "abandoned": 0}
 
     # -- start-up -----------------------------------------------------------------------------
@@ -141,52 +130,6 @@ class Supervisor:
                     error="not applied at the broker (recovery)",
                 )
 
-    async def adopt_from_broker(self) -> None:
-        """Positions at the broker that traild does not know yet become trades; the stops of
-        known ones are kept, so adoption can take a tighter stop than the database's."""
-        try:
-            positions = await self.broker.open_positions()
-        except BrokerError as exc:
-            logger.bind(event="broker.error", error=str(exc)).warning("cannot list positions")
-            return
-        known = await self.store.trades_by_deals([p.deal_id for p in positions])
-        for position in positions:
-            if position.deal_id in known:
-                if position.stop is not None:
-                    self._broker_stops[position.deal_id] = position.stop
-                continue
-            await self.on_broker_event(PositionOpened(position, self.now()))
-
-    async def poll_store(self) -> None:
-        """Adopt trades inserted (or re-opened) since the previous poll; apply per-trade
-        overrides (``trailing_override``) changed in the database to the running ones.
-
-        Only rows changed since the previous poll are read (a high-water mark on trade_log's
-        change sequence), a page at a time; the first poll reads the open and pending trades.
-        """
-        while True:
-            trades, top = await self.store.changed_trades(
-                self._seq, POLL_PAGE, open_only=self._initial_load
-            )
-            await self._apply_changes(trades)
-            self._seq = max(self._seq, top)
-            if len(trades) < POLL_PAGE:
-                self._initial_load = False
-                return
-
-    async def _apply_changes(self, trades: list[TradeRecord]) -> None:
-        fresh: list[TradeRecord] = []
-        for trade in trades:
-            if trade.id is None or trade.status not in _OPEN:
-                continue
-            slot = self.slots.get(trade.id)
-            if slot is not None:
-                if trade.trailing_override != slot.actor.trade.trailing_override:
-                    self._override(slot.actor, trade.trailing_override)
-            elif trade.id not in self._known:
-                fresh.append(trade)
-        await self._adopt_many(fresh)
-
     def _override(self, actor: TradeActor, override: str | None) -> None:
         """The per-trade kill switch: ``fixed`` stages, or ``off`` (no amendments at all)."""
         actor.trade = replace(actor.trade, trailing_override=override)
@@ -207,89 +150,15 @@ class Supervisor:
         if override == "off":
             self.gateway.forget(actor.trade_id)
 
+    def _running(self, trade_id: int) -> TradeActor | None:
+        slot = self.slots.get(trade_id)
+        return None if slot is None else slot.actor
+
     def _record_method_soon(self, trade_id: int, method: str, reason: str | None) -> None:
         if self._nursery is not None:
             self._nursery.start_soon(self._record_method, trade_id, method, reason)
 
-    # -- adoption -----------------------------------------------------------------------------
-    async def adopt(self, trade: TradeRecord) -> None:
-        await self._adopt_many([trade])
-
-    async def _adopt_many(self, trades: list[TradeRecord]) -> None:
-        """Adopt open trades (stages calculated once, stored in one batched write) and send
-        pending ones to be filled. A write not durable in time stays queued (store.degraded)."""
-        ready: list[TradeRecord] = []
-        for trade in trades:
-            assert trade.id is not None and self._nursery is not None
-            if trade.id in self._known:
-                continue
-            self._known.add(trade.id)
-            try:
-                self.instruments.resolve(trade.epic)
-            except TraildError as exc:
-                await self._unmanage(trade, f"unknown instrument: {exc}")
-                continue
-            if trade.entry_price is None:
-                self._filling.add(trade.id)
-                await self._fill(trade)
-                continue
-            ready.append(trade)
-        alerts = await self._alerts_of(ready)
-        updates: list[tuple[int, dict[str, Any]]] = []
-        for i, trade in enumerate(ready):
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                await trio.lowlevel.checkpoint()
-            trade, fields = self._broker_floor(trade)
-            assert trade.id is not None
-            stages = stored_stages(self.policy, trade)
-            if stages is None:
-                alert = alerts.get(trade.alert_id) if trade.alert_id is not None else None
-                stages, calculated = self._calculated(trade, self._conditions_from(trade, alert))
-                fields.update(calculated)
-            if fields:
-                updates.append((trade.id, fields))
-            self._launch(trade, stages)
-        await self._store_adoptions(updates)
-
-    def _broker_floor(self, trade: TradeRecord) -> tuple[TradeRecord, dict[str, Any]]:
-        """A stop the broker already has that is tighter than the stored one (an amendment
-        sent just before a crash, its confirmation not yet durable) is taken, never loosened."""
-        stop = self._broker_stops.pop(trade.deal_id, None)
-        if stop is None or (
-            trade.sl_price is not None and trade.direction.sign * (stop - trade.sl_price) <= 1e-12
-        ):
-            return trade, {}
-        logger.bind(
-            event="stop.reconciled",
-            trade_id=trade.id,
-            deal_id=trade.deal_id,
-            epic=trade.epic,
-            old=trade.sl_price,
-            stop=stop,
-        ).warning("the broker's stop is tighter than the stored one; taking it")
-        return replace(trade, sl_price=stop), {"sl_price": stop}
-
-    async def _alerts_of(self, trades: list[TradeRecord]) -> dict[int, Any]:
-        wanted = [
-            t.alert_id for t in trades if t.alert_id is not None and t.calculated_stages is None
-        ]
-        if not wanted:
-            return {}
-        try:
-            return await self.store.get_alerts(wanted)
-        except StoreError as exc:
-            logger.bind(event="store.degraded", error=str(exc)).warning("alerts unreadable")
-            return {}
-
-    async def _store_adoptions(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
-        for start in range(0, len(updates), POLL_PAGE):
-            try:
-                await self.store.adopt_trades(updates[start : start + POLL_PAGE])
-            except StoreError as exc:  # queued in the store; the trades are trailed meanwhile
-                logger.bind(event="store.degraded", error=str(exc), trades=len(updates)).warning(
-                    "adoption records queued, not yet durable"
-                )
-
+    # -- adoption (polling and batched adoption: runtime/intake.py) ---------------------------
     async def _fill(self, trade: TradeRecord) -> None:
         """Ask the (paper) broker to open the position; the fill arrives as PositionOpened.
 
@@ -367,49 +236,6 @@ class Supervisor:
         ).info("trade adopted")
         plan = ActorPlan(stages, self._ladder_policy(trade.epic))
         self._start(trade, plan, skip_current_tick)
-
-    async def _calculate_and_store(
-        self, trade: TradeRecord, cond: MarketConditions | None
-    ) -> CalculatedStages:
-        """Stages are calculated once, at adoption, and stored with the trade (seed phase 2)."""
-        assert trade.id is not None
-        stages, fields = self._calculated(trade, cond)
-        await self._store_adoptions([(trade.id, fields)])
-        return stages
-
-    def _calculated(
-        self, trade: TradeRecord, cond: MarketConditions | None
-    ) -> tuple[CalculatedStages, dict[str, Any]]:
-        """The stages and the trade_log fields that record them."""
-        stages = calculate(self.policy, trade, cond)
-        pip = float(self.instruments.resolve(trade.epic).pip_size)
-        return stages, {
-            "calculated_stages": stages.to_json(),
-            "trailing_calculation_method": stages.method,
-            "fallback_reason": stages.fallback_reason,
-            "atr_at_entry": None if stages.atr_pips is None else stages.atr_pips * pip,
-            "volatility_regime": cond.volatility_regime if cond else None,
-            "session_at_entry": cond.session if cond else None,
-            "market_regime_at_entry": cond.market_regime if cond else None,
-        }
-
-    async def _conditions(self, trade: TradeRecord) -> MarketConditions | None:
-        """The alert's conditions, completed from traild's own price history."""
-        alert = None
-        if trade.alert_id is not None:
-            try:
-                alert = await self.store.get_alert(trade.alert_id)
-            except StoreError as exc:
-                logger.bind(event="store.degraded", error=str(exc)).warning("alert unreadable")
-        return self._conditions_from(trade, alert)
-
-    def _conditions_from(self, trade: TradeRecord, alert: Any) -> MarketConditions | None:
-        history = self.histories.get(trade.epic)
-        own = None
-        if history is not None and history.atr is not None:
-            own = history.conditions(trade.epic, self.now())
-        pip = float(self.instruments.resolve(trade.epic).pip_size)
-        return merge_conditions(trade.epic, alert, own, pip)
 
     def _ladder_policy(self, epic: str) -> LadderPolicy:
         distance = self.policy.min_distance(epic)
