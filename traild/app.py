@@ -347,6 +347,13 @@ class Daemon:
             "stale_epics": sorted(self.stale_epics),
             **sup.counts,
         }
+        if self.router is not None:  # what the actors really processed, not only ticks in
+            r = self.router.statistics()
+            record |= {
+                "ticks_dispatched": r.dispatched,
+                "ticks_coalesced": r.coalesced,
+                "actor_ticks": r.delivered,
+            }
         stats = getattr(store, "statistics", None)
         if callable(stats):
             s = stats()
