@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import trio
 from loguru import logger
@@ -120,6 +121,7 @@ class Gateway:
         self.market_open = market_open or (lambda epic: True)
         self.halted = False
         self._queued: dict[int, AmendTarget] = {}
+        self._priority: dict[int, None] = {}  # queued trades whose target has priority, in order
         self._in_flight: set[int] = set()
         self._not_before: dict[int, float] = {}
         self._failures: dict[int, int] = {}
@@ -136,12 +138,13 @@ class Gateway:
         old = self._queued.get(target.trade_id)
         if old is not None and not target.better(target.level, old.level):
             return
-        self._queued[target.trade_id] = target
+        self._enqueue(target)
         self._touch()
 
     def forget(self, trade_id: int) -> None:
         """The trade is gone: drop what is queued for it."""
         self._queued.pop(trade_id, None)
+        self._priority.pop(trade_id, None)
         self._not_before.pop(trade_id, None)
         self._failures.pop(trade_id, None)
         self._touch()
@@ -188,22 +191,33 @@ class Gateway:
         if self.halted:
             return None
         now = trio.current_time()
-        best: AmendTarget | None = None
-        for trade_id, target in self._queued.items():
+        # The first sendable priority target, else the first sendable one (queue order); the
+        # search stops at the first hit, so a burst of targets costs no quadratic scan.
+        best = self._first_sendable(self._priority, now) or self._first_sendable(self._queued, now)
+        if best is not None:
+            del self._queued[best.trade_id]
+            self._priority.pop(best.trade_id, None)
+            self._in_flight.add(best.trade_id)
+        return best
+
+    def _first_sendable(self, trade_ids: dict[int, Any], now: float) -> AmendTarget | None:
+        for trade_id in trade_ids:
             if trade_id in self._in_flight or self._not_before.get(trade_id, 0.0) > now:
                 continue
+            target = self._queued[trade_id]
             if not self.market_open(target.epic):
                 # no amendments while the market is closed; looked at again shortly
                 self._not_before[trade_id] = now + 5.0
                 continue
-            if best is None or (target.priority and not best.priority):
-                best = target
-                if target.priority:
-                    break
-        if best is not None:
-            del self._queued[best.trade_id]
-            self._in_flight.add(best.trade_id)
-        return best
+            return target
+        return None
+
+    def _enqueue(self, target: AmendTarget) -> None:
+        self._queued[target.trade_id] = target
+        if target.priority:
+            self._priority[target.trade_id] = None
+        else:
+            self._priority.pop(target.trade_id, None)
 
     async def _worker(self) -> None:
         while True:
@@ -366,7 +380,7 @@ class Gateway:
         """Requeue ``t`` (unless a newer target replaced it) after a back-off."""
         self._backoff(t.trade_id, delay)
         if t.trade_id not in self._queued:
-            self._queued[t.trade_id] = t
+            self._enqueue(t)
 
     def _backoff(self, trade_id: int, delay: float | None = None) -> None:
         n = self._failures.get(trade_id, 0) + 1
