@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -86,16 +86,17 @@ class Market:
         assert isinstance(hit, CrossingIndex)
         return hit
 
-    def stream(self, start: int) -> Iterator[tuple[datetime, int, int]]:
-        """Ticks from ``start`` on as ``(ts, bid_ticks, ask_ticks)`` for the event-driven core."""
+    def stream(self, start: int) -> Iterator[tuple[int, int, int]]:
+        """Ticks from ``start`` on as ``(epoch_ms, bid_ticks, ask_ticks)`` for the event-driven
+        core: plain integers, no object built per tick."""
         hit = self._cache.get("lists")
         if hit is None:
             hit = (self.ts_ms.tolist(), self.bid.tolist(), self.ask.tolist())
             self._cache["lists"] = hit
         assert isinstance(hit, tuple)
         ms, bid, ask = hit
-        for i in range(start, len(ms)):
-            yield ms_to_datetime(ms[i]), bid[i], ask[i]
+        tail = (islice(ms, start, None), islice(bid, start, None), islice(ask, start, None))
+        return zip(*tail, strict=True)
 
 
 def load_market(source: TickSource, table: InstrumentTable) -> Market:

@@ -9,9 +9,7 @@ to the tick; trades it hands back are run here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
-from traild.adapters.tickfiles import EPOCH
 from traild.backtest.kernel import KernelTrade, PathResult, run_batch
 from traild.backtest.markets import Market
 from traild.core.ladder import Ladder
@@ -19,12 +17,6 @@ from traild.core.replay import run_trade
 
 FAST = "fast"
 EVENT = "event"
-
-
-def to_ms(ts: datetime) -> int:
-    """Aware datetime -> epoch milliseconds (exact)."""
-    delta = ts - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def run_event(market: Market, trade: KernelTrade) -> PathResult:
@@ -35,14 +27,14 @@ def run_event(market: Market, trade: KernelTrade) -> PathResult:
         raise ValueError(f"trade starting at tick {trade.start} has no tick to run on")
     return PathResult(
         exit_idx=trade.start + out.ticks_seen - 1,
-        exit_ts=to_ms(out.exit_ts),
+        exit_ts=out.exit_ts,
         exit_price=out.exit_price,
         exit_reason=out.exit_reason,
         gap=out.gap,
         exit_stop=out.exit_stop,  # the confirmed stop when the trade closed
         best=out.best,
-        lock_ts=None if out.lock_ts is None else to_ms(out.lock_ts),
-        amendments=tuple((to_ms(a.ts), a.old, a.new, a.reason.value) for a in out.amendments),
+        lock_ts=out.lock_ts,
+        amendments=tuple((a.ts, a.old, a.new, a.reason.value) for a in out.amendments),
     )
 
 

@@ -8,50 +8,52 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Generic, TypeVar
 
 from traild.core.instruments import CENTI
 from traild.core.ladder import Exit, Ladder
 from traild.core.messages import Direction, MoveStop, Reason
 
+TS = TypeVar("TS")  # a tick's time as the caller gives it (datetime; epoch ms in the backtest)
+
 
 @dataclass(frozen=True, slots=True)
-class Amendment:
-    ts: datetime
+class Amendment(Generic[TS]):
+    ts: TS
     old: int | None  # ticks
     new: int
     reason: Reason
 
 
 @dataclass(frozen=True, slots=True)
-class TradeOutcome:
+class TradeOutcome(Generic[TS]):
     """Exit (or end of data), every amendment, and the excursion, all in integer ticks."""
 
-    amendments: tuple[Amendment, ...]
-    exit_ts: datetime | None
+    amendments: tuple[Amendment[TS], ...]
+    exit_ts: TS | None
     exit_price: int | None
     exit_reason: str  # stop | limit | end_of_data
     gap: bool
     exit_stop: int | None  # the confirmed stop when the trade closed
     best: int | None
-    lock_ts: datetime | None  # first tick at which MFE reached the profit-lock trigger
+    lock_ts: TS | None  # first tick at which MFE reached the profit-lock trigger
     ticks_seen: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
 
 def run_trade(
     ladder: Ladder,
-    ticks: Iterable[tuple[datetime, int, int]],
+    ticks: Iterable[tuple[TS, int, int]],
     lock_trigger_scaled: int | None = None,
-) -> TradeOutcome:
+) -> TradeOutcome[TS]:
     """Drive ``ladder`` over ``(ts, bid_ticks, ask_ticks)`` until it exits or data ends.
 
     ``lock_trigger_scaled`` (centipips x ticks_per_pip) records when MFE first reached the
     profit-lock trigger, whether or not the lock is enabled.
     """
-    amendments: list[Amendment] = []
-    lock_ts: datetime | None = None
-    last: tuple[datetime, int, int] | None = None
+    amendments: list[Amendment[TS]] = []
+    lock_ts: TS | None = None
+    last: tuple[TS, int, int] | None = None
     seen = 0
     for tick in ticks:
         ts, bid, ask = tick
