@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,6 @@ from traild.core.errors import DataError
 from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
-
-
-def _default_jobs() -> int:
-    """One worker per core (at least one, at most 32)."""
-    return max(1, min(32, os.cpu_count() or 1))
 
 
 def register(sub: Any) -> None:
@@ -69,9 +63,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--jobs",
         type=_count,
-        default=_default_jobs(),
+        default=0,
         metavar="N",
-        help="worker processes (default: the number of cores)",
+        help="worker processes (default: chosen from the work size, at most one per core)",
     )
     p.add_argument(
         "--engine",
