@@ -10,6 +10,11 @@
    holds on a busy machine. The kernel's results are checked against the core's first.
 2. Wall time of a whole ``traild backtest`` of 3,000 random trades on two days of those ticks,
    as a subprocess (start-up, loading, all variants, reports and charts), median of 3.
+3. ``--whole``: whole-process ``traild backtest`` (3 variants, every output) of 3,000 and 30,000
+   random trades on the shared EURUSD and GBPJPY ticks, against the bench's own plain per-tick
+   loop over the same trades (a trailing stop at stage-3 distance behind the best price: exit
+   checks, running best, stop update — once per trade, ticks already in memory), and the
+   event-driven path (``--engine event``, in-process) against that loop.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from traild.settings import Settings  # noqa: E402
 TICKS = ROOT / ".." / "shared" / "data" / "fx" / "ticks"
 OANDA = TICKS / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
 TWO_DAYS = ("2014-05-06", "2014-05-07")
+GBPJPY = TICKS / "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
 
 
 def _median_time(fn: Callable[[], object], runs: int) -> float:
@@ -142,13 +148,80 @@ def bench_cli(trades: int, runs: int) -> None:
     )
 
 
+def _trailing_loop(market: Market, jobs: Sequence[KernelTrade]) -> int:
+    """The bench's own per-tick trailing stop over each trade's ticks; returns ticks seen."""
+    x = market.both_sides().tolist()
+    n, seen = len(market), 0
+    for job in jobs:
+        s = job.direction.sign
+        base = 0 if s > 0 else n
+        stop = s * job.stop
+        limit = (1 << 62) if job.limit is None else s * job.limit
+        best = -(1 << 62)
+        distance = 100  # ticks (10 pips on both instruments here)
+        i = base + job.start
+        end = base + n
+        while i < end:
+            v = x[i]
+            i += 1
+            if v <= stop or v >= limit:
+                break
+            if v > best:
+                best = v
+                if best - distance > stop:
+                    stop = best - distance
+        seen += i - base - job.start
+    return seen
+
+
+def bench_whole(trades: int, runs: int) -> None:
+    files = (str(OANDA), str(GBPJPY))
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "traild.toml"
+        config.write_text("")
+        cmd = [sys.executable, "-m", "traild", "backtest", "--ticks", *files]
+        cmd += ["--random", str(trades), "--seed", "1", "--out", str(Path(tmp) / "out")]
+        cmd += ["--config", str(config)]
+        wall = _median_time(
+            lambda: subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL), runs
+        )
+    ctx = prepare(Settings(), BacktestRequest(files, random=trades, seed=1))
+    variant = ctx.variants[0]
+    plans = [
+        (m, plan_trades(ctx, variant, m, [t for t in ctx.trades if t.market == k])[0])
+        for k, m in enumerate(ctx.markets)
+    ]
+    start = time.perf_counter()
+    ticks = sum(_trailing_loop(m, jobs) for m, jobs in plans)
+    loop = time.perf_counter() - start
+    start = time.perf_counter()
+    event_ticks = 0
+    for m, jobs in plans:
+        results, _ = run_trades(m, jobs, "event")
+        event_ticks += sum(r.exit_idx - j.start + 1 for j, r in zip(jobs, results, strict=True))
+    event = time.perf_counter() - start
+    print(
+        f"\n{trades:,} random trades, EURUSD + GBPJPY: traild backtest (3 variants, all outputs)"
+        f" {wall:.2f} s wall (median of {runs});\n  plain per-tick loop, once per trade:"
+        f" {loop:.2f} s, {ticks:,} ticks, {ticks / loop:,.0f} ticks/s -> whole process / loop"
+        f" {wall / loop:.2f}x;\n  event path ({variant.name}): {event:.2f} s, {event_ticks:,}"
+        f" ticks, {event_ticks / event:,.0f} ticks/s -> per tick, event / loop"
+        f" {(event / event_ticks) / (loop / ticks):.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trades", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--event-runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--whole", action="store_true", help="only the whole-process comparison")
     args = parser.parse_args()
+    if args.whole:
+        bench_whole(3000, 3)
+        bench_whole(30000, 1)
+        return
     ctx = prepare(Settings(), BacktestRequest((str(OANDA),), random=args.trades, seed=args.seed))
     bench_paths(ctx, args.runs, args.event_runs)
     bench_cli(3000, 3)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,8 +95,12 @@ class Market:
             self._cache["lists"] = hit
         assert isinstance(hit, tuple)
         ms, bid, ask = hit
-        tail = (islice(ms, start, None), islice(bid, start, None), islice(ask, start, None))
-        return zip(*tail, strict=True)
+        tails = []
+        for column in (ms, bid, ask):
+            it: Any = iter(column)
+            it.__setstate__(start)  # a list iterator starts at ``start`` in O(1) (islice skips)
+            tails.append(it)
+        return zip(*tails, strict=True)
 
 
 def load_market(source: TickSource, table: InstrumentTable) -> Market:

@@ -6,6 +6,7 @@ confirmed at once and takes effect from the next tick (SPEC §7).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -14,6 +15,7 @@ from traild.core.instruments import CENTI
 from traild.core.ladder import Exit, Ladder
 from traild.core.messages import Direction, MoveStop, Reason
 
+_NO_BAND = (math.inf, -math.inf)  # nothing is quiet
 TS = TypeVar("TS")  # a tick's time as the caller gives it (datetime; epoch ms in the backtest)
 
 
@@ -53,23 +55,33 @@ def run_trade(
     """
     amendments: list[Amendment[TS]] = []
     lock_ts: TS | None = None
-    last: tuple[TS, int, int] | None = None
+    watch = lock_trigger_scaled is not None
+    lock = lock_trigger_scaled or 0
+    moves = ladder.moves  # MFE changes only when the best price does (moves counts that)
+    on_tick = ladder.on_tick
     seen = 0
-    for tick in ticks:
-        ts, bid, ask = tick
+    last: tuple[TS, int, int] | None = None
+    buy = ladder.sign > 0
+    # Ticks inside the ladder's quiet band change nothing (Ladder.quiet_band): not even a call.
+    lo, hi = ladder.quiet_band() or _NO_BAND
+    for ts, bid, ask in ticks:
         seen += 1
-        last = tick
-        event = ladder.on_tick(bid, ask)
+        if lo < (bid if buy else -ask) < hi:
+            continue
+        event = on_tick(bid, ask)
         # the lock is "reached" while the trade is open, not by the tick that closes it
-        if lock_ts is None and lock_trigger_scaled is not None and not isinstance(event, Exit):
+        if watch and ladder.moves != moves and not isinstance(event, Exit):
+            moves = ladder.moves
             mfe = ladder.mfe
-            if mfe is not None and mfe * CENTI >= lock_trigger_scaled:
-                lock_ts = ts
+            if mfe is not None and mfe * CENTI >= lock:
+                lock_ts, watch = ts, False
         if event is None:
+            lo, hi = ladder.quiet_band() or _NO_BAND
             continue
         if isinstance(event, MoveStop):
             amendments.append(Amendment(ts, ladder.stop, event.level, event.reason))
             ladder.confirm(event.level)
+            lo, hi = ladder.quiet_band() or _NO_BAND
             continue
         assert isinstance(event, Exit)
         return TradeOutcome(
@@ -83,6 +95,8 @@ def run_trade(
             lock_ts,
             seen,
         )
+    if seen:
+        last = (ts, bid, ask)  # the loop's variables hold the last tick
     end_price = None
     if last is not None:
         end_price = last[1] if ladder.sign > 0 else last[2]
