@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -171,6 +172,10 @@ class Daemon:
                 load = getattr(feed, "load", None)
                 if callable(load):
                     load()  # a bad tick file fails before READY, not mid-run
+                # Everything built so far (adopted actors, loaded ticks) lives as long as the
+                # daemon: out of the collector's reach, a full collection never stalls ticks.
+                gc.collect()
+                gc.freeze()
                 self._ready()
                 await self._feed_loop(feed)
                 if s.feed.kind == "replay" and s.feed.stop_at_end:

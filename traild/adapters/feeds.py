@@ -24,7 +24,7 @@ from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.messages import Tick
 from traild.ports import TickSink
 
-CHECKPOINT_EVERY = 256  # unpaced feeds still let other tasks (and cancellation) in
+CHECKPOINT_EVERY = 64  # unpaced feeds still let other tasks (and cancellation) in, often
 
 
 @dataclass(frozen=True, slots=True)
