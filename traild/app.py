@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from loguru import logger
@@ -24,7 +24,10 @@ from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings, load
+from traild.settings import IGSettings, Settings, load
+
+if TYPE_CHECKING:
+    from traild.adapters.ig.rest import IGBroker
 
 EXIT_OK = 0
 EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
@@ -279,7 +282,7 @@ class Daemon:
 
     # -- periodic -----------------------------------------------------------------------------
     def _follow_epics(self, feed: PriceFeed) -> None:
-        """A live feed subscribes the epics of newly adopted trades (IG: MARKET:{epic})."""
+        """A live feed subscribes the epics of newly adopted trades (IG: PRICE items)."""
         add = getattr(feed, "add_epics", None)
         if self.supervisor is None or not callable(add):
             return
@@ -390,7 +393,7 @@ def _display_url(url: str) -> str:
 
 
 def _market_gate(feed: PriceFeed) -> Callable[[str], bool] | None:
-    """The feed's market state where it has one (IG: MARKET_STATE), else always open."""
+    """The feed's dealing state where it has one (IG: DLG_FLAG), else always open."""
     gate = getattr(feed, "market_open", None)
     return gate if callable(gate) else None
 
@@ -439,26 +442,7 @@ async def _open_broker(
         return
     b = s.broker
     if b.kind == "ig":
-        from traild.adapters.ig import IGBroker
-
-        ig = b.ig
-        async with IGBroker(
-            ig.api_url,
-            ig.api_key.get_secret_value(),
-            ig.identifier,
-            ig.password.get_secret_value(),
-            ig.account_id or None,
-            instruments=instruments,
-            timeout=ig.request_timeout_s,
-            poll_interval=ig.positions_poll_s,
-            session_refresh_after=ig.session_refresh_s,
-            confirm_attempts=ig.confirm_attempts,
-            confirm_interval=ig.confirm_interval_s,
-            rules_ttl=ig.rules_ttl_s,
-            trading_allowance=ig.trading_allowance,
-            account_allowance=ig.account_allowance,
-            stream_url=ig.stream_url or None,
-        ) as broker:
+        async with open_ig_broker(s, instruments) as broker:
             yield broker
         return
     from traild.adapters.paper import PaperBroker
@@ -490,18 +474,65 @@ def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
             mean_interval_ms=f.synthetic_interval_ms or None,
             instruments=s.instrument_table(),
         )
-    from traild.adapters.ig import IGBroker
-    from traild.adapters.ig_stream import IGStreamFeed
+    from traild.adapters.ig.rest import IGBroker
+    from traild.adapters.ig.stream import IGStreamFeed
 
     if not isinstance(broker, IGBroker):
         raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])
-    ig = s.broker.ig
     return IGStreamFeed(
         f.epics,
         broker.stream_auth,
+        account_id=broker.account_id,
+        scale=broker.stream_scale,
         stale_after=f.stale_after_s,
-        keepalive_ms=ig.keepalive_ms,
-        backoff_initial=ig.reconnect_initial_s,
-        backoff_max=ig.reconnect_max_s,
-        update_time_zone=ig.update_time_zone,
+        **ig_stream_options(s.broker.ig),
     )
+
+
+@asynccontextmanager
+async def open_ig_broker(
+    s: Settings, instruments: InstrumentTable | None = None, **overrides: Any
+) -> AsyncIterator[IGBroker]:
+    """An IGBroker from ``[broker.ig]`` (logged in for the duration of the block)."""
+    from traild.adapters.ig.rest import IGBroker
+
+    ig = s.broker.ig
+    options: dict[str, Any] = {
+        "instruments": instruments or s.instrument_table(),
+        "timeout": ig.request_timeout_s,
+        "poll_interval": ig.positions_poll_s,
+        "reconcile_interval": ig.reconcile_s,
+        "trade_stream": ig.trade_stream,
+        "session_refresh_after": ig.session_refresh_s,
+        "confirm_attempts": ig.confirm_attempts,
+        "confirm_interval": ig.confirm_interval_s,
+        "rules_ttl": ig.rules_ttl_s,
+        "trading_allowance": ig.trading_allowance,
+        "account_allowance": ig.account_allowance,
+        "application_allowance": ig.application_allowance,
+        "take_over_guaranteed": ig.take_over_guaranteed_stops,
+        "take_over_trailing": ig.take_over_trailing_stops,
+        "stream_url": ig.stream_url or None,
+        "stream_options": ig_stream_options(ig),
+    }
+    options.update(overrides)
+    async with IGBroker(
+        ig.api_url,
+        ig.api_key.get_secret_value(),
+        ig.identifier,
+        ig.password.get_secret_value(),
+        ig.account_id or None,
+        **options,
+    ) as broker:
+        yield broker
+
+
+def ig_stream_options(ig: IGSettings) -> dict[str, Any]:
+    """The Lightstreamer client settings shared by the PRICE feed and the TRADE stream."""
+    return {
+        "keepalive_ms": ig.keepalive_ms,
+        "backoff_initial": ig.reconnect_initial_s,
+        "backoff_max": ig.reconnect_max_s,
+        "tlcp_version": ig.tlcp_version,
+        "timeout": ig.request_timeout_s,
+    }

@@ -18,6 +18,7 @@ from traild.core.messages import (
     OpenRefused,
     OpenRequest,
     Position,
+    PositionAmended,
     PositionClosed,
     PositionOpened,
     Tick,
@@ -25,7 +26,7 @@ from traild.core.messages import (
 )
 
 TickSink = Callable[[Tick], Awaitable[None]]
-BrokerEvent = PositionOpened | PositionClosed | OpenRefused
+BrokerEvent = PositionOpened | PositionClosed | OpenRefused | PositionAmended
 EventSink = Callable[[BrokerEvent], Awaitable[None]]
 
 

@@ -185,14 +185,19 @@ class IGSettings(_Strict):
     account_id: str = ""
     request_timeout_s: float = Field(10.0, gt=0)
     positions_poll_s: float = Field(5.0, gt=0)
+    trade_stream: bool = True
+    reconcile_s: float = Field(300.0, gt=0)
+    tlcp_version: str = Field("2.4.0", pattern=r"^(TLCP-)?\d+\.\d+\.\d+$")
+    take_over_guaranteed_stops: bool = False
+    take_over_trailing_stops: bool = False
     session_refresh_s: float = Field(21600.0, gt=0)
     confirm_attempts: int = Field(10, ge=1)
     confirm_interval_s: float = Field(0.2, gt=0)
     rules_ttl_s: float = Field(21600.0, gt=0)
     trading_allowance: int | None = Field(None, ge=1)
     account_allowance: int | None = Field(None, ge=1)
+    application_allowance: int | None = Field(None, ge=1)
     keepalive_ms: int = Field(5000, ge=100)
-    update_time_zone: str = "Europe/London"
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
 

@@ -10,11 +10,11 @@ from typing import Any
 import trio
 
 from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, ig_sim, wait_until
-from traild.adapters.ig_sim import IGSim
-from traild.adapters.ig_sim.server import SimMarket, SimPosition
 from traild.adapters.store import open_store
 from traild.app import Daemon
 from traild.settings import Settings
+from traild.testing.ig_sim import IGSim
+from traild.testing.ig_sim.server import SimMarket, SimPosition
 
 
 async def _until(what: str, predicate: Any, seconds: float = 15.0) -> None:
@@ -42,10 +42,10 @@ def _settings(sim: IGSim, tmp: Path) -> Settings:
                 "keepalive_ms": 200,
                 "reconnect_initial_s": 0.05,
                 "reconnect_max_s": 0.2,
-                "update_time_zone": "UTC",
-                # the test polls 20x a second: a real account would refuse that
+                "reconcile_s": 0.5,
                 "trading_allowance": 1000,
                 "account_allowance": 100_000,
+                "application_allowance": 100_000,
             },
         },
         feed={"kind": "ig", "epics": [EURUSD], "stale_after_s": 5.0},

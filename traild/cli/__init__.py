@@ -18,6 +18,7 @@ _MODULES = (
     "traild.cli.daemon_cmds",
     "traild.cli.store_cmds",
     "traild.cli.backtest_cmds",
+    "traild.cli.ig_cmds",
 )
 
 

@@ -205,6 +205,17 @@ class PositionOpened:
 
 
 @dataclass(frozen=True, slots=True)
+class PositionAmended:
+    """Event: the broker reports the position's stop or limit now (pushed, e.g. IG's OPU):
+    the trader moved it, or an amendment landed. traild never loosens its own floor for it."""
+
+    deal_id: str
+    stop: float | None
+    limit: float | None
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OpenRefused:
     """Event: the broker refused to fill an order registered with ``submit_open``."""
 

@@ -28,6 +28,7 @@ from traild.core.messages import (
     OpenRefused,
     OpenRequest,
     Position,
+    PositionAmended,
     PositionClosed,
     TradeRecord,
     TradeStatus,
@@ -377,6 +378,9 @@ class Supervisor(Intake):
         if isinstance(event, PositionClosed):
             await self._closed(event)
             return
+        if isinstance(event, PositionAmended):
+            self._amended(event)
+            return
         if isinstance(event, OpenRefused):
             refused = await self.store.get_trade_by_deal(event.deal_id)
             if refused is not None and refused.id in self._filling:
@@ -424,6 +428,31 @@ class Supervisor(Intake):
             )
             return
         await self.adopt(trade)
+
+    def _amended(self, event: PositionAmended) -> None:
+        """A stop/limit change pushed by the broker: a tighter stop becomes the actor's floor
+        (the ladder never loosens), a new limit is re-sent with later amendments, and a stop
+        moved away from traild's is logged (traild's next move tightens it again)."""
+        trade_id = self._deals.get(event.deal_id)
+        slot = None if trade_id is None else self.slots.get(trade_id)
+        if slot is None:
+            return
+        actor = slot.actor
+        before = actor.trade.sl_price
+        if event.limit != actor.trade.limit_price:
+            actor.trade = replace(actor.trade, limit_price=event.limit)
+        if event.stop is None or event.stop == before:
+            return
+        tighter = before is None or actor.direction.sign * (event.stop - before) > 0
+        if tighter:
+            actor.on_confirmed(event.stop)
+        actor.log.bind(
+            event="trade.stop_changed_at_broker",
+            stop=event.stop,
+            previous=before,
+            limit=event.limit,
+            kept="broker" if tighter else "traild",
+        ).warning("stop changed at the broker")
 
     async def _closed(self, event: PositionClosed) -> None:
         """A running trade closes from memory, its records queued without waiting for them

@@ -12,9 +12,9 @@ import pytest
 import trio
 from loguru import logger
 
-from traild.adapters.ig import IGBroker
-from traild.adapters.ig_sim import IGSim, open_ig_sim
+from traild.adapters.ig.rest import IGBroker
 from traild.core.instruments import InstrumentTable
+from traild.testing.ig_sim import IGSim, open_ig_sim
 
 EURUSD = "CS.D.EURUSD.MINI.IP"
 GBPUSD = "CS.D.GBPUSD.MINI.IP"
@@ -45,6 +45,7 @@ def broker_for(sim: IGSim, **options: Any) -> IGBroker:
     options.setdefault("timeout", 2.0)
     options.setdefault("confirm_interval", 0.005)
     options.setdefault("poll_interval", 0.01)
+    options.setdefault("trade_stream", False)  # the polling fallback unless a test streams
     options.setdefault("clock", fixed_clock)
     return IGBroker(
         sim.base_url,

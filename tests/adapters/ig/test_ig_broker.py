@@ -20,9 +20,9 @@ from tests.adapters.ig.conftest import (
     broker_for,
     ig_sim,
 )
-from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
 from traild.core.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import Direction, OpenRequest
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 def _eurusd(min_stop: float = 0.0) -> SimMarket:
@@ -208,11 +208,15 @@ async def test_allowance_burst_raises_rate_limited_with_a_retry_after() -> None:
     with trio.fail_after(10):
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with (
-            ig_sim(markets=[_eurusd()], positions=[buy], trading_allowance=2) as sim,
+            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
             broker_for(sim) as broker,
         ):
             await broker.amend_stop(buy.deal_id, 1.0950, None)
             await broker.amend_stop(buy.deal_id, 1.0955, None)
+            # IG counts requests traild cannot see (another app on the same account)
+            sim.fail_next(
+                "PUT", "positions/otc", 403, "error.public-api.exceeded-account-trading-allowance"
+            )
             with pytest.raises(RateLimited, match="exceeded-account-trading-allowance") as info:
                 await broker.amend_stop(buy.deal_id, 1.0960, None)
     # The fixed test clock sits on a minute boundary: the next window is 60 s away (+1 s).
@@ -343,10 +347,10 @@ async def test_allowance_per_minute_leaves_room_for_polls_and_confirms() -> None
             ig_sim(trading_allowance=100, account_allowance=30) as sim,
             broker_for(sim, poll_interval=5.0) as broker,
         ):
-            assert broker.allowance_per_minute() == 16  # 30 - 12 polls - 2 spare
+            assert broker.allowance_per_minute() == 98  # 2 kept for session refreshes
             async with broker_for(sim, trading_allowance=40) as broker:
                 assert broker.allowance_per_minute() == 38
-    assert len(sim.requests_to("GET", "operations/application")) == 1
+    assert len(sim.requests_to("GET", "operations/application")) == 2  # account/app unknown
 
 
 async def test_open_position_is_refused() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 import trio
 
 from tests.adapters.ig.conftest import EURUSD, T0, broker_for, ig_sim, wait_until
-from traild.adapters.ig import IGBroker
-from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
+from traild.adapters.ig.rest import IGBroker
 from traild.core.messages import PositionClosed, PositionOpened
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 class Events:

@@ -15,11 +15,11 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_session import StreamAuthProvider
-from traild.adapters.ig_sim import IGSim, SimMarket, SimPosition
-from traild.adapters.ig_stream import IGStreamFeed
+from traild.adapters.ig.session import StreamAuthProvider
+from traild.adapters.ig.stream import IGStreamFeed
 from traild.core.errors import BrokerError
 from traild.core.messages import Tick
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: list[str]) -> None:
@@ -37,11 +37,15 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
             sim.fail_next(
                 "PUT", "positions/otc", 403, "error.public-api.exceeded-api-key-allowance"
             )
-            sim.fail_next("GET", "positions", 500, "system.error")
             sim.delay("GET", "markets", math.inf)
+
+            async def failing_poll() -> None:
+                sim.fail_next("GET", "positions", 500, "system.error")
+                await broker.open_positions()
+
             for call in (
                 lambda: broker.amend_stop(buy.deal_id, 1.0955, 1.12),
-                broker.open_positions,
+                failing_poll,
                 lambda: broker.session.request("GET", "markets/X", version=3),
             ):
                 try:
@@ -66,7 +70,7 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
 
 async def _stream_until_reconnected(sim: IGSim, auth: StreamAuthProvider) -> None:
     """Stream, then drop the stream and expire the tokens: the feed must log in again."""
-    feed = IGStreamFeed([EURUSD], auth, backoff_initial=0.01)
+    feed = IGStreamFeed([EURUSD], auth, account_id="SIMACC1", backoff_initial=0.01)
     send, ticks = trio.open_memory_channel[Tick](10)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed.run, send.send)

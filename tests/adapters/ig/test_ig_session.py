@@ -17,10 +17,10 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_session import IGSession, Secret
-from traild.adapters.ig_sim import SimMarket, SimPosition
+from traild.adapters.ig.session import IGSession, Secret
 from traild.core.errors import BrokerRejected, BrokerTimeout
 from traild.core.messages import PositionOpened
+from traild.testing.ig_sim import SimMarket, SimPosition
 
 
 async def test_login_uses_version_2_and_sends_the_tokens_on_every_request() -> None:
@@ -81,7 +81,7 @@ async def test_amendment_refused_for_an_expired_token_is_sent_again_after_login(
             broker_for(sim) as broker,
         ):
             await broker.open_positions()
-            sim.expire_tokens()
+            sim.fail_next("PUT", "positions/otc", 401, "error.security.client-token-invalid")
             confirmation = await broker.amend_stop(buy.deal_id, 1.0950, None)
     assert confirmation.accepted
     assert len(sim.requests_to("PUT", "positions/otc")) == 2

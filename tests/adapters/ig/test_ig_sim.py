@@ -6,8 +6,8 @@ import pytest
 import trio
 
 from tests.adapters.ig.conftest import CEEM, EURUSD, broker_for, ig_sim
-from traild.adapters.ig_sim import SimMarket, SimPosition, SimTick
 from traild.core.errors import BrokerUnavailable
+from traild.testing.ig_sim import SimMarket, SimPosition, SimTick
 
 
 async def test_sim_listens_on_a_loopback_ephemeral_port_and_stops_with_its_nursery() -> None:

@@ -7,22 +7,22 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import trio
 
 from tests.adapters.ig.conftest import (
-    API_KEY,
     CEEM,
     EURUSD,
-    IDENTIFIER,
-    PASSWORD,
+    broker_for,
     fixed_clock,
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig_session import IGSession
-from traild.adapters.ig_sim import IGSim, SimMarket
-from traild.adapters.ig_stream import IGStreamFeed
+from traild.adapters.ig.lightstreamer import LightstreamerClient
+from traild.adapters.ig.stream import IGStreamFeed
+from traild.adapters.ig.tlcp import ItemUpdate, Subscription, TLCPUnsupported
 from traild.core.messages import Tick
+from traild.testing.ig_sim import IGSim, SimMarket
 
 NZDUSD = "CS.D.NZDUSD.MINI.IP"
 USDJPY = "CS.D.USDJPY.MINI.IP"
@@ -37,9 +37,14 @@ async def running_feed(
     sim: IGSim, epics: list[str], **options: Any
 ) -> AsyncIterator[tuple[IGStreamFeed, trio.MemoryReceiveChannel[Tick]]]:
     options.setdefault("backoff_initial", 0.01)
-    async with IGSession(sim.base_url, API_KEY, IDENTIFIER, PASSWORD, timeout=2.0) as session:
+    async with broker_for(sim, trade_stream=False) as broker:
         feed = IGStreamFeed(
-            epics, session.stream_auth, update_time_zone="UTC", clock=fixed_clock, **options
+            epics,
+            broker.stream_auth,
+            account_id=broker.account_id,
+            scale=broker.stream_scale,
+            clock=fixed_clock,
+            **options,
         )
         send, receive = trio.open_memory_channel[Tick](100)
         async with trio.open_nursery() as nursery:
@@ -49,16 +54,23 @@ async def running_feed(
 
 
 def _eurusd() -> SimMarket:
-    return SimMarket(EURUSD, 1.10000, 1.10010, update_time="10:00:00")
+    return SimMarket(EURUSD, 1.10000, 1.10010, timestamp_ms=int(_at("10:00:00").timestamp() * 1000))
 
 
-async def test_stream_delivers_ticks_dated_by_update_time() -> None:
+def _one_second_later() -> datetime:
+    return _at("10:00:01")
+
+
+async def test_stream_delivers_price_ticks_dated_by_their_timestamp() -> None:
     with trio.fail_after(10):
-        async with ig_sim(markets=[_eurusd()]) as sim, running_feed(sim, [EURUSD]) as (feed, ticks):
+        async with (
+            ig_sim(markets=[_eurusd()], clock=_one_second_later) as sim,
+            running_feed(sim, [EURUSD]) as (feed, ticks),
+        ):
             snapshot = await ticks.receive()
-            sim.set_price(EURUSD, 1.10020, 1.10030, update_time="10:00:01")
+            sim.set_price(EURUSD, 1.10020, 1.10030)
             moved = await ticks.receive()
-            sim.set_price(EURUSD, 1.10020, 1.10040, update_time="10:00:01")
+            sim.set_price(EURUSD, 1.10020, 1.10040)
             ask_only = await ticks.receive()
     assert snapshot == Tick(EURUSD, _at("10:00:00"), 1.1, 1.1001)
     assert moved == Tick(EURUSD, _at("10:00:01"), 1.1002, 1.1003)
@@ -72,24 +84,28 @@ async def test_market_state_is_tracked_and_closed_markets_are_not_amendable() ->
         async with ig_sim(markets=[_eurusd()]) as sim, running_feed(sim, [EURUSD]) as (feed, ticks):
             assert feed.market_open(EURUSD)  # unknown yet: not blocking
             await ticks.receive()
-            assert feed.market_state(EURUSD) == "TRADEABLE"
+            assert feed.market_state(EURUSD) == "DEAL"
             sim.set_market_state(EURUSD, "CLOSED")
             await wait_until(lambda: not feed.market_open(EURUSD))
             sim.set_market_state(EURUSD, "EDIT")
             await wait_until(lambda: feed.market_state(EURUSD) == "EDIT")
             assert feed.market_open(EURUSD)
+            sim.set_market_state(EURUSD, "AUCTION")
+            await wait_until(lambda: not feed.market_open(EURUSD))
             sim.set_price(EURUSD, 1.1001, 1.1002, update_time="10:00:02")
             tick = await ticks.receive()
     assert tick.bid == 1.1001  # a state change alone produced no tick
-    assert feed.statistics().updates == 4
+    assert feed.statistics().updates == 5
 
 
-async def test_ceem_prices_on_the_stream_are_not_scaled() -> None:
+async def test_ceem_prices_on_the_stream_are_scaled_by_what_markets_says() -> None:
     with trio.fail_after(10):
         market = SimMarket(CEEM, 1.17831, 1.17841, update_time="10:00:00")
         async with ig_sim(markets=[market]) as sim, running_feed(sim, [CEEM]) as (_, ticks):
             tick = await ticks.receive()
+    assert market.wire(1.17831) == 11783.1  # IG quotes CEEM in points
     assert (tick.bid, tick.ask) == (1.17831, 1.17841)
+    assert len(sim.requests_to("GET", f"markets/{CEEM}")) == 1
 
 
 async def test_feed_reconnects_after_the_stream_is_dropped() -> None:
@@ -164,22 +180,55 @@ async def test_quiet_epic_is_logged_stale_once_and_resumed(log_lines: list[str])
     assert EURUSD in [line for line in log_lines if "'event': 'feed.stale'" in line][-1]
 
 
-async def test_refused_stream_credentials_are_renewed_by_a_fresh_login() -> None:
+async def test_auth_conerr_logs_in_again_at_most_once_until_a_session_is_accepted() -> None:
     with trio.fail_after(10):
-        async with (
-            ig_sim(markets=[_eurusd()]) as sim,
-            IGSession(sim.base_url, API_KEY, IDENTIFIER, PASSWORD) as session,
-        ):
-            sim.expire_tokens()
-            feed = IGStreamFeed([EURUSD], session.stream_auth, backoff_initial=0.01)
-            send, ticks = trio.open_memory_channel[Tick](10)
+        async with ig_sim(markets=[_eurusd()]) as sim, broker_for(sim) as broker:
+            sim.stream.refuse_auth = 5  # CONERR 1 five times: the fresh tokens do not help
+            client = LightstreamerClient(broker.stream_auth, backoff_initial=0.01, backoff_max=0.02)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(feed.run, send.send)
-                tick = await ticks.receive()
+                nursery.start_soon(client.run)
+                await wait_until(lambda: sim.stream.refuse_auth == 0 and sim.stream.created == 1)
                 nursery.cancel_scope.cancel()
-    assert tick.bid == 1.1
-    assert sim.logins == 2
-    assert sim.stream.created == 1
+    assert sim.logins == 2  # the broker's own login plus exactly one for the refusals
+    assert client.counts["logins"] == 1
+
+
+async def test_conerr_65_ends_the_stream_with_a_clear_error_and_no_login(
+    log_lines: list[str],
+) -> None:
+    with trio.fail_after(10):
+        async with ig_sim(markets=[_eurusd()]) as sim, broker_for(sim) as broker:
+            feed = IGStreamFeed(
+                [EURUSD], broker.stream_auth, account_id=broker.account_id, tlcp_version="2.5.0"
+            )
+            send, _ = trio.open_memory_channel[Tick](10)
+            with pytest.raises(TLCPUnsupported, match="65"):
+                await feed.run(send.send)
+    assert sim.stream.protocols == ["TLCP-2.5.0"]  # tried once, not every 30 s forever
+    assert sim.logins == 1
+    assert any("feed.protocol_refused" in line and "tlcp_version" in line for line in log_lines)
+
+
+async def test_a_market_item_subscription_fails_loudly(log_lines: list[str]) -> None:
+    with trio.fail_after(10):
+        async with ig_sim(markets=[_eurusd()]) as sim, broker_for(sim) as broker:
+            client = LightstreamerClient(broker.stream_auth)
+            fields = ("BID", "OFFER", "UPDATE_TIME", "MARKET_STATE")
+            updates: list[ItemUpdate] = []
+
+            async def keep(update: ItemUpdate) -> None:
+                updates.append(update)
+
+            client.add(Subscription("old", f"MARKET:{EURUSD}", fields), keep)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.run)
+                await wait_until(lambda: bool(sim.stream.refused_items))
+                sim.set_price(EURUSD, 1.2, 1.2001)
+                await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+    assert updates == []
+    assert sim.stream.refused_items == [f"MARKET:{EURUSD}"]
+    assert any("feed.subscription_rejected" in ln and "PRICE" in ln for ln in log_lines)
 
 
 async def test_refused_subscription_is_logged_and_the_other_epics_stream(

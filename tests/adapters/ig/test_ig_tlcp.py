@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traild.adapters.ig_sim.stream import encode_values
-from traild.adapters.ig_tlcp import (
-    FIELDS,
+from traild.adapters.ig.tlcp import (
+    AMENDABLE_STATES,
+    DEALING_STATES,
+    PRICE_ADAPTER,
+    PRICE_FIELDS,
+    TRADE_FIELDS,
     Connected,
+    ItemUpdate,
     LineSplitter,
-    MarketStreamProtocol,
-    MarketUpdate,
     Rebind,
     StaleTracker,
+    StreamProtocol,
     Subscribed,
+    Subscription,
     TLCPError,
+    TLCPRefused,
+    TLCPUnsupported,
     apply_update,
     encode_params,
     parse_line,
-    update_time_to_utc,
+    price_of,
 )
+from traild.testing.ig_sim.stream import encode_values
 
 EURUSD = "CS.D.EURUSD.MINI.IP"
-LONDON = ZoneInfo("Europe/London")
 
 
 def test_parse_line_keeps_the_raw_value_list_of_an_update_in_one_argument() -> None:
@@ -101,108 +106,119 @@ def test_sim_encoding_round_trips_through_the_decoder(
     assert apply_update(tuple(previous), encoded, 4) == tuple(current)
 
 
-def test_update_time_takes_the_date_of_now() -> None:
-    now = datetime(2024, 1, 10, 12, 0, 5, tzinfo=UTC)
-    assert update_time_to_utc("12:00:03", now, UTC) == datetime(2024, 1, 10, 12, 0, 3, tzinfo=UTC)
+ITEM = f"PRICE:ACC1:{EURUSD}"
 
 
-def test_update_time_before_midnight_received_after_midnight_is_yesterday() -> None:
-    now = datetime(2024, 1, 10, 0, 0, 2, tzinfo=UTC)
-    assert update_time_to_utc("23:59:59", now, UTC) == datetime(2024, 1, 9, 23, 59, 59, tzinfo=UTC)
-
-
-def test_update_time_after_midnight_seen_by_a_slow_clock_is_tomorrow() -> None:
-    now = datetime(2024, 1, 9, 23, 59, 58, tzinfo=UTC)
-    assert update_time_to_utc("00:00:01", now, UTC) == datetime(2024, 1, 10, 0, 0, 1, tzinfo=UTC)
-
-
-def test_update_time_is_uk_wall_time_in_british_summer_time() -> None:
-    now = datetime(2024, 7, 1, 9, 0, 1, tzinfo=UTC)
-    assert update_time_to_utc("10:00:00", now, LONDON) == datetime(2024, 7, 1, 9, 0, tzinfo=UTC)
-
-
-def test_update_time_in_the_repeated_autumn_hour_picks_the_occurrence_nearest_now() -> None:
-    # 2024-10-27 01:30 London happens twice: 00:30 UTC (BST) and 01:30 UTC (GMT).
-    early = datetime(2024, 10, 27, 0, 30, 2, tzinfo=UTC)
-    late = datetime(2024, 10, 27, 1, 30, 2, tzinfo=UTC)
-    assert update_time_to_utc("01:30:00", early, LONDON) == datetime(
-        2024, 10, 27, 0, 30, tzinfo=UTC
+def _price_protocol(*epics: str) -> StreamProtocol:
+    return StreamProtocol(
+        Subscription(e, f"PRICE:ACC1:{e}", PRICE_FIELDS, "MERGE", PRICE_ADAPTER) for e in epics
     )
-    assert update_time_to_utc("01:30:00", late, LONDON) == datetime(2024, 10, 27, 1, 30, tzinfo=UTC)
-
-
-def test_update_time_that_is_not_a_time_is_none() -> None:
-    assert update_time_to_utc("soon", datetime(2024, 1, 1, tzinfo=UTC), UTC) is None
 
 
 def test_protocol_turns_notifications_into_events() -> None:
-    protocol = MarketStreamProtocol([EURUSD])
+    protocol = _price_protocol(EURUSD)
     connected = protocol.handle(parse_line("CONOK,S1a2b,50000,5000,*"))
     assert connected == Connected("S1a2b", 5000, None)
     assert protocol.handle(parse_line("SUBOK,1,1,4")) == Subscribed(EURUSD)
-    update = protocol.handle(parse_line("U,1,1,1.1|1.1002|10:00:00|TRADEABLE"))
-    assert update == MarketUpdate(EURUSD, 1.1, 1.1002, "10:00:00", "TRADEABLE", True)
+    update = protocol.handle(parse_line("U,1,1,1.1|1.1002|1714644000000|DEAL"))
+    assert isinstance(update, ItemUpdate) and update.before is None
+    assert update.values["BIDPRICE1"] == "1.1" and update.values["DLG_FLAG"] == "DEAL"
     assert protocol.handle(parse_line("LOOP,0")) == Rebind()
     for quiet in ("PROBE", "SYNC,12", "NOOP,x", "SERVNAME,IG", "CONS,unlimited", "EOS,1,1"):
         assert protocol.handle(parse_line(quiet)) is None
 
 
+def test_price_update_reads_bid_ask_epoch_millis_and_strips_the_padded_dealing_flag() -> None:
+    protocol = _price_protocol(EURUSD)
+    update = protocol.handle(parse_line("U,1,1,1.1|1.1002|1714644000250|DEAL%20%20%20%20"))
+    assert isinstance(update, ItemUpdate)
+    price = price_of(update)
+    assert (price.bid, price.offer, price.state) == (1.1, 1.1002, "DEAL")
+    assert price.ts == datetime(2024, 5, 2, 10, 0, 0, 250000, tzinfo=UTC)
+    assert price.price_changed
+
+
 def test_control_link_redirects_later_requests() -> None:
-    event = MarketStreamProtocol([EURUSD]).handle(parse_line("CONOK,S1,50000,5000,push.ig:443"))
+    event = _price_protocol(EURUSD).handle(parse_line("CONOK,S1,50000,5000,push.ig:443"))
     assert event == Connected("S1", 5000, "push.ig:443")
 
 
 def test_state_only_update_is_not_a_price_change() -> None:
-    protocol = MarketStreamProtocol([EURUSD])
-    protocol.handle(parse_line("U,1,1,1.1|1.1002|10:00:00|TRADEABLE"))
+    protocol = _price_protocol(EURUSD)
+    protocol.handle(parse_line("U,1,1,1.1|1.1002|1714644000000|DEAL"))
     closed = protocol.handle(parse_line("U,1,1,^3|CLOSED"))
-    assert closed == MarketUpdate(EURUSD, 1.1, 1.1002, "10:00:00", "CLOSED", False)
-    moved = protocol.handle(parse_line("U,1,1,1.1001||10:00:01|"))
-    assert isinstance(moved, MarketUpdate) and moved.price_changed and moved.bid == 1.1001
+    assert isinstance(closed, ItemUpdate)
+    assert price_of(closed).state == "CLOSED" and not price_of(closed).price_changed
+    moved = protocol.handle(parse_line("U,1,1,1.1001||1714644001000|"))
+    assert isinstance(moved, ItemUpdate)
+    assert price_of(moved).price_changed and price_of(moved).bid == 1.1001
 
 
 def test_null_or_bad_prices_are_reported_as_missing() -> None:
-    protocol = MarketStreamProtocol([EURUSD])
-    update = protocol.handle(parse_line("U,1,1,#|nan|10:00:00|OFFLINE"))
-    assert isinstance(update, MarketUpdate) and update.bid is None and update.offer is None
+    protocol = _price_protocol(EURUSD)
+    update = protocol.handle(parse_line("U,1,1,#|nan|x|SUSPEND"))
+    assert isinstance(update, ItemUpdate)
+    price = price_of(update)
+    assert price.bid is None and price.offer is None and price.ts is None
+
+
+def test_every_dealing_state_is_mapped_and_only_deal_edit_closingsonly_are_amendable() -> None:
+    documented = {"CLOSED", "CALL", "DEAL", "EDIT", "CLOSINGSONLY", "DEALNOEDIT", "AUCTION"}
+    assert documented | {"AUCTIONNOEDIT", "SUSPEND"} == set(DEALING_STATES)
+    assert {"DEAL", "EDIT", "CLOSINGSONLY"} == AMENDABLE_STATES
 
 
 def test_new_session_forgets_merged_values() -> None:
-    protocol = MarketStreamProtocol([EURUSD])
-    protocol.handle(parse_line("U,1,1,1.1|1.1002|10:00:00|TRADEABLE"))
+    protocol = _price_protocol(EURUSD)
+    protocol.handle(parse_line("U,1,1,1.1|1.1002|1714644000000|DEAL"))
     protocol.new_session()
     with pytest.raises(TLCPError):
         protocol.handle(parse_line("U,1,1,^4"))
 
 
-@pytest.mark.parametrize(
-    "line", ["CONERR,1,User/password check failed", "END,8,limit", "ERROR,2,x"]
-)
+@pytest.mark.parametrize("line", ["END,8,limit", "ERROR,2,x"])
 def test_server_errors_raise(line: str) -> None:
     with pytest.raises(TLCPError, match=line.split(",")[0]):
-        MarketStreamProtocol([EURUSD]).handle(parse_line(line))
+        _price_protocol(EURUSD).handle(parse_line(line))
 
 
-def test_subscribe_body_asks_for_merge_market_items_with_snapshot() -> None:
-    body = MarketStreamProtocol([EURUSD, "CS.D.USDJPY.MINI.IP"]).subscribe_body()
+def test_conerr_is_classified_by_code() -> None:
+    protocol = _price_protocol(EURUSD)
+    with pytest.raises(TLCPUnsupported) as version:
+        protocol.handle(parse_line("CONERR,65,Unsupported protocol version"))
+    assert version.value.code == 65 and not version.value.needs_login
+    with pytest.raises(TLCPRefused) as auth:
+        protocol.handle(parse_line("CONERR,1,User/password check failed"))
+    assert auth.value.needs_login and not isinstance(auth.value, TLCPUnsupported)
+    with pytest.raises(TLCPRefused) as busy:
+        protocol.handle(parse_line("CONERR,8,Configured max number of sessions reached"))
+    assert not busy.value.needs_login
+
+
+def test_subscribe_body_asks_for_price_items_of_the_pricing_adapter_with_snapshot() -> None:
+    body = _price_protocol(EURUSD, "CS.D.USDJPY.MINI.IP").subscribe_body()
     first, second = body.split("\r\n")
     assert "LS_op=add" in first and "LS_subId=1" in first and "LS_reqId=1" in first
-    assert f"LS_group=MARKET%3A{EURUSD}" in first
-    assert "LS_schema=" + "%20".join(FIELDS) in first
+    assert f"LS_group=PRICE%3AACC1%3A{EURUSD}" in first
+    assert "LS_schema=" + "%20".join(PRICE_FIELDS) in first
     assert "LS_mode=MERGE" in first and "LS_snapshot=true" in first
+    assert "LS_data_adapter=Pricing" in first
     assert "LS_subId=2" in second and "USDJPY" in second
+    assert "MARKET" not in body
 
 
-def test_added_epic_is_requested_once_with_the_next_ids() -> None:
-    protocol = MarketStreamProtocol([EURUSD])
+def test_added_subscription_is_requested_once_with_the_next_ids() -> None:
+    protocol = _price_protocol(EURUSD)
     protocol.subscribe_body()
-    assert protocol.add("CS.D.USDJPY.MINI.IP") == "2"
+    trade = Subscription("TRADE", "TRADE:ACC1", TRADE_FIELDS, "DISTINCT")
+    assert protocol.add(trade) == "2"
     body = protocol.subscribe_body()
     assert "LS_reqId=2" in body and "LS_subId=2" in body and EURUSD not in body
-    assert protocol.epic_of_request("2") == "CS.D.USDJPY.MINI.IP"
-    assert protocol.epic_of_request("x") is None
+    assert "LS_mode=DISTINCT" in body and "LS_data_adapter" not in body
+    assert protocol.key_of_request("2") == "TRADE"
+    assert protocol.key_of_request("x") is None
     assert protocol.subscribe_body() == ""
-    assert protocol.epics() == [EURUSD, "CS.D.USDJPY.MINI.IP"]
+    assert protocol.keys() == [EURUSD, "TRADE"]
 
 
 def test_encode_params_percent_encodes_reserved_characters() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from traild.adapters.ig_wire import (
+from traild.adapters.ig.wire import (
     classify_exit,
     ig_time,
     min_stop_distance_pips,

@@ -1,13 +1,14 @@
-"""The loopback IG server: enough of IG's REST API and Lightstreamer to drive the IG adapters.
+"""The loopback IG server: a model of IG's REST API and Lightstreamer as IG documents them today.
 
-REST under ``/gateway/deal``: session v2 (expiring tokens, forced 401), account switch,
-positions v2 (CEEM levels x10000), amend v2 with deal references, confirms (ACCEPTED /
-REJECTED with IG's reasons), markets v3 dealing rules, history/activity v3,
-operations/application allowances. Lightstreamer under ``/lightstreamer``: create/bind
-session, MERGE subscriptions to ``MARKET:{epic}``, PROBE keepalives, LOOP and dropped streams
-on demand. Prices are driven by the caller (``set_price``, ``play``); a position closes when
-the exit-side price crosses its stop or limit. Faults: ``fail_next``, ``delay``,
-``expire_tokens``, allowance bursts, late confirms.
+It is written from IG's public documentation (and, where IG is silent, from what users report,
+marked "assumption"), never from traild's adapters. REST under ``/gateway/deal``: session v2
+(expiring tokens, forced 401), account switch, positions v2, amend v2 with deal references,
+confirms (ACCEPTED / REJECTED with IG's reasons), markets v3 (scale and dealing rules),
+history/activity v3, operations/application allowances, enforced per minute. Lightstreamer
+under ``/lightstreamer`` (see ``stream``): PRICE and TRADE items, CONERR 65 for an unsupported
+protocol version. Prices are driven by the caller (``set_price``, ``play``); a position closes
+when the exit-side price crosses its stop or limit. Faults: ``fail_next``, ``delay``,
+``expire_tokens``, allowance bursts, late confirms, refused stream logins.
 
 Binds 127.0.0.1 on an ephemeral port; runs until its nursery is cancelled (``open_ig_sim``).
 """
@@ -15,21 +16,22 @@ Binds 127.0.0.1 on an ephemeral port; runs until its nursery is cancelled (``ope
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import h11
 import trio
 
-from traild.adapters.ig_sim import rest
-from traild.adapters.ig_sim.http import Dropped, ServerConnection, SimRequest
-from traild.adapters.ig_sim.rest import wire
-from traild.adapters.ig_sim.stream import LightstreamerSim
+from traild.testing.ig_sim import rest
+from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
+from traild.testing.ig_sim.rest import points_scale
+from traild.testing.ig_sim.stream import LightstreamerSim
 
 REST = "/gateway/deal/"
 Reply = tuple[int, Any, dict[str, str]]
@@ -41,15 +43,29 @@ def _utcnow() -> datetime:
 
 @dataclass
 class SimMarket:
-    """One market: normal prices, the stream's MARKET_STATE, the minimum stop distance."""
+    """One market: normal prices, its dealing state (DLG_FLAG), the minimum stop distance.
+
+    ``scale``: how many wire units one price unit is. IG quotes CEEM and spread-bet FX
+    (``TODAY``, ``DFB``) in points - EUR/USD 1.08345 as 10834.5 - and CFD minis in prices
+    (IG REST reference, ``/markets`` ``snapshot.scalingFactor``; ecosystem research 6.4). Which
+    epic families are quoted in points is an assumption from IG's dealing platform.
+    """
 
     epic: str
     bid: float
     offer: float
     min_stop_distance: float = 0.0  # in ``unit``
     unit: str = "POINTS"
-    state: str = "TRADEABLE"
+    state: str = "DEAL"
     update_time: str = "00:00:00"
+    timestamp_ms: int = 0
+    scale: int = 0  # 0: from the epic's family (see points_scale)
+
+    def __post_init__(self) -> None:
+        self.scale = self.scale or points_scale(self.epic)
+
+    def wire(self, value: float) -> float:
+        return round(value * self.scale, 6)
 
 
 @dataclass
@@ -64,6 +80,8 @@ class SimPosition:
     size: float = 1.0
     deal_id: str = ""
     created: datetime | None = None
+    guaranteed: bool = False
+    trailing_distance: float | None = None  # points; set = IG trails the stop itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +105,13 @@ class _Fault:
 
 @dataclass
 class _Allowance:
+    """Requests in the last window; IG's allowances are "per minute" (labs.ig.com/faq). A
+    sliding window is an assumption (IG does not say fixed or sliding; sliding is stricter)."""
+
     limit: int | None
-    used: int = 0
+    sent: list[float] = field(default_factory=list)
+    peak: int = 0
+    refused: int = 0
 
 
 class IGSim:
@@ -107,6 +130,7 @@ class IGSim:
         token_ttl: float | None = None,
         trading_allowance: int | None = None,
         account_allowance: int | None = None,
+        application_allowance: int | None = None,
         allowance_window: float = 60.0,
         confirm_delay_polls: int = 0,
         keepalive_ms: int = 500,
@@ -129,11 +153,13 @@ class IGSim:
         self._ids = itertools.count(1)
         self._tokens: dict[str, tuple[str, str, float]] = {}  # cst -> (xst, account, expiry)
         self._faults: list[_Fault] = []
-        self._allowances = {
+        self.allowances = {
             "trading": _Allowance(trading_allowance),
             "account": _Allowance(account_allowance),
+            "app": _Allowance(application_allowance),
         }
-        self._window = (allowance_window, 0.0)
+        self.allowance_window = allowance_window
+        self.conversions: list[tuple[str, str]] = []  # (deal id, what the amendment removed)
         self._confirms: dict[str, list[Any]] = {}  # ref -> [payload, 404s left]
         self._activities: list[dict[str, Any]] = []
         self.stream = LightstreamerSim(self, keepalive_ms)
@@ -177,13 +203,13 @@ class IGSim:
         """Leave an open position out of the next ``polls`` GET /positions lists (a glitch)."""
         self.hidden[deal_id] = polls
 
-    def allowance_limits(self) -> tuple[int | None, int | None]:
-        return self._allowances["trading"].limit, self._allowances["account"].limit
+    def allowance_limits(self) -> tuple[int | None, int | None, int | None]:
+        a = self.allowances
+        return a["trading"].limit, a["account"].limit, a["app"].limit
 
     def reset_allowances(self) -> None:
-        for allowance in self._allowances.values():
-            allowance.used = 0
-        self._window = (self._window[0], trio.current_time())
+        for allowance in self.allowances.values():
+            allowance.sent.clear()
 
     def add_position(self, position: SimPosition) -> str:
         position.deal_id = position.deal_id or f"DIAAAA{next(self._ids):06d}"
@@ -192,7 +218,21 @@ class IGSim:
             position.epic, SimMarket(position.epic, position.level, position.level)
         )
         self.positions[position.deal_id] = position
+        self.publish_opu(position, "OPEN")
         return position.deal_id
+
+    def move_stop(self, deal_id: str, stop: float | None, limit: float | None = None) -> None:
+        """The trader changes the stop (and limit) on IG's platform: an UPDATED OPU."""
+        position = self.positions[deal_id]
+        position.stop = stop
+        position.limit = limit if limit is not None else position.limit
+        self.publish_opu(position, "UPDATED")
+
+    def publish_opu(self, position: SimPosition, status: str) -> None:
+        self.stream.publish_trade("OPU", json.dumps(rest.opu(self, position, status)))
+
+    def publish_confirm(self, payload: dict[str, Any]) -> None:
+        self.stream.publish_trade("CONFIRMS", json.dumps(payload))
 
     def set_price(
         self,
@@ -201,11 +241,15 @@ class IGSim:
         offer: float,
         update_time: str | None = None,
         state: str | None = None,
+        ts: datetime | None = None,
     ) -> None:
-        """Move the market, close positions whose stop/limit it crossed, stream the update."""
+        """Move the market, close positions whose stop/limit it crossed, stream the update
+        (``ts``: the quote's time, TIMESTAMP on the stream; default the sim's clock)."""
         market = self.markets.setdefault(epic, SimMarket(epic, bid, offer))
         market.bid, market.offer = bid, offer
-        market.update_time = update_time or self.clock().strftime("%H:%M:%S")
+        now = ts or self.clock()
+        market.update_time = update_time or now.strftime("%H:%M:%S")
+        market.timestamp_ms = int(now.timestamp() * 1000)
         market.state = state or market.state
         for position in [p for p in self.positions.values() if p.epic == epic]:
             self._check_exit(position, market)
@@ -285,7 +329,7 @@ class IGSim:
             return 401, {"errorCode": "error.security.client-token-invalid"}, {}
         if rel == "session":
             return self._session_op(request, account)
-        limited = self._spend("trading" if rel.startswith("positions/otc") else "account")
+        limited = self._spend(rel.startswith("positions/otc") and request.method != "GET")
         if limited:
             return 403, {"errorCode": limited}, {}
         return self._dispatch(request.method, rel, request, account)
@@ -358,18 +402,33 @@ class IGSim:
         entry = self._tokens.get(cst.removeprefix("CST-"))
         return entry is not None and entry[0] == xst.removeprefix("XST-") and entry[1] == user
 
-    def _spend(self, kind: str) -> str | None:
-        window, start = self._window
-        if trio.current_time() - start >= window:
-            self.reset_allowances()
-        allowance = self._allowances[kind]
-        if allowance.limit is None:
-            return None
-        allowance.used += 1
-        if allowance.used <= allowance.limit:
-            return None
-        name = "trading-allowance" if kind == "trading" else "allowance"
-        return f"error.public-api.exceeded-account-{name}"
+    def _spend(self, trading: bool) -> str | None:
+        """IG's allowances (labs.ig.com/faq; trading-ig docs/faq.rst): trading requests count
+        against the account's trading allowance, all others against the account's and the
+        application's overall (non-trading) allowances. Refused requests count too
+        (assumption). Exceeding answers 403 with IG's error codes."""
+        kinds = ("trading",) if trading else ("account", "app")
+        now = trio.current_time()
+        codes = {
+            "trading": "error.public-api.exceeded-account-trading-allowance",
+            "account": "error.public-api.exceeded-account-allowance",
+            "app": "error.public-api.exceeded-api-key-allowance",
+        }
+        refused = None
+        for kind in kinds:
+            allowance = self.allowances[kind]
+            sent = allowance.sent
+            while sent and sent[0] <= now - self.allowance_window:
+                sent.pop(0)
+            if allowance.limit is None:
+                continue
+            if len(sent) >= allowance.limit:
+                allowance.refused += 1
+                refused = refused or codes[kind]
+                continue
+            sent.append(now)
+            allowance.peak = max(allowance.peak, len(sent))
+        return refused
 
     # -- positions -------------------------------------------------------------------------
     def new_reference(self) -> str:
@@ -399,6 +458,7 @@ class IGSim:
     def _close(self, position: SimPosition, level: float, reason: str) -> None:
         del self.positions[position.deal_id]
         self.closed.append((position.deal_id, level, reason))
+        self.publish_opu(position, "DELETED")
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%S")
         self._activities.append(
             {
@@ -417,7 +477,7 @@ class IGSim:
                     ],
                     "direction": "SELL" if position.direction == "BUY" else "BUY",
                     "size": position.size,
-                    "level": wire(level, position.epic),
+                    "level": self.markets[position.epic].wire(level),
                 },
             }
         )

@@ -1,4 +1,20 @@
-"""The IG sim's Lightstreamer: TLCP over HTTP streaming for ``MARKET:{epic}`` in MERGE mode.
+"""The IG sim's Lightstreamer, as IG runs it today: TLCP over HTTP streaming.
+
+Items:
+* ``PRICE:{accountId}:{epic}`` with ``LS_data_adapter=Pricing`` (MERGE): BIDPRICE1, ASKPRICE1,
+  TIMESTAMP (epoch ms), DLG_FLAG (read with ``.strip()``). Source: IG's "MARKET to PRICE
+  subscription migration guide" (2026-05), trading-ig issue #357 and ``sample/stream_ig.py`` at
+  commit d1069b0 (2026-08-18), which subscribes exactly these with ``setDataAdapter("Pricing")``.
+* ``MARKET:{epic}`` is refused: IG switched it off on 2026-05-08 (same sources). The REQERR
+  code and text are an assumption (IG's exact answer is not published).
+* ``TRADE:{accountId}`` (DISTINCT): CONFIRMS and OPU as JSON text, WOU never (the sim has no
+  working orders). Source: IG streaming API reference (labs.ig.com/streaming-api-reference) and
+  the same trading-ig sample (DISTINCT, fields CONFIRMS OPU WOU). The OPU field names follow
+  IG's reference; the sim sends every event whole (assumption).
+* Protocol: only ``TLCP-2.4.0``; any other version gets ``CONERR,65,Unsupported protocol
+  version`` (reported for 2.5.0 in Lightstreamer-lib-client-haxe issues #5/#6 and
+  bennycode/ig-trading-api PR #514; trading-ig pins lightstreamer-client-lib 1.0.3, a 2.4.0
+  client, in pyproject.toml at d1069b0, 2026-08-18). Bad credentials: CONERR 1 (TLCP spec).
 
 create_session / bind_session open a chunked stream (CONOK, then SUBOK, U lines and PROBE
 keepalives); control adds subscriptions (snapshot first, then only changed fields: empty
@@ -16,10 +32,10 @@ from urllib.parse import quote
 
 import trio
 
-from traild.adapters.ig_sim.http import Dropped, ServerConnection, SimRequest
+from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
 
 if TYPE_CHECKING:
-    from traild.adapters.ig_sim.server import IGSim, SimMarket
+    from traild.testing.ig_sim.server import IGSim, SimMarket
 
 _DROP = "\x00drop"
 _LOOP = "\x00loop"
@@ -50,12 +66,19 @@ def _run(count: int) -> list[str]:
     return [""] if count == 1 else [f"^{count}"]
 
 
+SUPPORTED_PROTOCOLS = frozenset({"TLCP-2.4.0"})
+PRICE_FIELDS = frozenset({"BIDPRICE1", "ASKPRICE1", "TIMESTAMP", "DLG_FLAG"})
+
+
 def field_value(market: SimMarket, name: str) -> str | None:
+    """A PRICE field. Prices in the same units as REST levels (assumption: IG does not
+    document it). DLG_FLAG is space-padded, as users of the PRICE item report (assumption on
+    the width)."""
     values = {
-        "BID": repr(market.bid),
-        "OFFER": repr(market.offer),
-        "UPDATE_TIME": market.update_time,
-        "MARKET_STATE": market.state,
+        "BIDPRICE1": repr(market.wire(market.bid)),
+        "ASKPRICE1": repr(market.wire(market.offer)),
+        "TIMESTAMP": str(market.timestamp_ms),
+        "DLG_FLAG": market.state.ljust(12),
     }
     return values.get(name)
 
@@ -84,12 +107,15 @@ class LightstreamerSim:
         self.sessions: dict[str, _Session] = {}
         self.created = 0
         self.binds = 0
+        self.protocols: list[str] = []
+        self.refused_items: list[str] = []
+        self.refuse_auth = 0  # answer the next N create_session with CONERR 1
 
     async def handle(self, http: ServerConnection, request: SimRequest) -> None:
         name = request.path.removeprefix("/lightstreamer/")
         params = (request.form() or [{}])[0]
         if name == "create_session.txt":
-            await self._create(http, params)
+            await self._create(http, params, request.query.get("LS_protocol", ""))
         elif name == "bind_session.txt":
             session = self.sessions.get(params.get("LS_session", ""))
             if session is None:
@@ -103,13 +129,25 @@ class LightstreamerSim:
             await http.respond(404, b"", "text/plain")
 
     def publish(self, market: SimMarket) -> None:
-        """Queue a U line for every subscription to this market."""
-        item = f"MARKET:{market.epic}"
+        """Queue a U line for every subscription to this market's PRICE item."""
         for session in self.sessions.values():
             for sub_id, sub in session.subscriptions.items():
                 for index, name in enumerate(sub.items, start=1):
-                    if name == item:
+                    if self._price_market(name) is market:
                         _queue(session, self._update(sub_id, sub, index, market))
+
+    def publish_trade(self, name: str, payload: str) -> None:
+        """Queue a TRADE event (``OPU`` or ``CONFIRMS``, JSON text) on every TRADE item."""
+        item = f"TRADE:{self._sim.account_id}"
+        for session in self.sessions.values():
+            for sub_id, sub in session.subscriptions.items():
+                if item not in sub.items:
+                    continue
+                values = [payload if f == name else None for f in sub.fields]
+                # DISTINCT: every event is sent whole (no "unchanged" tokens), so a repeat of
+                # an identical event still arrives.
+                tokens = encode_values(None, values)
+                _queue(session, f"U,{sub_id},{sub.items.index(item) + 1},{tokens}")
 
     def drop_all(self) -> None:
         for session in self.sessions.values():
@@ -121,8 +159,16 @@ class LightstreamerSim:
             _queue(session, _LOOP)
 
     # -- requests --------------------------------------------------------------------------
-    async def _create(self, http: ServerConnection, params: dict[str, str]) -> None:
+    async def _create(self, http: ServerConnection, params: dict[str, str], protocol: str) -> None:
+        self.protocols.append(protocol)
+        if protocol not in SUPPORTED_PROTOCOLS:
+            await _text(http, "CONERR,65,Unsupported protocol version")
+            return
         user, password = params.get("LS_user", ""), params.get("LS_password", "")
+        if self.refuse_auth > 0:
+            self.refuse_auth -= 1
+            await _text(http, "CONERR,1,User/password check failed")
+            return
         if not params.get("LS_cid") or not self._sim.account_for_stream(user, password):
             await _text(http, "CONERR,1,User/password check failed")
             return
@@ -163,17 +209,42 @@ class LightstreamerSim:
             return f"REQOK,{req_id}"
         items = params.get("LS_group", "").split()
         fields = params.get("LS_schema", "").split()
-        markets = [self._sim.markets.get(i.removeprefix("MARKET:")) for i in items]
-        if params.get("LS_op") != "add" or not items or not fields or None in markets:
-            return f"REQERR,{req_id},21,Invalid group or schema"
+        refused = self._refusal(items, fields, params)
+        if params.get("LS_op") != "add" or refused:
+            self.refused_items += items
+            return f"REQERR,{req_id},{refused or '21,Invalid request'}"
         sub = _Subscription(items, fields)
         session.subscriptions[sub_id] = sub
         _queue(session, f"SUBOK,{sub_id},{len(items)},{len(fields)}")
         if params.get("LS_snapshot", "false") == "true":
-            for index, market in enumerate(markets, start=1):
+            for index, item in enumerate(items, start=1):
+                market = self._price_market(item)
                 if market is not None:
                     _queue(session, self._update(sub_id, sub, index, market))
         return f"REQOK,{req_id}"
+
+    def _price_market(self, item: str) -> SimMarket | None:
+        kind, _, rest = item.partition(":")
+        account, _, epic = rest.partition(":")
+        if kind != "PRICE" or account not in self._sim.accounts:
+            return None
+        return self._sim.markets.get(epic)
+
+    def _refusal(self, items: list[str], fields: list[str], params: dict[str, str]) -> str:
+        """Why IG would refuse this subscription ('' when it would not). Codes: assumption."""
+        if not items or not fields:
+            return "21,Invalid group or schema"
+        trades = {f"TRADE:{account}" for account in self._sim.accounts}
+        for item in items:
+            if item.startswith("MARKET:"):
+                return "21,MARKET items are no longer available; use PRICE"
+            if item in trades:
+                continue
+            if params.get("LS_data_adapter") != "Pricing":
+                return "17,Data adapter not found"
+            if self._price_market(item) is None or not set(fields) <= PRICE_FIELDS:
+                return "21,Invalid group or schema"
+        return ""
 
     @staticmethod
     def _update(sub_id: str, sub: _Subscription, index: int, market: SimMarket) -> str:

@@ -1,27 +1,52 @@
-"""Lightstreamer TLCP for IG's MARKET items, sans-IO: lines, values, times, state machines.
+"""Lightstreamer TLCP as IG speaks it, sans-IO: lines, MERGE values, subscriptions, CONERR codes.
 
 Pure functions and small state machines, unit tested without a socket: ``parse_line`` splits a
-notification, ``apply_update`` decodes a MERGE value list (unchanged, null, empty, ``^N`` runs,
-percent-encoding), ``update_time_to_utc`` dates IG's ``UPDATE_TIME``, ``MarketStreamProtocol``
-turns notifications into events and ``StaleTracker`` tells which epics went quiet.
+notification, ``apply_update`` decodes a value list (unchanged, null, empty, ``^N`` runs,
+percent-encoding), ``StreamProtocol`` turns notifications into events for any set of
+subscriptions (IG's ``PRICE:{accountId}:{epic}`` items and ``TRADE:{accountId}``),
+``price_of`` reads a PRICE update and ``StaleTracker`` tells which epics went quiet.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from traild.core.errors import BrokerError
 
-TLCP_VERSION = "TLCP-2.5.0"
+# IG's Lightstreamer answers TLCP-2.5.0 with CONERR 65 (Lightstreamer-lib-client-haxe issues
+# #5/#6, bennycode/ig-trading-api PR #514; trading-ig pins lightstreamer-client-lib 1.0.3,
+# which speaks 2.4.0 "to match IG's install"): 2.4.0 is the default, a setting can change it.
+DEFAULT_TLCP_VERSION = "2.4.0"
 # The client id the TLCP specification prescribes for custom clients (decoded form).
 LS_CID = "mgQkwtwdysogQz2BJ4Ji kOj2Bg"
-FIELDS = ("BID", "OFFER", "UPDATE_TIME", "MARKET_STATE")
-# States in which IG accepts a stop amendment (EDIT = edits only, no new deals).
-AMENDABLE_STATES = frozenset({"TRADEABLE", "EDIT"})
+# PRICE:{accountId}:{epic} with data adapter Pricing (IG's "MARKET to PRICE subscription
+# migration guide", 2026-05; trading-ig sample/stream_ig.py, Aug 2026).
+PRICE_ADAPTER = "Pricing"
+PRICE_FIELDS = ("BIDPRICE1", "ASKPRICE1", "TIMESTAMP", "DLG_FLAG")
+TRADE_FIELDS = ("CONFIRMS", "OPU", "WOU")
+# IG's dealing states (DLG_FLAG) and whether IG accepts a stop amendment in them. Documented
+# in the README ("IG dealing states"). Unknown states count as not amendable and are logged.
+DEALING_STATES: Mapping[str, bool] = {
+    "DEAL": True,  # open for dealing
+    "EDIT": True,  # edits only: amending a stop is an edit
+    "CLOSINGSONLY": True,  # only closing deals; attached stop/limit edits allowed (assumption)
+    "DEALNOEDIT": False,  # new deals but no edits: a stop amendment is an edit
+    "AUCTION": False,  # opening/closing auction: IG prices but does not edit orders (assumption)
+    "AUCTIONNOEDIT": False,
+    "CALL": False,  # call period before the open
+    "CLOSED": False,
+    "SUSPEND": False,
+}
+AMENDABLE_STATES = frozenset(state for state, ok in DEALING_STATES.items() if ok)
+# CONERR codes (TLCP specification, "CONERR" table): 1 = user/password check failed (IG:
+# expired or invalid CST/XST), the only one a fresh IG login can cure; 60/65 = this client's
+# protocol version is not supported, which no retry cures.
+AUTH_CONERR = frozenset({1})
+VERSION_CONERR = frozenset({60, 65})
 # How many comma-separated arguments a tag has at most (the last one may contain commas).
 _MAX_ARGS = {"U": 3, "CONERR": 2, "END": 2, "ERROR": 2, "REQERR": 3, "SERVNAME": 1}
 
@@ -31,7 +56,19 @@ class TLCPError(BrokerError):
 
 
 class TLCPRefused(TLCPError):
-    """CONERR: the server refused to create or bind the session (e.g. expired tokens)."""
+    """CONERR: the server refused to create or bind the session; ``code`` says why."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"lightstreamer CONERR {code}: {message}")
+        self.code = code
+
+    @property
+    def needs_login(self) -> bool:
+        return self.code in AUTH_CONERR
+
+
+class TLCPUnsupported(TLCPRefused):
+    """CONERR 60/65: the server does not speak our protocol version (set ``tlcp_version``)."""
 
 
 # -- sans-IO: lines, values, times ---------------------------------------------------------
@@ -108,28 +145,6 @@ def encode_params(params: Mapping[str, str]) -> str:
     return "&".join(f"{key}={quote(value, safe='')}" for key, value in params.items())
 
 
-def update_time_to_utc(text: str, now: datetime, zone: tzinfo) -> datetime | None:
-    """IG's ``UPDATE_TIME`` (``HH:MM:SS`` wall time in ``zone``) -> aware UTC datetime.
-
-    The date is not on the wire: of the candidates yesterday, today and tomorrow (and both
-    sides of a DST fold) the one closest to ``now`` wins, which handles midnight and the
-    autumn clock change. None when the text is not a time.
-    """
-    try:
-        wall = time.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    local_today = now.astimezone(zone).date()
-    candidates = (
-        datetime.combine(local_today + timedelta(days=offset), wall, tzinfo=zone)
-        .replace(fold=fold)
-        .astimezone(UTC)
-        for offset in (-1, 0, 1)
-        for fold in (0, 1)
-    )
-    return min(candidates, key=lambda ts: abs(ts - now))
-
-
 def _price(text: str | None) -> float | None:
     if text is None:
         return None
@@ -144,6 +159,17 @@ def _price(text: str | None) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Subscription:
+    """One TLCP subscription: an item, its fields, the mode and (IG PRICE) the data adapter."""
+
+    key: str
+    item: str
+    fields: tuple[str, ...]
+    mode: str = "MERGE"
+    adapter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Connected:
     session_id: str
     keepalive_ms: int
@@ -152,19 +178,16 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Subscribed:
-    epic: str
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
-class MarketUpdate:
-    """The merged state of one market after a ``U`` line."""
+class ItemUpdate:
+    """The state of one subscribed item after a ``U`` line (``before``: None on the first)."""
 
-    epic: str
-    bid: float | None
-    offer: float | None
-    update_time: str | None
-    market_state: str | None
-    price_changed: bool
+    key: str
+    values: Mapping[str, str | None]
+    before: Mapping[str, str | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,31 +195,31 @@ class Rebind:
     """``LOOP``: the stream ends by design; bind the same session to a new connection."""
 
 
-StreamEvent = Connected | Subscribed | MarketUpdate | Rebind | None
+StreamEvent = Connected | Subscribed | ItemUpdate | Rebind | None
 
 
-class MarketStreamProtocol:
-    """Interprets the notifications of one Lightstreamer session subscribed to MARKET items.
+class StreamProtocol:
+    """Interprets the notifications of one Lightstreamer session.
 
-    Subscription ids are 1, 2, ... in the order epics are added; item values survive a rebind
-    (the server continues the same MERGE stream) but not a new session (fresh snapshots).
+    Subscription ids are 1, 2, ... in the order subscriptions are added; item values survive a
+    rebind (the server continues the same stream) but not a new session (fresh snapshots).
     """
 
-    def __init__(self, epics: Sequence[str]) -> None:
-        self._epics: dict[str, str] = {}
-        self._requests: dict[str, str] = {}  # LS_reqId -> epic
-        self._values: dict[str, Values] = {}
+    def __init__(self, subscriptions: Iterable[Subscription] = ()) -> None:
+        self._subs: dict[str, Subscription] = {}
+        self._requests: dict[str, str] = {}  # LS_reqId -> subscription key
+        self._values: dict[str, tuple[str | None, ...]] = {}
         self._pending: list[str] = []
-        for epic in epics:
-            self.add(epic)
+        for sub in subscriptions:
+            self.add(sub)
 
-    def epics(self) -> list[str]:
-        return list(self._epics.values())
+    def keys(self) -> list[str]:
+        return [sub.key for sub in self._subs.values()]
 
-    def add(self, epic: str) -> str:
-        """Allocate the subscription id of ``epic`` (sent with the next ``subscribe_body``)."""
-        sub_id = str(len(self._epics) + 1)
-        self._epics[sub_id] = epic
+    def add(self, sub: Subscription) -> str:
+        """Allocate the subscription id of ``sub`` (sent with the next ``subscribe_body``)."""
+        sub_id = str(len(self._subs) + 1)
+        self._subs[sub_id] = sub
         self._pending.append(sub_id)
         return sub_id
 
@@ -204,22 +227,25 @@ class MarketStreamProtocol:
         """The ``control.txt`` body adding every subscription not requested yet, one a line."""
         lines = []
         for sub_id in self._pending:
+            sub = self._subs[sub_id]
             request_id = str(len(self._requests) + 1)
-            self._requests[request_id] = self._epics[sub_id]
+            self._requests[request_id] = sub.key
             params = {
                 "LS_reqId": request_id,
                 "LS_op": "add",
                 "LS_subId": sub_id,
-                "LS_group": f"MARKET:{self._epics[sub_id]}",
-                "LS_schema": " ".join(FIELDS),
-                "LS_mode": "MERGE",
+                "LS_group": sub.item,
+                "LS_schema": " ".join(sub.fields),
+                "LS_mode": sub.mode,
                 "LS_snapshot": "true",
             }
+            if sub.adapter:
+                params["LS_data_adapter"] = sub.adapter
             lines.append(encode_params(params))
         self._pending = []
         return "\r\n".join(lines)
 
-    def epic_of_request(self, request_id: str) -> str | None:
+    def key_of_request(self, request_id: str) -> str | None:
         return self._requests.get(request_id)
 
     def new_session(self) -> None:
@@ -235,30 +261,82 @@ class MarketStreamProtocol:
         if tag == "U":
             return self._update(args)
         if tag == "SUBOK":
-            epic = self._epics.get(args[0])
-            return Subscribed(epic) if epic else None
+            sub = self._subs.get(args[0])
+            return Subscribed(sub.key) if sub else None
         if tag == "LOOP":
             return Rebind()
-        if tag in ("CONERR", "END", "ERROR"):
+        if tag == "CONERR":
+            raise refusal(args)
+        if tag in ("END", "ERROR"):
             code = args[0] if args else "?"
             message = args[1] if len(args) > 1 else ""
-            kind = TLCPRefused if tag == "CONERR" else TLCPError
-            raise kind(f"lightstreamer {tag} {code}: {message}")
+            raise TLCPError(f"lightstreamer {tag} {code}: {message}")
         return None  # PROBE, SYNC, NOOP, CONS, SERVNAME, CLIENTIP, PROG, EOS, CS, ...
 
-    def _update(self, args: tuple[str, ...]) -> MarketUpdate | None:
+    def _update(self, args: tuple[str, ...]) -> ItemUpdate | None:
         if len(args) != 3:
             raise TLCPError("malformed U line")
         sub_id, _item, raw = args
-        epic = self._epics.get(sub_id)
-        if epic is None:
+        sub = self._subs.get(sub_id)
+        if sub is None:
             return None
-        before = self._values.get(sub_id)
-        after = apply_update(before, raw, len(FIELDS))
+        previous = self._values.get(sub_id)
+        # DISTINCT items are events: an empty token repeats the previous event's value.
+        after = apply_update(previous, raw, len(sub.fields))
         self._values[sub_id] = after
-        bid, offer, update_time, state = after
-        price_changed = before is None or before[:3] != after[:3]
-        return MarketUpdate(epic, _price(bid), _price(offer), update_time, state, price_changed)
+        before = None if previous is None else dict(zip(sub.fields, previous, strict=True))
+        return ItemUpdate(sub.key, dict(zip(sub.fields, after, strict=True)), before)
+
+
+def refusal(args: tuple[str, ...]) -> TLCPRefused:
+    """The exception for a ``CONERR,<code>,<message>`` line, by code."""
+    try:
+        code = int(args[0]) if args else 0
+    except ValueError:
+        code = 0
+    message = args[1] if len(args) > 1 else ""
+    kind = TLCPUnsupported if code in VERSION_CONERR else TLCPRefused
+    return kind(code, message)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdate:
+    """What a PRICE update says: wire prices (None when missing), time, dealing state."""
+
+    bid: float | None
+    offer: float | None
+    ts: datetime | None
+    state: str | None
+    price_changed: bool
+
+
+def price_of(update: ItemUpdate) -> PriceUpdate:
+    """Read BIDPRICE1 / ASKPRICE1 / TIMESTAMP (epoch ms) / DLG_FLAG (space-padded: stripped)."""
+    values, before = update.values, update.before
+    state = values.get("DLG_FLAG")
+    changed = before is None or any(
+        before.get(name) != values.get(name) for name in ("BIDPRICE1", "ASKPRICE1", "TIMESTAMP")
+    )
+    return PriceUpdate(
+        _price(values.get("BIDPRICE1")),
+        _price(values.get("ASKPRICE1")),
+        epoch_ms(values.get("TIMESTAMP")),
+        state.strip().upper() or None if state is not None else None,
+        changed,
+    )
+
+
+def epoch_ms(text: str | None) -> datetime | None:
+    """IG's TIMESTAMP (milliseconds since the epoch) -> aware UTC; None when not a number."""
+    if text is None:
+        return None
+    try:
+        millis = int(text.strip())
+    except ValueError:
+        return None
+    if millis <= 0:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 class StaleTracker:

@@ -1,34 +1,58 @@
 """The IG sim's REST payloads and dealing decisions (positions, amendments, confirms, markets).
 
-Levels are kept in normal prices and scaled on the wire exactly where IG scales them: CEEM
-epics' REST levels are x10000. Amendment verdicts follow IG: a stop on or beyond the market is
-``WRONG_SIDE_OF_MARKET``, one closer than the dealing rule ``ATTACHED_ORDER_LEVEL_ERROR``.
-An amendment without ``limitLevel`` (or with null) removes the limit, as the omitted leg would.
+Levels are kept in normal prices and put on the wire in the market's units (``SimMarket.scale``:
+CEEM and spread-bet epics in points). Amendment verdicts follow IG's reasons (confirm enum,
+ecosystem research 6.4): a stop on or beyond the market is ``WRONG_SIDE_OF_MARKET``, one closer
+than the dealing rule ``ATTACHED_ORDER_LEVEL_ERROR``. PUT /positions/otc v2 replaces stop, limit
+and the stop's type as sent (IG REST reference service-detail?id=608): a missing or null
+``limitLevel`` removes the limit, ``guaranteedStop=false`` makes a guaranteed stop plain and
+``trailingStop=false`` ends IG's trailing (the sim records those conversions; that IG converts
+rather than refuses is an assumption).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from traild.adapters.ig_sim.server import IGSim, SimMarket, SimPosition
+    from traild.testing.ig_sim.server import IGSim, SimMarket, SimPosition
 
 Reply = tuple[int, Any, dict[str, str]]
+# DLG_FLAG (stream) -> marketStatus (REST). DEAL/EDIT/CLOSED/SUSPEND/AUCTION pairs follow
+# IG's REST enum (TRADEABLE, EDITS_ONLY, CLOSED, SUSPENDED, ON_AUCTION, ON_AUCTION_NO_EDITS,
+# OFFLINE); the others are an assumption.
 _REST_STATUS = {
-    "TRADEABLE": "TRADEABLE",
+    "DEAL": "TRADEABLE",
     "EDIT": "EDITS_ONLY",
+    "CLOSINGSONLY": "CLOSINGS_ONLY",
+    "DEALNOEDIT": "TRADEABLE",
     "CLOSED": "CLOSED",
-    "OFFLINE": "OFFLINE",
+    "CALL": "CLOSED",
     "AUCTION": "ON_AUCTION",
-    "AUCTION_NO_EDIT": "ON_AUCTION_NO_EDITS",
-    "SUSPENDED": "SUSPENDED",
+    "AUCTIONNOEDIT": "ON_AUCTION_NO_EDITS",
+    "SUSPEND": "SUSPENDED",
+}
+# States in which IG refuses an edit of an open position, with the confirm reason (assumption
+# for CALL, DEALNOEDIT, AUCTION and AUCTIONNOEDIT: IG's names say "no edit" / not dealing).
+_NO_EDIT = {
+    "CLOSED": "MARKET_CLOSED",
+    "CALL": "MARKET_CLOSED",
+    "SUSPEND": "MARKET_OFFLINE",
+    "DEALNOEDIT": "MARKET_CLOSED_WITH_EDITS",
+    "AUCTION": "MARKET_CLOSED_WITH_EDITS",
+    "AUCTIONNOEDIT": "MARKET_CLOSED_WITH_EDITS",
 }
 _EPSILON = 1e-9
 
 
-def scale_of(epic: str) -> int:
-    """IG's REST levels of CEEM epics are x10000 (Lightstreamer's are not)."""
-    return 10000 if ".CEEM." in epic.upper() else 1
+def points_scale(epic: str) -> int:
+    """Wire units per price unit: CEEM and spread-bet (TODAY, DFB) FX are quoted in points
+    (x10000, x100 for JPY quotes); everything else as prices (assumption, see SimMarket)."""
+    parts = epic.upper().split(".")
+    if not {"CEEM", "TODAY", "DFB"} & set(parts):
+        return 1
+    return 100 if any(p.endswith("JPY") for p in parts) else 10000
 
 
 def point_size(epic: str) -> float:
@@ -39,19 +63,25 @@ def point_size(epic: str) -> float:
     return 0.01 if "JPY" in upper else 0.0001
 
 
-def wire(value: float | None, epic: str) -> float | None:
-    return None if value is None else round(value * scale_of(epic), 6)
+def wire(value: float | None, market: SimMarket) -> float | None:
+    return None if value is None else market.wire(value)
 
 
-def unwire(value: float | None, epic: str) -> float | None:
-    return None if value is None else round(value / scale_of(epic), 10)
+def unwire(value: float | None, market: SimMarket) -> float | None:
+    return None if value is None else round(value / market.scale, 10)
 
 
-def _scaling_factor(epic: str) -> int:
-    upper = epic.upper()
-    if scale_of(epic) > 1 or "GOLD" in upper or "XAU" in upper:
-        return 1
-    return 100 if "JPY" in upper else 10000
+def _scaling_factor(market: SimMarket) -> int:
+    """``snapshot.scalingFactor``: points per wire unit (1 when quoted in points)."""
+    return max(1, round(1 / (point_size(market.epic) * market.scale)))
+
+
+def _decimals(market: SimMarket) -> int:
+    """``snapshot.decimalPlacesFactor``: decimals of the wire level."""
+    tick = 0.00001 if point_size(market.epic) == 0.0001 else 0.001
+    if point_size(market.epic) == 1.0:
+        tick = 0.01
+    return max(0, round(-math.log10(tick * market.scale)))
 
 
 def positions(sim: IGSim, account: str) -> dict[str, Any]:
@@ -85,13 +115,13 @@ def position_json(sim: IGSim, p: SimPosition) -> dict[str, Any]:
             "dealReference": f"REF{p.deal_id}",
             "size": p.size,
             "direction": p.direction,
-            "limitLevel": wire(p.limit, p.epic),
-            "level": wire(p.level, p.epic),
+            "limitLevel": wire(p.limit, market),
+            "level": wire(p.level, market),
             "currency": "USD",
-            "controlledRisk": False,
-            "stopLevel": wire(p.stop, p.epic),
-            "trailingStep": None,
-            "trailingStopDistance": None,
+            "controlledRisk": p.guaranteed,
+            "stopLevel": wire(p.stop, market),
+            "trailingStep": 1.0 if p.trailing_distance else None,
+            "trailingStopDistance": p.trailing_distance,
             "limitedRiskPremium": None,
         },
         "market": {
@@ -100,14 +130,14 @@ def position_json(sim: IGSim, p: SimPosition) -> dict[str, Any]:
             "epic": p.epic,
             "instrumentType": "CURRENCIES",
             "lotSize": 1.0,
-            "bid": wire(market.bid, p.epic),
-            "offer": wire(market.offer, p.epic),
+            "bid": wire(market.bid, market),
+            "offer": wire(market.offer, market),
             "updateTime": market.update_time,
             "updateTimeUTC": market.update_time,
             "delayTime": 0,
             "streamingPricesAvailable": True,
             "marketStatus": _REST_STATUS.get(market.state, market.state),
-            "scalingFactor": _scaling_factor(p.epic),
+            "scalingFactor": _scaling_factor(market),
         },
     }
 
@@ -127,12 +157,50 @@ def amend(sim: IGSim, deal_id: str, body: Any) -> Reply:
     if found is None:
         sim.store_confirm(reference, _confirm(sim, reference, deal_id, None, "POSITION_NOT_FOUND"))
         return 200, {"dealReference": reference}, {}
-    stop, limit = unwire(levels[0], found.epic), unwire(levels[1], found.epic)
-    reason = _verdict(sim.markets[found.epic], found, stop, limit)
+    market = sim.markets[found.epic]
+    stop, limit = unwire(levels[0], market), unwire(levels[1], market)
+    reason = _verdict(market, found, stop, limit)
     if reason is None:
         found.stop, found.limit = stop, limit
-    sim.store_confirm(reference, _confirm(sim, reference, deal_id, found, reason, stop, limit))
+        _apply_stop_type(sim, found, body)
+    payload = _confirm(sim, reference, deal_id, found, reason, stop, limit)
+    sim.store_confirm(reference, payload)
+    sim.publish_confirm(payload)
+    if reason is None:
+        sim.publish_opu(found, "UPDATED")
     return 200, {"dealReference": reference}, {}
+
+
+def _apply_stop_type(sim: IGSim, p: SimPosition, body: dict[str, Any]) -> None:
+    if p.guaranteed and not body.get("guaranteedStop"):
+        p.guaranteed = False
+        sim.conversions.append((p.deal_id, "guaranteed"))
+    if p.trailing_distance and not body.get("trailingStop"):
+        p.trailing_distance = None
+        sim.conversions.append((p.deal_id, "trailing"))
+
+
+def opu(sim: IGSim, p: SimPosition, status: str) -> dict[str, Any]:
+    """An OPU payload of the TRADE stream (IG streaming reference; levels on the wire)."""
+    market = sim.markets[p.epic]
+    return {
+        "dealReference": f"REF{p.deal_id}",
+        "dealId": p.deal_id,
+        "direction": p.direction,
+        "epic": p.epic,
+        "status": status,
+        "dealStatus": "ACCEPTED",
+        "level": wire(p.level, market),
+        "size": p.size,
+        "timestamp": sim.clock().strftime("%Y-%m-%dT%H:%M:%S.000"),
+        "channel": "PublicRestOTC",
+        "expiry": "-",
+        "currency": "USD",
+        "stopLevel": wire(p.stop, market),
+        "limitLevel": wire(p.limit, market),
+        "guaranteedStop": p.guaranteed,
+        "trailingStop": bool(p.trailing_distance),
+    }
 
 
 def _min_distance(market: SimMarket) -> float:
@@ -144,8 +212,8 @@ def _min_distance(market: SimMarket) -> float:
 def _verdict(
     market: SimMarket, p: SimPosition, stop: float | None, limit: float | None
 ) -> str | None:
-    if market.state in ("CLOSED", "OFFLINE", "SUSPENDED"):
-        return "MARKET_CLOSED" if market.state == "CLOSED" else "MARKET_OFFLINE"
+    if market.state in _NO_EDIT:
+        return _NO_EDIT[market.state]
     sign = 1 if p.direction == "BUY" else -1
     price = market.bid if sign > 0 else market.offer
     minimum = _min_distance(market)
@@ -170,26 +238,26 @@ def _confirm(
     limit: float | None = None,
 ) -> dict[str, Any]:
     accepted = reason is None
-    epic = p.epic if p else None
+    market = sim.markets[p.epic] if p else None
     return {
         "date": sim.clock().strftime("%Y-%m-%dT%H:%M:%S.000"),
         "status": "AMENDED" if accepted else None,
         "reason": "SUCCESS" if accepted else reason,
         "dealStatus": "ACCEPTED" if accepted else "REJECTED",
-        "epic": epic,
+        "epic": p.epic if p else None,
         "expiry": "-",
         "dealReference": reference,
         "dealId": deal_id,
         "affectedDeals": [{"dealId": deal_id, "status": "AMENDED"}] if accepted else [],
-        "level": wire(p.level, p.epic) if p else None,
+        "level": wire(p.level, market) if p and market else None,
         "size": p.size if p else None,
         "direction": p.direction if p else None,
-        "stopLevel": wire(stop, epic) if epic else None,
-        "limitLevel": wire(limit, epic) if epic else None,
+        "stopLevel": wire(stop, market) if market else None,
+        "limitLevel": wire(limit, market) if market else None,
         "stopDistance": None,
         "limitDistance": None,
-        "guaranteedStop": False,
-        "trailingStop": False,
+        "guaranteedStop": bool(p and p.guaranteed),
+        "trailingStop": bool(p and p.trailing_distance),
         "profit": None,
         "profitCurrency": None,
     }
@@ -217,12 +285,12 @@ def market(sim: IGSim, epic: str) -> Reply:
     }
     snapshot = {
         "marketStatus": _REST_STATUS.get(m.state, m.state),
-        "bid": wire(m.bid, epic),
-        "offer": wire(m.offer, epic),
+        "bid": wire(m.bid, m),
+        "offer": wire(m.offer, m),
         "updateTime": m.update_time,
         "delayTime": 0,
-        "decimalPlacesFactor": 1 if scale_of(epic) > 1 else 5,
-        "scalingFactor": _scaling_factor(epic),
+        "decimalPlacesFactor": _decimals(m),
+        "scalingFactor": _scaling_factor(m),
         "controlledRiskExtraSpread": 1,
     }
     instrument = {
@@ -238,13 +306,13 @@ def market(sim: IGSim, epic: str) -> Reply:
 
 
 def applications(sim: IGSim) -> list[dict[str, Any]]:
-    trading, account = sim.allowance_limits()
+    trading, account, app = sim.allowance_limits()
     return [
         {
             "name": "traild-sim",
             "apiKey": sim.api_key,
             "status": "ENABLED",
-            "allowanceApplicationOverall": 60,
+            "allowanceApplicationOverall": app or 60,
             "allowanceAccountTrading": trading or 100,
             "allowanceAccountOverall": account or 30,
             "allowanceAccountHistoricalData": 10000,

@@ -1,0 +1,116 @@
+"""``traild ig check`` against the loopback IG: a healthy account and the failures it names."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD
+from traild.cli import main
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition, open_ig_sim
+
+
+@contextmanager
+def sim_in_thread(**options: Any) -> Iterator[IGSim]:
+    """The sim on its own trio loop in a thread, so the CLI can run trio.run itself."""
+    ready, stop = threading.Event(), threading.Event()
+    box: dict[str, IGSim] = {}
+
+    async def serve() -> None:
+        with trio.fail_after(30):
+            async with open_ig_sim(
+                api_key=API_KEY, identifier=IDENTIFIER, password=PASSWORD, **options
+            ) as sim:
+                box["sim"] = sim
+                ready.set()
+                while not stop.is_set():  # noqa: ASYNC110 (a thread's event, not trio's)
+                    await trio.sleep(0.01)
+
+    thread = threading.Thread(target=trio.run, args=(serve,))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield box["sim"]
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _config(tmp: Path, sim: IGSim, epic: str = EURUSD, password: str = PASSWORD) -> str:
+    path = tmp / "traild.toml"
+    path.write_text(
+        f"""[broker]
+kind = "ig"
+[broker.ig]
+api_url = "{sim.base_url}"
+identifier = "{IDENTIFIER}"
+password = "{password}"
+api_key = "{API_KEY}"
+request_timeout_s = 2.0
+reconnect_initial_s = 0.05
+[feed]
+kind = "ig"
+epics = ["{epic}"]
+"""
+    )
+    return str(path)
+
+
+def _market() -> SimMarket:
+    return SimMarket(EURUSD, 1.1000, 1.1001, min_stop_distance=2)
+
+
+def test_check_shows_account_markets_prices_and_positions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = SimPosition(EURUSD, "BUY", 1.0990, stop=1.0950)
+    guaranteed = SimPosition(EURUSD, "SELL", 1.1010, stop=1.1050, guaranteed=True)
+    with sim_in_thread(markets=[_market()], positions=[plain, guaranteed]) as sim:
+        code = main(["ig", "check", "--config", _config(tmp_path, sim), "--seconds", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "account SIMACC1" in out and "trading 100" in out
+    assert f"market {EURUSD}: scale x1, min stop 2.0 pips, TRADEABLE" in out
+    assert f"price {EURUSD}: 1 ticks, last 1.1/1.1001" in out
+    assert f"would adopt {plain.deal_id}" in out
+    assert f"would refuse {guaranteed.deal_id} {EURUSD}: GUARANTEED_STOP_NOT_MANAGED" in out
+    assert sim.amendments == []  # it never amends
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("credentials", "IG login failed: error.security.invalid-details"),
+        ("epic", "epic CS.D.NZDUSD.MINI.IP is not available"),
+        ("allowance", "exceeded-account-allowance"),
+        ("stream", "CONERR 65"),
+    ],
+)
+def test_check_fails_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str
+) -> None:
+    with sim_in_thread(markets=[_market()]) as sim:
+        if case == "allowance":  # spent by another application on the same account
+            sim.fail_next("GET", "markets", 403, "error.public-api.exceeded-account-allowance")
+        config = _config(
+            tmp_path,
+            sim,
+            epic="CS.D.NZDUSD.MINI.IP" if case == "epic" else EURUSD,
+            password="wrong" if case == "credentials" else PASSWORD,
+        )
+        if case == "stream":
+            Path(config).write_text(
+                Path(config).read_text().replace("[feed]", 'tlcp_version = "2.5.0"\n[feed]')
+            )
+        code = main(["ig", "check", "--config", config, "--seconds", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("traild: error:")]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
