@@ -150,12 +150,15 @@ class StallMeter(trio.abc.Instrument):
 
     def __init__(self) -> None:
         self.armed = False
+        self.arm_next = False  # READY is logged mid-step: measure from the next step on
         self.polling = False
         self.started = 0.0
         self.max_any = 0.0
         self.max_poll = 0.0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.arm_next:
+            self.armed, self.arm_next = True, False
         self.started = time.perf_counter()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
@@ -289,7 +292,7 @@ class _Measures:
         if event in ("daemon.started", "daemon.ready", "feed.finished"):
             self.marks.setdefault(event, time.perf_counter())
         if event == "daemon.ready":
-            self.stalls.armed = True
+            self.stalls.arm_next = True
             self.rows_at_ready = self._rows_read()
         elif event == "feed.finished":
             self.stalls.armed = False
