@@ -145,3 +145,21 @@ async def test_best_prices_are_saved_in_one_batched_write_last_value_wins(db_url
             assert store.statistics().queued_writes == 0
             best = {t.deal_id: t.best_price for t in await store.load_open_trades()}
         assert best == {"SCALE-00000": 1.1015, "SCALE-00001": 1.0991, "SCALE-00002": None}
+
+
+async def test_writes_queued_without_waiting_land_when_the_caller_is_cancelled(
+    tmp_path: Any,
+) -> None:
+    """A confirmation queued with durable=False and then the daemon cancelled: the store's
+    writer drains it on the way out instead of being cancelled with the caller."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'traild.db'}"
+    with trio.fail_after(60):
+        await _database(url, 1)
+        with trio.CancelScope() as scope:
+            async with open_store(url, write_timeout=5) as store:
+                (trade,) = await store.load_open_trades()
+                assert trade.id is not None
+                await store.close_trade(trade.id, 1.1012, "stop", 1.2, _now(), durable=False)
+                scope.cancel()
+                await trio.sleep_forever()
+        assert raw_sql_sync(url, "SELECT status, exit_price FROM trade_log") == [("closed", 1.1012)]

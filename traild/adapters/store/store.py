@@ -90,16 +90,28 @@ async def open_store(
             store = SqlTradeStore(loop, engine, write_timeout, drain_timeout)
             await store._prepare(url)
             async with trio.open_nursery() as nursery:
-                await nursery.start(store._writer.run)
+                # The writer outlives a cancellation of the caller until the queue is drained
+                # (bounded by drain_timeout), so writes queued without waiting still land.
+                writer = trio.CancelScope(shield=True)
+                await nursery.start(_within, writer, store._writer.run)
                 try:
                     yield store
                 finally:
                     with trio.CancelScope(shield=True):
                         await store._close()
-                    nursery.cancel_scope.cancel()
+                    writer.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+
+
+async def _within(
+    scope: trio.CancelScope,
+    run: Callable[..., Awaitable[None]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await run(task_status=task_status)
 
 
 class SqlTradeStore:
