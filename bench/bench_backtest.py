@@ -10,7 +10,10 @@
    holds on a busy machine. The kernel's results are checked against the core's first.
 2. Wall time of a whole ``traild backtest`` of 3,000 random trades on two days of those ticks,
    as a subprocess (start-up, loading, all variants, reports and charts), median of 3.
-3. ``--whole``: whole-process ``traild backtest`` (3 variants, every output) of 3,000 and 30,000
+3. ``--bars``: wall time and peak RSS of a whole ``traild backtest --bars`` over a year of
+   EURUSD M1 bid bars (HistData 2017, ~371,000 bars), 10,000 random trades, 3 variants, as a
+   subprocess, median of 3 (``--bars-runs``; 0 skips it).
+4. ``--whole``: whole-process ``traild backtest`` (3 variants, every output) of 3,000 and 30,000
    random trades on the shared EURUSD and GBPJPY ticks, against the bench's own plain per-tick
    loop over the same trades (a trailing stop at stage-3 distance behind the best price: exit
    checks, running best, stop update — once per trade, ticks already in memory), and the
@@ -43,6 +46,9 @@ TICKS = ROOT / ".." / "shared" / "data" / "fx" / "ticks"
 OANDA = TICKS / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
 TWO_DAYS = ("2014-05-06", "2014-05-07")
 GBPJPY = TICKS / "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
+YEAR_BARS = (
+    ROOT / ".." / "shared" / "data" / "fx" / "bars_m1" / "EURUSD_histdata_m1_bid_2017.csv.gz"
+)
 
 
 def _median_time(fn: Callable[[], object], runs: int) -> float:
@@ -210,21 +216,60 @@ def bench_whole(trades: int, runs: int) -> None:
     )
 
 
+def bench_bars(trades: int, runs: int) -> None:
+    """A whole ``traild backtest --bars`` process over a year of M1 bars: wall time, peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "traild.toml"
+        config.write_text("")
+        cmd = [
+            *(sys.executable, "-m", "traild", "backtest", "--bars", str(YEAR_BARS)),
+            *("--random", str(trades), "--seed", "1", "--out", str(Path(tmp) / "out")),
+            *("--config", str(config)),
+        ]
+        walls, peaks, cpus = [], [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                ["/usr/bin/time", "-f", "%M %U %S", *cmd],
+                cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            walls.append(time.perf_counter() - t0)
+            rss, user, system = proc.stderr.strip().splitlines()[-1].split()
+            peaks.append(int(rss) / 1024)
+            cpus.append(float(user) + float(system))
+    with gzip.open(YEAR_BARS, "rt") as fh:
+        bars = sum(1 for _ in fh) - 1
+    print(
+        f"\ntraild backtest --bars (a year, {bars:,} M1 bars) --random {trades} (3 variants):"
+        f" {statistics.median(walls):.2f} s wall, {statistics.median(cpus):.2f} s CPU (user+sys,"
+        f" all processes), peak RSS {statistics.median(peaks):.0f} MB,"
+        f" median of {runs} (subprocess, all outputs)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trades", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--event-runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--whole", action="store_true", help="only the whole-process comparison")
+    parser.add_argument("--whole", action="store_true", help="run part 4 only")
+    parser.add_argument("--bars-runs", type=int, default=3)
+    parser.add_argument("--only-bars", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     if args.whole:
         bench_whole(3000, 3)
         bench_whole(30000, 1)
         return
+    if args.only_bars:
+        bench_bars(10_000, args.bars_runs)
+        return
     ctx = prepare(Settings(), BacktestRequest((str(OANDA),), random=args.trades, seed=args.seed))
     bench_paths(ctx, args.runs, args.event_runs)
     bench_cli(3000, 3)
+    if args.bars_runs:
+        bench_bars(10_000, args.bars_runs)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def test_calc_scalp_uses_the_scalp_base_and_multipliers(tmp_path: Path) -> None:
 def test_calc_warns_about_an_unknown_regime(tmp_path: Path) -> None:
     env = {"TRAILD_TRAILING__ENABLE_DYNAMIC_TRAILING": "true"}
     data = traild(
-        "calc", "--epic", "EURUSD", "--atr-pips", "20", "--regime", "wild", "--json",
+        "calc", "--epic", "EURUSD", "--atr-pips", "10", "--regime", "wild", "--json",
         cwd=tmp_path, env=env,
     ).json()  # fmt: skip
     assert data["method"] == "dynamic_volatility" and data["factor"] == 1.0
@@ -271,7 +271,7 @@ def check_shape(data: dict[str, Any]) -> None:
         "exit",
         "mfe_pips",
     }
-    assert required <= set(data) <= required | {"limit"}
+    assert required <= set(data) <= required | {"limit", "conditions", "rejected_ticks", "warnings"}
     assert set(data["stages"]) == STAGE_FIELDS
     for a in data["amendments"]:
         assert set(a) == {"ts", "from", "to", "reason"}
@@ -364,7 +364,7 @@ def test_simulate_with_dynamic_trailing_derives_conditions_from_earlier_ticks(
     tmp_path: Path, shared_data_dir: Path
 ) -> None:
     # ATR(14) of M15 bars before 2014-05-06 08:00 is 5.45 pips, regime extreme, London:
-    # factor 1.76. (With the default 4 x ATR cap every trigger would collapse to 21.8 and
+    # factor 1.76. (With the per-stage 4 x ATR cap every trigger would collapse to 21.8 and
     # the trade would fall back with inconsistent_stages; the cap is raised to see the result.)
     env = {
         "TRAILD_TRAILING__ENABLE_DYNAMIC_TRAILING": "true",
@@ -377,8 +377,12 @@ def test_simulate_with_dynamic_trailing_derives_conditions_from_earlier_ticks(
     assert data["stages"]["early_be_trigger"] == 26.4  # 15 x 1.6 x 1.1
     assert data["stages"]["stage3_min_distance"] == 17.6
     env.pop("TRAILD_TRAILING__ATR_MAX_MULTIPLIER")
+    env["TRAILD_TRAILING__ATR_CLAMP"] = "per_stage"
     data = traild("simulate", *args, cwd=tmp_path, env=env).json()
     assert (data["method"], data["fallback_reason"]) == ("fixed", "inconsistent_stages")
+    env.pop("TRAILD_TRAILING__ATR_CLAMP")  # the default ladder clamp keeps the ladder's shape
+    data = traild("simulate", *args, cwd=tmp_path, env=env).json()
+    assert (data["method"], data["stages"]["early_be_trigger"]) == ("dynamic_volatility", 21.8)
 
 
 # -- simulate errors -------------------------------------------------------------------------------

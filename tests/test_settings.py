@@ -175,8 +175,8 @@ def test_unknown_keys_below_a_pair_or_instrument_in_the_environment_are_named() 
         },
     )
     assert sorted(problems) == [
-        "instruments.EURUSD.ticksize: unknown key",
-        "pairs.DEFAULT.regular.bogus: unknown key",
+        "instruments.EURUSD.ticksize (from TRAILD_INSTRUMENTS__EURUSD__TICKSIZE): unknown key",
+        "pairs.DEFAULT.regular.bogus (from TRAILD_PAIRS__DEFAULT__REGULAR__BOGUS): unknown key",
     ]
 
 

@@ -118,12 +118,18 @@ class Daemon:
 
         s = self.settings
         self.instruments = s.instrument_table()
+        replay = self._feed
+        if replay is None and s.feed.kind == "replay":
+            replay = _make_feed(s, None)  # read every tick file before the store and adoption
+        load = getattr(replay, "load", None)
+        if callable(load):
+            await trio.to_thread.run_sync(load)  # a bad tick file: DataError before READY
         s.state_path().mkdir(parents=True, exist_ok=True)
         async with (
             open_store(s.database_url(), write_timeout=s.database.write_timeout_s) as store,
             _open_broker(s, self.instruments, self._broker) as broker,
         ):
-            feed = self._feed or _make_feed(s, broker)
+            feed = replay or _make_feed(s, broker)
             yield store, broker, feed
 
     async def run(self) -> int:
@@ -172,9 +178,6 @@ class Daemon:
                 nursery.start_soon(broker.run, supervisor.on_broker_event)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._housekeeping, store, feed)
-                load = getattr(feed, "load", None)
-                if callable(load):
-                    load()  # a bad tick file fails before READY, not mid-run
                 # Everything built so far (adopted actors, loaded ticks) lives as long as the
                 # daemon: out of the collector's reach, a full collection never stalls ticks.
                 gc.collect()
@@ -209,15 +212,20 @@ class Daemon:
             except TraildError as exc:
                 self._reject(tick, f"unknown instrument: {exc}")
                 return
-            jump = self.settings.conditions.max_tick_jump_pips * float(inst.pip_size)
-            guard = self.guards[tick.epic] = TickGuard(jump)
+            params = self.settings.guard_params(float(inst.pip_size))
+            guard = self.guards[tick.epic] = TickGuard(params)
             self.histories[tick.epic] = BarHistory(
                 float(inst.pip_size), self.settings.condition_params()
             )
-        reason = guard.check(tick.ts, tick.bid, tick.ask)
+        reanchored = guard.reanchored
+        reason = guard.check(tick.ts, tick.bid, tick.ask, self._wall_clock())
         if reason is not None:
             self._reject(tick, reason)
             return
+        if guard.reanchored != reanchored:
+            logger.bind(
+                event="tick.reanchored", epic=tick.epic, ts=str(tick.ts), bid=tick.bid
+            ).warning("ticks that agree with each other are the market now: guard re-anchored")
         self.stats.ticks += 1
         self.last_tick_wall[tick.epic] = trio.current_time()
         self.clock.latest = tick.ts
@@ -228,17 +236,23 @@ class Daemon:
         assert self.router is not None
         await self.router.publish(tick)
 
+    def _wall_clock(self) -> datetime | None:
+        """Live feeds: ticks must not be far ahead of the wall clock (replay: none)."""
+        return datetime.now(UTC) if self.settings.feed.kind == "ig" else None
+
     def _reject(self, tick: Tick, reason: str) -> None:
         self.stats.rejected += 1
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
-        logger.bind(
+        record = logger.bind(
             event="tick.rejected",
             epic=tick.epic,
             reason=reason,
             bid=tick.bid,
             ask=tick.ask,
             ts=str(tick.ts),
-        ).warning("tick rejected")
+        )
+        level = "DEBUG" if reason == "duplicate" else "WARNING"  # a resent quote is noise
+        record.log(level, "tick rejected")
 
     # -- signals, reload, halt ----------------------------------------------------------------
     async def _signals(self, nursery: trio.Nursery) -> None:
@@ -264,6 +278,8 @@ class Daemon:
             return
         changed = _changed_keys(self.settings.redacted(), new.redacted())
         self.settings = new
+        for epic, guard in self.guards.items():  # new thresholds; the anchor stays
+            guard.p = new.guard_params(float(self.instruments.resolve(epic).pip_size))
         if self.supervisor is not None and self.gateway is not None:
             self.supervisor.apply_policy(make_policy(new, self.gateway.broker))
         self._apply_halt()
@@ -343,6 +359,7 @@ class Daemon:
             "actors": len(sup.slots),
             "ticks": self.stats.ticks,
             "ticks_rejected": self.stats.rejected,
+            "ticks_rejected_by": dict(sorted(self.stats.by_reason.items())),
             "ticks_per_s": round((self.stats.ticks - ticks0) / elapsed, 1),
             "amend_sent": g.sent,
             "amend_confirmed": g.confirmed,
@@ -460,7 +477,7 @@ async def _open_broker(
     )
 
 
-def _make_feed(s: Settings, broker: Broker) -> PriceFeed:
+def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:
     from traild.adapters.feeds import ReplayFeed, SyntheticFeed
 
     f = s.feed

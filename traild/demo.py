@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import trio
 from loguru import logger
 
 from traild.app import Daemon
+from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction, TradeRecord, TradeStatus
 from traild.settings import Settings
 
@@ -48,7 +49,7 @@ def run_demo(seconds: float, trades: int, json_logs: bool) -> int:
             f"(state in {tmp})",
             file=sys.stderr,
         )
-        closed = trio.run(_main, settings, seconds, trades)
+        closed = trio.run(_main, settings, seconds, trades, events)
     _summary(closed, events, reasons)
     return 0
 
@@ -62,7 +63,27 @@ def _count(message: Any, events: Counter[str], reasons: Counter[str]) -> None:
             reasons[extra["reason"]] += 1
 
 
-async def _main(settings: Settings, seconds: float, n: int) -> list[TradeRecord]:
+PROGRESS_EVERY_S = 5.0
+
+
+async def _progress(daemon: Daemon, events: Counter[str], seconds: float) -> None:
+    """A line on stderr every few seconds, so the demo is never silent."""
+    every = min(PROGRESS_EVERY_S, max(1.0, seconds / 4))
+    elapsed = 0.0
+    while elapsed + every < seconds:
+        await trio.sleep(every)
+        elapsed += every
+        open_ = events["trade.adopted"] - events["trade.closed"]
+        print(
+            f"  {elapsed:4.0f} s: {daemon.stats.ticks:,} ticks, {open_} trades open, "
+            f"{events['stop.confirmed']} stops moved, {events['trade.closed']} closed",
+            file=sys.stderr,
+        )
+
+
+async def _main(
+    settings: Settings, seconds: float, n: int, events: Counter[str]
+) -> list[TradeRecord]:
     from traild.adapters.store import open_store
 
     url = settings.database_url()
@@ -83,8 +104,12 @@ async def _main(settings: Settings, seconds: float, n: int) -> list[TradeRecord]
                     limit_pips=25.0 if scalp else 60.0,
                 )
             )
-    with trio.move_on_after(seconds):
-        await Daemon(settings).run()
+    daemon = Daemon(settings)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_progress, daemon, events, seconds)
+        with trio.move_on_after(seconds):
+            await daemon.run()
+        nursery.cancel_scope.cancel()
     async with open_store(url) as store:
         return await store.trades_since(None)
 
@@ -97,15 +122,18 @@ def _summary(trades: list[TradeRecord], events: Counter[str], reasons: Counter[s
         f"{'deal':<9} {'epic':<21} {'dir':<4} {'entry':>10} {'stop':>10} {'status':<7} "
         f"{'exit':>10} {'pips':>7}"
     )
+    table = InstrumentTable()
     for t in trades:
+        price = _prices(table, t.epic)
         print(
-            f"{t.deal_id:<9} {t.epic:<21} {t.direction.value:<4} {_num(t.entry_price):>10} "
-            f"{_num(t.sl_price):>10} {t.status.value:<7} {_num(t.exit_price):>10} "
-            f"{_num(t.pnl_pips):>7}"
+            f"{t.deal_id:<9} {t.epic:<21} {t.direction.value:<4} {price(t.entry_price):>10} "
+            f"{price(t.sl_price):>10} {t.status.value:<7} {price(t.exit_price):>10} "
+            f"{_pips(t.pnl_pips):>7}"
         )
     print()
     print(f"trades: {len(trades)} ({len(closed)} closed, {len(trades) - len(closed)} open)")
-    print("stops moved by reason: " + (json.dumps(dict(sorted(reasons.items()))) or "{}"))
+    moved = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    print(f"stops moved by reason: {moved or 'none'}")
     print(f"profit locks confirmed: {reasons.get('profit_lock', 0)}")
     print(f"closed P&L: {pnl:+.1f} pips")
     print(
@@ -114,5 +142,12 @@ def _summary(trades: list[TradeRecord], events: Counter[str], reasons: Counter[s
     )
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+def _prices(table: InstrumentTable, epic: str) -> Callable[[float | None], str]:
+    """Prices of ``epic`` with the decimals of its tick (1.08340, 151.230)."""
+    exponent = table.resolve(epic).tick_size.as_tuple().exponent
+    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return lambda value: "-" if value is None else f"{value:.{decimals}f}"
+
+
+def _pips(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"

@@ -30,20 +30,38 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from traild.core.calculator import CalculatorParams, StageConfig
-from traild.core.conditions import ConditionParams
+from traild.core.conditions import ConditionParams, GuardParams
 from traild.core.errors import ConfigError, InstrumentError
 from traild.core.instruments import InstrumentOverride, InstrumentTable
 from traild.core.ladder import LadderPolicy
+from traild.settings_env import (
+    ENV_PREFIX,
+    EnvSource,
+    MappingEnvSource,
+    env_parse_problem,
+    from_env,
+    is_setting_var,
+)
 
 DEFAULT_CONFIG = Path("config/traild.toml")
-_ENV_PREFIX = "TRAILD_"
+_ENV_PREFIX = ENV_PREFIX
+_GUARD_KEYS = frozenset(
+    (
+        "max_tick_jump_pips",
+        "spike_floor_pips",
+        "spike_multiple",
+        "max_tick_gap_hours",
+        "max_clock_ahead_s",
+        "reanchor_ticks",
+    )
+)
 # The environment ``load(environ=...)`` reads instead of os.environ (None: os.environ).
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("traild_environ", default=None)
 
@@ -87,7 +105,7 @@ class TrailingSettings(_Strict):
     atr_min_multiplier: float = Field(0.8, gt=0)
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
-    atr_clamp: Literal["per_stage", "ladder"] = "per_stage"
+    atr_clamp: Literal["ladder", "per_stage"] = "ladder"
     stage_alert_min_pips: float = Field(1.0, ge=0)
     stage_alert_max_pips: float = Field(200.0, gt=0)
     volatility_multipliers: Regimes = Regimes()
@@ -161,6 +179,17 @@ class ConditionsSettings(_Strict):
     overlap_start_hour: int = Field(12, ge=0, le=23)
     new_york_start_hour: int = Field(16, ge=0, le=23)
     max_tick_jump_pips: float = Field(500.0, gt=0)
+    spike_floor_pips: float = Field(40.0, gt=0)
+    spike_multiple: float = Field(100.0, gt=0)
+    max_tick_gap_hours: float = Field(96.0, gt=0)
+    max_clock_ahead_s: float = Field(300.0, gt=0)
+    reanchor_ticks: int = Field(5, ge=2, le=1000)
+
+    @model_validator(mode="after")
+    def _check_guard(self) -> ConditionsSettings:
+        if self.spike_floor_pips > self.max_tick_jump_pips:
+            raise ValueError("spike_floor_pips must be <= max_tick_jump_pips")
+        return self
 
 
 class InstrumentSettings(_Strict):
@@ -174,6 +203,21 @@ class DatabaseSettings(_Strict):
     url: str = "sqlite+aiosqlite:///traild.db"
     write_timeout_s: float = Field(2.0, gt=0)
     poll_interval_s: float = Field(1.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, url: str) -> str:
+        """SQLite or PostgreSQL (the store's drivers: aiosqlite, asyncpg); found here, not at
+        the first connection."""
+        scheme, sep, _ = url.partition("://")
+        backend, _, driver = scheme.lower().partition("+")
+        wanted = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+        if not sep or backend not in wanted or driver not in ("", wanted[backend]):
+            raise ValueError(
+                f"unsupported database URL {redact_url(url)!r}: expected sqlite+aiosqlite:///PATH"
+                " or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return url
 
 
 class IGSettings(_Strict):
@@ -255,6 +299,7 @@ class BacktestSettings(_Strict):
     scalp_limit_pips: float = Field(25.0, gt=0)
     scalp_share: float = Field(0.5, ge=0, le=1)
     lookahead_minutes: float = Field(60.0, gt=0)
+    bar_spread_pips: float = Field(1.0, ge=0)  # --bars without ask bars: ask = bid + spread
 
 
 class DaemonSettings(_Strict):
@@ -302,8 +347,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         environ = _ENVIRON.get()
-        if environ is not None:
-            env_settings = _MappingEnvSource(settings_cls, environ)
+        env_settings = (
+            EnvSource(settings_cls) if environ is None else MappingEnvSource(settings_cls, environ)
+        )
         sources: list[PydanticBaseSettingsSource] = [env_settings]
         creds = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY")
         if creds and Path(creds).is_dir():
@@ -351,6 +397,15 @@ class Settings(BaseSettings):
                         f"TRAILD_BROKER__IG__{key.upper()} or a systemd credential)"
                     )
         table = self.instrument_table()
+        for key, fields in self.instruments.items():
+            try:
+                table.resolve(key)
+            except InstrumentError:
+                missing = [k for k in ("pip_size", "tick_size") if getattr(fields, k) is None]
+                problems.append(
+                    f'instruments."{key}": not a built-in instrument, so it needs pip_size and '
+                    f"tick_size (missing: {', '.join(missing)})"
+                )
         for key in self.pairs:
             if key != "DEFAULT":
                 _check_epic(table, key, f"pairs.{key}", problems)
@@ -437,8 +492,20 @@ class Settings(BaseSettings):
 
     def condition_params(self) -> ConditionParams:
         c = self.conditions.model_dump()
-        c.pop("max_tick_jump_pips")
-        return ConditionParams(**c)
+        return ConditionParams(**{k: v for k, v in c.items() if k not in _GUARD_KEYS})
+
+    def guard_params(self, pip_size: float) -> GuardParams:
+        """The tick guard of an instrument (simulate, backtest and the daemon share it)."""
+        c = self.conditions
+        return GuardParams.for_pip(
+            pip_size,
+            floor_pips=c.spike_floor_pips,
+            multiple=c.spike_multiple,
+            max_jump_pips=c.max_tick_jump_pips,
+            max_gap_hours=c.max_tick_gap_hours,
+            max_clock_ahead_s=c.max_clock_ahead_s,
+            reanchor_ticks=c.reanchor_ticks,
+        )
 
     def state_path(self) -> Path:
         """The state directory: [daemon] state_dir, $STATE_DIRECTORY, else a user data dir."""
@@ -486,17 +553,6 @@ def _deep_merge(base: Any, update: Any) -> Any:
     return update
 
 
-class _MappingEnvSource(EnvSettingsSource):
-    """The environment source over a given mapping instead of os.environ."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k.lower(): v for k, v in self._environ.items()}
-
-
 def _check_epic(table: InstrumentTable, epic: str, where: str, problems: list[str]) -> None:
     try:
         table.resolve(epic)
@@ -512,6 +568,20 @@ def config_path(path: str | Path | None = None) -> Path | None:
     if env:
         return Path(env)
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def describe_sources(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Where the configuration came from, for ``check-config``: file(s) and variables."""
+    chosen = config_path(path)
+    env = os.environ if environ is None else environ
+    names = sorted(k.upper() for k in env if is_setting_var(k))
+    file_part = f"file {chosen}" if chosen else "no config file (embedded defaults)"
+    env_part = f"environment {', '.join(names)}" if names else "no TRAILD_* environment"
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    cred_part = f"; systemd credentials in {creds}" if creds and Path(creds).is_dir() else ""
+    return f"{file_part}; {env_part}{cred_part}"
 
 
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -530,12 +600,17 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"TOML syntax: {exc}"], source) from None
     env = os.environ if environ is None else environ
+    ours = {k.upper(): v for k, v in env.items() if is_setting_var(k)}
+    if ours:
+        source = f"{chosen} and the environment" if chosen else "the environment"
     problems = _unknown_env_keys(env)
     try:
         with _reading(environ):
             settings = Settings(**data)
     except ValidationError as exc:
-        problems += [_describe(err) for err in exc.errors()]
+        problems += [from_env(_describe(err), ours) for err in exc.errors()]
+    except SettingsError as exc:
+        problems.append(env_parse_problem(exc, ours))
     if problems:
         raise ConfigError(problems, source)
     _reject_non_finite(settings.model_dump(), "", problems)

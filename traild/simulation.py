@@ -45,7 +45,7 @@ def iso(ts: datetime | None) -> str | None:
 def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     """Run the trade and return the JSON object of SPEC §7."""
     inst = settings.instrument_table().resolve(req.epic)
-    guard = TickGuard()
+    guard = TickGuard(settings.guard_params(float(inst.pip_size)))
     history = BarHistory(float(inst.pip_size), settings.condition_params())
     ticks = _accepted(_rows(req.ticks), guard)
     entry_tick = None
@@ -64,7 +64,8 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     stop = stop_level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
     limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
-    stages = _stages(settings, req, history.conditions(req.epic, ts0))
+    derived = history.conditions(req.epic, ts0)
+    stages = _stages(settings, req, derived)
     min_dist = req.min_stop_distance_pips
     if min_dist is None:
         min_dist = float(inst.min_stop_distance_pips)
@@ -73,25 +74,44 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     ladder = Ladder(plan, req.direction, entry, stop, limit)
     lock_trigger = to_centipips(policy.profit_lock_trigger_pips) * inst.ticks_per_pip
     outcome = run_trade(ladder, _as_ticks(ticks, inst), lock_trigger)
-    return _result(inst, req.direction, entry, stop, limit, stages, outcome)
+    result = _result(inst, req.direction, entry, stop, limit, stages, outcome)
+    result["conditions"] = _conditions(req, derived)
+    if stages.warnings:  # e.g. an unknown --regime: why the factor is what it is
+        result["warnings"] = list(stages.warnings)
+    result["rejected_ticks"] = dict(sorted(guard.by_reason.items()))
+    return result
 
 
-def _rows(path: str) -> Iterator[tuple[datetime, float, float]]:
-    """The rows of a tick file as (UTC time, bid, ask)."""
-    from traild.adapters.tickfiles import load_ticks, ms_to_datetime
+def _conditions(req: SimulationRequest, derived: MarketConditions) -> dict[str, Any]:
+    """The conditions the stages were computed from, and where each came from."""
+    given = {"atr_pips": req.atr_pips, "regime": req.regime, "session": req.session}
+    seen = {
+        "atr_pips": derived.atr_pips,
+        "regime": derived.volatility_regime,
+        "session": derived.session,
+    }
+    out: dict[str, Any] = {k: given[k] if given[k] is not None else seen[k] for k in given}
+    out["source"] = {k: "given" if given[k] is not None else "ticks" for k in given}
+    return out
+
+
+def _rows(path: str) -> Iterator[tuple[int, float, float]]:
+    """The rows of a tick file as (epoch ms, bid, ask)."""
+    from traild.adapters.tickfiles import load_ticks
 
     columns = load_ticks(path)
     ms, bids, asks = columns.ts_ms.tolist(), columns.bid.tolist(), columns.ask.tolist()
-    for m, bid, ask in zip(ms, bids, asks, strict=True):
-        yield ms_to_datetime(m), bid, ask
+    yield from zip(ms, bids, asks, strict=True)
 
 
 def _accepted(
-    source: Iterator[tuple[datetime, float, float]], guard: TickGuard
+    source: Iterator[tuple[int, float, float]], guard: TickGuard
 ) -> Iterator[tuple[datetime, float, float]]:
-    for ts, bid, ask in source:
-        if guard.check(ts, bid, ask) is None:
-            yield ts, bid, ask
+    from traild.adapters.tickfiles import ms_to_datetime
+
+    for ms, bid, ask in source:
+        if guard.check_ms(ms, bid, ask) is None:
+            yield ms_to_datetime(ms), bid, ask
 
 
 def _as_ticks(

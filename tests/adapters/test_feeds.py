@@ -231,3 +231,20 @@ def test_synthetic_feed_needs_an_epic_and_an_aware_start() -> None:
         SyntheticFeed([], 1)
     with pytest.raises(ValueError, match="timezone"):
         SyntheticFeed(EPICS, 1, start=datetime(2024, 1, 1))
+
+
+async def test_one_far_future_tick_does_not_hold_back_the_rest_of_its_file() -> None:
+    day = 86_400_000
+    a = columns([1000, 40 * day, 2000, 3000], bid=1.1)  # a tick 40 days ahead (issue #11)
+    b = columns([1500, 2500], bid=1.2)
+    with trio.fail_after(5):
+        ticks = await collect(ReplayFeed([a, b], ["EURUSD", "GBPUSD"]))
+    order = [(t.epic, int(t.ts.timestamp() * 1000)) for t in ticks]
+    assert order == [
+        ("EURUSD", 1000),
+        ("EURUSD", 40 * day),  # emitted in place: the daemon's guard rejects it
+        ("GBPUSD", 1500),
+        ("EURUSD", 2000),
+        ("GBPUSD", 2500),
+        ("EURUSD", 3000),
+    ]

@@ -13,14 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from traild.adapters.tickfiles import (
     TickColumns,
     epic_from_filename,
+    guard_columns,
     iter_ticks,
     load_ticks,
     ms_to_datetime,
 )
+from traild.core.conditions import GuardParams, TickGuard
 from traild.core.errors import DataError
 
 OANDA = "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
@@ -250,3 +254,38 @@ def test_columns_round_trip_through_iter_ticks(tmp_path: Path) -> None:
     ticks = list(cols.ticks("EURUSD"))
     assert ticks[7].ts == datetime(2020, 2, 29, 23, 59, 7, 7000, tzinfo=UTC)
     assert ticks[7].bid == float(f"{1 + 7 / 1e5:.5f}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 250, 5000, -3, 400_000_000]),  # ms steps, a few bad
+            st.sampled_from([0.0, 0.0001, -0.0002, 0.0039, 0.0041, 0.06, math.nan]),
+            st.sampled_from([0.0001, 0.0002, 0.0]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_guard_columns_accepts_exactly_what_the_tick_guard_accepts(
+    rows: list[tuple[int, float, float]],
+) -> None:
+    ms, bid, ask, t, price = [], [], [], 1_546_300_800_000, 1.1
+    for step, move, spread in rows:
+        t, price = t + step, price + move
+        ms.append(t)
+        bid.append(price)
+        ask.append(price + spread)
+    cols = TickColumns(
+        np.array(ms, dtype=np.int64).view("datetime64[ms]"),
+        np.array(bid, dtype=np.float64),
+        np.array(ask, dtype=np.float64),
+    )
+    params = GuardParams.for_pip(0.0001)
+    keep, reasons = guard_columns(cols, TickGuard(params))
+    one_by_one = TickGuard(params)
+    assert keep.tolist() == [
+        one_by_one.check_ms(m, b, a) is None for m, b, a in zip(ms, bid, ask, strict=True)
+    ]
+    assert reasons == one_by_one.by_reason

@@ -19,7 +19,10 @@ from traild.core.calculator import (
 from traild.core.ladder import LadderPolicy
 from traild.core.messages import Direction
 
-CALC = DynamicTrailingCalculator(CalculatorParams(enable_dynamic_trailing=True))
+# per_stage: its collapsed ladders exercise the kernel's rung bookkeeping and distance caps hardest
+CALC = DynamicTrailingCalculator(
+    CalculatorParams(enable_dynamic_trailing=True, atr_clamp="per_stage")
+)
 
 
 def _random_trades(market: Market, count: int, seed: int, min_distance: float) -> list[KernelTrade]:

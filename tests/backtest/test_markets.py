@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from traild.adapters.tickfiles import ms_to_datetime
-from traild.backtest.markets import Market, TickSource, accepted_mask, entry_conditions
-from traild.core.conditions import BarHistory, ConditionParams, TickGuard
+from traild.backtest.markets import Market, TickSource, entry_conditions, load_market
+from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
+from traild.core.instruments import InstrumentTable
+from traild.core.regime import regime_series
+from traild.simulation import iso
 
 
-def test_vectorised_acceptance_rejects_exactly_what_the_tick_guard_rejects() -> None:
-    ts = np.array([0, 5, 3, 5, 9, 8, 8, 10, 11, 12, 7, 12], dtype=np.int64)
-    nan, inf = math.nan, math.inf
-    bid = np.array([1.1, 1.1, 1.1, nan, 1.1, 1.1, 1.2, 0.0, 1.1, 1.3, 1.1, -1.0])
-    ask = np.array([1.2, 1.2, 1.2, 1.2, inf, 1.2, 1.1, 1.2, 1.2, 1.2, 1.2, 1.2])
-    guard = TickGuard()
-    expected = [
-        guard.check(ms_to_datetime(int(t)), b, a) is None
-        for t, b, a in zip(ts, bid, ask, strict=True)
+def test_a_market_keeps_exactly_the_ticks_the_shared_tick_guard_accepts(tmp_path: Path) -> None:
+    rows = [
+        ("2014-05-01T00:00:00.000Z", 1.1, 1.1001),
+        ("2014-05-01T00:00:01.000Z", 1.1, 1.1001),
+        ("2014-05-01T00:00:00.500Z", 1.1, 1.1001),  # out of order
+        ("2014-05-01T00:00:02.000Z", 1.16, 1.1601),  # a 600-pip print
+        ("2014-05-01T00:00:03.000Z", 1.16, 1.1601),
+        ("2014-06-09T00:00:00.000Z", 1.1, 1.1001),  # 39 days ahead
+        ("2014-05-01T00:00:04.000Z", 1.1001, 1.1002),
+        ("2014-05-01T00:00:04.000Z", 1.1001, 1.1002),  # duplicate
+        ("2014-05-01T00:00:05.000Z", 0.0, 1.1002),
     ]
-    assert accepted_mask(ts, bid, ask).tolist() == expected
-    # Rejected: two out of order, NaN, inf, zero, negative. The tick at t=8 after the
-    # rejected t=9 is accepted: a rejected tick never moves the order floor.
-    assert [i for i, ok in enumerate(expected) if not ok] == [2, 3, 4, 7, 10, 11]
+    path = tmp_path / "EURUSD_t.csv"
+    path.write_text("ts_utc,bid,ask\n" + "".join(f"{t},{b},{a}\n" for t, b, a in rows))
+    market = load_market(TickSource.parse(str(path)), InstrumentTable())
+    guard = TickGuard(GuardParams.for_pip(0.0001))
+    expected = [
+        ts
+        for ts, b, a in rows
+        if guard.check(datetime.fromisoformat(ts.replace("Z", "+00:00")), b, a) is None
+    ]
+    assert [iso(ms_to_datetime(int(m))) for m in market.ts_ms] == expected
+    assert len(expected) == 3
+    assert (
+        market.rejected_by
+        == guard.by_reason
+        == {
+            "duplicate": 1,
+            "future_timestamp": 1,
+            "non_positive": 1,
+            "out_of_order": 1,
+            "spike": 2,
+        }
+    )
 
 
 def test_prices_become_the_ticks_instrument_to_ticks_gives(oanda: Market) -> None:
@@ -50,7 +74,7 @@ def test_entry_conditions_equal_a_bar_history_fed_every_earlier_tick(oanda: Mark
         if i in entries:
             expected[i] = history.conditions(oanda.epic, ts)
         history.add(ts, float(oanda.bid_px[i]), float(oanda.ask_px[i]))
-    assert got == expected
+    assert {k: replace(c, market_regime=None) for k, c in got.items()} == expected
     assert got[39_999].atr_pips is not None and got[39_999].volatility_regime is not None
     assert got[0].atr_pips is None  # no closed bars yet: the calculator falls back (no_atr)
 
@@ -64,3 +88,27 @@ def test_tick_source_takes_the_epic_after_an_equals_sign_or_from_the_file_name()
         TickSource.parse("/d/ticks.csv.gz")
     with pytest.raises(DataError, match="empty epic"):
         TickSource.parse("/d/x.csv=")
+
+
+def test_entry_market_regime_is_the_regime_of_the_last_bar_closed_before_the_entry(
+    oanda: Market,
+) -> None:
+    params = ConditionParams()
+    period = params.bar_minutes * 60_000
+    entries = [30_000, 60_001, 120_000]
+    got = entry_conditions(oanda, entries, params)
+    mid = (oanda.bid_px + oanda.ask_px) / 2
+    for entry in entries:
+        # independently: every M15 mid bar that ended by the entry time, then the core rules
+        end = int(oanda.ts_ms[entry]) // period * period
+        bars: dict[int, list[float]] = {}
+        for t, m in zip(oanda.ts_ms.tolist(), mid.tolist(), strict=True):
+            if t >= end:
+                break
+            bars.setdefault(t // period, []).append(m)
+        values = list(bars.values())
+        labels = regime_series(
+            [max(v) for v in values], [min(v) for v in values], [v[-1] for v in values]
+        )
+        assert got[entry].market_regime == labels[-1]
+    assert {c.market_regime for c in got.values()} <= {"trending", "ranging", "breakout", "unknown"}

@@ -124,8 +124,10 @@ def test_metrics_without_data_are_null_never_nan_or_infinite() -> None:
     json.dumps(summarize([], ["v"]), allow_nan=False)
 
 
-def test_summary_buckets_by_regime_and_session_in_a_stable_order() -> None:
+def test_summary_buckets_by_regime_market_regime_and_session_in_a_stable_order() -> None:
     rows = _rows() + [replace(r, variant="w") for r in _rows()[:1]]
+    rows[0] = replace(rows[0], market_regime="ranging")
+    rows[1] = replace(rows[1], market_regime="trending")
     summary = summarize(rows, ["v", "w"])
     v = summary["variants"]["v"]
     assert list(v["by_regime"]) == ["low", "unknown"]
@@ -133,4 +135,6 @@ def test_summary_buckets_by_regime_and_session_in_a_stable_order() -> None:
     assert v["by_regime"]["unknown"]["trades"] == 1 and v["by_session"]["london"]["trades"] == 3
     assert set(v["by_regime"]["low"]) == set(METRICS)
     assert summary["variants"]["w"]["trades"] == 1
-    assert set(v) == {*METRICS, "by_regime", "by_session"}
+    assert set(v) == {*METRICS, "by_regime", "by_session", "by_market_regime"}
+    assert list(v["by_market_regime"]) == ["trending", "ranging", "unknown"]
+    assert set(v["by_market_regime"]["trending"]) == set(METRICS)

@@ -43,7 +43,9 @@ SCALP = StageConfig(
     stage3_atr_multiplier=0.8,
     stage3_min_distance=5,
 )
-ENABLED = CalculatorParams(enable_dynamic_trailing=True)
+# The plan's unit tests check its literal per-trigger clamp ("per_stage"); the default "ladder"
+# clamp has its own tests below.
+ENABLED = CalculatorParams(enable_dynamic_trailing=True, atr_clamp="per_stage")
 
 
 def calc(params: CalculatorParams = ENABLED) -> DynamicTrailingCalculator:
@@ -360,7 +362,7 @@ def test_malformed_stored_stages_raise_stage_error(stored: object) -> None:
         CalculatedStages.from_json(stored)
 
 
-def test_ladder_clamp_keeps_the_ladder_consistent_where_per_stage_clamping_collapses_it() -> None:
+def test_default_ladder_clamp_keeps_the_ladder_consistent_where_per_stage_collapses_it() -> None:
     from traild.core.calculator import (
         CalculatorParams,
         DynamicTrailingCalculator,
@@ -370,13 +372,13 @@ def test_ladder_clamp_keeps_the_ladder_consistent_where_per_stage_clamping_colla
 
     base = StageConfig(15, 2, 20, 8, 30, 15, 40, 1.0, 10)
     cond = MarketConditions("CS.D.EURUSD.MINI.IP", 4.0, "normal", "london")
-    per_stage = DynamicTrailingCalculator(CalculatorParams(enable_dynamic_trailing=True))
+    per_stage = DynamicTrailingCalculator(
+        CalculatorParams(enable_dynamic_trailing=True, atr_clamp="per_stage")
+    )
     collapsed = per_stage.calculate_stages(cond, base)
     assert (collapsed.method, collapsed.fallback_reason) == ("fixed", "inconsistent_stages")
 
-    ladder = DynamicTrailingCalculator(
-        CalculatorParams(enable_dynamic_trailing=True, atr_clamp="ladder")
-    )
+    ladder = DynamicTrailingCalculator(CalculatorParams(enable_dynamic_trailing=True))
     result = ladder.calculate_stages(cond, base)
     # 15 x 1.0 x 1.1 = 16.5 > 4 x ATR = 16: the factor becomes 16/15 for the whole ladder
     assert result.method == "dynamic_volatility"
@@ -393,3 +395,11 @@ def test_ladder_clamp_keeps_the_ladder_consistent_where_per_stage_clamping_colla
     low = MarketConditions("CS.D.EURUSD.MINI.IP", 8.0, "low", "asian")
     assert ladder.calculate_stages(low, base).stages.early_be_trigger == 9.45
     assert per_stage.calculate_stages(low, base).stages.early_be_trigger == 9.45
+
+
+def test_settings_default_atr_clamp_is_ladder_and_per_stage_is_selectable() -> None:
+    from traild.settings import Settings
+
+    assert Settings().calculator_params().atr_clamp == "ladder"
+    chosen = Settings.model_validate({"trailing": {"atr_clamp": "per_stage"}})
+    assert chosen.calculator_params().atr_clamp == "per_stage"

@@ -12,7 +12,16 @@ def test_demo_runs_the_daemon_and_prints_a_summary() -> None:
     run = traild("demo", "--seconds", "8", "--trades", "4", timeout=120)
     out = run.stdout
     assert re.search(r"^trades: 4 \(\d+ closed, \d+ open\)$", out, re.M), out
-    assert re.search(r"^stops moved by reason: \{.*\}$", out, re.M)
+    assert re.search(
+        r"^stops moved by reason: (none|[a-z_0-9]+ \d+(, [a-z_0-9]+ \d+)*)$", out, re.M
+    )
+    # the demo is never silent: a progress line every 2 s of an 8 s run, on stderr
+    progress = re.findall(r"^ +\d+ s: [\d,]+ ticks, \d+ trades open", run.stderr, re.M)
+    assert len(progress) == 3, run.stderr
+    # prices with the instrument's decimals: 5 for EURUSD, 3 for USDJPY; pips with one
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("DEMO-")}
+    assert re.fullmatch(r"\d\.\d{5}", rows["DEMO-1"][3]), rows
+    assert re.fullmatch(r"\d{3}\.\d{3}", rows["DEMO-3"][3]), rows
     assert re.search(r"^profit locks confirmed: \d+$", out, re.M)
     assert re.search(r"^closed P&L: [+-]\d+\.\d pips$", out, re.M)
     for deal in ("DEMO-1", "DEMO-2", "DEMO-3", "DEMO-4"):

@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import trio
+from numpy.typing import NDArray
 
 from traild.adapters.tickfiles import EPOCH, TickColumns, load_ticks
-from traild.core.conditions import session_of
+from traild.core.conditions import GuardParams, TickGuard, session_of
 from traild.core.errors import ConfigError
 from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.messages import Tick
@@ -89,9 +90,11 @@ class ReplayFeed:
         cols = self._columns
         ms = np.concatenate([c.ts_ms for c in cols])
         src = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(cols)])
-        # Sort by each file's running maximum: a stable sort then merges the files by time
-        # while keeping every file's own sequence, out-of-order ticks included.
-        key = np.concatenate([np.maximum.accumulate(c.ts_ms) for c in cols])
+        # Sort by each file's running maximum of the times the tick guard accepts: a stable
+        # sort then merges the files by time while keeping every file's own sequence, bad
+        # ticks included (the daemon's guard rejects them), and one tick far in the future
+        # never holds the rest of its file back.
+        key = np.concatenate([merge_key(c.ts_ms) for c in cols])
         order = np.argsort(key, kind="stable")
         bid = np.concatenate([c.bid for c in cols])[order]
         ask = np.concatenate([c.ask for c in cols])[order]
@@ -120,6 +123,18 @@ class ReplayFeed:
 
     def statistics(self) -> FeedStatistics:
         return FeedStatistics(self._emitted, self._total, self._last)
+
+
+def merge_key(ts_ms: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Each row's time for merging files: the latest time ``TickGuard`` accepted so far."""
+    guard = TickGuard(GuardParams())  # timestamps only: every price the same
+    keys: list[int] = []
+    key = 0
+    for ms in ts_ms.tolist():
+        if guard.check_ms(ms, 1.0, 1.0) in (None, "duplicate"):
+            key = ms
+        keys.append(key)
+    return np.array(keys, dtype=np.int64)
 
 
 # -- synthetic ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from traild.core.conditions import GuardParams, TickGuard
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import symbol_of
 from traild.core.messages import Tick
@@ -264,7 +265,54 @@ def load_ticks(path: str | os.PathLike[str]) -> TickColumns:
         ask = np.array(flat[layout.ask :: k], dtype=np.float64)
     except (ValueError, OverflowError):
         ms, bid, ask = _parse_rows(body, layout, flavour, p.name, first_line)
+    _check_order(ms, p.name)
     return TickColumns(ms.view("datetime64[ms]"), bid, ask)
+
+
+def _check_order(ms: NDArray[np.int64], name: str) -> None:
+    """A file whose times mostly go backwards is in reverse order: an error, not a trade."""
+    if ms.size < 3:
+        return
+    steps = np.diff(ms.astype(np.int64))
+    backwards = int(np.count_nonzero(steps < 0))
+    if backwards * 2 > steps.size:
+        raise DataError(
+            f"{name}: {backwards} of {steps.size} timestamps go backwards: the ticks are in "
+            "reverse (newest-first) order; sort the file by time, oldest first"
+        )
+
+
+def _all_accepted(columns: TickColumns, p: GuardParams) -> bool:
+    """True when ``TickGuard(p)`` accepts every row: prices finite and positive, times in
+    order without a gap above ``max_gap_s``, no exact duplicate, and no mid move above the spike
+    floor (the guard's allowance is never below it). Vectorised: exact, not an estimate."""
+    ms, bid, ask = columns.ts_ms, columns.bid, columns.ask
+    with np.errstate(invalid="ignore"):
+        if not (np.isfinite(bid).all() and np.isfinite(ask).all()):
+            return False
+        if not ((bid > 0).all() and (ask > 0).all()):
+            return False
+    step = np.diff(ms)
+    if (step < 0).any() or (step > p.max_gap_s * 1000).any():
+        return False
+    if (np.abs(np.diff((bid + ask) / 2.0)) > p.spike_floor).any():
+        return False
+    return not ((step == 0) & (bid[1:] == bid[:-1]) & (ask[1:] == ask[:-1])).any()
+
+
+def guard_columns(
+    columns: TickColumns, guard: TickGuard
+) -> tuple[NDArray[np.bool_], dict[str, int]]:
+    """The rows ``guard`` accepts (fed in file order) and its rejections by reason."""
+    if _all_accepted(columns, guard.p):  # the usual clean file: no need to walk it
+        return np.ones(len(columns), dtype=np.bool_), {}
+    ms = columns.ts_ms.astype(np.int64).tolist()
+    check = guard.check_ms
+    keep = [
+        check(m, b, a) is None
+        for m, b, a in zip(ms, columns.bid.tolist(), columns.ask.tolist(), strict=True)
+    ]
+    return np.array(keep, dtype=np.bool_), dict(guard.by_reason)
 
 
 def _strip_utc_designator(body: bytes) -> bytes:

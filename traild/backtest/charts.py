@@ -1,4 +1,5 @@
-"""PNG charts of a backtest (matplotlib, Agg backend): equity, P&L distribution, by regime."""
+"""PNG charts of a backtest (matplotlib, Agg backend): equity, P&L distribution, metrics by
+regime (trade counts on every bar), and dynamic minus fixed with 95 % intervals per bucket."""
 
 from __future__ import annotations
 
@@ -14,20 +15,73 @@ import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
 import numpy as np
 from matplotlib.figure import Figure
 
+from traild.backtest.claims import expectancy_difference
 from traild.backtest.engine import TradeRow
+from traild.backtest.metrics import kind_of, market_regime_of, regime_of, session_of
 
 _METADATA = {"Software": None}  # no version stamp: same run, same bytes
 
 
 def write_charts(
-    rows: Sequence[TradeRow], variants: Sequence[str], summary: dict[str, Any], out: Path
+    rows: Sequence[TradeRow],
+    variants: Sequence[str],
+    summary: dict[str, Any],
+    out: Path,
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> list[Path]:
-    """Write equity.png, pnl_distribution.png and by_regime.png into ``out``."""
-    return [
+    """Write equity.png, pnl_distribution.png, by_regime.png and (with ``pairs`` of
+    (dynamic variant, baseline)) dynamic_minus_fixed.png into ``out``."""
+    paths = [
         _equity(rows, variants, out / "equity.png"),
         _distribution(rows, variants, out / "pnl_distribution.png"),
         _by_regime(summary, out / "by_regime.png"),
     ]
+    if pairs:
+        paths.append(_difference(rows, pairs, out / "dynamic_minus_fixed.png"))
+    return paths
+
+
+def _buckets(row: TradeRow) -> list[str]:
+    return [
+        "all",
+        f"vol:{regime_of(row)}",
+        f"mkt:{market_regime_of(row)}",
+        f"ses:{session_of(row)}",
+        f"kind:{kind_of(row)}",
+    ]
+
+
+def _difference(rows: Sequence[TradeRow], pairs: Sequence[tuple[str, str]], path: Path) -> Path:
+    """Per bucket: mean pnl of each dynamic variant minus its baseline on the same trades,
+    with a 95 % day-bootstrap interval and the number of trades."""
+    by_variant: dict[str, dict[str, list[TradeRow]]] = {}
+    for r in rows:
+        for b in _buckets(r):
+            by_variant.setdefault(r.variant, {}).setdefault(b, []).append(r)
+    names = sorted({b for r in rows for b in _buckets(r)}, key=lambda b: (b != "all", b))
+    fig, ax = plt.subplots(figsize=(max(10, 0.7 * len(names)), 6))
+    counts: list[int] = []
+    width = 0.8 / len(pairs)
+    x = np.arange(len(names))
+    for i, (cand, base) in enumerate(pairs):
+        values, lows, highs, counts = [], [], [], []
+        for b in names:
+            c = by_variant.get(cand, {}).get(b, [])
+            value, low, high = expectancy_difference(c, by_variant.get(base, {}).get(b, []))
+            values.append(np.nan if value is None else value)
+            lows.append(np.nan if low is None or value is None else value - low)
+            highs.append(np.nan if high is None or value is None else high - value)
+            counts.append(len(c))
+        pos = x + i * width - 0.4 + width / 2
+        ax.bar(pos, values, width, yerr=[lows, highs], capsize=2, label=f"{cand} - {base}")
+    # every pair runs the same trades, so a bucket's count is the same for all of them
+    labels = [f"{b} (n={n})" for b, n in zip(names, counts, strict=True)]
+    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize="small")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_ylabel("pips per trade")
+    ax.set_title("Dynamic minus fixed: expectancy difference, 95 % CI (bootstrap over days)")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
 
 
 def _equity(rows: Sequence[TradeRow], variants: Sequence[str], path: Path) -> Path:
@@ -74,12 +128,18 @@ def _by_regime(summary: dict[str, Any], path: Path) -> Path:
     )
     x = np.arange(len(regimes))
     width = 0.8 / max(len(variants), 1)
+    # trade counts per bucket (every variant runs the same trades; the largest count shows)
+    counts = [
+        max((v["by_regime"].get(g) or {}).get("trades", 0) for v in variants.values())
+        for g in regimes
+    ]
+    labels = [f"{g}\n(n={n})" for g, n in zip(regimes, counts, strict=True)]
     for ax, (key, title, scale) in zip(axes, panels, strict=True):
         for i, (name, v) in enumerate(variants.items()):
             values = [(v["by_regime"].get(g) or {}).get(key) for g in regimes]
             heights = [np.nan if y is None else y * scale for y in values]
             ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=name)
-        ax.set_xticks(x, regimes)
+        ax.set_xticks(x, labels, fontsize="small")
         ax.set_title(title)
         ax.axhline(0, color="grey", linewidth=0.8)
     axes[0].legend(fontsize="small")

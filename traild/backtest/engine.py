@@ -11,12 +11,15 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from traild.backtest.kernel import KernelTrade, PathResult
+from traild.backtest.bars import inside_bar_fill, load_bar_market
+from traild.backtest.entries import generate
+from traild.backtest.kernel import NONE, KernelTrade, PathResult
 from traild.backtest.markets import Market, TickSource, load_market
 from traild.backtest.paths import EVENT, FAST, run_trades
 from traild.backtest.signals import (
@@ -27,7 +30,13 @@ from traild.backtest.signals import (
     read_signals,
     resolve,
 )
-from traild.backtest.variants import DEFAULT_VARIANTS, Variant, parse_grid, parse_variants
+from traild.backtest.variants import (
+    DEFAULT_VARIANTS,
+    FIXED_LOCK,
+    Variant,
+    parse_grid,
+    parse_variants,
+)
 from traild.core.calculator import (
     CalculatedStages,
     CalculatorParams,
@@ -35,12 +44,15 @@ from traild.core.calculator import (
     MarketConditions,
     StageConfig,
 )
+from traild.core.conditions import GuardParams
 from traild.core.errors import DataError
-from traild.core.instruments import to_centipips
+from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
 from traild.settings import Settings
 
-_FAST_CHUNK = 4000  # trades per unit on the fast path (bigger batches amortise numpy calls)
+_FAST_CHUNK = 4000  # at most this many trades per unit on the fast path
+_MIN_CHUNK = 200  # at least this many (smaller batches waste the kernel's vectorisation)
+_STEPS = 40  # aim for about this many progress steps per run
 _FAST_WORK_PER_JOB = 100_000  # trade runs per worker process on the fast path
 _EVENT_WORK_PER_JOB = 2_000  # ... on the event-driven path (about a millisecond each)
 
@@ -52,6 +64,11 @@ class BacktestRequest:
     ticks: tuple[str, ...]
     signals: str | None = None
     random: int | None = None
+    entries: str | None = None  # a test entry generator (traild.backtest.entries)
+    bars: tuple[str, ...] = ()  # M1 bid-bar files, FILE[=EPIC]
+    ask_bars: tuple[str, ...] = ()  # their ask bars, in the same order (else the spread)
+    bar_spread_pips: float = 1.0
+    walk_forward: int | None = None
     seed: int = 0
     variants: str = DEFAULT_VARIANTS
     grid: tuple[str, ...] = ()
@@ -136,15 +153,22 @@ def prepare(
     variants += parse_grid(req.grid, calc)
     if not variants:
         raise DataError("no variants to run")
+    if req.walk_forward is not None and (
+        req.walk_forward < 2
+        or FIXED_LOCK not in {v.name for v in variants}
+        or not any(v.dynamic for v in variants)
+    ):
+        raise DataError("--walk-forward K needs K >= 2, fixed+lock and dynamic variants (--grid)")
     table = settings.instrument_table()
-    sources = [TickSource.parse(t) for t in req.ticks]
-    markets = tuple(load_market(s, table) for s in sources)
+    markets = load_markets(req, table, settings.guard_params)
     if req.signals is not None:
         signals = read_signals(req.signals, markets, table)
+    elif req.entries is not None:
+        signals = generate(req.entries, markets, defaults or req.defaults)
     else:
         signals = random_signals(req.random or 0, req.seed, markets, defaults or req.defaults)
     trades = tuple(
-        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.signals is None)
+        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.random is not None)
     )
     bases = {(t.epic, t.is_scalp): settings.stage_config(t.epic, t.is_scalp) for t in trades}
     return Context(
@@ -159,14 +183,40 @@ def prepare(
     )
 
 
+def load_markets(
+    req: BacktestRequest,
+    table: InstrumentTable,
+    guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+) -> tuple[Market, ...]:
+    """The tick files (through the shared tick guard, ``guard``: its params for a pip size),
+    then the bar files (with their ask bars or the spread)."""
+    if not req.ticks and not req.bars:
+        raise DataError("give --ticks or --bars")
+    if req.ask_bars and len(req.ask_bars) != len(req.bars):
+        raise DataError("--ask-bars needs one file per --bars file, in the same order")
+    if not math.isfinite(req.bar_spread_pips) or req.bar_spread_pips < 0:
+        raise DataError("the bar spread must be a non-negative number of pips")
+    markets = [load_market(TickSource.parse(t), table, guard) for t in req.ticks]
+    asks: list[Path | None] = [Path(a) for a in req.ask_bars] or [None] * len(req.bars)
+    markets += [
+        load_bar_market(TickSource.parse(b), table, req.bar_spread_pips, ask)
+        for b, ask in zip(req.bars, asks, strict=True)
+    ]
+    return tuple(markets)
+
+
 def units_of(ctx: Context, jobs: int) -> list[Unit]:
-    """Variant x market x chunk; event-path chunks are small enough to keep every core busy."""
+    """Variant x market x chunk of trades: chunks small enough that progress moves steadily
+    and every core stays busy, big enough to amortise the kernel's numpy calls."""
     out: list[Unit] = []
     per_market = [
         [t.trade_id for t in ctx.trades if t.market == k] for k in range(len(ctx.markets))
     ]
     total = len(ctx.trades) * len(ctx.variants)
-    size = _FAST_CHUNK if ctx.engine == FAST else max(1, math.ceil(total / (4 * max(jobs, 1))))
+    if ctx.engine == FAST:
+        size = min(_FAST_CHUNK, max(_MIN_CHUNK, math.ceil(total / _STEPS)))
+    else:
+        size = max(1, math.ceil(total / max(4 * max(jobs, 1), _STEPS)))
     for v in range(len(ctx.variants)):
         for k, ids in enumerate(per_market):
             out += [(v, k, tuple(ids[i : i + size])) for i in range(0, len(ids), size)]
@@ -185,32 +235,39 @@ def execute(
     ctx: Context, jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[TradeRow]:
     """Run every unit (in ``jobs`` processes; 0: chosen from the work size) and merge the
-    rows in a fixed order."""
+    rows in a fixed order.
+
+    ``progress(done, total)`` counts trade runs (trades x variants), once per finished chunk.
+    """
     if jobs <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         work = len(ctx.trades) * len(ctx.variants)
         jobs = auto_jobs(work, ctx.engine, min(32, cores or os.cpu_count() or 1))
     units = units_of(ctx, jobs)
+    total = sum(len(u[2]) for u in units)
     for market in ctx.markets:
         market.index()  # build before forking: workers inherit it
     results: list[list[TradeRow]]
+    done = 0
     if jobs <= 1 or len(units) <= 1:
         _init(ctx)
         results = []
-        for i, unit in enumerate(units):
+        for unit in units:
             results.append(_run_unit(unit))
+            done += len(unit[2])
             if progress:
-                progress(i + 1, len(units))
+                progress(done, total)
     else:
         methods = multiprocessing.get_all_start_methods()
         mp = multiprocessing.get_context("fork" if "fork" in methods else None)
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(units)), mp_context=mp, initializer=_init, initargs=(ctx,)
         ) as pool:
-            futures: list[Future[list[TradeRow]]] = [pool.submit(_run_unit, u) for u in units]
-            for done, _ in enumerate(as_completed(futures), start=1):
+            futures = {pool.submit(_run_unit, u): len(u[2]) for u in units}
+            for future in as_completed(futures):
+                done += futures[future]
                 if progress:
-                    progress(done, len(units))
+                    progress(done, total)
             results = [f.result() for f in futures]
     order = {v.name: i for i, v in enumerate(ctx.variants)}
     rows = [row for part in results for row in part]
@@ -242,6 +299,8 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
     trades = [ctx.trades[i] for i in ids]
     jobs, calcs, policy = plan_trades(ctx, variant, market, trades)
     results, paths = run_trades(market, jobs, ctx.engine)
+    if market.kind == "bars":
+        results = [inside_bar_fill(r, t.limit) for r, t in zip(results, trades, strict=True)]
     premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
     inst = market.instrument
     lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))
@@ -287,7 +346,7 @@ def plan_trades(
 def premature_stopouts(
     market: Market, trades: Sequence[TradeSpec], results: Sequence[PathResult], lookahead_ms: int
 ) -> list[bool]:
-    """Stopped trades whose limit traded within the lookahead before their initial stop did."""
+    """Stop exits (the initial stop included) whose limit traded within the lookahead (SPEC §8)."""
     n = len(market)
     picked = [
         i
@@ -300,14 +359,13 @@ def premature_stopouts(
     sign = np.array([trades[i].direction.sign for i in picked], dtype=np.int64)
     base = np.where(sign > 0, 0, n)
     start = base + np.array([results[i].exit_idx + 1 for i in picked], dtype=np.int64)
-    lo = sign * np.array([trades[i].stop for i in picked], dtype=np.int64)
+    lo = np.full(len(picked), NONE, dtype=np.int64)  # only the take-profit side matters
     hi = sign * np.array([trades[i].limit or 0 for i in picked], dtype=np.int64)
     k = market.index().first_crossing(start, lo, hi)
     inside = k < base + n
     at = np.where(inside, k, base)
-    x = market.both_sides()
     until = np.array([results[i].exit_ts for i in picked], dtype=np.int64) + lookahead_ms
-    hit = inside & (x[at] >= hi) & (market.ts_ms[at - base] <= until)
+    hit = inside & (market.ts_ms[at - base] <= until)
     for i, h in zip(picked, hit.tolist(), strict=True):
         out[i] = h
     return out
@@ -364,7 +422,14 @@ def _row(
             and r.exit_stop is not None
             and s * (r.exit_stop - t.entry) < lock_ticks
         ),
-        lock_slippage_loss=stopped and locked and pnl < 0,
+        # SPEC §2: reached the trigger, stopped at/beyond entry, filled below it by slippage
+        lock_slippage_loss=(
+            stopped
+            and locked
+            and pnl < 0
+            and r.exit_stop is not None
+            and s * (r.exit_stop - t.entry) >= 0
+        ),
         premature=premature,
         amendments=len(r.amendments),
         path=path,

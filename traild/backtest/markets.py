@@ -1,14 +1,15 @@
 """Tick files as backtest markets: accepted ticks as integer-tick columns, plus entry conditions.
 
 A market is one tick file of one epic. Ticks go through the same acceptance rules as the
-runtime's ``TickGuard`` (non-finite, non-positive and out-of-order ticks are rejected; crossed
-quotes are accepted and counted), vectorised. Prices become integer ticks exactly the way
-``Instrument.to_ticks`` does it (round half to even of ``price / tick``).
+runtime's ``TickGuard`` (``Settings.guard_params``: bad prices and timestamps, duplicates and
+spikes are rejected and counted by reason; crossed quotes are accepted and counted). Prices
+become integer ticks exactly the way ``Instrument.to_ticks`` does it (round half to even of
+``price / tick``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from traild.adapters.tickfiles import epic_from_filename, load_ticks, ms_to_datetime
+from traild.adapters.tickfiles import (
+    epic_from_filename,
+    guard_columns,
+    load_ticks,
+    ms_to_datetime,
+)
 from traild.backtest.kernel import CrossingIndex, both_sides
 from traild.core.calculator import MarketConditions
-from traild.core.conditions import BarHistory, ConditionParams
+from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
 from traild.core.instruments import Instrument, InstrumentTable
+from traild.core.regime import regime_series
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -59,6 +66,12 @@ class Market:
     ask: Ints
     rejected: int
     crossed: int
+    rejected_by: dict[str, int] = field(default_factory=dict)
+    # Bars (``traild.backtest.bars``): entries fill only at a bar's open point, and conditions
+    # come from the bars' mid prices; a tick market has neither (every tick, and bid/ask mid).
+    entry_points: Ints | None = None
+    mid: Floats | None = None
+    kind: str = "ticks"
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -67,6 +80,31 @@ class Market:
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
+
+    def mid_px(self) -> Floats:
+        """The mid price of every point (what bars and conditions are built from)."""
+        if self.mid is not None:
+            return self.mid
+        mid: Floats = (self.bid_px + self.ask_px) / 2.0
+        return mid
+
+    def entry_index(self, ts_ms: int) -> int:
+        """The first point at/after ``ts_ms`` where an entry can fill (len(self) if none)."""
+        if self.entry_points is None:
+            return int(np.searchsorted(self.ts_ms, ts_ms, side="left"))
+        times = self._cache.get("entry_ts")
+        if times is None:
+            times = self._cache["entry_ts"] = self.ts_ms[self.entry_points]
+        assert isinstance(times, np.ndarray)
+        pos = int(np.searchsorted(times, ts_ms, side="left"))
+        return int(self.entry_points[pos]) if pos < self.entry_points.size else len(self)
+
+    def last_entry_index(self) -> int:
+        """The last point an entry can fill at that still has a point after it."""
+        if self.entry_points is None:
+            return max(len(self) - 2, 0)
+        ok = self.entry_points[self.entry_points <= len(self) - 2]
+        return int(ok[-1]) if ok.size else 0
 
     def both_sides(self) -> Ints:
         """Directional exit-side ticks of both directions (see ``kernel.both_sides``)."""
@@ -103,14 +141,22 @@ class Market:
         return zip(*tails, strict=True)
 
 
-def load_market(source: TickSource, table: InstrumentTable) -> Market:
-    """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic)."""
+def load_market(
+    source: TickSource,
+    table: InstrumentTable,
+    guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+) -> Market:
+    """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic).
+
+    Ticks pass the same ``TickGuard`` as in ``simulate`` and the daemon (``guard``: its
+    params for the instrument's pip size, e.g. ``Settings.guard_params``).
+    """
     instrument = table.resolve(source.epic)
     if not source.path.is_file():
         raise DataError(f"tick file not found: {source.path}")
     cols = load_ticks(source.path)
     ms = np.asarray(cols.ts_ms, dtype=np.int64)
-    keep = accepted_mask(ms, cols.bid, cols.ask)
+    keep, rejected_by = guard_columns(cols, TickGuard(guard(float(instrument.pip_size))))
     if not keep.any():
         raise DataError(f"{source.path}: no usable ticks")
     bid_px = np.ascontiguousarray(cols.bid[keep])
@@ -126,24 +172,8 @@ def load_market(source: TickSource, table: InstrumentTable) -> Market:
         ask=np.rint(ask_px * inv_tick).astype(np.int64),
         rejected=int(keep.size - np.count_nonzero(keep)),
         crossed=int(np.count_nonzero(bid_px > ask_px)),
+        rejected_by=rejected_by,
     )
-
-
-def accepted_mask(ts_ms: Ints, bid: Floats, ask: Floats) -> NDArray[np.bool_]:
-    """The ticks ``TickGuard`` accepts, in one pass.
-
-    A tick is accepted when its prices are finite and positive and its time is not before the
-    last accepted tick. The latest accepted time equals the latest time of every *valid* tick
-    so far (a valid tick rejected as out of order is older than that time), so a running
-    maximum over valid ticks decides the order rule without a loop.
-    """
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
-    floor = np.iinfo(np.int64).min
-    latest = np.maximum.accumulate(np.where(valid, ts_ms, floor))
-    before = np.concatenate(([floor], latest[:-1]))
-    ok: NDArray[np.bool_] = valid & (ts_ms >= before)
-    return ok
 
 
 def entry_conditions(
@@ -153,25 +183,70 @@ def entry_conditions(
 
     Only the ticks that shape a bar are fed (each bar's first, highest, lowest and last mid),
     in time order: they give the same closed bars, at the same moments, as feeding all ticks.
+    ``market_regime`` is the regime (``traild.core.regime``) of the last bar closed by then.
     """
     history = BarHistory(float(market.instrument.pip_size), params)
-    feed = bar_shaping_ticks(market.ts_ms, market.bid_px, market.ask_px, params.bar_minutes)
+    mid = market.mid_px()
+    feed = bar_shaping_ticks(market.ts_ms, mid, params.bar_minutes)
+    regimes = _market_regimes(market, params.bar_minutes)
     out: dict[int, MarketConditions] = {}
     j = 0
     for entry in sorted(set(entries)):
         while j < feed.size and feed[j] < entry:
             i = int(feed[j])
-            history.add(
-                ms_to_datetime(int(market.ts_ms[i])),
-                float(market.bid_px[i]),
-                float(market.ask_px[i]),
-            )
+            history.add(ms_to_datetime(int(market.ts_ms[i])), float(mid[i]), float(mid[i]))
             j += 1
-        out[entry] = history.conditions(market.epic, ms_to_datetime(int(market.ts_ms[entry])))
+        c = history.conditions(market.epic, ms_to_datetime(int(market.ts_ms[entry])))
+        out[entry] = MarketConditions(
+            c.epic, c.atr_pips, c.volatility_regime, c.session, regimes(entry)
+        )
     return out
 
 
-def bar_shaping_ticks(ts_ms: Ints, bid: Floats, ask: Floats, bar_minutes: int) -> Ints:
+@dataclass(frozen=True, slots=True)
+class MidBars:
+    """Closed mid-price bars of a market: end time (epoch ms), high, low, close."""
+
+    end_ms: Ints
+    high: Floats
+    low: Floats
+    close: Floats
+
+
+def mid_bars(market: Market, bar_minutes: int) -> MidBars:
+    """The market's mid-price bars of ``bar_minutes`` (bars without a tick do not exist)."""
+    cached = market._cache.get(f"bars{bar_minutes}")
+    if isinstance(cached, MidBars):
+        return cached
+    mid = market.mid_px()
+    feed = bar_shaping_ticks(market.ts_ms, mid, bar_minutes)
+    period = bar_minutes * 60_000
+    keys = market.ts_ms[feed] // period
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    x = mid[feed]
+    bars = MidBars(
+        (keys[starts] + 1) * period,
+        np.maximum.reduceat(x, starts) if starts.size else x[:0],
+        np.minimum.reduceat(x, starts) if starts.size else x[:0],
+        x[np.concatenate((starts[1:], [feed.size])) - 1] if starts.size else x[:0],
+    )
+    market._cache[f"bars{bar_minutes}"] = bars
+    return bars
+
+
+def _market_regimes(market: Market, bar_minutes: int) -> Callable[[int], str | None]:
+    """Entry index -> regime of the last bar that closed (by the clock) at or before it."""
+    bars = mid_bars(market, bar_minutes)
+    labels = regime_series(bars.high.tolist(), bars.low.tolist(), bars.close.tolist())
+
+    def at(entry: int) -> str | None:
+        j = int(np.searchsorted(bars.end_ms, int(market.ts_ms[entry]), side="right")) - 1
+        return labels[j] if j >= 0 else None
+
+    return at
+
+
+def bar_shaping_ticks(ts_ms: Ints, mid: Floats, bar_minutes: int) -> Ints:
     """Sorted indices of each bar's first tick, first highest mid, first lowest mid, last tick."""
     n = ts_ms.size
     if n == 0:
@@ -179,7 +254,6 @@ def bar_shaping_ticks(ts_ms: Ints, bid: Floats, ask: Floats, bar_minutes: int) -
     keys = ts_ms // 1000 // (bar_minutes * 60)
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     ends = np.concatenate((starts[1:], [n])) - 1
-    mid = (bid + ask) / 2.0
     segment = np.repeat(np.arange(starts.size), np.diff(np.concatenate((starts, [n]))))
     picks = [starts, ends]
     for extreme in (np.maximum.reduceat(mid, starts), np.minimum.reduceat(mid, starts)):

@@ -1,4 +1,5 @@
-"""Backtest metrics (SPEC §8): per variant, overall and by volatility regime and session.
+"""Backtest metrics (SPEC §8): per variant, overall and by volatility regime, market regime
+and session.
 
 Definitions (pips unless named otherwise; a metric with no data is ``None`` -> JSON null):
 
@@ -6,15 +7,16 @@ Definitions (pips unless named otherwise; a metric with no data is ``None`` -> J
 * ``expectancy_pips``     mean pnl; ``total_pips`` its sum
 * ``profit_factor``       gross win / gross loss (null without a losing trade)
 * ``profit_capture_pct``  100 x sum(pnl) / sum(MFE) over winning trades
-* ``premature_stopouts``  stop exits whose limit traded within the lookahead after the exit
-                          before their initial stop did
+* ``premature_stopouts``  stop exits (the initial stop included) whose take-profit level
+                          traded within the lookahead after the exit
 * ``protected_share``     share of trades whose MFE reached the profit-lock trigger
                           (measured in every variant, lock on or off)
 * ``median_minutes_to_lock`` entry to the first tick at the trigger, over those trades
 * ``lock_violations``     trades that reached the trigger and were stopped with a confirmed
                           stop short of entry + profit_lock_pips (0 for lock variants)
-* ``lock_slippage_losses`` trades that reached the trigger and were stopped below entry
-                          (with the lock on, only slippage through the stop can do that)
+* ``lock_slippage_losses`` trades that reached the trigger and closed below entry only
+                          because of slippage: stopped with a stop at/beyond entry, filled
+                          below entry (a trade stopped at its initial stop is not one)
 * ``gap_fills``           stop exits filled beyond the stop level
 * ``mean_slippage_pips``  mean distance of stop fills beyond their stop (0 when at the level)
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 from traild.backtest.engine import TradeRow
 from traild.core.calculator import REGIMES
+from traild.core.regime import MARKET_REGIMES
 
 SESSION_ORDER = ("asian", "london", "overlap", "new_york")
 UNKNOWN = "unknown"
@@ -97,6 +100,10 @@ def regime_of(row: TradeRow) -> str:
     return (row.volatility_regime or UNKNOWN).strip().lower()
 
 
+def market_regime_of(row: TradeRow) -> str:
+    return (row.market_regime or UNKNOWN).strip().lower()
+
+
 def session_of(row: TradeRow) -> str:
     return (row.session or UNKNOWN).strip().lower()
 
@@ -126,6 +133,7 @@ def summarize(rows: Sequence[TradeRow], variants: Sequence[str]) -> dict[str, An
             **metrics(mine),
             "by_regime": by(mine, regime_of, REGIMES),
             "by_session": by(mine, session_of, SESSION_ORDER),
+            "by_market_regime": by(mine, market_regime_of, MARKET_REGIMES),
         }
     return {"variants": out}
 

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from traild.adapters.tickfiles import ms_to_datetime
+from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
+from traild.backtest.variants import baseline_pairs
+from traild.backtest.walkforward import walk_forward
 from traild.simulation import iso
 
 CSV_COLUMNS = (
@@ -68,7 +71,21 @@ _TABLE = (
 
 
 def summary(result: BacktestResult) -> dict[str, Any]:
-    return summarize(result.rows, [v.name for v in result.variants])
+    """SPEC §8's summary: per-variant metrics, the claims judged, and walk-forward if asked."""
+    names = [v.name for v in result.variants]
+    out = summarize(result.rows, names)
+    dynamic = {v.name for v in result.variants if v.dynamic}
+    out["claims"] = judge_claims(
+        result.rows, names, pairs(result), {v.name for v in result.variants if v.lock}
+    )
+    k = result.request.walk_forward
+    if k is not None:
+        out["walk_forward"] = walk_forward(result.rows, [n for n in names if n in dynamic], k)
+    return out
+
+
+def pairs(result: BacktestResult) -> list[tuple[str, str]]:
+    return baseline_pairs(result.variants)
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -142,16 +159,22 @@ def run_info(result: BacktestResult) -> dict[str, Any]:
         "entries": (
             {"signals": req.signals}
             if req.signals is not None
+            else {"generator": req.entries, "test_entries_not_trading_advice": True}
+            if req.entries is not None
             else {"random": req.random, "seed": req.seed, "defaults": asdict(req.defaults)}
         ),
+        "bar_spread_pips": req.bar_spread_pips if req.bars and not req.ask_bars else None,
         "ticks": [
             {
                 "path": str(m.source.path),
                 "epic": m.epic,
-                "ticks": len(m),
+                "kind": m.kind,
+                "ticks": len(m) if m.entry_points is None else int(m.entry_points.size),
+                "unit": "ticks" if m.entry_points is None else "M1 bars",
                 "first": iso(ms_to_datetime(int(m.ts_ms[0]))),
                 "last": iso(ms_to_datetime(int(m.ts_ms[-1]))),
                 "rejected": m.rejected,
+                "rejected_by": dict(sorted(m.rejected_by.items())),
                 "crossed": m.crossed,
             }
             for m in result.markets
@@ -195,17 +218,32 @@ def _bucket_table(summary_: dict[str, Any], field: str) -> str:
     return "\n".join(lines)
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    return f": {_counts(counts)}" if counts else ""
+
+
 def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, Any]) -> str:
     ticks = "\n".join(
-        f"* `{t['path']}` as {t['epic']}: {t['ticks']:,} ticks {t['first']} .. {t['last']}"
-        f" ({t['rejected']} rejected, {t['crossed']:,} crossed)"
+        f"* `{t['path']}` as {t['epic']}: {t['ticks']:,} {t['unit']} {t['first']} .. {t['last']}"
+        f" ({t['rejected']} rejected{_reasons(t['rejected_by'])}, {t['crossed']:,} crossed)"
         for t in info["ticks"]
     )
     e = info["entries"]
     entries = (
         f"signals from `{e['signals']}`"
         if "signals" in e
-        else f"{e['random']} random entries, seed {e['seed']}, defaults {e['defaults']}"
+        else f"`{e['generator']}` test entries (a deliberately simple generator to judge "
+        "trailing on trend entries: not trading advice)"
+        if "generator" in e
+        else f"{e['random']} random entries uniform over trading time, seed {e['seed']}, "
+        + ", ".join(f"{k} {v:g}" for k, v in e["defaults"].items())
+    )
+    bars = (
+        "\nBars are walked pessimistically (BUY open, low, high, close; SELL open, high, low,"
+        " close); stops and take-profits inside a bar fill at their level"
+        + (f"; ask = bid + {info['bar_spread_pips']:g} pips." if info["bar_spread_pips"] else ".")
+        if any(t["kind"] == "bars" for t in info["ticks"])
+        else ""
     )
     kinds = _bucket_table(
         {"variants": {name: {"by_kind": b} for name, b in info["by_kind"].items()}}, "by_kind"
@@ -215,7 +253,7 @@ def markdown(result: BacktestResult, summary_: dict[str, Any], info: dict[str, A
 
 {ticks}
 
-Entries: {entries}. Lookahead for premature stop-outs: {info["lookahead_minutes"]} min.
+Entries: {entries}. Lookahead for premature stop-outs: {info["lookahead_minutes"]} min.{bars}
 Engine: {info["engine"]} ({info["paths"]["fast"]} trade runs on the vectorised kernel,
 {info["paths"]["event"]} on the event-driven core).
 
@@ -230,10 +268,18 @@ capture% = sum(pnl) / sum(MFE) of winners; lock min = median minutes to the prof
 
 {_bucket_table(summary_, "by_regime")}
 
+## By market regime at entry (expectancy pips / win rate / trades)
+
+ADX(14), ER(10) and ATR percentile of the M15 bars closed before the entry (SPEC §3).
+
+{_bucket_table(summary_, "by_market_regime")}
+
 ## By session (expectancy pips / win rate / trades)
 
 {_bucket_table(summary_, "by_session")}
 
+{claims_section(summary_["claims"])}
+{walk_forward_section(summary_.get("walk_forward"))}
 ## Scalp and regular trades (expectancy pips / win rate / trades)
 
 {kinds}
@@ -242,7 +288,7 @@ capture% = sum(pnl) / sum(MFE) of winners; lock min = median minutes to the prof
 
 {
         chr(10).join(
-            f"* {n}: methods {v['methods']}, fallbacks {v['fallback_reasons']}"
+            f"* {n}: methods {_counts(v['methods'])}; fallbacks {_counts(v['fallback_reasons'])}"
             for n, v in summary_["variants"].items()
         )
     }
@@ -252,10 +298,84 @@ capture% = sum(pnl) / sum(MFE) of winners; lock min = median minutes to the prof
 ![equity](equity.png)
 ![pnl distribution](pnl_distribution.png)
 ![by regime](by_regime.png)
+{"![dynamic minus fixed](dynamic_minus_fixed.png)" if pairs(result) else ""}
 
 Metrics in `summary.json` (per variant, and per regime/session bucket):
 {definitions}
 """
+
+
+_VERDICT = {"met": "**met**", "not_met": "**not met**", "inconclusive": "inconclusive"}
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("relative", "share"):
+        return f"{100 * value:+.1f} %" if unit == "relative" else f"{100 * value:.1f} %"
+    return f"{value:g}"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n:,}" for k, n in counts.items()) or "none"
+
+
+def claims_section(claims: dict[str, Any]) -> str:
+    """The seed's success criteria: target, value per variant (pair), 95 % CI, verdict."""
+    m = claims["method"]
+    lines = [
+        "## The seed's claims, judged",
+        "",
+        f"{int(100 * m['confidence'])} % intervals from {m['bootstrap_draws']} bootstrap draws "
+        f"over whole days (unit: {m['resampling_unit']}; overlapping trades are not "
+        "independent). "
+        "met = the whole interval is on the target's side; not met = entirely on the other; "
+        "inconclusive = it straddles the target or there are too few trades.",
+        "",
+        "| criterion | target | variant (vs baseline) | value | 95 % CI | trades | days "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in claims["criteria"].values():
+        unit, target = c["unit"], f"{c['direction']} {_fmt(c['target'], c['unit'])}"
+        for name, r in c["results"].items():
+            ci = f"{_fmt(r['ci_low'], unit)} .. {_fmt(r['ci_high'], unit)}"
+            lines.append(
+                f"| {c['criterion']} | {target} | {name} | {_fmt(r['value'], unit)} | {ci} "
+                f"| {r['trades']} | {r['days']} | {_VERDICT[r['verdict']]} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def walk_forward_section(wf: dict[str, Any] | None) -> str:
+    if wf is None:
+        return ""
+    lines = [
+        f"## Walk-forward ({wf['folds']} folds, scored by {wf['score']})",
+        "",
+        "| chosen on fold | evaluated on | variant | in-sample | out-of-sample | "
+        f"{wf['baseline_variant']} | trades |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in wf["steps"]:
+        lines.append(
+            f"| {s['chosen_on']} | {s['evaluated_on']} | {s['chosen']} "
+            f"| {_cell(s['in_sample_expectancy_pips'], '{:+.2f}')} "
+            f"| {_cell(s['out_of_sample_expectancy_pips'], '{:+.2f}')} "
+            f"| {_cell(s['baseline_expectancy_pips'], '{:+.2f}')} | {s['trades']} |"
+        )
+    d = wf["expectancy_difference_pips"]
+    oos, base = wf["out_of_sample"], wf["baseline"]
+    lines += [
+        "",
+        f"Out of sample: {oos['trades']} trades, expectancy "
+        f"{_cell(oos['expectancy_pips'], '{:+.2f}')} pips against "
+        f"{_cell(base['expectancy_pips'], '{:+.2f}')} for {wf['baseline_variant']} on the same "
+        f"trades: difference {_cell(d['value'], '{:+.2f}')} pips, 95 % CI "
+        f"{_cell(d['ci_low'], '{:+.2f}')} .. {_cell(d['ci_high'], '{:+.2f}')}. Only this "
+        "figure may be called an improvement.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def write_outputs(result: BacktestResult, out: Path, charts: bool = True) -> dict[str, Any]:
@@ -274,5 +394,5 @@ def write_outputs(result: BacktestResult, out: Path, charts: bool = True) -> dic
     if charts:
         from traild.backtest.charts import write_charts
 
-        write_charts(result.rows, [v.name for v in result.variants], summary_, out)
+        write_charts(result.rows, [v.name for v in result.variants], summary_, out, pairs(result))
     return summary_

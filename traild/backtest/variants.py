@@ -126,3 +126,11 @@ def _multiplier(key: str, text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError([f"--grid {key}: must be a positive number: {text.strip()!r}"])
     return value
+
+
+def baseline_pairs(variants: Sequence[Variant]) -> list[tuple[str, str]]:
+    """(dynamic variant, its fixed baseline) for every dynamic variant: the baseline is
+    ``fixed+lock`` when it runs (same lock, only the stages differ), else ``fixed``."""
+    names = [v.name for v in variants]
+    base = FIXED_LOCK if FIXED_LOCK in names else FIXED if FIXED in names else None
+    return [] if base is None else [(v.name, base) for v in variants if v.dynamic]

@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from traild.core.errors import TraildError
+from traild.cli.errors import EXIT_INTERRUPTED, flush_thread_errors, install_thread_hook, report
 
 # Command modules, in the order their commands appear in ``traild --help``.
 _MODULES = (
@@ -49,13 +49,15 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    install_thread_hook()
     try:
         code: int = args.func(args)
-    except TraildError as exc:
-        sys.stderr.write(f"traild: error: {exc}\n")
-        return 1
     except KeyboardInterrupt:
-        return 130
+        code = EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 0
+        code = 0
+    except Exception as exc:  # the one place errors become a line and an exit code
+        code = report(exc)
+    finally:
+        flush_thread_errors()
     return code

@@ -41,11 +41,14 @@ def positive_or_any_float(text: str) -> float:
     return finite(text)
 
 
+DIRECTION_HELP = "BUY or SELL (also LONG/SHORT; any case)"
+
+
 def direction(text: str) -> Direction:
     try:
         return Direction.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {DIRECTION_HELP}, not {text!r}") from None
 
 
 def timestamp(text: str) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from traild.core.errors import DataError
 from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
+_MAX_RANDOM = 100_000  # traild.backtest.signals.MAX_RANDOM (not imported: NumPy loads lazily)
 
 
 def register(sub: Any) -> None:
@@ -26,14 +28,59 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--ticks",
-        required=True,
         nargs="+",
+        action="extend",
+        default=[],
         metavar="FILE[=EPIC]",
         help="tick files; the epic defaults to the currency pair starting the file name",
     )
+    p.add_argument(
+        "--bars",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE[=EPIC]",
+        help="M1 bid-bar files (ts_utc,open,high,low,close), walked pessimistically: "
+        "BUY open-low-high-close, SELL open-high-low-close",
+    )
+    p.add_argument(
+        "--ask-bars",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="the ask bars of each --bars file, same order (default: bid + [backtest] "
+        "bar_spread_pips)",
+    )
+    p.add_argument(
+        "--bar-spread-pips",
+        type=_non_negative_float,
+        default=None,
+        metavar="PIPS",
+        help="spread added to bid bars without --ask-bars (default [backtest] bar_spread_pips)",
+    )
     entries = p.add_mutually_exclusive_group(required=True)
     entries.add_argument("--signals", metavar="CSV", help="entries from a signals CSV")
-    entries.add_argument("--random", type=_count, metavar="N", help="N random entries")
+    entries.add_argument(
+        "--random",
+        type=_random_count,
+        metavar="N",
+        help=f"N random entries, uniform over trading time (at most {_MAX_RANDOM:,}, and at "
+        "most one per tick or bar of the files)",
+    )
+    entries.add_argument(
+        "--entries",
+        choices=("ema-cross", "breakout"),
+        help="TEST entries, not trading advice: ema-cross = EMA 9/21 cross of M15 closes; "
+        "breakout = 20-bar Donchian breakout of M15 closes",
+    )
+    p.add_argument(
+        "--walk-forward",
+        type=_count,
+        default=None,
+        metavar="K",
+        help="K time folds: the best --grid point of fold i is evaluated on fold i+1 (K >= 2)",
+    )
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument(
         "--variants",
@@ -59,13 +106,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="default ./backtest-out")
     p.add_argument("--json", action="store_true", help="print summary.json only")
-    p.add_argument("--config", metavar="PATH")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)",
+    )
     p.add_argument(
         "--jobs",
-        type=_count,
+        type=_jobs,
         default=0,
         metavar="N",
-        help="worker processes (default: chosen from the work size, at most one per core)",
+        help=f"worker processes, 1 to {MAX_JOBS} (default: chosen from the work size, at most"
+        " one per core)",
     )
     p.add_argument(
         "--engine",
@@ -76,6 +128,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_backtest)
 
 
+MAX_JOBS = 256
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -83,6 +138,30 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    value = _count(text)
+    if value > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_JOBS} worker processes: {text!r}")
+    return value
+
+
+def _random_count(text: str) -> int:
+    value = _count(text)
+    if value > _MAX_RANDOM:
+        raise argparse.ArgumentTypeError(f"at most {_MAX_RANDOM:,} entries per run (memory)")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
     return value
 
 
@@ -97,7 +176,8 @@ def _seed(text: str) -> int:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal; it moves once per
+    finished chunk of trades (trade runs = trades x variants)."""
 
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
@@ -106,7 +186,9 @@ class _Progress:
         if not self.enabled or total < 2:
             return
         filled = round(30 * done / total)
-        sys.stderr.write(f"\rbacktest [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+        sys.stderr.write(
+            f"\rbacktest [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} trade runs"
+        )
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -120,10 +202,18 @@ def _backtest(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     b = settings.backtest
+    if not args.ticks and not args.bars:
+        raise DataError("give --ticks FILE or --bars FILE")
+    spread = b.bar_spread_pips if args.bar_spread_pips is None else args.bar_spread_pips
     request = BacktestRequest(
         ticks=tuple(args.ticks),
         signals=args.signals,
         random=args.random,
+        entries=args.entries,
+        bars=tuple(args.bars),
+        ask_bars=tuple(args.ask_bars),
+        bar_spread_pips=spread,
+        walk_forward=args.walk_forward,
         seed=args.seed,
         variants=args.variants,
         grid=tuple(args.grid),
@@ -144,6 +234,10 @@ def _backtest(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, allow_nan=False))
         return 0
     print(table(summary))
+    for m in result.markets:
+        if m.rejected:
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(m.rejected_by.items()))
+            print(f"{m.source.path.name}: {m.rejected:,} ticks rejected ({detail})")
     replayed = sum(r.path == _EVENT for r in result.rows)
     note = f"; {replayed} trade runs on the event-driven core" if args.engine == _FAST else ""
     print(

@@ -4,49 +4,99 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from traild.cli import args as args_
 from traild.core.calculator import DynamicTrailingCalculator, MarketConditions
 from traild.core.errors import DataError
-from traild.settings import load
+from traild.settings import describe_sources, load
 from traild.simulation import SimulationRequest, simulate
+
+CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
+EPIC_HELP = "IG epic, e.g. CS.D.EURUSD.MINI.IP (or a configured [instruments] key)"
+REGIME_HELP = (
+    "volatility regime: low, normal, high or extreme (any other value: normal, with a warning)"
+)
+SESSION_HELP = "trading session: asian, london, overlap or new_york (other values: factor 1.0)"
+ATR_HELP = "ATR(14) in pips; 0 or negative is the invalid_atr fallback"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("check-config", help="validate a config file and print the effective one")
-    p.add_argument("--config", metavar="PATH")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a config file and print the effective one",
+        description="Validate the configuration (file, then TRAILD_* environment over it) and "
+        "print the effective one as JSON, secrets masked; the sources used go to stderr.",
+    )
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_check_config)
 
     p = sub.add_parser("calc", help="the stages a trade would get")
-    p.add_argument("--epic", required=True)
-    p.add_argument("--atr-pips", type=args_.positive_or_any_float, metavar="X")
-    p.add_argument("--regime", metavar="R")
-    p.add_argument("--session", metavar="S")
-    p.add_argument("--scalp", action="store_true")
-    p.add_argument("--config", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--epic", required=True, help=EPIC_HELP)
+    p.add_argument("--atr-pips", type=args_.positive_or_any_float, metavar="X", help=ATR_HELP)
+    p.add_argument("--regime", metavar="R", help=REGIME_HELP)
+    p.add_argument("--session", metavar="S", help=SESSION_HELP)
+    p.add_argument("--scalp", action="store_true", help="use the scalp stage config")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
     p.set_defaults(func=_calc)
 
-    p = sub.add_parser("simulate", help="one trade through the ladder over a tick file")
-    p.add_argument("--ticks", required=True, metavar="FILE")
-    p.add_argument("--epic", required=True)
-    p.add_argument("--direction", required=True, type=args_.direction)
+    p = sub.add_parser(
+        "simulate",
+        help="one trade through the ladder over a tick file",
+        description="Run one trade over a tick file (CSV or gzip'd CSV, ts_utc,bid,ask) "
+        "through the ladder; conditions not given are derived from the ticks before the entry. "
+        "Ticks the tick guard rejects are counted by reason.",
+    )
+    p.add_argument("--ticks", required=True, metavar="FILE", help="the tick file")
+    p.add_argument("--epic", required=True, help=EPIC_HELP)
+    p.add_argument(
+        "--direction",
+        required=True,
+        type=args_.direction,
+        metavar="BUY|SELL",
+        help=args_.DIRECTION_HELP,
+    )
     stop = p.add_mutually_exclusive_group(required=True)
-    stop.add_argument("--stop-pips", type=args_.positive_float, metavar="N")
-    stop.add_argument("--stop", type=args_.positive_float, metavar="PRICE")
+    stop.add_argument(
+        "--stop-pips", type=args_.positive_float, metavar="N", help="initial stop, pips from entry"
+    )
+    stop.add_argument(
+        "--stop", type=args_.positive_float, metavar="PRICE", help="initial stop as a price"
+    )
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--limit-pips", type=args_.positive_float, metavar="N")
-    limit.add_argument("--limit", type=args_.positive_float, metavar="PRICE")
-    p.add_argument("--entry", type=args_.positive_float, metavar="PRICE")
-    p.add_argument("--at", type=args_.timestamp, metavar="TS")
-    p.add_argument("--atr-pips", type=args_.positive_or_any_float, metavar="X")
-    p.add_argument("--regime", metavar="R")
-    p.add_argument("--session", metavar="S")
-    p.add_argument("--scalp", action="store_true")
-    p.add_argument("--min-stop-distance-pips", type=args_.non_negative_float, metavar="N")
-    p.add_argument("--config", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    limit.add_argument(
+        "--limit-pips", type=args_.positive_float, metavar="N", help="limit, pips from entry"
+    )
+    limit.add_argument(
+        "--limit", type=args_.positive_float, metavar="PRICE", help="limit as a price"
+    )
+    p.add_argument(
+        "--entry",
+        type=args_.positive_float,
+        metavar="PRICE",
+        help="fill price (default: ask of the entry tick for a BUY, bid for a SELL)",
+    )
+    p.add_argument(
+        "--at",
+        type=args_.timestamp,
+        metavar="TS",
+        help="enter at the first tick at/after this ISO-8601 time, e.g. 2014-05-06T08:00:00Z "
+        "(no zone: UTC; default: the first tick)",
+    )
+    p.add_argument("--atr-pips", type=args_.positive_or_any_float, metavar="X", help=ATR_HELP)
+    p.add_argument("--regime", metavar="R", help=REGIME_HELP)
+    p.add_argument("--session", metavar="S", help=SESSION_HELP)
+    p.add_argument("--scalp", action="store_true", help="use the scalp stage config")
+    p.add_argument(
+        "--min-stop-distance-pips",
+        type=args_.non_negative_float,
+        metavar="N",
+        help="the broker's minimum stop distance (default: the instrument's)",
+    )
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
     p.set_defaults(func=_simulate)
 
 
@@ -54,6 +104,7 @@ def register(sub: Any) -> None:
 def _check_config(args: argparse.Namespace) -> int:
     settings = load(args.config)
     print(json.dumps(settings.redacted(), indent=2, sort_keys=False))
+    sys.stderr.write(f"traild: configuration OK; {describe_sources(args.config)}\n")
     return 0
 
 
@@ -130,14 +181,38 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _print_simulation(r: dict[str, Any]) -> None:
     reason = f" ({r['fallback_reason']})" if r["fallback_reason"] else ""
+    limit = "none" if r["limit"] is None else r["limit"]
     print(
-        f"method {r['method']}{reason}; entry {r['entry']} stop {r['initial_stop']}"
-        f" limit {r.get('limit')}"
+        f"method {r['method']}{reason}; entry {r['entry']} stop {r['initial_stop']} limit {limit}"
     )
+    c = r["conditions"]
+    parts = [
+        f"{key} {_text(c[key])} ({c['source'][key]})" for key in ("atr_pips", "regime", "session")
+    ]
+    print("conditions: " + ", ".join(parts))
+    for warning in r.get("warnings", ()):
+        print(f"  warning: {warning}")
     for a in r["amendments"]:
-        print(f"  {a['ts']}  {a['from']} -> {a['to']}  {a['reason']}")
+        print(f"  {a['ts']}  {_text(a['from'])} -> {a['to']}  {a['reason']}")
     e = r["exit"]
+    at = f" at {e['price']} ({e['ts']})" if e["price"] is not None else ""
+    gap = ", through a gap" if e["gap"] else ""
     print(
-        f"exit {e['reason']} at {e['price']} ({e['ts']}), gap {e['gap']}, "
-        f"pnl {e['pnl_pips']} pips, MFE {r['mfe_pips']} pips"
+        f"exit {e['reason']}{at}{gap}; pnl {_text(e['pnl_pips'])} pips,"
+        f" MFE {_text(r['mfe_pips'])} pips"
     )
+    rejected = r["rejected_ticks"]
+    if rejected:
+        detail = ", ".join(f"{k} {v}" for k, v in rejected.items())
+        print(f"rejected ticks: {sum(rejected.values())} ({detail})")
+    else:
+        print("rejected ticks: none")
+
+
+def _text(value: Any) -> str:
+    """A value for human output: never a Python repr (None -> n/a)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

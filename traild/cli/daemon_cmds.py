@@ -4,28 +4,58 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from typing import Any
 
 from traild.app import EXIT_REFUSED, halt_path
-from traild.core.errors import ConfigError, SchemaOutOfDate, StoreError
+from traild.cli.errors import EXIT_SOFTWARE, classify, mark_reported, unwrap
+from traild.core.errors import ConfigError, SchemaOutOfDate
 from traild.settings import load
+
+CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the daemon")
-    p.add_argument("--config", metavar="PATH")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads). Exit codes: 0 "
+        "drained, 78 a refusal a restart cannot fix (invalid configuration, schema behind, "
+        "unreadable replay file or state directory), 1 any other failure.",
+    )
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="the daemon on embedded defaults with paper trades")
-    p.add_argument("--seconds", type=_seconds, default=30.0, metavar="N")
-    p.add_argument("--trades", type=_count, default=6, metavar="N")
+    p.add_argument(
+        "--seconds",
+        type=_seconds,
+        default=30.0,
+        metavar="N",
+        help=f"how long the daemon runs, 1 to {MAX_SECONDS} seconds (default 30)",
+    )
+    p.add_argument(
+        "--trades",
+        type=_count,
+        default=6,
+        metavar="N",
+        help="paper trades to open, 1 to 1000 (default 6)",
+    )
     p.add_argument("--json-logs", action="store_true", help="show the daemon's JSON log lines")
     p.set_defaults(func=_demo)
 
     for name, on in (("halt", True), ("resume", False)):
-        p = sub.add_parser(name, help=f"global kill switch {'on' if on else 'off'}")
-        p.add_argument("--config", metavar="PATH")
+        p = sub.add_parser(
+            name,
+            help=f"global kill switch {'on' if on else 'off'}",
+            description="Write ($STATE_DIR/HALT) or remove the halt file the running daemon "
+            "polls: while it exists no stop is amended (actors keep tracking).",
+        )
+        p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
         p.set_defaults(func=_halt, on=on)
+
+
+MAX_SECONDS = 86400
 
 
 def _seconds(text: str) -> float:
@@ -33,8 +63,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 86400: {text!r}")
+    if not 1 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SECONDS} seconds: {text!r}")
     return value
 
 
@@ -49,6 +79,7 @@ def _count(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The daemon; every error that ends it is one structured record and an exit code."""
     import trio
 
     from traild.app import Daemon
@@ -60,17 +91,23 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = load(args.config)
     except ConfigError as exc:
+        mark_reported()
         logger.bind(event="config.rejected", problems=exc.problems).error(str(exc))
         return EXIT_REFUSED
     try:
         return trio.run(Daemon(settings, args.config).run)
-    except SchemaOutOfDate as exc:
-        logger.bind(event="daemon.refused", error=str(exc)).error(str(exc))
-        sys.stderr.write(f"traild: error: {exc}\n")
-        return EXIT_REFUSED
-    except StoreError as exc:
-        logger.bind(event="daemon.failed", error=str(exc)).error(str(exc))
-        return 1
+    except Exception as exc:  # the daemon's last word: a record, never a traceback
+        mark_reported()
+        code, message = classify(exc, daemon=True)
+        error = unwrap(exc)
+        event = "daemon.refused" if isinstance(error, SchemaOutOfDate) else "daemon.failed"
+        record = logger.bind(event=event, error=message, exit_code=code)
+        if code == EXIT_SOFTWARE:  # a bug: its traceback as one field of the record
+            record = record.bind(traceback="".join(traceback.format_exception(error)))
+        record.error(message)
+        if isinstance(error, SchemaOutOfDate):
+            sys.stderr.write(f"traild: error: {message}\n")
+        return code
 
 
 def _demo(args: argparse.Namespace) -> int:

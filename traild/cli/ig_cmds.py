@@ -15,8 +15,18 @@ def register(sub: Any) -> None:
     ig = p.add_subparsers(dest="ig_command", metavar="IG_COMMAND")
     ig.required = True
     c = ig.add_parser("check", help="check an IG account (read-only): login, markets, streams")
-    c.add_argument("--config", metavar="PATH")
-    c.add_argument("--seconds", type=positive_float, default=10.0, metavar="N")
+    c.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)",
+    )
+    c.add_argument(
+        "--seconds",
+        type=positive_float,
+        default=10.0,
+        metavar="N",
+        help="how long to stream prices and trade events (default 10)",
+    )
     c.set_defaults(func=_check)
 
 

@@ -15,12 +15,13 @@ from uuid import uuid4
 
 import trio
 
+from traild.cli.args import DIRECTION_HELP
 from traild.cli.args import direction as _direction
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import timestamp as _timestamp
 from traild.core.errors import InstrumentError, StoreError, TraildError
 from traild.core.instruments import Instrument, InstrumentTable
-from traild.core.messages import TradeRecord, TradeStatus
+from traild.core.messages import Direction, TradeRecord, TradeStatus
 from traild.settings import load
 from traild.simulation import iso
 
@@ -29,41 +30,67 @@ _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 _UNASSIGNED = "unassigned"  # a trade not adopted yet has no calculation method
 
 
+CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("migrate", help="bring the database schema to head")
-    p.add_argument("--config", metavar="PATH")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_migrate)
 
-    p = sub.add_parser("report", help="methods, outcomes and fallback reasons from the database")
+    p = sub.add_parser(
+        "report",
+        help="methods, outcomes and fallback reasons from the database",
+        description="Trades opened since a time: open (managed), closed, pending (not filled "
+        "yet) and unmanaged counts, methods, fallback reasons and outcomes by method.",
+    )
     p.add_argument(
         "--since",
         type=_since,
         default="7d",
         metavar="AGE|DATE",
-        help="Nd, Nh, Nm, an ISO date/time, or 'all' (default 7d)",
+        help="Nd, Nh, Nm (e.g. 12h), an ISO date/time (UTC if no zone), or 'all' (default 7d)",
     )
-    p.add_argument("--config", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
     p.set_defaults(func=_report)
 
     trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
     actions = trade.add_subparsers(dest="trade_command", metavar="ACTION")
     actions.required = True
     p = actions.add_parser(
-        "add", help="record a trade (the paper broker fills it at the next tick)"
+        "add",
+        help="record a trade (the paper broker fills it at the next tick)",
+        description="Record a pending trade; the daemon adopts it and (paper broker) fills it "
+        "at the first tick after adoption: ask for a BUY, bid for a SELL.",
     )
-    p.add_argument("--epic", required=True)
-    p.add_argument("--direction", required=True, type=_direction)
-    p.add_argument("--size", type=_positive_float, default=1.0, metavar="N")
+    p.add_argument("--epic", required=True, help="IG epic, e.g. CS.D.EURUSD.MINI.IP")
+    p.add_argument(
+        "--direction", required=True, type=_direction, metavar="BUY|SELL", help=DIRECTION_HELP
+    )
+    p.add_argument(
+        "--size", type=_positive_float, default=1.0, metavar="N", help="size (default 1)"
+    )
     stop = p.add_mutually_exclusive_group(required=True)
-    stop.add_argument("--stop-pips", type=_positive_float, metavar="N")
-    stop.add_argument("--stop", type=_positive_float, metavar="PRICE")
+    stop.add_argument(
+        "--stop-pips", type=_positive_float, metavar="N", help="initial stop, pips from the fill"
+    )
+    stop.add_argument(
+        "--stop",
+        type=_positive_float,
+        metavar="PRICE",
+        help="initial stop as a price (below --limit for a BUY, above it for a SELL)",
+    )
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--limit-pips", type=_positive_float, metavar="N")
-    limit.add_argument("--limit", type=_positive_float, metavar="PRICE")
-    p.add_argument("--alert-id", type=_alert_id, metavar="N")
-    p.add_argument("--scalp", action="store_true")
-    p.add_argument("--config", metavar="PATH")
+    limit.add_argument(
+        "--limit-pips", type=_positive_float, metavar="N", help="limit, pips from the fill"
+    )
+    limit.add_argument("--limit", type=_positive_float, metavar="PRICE", help="limit as a price")
+    p.add_argument(
+        "--alert-id", type=_alert_id, metavar="N", help="the alert_history row it came from"
+    )
+    p.add_argument("--scalp", action="store_true", help="a scalp trade (scalp stage config)")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_trade_add)
 
 
@@ -74,7 +101,12 @@ def _since(text: str) -> datetime | None:
     match = _AGE.match(text)
     if match:
         amount, unit = float(match.group(1)), match.group(2).lower()
-        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:  # before year 1: every trade
+            raise argparse.ArgumentTypeError(
+                f"--since {text!r} reaches before year 1; use 'all' for every trade"
+            ) from None
     try:
         return _timestamp(text)
     except argparse.ArgumentTypeError:
@@ -125,6 +157,7 @@ def _trade_add(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     settings.instrument_table().resolve(args.epic)  # an unknown epic is an error, never a default
+    check_sides(args.direction, args.stop, args.limit)
     trade = TradeRecord(
         deal_id=f"TRAILD-{uuid4().hex}",
         epic=args.epic,
@@ -157,13 +190,28 @@ def _trade_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_sides(direction: Direction, stop: float | None, limit: float | None) -> None:
+    """Absolute stop and limit of a trade whose entry is not known yet: the stop must be on
+    the losing side of the limit (below it for a BUY, above it for a SELL)."""
+    if stop is None or limit is None:
+        return
+    if (limit - stop) * direction.sign <= 0:
+        side = "below" if direction is Direction.BUY else "above"
+        raise TraildError(
+            f"--stop {stop:g} must be {side} --limit {limit:g} for a {direction.value}: the stop "
+            "is on the losing side of the entry, the limit on the winning side"
+        )
+
+
 # -- the report -------------------------------------------------------------------------
 def build_report(trades: list[TradeRecord], table: InstrumentTable) -> dict[str, Any]:
     """SPEC §7 ``report --json``: counts, methods, fallback reasons and one entry per trade."""
-    closed = sum(t.status is TradeStatus.CLOSED for t in trades)
+    status = Counter(t.status for t in trades)
     return {
-        "open": len(trades) - closed,
-        "closed": closed,
+        "open": status[TradeStatus.OPEN],  # managed: an actor is trailing it
+        "closed": status[TradeStatus.CLOSED],
+        "pending": status[TradeStatus.PENDING],  # recorded, not filled/adopted yet
+        "unmanaged": status[TradeStatus.UNMANAGED],  # given up: its broker stop stays
         "methods": dict(Counter(t.trailing_calculation_method or _UNASSIGNED for t in trades)),
         "fallback_reasons": dict(Counter(t.fallback_reason for t in trades if t.fallback_reason)),
         "trades": [_trade_entry(t, table) for t in trades],
@@ -213,7 +261,8 @@ def _outcomes(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def print_report(report: dict[str, Any], since: datetime | None) -> None:
     window = "all time" if since is None else f"since {iso(since)}"
-    print(f"trades {window}: {report['open']} open, {report['closed']} closed")
+    extra = "".join(f", {report[k]} {k}" for k in ("pending", "unmanaged") if report.get(k))
+    print(f"trades {window}: {report['open']} open, {report['closed']} closed{extra}")
     methods = ", ".join(f"{k} {v}" for k, v in sorted(report["methods"].items())) or "none"
     print(f"methods: {methods}")
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["fallback_reasons"].items()))

@@ -142,9 +142,10 @@ class CalculatorParams:
     force_fixed_trailing_pairs: frozenset[str] = frozenset()
     stage_alert_min_pips: float = 1.0
     stage_alert_max_pips: float = 200.0
-    # "per_stage" (SPEC §3): every trigger clamped to [min, max] x ATR on its own;
-    # "ladder": the factor clamped so the early-BE trigger lands in that band.
-    atr_clamp: str = "per_stage"
+    # "ladder" (SPEC §3 default): the factor clamped so the early-BE trigger lands in the band
+    # and the ladder keeps its shape; "per_stage": every trigger clamped to [min, max] x ATR on
+    # its own (the plan's literal formula).
+    atr_clamp: str = "ladder"
 
 
 @dataclass(frozen=True, slots=True)

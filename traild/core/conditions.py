@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from traild.core.calculator import MarketConditions
 
@@ -123,50 +123,180 @@ class BarHistory:
         return MarketConditions(epic, atr_pips, regime, session_of(ts, self.p))
 
 
-class TickGuard:
-    """Rejects ticks that must never be applied: non-finite, non-positive, or out of order.
+@dataclass(frozen=True, slots=True)
+class GuardParams:
+    """How the tick guard judges a tick (``[conditions]`` settings; prices in price units).
 
-    Crossed quotes (bid > ask) are accepted but counted; real feeds have them. A jump of the
-    mid price by more than ``max_jump`` (price units; e.g. a wire level scaled x10000) from the
-    last accepted tick is rejected as ``spike``: a real news move is far smaller.
+    A tick whose mid moves from the last accepted mid by more than
+    ``clamp(spike_multiple * recent mean |tick move|, spike_floor, max_jump)`` is a ``spike``;
+    the allowance grows with the square root of the time since the last accepted tick (a
+    weekend gap may move more than a second does), never past ``max_jump``. A tick more than
+    ``max_gap_s`` after the last accepted one, or (live) more than ``max_clock_ahead_s`` after the
+    wall clock, is a ``future_timestamp``. ``reanchor_ticks`` consecutive rejected ticks
+    that agree with each other (in time order, within the allowance of each other) are the
+    market, not noise: the last of them is accepted and becomes the new anchor.
     """
 
-    __slots__ = ("_spikes", "accepted", "crossed", "last_mid", "last_ts", "max_jump", "rejected")
+    spike_floor: float = 0.004
+    spike_multiple: float = 100.0
+    max_jump: float = 0.05
+    max_gap_s: float = 96 * 3600.0
+    max_clock_ahead_s: float = 300.0
+    reanchor_ticks: int = 5
+    ewma_alpha: float = 0.05
 
-    def __init__(self, max_jump: float | None = None) -> None:
-        self.max_jump = max_jump
-        self._spikes = 0
+    @classmethod
+    def for_pip(
+        cls,
+        pip: float,
+        floor_pips: float = 40.0,
+        multiple: float = 100.0,
+        max_jump_pips: float = 500.0,
+        max_gap_hours: float = 96.0,
+        max_clock_ahead_s: float = 300.0,
+        reanchor_ticks: int = 5,
+    ) -> GuardParams:
+        """Params with pip distances converted to price units."""
+        return cls(
+            spike_floor=floor_pips * pip,
+            spike_multiple=multiple,
+            max_jump=max(max_jump_pips, floor_pips) * pip,  # settings refuse floor > ceiling
+            max_gap_s=max_gap_hours * 3600.0,
+            max_clock_ahead_s=max_clock_ahead_s,
+            reanchor_ticks=reanchor_ticks,
+        )
+
+
+_TIME_SCALE_S = 60.0  # below a minute between ticks the spike allowance does not grow
+
+
+class TickGuard:
+    """Rejects ticks that must never be applied; one bad tick costs exactly that tick.
+
+    Reasons: ``non_finite``, ``non_positive``, ``naive_timestamp``, ``out_of_order``,
+    ``future_timestamp``, ``duplicate`` (the same time and prices as the last accepted tick)
+    and ``spike`` (see ``GuardParams``). A rejected tick never moves the guard's clock or
+    level. Crossed quotes (bid > ask) are accepted but counted; real feeds have them.
+    ``by_reason`` counts the rejections. Pure: the wall clock arrives as ``now_ms``.
+    """
+
+    __slots__ = (
+        "_last_quote",
+        "_move",
+        "_run",
+        "accepted",
+        "by_reason",
+        "crossed",
+        "last_mid",
+        "last_ms",
+        "p",
+        "reanchored",
+        "rejected",
+    )
+
+    def __init__(self, params: GuardParams | None = None) -> None:
+        self.p = params or GuardParams()
         self.last_mid: float | None = None
-        self.last_ts: datetime | None = None
+        self.last_ms: int | None = None
+        self._move: float | None = None  # recent mean |mid move| per accepted tick (EWMA)
+        self._run: list[tuple[int, float]] = []  # consecutive rejected ticks that agree
+        self._last_quote: tuple[float, float] | None = None
         self.accepted = 0
         self.rejected = 0
         self.crossed = 0
+        self.reanchored = 0
+        self.by_reason: dict[str, int] = {}
 
-    def check(self, ts: datetime, bid: float, ask: float) -> str | None:
+    @property
+    def last_ts(self) -> datetime | None:
+        return None if self.last_ms is None else _from_ms(self.last_ms)
+
+    def check(
+        self, ts: datetime, bid: float, ask: float, now: datetime | None = None
+    ) -> str | None:
         """None when the tick is accepted, else the reason it is rejected."""
-        reason = None
+        if ts.tzinfo is None:
+            return self._reject("naive_timestamp")
+        now_ms = None if now is None else _to_ms(now)
+        return self.check_ms(_to_ms(ts), bid, ask, now_ms)
+
+    def check_ms(self, ms: int, bid: float, ask: float, now_ms: int | None = None) -> str | None:
+        """``check`` on epoch milliseconds (the tick-file and backtest form)."""
         if not (math.isfinite(bid) and math.isfinite(ask)):
-            reason = "non_finite"
-        elif bid <= 0 or ask <= 0:
-            reason = "non_positive"
-        elif ts.tzinfo is None:
-            reason = "naive_timestamp"
-        elif self.last_ts is not None and ts < self.last_ts:
+            return self._reject("non_finite")
+        if bid <= 0 or ask <= 0:
+            return self._reject("non_positive")
+        if now_ms is not None and ms > now_ms + self.p.max_clock_ahead_s * 1000:
+            return self._reject("future_timestamp")  # the wall clock is the truth: no run
+        mid = (bid + ask) / 2.0
+        last_ms, last_mid = self.last_ms, self.last_mid
+        if last_ms is None or last_mid is None:
+            return self._accept(ms, mid, bid, ask)
+        reason = None
+        if ms < last_ms:
             reason = "out_of_order"
-        elif (
-            self.max_jump is not None
-            and self.last_mid is not None
-            and abs((bid + ask) / 2.0 - self.last_mid) > self.max_jump
-        ):
-            self._spikes += 1
-            reason = "spike" if self._spikes < 3 else None
-        if reason is not None:
-            self.rejected += 1
-            return reason
-        self._spikes = 0
-        self.last_ts = ts
-        self.last_mid = (bid + ask) / 2.0
+        elif ms > last_ms + self.p.max_gap_s * 1000:
+            reason = "future_timestamp"
+        elif abs(mid - last_mid) > self.allowance(ms - last_ms):
+            reason = "spike"
+        elif ms == last_ms and self._last_quote == (bid, ask):
+            return self._reject("duplicate")
+        if reason is None:
+            return self._accept(ms, mid, bid, ask)
+        if self._extend_run(ms, mid):
+            return self._accept(ms, mid, bid, ask, reanchor=True)
+        return self._reject(reason)
+
+    def allowance(self, elapsed_ms: int = 0) -> float:
+        """The largest mid move accepted after ``elapsed_ms`` (price units)."""
+        p = self.p
+        base = p.spike_floor
+        if self._move is not None:
+            base = max(base, p.spike_multiple * self._move)
+        if elapsed_ms > _TIME_SCALE_S * 1000:
+            base *= math.sqrt(elapsed_ms / (_TIME_SCALE_S * 1000))
+        return min(base, p.max_jump)
+
+    def _extend_run(self, ms: int, mid: float) -> bool:
+        """Add a rejected tick to the run of agreeing ones; True when the run re-anchors."""
+        run = self._run
+        if run:
+            prev_ms, prev_mid = run[-1]
+            agrees = prev_ms <= ms <= prev_ms + self.p.max_gap_s * 1000 and abs(
+                mid - prev_mid
+            ) <= self.allowance(ms - prev_ms)
+            if not agrees:
+                run.clear()
+        run.append((ms, mid))
+        return len(run) >= self.p.reanchor_ticks
+
+    def _accept(
+        self, ms: int, mid: float, bid: float, ask: float, reanchor: bool = False
+    ) -> str | None:
+        if reanchor:
+            self.reanchored += 1
+        elif self.last_mid is not None:
+            move = abs(mid - self.last_mid)
+            a = self.p.ewma_alpha
+            self._move = move if self._move is None else (1 - a) * self._move + a * move
+        self._run.clear()
+        self.last_ms = ms
+        self.last_mid = mid
+        self._last_quote = (bid, ask)
         self.accepted += 1
         if bid > ask:
             self.crossed += 1
         return None
+
+    def _reject(self, reason: str) -> str:
+        self.rejected += 1
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        return reason
+
+
+def _to_ms(ts: datetime) -> int:
+    return round(ts.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -17,7 +17,7 @@ from traild.cli.store_cmds import _since
 from traild.core.messages import Direction, TradeRecord, TradeStatus
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-REPORT_KEYS = {"open", "closed", "methods", "fallback_reasons", "trades"}
+REPORT_KEYS = {"open", "closed", "pending", "unmanaged", "methods", "fallback_reasons", "trades"}
 TRADE_KEYS = {
     "deal_id", "epic", "direction", "status", "entry_price", "sl_price", "exit_price",
     "exit_reason", "pnl_pips", "method", "fallback_reason", "opened_at", "closed_at",
@@ -160,7 +160,13 @@ def test_report_json_counts_methods_and_fallbacks(
     assert code == 0
     report = json.loads(out)
     assert set(report) == REPORT_KEYS
-    assert (report["open"], report["closed"]) == (2, 2)
+    # open = managed open trades; the pending JPY trade is counted on its own
+    assert (report["open"], report["closed"], report["pending"], report["unmanaged"]) == (
+        1,
+        2,
+        1,
+        0,
+    )
     assert report["methods"] == {"dynamic_volatility": 1, "fixed": 2, "unassigned": 1}
     assert report["fallback_reasons"] == {"no_atr": 2}
     entries = {t["deal_id"]: t for t in report["trades"]}
@@ -190,7 +196,7 @@ def test_report_table_shows_outcomes_by_method(
     seed(db_url, *_report_trades())
     code, out, _ = run(capsys, "report", "--config", config)
     assert code == 0
-    assert "2 open, 2 closed" in out
+    assert "1 open, 2 closed, 1 pending" in out
     assert "fallback reasons: no_atr 2" in out
     lines = out.splitlines()
     dynamic = next(line for line in lines if line.startswith("dynamic_volatility "))

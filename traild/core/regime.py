@@ -1,0 +1,124 @@
+"""Market regime from closed bars (SPEC §3, the origin's rules): ADX(14), ER(10), ATR percentile.
+
+* ``breakout`` if the ATR percentile > 70 and ADX > 18
+* ``trending`` if ADX > 25 and ER > 0.5
+* ``ranging``  if ADX < 20 and ER < 0.3
+* otherwise ``unknown``; ``None`` while the history is too short to compute all three.
+
+Pure and stdlib only: bars in, one label per bar out (the regime as of that bar's close).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MARKET_REGIMES = ("trending", "ranging", "breakout", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeParams:
+    adx_period: int = 14
+    er_period: int = 10
+    atr_period: int = 14
+    atr_lookback: int = 96
+    atr_min_history: int = 20
+    breakout_atr_percentile: float = 70.0
+    breakout_adx: float = 18.0
+    trending_adx: float = 25.0
+    trending_er: float = 0.5
+    ranging_adx: float = 20.0
+    ranging_er: float = 0.3
+
+
+def classify(adx: float, er: float, atr_percentile: float, p: RegimeParams = RegimeParams()) -> str:
+    """The origin's rules, in their order (breakout first)."""
+    if atr_percentile > p.breakout_atr_percentile and adx > p.breakout_adx:
+        return "breakout"
+    if adx > p.trending_adx and er > p.trending_er:
+        return "trending"
+    if adx < p.ranging_adx and er < p.ranging_er:
+        return "ranging"
+    return "unknown"
+
+
+def adx_series(
+    high: Sequence[float], low: Sequence[float], close: Sequence[float], period: int = 14
+) -> list[float | None]:
+    """Wilder's ADX per bar (None until 2 x period bars have closed)."""
+    n = len(close)
+    out: list[float | None] = [None] * n
+    tr_s = pdm_s = mdm_s = 0.0
+    dxs: list[float] = []
+    adx: float | None = None
+    for i in range(1, n):
+        up, down = high[i] - high[i - 1], low[i - 1] - low[i]
+        pdm = up if up > down and up > 0 else 0.0
+        mdm = down if down > up and down > 0 else 0.0
+        tr = max(high[i], close[i - 1]) - min(low[i], close[i - 1])
+        if i <= period:  # the first smoothed values are plain sums
+            tr_s, pdm_s, mdm_s = tr_s + tr, pdm_s + pdm, mdm_s + mdm
+            if i < period:
+                continue
+        else:
+            tr_s += tr - tr_s / period
+            pdm_s += pdm - pdm_s / period
+            mdm_s += mdm - mdm_s / period
+        pdi = 100 * pdm_s / tr_s if tr_s > 0 else 0.0
+        mdi = 100 * mdm_s / tr_s if tr_s > 0 else 0.0
+        dx = 100 * abs(pdi - mdi) / (pdi + mdi) if pdi + mdi > 0 else 0.0
+        if adx is None:
+            dxs.append(dx)
+            if len(dxs) == period:
+                adx = sum(dxs) / period
+        else:
+            adx = (adx * (period - 1) + dx) / period
+        out[i] = adx
+    return out
+
+
+def efficiency_ratio(close: Sequence[float], period: int = 10) -> list[float | None]:
+    """Kaufman's ER: |net move| / sum of |moves| over ``period`` bars (0 for a flat stretch)."""
+    out: list[float | None] = [None] * len(close)
+    for i in range(period, len(close)):
+        path = sum(abs(close[j] - close[j - 1]) for j in range(i - period + 1, i + 1))
+        out[i] = abs(close[i] - close[i - period]) / path if path > 0 else 0.0
+    return out
+
+
+def atr_percentiles(
+    high: Sequence[float], low: Sequence[float], close: Sequence[float], p: RegimeParams
+) -> list[float | None]:
+    """Percentile rank of ATR(atr_period) among the previous ``atr_lookback`` ATR values."""
+    n = len(close)
+    out: list[float | None] = [None] * n
+    trs: list[float] = []
+    atrs: list[float] = []
+    for i in range(n):
+        prev = close[i - 1] if i else None
+        tr = high[i] - low[i] if prev is None else max(high[i], prev) - min(low[i], prev)
+        trs.append(tr)
+        if len(trs) < p.atr_period:
+            continue
+        atr = sum(trs[-p.atr_period :]) / p.atr_period
+        history = atrs[-p.atr_lookback :]
+        if len(history) >= p.atr_min_history:
+            out[i] = 100.0 * sum(1 for h in history if h < atr) / len(history)
+        atrs.append(atr)
+    return out
+
+
+def regime_series(
+    high: Sequence[float],
+    low: Sequence[float],
+    close: Sequence[float],
+    p: RegimeParams = RegimeParams(),
+) -> list[str | None]:
+    """The market regime as of each bar's close (None while any input is missing)."""
+    adx = adx_series(high, low, close, p.adx_period)
+    er = efficiency_ratio(close, p.er_period)
+    pct = atr_percentiles(high, low, close, p)
+    return [
+        None if a is None or e is None or q is None else classify(a, e, q, p)
+        for a, e, q in zip(adx, er, pct, strict=True)
+    ]
