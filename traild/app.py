@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, Tick
 from traild.ports import Broker, PriceFeed, TradeStore
+from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
@@ -101,6 +103,8 @@ class Daemon:
         self.guards: dict[str, TickGuard] = {}
         self.histories: dict[str, BarHistory] = {}
         self.last_tick_wall: dict[str, float] = {}
+        self._downstream = False  # a tick is held up by traild itself (lockstep, database)
+        self._store: TradeStore | None = None
         self.stale_epics: set[str] = set()
         self._last_beat: tuple[float, int, int] | None = None
         self.feed_done = trio.Event()
@@ -126,10 +130,13 @@ class Daemon:
             await trio.to_thread.run_sync(load)  # a bad tick file: DataError before READY
         s.state_path().mkdir(parents=True, exist_ok=True)
         async with (
-            open_store(s.database_url(), write_timeout=s.database.write_timeout_s) as store,
+            open_store(
+                s.database_url(), write_timeout=s.database.write_timeout_s, read_wait=math.inf
+            ) as store,
             _open_broker(s, self.instruments, self._broker) as broker,
         ):
             feed = replay or _make_feed(s, broker)
+            self._store = store
             yield store, broker, feed
 
     async def run(self) -> int:
@@ -177,7 +184,9 @@ class Daemon:
                 await nursery.start(supervisor.run)
                 nursery.start_soon(broker.run, supervisor.on_broker_event)
                 nursery.start_soon(self._signals, nursery)
-                nursery.start_soon(self._housekeeping, store, feed)
+                nursery.start_soon(self._halt_loop)
+                nursery.start_soon(self._beat_loop, store)
+                nursery.start_soon(self._poll_loop, feed)
                 # Everything built so far (adopted actors, loaded ticks) lives as long as the
                 # daemon: out of the collector's reach, a full collection never stalls ticks.
                 gc.collect()
@@ -230,11 +239,15 @@ class Daemon:
         self.last_tick_wall[tick.epic] = trio.current_time()
         self.clock.latest = tick.ts
         self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)
-        if self.on_tick_hook is not None and self.supervisor is not None:
-            for event in self.on_tick_hook(tick) or ():
-                await self.supervisor.on_broker_event(event)
-        assert self.router is not None
-        await self.router.publish(tick)
+        self._downstream = True
+        try:
+            if self.on_tick_hook is not None and self.supervisor is not None:
+                for event in self.on_tick_hook(tick) or ():
+                    await self.supervisor.on_broker_event(event)
+            assert self.router is not None
+            await self.router.publish(tick)
+        finally:
+            self._downstream = False
 
     def _wall_clock(self) -> datetime | None:
         """Live feeds: ticks must not be far ahead of the wall clock (replay: none)."""
@@ -266,7 +279,9 @@ class Daemon:
                 return
 
     async def reload(self) -> None:
-        """SIGHUP: re-read file and environment; reject invalid config as a whole."""
+        """SIGHUP: re-read file and environment; reject invalid config as a whole. Keys a
+        running daemon cannot change keep their old values and are reported as
+        ``restart_required``; every other changed key is applied at once."""
         systemd.reloading()
         try:
             new = await trio.to_thread.run_sync(load, self.config_path)
@@ -276,15 +291,24 @@ class Daemon:
             )
             systemd.ready("config rejected: " + "; ".join(exc.problems)[:200])
             return
-        changed = _changed_keys(self.settings.redacted(), new.redacted())
-        self.settings = new
-        for epic, guard in self.guards.items():  # new thresholds; the anchor stays
-            guard.p = new.guard_params(float(self.instruments.resolve(epic).pip_size))
-        if self.supervisor is not None and self.gateway is not None:
-            self.supervisor.apply_policy(make_policy(new, self.gateway.broker))
+        plan = plan_reload(self.settings, new)
+        self.settings = plan.effective
+        self._apply_live(plan.effective)
         self._apply_halt()
-        logger.bind(event="config.reloaded", changed=changed).info("configuration reloaded")
+        logger.bind(
+            event="config.reloaded", changed=plan.applied, restart_required=plan.restart_required
+        ).info("configuration reloaded")
         systemd.ready("config reloaded")
+
+    def _apply_live(self, s: Settings) -> None:
+        """Hand the reloaded values to the running parts (loops read ``self.settings``)."""
+        for epic, guard in self.guards.items():  # new thresholds; the anchor stays
+            guard.p = s.guard_params(float(self.instruments.resolve(epic).pip_size))
+        if self.gateway is None:
+            return
+        apply_live(s, self._store, self.gateway)
+        if self.supervisor is not None:
+            self.supervisor.apply_policy(make_policy(s, self.gateway.broker))
 
     def _apply_halt(self, initial: bool = False) -> None:
         halted = self.settings.daemon.halt or halt_path(self.settings).exists()
@@ -307,25 +331,39 @@ class Daemon:
         if missing:
             add(missing)
 
-    async def _housekeeping(self, store: TradeStore, feed: PriceFeed) -> None:
-        s = self.settings
-        beat_at = trio.current_time() + s.daemon.heartbeat_s
-        interval = systemd.watchdog_interval()
+    async def _halt_loop(self) -> None:
+        """The global kill switch (config or HALT file), in its own loop: it never waits on
+        the database, the feed or the store poll."""
         while True:
-            await trio.sleep(min(s.database.poll_interval_s, interval or 1e9))
+            await trio.sleep(self.settings.database.poll_interval_s)
             self._apply_halt()
+
+    async def _beat_loop(self, store: TradeStore) -> None:
+        """Watchdog pings and heartbeats from in-memory counters only (never the database)."""
+        interval = systemd.watchdog_interval()
+        beat_at = trio.current_time() + self.settings.daemon.heartbeat_s
+        while True:
+            heartbeat_s = self.settings.daemon.heartbeat_s
+            beat_at = min(beat_at, trio.current_time() + heartbeat_s)  # a reload shortened it
+            period = min(heartbeat_s, self.settings.database.poll_interval_s, interval or 1e9)
+            await trio.sleep(period)
+            if self._feed_fresh() and interval is not None:
+                systemd.watchdog()
+            if trio.current_time() >= beat_at:
+                beat_at = trio.current_time() + heartbeat_s
+                self._heartbeat(store)
+
+    async def _poll_loop(self, feed: PriceFeed) -> None:
+        """Adopt new trades and per-trade overrides from the database; an outage only delays
+        this loop (its reads wait and retry)."""
+        while True:
+            await trio.sleep(self.settings.database.poll_interval_s)
             if self.supervisor is not None and not self.stopping:
                 self._follow_epics(feed)
                 try:
                     await self.supervisor.poll_store()
                 except TraildError as exc:
                     logger.bind(event="store.degraded", error=str(exc)).warning("poll failed")
-            fresh = self._feed_fresh()
-            if fresh and interval is not None:
-                systemd.watchdog()
-            if trio.current_time() >= beat_at:
-                beat_at = trio.current_time() + s.daemon.heartbeat_s
-                self._heartbeat(store)
 
     def _feed_fresh(self) -> bool:
         """False while an epic with open trades has had no tick for ``stale_after_s``; logs
@@ -334,6 +372,11 @@ class Daemon:
             return True
         epics = {slot.actor.trade.epic for slot in self.supervisor.slots.values()}
         now = trio.current_time()
+        if self._downstream:
+            # The feed waits for traild (a lockstep replay settling its amendments, a
+            # rate-limit pause, the database): not a stale feed.
+            for epic in epics:
+                self.last_tick_wall[epic] = now
         limit = self.settings.feed.stale_after_s
         stale = {e for e in epics if now - self.last_tick_wall.setdefault(e, now) > limit}
         for epic in sorted(stale - self.stale_epics):
@@ -413,15 +456,6 @@ def _market_gate(feed: PriceFeed) -> Callable[[str], bool] | None:
     """The feed's dealing state where it has one (IG: DLG_FLAG), else always open."""
     gate = getattr(feed, "market_open", None)
     return gate if callable(gate) else None
-
-
-def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new)):
-            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [prefix.rstrip(".")]
 
 
 async def _restore_paper(broker: Broker, store: TradeStore) -> None:

@@ -143,7 +143,9 @@ def assert_required_keys(unit: dict[str, dict[str, list[str]]]) -> None:
     assert one("Type") == "notify"
     assert one("NotifyAccess") == "main"
     assert one("ExecStart").endswith("traild run --config /etc/traild/traild.toml")
-    assert one("ExecStartPre").endswith("traild migrate --config /etc/traild/traild.toml")
+    assert one("ExecStartPre").endswith("traild migrate --wait 60 --config /etc/traild/traild.toml")
+    # a database outage must not use up a start limit: systemd never gives up on traild
+    assert unit["Unit"]["StartLimitIntervalSec"][-1] == "0"
     assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("WatchdogSec") == "30"
     assert one("Restart") == "on-failure"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,16 @@ from tests.e2e.daemon_helpers import (
     traild,
     write_config,
 )
+from tests.e2e.replay_trades import (
+    OpenTrade,
+    open_trades,
+    outcome_of_row,
+    outcome_of_simulation,
+    simulated,
+    utc,
+)
 
+PENDING = [("BUY", 12, 40), ("SELL", 12, 40), ("BUY", 8, None), ("SELL", 25, None)]
 SPECS = [
     TradeSpec("BUY", 12, 40),
     TradeSpec("SELL", 12, 40),
@@ -66,58 +79,166 @@ def _never_loosened(state: Path) -> None:
         assert row["sl_price"] == levels[-1]
 
 
-def test_kill_9_at_random_points_loses_nothing_and_ends_like_an_uninterrupted_run(
+def _confirmed_levels(state: Path) -> dict[str, list[float]]:
+    return {
+        r["deal_id"]: [a["requested_level"] for a in confirmed(state, r["id"])]
+        for r in trades(state)
+    }
+
+
+class _Run:
+    """A ``traild run`` subprocess whose JSON records are collected (and written to ``log``)."""
+
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        self.log = log
+        self.records: list[dict[str, Any]] = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(None)
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.log.open("w") as out, self.proc.stderr:
+            for line in self.proc.stderr:
+                out.write(line)
+                if line.startswith("{"):
+                    self.records.append(json.loads(line))
+                    if self.records[-1]["event"] == "daemon.ready":
+                        self.ready.set()
+
+    def count(self, event: str) -> int:
+        return sum(r["event"] == event for r in self.records)
+
+    def kill(self) -> bool:
+        """kill -9 unless it has finished; True when it was killed."""
+        killed = self.proc.poll() is None
+        if killed:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=30)
+        return killed
+
+
+def _hold_write_lock(db: Path, seconds: float) -> None:
+    """A database outage: another connection holds SQLite's write lock."""
+    with closing(sqlite3.connect(db, isolation_level=None, timeout=30)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+
+
+def _wait(check: Any, run: _Run) -> None:
+    deadline = time.monotonic() + 60
+    while not check() and run.proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _outage_run(cmd: list[str], db: Path, log: Path) -> _Run:
+    """The first run: the database goes away twice (longer than SQLite's busy timeout) while
+    trades close, then kill -9."""
+    run = _Run(cmd, log)
+    for n, after in enumerate((2, 12)):
+        _wait(lambda a=after: run.count("trade.closed") >= a, run)  # type: ignore[misc]
+        _hold_write_lock(db, 2.5)
+        _wait(lambda k=n: run.count("store.recovered") > k, run)  # type: ignore[misc]
+    run.kill()
+    return run
+
+
+def test_kill_9_twenty_times_and_two_database_outages_end_every_trade_like_simulate(
     tmp_path: Path, ticks: Path
 ) -> None:
-    template = tmp_path / "template"
-    config = write_config(tmp_path / "template.toml", template, [ticks], [EPIC])
-    add_trades(config, SPECS)
-    baseline_state = tmp_path / "baseline"
-    shutil.copytree(template, baseline_state)
-    traild(
-        "run", "--config", str(write_config(tmp_path / "b.toml", baseline_state, [ticks], [EPIC]))
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "traild.toml", state, [ticks], [EPIC], "[database]\nwrite_timeout_s = 0.2\n"
     )
-    expected_final, expected_path = _final(baseline_state), _stop_path(baseline_state)
-    assert sum(len(p) for p in expected_path.values()) >= 5
-
-    rng = random.Random(20261126)
-    delays = [rng.uniform(0.5, 1.6) for _ in range(20)]
-
-    def trial(n: int) -> int:
-        """Kill -9 once at a random point, restart, compare; returns the kills made."""
-        delay = delays[n]
-        for attempt in range(6):
-            state = tmp_path / f"trial{n}-{attempt}"
-            shutil.copytree(template, state)
-            cfg = write_config(tmp_path / f"t{n}-{attempt}.toml", state, [ticks], [EPIC])
-            cmd = [sys.executable, "-m", "traild", "run", "--config", str(cfg)]
-            proc = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(None)
+    traild("migrate", "--config", str(config))
+    opened = open_trades(ticks, 44, seed=20261130, within=0.9)
+    with closing(sqlite3.connect(state / "traild.db")) as conn, conn:
+        for trade in opened:
+            conn.execute(trade.insert_sql())
+        for n, (direction, stop, limit) in enumerate(PENDING):  # paper fills at the first tick
+            conn.execute(
+                "INSERT INTO trade_log (deal_id, epic, direction, size, status, stop_pips, "
+                "limit_pips, is_scalp_trade) VALUES (?, ?, ?, 1.0, 'pending', ?, ?, false)",
+                (f"PENDING-{n}", EPIC, direction, stop, limit),
             )
-            time.sleep(delay)
-            if proc.poll() is not None:  # finished before the kill: try an earlier point
-                delay *= 0.6
-                continue
-            proc.kill()
-            proc.wait(timeout=30)
-            _never_loosened(state)
-            restart = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=120, env=_env(None)
-            )
-            assert restart.returncode == 0, restart.stderr[-2000:]
-            _never_loosened(state)
-            assert _final(state) == expected_final, f"trial {n} killed after {delay:.2f}s"
-            assert _stop_path(state) == expected_path, f"trial {n} killed after {delay:.2f}s"
-            unfinished = db_rows(
-                state, "select * from stop_amendment where state in ('pending', 'sent')"
-            )
-            assert unfinished == []
-            return 1
-        return 0
+    cmd = [sys.executable, "-m", "traild", "run", "--config", str(config)]
+    first = _outage_run(cmd, state / "traild.db", tmp_path / "outages.log")
+    names = [r["event"] for r in first.records]
+    assert names.count("store.unavailable") >= 2 and names.count("store.recovered") >= 2
+    assert "store.degraded" in names and "store.write_failed" not in names
+    assert "daemon.failed" not in names
+    _never_loosened(state)
 
+    # Twenty kill -9 trials in two chains of ten (concurrently: the suite stays fast), each
+    # chain on its own copy of the database after the outages, each ended by a full run.
+    chains = [tmp_path / "chain0", tmp_path / "chain1"]
+    for chain in chains:
+        shutil.copytree(state, chain)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        kills = sum(pool.map(trial, range(20)))
-    assert kills == 20  # every trial really was interrupted
+        results = list(pool.map(_kill_chain, chains, [ticks, ticks], [0, 1]))
+    assert sum(kills for kills, _ in results) >= 20
+    for chain, (_, runs) in zip(chains, results, strict=True):
+        _check_against_simulate(chain, [first, *runs], opened, ticks)
+
+
+def _kill_chain(state: Path, ticks: Path, seed: int) -> tuple[int, list[_Run]]:
+    config = write_config(
+        state / "traild.toml", state, [ticks], [EPIC], "[database]\nwrite_timeout_s = 0.2\n"
+    )
+    cmd = [sys.executable, "-m", "traild", "run", "--config", str(config)]
+    rng = random.Random(20261126 + seed)
+    runs: list[_Run] = []
+    kills = 0
+    while kills < 10:
+        run = _Run(cmd, state / f"run{len(runs)}.log")
+        runs.append(run)
+        run.ready.wait(60)
+        time.sleep(rng.uniform(0.0, 0.8))
+        kills += run.kill()
+        _never_loosened(state)
+        assert len(runs) < 30, "the replay kept finishing before the kill"
+    last = _Run(cmd, state / "last.log")
+    assert last.proc.wait(timeout=120) == 0
+    last.reader.join(timeout=30)
+    return kills, [*runs, last]
+
+
+def _check_against_simulate(
+    state: Path, runs: list[_Run], opened: list[OpenTrade], ticks: Path
+) -> None:
+    config = state / "traild.toml"
+    _never_loosened(state)
+    assert db_rows(state, "select * from stop_amendment where state in ('pending', 'sent')") == []
+    levels = _confirmed_levels(state)
+    for run in runs:  # every stop a run saw confirmed is in the database: none lost
+        for r in run.records:
+            if r["event"] == "stop.confirmed":
+                assert r["stop"] in levels[r["deal_id"]], r
+    rows = {r["deal_id"]: r for r in trades(state)}
+    filled = [
+        OpenTrade(
+            deal,
+            row["direction"],
+            row["entry_price"],
+            row["initial_sl_price"],
+            row["limit_price"],
+            utc(row["opened_at"]).isoformat(),
+        )
+        for deal, row in rows.items()
+        if deal.startswith("PENDING-")
+    ]
+    assert len(filled) == len(PENDING)
+    for trade in [*opened, *filled]:
+        sim = simulated(config, ticks, trade)
+        assert outcome_of_row(rows[trade.deal_id]) == outcome_of_simulation(sim, trade), trade
+        assert levels[trade.deal_id] == [a["to"] for a in sim["amendments"]], trade
+    assert sum(r["status"] == "closed" for r in rows.values()) >= 30
 
 
 def test_broker_faults_lose_no_protection(tmp_path: Path, ticks: Path) -> None:

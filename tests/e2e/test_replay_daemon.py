@@ -4,6 +4,10 @@ trade by trade, finalises closed trades, and logs what it does."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ import pytest
 from tests.e2e.daemon_helpers import (
     EPIC,
     TradeSpec,
+    _env,
     add_trades,
     confirmed,
     log_events,
@@ -126,3 +131,57 @@ def test_run_refuses_to_start_on_invalid_config_or_unmigrated_database(tmp_path:
     assert unmigrated.returncode == 78
     assert "traild migrate" in unmigrated.stderr
     assert "Traceback" not in unmigrated.stderr
+
+
+def test_speed_0_replay_without_trades_keeps_heartbeats_and_adopts_a_trade_added_after_ready(
+    tmp_path: Path, shared_data_dir: Path
+) -> None:
+    """The replay feed must not starve the heartbeat and the store poll (SQLite's worker
+    threads need the GIL): a trade inserted after READY is adopted while the replay runs."""
+    ticks = shared_data_dir / "ticks" / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC])
+    config.write_text(config.read_text().replace("heartbeat_s = 1.0", "heartbeat_s = 0.2"))
+    traild("migrate", "--config", str(config))
+    cmd = [sys.executable, "-m", "traild", "run", "--config", str(config)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(None)
+    )
+    names: list[str] = []
+    assert proc.stderr is not None
+    with proc.stderr:
+        for line in proc.stderr:
+            if not line.startswith("{"):
+                continue
+            names.append(json.loads(line)["event"])
+            if names[-1] == "daemon.ready":
+                with closing(sqlite3.connect(state / "traild.db")) as conn, conn:
+                    conn.execute(
+                        "INSERT INTO trade_log (deal_id, epic, direction, size, status, "
+                        "stop_pips, is_scalp_trade) "
+                        f"VALUES ('LATE-1', '{EPIC}', 'BUY', 1.0, 'pending', 10, false)"
+                    )
+    assert proc.wait(timeout=120) == 0
+    finished = names.index("feed.finished")
+    assert "heartbeat" in names[:finished]
+    assert "trade.adopted" in names[:finished]
+
+
+def test_rate_limit_pauses_in_a_speed_0_replay_are_not_a_stale_feed(
+    tmp_path: Path, shared_data_dir: Path
+) -> None:
+    """The replay's clock is its own: while traild holds the feed back (a rate-limit pause),
+    the feed is not stale and the watchdog is not withheld."""
+    src = shared_data_dir / "ticks" / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
+    ticks = slice_ticks(src, tmp_path / "eurusd.csv", 6_000, start=2_000)
+    state = tmp_path / "state"
+    extra = "[broker]\nfault_burst_rate = 0.3\nfault_seed = 5\nretry_max_s = 0.6\n"
+    config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], extra)
+    text = config.read_text().replace(
+        "stop_at_end = true", "stop_at_end = true\nstale_after_s = 0.3"
+    )
+    config.write_text(text.replace("heartbeat_s = 1.0", "heartbeat_s = 0.1"))
+    add_trades(config, SPECS)
+    events = [e["event"] for e in log_events(traild("run", "--config", str(config)).stderr)]
+    assert events.count("broker.rate_limited") >= 2
+    assert "feed.stale" not in events

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import trio
 import trio.testing
@@ -225,3 +226,55 @@ async def test_allowance_paces_amendments(autojump_clock: trio.testing.MockClock
     assert len(broker.calls) == 5
     # a burst of 2, then one every 30 s of (virtual) time
     assert 89 <= elapsed <= 91
+
+
+async def test_catch_up_amendments_go_through_the_rate_bucket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Re-applied (replay) levels count against the broker's allowance, so they are paced."""
+    store, broker, sink = MemoryStore(), ScriptedBroker(), Sink()
+    trades = [await _trade(store, broker, f"D{i}") for i in range(5)]
+    gw = _gateway(broker, store, allowance_per_minute=2)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            start = trio.current_time()
+            for t in trades:
+                target = sink.target(t, 1.1001)
+                target.replay = True
+                gw.submit(target)
+            await gw.wait_idle()
+            elapsed = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+    assert len(broker.calls) == 5 and sink.confirmed == [1.1001] * 5
+    assert 89 <= elapsed <= 91  # a burst of 2, then one every 30 s, as for any amendment
+
+
+class SlowStore(MemoryStore):
+    """A write-ahead record that takes a while (a locked table)."""
+
+    async def write_amendment(self, *args: Any, **kwargs: Any) -> int:
+        await trio.sleep(5)
+        return await super().write_amendment(*args, **kwargs)
+
+
+async def test_halt_engaged_while_the_write_ahead_record_waits_sends_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store, broker, sink = SlowStore(), ScriptedBroker(), Sink()
+    trade = await _trade(store, broker, "D1")
+    gw = _gateway(broker, store)
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gw.run)
+            gw.submit(sink.target(trade, 1.1001))
+            await trio.sleep(1)
+            gw.set_halted(True)
+            await trio.sleep(20)
+            assert broker.calls == []
+            gw.set_halted(False)  # resumed: the target is still wanted and goes out
+            await gw.wait_idle()
+            nursery.cancel_scope.cancel()
+    assert sink.confirmed == [1.1001] and len(broker.calls) == 1
+    states = [a.state for a in store.amendments.values()]
+    assert states == [AmendState.FAILED, AmendState.CONFIRMED]

@@ -9,11 +9,13 @@ from typing import Any
 
 import trio
 import trio.testing
+from loguru import logger
 
 from tests.runtime.fakes import MemoryStore, ScriptedBroker
 from traild.app import make_policy
 from traild.core.messages import (
     AlertRecord,
+    AmendState,
     Direction,
     Position,
     PositionClosed,
@@ -257,3 +259,69 @@ async def test_per_trade_override_off_stops_amendments_and_fixed_moves_to_fixed_
     assert rig.broker.calls == [("D1", 1.10010, None)]
     assert rig.store.trades[1].trailing_calculation_method == "fixed"
     assert rig.store.trades[1].fallback_reason == "trade_override"
+
+
+async def test_reconciled_confirmation_is_logged_with_trade_id_and_epic(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rig = Rig()
+    trade = await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+    assert trade.id is not None
+    amendment = await rig.store.write_amendment(trade.id, "D1", 1.10010, 1.098, "profit_lock", T0)
+    rig.broker.positions["D1"] = dataclasses.replace(rig.broker.positions["D1"], stop=1.10010)
+    records: list[dict[str, Any]] = []
+    handler = logger.add(lambda m: records.append(dict(m.record["extra"])), level="INFO")
+    try:
+        await _run(rig, trio.lowlevel.checkpoint)
+    finally:
+        logger.remove(handler)
+    (confirmed,) = [r for r in records if r.get("event") == "stop.confirmed"]
+    assert confirmed["reconciled"] is True
+    assert (confirmed["trade_id"], confirmed["deal_id"], confirmed["epic"]) == (
+        trade.id,
+        "D1",
+        EPIC,
+    )
+    assert rig.store.amendments[amendment].state == AmendState.CONFIRMED
+
+
+class OutageStore(MemoryStore):
+    """Reads and writes that hang (a database that is gone); ``up`` brings it back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = trio.Event()
+        self.up.set()
+
+    async def get_trade_by_deal(self, deal_id: str) -> TradeRecord | None:
+        await self.up.wait()
+        return await super().get_trade_by_deal(deal_id)
+
+    async def close_trade(self, *args: Any, **kwargs: Any) -> None:
+        await self.up.wait()
+        await super().close_trade(*args, **kwargs)
+
+
+async def test_a_close_during_a_database_outage_needs_no_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rig = Rig()
+    store = OutageStore()
+    rig.store = rig.sup.store = rig.gateway.store = store
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    async def body() -> None:
+        await rig.tick(1.10120, 1.10130)
+        store.up = trio.Event()  # the database goes away
+        with trio.move_on_after(5) as waited:
+            async with trio.open_nursery() as closing:
+                closing.start_soon(
+                    rig.sup.on_broker_event, PositionClosed("D1", 1.10010, "stop", rig.now)
+                )
+                await trio.sleep(1)
+                assert not rig.sup.slots  # closed from memory, before the database is back
+                store.up.set()
+        assert not waited.cancelled_caught
+
+    await _run(rig, body)
+    assert store.trades[1].status == TradeStatus.CLOSED

@@ -26,6 +26,29 @@ from traild.core.messages import Tick
 from traild.ports import TickSink
 
 CHECKPOINT_EVERY = 64  # unpaced feeds still let other tasks (and cancellation) in, often
+# A checkpoint alone does not let the database's worker threads in: the GIL stays with the
+# busy feed, and every store call needs several thread round trips. So an unpaced feed that
+# has run for YIELD_AFTER_S also sleeps YIELD_FOR_S (the event loop then blocks in the OS and
+# the threads run): heartbeats, the store poll and adoption keep going in a speed-0 replay.
+YIELD_AFTER_S = 0.02
+YIELD_FOR_S = 0.002
+
+
+class _Yielder:
+    """Lets other tasks and threads in now and then (see YIELD_AFTER_S)."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = trio.current_time()
+
+    async def __call__(self) -> None:
+        now = trio.current_time()
+        if now - self._since >= YIELD_AFTER_S:
+            await trio.sleep(YIELD_FOR_S)
+            self._since = trio.current_time()
+        else:
+            await trio.lowlevel.checkpoint()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +132,14 @@ class ReplayFeed:
         epics = self._epics
         anchor_wall = trio.current_time()
         anchor_ms = ms[0] if ms else 0
+        pause = _Yielder()
         for i in range(len(ms)):
             if self._speed > 0:
                 due = anchor_wall + (ms[i] - anchor_ms) / 1000.0 / self._speed
                 if due > trio.current_time():
                     await trio.sleep_until(due)
             if i % CHECKPOINT_EVERY == 0:
-                await trio.lowlevel.checkpoint()
+                await pause()
             tick = Tick(epics[src[i]], EPOCH + timedelta(milliseconds=ms[i]), bids[i], asks[i])
             await emit(tick)
             self._emitted += 1
@@ -274,11 +298,12 @@ class SyntheticFeed:
 
     async def run(self, emit: TickSink) -> None:
         anchor = trio.current_time()
+        pause = _Yielder()
         for n, tick in enumerate(self.ticks()):
             if self._rate > 0:
                 await trio.sleep_until(anchor + n / self._rate)
             elif n % CHECKPOINT_EVERY == 0:
-                await trio.lowlevel.checkpoint()
+                await pause()
             await emit(tick)
             self._emitted += 1
             self._last = tick.ts

@@ -24,6 +24,7 @@ from datetime import datetime
 
 import trio
 
+from traild.core.entry import EntryGate
 from traild.core.errors import (
     BrokerRejected,
     BrokerTimeout,
@@ -82,6 +83,7 @@ class _Entry:
     stop: int | None
     limit: int | None
     opened_at: datetime | None
+    gate: EntryGate | None = None  # restored positions: no exits before they opened
 
     def position(self) -> Position:
         to_price = self.inst.to_price
@@ -189,6 +191,33 @@ class PaperBroker:
         self._send, self._receive = trio.open_memory_channel[BrokerEvent](math.inf)
         self._n = {f.name: 0 for f in fields(PaperStatistics)}
 
+    def configure(
+        self,
+        *,
+        latency_ms: float,
+        min_stop_distance_pips: float,
+        allowance_per_minute: int | None,
+        reject_rate: float,
+        timeout_rate: float,
+        error_rate: float,
+        burst_rate: float,
+    ) -> None:
+        """A reload: new latency, dealing rule, allowance and fault rates from the next call
+        (the seeded random sequence continues; ``timeout_applied_share`` stays)."""
+        for name, rate in (
+            ("reject_rate", reject_rate),
+            ("timeout_rate", timeout_rate),
+            ("error_rate", error_rate),
+            ("burst_rate", burst_rate),
+        ):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], not {rate}")
+        self._latency = latency_ms / 1000.0
+        self._min_stop = min_stop_distance_pips
+        self._allowance = allowance_per_minute
+        self._rates = (error_rate, timeout_rate, self._rates[2], reject_rate)
+        self._burst_rate = burst_rate
+
     # -- ticks --------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> list[BrokerEvent]:
         """Apply an accepted tick: exits of open positions first, then pending fills.
@@ -209,6 +238,8 @@ class PaperBroker:
             if guard[0] < bid < guard[1] and guard[2] < ask < guard[3]:
                 held = {}  # no stop or limit of this epic is reached: nothing to check
             for entry in list(held.values()):
+                if entry.gate is not None and not entry.gate.admits(tick.ts):
+                    continue
                 closed = self._check_exit(entry, tick, bid, ask)
                 if closed is not None:
                     events.append(closed)
@@ -307,6 +338,9 @@ class PaperBroker:
     def add_position(self, position: Position) -> None:
         """A position opened outside traild (another app, before a restart).
 
+        Ticks before its ``opened_at``, and its entry tick, never close it (``EntryGate``): a
+        replay restarted from the beginning must not stop a trade out before it existed.
+
         run() reports it, timed by its ``opened_at`` or else the epic's latest quote; with
         neither it is only found through ``open_positions()``, as after a restart.
         """
@@ -324,6 +358,7 @@ class PaperBroker:
             None if position.stop is None else ticks(position.stop),
             None if position.limit is None else ticks(position.limit),
             position.opened_at,
+            EntryGate(position.opened_at, skip_entry_tick=True),
         )
         self._add(e)
         quote = self._quotes.get(position.epic)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -36,6 +38,13 @@ CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml i
 def register(sub: Any) -> None:
     p = sub.add_parser("migrate", help="bring the database schema to head")
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry an unreachable or read-only database for up to SECONDS (default 0)",
+    )
     p.set_defaults(func=_migrate)
 
     p = sub.add_parser(
@@ -115,6 +124,16 @@ def _since(text: str) -> datetime | None:
         ) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"--wait wants a number of seconds >= 0, not {text!r}")
+    return value
+
+
 def _alert_id(text: str) -> int:
     try:
         value = int(text)
@@ -130,7 +149,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from traild.adapters.store import display_url, migrate_database
 
     url = load(args.config).database_url()
-    revision = trio.run(migrate_database, url)
+    revision = trio.run(partial(migrate_database, url, wait=args.wait))
     print(f"{display_url(url)}: schema at revision {revision} (head)")
     return 0
 

@@ -149,6 +149,15 @@ class Gateway:
         self._failures.pop(trade_id, None)
         self._touch()
 
+    def configure(self, allowance_per_minute: int, retry_base: float, retry_max: float) -> None:
+        """A reload: new allowance (the bucket keeps its current fill) and retry back-off."""
+        if float(max(1, allowance_per_minute)) != self.bucket.capacity:
+            bucket = TokenBucket(allowance_per_minute)
+            bucket.tokens = min(bucket.capacity, self.bucket.tokens)
+            bucket.paused_until = self.bucket.paused_until
+            self.bucket = bucket
+        self.retry_base, self.retry_max = retry_base, retry_max
+
     def set_halted(self, halted: bool) -> None:
         self.halted = halted
         self._touch()
@@ -266,6 +275,11 @@ class Gateway:
             )
             amend_id = getattr(exc, "amendment_id", None)
         await self.bucket.acquire()
+        if self.halted:  # engaged while the write-ahead record or the bucket kept us waiting
+            await self._store_state(amend_id, AmendState.FAILED, error="halted before sending")
+            if t.trade_id not in self._queued:
+                self._queued[t.trade_id] = t  # sent after `traild resume`, if still wanted
+            return
         bound.bind(event="stop.requested", old=t.previous, new=t.level, reason=t.reason.value).info(
             "stop amendment sent"
         )
@@ -299,7 +313,10 @@ class Gateway:
         await self._conclude(t, amend_id, result)
 
     async def _replay(self, t: AmendTarget) -> None:
-        """Re-apply an already confirmed level to a restored paper broker (no new audit row)."""
+        """Re-apply an already confirmed level to a restored paper broker (no new audit row).
+
+        It paces through the bucket like any amendment: the broker counts it all the same."""
+        await self.bucket.acquire()
         try:
             result = await self.broker.amend_stop(t.deal_id, t.level, t.limit)
         except BrokerError as exc:

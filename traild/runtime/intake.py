@@ -44,6 +44,7 @@ class Intake:
     now: Callable[[], datetime]
     _known: set[int]
     _filling: set[int]
+    _filling_deals: dict[str, TradeRecord]
     _nursery: trio.Nursery | None
 
     def _init_intake(self) -> None:
@@ -127,6 +128,7 @@ class Intake:
                 continue
             if trade.entry_price is None:
                 self._filling.add(trade.id)
+                self._filling_deals[trade.deal_id] = trade
                 await self._fill(trade)
                 continue
             ready.append(trade)

@@ -7,7 +7,7 @@ restart budget the trade is marked unmanaged and its last confirmed broker stop 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -20,6 +20,7 @@ from traild.core.calculator import (
     CalculatedStages,
 )
 from traild.core.conditions import BarHistory
+from traild.core.entry import EntryGate
 from traild.core.errors import BrokerError, StoreError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.ladder import LadderPolicy
@@ -82,6 +83,8 @@ class Supervisor(Intake):
         self.now = now
         self.slots: dict[int, _Slot] = {}
         self._filling: set[int] = set()
+        self._filling_deals: dict[str, TradeRecord] = {}  # deal id -> trade awaiting its fill
+        self._adding: set[str] = set()  # broker positions whose trade_log insert is queued
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
         self._init_intake()
@@ -114,21 +117,30 @@ class Supervisor(Intake):
                 and abs(position.stop - amendment.requested_level) < 1e-9
             )
             if applied and position is not None and position.stop is not None:
-                await self.store.confirm_amendment(
-                    amendment.id, position.stop, self.now(), amendment.reason == "profit_lock"
+                await self._durable(
+                    "reconciled confirmation",
+                    self.store.confirm_amendment(
+                        amendment.id, position.stop, self.now(), amendment.reason == "profit_lock"
+                    ),
                 )
                 logger.bind(
                     event="stop.confirmed",
+                    trade_id=amendment.trade_id,
                     deal_id=amendment.deal_id,
+                    epic=position.epic,
                     stop=position.stop,
+                    reason=amendment.reason,
                     reconciled=True,
                 ).info("amendment reconciled")
             else:
-                await self.store.update_amendment(
-                    amendment.id,
-                    AmendState.FAILED,
-                    self.now(),
-                    error="not applied at the broker (recovery)",
+                await self._durable(
+                    "reconciled failure",
+                    self.store.update_amendment(
+                        amendment.id,
+                        AmendState.FAILED,
+                        self.now(),
+                        error="not applied at the broker (recovery)",
+                    ),
                 )
 
     def _override(self, actor: TradeActor, override: str | None) -> None:
@@ -181,6 +193,7 @@ class Supervisor(Intake):
             self.broker.submit_open(request)
         except BrokerError as exc:
             self._filling.discard(trade.id)
+            self._filling_deals.pop(trade.deal_id, None)
             await self._unmanage(trade, f"broker refused to open: {exc}")
 
     async def _adopt_fill(self, trade: TradeRecord, position: Position, ts: datetime) -> None:
@@ -191,6 +204,7 @@ class Supervisor(Intake):
         """
         assert trade.id is not None
         self._filling.discard(trade.id)
+        self._filling_deals.pop(trade.deal_id, None)
         opened = position.opened_at or ts
         filled = replace(
             trade,
@@ -201,8 +215,9 @@ class Supervisor(Intake):
             opened_at=opened,
             status=TradeStatus.OPEN,
         )
-        try:
-            await self.store.adopt_trade(
+        await self._durable(
+            "fill",
+            self.store.adopt_trade(
                 trade.id,
                 entry_price=position.level,
                 sl_price=position.stop,
@@ -210,11 +225,8 @@ class Supervisor(Intake):
                 limit_price=position.limit,
                 opened_at=opened,
                 status=TradeStatus.OPEN.value,
-            )
-        except StoreError as exc:  # queued; the position is trailed meanwhile
-            logger.bind(event="store.degraded", trade_id=trade.id, error=str(exc)).warning(
-                "fill record queued, not yet durable"
-            )
+            ),
+        )
         stages = await self._calculate_and_store(filled, await self._conditions(filled))
         self._launch(filled, stages, skip_current_tick=True)
 
@@ -252,6 +264,10 @@ class Supervisor(Intake):
             floor = trade.sl_price
             trade = replace(trade, sl_price=trade.initial_sl_price, best_price=None)
         actor = self._make_actor(trade, plan, floor)
+        if skip_current_tick:
+            actor.gate.open_now()  # a fill: the router skips the fill tick, then every tick counts
+        elif self.catch_up:  # restored into a replay from its start: as the paper book does
+            actor.gate = EntryGate(trade.opened_at, skip_entry_tick=True)
         self.slots[actor.trade_id] = _Slot(actor)
         self._deals[trade.deal_id] = actor.trade_id
         self.router.subscribe(trade.epic, actor.trade_id, actor, skip_current_tick)
@@ -310,6 +326,7 @@ class Supervisor(Intake):
             await self._record_method(old.trade_id, FIXED, "calculation_error")
         trade = replace(old.trade, best_price=old.best_price)
         new = self._make_actor(trade, plan, old.confirmed_floor)
+        new.gate = old.gate
         old.successor = new  # answers still in flight for the old actor reach the new one
         slot.actor = new
         self.router.subscribe(trade.epic, new.trade_id, new)
@@ -342,6 +359,16 @@ class Supervisor(Intake):
         except StoreError as exc:  # queued in the store; the broker stop is the protection
             logger.bind(event="store.degraded", error=str(exc), trades=len(prices)).warning(
                 "best prices queued"
+            )
+
+    async def _durable(self, what: str, write: Awaitable[None]) -> None:
+        """Await a write; one that is not durable in time stays queued in the store and lands
+        later (``store.degraded``): the daemon goes on from memory, the broker holds the stops."""
+        try:
+            await write
+        except StoreError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning(
+                "{} queued, not yet durable", what
             )
 
     async def _record_method(self, trade_id: int, method: str, reason: str | None) -> None:
@@ -382,7 +409,7 @@ class Supervisor(Intake):
             self._amended(event)
             return
         if isinstance(event, OpenRefused):
-            refused = await self.store.get_trade_by_deal(event.deal_id)
+            refused = self._filling_deals.pop(event.deal_id, None)
             if refused is not None and refused.id in self._filling:
                 self._filling.discard(refused.id)
                 await self._unmanage(refused, f"broker refused to open: {event.reason}")
@@ -391,11 +418,13 @@ class Supervisor(Intake):
         running = self._deals.get(position.deal_id)
         if running is not None and running not in self._filling:
             return  # ours, already trailed (e.g. a restored paper position)
-        known = await self.store.get_trade_by_deal(position.deal_id)
-        if known is not None and known.id in self._filling:
-            await self._adopt_fill(known, position, event.ts)
+        filling = self._filling_deals.get(position.deal_id)
+        if filling is not None and filling.id in self._filling:
+            await self._adopt_fill(filling, position, event.ts)
             return
-        if known is not None:
+        if position.deal_id in self._adding:
+            return  # its trade_log row is queued; the store poll adopts it once it lands
+        if await self.store.get_trade_by_deal(position.deal_id) is not None:
             return  # ours already
         await self._adopt_position(position, event.ts)
 
@@ -408,6 +437,7 @@ class Supervisor(Intake):
                 event="trade.ignored", deal_id=position.deal_id, epic=position.epic, error=str(exc)
             ).warning("broker position on an unknown instrument")
             return
+        self._adding.add(position.deal_id)
         record = TradeRecord(
             deal_id=position.deal_id,
             epic=position.epic,
@@ -422,11 +452,12 @@ class Supervisor(Intake):
         )
         try:
             trade = await self.store.add_trade(record)
-        except StoreError as exc:  # the row lands later; the poll adopts it then
+        except StoreError as exc:  # the row lands later; the store poll adopts it then
             logger.bind(event="store.degraded", deal_id=position.deal_id, error=str(exc)).warning(
-                "broker position recorded when the database takes it"
+                "broker position recorded later; adopted once the row lands"
             )
             return
+        self._adding.discard(position.deal_id)
         await self.adopt(trade)
 
     def _amended(self, event: PositionAmended) -> None:
@@ -459,11 +490,10 @@ class Supervisor(Intake):
         (a close never holds up the tick that caused it, nor the other trades' amendments)."""
         running = self._deals.get(event.deal_id)
         slot = self.slots.get(running) if running is not None else None
-        trade = (
-            slot.actor.trade
-            if slot is not None
-            else await self.store.get_trade_by_deal(event.deal_id)
-        )
+        # From memory when traild trails it (no read on the event path during an outage).
+        trade = slot.actor.trade if slot is not None else None
+        if trade is None:
+            trade = await self.store.get_trade_by_deal(event.deal_id)
         if trade is None or trade.id is None or trade.entry_price is None:
             return
         slot = self.slots.pop(trade.id, None)
@@ -510,6 +540,7 @@ class Supervisor(Intake):
         self.policy = policy
         for slot in self.slots.values():
             actor = slot.actor
+            actor.persist_every_s = policy.persist_every_s
             stages = actor.plan.stages
             switched = apply_switches(self.policy, actor.trade, stages)
             if switched is not stages:

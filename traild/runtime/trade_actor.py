@@ -15,6 +15,7 @@ from datetime import datetime
 from loguru import logger
 
 from traild.core.calculator import CalculatedStages
+from traild.core.entry import EntryGate
 from traild.core.instruments import Instrument
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import Direction, MoveStop, Tick, TradeRecord
@@ -73,6 +74,7 @@ class TradeActor:
         self.confirmed_floor = confirmed_floor
         self.direction = trade.direction
         self.quotes = quotes or QuoteCache(instrument)
+        self.gate = EntryGate(trade.opened_at)
         to = instrument.to_ticks
         self.ladder = Ladder(
             self._compile(plan),
@@ -134,8 +136,7 @@ class TradeActor:
     # -- ticks --------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:
         """Apply one tick (synchronous: no await between decision and submission)."""
-        opened = self.trade.opened_at
-        if opened is not None and tick.ts < opened:
+        if not self.gate.admits(tick.ts):
             return  # a replay restarted from the beginning: before this trade existed
         if self._new_plan is not None:
             self._apply_replan()

@@ -85,7 +85,7 @@ async def test_migrate_creates_the_head_schema_on_an_empty_database(db_url: str)
         "ix_stop_amendment_trade_id",
         "ix_stop_amendment_unfinished",
     } <= found["indexes"]
-    assert found["revision"] == "0006"
+    assert found["revision"] == schema.head_revision()
 
 
 async def test_models_match_the_migrated_schema(db_url: str) -> None:
@@ -103,8 +103,8 @@ async def test_models_match_the_migrated_schema(db_url: str) -> None:
 
 async def test_migrate_twice_is_a_no_op(db_url: str) -> None:
     with trio.fail_after(60):
-        assert await migrate_database(db_url) == "0006"
-        assert await migrate_database(db_url) == "0006"
+        assert await migrate_database(db_url) == schema.head_revision()
+        assert await migrate_database(db_url) == schema.head_revision()
 
 
 @pytest.mark.parametrize("seed_columns", [False, True], ids=["plain", "seed-columns-by-hand"])
@@ -113,7 +113,7 @@ async def test_legacy_trade_log_is_stamped_and_upgraded_keeping_its_rows(
 ) -> None:
     with trio.fail_after(60):
         await raw_sql(db_url, *_legacy_sql(db_url, seed_columns))
-        assert await migrate_database(db_url) == "0006"
+        assert await migrate_database(db_url) == schema.head_revision()
         assert any(r["extra"].get("event") == "store.legacy_schema" for r in log_records)
         async with open_store(db_url) as store:
             first = await store.get_trade_by_deal("LEGACY-1")
@@ -171,7 +171,9 @@ async def test_legacy_table_that_is_not_a_trade_log_is_refused(db_url: str) -> N
         with pytest.raises(StoreError, match="trade_log lacks"):
             await migrate_database(db_url)
         await raw_sql(db_url, "DROP TABLE trade_log")
-        assert await migrate_database(db_url) == "0006"  # the failed run left nothing behind
+        assert (
+            await migrate_database(db_url) == schema.head_revision()
+        )  # the failed run left nothing behind
 
 
 async def test_open_refuses_an_empty_database_until_migrated(db_url: str) -> None:
@@ -188,7 +190,9 @@ async def test_open_refuses_a_schema_behind_head(db_url: str) -> None:
     with trio.fail_after(60):
         await migrate_database(db_url)
         await on_connection(db_url, lambda c: schema.downgrade(c, "0001"))
-        with pytest.raises(SchemaOutOfDate, match="revision 0001, traild needs 0006"):
+        with pytest.raises(
+            SchemaOutOfDate, match=f"revision 0001, traild needs {schema.head_revision()}"
+        ):
             async with open_store(db_url):
                 pass
         async with open_store(db_url, migrate=True) as store:  # or migrate on open

@@ -118,13 +118,43 @@ def make_engine(url: str, *, busy_timeout: float = 1.0, foreign_keys: bool = Tru
     return engine
 
 
+# PostgreSQL SQLSTATEs that retrying later can cure (prefixes): connection exceptions (08),
+# insufficient resources (53), operator intervention (57P: admin/crash shutdown, cannot connect
+# now; 57014: statement timeout), serialization failure and deadlock (40001, 40P01), lock not
+# available (55P03) and a read-only transaction (25006: a standby, or
+# default_transaction_read_only set during maintenance).
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "57014", "40001", "40P01", "55P03", "25006")
+# 55000 is a broad class; only "database ... is not currently accepting connections"
+# (ALTER DATABASE ... ALLOW_CONNECTIONS false) is an outage.
+_NOT_ACCEPTING = "not currently accepting connections"
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True when retrying later can succeed: locked, unreachable, disconnected, read-only disk."""
+    """True when retrying later can succeed: locked, unreachable, disconnected, read-only
+    (SQLite disk or PostgreSQL transaction), connections refused or terminated."""
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
+        if exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        )
-    return isinstance(exc, OSError | sa_exc.DisconnectionError | sa_exc.TimeoutError)
+        ):
+            return True
+        return _transient_orig(exc.orig)
+    if isinstance(exc, OSError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return True
+    return _transient_orig(exc)
+
+
+def _transient_orig(orig: BaseException | None) -> bool:
+    """The driver's own error: asyncpg's (or SQLAlchemy's adaptation) carries ``sqlstate``."""
+    if orig is None:
+        return False
+    if isinstance(orig, OSError | ConnectionError):
+        return True
+    state = getattr(orig, "sqlstate", None)
+    if not isinstance(state, str):
+        return False
+    if state == "55000":
+        return _NOT_ACCEPTING in str(orig)
+    return state.startswith(_TRANSIENT_SQLSTATES)
 
 
 def describe(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 import trio
 import trio_asyncio
+from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +18,7 @@ from traild.adapters.store.engine import (
     WRITE_BEGIN,
     describe,
     display_url,
+    is_transient,
     make_engine,
 )
 from traild.core.errors import StoreError
@@ -25,10 +27,28 @@ _PG_LOCK_KEY = 0x7472_6169_6C64  # "traild": one migrator at a time per PostgreS
 _RUN_LOCK: trio.lowlevel.RunVar[trio.Lock] = trio.lowlevel.RunVar("traild_migration")
 
 
-async def migrate_database(url: str, *, busy_timeout: float = 5.0) -> str:
-    """Bring the database at ``url`` to head; returns the revision (StoreError on failure)."""
-    async with asyncio_loop() as loop:
-        return await upgrade_database(loop, url, busy_timeout)
+async def migrate_database(url: str, *, busy_timeout: float = 5.0, wait: float = 0.0) -> str:
+    """Bring the database at ``url`` to head; returns the revision (StoreError on failure).
+
+    A database that is unreachable, read-only or refusing connections is retried with
+    back-off for up to ``wait`` seconds (systemd's ``ExecStartPre``: a short outage must not
+    use up the unit's start attempts); any other failure is raised at once.
+    """
+    deadline = trio.current_time() + wait
+    delay = 0.5
+    while True:
+        try:
+            async with asyncio_loop() as loop:
+                return await upgrade_database(loop, url, busy_timeout)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if cause is None or not is_transient(cause) or trio.current_time() + delay > deadline:
+                raise
+            logger.bind(event="store.unavailable", error=str(exc)).warning(
+                "database unavailable; retrying the migration in {:g} s", delay
+            )
+        await trio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def upgrade_database(loop: Any, url: str, busy_timeout: float) -> str:

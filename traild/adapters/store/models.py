@@ -99,6 +99,11 @@ class TradeLog(Base):
     __table_args__ = (
         sa.Index("ix_trade_log_status", "status"),
         sa.Index("ix_trade_log_change_seq", "change_seq"),
+        # migration 0003; the store normalises case and blanks on read
+        sa.CheckConstraint(
+            "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off', '')",
+            name="trailing_override",
+        ),
     )
 
 

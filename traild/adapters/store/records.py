@@ -35,6 +35,21 @@ TRADE_FIELDS = tuple(f.name for f in fields(TradeRecord) if f.name != "id")
 # Fields adopt_trade may set: everything but the identity of the row.
 ADOPTABLE = frozenset(TRADE_FIELDS) - {"deal_id"}
 LEGACY_REGIME = "volatility_state"
+OVERRIDES = ("fixed", "off")  # trade_log.trailing_override: the per-trade kill switch
+
+
+def normalise_override(raw: object) -> str | None:
+    """``trailing_override`` as traild means it: ``fixed``, ``off`` or None. Case and
+    surrounding blanks do not matter (``'Off '`` is ``off``); an empty value is None; anything
+    else is refused with StoreError (never half-applied)."""
+    if raw is None:
+        return None
+    value = str(raw).strip().lower()
+    if not value:
+        return None
+    if value not in OVERRIDES:
+        raise StoreError(f"trailing_override must be 'fixed', 'off' or NULL, not {raw!r}")
+    return value
 
 
 class BadRow(ValueError):
@@ -64,14 +79,19 @@ def trade_values(trade: TradeRecord) -> dict[str, Any]:
     """The insert values of a new trade_log row."""
     if not trade.deal_id:
         raise StoreError("a trade needs a deal_id")
-    return checked({name: getattr(trade, name) for name in TRADE_FIELDS})
+    values = checked({name: getattr(trade, name) for name in TRADE_FIELDS})
+    values["trailing_override"] = normalise_override(values["trailing_override"])
+    return values
 
 
 def adopt_values(updates: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(updates) - ADOPTABLE)
     if unknown:
         raise StoreError(f"unknown trade_log field(s): {', '.join(unknown)}")
-    return checked(updates)
+    values = checked(updates)
+    if "trailing_override" in values:
+        values["trailing_override"] = normalise_override(values["trailing_override"])
+    return values
 
 
 def trade_from_row(row: Mapping[Any, Any]) -> TradeRecord:
@@ -84,7 +104,23 @@ def trade_from_row(row: Mapping[Any, Any]) -> TradeRecord:
     data["size"] = 1.0 if row["size"] is None else float(row["size"])
     data["is_scalp_trade"] = bool(row["is_scalp_trade"])
     data["calculated_stages"] = _stages(row)
+    data["trailing_override"] = _override(row)
     return TradeRecord(id=row["id"], **data)
+
+
+def _override(row: Mapping[Any, Any]) -> str | None:
+    """A row written before the CHECK constraint (or by hand on a database without it) may
+    hold anything: a value that is not an override is logged and the trade has none."""
+    try:
+        return normalise_override(row["trailing_override"])
+    except StoreError as exc:
+        logger.bind(
+            event="store.bad_override",
+            trade_id=row["id"],
+            deal_id=row["deal_id"],
+            value=str(row["trailing_override"]),
+        ).error("trade {}: {}; ignored (no per-trade override)", row["id"], exc)
+        return None
 
 
 def _status(row: Mapping[Any, Any]) -> TradeStatus:

@@ -46,7 +46,13 @@ from traild.adapters.store.records import (
     trade_values,
     trades_from_rows,
 )
-from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue, WriteQueued
+from traild.adapters.store.writer import (
+    NOT_LANDED,
+    Op,
+    StoreStatistics,
+    WriteQueue,
+    WriteQueued,
+)
 from traild.core.errors import StoreError
 from traild.core.messages import (
     AlertRecord,
@@ -62,6 +68,14 @@ _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
 _PROGRESS = -1  # the writer's coalescing key of the batched best-price write (no trade has it)
 
 
+class _ReadTimedOut(Exception):
+    """A read that did not answer within ``read_timeout`` (a locked table, a dead link)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _ReadTimedOut) or is_transient(exc)
+
+
 class MissingRow(Exception):
     """An update that matched no row: the database refused it for good (not retried)."""
 
@@ -74,11 +88,16 @@ async def open_store(
     migrate: bool = False,
     busy_timeout: float = 1.0,
     drain_timeout: float = 5.0,
+    read_wait: float = 0.0,
+    read_timeout: float = 5.0,
 ) -> AsyncIterator[SqlTradeStore]:
     """Open the store on ``url`` (an absolute SQLite path or PostgreSQL; see resolve_database_url).
 
     Refuses a schema behind head with SchemaOutOfDate unless ``migrate``. On exit the write queue
     is drained for at most ``drain_timeout`` seconds (also when cancelled); what is left is logged.
+    A read that fails transiently (or takes longer than ``read_timeout``) is retried with
+    back-off for up to ``read_wait`` seconds (``math.inf`` for the daemon: its reads wait out an
+    outage like its writes; 0 for the command line: fail at once).
     """
     if not (math.isfinite(write_timeout) and write_timeout > 0):
         raise StoreError(f"write_timeout must be a positive number, not {write_timeout!r}")
@@ -89,23 +108,26 @@ async def open_store(
         try:
             store = SqlTradeStore(loop, engine, write_timeout, drain_timeout)
             await store._prepare(url)
+            store.read_wait, store.read_timeout = read_wait, read_timeout
             async with trio.open_nursery() as nursery:
-                # The writer outlives a cancellation of the caller until the queue is drained
-                # (bounded by drain_timeout), so writes queued without waiting still land.
+                # Shielded: when the caller is cancelled (a crash elsewhere, a test ending), the
+                # writer still drains the queue in _close (bounded by drain_timeout), so writes
+                # queued without waiting (progress, adoption) still land.
                 writer = trio.CancelScope(shield=True)
-                await nursery.start(_within, writer, store._writer.run)
+                await nursery.start(_shielded, writer, store._writer.run)
                 try:
                     yield store
                 finally:
                     with trio.CancelScope(shield=True):
                         await store._close()
                     writer.cancel()
+                    nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
 
 
-async def _within(
+async def _shielded(
     scope: trio.CancelScope,
     run: Callable[..., Awaitable[None]],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -129,6 +151,15 @@ class SqlTradeStore:
         self._next_amendment_id = 1
         self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
+        self.read_wait = 0.0
+        self.read_timeout = 5.0
+        self._read_retries = 0
+
+    def set_write_timeout(self, seconds: float) -> None:
+        """How long a caller waits for durability (a reload); the queue itself is unchanged."""
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise StoreError(f"write_timeout must be a positive number, not {seconds!r}")
+        self._write_timeout = seconds
 
     # -- plumbing ------------------------------------------------------------------------
     async def _prepare(self, url: str) -> None:
@@ -163,6 +194,22 @@ class SqlTradeStore:
         query: Callable[[AsyncConnection], Awaitable[T]],
         failure: str = "database read failed",
     ) -> T:
+        """``query`` on a pooled connection; transient failures (and reads slower than
+        ``read_timeout``) are retried with back-off for up to ``read_wait`` seconds."""
+        deadline = trio.current_time() + self.read_wait
+        delay = 0.05
+        while True:
+            try:
+                return await self._read_once(query)
+            except (SQLAlchemyError, OSError, _ReadTimedOut) as exc:
+                error = describe(exc)
+                if not (_retryable(exc) and trio.current_time() + delay <= deadline):
+                    raise StoreError(f"{failure}: {error}") from exc
+            self._note_read_retry(error)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _read_once(self, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def once(engine: AsyncEngine) -> T:
             async with engine.connect() as conn:
                 return await query(conn)
@@ -175,11 +222,17 @@ class SqlTradeStore:
                     raise
             return await once(engine)  # the pool dropped its dead connections: one fresh try
 
-        try:
+        with trio.move_on_after(self.read_timeout):
             result: T = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
             return result
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"{failure}: {describe(exc)}") from exc
+        raise _ReadTimedOut(f"no answer within {self.read_timeout:g} s (locked or unreachable)")
+
+    def _note_read_retry(self, error: str) -> None:
+        self._read_retries += 1
+        if self._read_retries % 30 == 1:  # the first, then about once a minute
+            logger.bind(event="store.degraded", error=error, retries=self._read_retries).warning(
+                "database read failed ({}); waiting for the database", error
+            )
 
     async def _rows(self, statement: sa.Select[Any]) -> Sequence[sa.RowMapping]:
         async def query(conn: AsyncConnection) -> Sequence[sa.RowMapping]:
@@ -207,10 +260,14 @@ class SqlTradeStore:
         amendment_id: int | None = None,
         urgent: bool = False,
         durable: bool = True,
+        landed: Op | None = None,
     ) -> Any:
         """Queue ``op``; wait until it is durable (WriteQueued after the write timeout), or,
-        without ``durable``, return at once (the write lands in order; a refusal is logged)."""
-        write = self._writer.submit(op, trade_id=trade_id, coalesce=coalesce, urgent=urgent)
+        without ``durable``, return at once (the write lands in order; a refusal is logged).
+        ``landed`` makes a retried insert idempotent (see writer.py)."""
+        write = self._writer.submit(
+            op, trade_id=trade_id, coalesce=coalesce, urgent=urgent, landed=landed
+        )
         if not durable:
             return None
         return await self._writer.wait(write, self._write_timeout, amendment_id)
@@ -294,7 +351,17 @@ class SqlTradeStore:
             statement = TRADE_LOG.insert().values(**values).returning(TRADE_LOG.c.id)
             return int((await conn.execute(statement)).scalar_one())
 
-        trade_id: int = await self._write(insert)
+        async def landed(conn: AsyncConnection) -> Any:
+            """The row of this very insert (every value equal), after an unknown outcome."""
+            match = [
+                TRADE_LOG.c[k] == v
+                for k, v in values.items()
+                if v is not None and not isinstance(v, dict | list)  # JSON has no "="
+            ]
+            found = await conn.scalar(sa.select(TRADE_LOG.c.id).where(*match))
+            return NOT_LANDED if found is None else int(found)
+
+        trade_id: int = await self._write(insert, landed=landed)
         return replace(trade, id=trade_id)
 
     async def add_alert(self, alert: AlertRecord) -> AlertRecord:
@@ -395,8 +462,22 @@ class SqlTradeStore:
         async def insert(conn: AsyncConnection) -> None:
             await conn.execute(STOP_AMENDMENT.insert().values(**values))
 
+        async def landed(conn: AsyncConnection) -> Any:
+            a = STOP_AMENDMENT.c
+            found = await conn.scalar(
+                sa.select(a.id).where(
+                    a.id == amendment_id, a.trade_id == trade_id, a.requested_level == requested
+                )
+            )
+            return NOT_LANDED if found is None else None
+
         await self._write(
-            insert, trade_id=trade_id, amendment_id=amendment_id, urgent=True, durable=durable
+            insert,
+            trade_id=trade_id,
+            amendment_id=amendment_id,
+            urgent=True,
+            durable=durable,
+            landed=landed,
         )
         return amendment_id
 

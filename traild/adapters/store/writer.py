@@ -7,6 +7,10 @@ write the database refuses outright (a constraint, a missing row) fails, alone, 
 Queued writes are committed in batches (one transaction each) when several are waiting.
 Urgent writes (the amendment audit trail) have their own FIFO lane, committed before the normal
 one, so an amendment's records never wait behind a burst of adoption or progress writes.
+
+A commit that fails transiently has an unknown outcome (the connection may have died after the
+server committed). Such writes are retried; if a retried insert is then refused (its row already
+exists), its ``landed`` check decides: when the row is the write's own, it is done, not failed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from traild.core.errors import StoreError
 
 Op = Callable[[Any], Awaitable[Any]]  # runs inside the batch transaction (asyncio-flavoured)
 Commit = Callable[[list[Op]], Awaitable[list[Any]]]  # trio-flavoured: one transaction
+NOT_LANDED = object()  # what a ``landed`` check returns when the write's row is not there
 
 
 class WriteQueued(StoreError):
@@ -57,6 +62,8 @@ class _Write:
     enqueued: float
     done: trio.Event = field(default_factory=trio.Event)
     taken: bool = False  # handed to the database at least once: no longer coalescible
+    landed: Op | None = None  # after an unknown outcome: the write's result, or NOT_LANDED
+    uncertain: bool = False  # a commit holding it failed transiently (it may have landed)
     result: Any = None
     error: str | None = None
 
@@ -91,15 +98,22 @@ class WriteQueue:
         self._closed = False
 
     def submit(
-        self, op: Op, *, trade_id: int | None = None, coalesce: bool = False, urgent: bool = False
+        self,
+        op: Op,
+        *,
+        trade_id: int | None = None,
+        coalesce: bool = False,
+        urgent: bool = False,
+        landed: Op | None = None,
     ) -> _Write:
         """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
         (nothing else for that trade queued after it) takes the new op instead: last value wins.
-        ``urgent`` writes go to the urgent lane (FIFO among themselves, never coalesced)."""
+        ``urgent`` writes go to the urgent lane (FIFO among themselves, never coalesced).
+        ``landed`` tells whether a refused retry had in fact landed before (see the module)."""
         if self._closed:
             raise StoreError("the store is closed")
         if urgent:
-            write = _Write(op, trade_id, trio.current_time())
+            write = _Write(op, trade_id, trio.current_time(), landed=landed)
             self._urgent.append(write)
             self._wake.set()
             return write
@@ -109,7 +123,7 @@ class WriteQueue:
                 previous.op = op
                 self._coalescible[trade_id] = previous
                 return previous
-        write = _Write(op, trade_id, trio.current_time())
+        write = _Write(op, trade_id, trio.current_time(), landed=landed)
         self._queue.append(write)
         if coalesce and trade_id is not None:
             self._coalescible[trade_id] = write
@@ -166,21 +180,47 @@ class WriteQueue:
                 results = await self._commit([w.op for w in batch])
             except Exception as exc:
                 if self._is_transient(exc):
+                    for write in batch:
+                        write.uncertain = True
                     self._note_retry(exc)
                     await trio.sleep(delay)
                     delay = min(delay * 2, self._backoff[1])
                 elif len(batch) > 1:
                     self._solo = len(batch)
                 else:
-                    self._finish(lane, batch, error=self._describe(exc))
+                    await self._refused(lane, batch[0], exc)
                 continue
-            if self._streak:
-                logger.bind(event="store.recovered", retries=self._streak).info(
-                    "database writable again after {} retries", self._streak
-                )
-                self._streak = 0
+            self._recovered()
             delay = self._backoff[0]
             self._finish(lane, batch, results=results)
+
+    async def _refused(self, lane: deque[_Write], write: _Write, exc: Exception) -> None:
+        """A single write refused: failed, unless it had landed before an unknown outcome."""
+        if write.uncertain and write.landed is not None:
+            try:
+                result = (await self._commit([write.landed]))[0]
+            except Exception as check:
+                if not self._is_transient(check):
+                    self._finish(lane, [write], error=self._describe(exc))
+                    return
+                self._note_retry(check)
+                await trio.sleep(self._backoff[0])
+                return  # retried from the top: the head of the queue is unchanged
+            if result is not NOT_LANDED:
+                self._recovered()
+                logger.bind(event="store.write_landed").info(
+                    "a write retried after an unknown commit outcome had landed; not repeated"
+                )
+                self._finish(lane, [write], results=[result])
+                return
+        self._finish(lane, [write], error=self._describe(exc))
+
+    def _recovered(self) -> None:
+        if self._streak:
+            logger.bind(event="store.recovered", retries=self._streak).info(
+                "database writable again after {} retries", self._streak
+            )
+            self._streak = 0
 
     def _finish(
         self,
@@ -210,12 +250,14 @@ class WriteQueue:
     def _note_retry(self, exc: BaseException) -> None:
         self._retries += 1
         self._streak += 1
-        self._last_error = self._describe(exc)
-        if self._streak % 30 == 1:  # the first failure, then about once a minute
-            logger.bind(
-                event="store.unavailable", error=self._last_error, queued=len(self._queue)
-            ).warning(
+        error = self._describe(exc)
+        changed, self._last_error = error != self._last_error, error
+        # the first failure, about once a minute, and whenever the cause changes (e.g. the
+        # connection dropped, then the database turned read-only)
+        if self._streak % 30 == 1 or changed:
+            queued = len(self._queue) + len(self._urgent)
+            logger.bind(event="store.unavailable", error=self._last_error, queued=queued).warning(
                 "database unavailable ({}); {} write(s) queued, retrying",
                 self._last_error,
-                len(self._queue),
+                queued,
             )

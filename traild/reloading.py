@@ -1,0 +1,126 @@
+"""What a SIGHUP reload can apply to a running daemon, and what needs a restart.
+
+Every settings key is one or the other. ``RESTART_REQUIRED`` lists the paths (a section, a
+dict of sections, or a single key) that a running daemon cannot change: the database it is
+connected to, the broker and feed it opened, its state directory, the instrument table its
+actors trail with, and the bar/condition parameters its price histories were built with
+(the tick-guard thresholds apply live). A
+reload keeps their old values in force and reports them as ``restart_required``; every other
+changed key is applied before the next tick and reported in ``changed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from traild.ports import TradeStore
+from traild.runtime.gateway import Gateway
+from traild.settings import Settings
+
+RESTART_REQUIRED: tuple[str, ...] = (
+    "database.url",
+    "broker.kind",
+    "broker.ig",
+    "broker.fault_seed",
+    "feed.kind",
+    "feed.files",
+    "feed.epics",
+    "feed.speed",
+    "feed.stop_at_end",
+    "feed.synthetic_epics",
+    "feed.synthetic_seed",
+    "feed.synthetic_ticks_per_second",
+    "feed.synthetic_interval_ms",
+    "daemon.state_dir",
+    "instruments",
+    # the bar/condition parameters the price histories were built with; the tick-guard keys
+    # (max_tick_jump_pips, spike_*, max_tick_gap_hours, max_clock_ahead_s, reanchor_ticks)
+    # apply live: each guard takes the new thresholds and keeps its anchor
+    *(
+        f"conditions.{key}"
+        for key in (
+            "atr_period",
+            "bar_minutes",
+            "regime_lookback",
+            "regime_min_history",
+            "extreme_percentile",
+            "high_percentile",
+            "low_percentile",
+            "asian_start_hour",
+            "london_start_hour",
+            "overlap_start_hour",
+            "new_york_start_hour",
+        )
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """The settings to run with, and the changed keys split by whether they took effect."""
+
+    effective: Settings
+    applied: list[str]
+    restart_required: list[str]
+
+
+def needs_restart(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in RESTART_REQUIRED)
+
+
+def plan_reload(old: Settings, new: Settings) -> ReloadPlan:
+    """``new`` with every restart-only setting kept at its ``old`` value."""
+    changed = changed_keys(old.redacted(), new.redacted())
+    effective = new
+    for path in RESTART_REQUIRED:
+        effective = _keep(effective, old, path.split("."))
+    return ReloadPlan(
+        effective,
+        [k for k in changed if not needs_restart(k)],
+        [k for k in changed if needs_restart(k)],
+    )
+
+
+def _keep(new: Any, old: Any, path: list[str]) -> Any:
+    """``new`` with the attribute at ``path`` taken from ``old`` (frozen pydantic models)."""
+    head, rest = path[0], path[1:]
+    value = getattr(old, head) if not rest else _keep(getattr(new, head), getattr(old, head), rest)
+    return new.model_copy(update={head: value})
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves that differ between two JSON-like trees (a section only on
+    one side counts as empty on the other: its changed leaves are listed, not the section)."""
+    if isinstance(old, dict) and new is None:
+        new = {}
+    if isinstance(new, dict) and old is None:
+        old = {}
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def apply_live(s: Settings, store: TradeStore | None, gateway: Gateway) -> None:
+    """The reloaded store, broker and gateway values, handed to the running objects."""
+    from traild.adapters.paper import PaperBroker
+    from traild.adapters.store import SqlTradeStore
+
+    if isinstance(store, SqlTradeStore):
+        store.set_write_timeout(s.database.write_timeout_s)
+    b = s.broker
+    if isinstance(gateway.broker, PaperBroker):
+        gateway.broker.configure(
+            latency_ms=b.latency_ms,
+            min_stop_distance_pips=b.min_stop_distance_pips,
+            allowance_per_minute=b.allowance_per_minute,
+            reject_rate=b.fault_reject_rate,
+            timeout_rate=b.fault_timeout_rate,
+            error_rate=b.fault_error_rate,
+            burst_rate=b.fault_burst_rate,
+        )
+    allowance = gateway.broker.allowance_per_minute() or b.allowance_per_minute
+    gateway.configure(allowance, b.retry_base_s, b.retry_max_s)
