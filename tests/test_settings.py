@@ -310,6 +310,7 @@ def test_plain_values_for_the_core(tmp_path: Path) -> None:
     )
     params = s.calculator_params()
     assert params.force_fixed_trailing_pairs == frozenset(["CS.D.GBPUSD.MINI.IP", "USDJPY"])
+    assert params.dynamic_trailing_pairs == frozenset()
     policy = s.ladder_policy(2.0)
     assert (policy.profit_lock, policy.min_amend_step_pips, policy.min_stop_distance_pips) == (
         False,
@@ -362,3 +363,25 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError
         s.trailing.enable_dynamic_trailing = True  # type: ignore[misc]
     assert isinstance(s, Settings)
+
+
+def test_rollout_allowlist_is_upper_cased_and_its_epics_must_resolve(tmp_path: Path) -> None:
+    text = "[trailing]\ndynamic_trailing_pairs = ['eurusd', 'CS.D.GBPUSD.MINI.IP']\n"
+    s = load(write(tmp_path, text))
+    assert s.calculator_params().dynamic_trailing_pairs == frozenset(
+        ["EURUSD", "CS.D.GBPUSD.MINI.IP"]
+    )
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, "[trailing]\ndynamic_trailing_pairs = ['IX.D.FTSE.DAILY.IP']\n"))
+    assert "trailing.dynamic_trailing_pairs" in str(err.value)
+
+
+def test_a_copy_with_other_pair_stages_resolves_its_own_not_the_cached_ones(
+    tmp_path: Path,
+) -> None:
+    s = load(write(tmp_path, "[pairs.DEFAULT.regular]\nearly_be_trigger = 14\n"))
+    assert s.stage_config("CS.D.EURUSD.MINI.IP", False).early_be_trigger == 14  # now cached
+    other = load(write(tmp_path, "[pairs.DEFAULT.regular]\nearly_be_trigger = 11\n"))
+    copy = s.model_copy(update={"pairs": other.pairs})
+    assert copy.stage_config("CS.D.EURUSD.MINI.IP", False).early_be_trigger == 11
+    assert s.stage_config("CS.D.EURUSD.MINI.IP", False).early_be_trigger == 14

@@ -16,11 +16,12 @@ import trio
 from loguru import logger
 
 from traild.adapters import systemd
+from traild.config_service import DATABASE, ConfigService
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, Tick
-from traild.ports import Broker, PriceFeed, TradeStore
+from traild.ports import Broker, ConfigBacked, PriceFeed, TradeStore
 from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
@@ -114,6 +115,7 @@ class Daemon:
         self.gateway: Gateway | None = None
         self.router: Router | None = None
         self.on_tick_hook: Callable[[Tick], list[Any]] | None = None
+        self.config = ConfigService(settings, None)
 
     # -- wiring -----------------------------------------------------------------------------
     @asynccontextmanager
@@ -149,6 +151,7 @@ class Daemon:
             database=_display_url(s.database_url()),
         ).info("traild starting")
         async with self._open() as (store, broker, feed):
+            s = await self._configure(store)
             lockstep = s.feed.kind == "replay" and s.feed.speed == 0
             gateway = Gateway(
                 broker,
@@ -199,6 +202,13 @@ class Daemon:
                     return EXIT_OK
                 await trio.sleep_forever()
         return EXIT_OK
+
+    async def _configure(self, store: TradeStore) -> Settings:
+        """The file's settings with the database's overrides (ConfigError: refuse to start)."""
+        source = store.config_store() if isinstance(store, ConfigBacked) else None
+        self.config = ConfigService(self.settings, source)
+        self.settings = await self.config.start()
+        return self.settings
 
     def _ready(self) -> None:
         sup = self.supervisor
@@ -291,14 +301,41 @@ class Daemon:
             )
             systemd.ready("config rejected: " + "; ".join(exc.problems)[:200])
             return
+        try:
+            new = self.config.rebase(new)
+        except ConfigError as exc:
+            logger.bind(event="config.rejected", source=DATABASE, problems=exc.problems).error(
+                "file and database configuration do not agree; keeping the old one"
+            )
+            systemd.ready("config rejected: " + "; ".join(exc.problems)[:200])
+            return
+        self._swap(new, "file")
+        systemd.ready("config reloaded")
+
+    async def _poll_config(self) -> None:
+        """Database overrides changed by ``traild config set``: applied like a reload."""
+        try:
+            new = await self.config.poll()
+        except TraildError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning("config poll failed")
+            return
+        if new is not None:
+            self._swap(new, DATABASE)
+
+    def _swap(self, new: Settings, source: str) -> None:
+        """Every actor applies ``new`` before its next tick; confirmed stops never loosen.
+        Keys a running daemon cannot change keep their old values (``restart_required``)."""
         plan = plan_reload(self.settings, new)
         self.settings = plan.effective
         self._apply_live(plan.effective)
         self._apply_halt()
         logger.bind(
-            event="config.reloaded", changed=plan.applied, restart_required=plan.restart_required
+            event="config.reloaded",
+            source=source,
+            changed=plan.applied,
+            restart_required=plan.restart_required,
+            config_version=self.config.version,
         ).info("configuration reloaded")
-        systemd.ready("config reloaded")
 
     def _apply_live(self, s: Settings) -> None:
         """Hand the reloaded values to the running parts (loops read ``self.settings``)."""
@@ -358,6 +395,7 @@ class Daemon:
         this loop (its reads wait and retry)."""
         while True:
             await trio.sleep(self.settings.database.poll_interval_s)
+            await self._poll_config()
             if self.supervisor is not None and not self.stopping:
                 self._follow_epics(feed)
                 try:
@@ -413,6 +451,7 @@ class Daemon:
             "queued": g.queued,
             "halted": self.halted,
             "stale_epics": sorted(self.stale_epics),
+            "config_version": self.config.version,
             **sup.counts,
         }
         if self.router is not None:  # what the actors really processed, not only ticks in

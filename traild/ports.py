@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from traild.core.messages import (
     AlertRecord,
@@ -24,6 +24,7 @@ from traild.core.messages import (
     Tick,
     TradeRecord,
 )
+from traild.core.overrides import ConfigOverride
 
 TickSink = Callable[[Tick], Awaitable[None]]
 BrokerEvent = PositionOpened | PositionClosed | OpenRefused | PositionAmended
@@ -196,3 +197,22 @@ class TradeStore(Protocol):
     async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
         """Trades opened at/after ``since`` (all when None), for ``traild report``."""
         ...
+
+
+class ConfigSource(Protocol):
+    """Configuration overrides kept in the database (``traild config set``)."""
+
+    async def config_version(self) -> int:
+        """A number that grows with every change (cheap: polled every interval)."""
+        ...
+
+    async def config_overrides(self) -> tuple[int, list[ConfigOverride]]:
+        """The version and every override, read together."""
+        ...
+
+
+@runtime_checkable
+class ConfigBacked(Protocol):
+    """A store that also keeps configuration overrides (the SQL store does)."""
+
+    def config_store(self) -> ConfigSource: ...

@@ -102,6 +102,7 @@ class TrailingSettings(_Strict):
     profit_lock_trigger_pips: float = Field(10.0, gt=0)
     profit_lock_pips: float = Field(1.0, ge=0)
     force_fixed_trailing_pairs: list[str] = []
+    dynamic_trailing_pairs: list[str] = []
     atr_min_multiplier: float = Field(0.8, gt=0)
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
@@ -302,6 +303,18 @@ class BacktestSettings(_Strict):
     bar_spread_pips: float = Field(1.0, ge=0)  # --bars without ask bars: ask = bid + spread
 
 
+class RolloutSettings(_Strict):
+    """The plan's rollout gate (``traild rollout status``, ``report --vs-backtest``)."""
+
+    improvement_threshold: float = Field(0.10, ge=0, le=10)
+    min_trades: int = Field(30, ge=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap_samples: int = Field(1000, ge=100, le=100000)
+    bootstrap_seed: int = 1
+    backtest_dynamic_variant: str = "dynamic+lock"
+    backtest_fixed_variant: str = "fixed+lock"
+
+
 class DaemonSettings(_Strict):
     halt: bool = False
     state_dir: str | None = None
@@ -334,8 +347,10 @@ class Settings(BaseSettings):
     feed: FeedSettings = FeedSettings()
     daemon: DaemonSettings = DaemonSettings()
     backtest: BacktestSettings = BacktestSettings()
+    rollout: RolloutSettings = RolloutSettings()
     # stage_config per (epic, is_scalp): resolved once per key (the settings are frozen)
     _stage_cache: dict[tuple[str, bool], StageConfig] = PrivateAttr(default_factory=dict)
+    _stage_owner: int = PrivateAttr(default=0)  # id() of the instance the cache belongs to
 
     @classmethod
     def settings_customise_sources(
@@ -411,6 +426,8 @@ class Settings(BaseSettings):
                 _check_epic(table, key, f"pairs.{key}", problems)
         for epic in self.trailing.force_fixed_trailing_pairs:
             _check_epic(table, epic, "trailing.force_fixed_trailing_pairs", problems)
+        for epic in self.trailing.dynamic_trailing_pairs:
+            _check_epic(table, epic, "trailing.dynamic_trailing_pairs", problems)
         for epic in self.feed.epics:
             _check_epic(table, epic, "feed.epics", problems)
         for epic in self.feed.synthetic_epics:
@@ -431,6 +448,8 @@ class Settings(BaseSettings):
     def stage_config(self, epic: str, is_scalp: bool) -> StageConfig:
         """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol);
         resolved once per key."""
+        if self._stage_owner != id(self):  # a model_copy shares the dict: start its own
+            self._stage_cache, self._stage_owner = {}, id(self)
         key = (epic, is_scalp)
         found = self._stage_cache.get(key)
         if found is None:
@@ -475,6 +494,7 @@ class Settings(BaseSettings):
             atr_min_multiplier=t.atr_min_multiplier,
             atr_max_multiplier=t.atr_max_multiplier,
             force_fixed_trailing_pairs=frozenset(e.upper() for e in t.force_fixed_trailing_pairs),
+            dynamic_trailing_pairs=frozenset(e.upper() for e in t.dynamic_trailing_pairs),
             stage_alert_min_pips=t.stage_alert_min_pips,
             stage_alert_max_pips=t.stage_alert_max_pips,
             atr_clamp=t.atr_clamp,

@@ -237,6 +237,9 @@ def test_every_fallback_reason_is_reachable_and_listed() -> None:
         .calculate_stages(cond(), REGULAR)
         .fallback_reason,
         calc().calculate_stages(cond(), REGULAR, override="fixed").fallback_reason,
+        calc(replace(ENABLED, dynamic_trailing_pairs=frozenset(["GBPUSD"])))
+        .calculate_stages(cond(), REGULAR)
+        .fallback_reason,
         calc().calculate_stages(None, REGULAR, epic=EURUSD).fallback_reason,
         calc().calculate_stages(cond(None), REGULAR).fallback_reason,
         calc().calculate_stages(cond(-1.0), REGULAR).fallback_reason,
@@ -246,6 +249,40 @@ def test_every_fallback_reason_is_reachable_and_listed() -> None:
         calc().calculate_stages(cond(40.0), REGULAR).fallback_reason,
     }
     assert seen == set(FALLBACK_REASONS)
+
+
+@pytest.mark.parametrize("listed", [EURUSD, "EURUSD"])
+def test_pair_in_the_rollout_allowlist_trails_dynamically(listed: str) -> None:
+    params = replace(ENABLED, dynamic_trailing_pairs=frozenset([listed, "GBPUSD"]))
+    assert calc(params).calculate_stages(cond(), REGULAR).method == DYNAMIC
+
+
+def test_pair_outside_a_non_empty_allowlist_falls_back_with_not_in_rollout() -> None:
+    params = replace(ENABLED, dynamic_trailing_pairs=frozenset(["GBPUSD", "CS.D.USDJPY.MINI.IP"]))
+    result = calc(params).calculate_stages(cond(), REGULAR)
+    assert (result.method, result.fallback_reason) == (FIXED, "not_in_rollout")
+    assert result.stages == REGULAR
+
+
+def test_empty_allowlist_lets_every_pair_trail_dynamically() -> None:
+    assert calc(replace(ENABLED, dynamic_trailing_pairs=frozenset())).calculate_stages(
+        cond(), REGULAR
+    ).method == (DYNAMIC)
+
+
+def test_fallback_precedence_forced_before_not_in_rollout_before_override() -> None:
+    params = replace(
+        ENABLED,
+        force_fixed_trailing_pairs=frozenset(["EURUSD"]),
+        dynamic_trailing_pairs=frozenset(["GBPUSD"]),
+    )
+    got = calc(params).calculate_stages(cond(), REGULAR, override="fixed")
+    assert got.fallback_reason == "forced_fixed_pair"
+    params = replace(ENABLED, dynamic_trailing_pairs=frozenset(["GBPUSD"]))
+    got = calc(params).calculate_stages(cond(), REGULAR, override="fixed")
+    assert got.fallback_reason == "not_in_rollout"
+    params = replace(CalculatorParams(), dynamic_trailing_pairs=frozenset(["GBPUSD"]))
+    assert calc(params).calculate_stages(cond(), REGULAR).fallback_reason == "disabled"
 
 
 def test_fallback_precedence_disabled_before_forced_before_override() -> None:

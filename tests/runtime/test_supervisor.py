@@ -261,6 +261,85 @@ async def test_per_trade_override_off_stops_amendments_and_fixed_moves_to_fixed_
     assert rig.store.trades[1].fallback_reason == "trade_override"
 
 
+async def test_removing_a_pair_from_the_allowlist_moves_its_dynamic_trades_to_fixed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rollout = {"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["EURUSD"]}
+    rig = Rig(Settings(trailing=rollout))
+    await rig.store.add_alert(
+        AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low", market_session="asian")
+    )
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800, alert_id=1)
+
+    async def body() -> None:
+        assert rig.store.trades[1].trailing_calculation_method == "dynamic_volatility"
+        await rig.tick(1.10100, 1.10110)  # +10: dynamic early BE (9.45, buffer 1.26) confirmed
+        await trio.testing.wait_all_tasks_blocked()
+        widened = {**rollout, "dynamic_trailing_pairs": ["GBPUSD"]}  # EURUSD out of the rollout
+        rig.sup.apply_policy(make_policy(Settings(trailing=widened), rig.broker))
+        await rig.tick(1.10000, 1.10010)  # back to entry: the confirmed lock stays
+        await rig.tick(1.10140, 1.10150)  # +14: dynamic stage 1 (12.6) would lock +5.04
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    assert rig.broker.calls == [("D1", 1.10013, None)]
+    trade = rig.store.trades[1]
+    assert (trade.trailing_calculation_method, trade.fallback_reason) == (
+        "fixed",
+        "not_in_rollout",
+    )
+    assert trade.sl_price == 1.10013  # fixed stages would only lock +1: never loosened
+
+
+async def test_a_pair_outside_the_allowlist_is_adopted_on_fixed_stages(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rollout = {"enable_dynamic_trailing": True, "dynamic_trailing_pairs": ["GBPUSD"]}
+    rig = Rig(Settings(trailing=rollout))
+    await rig.store.add_alert(
+        AlertRecord(1, EPIC, atr=0.0008, volatility_regime="low", market_session="asian")
+    )
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800, alert_id=1)
+
+    async def body() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    trade = rig.store.trades[1]
+    assert (trade.trailing_calculation_method, trade.fallback_reason) == (
+        "fixed",
+        "not_in_rollout",
+    )
+
+
+async def test_a_database_override_reaches_running_fixed_trades_and_never_loosens_a_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from traild.config_service import apply_overrides
+    from traild.core.overrides import ConfigOverride
+
+    rig = Rig()
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    def override(**values: float) -> None:
+        items = [ConfigOverride("EURUSD", f"regular.{k}", v) for k, v in values.items()]
+        rig.sup.apply_policy(make_policy(apply_overrides(rig.settings, items), rig.broker))
+
+    async def body() -> None:
+        await rig.tick(1.10200, 1.10210)  # +20: stage 1 locks +8
+        await trio.testing.wait_all_tasks_blocked()
+        override(stage1_lock=5.0)  # looser: the confirmed +8 stays
+        await rig.tick(1.10210, 1.10220)
+        await trio.testing.wait_all_tasks_blocked()
+        override(stage1_lock=12.0)  # tighter: applies from the next tick
+        await rig.tick(1.10215, 1.10225)
+        await trio.testing.wait_all_tasks_blocked()
+
+    await _run(rig, body)
+    assert [c[1] for c in rig.broker.calls] == [1.10080, 1.10120]
+    assert rig.store.trades[1].sl_price == 1.10120
+
+
 async def test_reconciled_confirmation_is_logged_with_trade_id_and_epic(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

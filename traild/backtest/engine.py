@@ -148,7 +148,9 @@ def prepare(
         raise DataError(f"unknown engine {req.engine!r}")
     if not math.isfinite(req.lookahead_minutes) or req.lookahead_minutes <= 0:
         raise DataError("--lookahead must be a positive number of minutes")
-    calc = settings.calculator_params()
+    # The rollout allowlist is a live control: the backtest predicts dynamic trailing for
+    # every pair, which is what an operator needs before widening the rollout.
+    calc = replace(settings.calculator_params(), dynamic_trailing_pairs=frozenset())
     variants = parse_variants(req.variants) if req.variants else []
     variants += parse_grid(req.grid, calc)
     if not variants:

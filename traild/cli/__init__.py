@@ -17,6 +17,8 @@ _MODULES = (
     "traild.cli.core_cmds",
     "traild.cli.daemon_cmds",
     "traild.cli.store_cmds",
+    "traild.cli.config_cmds",
+    "traild.cli.rollout_cmds",
     "traild.cli.backtest_cmds",
     "traild.cli.ig_cmds",
 )

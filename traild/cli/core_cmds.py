@@ -26,10 +26,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "check-config",
         help="validate a config file and print the effective one",
-        description="Validate the configuration (file, then TRAILD_* environment over it) and "
-        "print the effective one as JSON, secrets masked; the sources used go to stderr.",
+        description="Validate the configuration (file, then TRAILD_* environment over it, then "
+        "the database's `traild config` overrides when the database exists) and print the "
+        "effective one as JSON, secrets masked; the sources used go to stderr.",
     )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.add_argument(
+        "--sources",
+        action="store_true",
+        help="one line per value with where it came from (default|file|environment|database)",
+    )
     p.set_defaults(func=_check_config)
 
     p = sub.add_parser("calc", help="the stages a trade would get")
@@ -102,14 +108,26 @@ def register(sub: Any) -> None:
 
 # -- commands ---------------------------------------------------------------------------
 def _check_config(args: argparse.Namespace) -> int:
-    settings = load(args.config)
-    print(json.dumps(settings.redacted(), indent=2, sort_keys=False))
+    """The file and environment validated, with the database's overrides when it has any."""
+    from traild.cli.config_cmds import check_config_sources
+
+    settings, sources, note = check_config_sources(args.config)
+    if not args.sources:
+        print(json.dumps(settings.redacted(), indent=2, sort_keys=False))
+    else:
+        width = max(len(k) for k in sources)
+        for key, (value, source) in sources.items():
+            print(f"{key:<{width}}  {json.dumps(value):<24} {source}")
     sys.stderr.write(f"traild: configuration OK; {describe_sources(args.config)}\n")
+    if note:
+        sys.stderr.write(f"traild: note: {note}\n")
     return 0
 
 
 def _calc(args: argparse.Namespace) -> int:
-    settings = load(args.config)
+    from traild.cli.config_cmds import check_config_sources
+
+    settings = check_config_sources(args.config)[0]  # with the database's overrides, if any
     table = settings.instrument_table()
     table.resolve(args.epic)  # an unknown epic is an error, never a silent default
     base = settings.stage_config(args.epic, args.scalp)

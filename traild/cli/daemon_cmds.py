@@ -102,6 +102,11 @@ def _run(args: argparse.Namespace) -> int:
         error = unwrap(exc)
         event = "daemon.refused" if isinstance(error, SchemaOutOfDate) else "daemon.failed"
         record = logger.bind(event=event, error=message, exit_code=code)
+        if isinstance(error, ConfigError):  # the database's overrides do not fit this file
+            record = logger.bind(
+                event="config.rejected", source="database", problems=error.problems,
+                exit_code=code,
+            )  # fmt: skip
         if code == EXIT_SOFTWARE:  # a bug: its traceback as one field of the record
             record = record.bind(traceback="".join(traceback.format_exception(error)))
         record.error(message)

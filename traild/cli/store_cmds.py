@@ -62,6 +62,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
+    p.add_argument(
+        "--vs-backtest", metavar="DIR", help="compare with a backtest's summary.json (DIR or file)"
+    )
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     p.set_defaults(func=_report)
 
     trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
@@ -156,6 +160,11 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from traild.adapters.store import open_store
+
+    if args.vs_backtest or args.html:
+        from traild.cli.rollout_cmds import report_extras
+
+        return report_extras(args)
 
     settings = load(args.config)
 

@@ -24,6 +24,7 @@ DYNAMIC = "dynamic_volatility"
 FALLBACK_REASONS = (
     "disabled",
     "forced_fixed_pair",
+    "not_in_rollout",
     "trade_override",
     "no_conditions",
     "no_atr",
@@ -140,6 +141,8 @@ class CalculatorParams:
     atr_min_multiplier: float = 0.8
     atr_max_multiplier: float = 4.0
     force_fixed_trailing_pairs: frozenset[str] = frozenset()
+    # The rollout allowlist: when not empty, only these epics/symbols may trail dynamically.
+    dynamic_trailing_pairs: frozenset[str] = frozenset()
     stage_alert_min_pips: float = 1.0
     stage_alert_max_pips: float = 200.0
     # "ladder" (SPEC §3 default): the factor clamped so the early-BE trigger lands in the band
@@ -237,6 +240,8 @@ class DynamicTrailingCalculator:
         epic = epic or (conditions.epic if conditions else None)
         if epic is not None and is_forced_fixed(epic, p.force_fixed_trailing_pairs):
             return "forced_fixed_pair"
+        if epic is not None and not in_rollout(epic, p.dynamic_trailing_pairs):
+            return "not_in_rollout"
         if override in ("fixed", "off"):
             return "trade_override"
         if conditions is None:
@@ -320,10 +325,20 @@ def _usable_atr(conditions: MarketConditions | None) -> float | None:
 
 def is_forced_fixed(epic: str, forced: frozenset[str]) -> bool:
     """True when ``epic`` (or its symbol) is listed in ``force_fixed_trailing_pairs``."""
-    if not forced:
+    return is_listed(epic, forced)
+
+
+def in_rollout(epic: str, allowlist: frozenset[str]) -> bool:
+    """True when ``dynamic_trailing_pairs`` is empty (everyone) or lists ``epic`` or its symbol."""
+    return not allowlist or is_listed(epic, allowlist)
+
+
+def is_listed(epic: str, listed: frozenset[str]) -> bool:
+    """True when ``epic`` or its symbol (a dot-separated part, upper case) is in ``listed``."""
+    if not listed:
         return False
     key = epic.upper()
-    if key in forced:
+    if key in listed:
         return True
     parts = set(key.split("."))
-    return any(f in parts for f in forced)
+    return any(f in parts for f in listed)

@@ -19,6 +19,7 @@ from traild.core.calculator import (
     DynamicTrailingCalculator,
     MarketConditions,
     StageConfig,
+    in_rollout,
     is_forced_fixed,
 )
 from traild.core.errors import StageError
@@ -125,7 +126,8 @@ def fixed_stages(
 def apply_switches(
     policy: Policy, trade: TradeRecord, stages: CalculatedStages
 ) -> CalculatedStages:
-    """Kill switches: dynamic off, forced-fixed pair, per-trade override -> fixed stages."""
+    """Kill switches: dynamic off, forced-fixed pair, pair out of the rollout allowlist,
+    per-trade override -> fixed stages."""
     if stages.method != DYNAMIC:
         return stages
     calc = policy.calculator
@@ -134,6 +136,8 @@ def apply_switches(
         reason = "disabled"
     elif is_forced_fixed(trade.epic, calc.force_fixed_trailing_pairs):
         reason = "forced_fixed_pair"
+    elif not in_rollout(trade.epic, calc.dynamic_trailing_pairs):
+        reason = "not_in_rollout"
     elif trade.trailing_override in ("fixed", "off"):
         reason = "trade_override"
     if reason is None:

@@ -4,12 +4,15 @@
 ``async with open_store(url) as store:`` refuses a schema that is not at head.
 """
 
+from traild.adapters.store.config_store import ConfigConflict, SqlConfigStore
 from traild.adapters.store.engine import display_url, resolve_database_url
 from traild.adapters.store.migrate import migrate_database
 from traild.adapters.store.store import SqlTradeStore, open_store
 from traild.adapters.store.writer import StoreStatistics, WriteQueued
 
 __all__ = [
+    "ConfigConflict",
+    "SqlConfigStore",
     "SqlTradeStore",
     "StoreStatistics",
     "WriteQueued",

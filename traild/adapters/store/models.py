@@ -1,4 +1,5 @@
-"""The schema as SQLAlchemy 2 models: ``trade_log``, ``alert_history``, ``stop_amendment``.
+"""The schema as SQLAlchemy 2 models: ``trade_log``, ``alert_history``, ``stop_amendment``,
+``trailing_config`` and its audit table.
 
 The migrations under ``migrations/versions`` are the DDL source of truth (frozen snapshots); these
 models describe head and are what the store queries. A test checks the two agree.
@@ -150,6 +151,45 @@ class StopAmendment(Base):
     )
 
 
+class TrailingConfig(Base):
+    """Per-pair (and rollout) configuration overrides edited with ``traild config set``.
+
+    ``scope`` is ``trailing`` or a pair key (``DEFAULT``, an epic, a symbol); ``key`` the path
+    below it (``regular.stage1_trigger``); ``value`` JSON. The TOML file keeps the defaults.
+    """
+
+    __tablename__ = "trailing_config"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(64))
+    key: Mapped[str] = mapped_column(sa.String(128))
+    value: Mapped[Any] = mapped_column(sa.JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(sa.String(64))
+
+    __table_args__ = (sa.UniqueConstraint("scope", "key"),)
+
+
+class TrailingConfigAudit(Base):
+    """Append-only: every change of ``trailing_config`` (who, what, when, old, new).
+
+    Its highest id is the configuration's version: the daemon re-reads the overrides only
+    when it moved.
+    """
+
+    __tablename__ = "trailing_config_audit"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(64))
+    key: Mapped[str] = mapped_column(sa.String(128))
+    old_value: Mapped[Any | None] = mapped_column(sa.JSON(none_as_null=True))
+    new_value: Mapped[Any | None] = mapped_column(sa.JSON(none_as_null=True))
+    changed_by: Mapped[str] = mapped_column(sa.String(64))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 TRADE_LOG = Base.metadata.tables["trade_log"]
 ALERT_HISTORY = Base.metadata.tables["alert_history"]
 STOP_AMENDMENT = Base.metadata.tables["stop_amendment"]
+TRAILING_CONFIG = Base.metadata.tables["trailing_config"]
+TRAILING_CONFIG_AUDIT = Base.metadata.tables["trailing_config_audit"]

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from traild.adapters.store import schema
 from traild.adapters.store.aio import asyncio_loop
+from traild.adapters.store.config_store import SqlConfigStore
 from traild.adapters.store.engine import (
     BEGIN_OPTION,
     WRITE_BEGIN,
@@ -582,6 +583,10 @@ class SqlTradeStore:
 
     def statistics(self) -> StoreStatistics:
         return self._writer.statistics()
+
+    def config_store(self) -> SqlConfigStore:
+        """The configuration service's tables on this store's database."""
+        return SqlConfigStore(self._loop, self._engine)
 
 
 def _trades() -> sa.Select[Any]:

@@ -11,7 +11,7 @@ could commit after the poller moved past it, and its trade would never be adopte
 writers are serialised anyway; there ``MAX(change_seq) + 1`` (indexed) is the next number.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
 

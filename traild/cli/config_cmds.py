@@ -1,0 +1,340 @@
+"""``traild config set|unset|show|history``: per-pair configuration in the database.
+
+The file stays the source of defaults; these commands edit the overrides in ``trailing_config``
+(every change audited). A change is validated exactly as the file is, against the file's current
+contents, before it is written; the running daemon applies it within one poll interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+from loguru import logger
+
+from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
+from traild.core.calculator import StageConfig
+from traild.core.errors import ConfigError, InstrumentError, TraildError
+from traild.core.overrides import (
+    TRAILING_KEYS,
+    TRAILING_SCOPE,
+    ConfigChange,
+    ConfigOverride,
+    canonical_scope,
+    check_key,
+    parse_assignment,
+)
+from traild.settings import Settings, load
+
+_CHECK_TIMEOUT_S = 10.0
+
+
+def register(sub: Any) -> None:
+    config = sub.add_parser("config", help="per-pair configuration in the database")
+    actions = config.add_subparsers(dest="config_command", metavar="ACTION")
+    actions.required = True
+    p = actions.add_parser("set", help="override keys of a pair (or the rollout allowlist)")
+    p.add_argument("pair", metavar="PAIR", help="an epic, a symbol, DEFAULT or 'trailing'")
+    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    _common(p, by=True)
+    p.set_defaults(func=_set)
+
+    p = actions.add_parser("unset", help="remove overrides (the file's value applies again)")
+    p.add_argument("pair", metavar="PAIR")
+    p.add_argument("keys", nargs="+", metavar="KEY")
+    _common(p, by=True)
+    p.set_defaults(func=_unset)
+
+    p = actions.add_parser("show", help="effective values and where each came from")
+    p.add_argument("pair", nargs="?", metavar="PAIR")
+    _common(p, json_=True)
+    p.set_defaults(func=_show)
+
+    p = actions.add_parser("history", help="the audit trail of configuration changes")
+    p.add_argument("pair", nargs="?", metavar="PAIR")
+    p.add_argument("--limit", type=_limit, metavar="N", help="only the last N changes")
+    _common(p, json_=True)
+    p.set_defaults(func=_history)
+
+
+def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -> None:
+    from traild.cli.core_cmds import CONFIG_HELP
+
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    if by:
+        p.add_argument("--by", metavar="WHO", help="who made the change (default: the OS user)")
+    if json_:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+# -- reading the database --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Effective:
+    """The file's settings, the database's overrides and the result."""
+
+    base: Settings
+    overrides: list[ConfigOverride]
+    settings: Settings
+    version: int
+
+
+def run_on_config_store(
+    settings: Settings, fn: Callable[[Any], Any], timeout: float | None = None
+) -> Any:
+    """``await fn(config_store)`` on the configured database (trio.TooSlowError past timeout)."""
+    from traild.adapters.store import open_store
+
+    async def run() -> Any:
+        url = settings.database_url()
+        with trio.fail_after(timeout if timeout is not None else math.inf):
+            async with open_store(url, write_timeout=settings.database.write_timeout_s) as store:
+                return await fn(store.config_store())
+
+    return trio.run(run)
+
+
+def read_effective(config: str | None, timeout: float | None = None) -> Effective:
+    base = load(config)
+
+    async def read(store: Any) -> tuple[int, list[ConfigOverride]]:
+        result: tuple[int, list[ConfigOverride]] = await store.config_overrides()
+        return result
+
+    version, overrides = run_on_config_store(base, read, timeout)
+    return Effective(base, overrides, apply_overrides(base, overrides), version)
+
+
+def _who(args: argparse.Namespace) -> str:
+    if args.by:
+        return str(args.by).strip() or "unknown"
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return "unknown"
+
+
+# -- set / unset -----------------------------------------------------------------------------
+def _set(args: argparse.Namespace) -> int:
+    scope = canonical_scope(args.pair)
+    changes = dict(
+        ((scope, key), value)
+        for key, value in (parse_assignment(scope, a) for a in args.assignments)
+    )
+    return _change(args, changes)
+
+
+def _unset(args: argparse.Namespace) -> int:
+    scope = canonical_scope(args.pair)
+    for key in args.keys:
+        check_key(scope, key)
+    return _change(args, {(scope, key): None for key in args.keys})
+
+
+def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> int:
+    """Validate the overrides as they would be after ``changes``; write them only if valid."""
+    base = load(args.config)
+    who, now = _who(args), datetime.now(UTC)
+
+    async def write(store: Any) -> tuple[list[ConfigChange], Settings]:
+        version, current = await store.config_overrides()
+        proposed = {(o.scope, o.key): o for o in current}
+        for (s, key), value in changes.items():
+            if value is None:
+                proposed.pop((s, key), None)
+            else:
+                proposed[(s, key)] = ConfigOverride(s, key, value)
+        try:
+            after = apply_overrides(base, proposed.values())
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, "the change (nothing written)") from None
+        written: list[ConfigChange] = await store.apply_changes(changes, who, now, version)
+        return written, after
+
+    written, after = run_on_config_store(base, write)
+    if not written:
+        print("no change: every value is already as requested")
+    for change in written:
+        effective = _effective_value(after, change.scope, change.key)
+        print(
+            f"#{change.id} {change.path}: {_fmt(change.old)} -> {_fmt(change.new)}"
+            f" (effective {_fmt(effective)}) by {change.changed_by}"
+        )
+    if any(c.scope == TRAILING_SCOPE and c.new == [] for c in written):
+        print("dynamic_trailing_pairs is empty: every pair not forced fixed may trail dynamically")
+    if written:
+        print("the running daemon applies it within one poll interval (config.reloaded)")
+    return 0
+
+
+def _effective_value(settings: Settings, scope: str, key: str) -> Any:
+    if scope == TRAILING_SCOPE:
+        return getattr(settings.trailing, key)
+    kind, _, field = key.partition(".")
+    if kind in KINDS and field in StageConfig.field_names():
+        try:
+            return getattr(settings.stage_config(scope, kind == "scalp"), field)
+        except InstrumentError:
+            return None
+    return None
+
+
+def _fmt(value: Any) -> str:
+    return "unset" if value is None else json.dumps(value)
+
+
+# -- show ------------------------------------------------------------------------------------
+def _show(args: argparse.Namespace) -> int:
+    eff = read_effective(args.config)
+    sources = value_sources(args.config, _environ(), eff.overrides, eff.settings)
+    if args.pair is None:
+        out = _show_all(eff, sources)
+    else:
+        out = pair_view(eff.settings, canonical_scope(args.pair), sources)
+    if args.json:
+        print(json.dumps(out))
+    elif args.pair is None:
+        _print_all(out)
+    else:
+        _print_pair(out)
+    return 0
+
+
+def _environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def _show_all(eff: Effective, sources: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    rollout = {}
+    for key in ("enable_dynamic_trailing", "force_fixed_trailing_pairs", *TRAILING_KEYS):
+        value, source = sources[f"trailing.{key}"]
+        rollout[key] = {"value": value, "source": source}
+    return {
+        "version": eff.version,
+        "rollout": rollout,
+        "overrides": [
+            {
+                "key": o.path,
+                "value": o.value,
+                "updated_by": o.updated_by,
+                "updated_at": o.updated_at.isoformat() if o.updated_at else None,
+            }
+            for o in eff.overrides
+        ],
+    }
+
+
+def _print_all(out: dict[str, Any]) -> None:
+    print(f"configuration version {out['version']}")
+    for key, item in out["rollout"].items():
+        print(f"  trailing.{key:<28} {json.dumps(item['value']):<30} ({item['source']})")
+    if not out["overrides"]:
+        print("no overrides in the database (the file's values apply)")
+        return
+    print(f"\n{'database override':<50} {'value':<20} by / at")
+    for o in out["overrides"]:
+        print(f"{o['key']:<50} {json.dumps(o['value']):<20} {o['updated_by']} {o['updated_at']}")
+
+
+def _print_pair(out: dict[str, Any]) -> None:
+    r = out["rollout"]
+    print(
+        f"{out['pair']}: rollout stage {r['stage']}"
+        + (f" ({r['fixed_reason']})" if r["fixed_reason"] else "")
+    )
+    for kind in KINDS:
+        print(f"{out['pair']} {kind}:")
+        for name, item in out[kind].items():
+            print(f"  {name:<22} {item['value']:>8g}  {item['key']} ({item['source']})")
+
+
+# -- history ---------------------------------------------------------------------------------
+def _history(args: argparse.Namespace) -> int:
+    settings = load(args.config)
+    scope = canonical_scope(args.pair) if args.pair else None
+
+    async def read(store: Any) -> list[ConfigChange]:
+        rows: list[ConfigChange] = await store.config_history(scope, args.limit)
+        return rows
+
+    rows = run_on_config_store(settings, read)
+    entries = [
+        {
+            "id": c.id,
+            "changed_at": c.changed_at.isoformat(),
+            "changed_by": c.changed_by,
+            "key": c.path,
+            "old": c.old,
+            "new": c.new,
+        }
+        for c in rows
+    ]
+    if args.json:
+        print(json.dumps(entries))
+        return 0
+    if not entries:
+        print("no configuration changes recorded")
+    for e in entries:
+        print(
+            f"#{e['id']} {e['changed_at']} {e['changed_by']}: {e['key']}"
+            f" {_fmt(e['old'])} -> {_fmt(e['new'])}"
+        )
+    return 0
+
+
+def check_config_sources(config: str | None) -> tuple[Settings, dict[str, tuple[Any, str]], str]:
+    """For ``check-config``: the effective settings (with the database's overrides when the
+    database is reachable and migrated), the source of every value, and a note when not."""
+    base = load(config)
+    overrides: list[ConfigOverride] = []
+    note = ""
+    if not _database_exists(base):
+        note = "no database file yet: values from the file and the environment only"
+    else:
+        try:
+            with _quiet_store():
+                overrides = read_effective(config, timeout=_CHECK_TIMEOUT_S).overrides
+        except ConfigError:
+            raise  # the daemon would refuse to start with these overrides
+        except (TraildError, trio.TooSlowError) as exc:
+            note = f"database overrides not read ({exc or 'timed out'})"
+    settings = apply_overrides(base, overrides)
+    return settings, value_sources(config, _environ(), overrides, settings), note
+
+
+def _database_exists(settings: Settings) -> bool:
+    """False for a SQLite file that does not exist yet (check-config must not create it)."""
+    url = settings.database_url()
+    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix) :]).is_file()
+    return True
+
+
+@contextmanager
+def _quiet_store() -> Iterator[None]:
+    """Store log records (e.g. a legacy-schema notice) stay out of check-config's output."""
+    logger.disable("traild.adapters.store")
+    try:
+        yield
+    finally:
+        logger.enable("traild.adapters.store")

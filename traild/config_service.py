@@ -1,0 +1,182 @@
+"""The configuration service: the file's settings overlaid with the database's overrides.
+
+The TOML file (and environment) stays the source of defaults; ``trailing_config`` overrides per
+pair (and the rollout allowlist). The overlay is validated by the same models as the file, so a
+value the file would refuse is refused here with the same key path. The daemon polls the
+configuration's version every interval and re-reads the overrides only when it moved.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from pydantic import ValidationError
+
+from traild.core.errors import ConfigError
+from traild.core.overrides import ConfigOverride, flatten, overlay
+from traild.ports import ConfigSource
+from traild.settings import (
+    _ENV_PREFIX,
+    Settings,
+    _deep_merge,
+    _describe,
+    _reading,
+    _reject_non_finite,
+    config_path,
+)
+
+DATABASE = "database"
+KINDS = ("regular", "scalp")
+_CASELESS = ("pairs", "instruments")  # tables whose keys are epics (compared upper case)
+
+
+def apply_overrides(base: Settings, overrides: Iterable[ConfigOverride]) -> Settings:
+    """``base`` (file + environment) with ``overrides`` on top, validated as a whole."""
+    items = list(overrides)
+    if not items:
+        return base
+    data = _deep_merge(base.model_dump(), overlay(items))
+    try:
+        with _reading({}):  # the environment is already in ``base``
+            settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()], DATABASE) from None
+    problems: list[str] = []
+    _reject_non_finite(settings.model_dump(), "", problems)
+    if problems:
+        raise ConfigError(problems, DATABASE)
+    return settings
+
+
+class ConfigService:
+    """Tracks the overrides a running daemon applies; ``poll`` is one cheap query when idle."""
+
+    def __init__(self, base: Settings, source: ConfigSource | None) -> None:
+        self.base = base
+        self.source = source
+        self.version: int | None = None
+        self.overrides: list[ConfigOverride] = []
+        self.effective = base
+
+    async def start(self) -> Settings:
+        """The effective settings at start-up; ConfigError when the overrides are invalid."""
+        if self.source is None:
+            return self.base
+        version, overrides = await self.source.config_overrides()
+        self.effective = apply_overrides(self.base, overrides)
+        self.version, self.overrides = version, overrides
+        if overrides:
+            logger.bind(
+                event="config.overrides",
+                source=DATABASE,
+                version=version,
+                keys=[o.path for o in overrides],
+            ).info("configuration overrides from the database")
+        return self.effective
+
+    async def poll(self) -> Settings | None:
+        """New effective settings when the database changed and the result is valid; None when
+        nothing changed or the change is rejected (logged ``config.rejected``, old one kept)."""
+        if self.source is None or await self.source.config_version() == self.version:
+            return None
+        version, overrides = await self.source.config_overrides()
+        self.version = version  # a rejected version is reported once, not every poll
+        try:
+            effective = apply_overrides(self.base, overrides)
+        except ConfigError as exc:
+            logger.bind(
+                event="config.rejected", source=DATABASE, version=version, problems=exc.problems
+            ).error("database configuration rejected; keeping the current one")
+            return None
+        self.overrides, self.effective = overrides, effective
+        return effective
+
+    def rebase(self, base: Settings) -> Settings:
+        """A reloaded file with the current overrides (ConfigError: nothing changes)."""
+        effective = apply_overrides(base, self.overrides)
+        self.base, self.effective = base, effective
+        return effective
+
+
+# -- where each value came from ---------------------------------------------------------------
+def value_sources(
+    path: str | Path | None,
+    environ: Mapping[str, str],
+    overrides: Iterable[ConfigOverride],
+    effective: Settings,
+) -> dict[str, tuple[Any, str]]:
+    """Every leaf of the effective configuration -> (value, ``default|file|environment|
+    database``); precedence database > environment > file > default."""
+    from_db = {_canon(o.path) for o in overrides}
+    from_env = [
+        _canon(name[len(_ENV_PREFIX) :].lower().replace("__", "."))
+        for name in environ
+        if name.upper().startswith(_ENV_PREFIX) and name.upper() != "TRAILD_CONFIG"
+    ]
+    from_file = {_canon(p) for p in flatten(_file_data(path))}
+    out: dict[str, tuple[Any, str]] = {}
+    for key, value in flatten(effective.redacted()).items():
+        canon = _canon(key)
+        if canon in from_db:
+            source = DATABASE
+        elif any(canon == e or canon.startswith(e + ".") for e in from_env):
+            source = "environment"
+        elif canon in from_file or any(f.startswith(canon + ".") for f in from_file):
+            source = "file"
+        else:
+            source = "default"
+        out[key] = (value, source)
+    return out
+
+
+def _canon(path: str) -> str:
+    parts = path.split(".")
+    if len(parts) > 1 and parts[0].lower() in _CASELESS:
+        parts[1] = parts[1].upper()
+    return ".".join(parts)
+
+
+def _file_data(path: str | Path | None) -> dict[str, Any]:
+    chosen = config_path(path)
+    if chosen is None:
+        return {}
+    with chosen.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+# -- one pair, effective -----------------------------------------------------------------------
+def pair_view(settings: Settings, pair: str, sources: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    """A pair's effective stage configs, each value with the key that set it and its source."""
+    if pair != "DEFAULT":
+        settings.instrument_table().resolve(pair)  # an unknown epic is an error
+    from traild.reporting.rollout import pair_stage  # numpy: not on the daemon's import path
+
+    stage, reason = pair_stage(settings, pair)
+    out: dict[str, Any] = {"pair": pair, "rollout": {"stage": stage, "fixed_reason": reason}}
+    for kind in KINDS:
+        stages = settings.stage_config(pair, kind == "scalp").as_dict()
+        out[kind] = {
+            name: {"value": value, **_origin(settings, pair, kind, name, sources)}
+            for name, value in stages.items()
+        }
+    return out
+
+
+def _origin(
+    settings: Settings, pair: str, kind: str, name: str, sources: dict[str, tuple[Any, str]]
+) -> dict[str, str]:
+    """The most specific pair key that sets ``name`` (epic > symbol > DEFAULT > built-in)."""
+    layers = ["DEFAULT"]
+    if pair != "DEFAULT":
+        symbol = settings.instrument_table().resolve(pair).symbol
+        layers += [symbol, pair.upper()]
+    for layer in reversed(layers):
+        key = f"pairs.{layer}.{kind}.{name}"
+        hit = sources.get(key)
+        if hit is not None and hit[0] is not None:
+            return {"key": key, "source": hit[1]}
+    return {"key": f"pairs.DEFAULT.{kind}.{name}", "source": "default"}

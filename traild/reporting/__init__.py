@@ -1,0 +1,1 @@
+"""Live results for the rollout: metrics, the gate, the backtest comparison, the HTML report."""

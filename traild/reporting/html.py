@@ -1,0 +1,190 @@
+"""``traild report --html FILE``: one self-contained page (inline CSS and SVG, no scripts, no
+network) with the method distribution, fallback reasons, dynamic vs fixed outcomes per pair,
+the equity curves, the rollout status and, when given, the comparison with a backtest."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from traild.core.calculator import DYNAMIC, FIXED
+from traild.core.instruments import symbol_of
+from traild.reporting.live import LiveTrade, expectancy, win_rate
+from traild.reporting.svg import bar_chart, interval_chart, line_chart
+
+SECTIONS = ("methods", "fallback-reasons", "outcomes", "equity", "rollout")
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:980px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;
+margin-top:2em}table{border-collapse:collapse;margin:.6em 0}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
+.met{color:#176e2a;font-weight:bold}.not_met{color:#b00020;font-weight:bold}
+.undecidable{color:#8a6d00}.note{color:#555;font-size:.9em}svg{max-width:100%;height:auto}
+"""
+
+
+def render(
+    report: Mapping[str, Any],
+    status: Mapping[str, Any],
+    trades: Sequence[LiveTrade],
+    comparison: Mapping[str, Any] | None,
+    since: datetime | None,
+) -> str:
+    window = "all time" if since is None else f"since {since:%Y-%m-%d %H:%M} UTC"
+    body = [
+        f"<h1>traild report</h1><p class=note>{escape(window)}; generated "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {report['open']} open, "
+        f"{report['closed']} closed trades.</p>",
+        _methods(report),
+        _reasons(report),
+        _outcomes(trades),
+        _equity(trades),
+        _rollout(status),
+    ]
+    if comparison is not None:
+        body.append(_backtest(comparison))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        "<title>traild report</title>"
+        f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n"
+    )
+
+
+def _section(ident: str, title: str, *content: str) -> str:
+    return f'<section id="{ident}"><h2>{escape(title)}</h2>' + "".join(content) + "</section>"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["<table><tr>", *(f"<th>{escape(h)}</th>" for h in head), "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>")
+    if not rows:
+        out.append(f'<tr><td colspan="{len(head)}">no data</td></tr>')
+    return "".join(out) + "</table>"
+
+
+def _html_cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if math.isfinite(value) else "–"
+    return escape(str(value))
+
+
+def _methods(report: Mapping[str, Any]) -> str:
+    counts = sorted(report["methods"].items())
+    chart = bar_chart("trades per calculation method", [k for k, _ in counts],
+                      {"trades": [float(v) for _, v in counts]})  # fmt: skip
+    return _section("methods", "Calculation method distribution",
+                    _table(("method", "trades"), counts), chart)  # fmt: skip
+
+
+def _reasons(report: Mapping[str, Any]) -> str:
+    counts = sorted(report["fallback_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+    chart = bar_chart("fixed trades per fallback reason", [k for k, _ in counts],
+                      {"trades": [float(v) for _, v in counts]})  # fmt: skip
+    return _section("fallback-reasons", "Fallback reasons",
+                    _table(("reason", "trades"), counts), chart)  # fmt: skip
+
+
+def _outcomes(trades: Sequence[LiveTrade]) -> str:
+    pairs = sorted({t.epic for t in trades})
+    rows = []
+    series: dict[str, list[float]] = {DYNAMIC: [], FIXED: []}
+    for epic in pairs:
+        for method in (DYNAMIC, FIXED):
+            mine = [t for t in trades if t.epic == epic and t.method == method]
+            e = expectancy(mine)
+            series[method].append(math.nan if e is None else e)
+            w = win_rate(mine)
+            total = math.fsum(t.pnl_pips for t in mine)
+            rows.append((epic, method, len(mine), None if w is None else 100 * w, e, total))
+    chart = bar_chart("expectancy (pips per trade) by pair", [symbol_of(p) for p in pairs], series)
+    head = ("pair", "method", "closed", "win %", "expectancy (pips)", "total pips")
+    return _section("outcomes", "Dynamic vs fixed outcomes per pair", _table(head, rows), chart)
+
+
+def _equity(trades: Sequence[LiveTrade]) -> str:
+    series: dict[str, list[float]] = {}
+    for method in (DYNAMIC, FIXED):
+        total, curve = 0.0, []
+        for t in sorted((t for t in trades if t.method == method), key=lambda t: t.day):
+            total += t.pnl_pips
+            curve.append(total)
+        series[method] = curve
+    return _section(
+        "equity", "Cumulative pips by method", line_chart("cumulative pips", series),
+        '<p class=note>Closed trades of each method in order of their closing day.</p>',
+    )  # fmt: skip
+
+
+def _rollout(status: Mapping[str, Any]) -> str:
+    rows = []
+    for p in status["pairs"]:
+        g = p["gate"]
+        stage = p["stage"] + (f" ({p['fixed_reason']})" if p["fixed_reason"] else "")
+        interval = g["improvement_pct"]
+        c = p["calculations"]
+        rows.append(
+            (p["pair"], stage, f"{c['dynamic']} / {c['trades']}", g["dynamic_trades"],
+             g["fixed_trades"], g["dynamic_expectancy_pips"], g["fixed_expectancy_pips"],
+             interval["value"],
+             _interval(interval), g["verdict"], g["trades_needed"], p["recommendation"])
+        )  # fmt: skip
+    head = ("pair", "stage", "dynamic stages / adopted", "closed dynamic", "closed fixed",
+            "E dynamic", "E fixed", "improvement %",
+            "interval", "gate", "trades needed", "recommendation")  # fmt: skip
+    g = status["rollout_gate"]
+    judged = [
+        (symbol_of(p["pair"]), i["value"], i["low"], i["high"])
+        for p in status["pairs"]
+        for i in [p["gate"]["improvement_pct"]]
+        if None not in (i["value"], i["low"], i["high"])
+    ]
+    chart = interval_chart(
+        "expectancy improvement, dynamic vs fixed (%)", judged, status["threshold_pct"]
+    )
+    return _section(
+        "rollout",
+        "Rollout status",
+        f"<p>Plan step: <b>{escape(status['plan_step'])}</b>. Gate: dynamic expectancy at least "
+        f"{status['threshold_pct']:g} % above fixed ({status['confidence']:.0%} interval, "
+        f"at least {status['min_trades']} closed trades per method).</p>",
+        _table(head, rows),
+        f'<p>Pairs on dynamic, pooled: <span class="{escape(g["verdict"])}">'
+        f"{escape(g['verdict'])}</span> — {escape(g['why'])}.</p>",
+        f"<p>Next: {escape(status['recommendation'])}</p>",
+        chart,
+    )
+
+
+def _interval(item: Mapping[str, Any]) -> str:
+    if item["low"] is None or item["high"] is None:
+        return "–"
+    return f"[{item['low']:g}, {item['high']:g}]"
+
+
+def _backtest(comparison: Mapping[str, Any]) -> str:
+    rows = []
+    for name, group in comparison["groups"].items():
+        for method in (DYNAMIC, FIXED):
+            for metric, row in group[method]["metrics"].items():
+                fits = {True: "yes", False: "no", None: "–"}[row["consistent"]]
+                rows.append((name, method, metric, row["value"], _interval(row),
+                             row["backtest"], fits))  # fmt: skip
+    head = ("pairs", "method", "metric", "live", "interval", "backtest", "inside interval")
+    v = comparison["variants"]
+    imp = comparison["predicted_improvement_pct"]
+    return _section(
+        "backtest",
+        "Live against the backtest",
+        f"<p>Live dynamic trades against <b>{escape(v[DYNAMIC])}</b>, live fixed trades against "
+        f"<b>{escape(v[FIXED])}</b>; the backtest predicted "
+        f"{'–' if imp is None else f'{imp:g} %'} expectancy improvement.</p>",
+        _table(head, rows),
+    )

@@ -1,0 +1,166 @@
+"""Where each pair stands in the plan's rollout (Step 3), and what the live trades say.
+
+Stages, from the effective configuration (file + database overrides):
+
+* ``fixed_only``  the pair trails on fixed stages (dynamic off, forced fixed, or not in the
+                  allowlist ``dynamic_trailing_pairs``)
+* ``dynamic_on``  the pilot: dynamic for the one pair in the allowlist (the plan: EURUSD only)
+* ``widened``     dynamic with several pairs in the allowlist, or for every pair (empty list)
+
+The gate ("10 %+ expectancy improvement") is judged from closed live trades (``gate.py``). This
+module recommends; it never changes the configuration.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from traild.core.calculator import DYNAMIC, in_rollout, is_forced_fixed, is_listed
+from traild.core.instruments import symbol_of
+from traild.core.messages import TradeRecord
+from traild.reporting.gate import MET, NOT_MET, GatePolicy, GateResult, evaluate
+from traild.reporting.live import Bootstrap, LiveTrade
+from traild.settings import Settings
+
+FIXED_ONLY, DYNAMIC_ON, WIDENED = "fixed_only", "dynamic_on", "widened"
+# Fallbacks for lack of usable market data (not the configuration's choice).
+DATA_FALLBACKS = frozenset(
+    ("no_conditions", "no_atr", "invalid_atr", "calculation_error", "inconsistent_stages")
+)
+DATA_FALLBACK_SHARE = 0.2  # above this share of a dynamic pair's trades, say so
+
+
+def gate_policy(settings: Settings) -> GatePolicy:
+    r = settings.rollout
+    boot = Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
+    return GatePolicy(r.improvement_threshold, r.min_trades, boot)
+
+
+def pair_stage(settings: Settings, epic: str) -> tuple[str, str | None]:
+    """The pair's stage and, for ``fixed_only``, the reason (as the calculator names it)."""
+    params = settings.calculator_params()
+    if not params.enable_dynamic_trailing:
+        return FIXED_ONLY, "disabled"
+    if is_forced_fixed(epic, params.force_fixed_trailing_pairs):
+        return FIXED_ONLY, "forced_fixed_pair"
+    if not in_rollout(epic, params.dynamic_trailing_pairs):
+        return FIXED_ONLY, "not_in_rollout"
+    return (DYNAMIC_ON if len(params.dynamic_trailing_pairs) == 1 else WIDENED), None
+
+
+def plan_step(settings: Settings) -> str:
+    t = settings.trailing
+    if not t.enable_dynamic_trailing:
+        return "dynamic trailing off: every pair on fixed stages"
+    listed = t.dynamic_trailing_pairs
+    if not listed:
+        return "dynamic trailing for every pair not forced fixed"
+    if len(listed) == 1:
+        return f"pilot: dynamic trailing for {listed[0]} only"
+    return f"widened: dynamic trailing for {len(listed)} pairs ({', '.join(listed)})"
+
+
+def pairs_of(settings: Settings, epics: Iterable[str]) -> list[str]:
+    """Every epic with trades, plus allowlist entries that match none of them."""
+    seen = sorted(set(epics))
+    for entry in settings.trailing.dynamic_trailing_pairs:
+        if not any(is_listed(e, frozenset([entry.upper()])) for e in seen):
+            seen.append(entry.upper())
+    return seen
+
+
+def rollout_status(
+    settings: Settings, trades: Sequence[LiveTrade], records: Sequence[TradeRecord] = ()
+) -> dict[str, Any]:
+    """Per pair: stage, gate, how its stages were calculated (``records``: every trade of the
+    window, open ones too) and a recommendation; overall: the plan step and the next move."""
+    policy = gate_policy(settings)
+    pairs: list[dict[str, Any]] = []
+    for epic in pairs_of(settings, [t.epic for t in trades] + [r.epic for r in records]):
+        stage, reason = pair_stage(settings, epic)
+        gate = evaluate([t for t in trades if t.epic == epic], policy)
+        calc = calculations([r for r in records if r.epic == epic])
+        pairs.append(
+            {
+                "pair": epic,
+                "symbol": symbol_of(epic),
+                "stage": stage,
+                "fixed_reason": reason,
+                "calculations": calc,
+                "gate": gate.as_dict(),
+                "recommendation": _data_advice(stage, calc) or _pair_advice(stage, gate),
+            }
+        )
+    live = {p["pair"] for p in pairs if p["stage"] != FIXED_ONLY}
+    pooled = evaluate([t for t in trades if t.epic in live], policy)
+    return {
+        "plan_step": plan_step(settings),
+        "threshold_pct": round(100 * policy.threshold, 2),
+        "min_trades": policy.min_trades,
+        "confidence": policy.boot.confidence,
+        "pairs": pairs,
+        "rollout_gate": pooled.as_dict(),
+        "recommendation": _next_move(settings, pooled, live),
+    }
+
+
+def calculations(records: Sequence[TradeRecord]) -> dict[str, Any]:
+    """Adopted trades by method, and the fallbacks that mean missing or unusable market data."""
+    adopted = [r for r in records if r.trailing_calculation_method is not None]
+    data = Counter(r.fallback_reason for r in adopted if r.fallback_reason in DATA_FALLBACKS)
+    return {
+        "trades": len(adopted),
+        "dynamic": sum(r.trailing_calculation_method == DYNAMIC for r in adopted),
+        "data_fallbacks": dict(sorted(data.items())),
+    }
+
+
+def _data_advice(stage: str, calc: Mapping[str, Any]) -> str | None:
+    """A pair meant to trail dynamically whose stages are often not calculated."""
+    failed = sum(calc["data_fallbacks"].values())
+    if stage == FIXED_ONLY or not calc["trades"] or failed / calc["trades"] <= DATA_FALLBACK_SHARE:
+        return None
+    reasons = ", ".join(f"{k} {v}" for k, v in calc["data_fallbacks"].items())
+    return (
+        f"check the conditions: {failed} of {calc['trades']} trades fell back to fixed "
+        f"({reasons}); see `stages.fallback` in the log"
+    )
+
+
+def _pair_advice(stage: str, gate: GateResult) -> str:
+    needed = "" if gate.trades_needed is None else f" (about {gate.trades_needed} more)"
+    if stage == FIXED_ONLY:
+        if gate.dynamic_trades == 0:
+            return "fixed only: no dynamic trades to judge"
+        if gate.verdict == MET:
+            return "earlier dynamic trades met the gate: a candidate when widening"
+        return "fixed only"
+    if gate.verdict == MET:
+        return "keep dynamic: the gate is met"
+    if gate.verdict == NOT_MET:
+        return "consider taking it out of dynamic_trailing_pairs: the gate is not met"
+    return "keep collecting closed trades" + needed
+
+
+def _next_move(settings: Settings, pooled: GateResult, live: set[str]) -> str:
+    t = settings.trailing
+    if not t.enable_dynamic_trailing or not live:
+        return (
+            "start the pilot: enable_dynamic_trailing = true and "
+            "`traild config set trailing dynamic_trailing_pairs=EURUSD`"
+        )
+    if pooled.verdict == NOT_MET:
+        return (
+            "roll back: dynamic trailing falls short of the target; remove the pairs from "
+            "dynamic_trailing_pairs (or set enable_dynamic_trailing = false)"
+        )
+    if pooled.verdict != MET:
+        more = "" if pooled.trades_needed is None else f": about {pooled.trades_needed} more"
+        return "stay at this step and keep collecting closed trades" + more
+    if len(t.dynamic_trailing_pairs) == 1:
+        return "widen to three pairs: `traild config set trailing dynamic_trailing_pairs=A,B,C`"
+    if t.dynamic_trailing_pairs:
+        return "go to all pairs: `traild config set trailing dynamic_trailing_pairs=`"
+    return "fully rolled out and the gate holds: nothing to change"

@@ -1,0 +1,132 @@
+"""Live results against a backtest's prediction (``traild report --vs-backtest DIR``).
+
+The backtest's ``summary.json`` (SPEC §8) has one entry per variant; live dynamic trades are
+compared with ``[rollout] backtest_dynamic_variant`` (default ``dynamic+lock``), live fixed trades
+with ``backtest_fixed_variant`` (``fixed+lock``: the profit lock is account-wide live). A
+prediction is ``consistent`` when it lies inside the live interval; with few trades the interval
+is wide and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from traild.core.calculator import DYNAMIC, FIXED
+from traild.core.errors import DataError
+from traild.reporting.gate import evaluate
+from traild.reporting.live import METRIC_NAMES, LiveTrade, metric_table
+from traild.reporting.rollout import gate_policy
+from traild.settings import Settings
+
+SUMMARY = "summary.json"
+_PERCENT = {"win_rate", "protected_share"}  # backtest shares are 0..1, as live ones
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """``DIR/summary.json`` (or the file itself); DataError when unreadable or not a summary."""
+    target = Path(path)
+    if target.is_dir():
+        target = target / SUMMARY
+    try:
+        data = json.loads(target.read_text())
+    except FileNotFoundError:
+        raise DataError(f"no backtest summary at {target}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"cannot read {target}: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
+        raise DataError(f"{target}: not a backtest summary (no 'variants' object)")
+    return data
+
+
+def compare(
+    settings: Settings, trades: Sequence[LiveTrade], summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Overall and per pair: each method's live metrics with intervals next to the prediction,
+    the live gate, and the backtest's predicted improvement."""
+    r = settings.rollout
+    variants = summary["variants"]
+    predicted = {
+        DYNAMIC: _variant(variants, r.backtest_dynamic_variant),
+        FIXED: _variant(variants, r.backtest_fixed_variant),
+    }
+    groups: dict[str, list[LiveTrade]] = {"all pairs": list(trades)}
+    for t in trades:
+        groups.setdefault(t.epic, []).append(t)
+    return {
+        "variants": {DYNAMIC: r.backtest_dynamic_variant, FIXED: r.backtest_fixed_variant},
+        "predicted_improvement_pct": _predicted_improvement(predicted),
+        "groups": {name: _group(settings, rows, predicted) for name, rows in groups.items()},
+    }
+
+
+def _variant(variants: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    found = variants.get(name)
+    if not isinstance(found, Mapping):
+        have = ", ".join(sorted(variants)) or "none"
+        raise DataError(f"backtest summary has no variant {name!r} (it has: {have})")
+    return found
+
+
+def _predicted_improvement(predicted: Mapping[str, Mapping[str, Any]]) -> float | None:
+    e_d = predicted[DYNAMIC].get("expectancy_pips")
+    e_f = predicted[FIXED].get("expectancy_pips")
+    if not isinstance(e_d, int | float) or not isinstance(e_f, int | float) or e_f == 0:
+        return None
+    return round(100 * (e_d - e_f) / abs(e_f), 2)
+
+
+def _group(
+    settings: Settings, trades: Sequence[LiveTrade], predicted: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    policy = gate_policy(settings)
+    out: dict[str, Any] = {}
+    for method in (DYNAMIC, FIXED):
+        mine = [t for t in trades if t.method == method]
+        table = metric_table(mine, policy.boot)
+        rows = {}
+        for name in METRIC_NAMES:
+            est = table[name]
+            digits = 4 if name in _PERCENT else 2
+            bt = predicted[method].get(name)
+            bt = float(bt) if isinstance(bt, int | float) else None
+            inside = None
+            if bt is not None and est.low is not None and est.high is not None:
+                inside = est.low <= bt <= est.high
+            rows[name] = {**est.as_dict(digits), "backtest": bt, "consistent": inside}
+        out[method] = {"trades": len(mine), "metrics": rows}
+    out["gate"] = evaluate(trades, policy).as_dict()
+    return out
+
+
+def print_comparison(result: Mapping[str, Any]) -> None:
+    """The comparison as terminal tables."""
+    v = result["variants"]
+    imp = result["predicted_improvement_pct"]
+    print(f"live dynamic vs {v[DYNAMIC]}, live fixed vs {v[FIXED]}")
+    print(f"backtest predicted expectancy improvement: {_cell(imp)} %")
+    for name, group in result["groups"].items():
+        print(f"\n== {name}")
+        print(f"{'metric':<24} {'method':<19} {'live':>9} {'interval':>21} {'backtest':>9}  fits")
+        for method in (DYNAMIC, FIXED):
+            m = group[method]
+            for metric, row in m["metrics"].items():
+                interval = f"[{_cell(row['low'])}, {_cell(row['high'])}]"
+                fits = {True: "yes", False: "NO", None: "-"}[row["consistent"]]
+                print(
+                    f"{metric:<24} {method:<19} {_cell(row['value']):>9} {interval:>21}"
+                    f" {_cell(row['backtest']):>9}  {fits}"
+                )
+            print(f"{'closed trades':<24} {method:<19} {m['trades']:>9}")
+        g = group["gate"]
+        needed = g["trades_needed"]
+        print(
+            f"gate: {g['verdict']} — {g['why']}"
+            + (f"; about {needed} more trades" if needed else "")
+        )
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:g}"
