@@ -23,10 +23,33 @@ from traild.reloading import needs_restart
 from traild.settings import Settings, load
 
 EPIC = "CS.D.EURUSD.MINI.IP"
-SAMPLE_KEYS = {"pairs": "DEFAULT", "instruments": "EURUSD"}  # a key of each dict section
+SAMPLE_KEYS = {
+    "pairs": "DEFAULT",
+    "instruments": "EURUSD",
+    "regimes": "trending",
+}  # a key of each dict section
 # Values the generic rule below would get wrong (ranges, cross-field rules, formats).
 VALUES: dict[str, Any] = {
+    "pairs.DEFAULT.regular.regimes.trending.early_be_trigger": 16,
+    "pairs.DEFAULT.regular.regimes.trending.early_be_buffer": 3,
+    "pairs.DEFAULT.regular.regimes.trending.stage1_trigger": 21,
+    "pairs.DEFAULT.regular.regimes.trending.stage1_lock": 9,
+    "pairs.DEFAULT.regular.regimes.trending.stage2_trigger": 31,
+    "pairs.DEFAULT.regular.regimes.trending.stage2_lock": 16,
+    "pairs.DEFAULT.regular.regimes.trending.stage3_trigger": 41,
+    "pairs.DEFAULT.regular.regimes.trending.stage3_atr_multiplier": 1.1,
+    "pairs.DEFAULT.regular.regimes.trending.stage3_min_distance": 11,
+    "pairs.DEFAULT.scalp.regimes.trending.early_be_trigger": 11,
+    "pairs.DEFAULT.scalp.regimes.trending.early_be_buffer": 2,
+    "pairs.DEFAULT.scalp.regimes.trending.stage1_trigger": 13,
+    "pairs.DEFAULT.scalp.regimes.trending.stage1_lock": 6,
+    "pairs.DEFAULT.scalp.regimes.trending.stage2_trigger": 16,
+    "pairs.DEFAULT.scalp.regimes.trending.stage2_lock": 11,
+    "pairs.DEFAULT.scalp.regimes.trending.stage3_trigger": 21,
+    "pairs.DEFAULT.scalp.regimes.trending.stage3_atr_multiplier": 0.9,
+    "pairs.DEFAULT.scalp.regimes.trending.stage3_min_distance": 6,
     "trailing.atr_min_multiplier": 0.9,
+    "rollout.confidence": 0.9,
     "conditions.extreme_percentile": 95.0,
     "instruments.EURUSD.pip_size": 0.001,
     "instruments.EURUSD.tick_size": 0.0001,

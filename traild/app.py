@@ -69,6 +69,9 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
         dynamic_failures_before_fixed=d.dynamic_failures_before_fixed,
         persist_every_s=d.persist_best_every_s,
         min_distance=min_distance,
+        regime_tables=settings.regime_tables,
+        realtime_recalc=settings.trailing.realtime_recalc,
+        realtime_regime_shift=settings.trailing.realtime_regime_shift,
     )
 
 
@@ -248,7 +251,7 @@ class Daemon:
         self.stats.ticks += 1
         self.last_tick_wall[tick.epic] = trio.current_time()
         self.clock.latest = tick.ts
-        self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)
+        bar_closed = self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)
         self._downstream = True
         try:
             if self.on_tick_hook is not None and self.supervisor is not None:
@@ -258,6 +261,9 @@ class Daemon:
             await self.router.publish(tick)
         finally:
             self._downstream = False
+        if bar_closed and self.supervisor is not None:
+            # after the tick is routed: recalculated stages apply from the next tick
+            self.supervisor.on_bar_closed(tick.epic)
 
     def _wall_clock(self) -> datetime | None:
         """Live feeds: ticks must not be far ahead of the wall clock (replay: none)."""

@@ -21,6 +21,7 @@ from traild.core.messages import (
     PositionAmended,
     PositionClosed,
     PositionOpened,
+    StageRecalculation,
     Tick,
     TradeRecord,
 )
@@ -196,6 +197,11 @@ class TradeStore(Protocol):
 
     async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
         """Trades opened at/after ``since`` (all when None), for ``traild report``."""
+        ...
+
+    async def record_recalculation(self, rec: StageRecalculation) -> None:
+        """Append a real-time stage recalculation (history) and make its stages the trade's
+        current ``calculated_stages``, atomically."""
         ...
 
 

@@ -107,6 +107,8 @@ class TrailingSettings(_Strict):
     atr_max_multiplier: float = Field(4.0, gt=0)
     min_amend_step_pips: float = Field(0.5, ge=0)
     atr_clamp: Literal["ladder", "per_stage"] = "ladder"
+    realtime_recalc: bool = False
+    realtime_regime_shift: int = Field(2, ge=1, le=3)
     stage_alert_min_pips: float = Field(1.0, ge=0)
     stage_alert_max_pips: float = Field(200.0, gt=0)
     volatility_multipliers: Regimes = Regimes()
@@ -162,9 +164,29 @@ _DEFAULT_SCALP = StageFields(
 )
 
 
+class KindStages(StageFields):
+    """A pair's regular or scalp stages plus optional per-market-regime overrides
+    (``[pairs.<EPIC|DEFAULT>.<regular|scalp>.regimes.<market_regime>]``, any subset of keys)."""
+
+    regimes: dict[str, StageFields] = {}
+
+    @field_validator("regimes", mode="before")
+    @classmethod
+    def _regime_names(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = key.strip().lower() if isinstance(key, str) else key
+            if not isinstance(name, str) or not name.replace("_", "").isalnum():
+                raise ValueError(f"market regime name {key!r}: letters, digits and _ only")
+            out[name] = _deep_merge(out[name], item) if name in out else item
+        return out
+
+
 class PairStages(_Strict):
-    regular: StageFields = StageFields()
-    scalp: StageFields = StageFields()
+    regular: KindStages = KindStages()
+    scalp: KindStages = KindStages()
 
 
 class ConditionsSettings(_Strict):
@@ -180,6 +202,8 @@ class ConditionsSettings(_Strict):
     overlap_start_hour: int = Field(12, ge=0, le=23)
     new_york_start_hour: int = Field(16, ge=0, le=23)
     max_tick_jump_pips: float = Field(500.0, gt=0)
+    adx_period: int = Field(14, ge=1, le=200)
+    er_period: int = Field(10, ge=1, le=500)
     spike_floor_pips: float = Field(40.0, gt=0)
     spike_multiple: float = Field(100.0, gt=0)
     max_tick_gap_hours: float = Field(96.0, gt=0)
@@ -440,6 +464,10 @@ class Settings(BaseSettings):
                     continue
                 kind = "scalp" if scalp else "regular"
                 problems += [f"pairs.{key}.{kind}: {p}" for p in stages.problems()]
+                for name, overrides in self.regime_tables(key, scalp).items():
+                    regime = StageConfig.from_dict({**stages.as_dict(), **overrides})
+                    where = f"pairs.{key}.{kind}.regimes.{name}"
+                    problems += [f"{where}: {p}" for p in regime.problems()]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -458,20 +486,30 @@ class Settings(BaseSettings):
 
     def _resolve_stages(self, epic: str, is_scalp: bool) -> StageConfig:
         kind = "scalp" if is_scalp else "regular"
-        merged = dict(
-            getattr(PairStages(regular=_DEFAULT_REGULAR, scalp=_DEFAULT_SCALP), kind).model_dump()
-        )
+        merged = (_DEFAULT_SCALP if is_scalp else _DEFAULT_REGULAR).model_dump()
+        for layer in self._pair_layers(epic):
+            fields = getattr(layer, kind).model_dump(exclude={"regimes"})
+            merged.update({k: v for k, v in fields.items() if v is not None})
+        return StageConfig.from_dict(merged)
+
+    def regime_tables(self, epic: str, is_scalp: bool) -> dict[str, dict[str, float]]:
+        """Per-market-regime overrides for ``epic``: DEFAULT's, then its symbol's, then its
+        own, key by key (only the keys set; the calculator lays them over the base)."""
+        kind = "scalp" if is_scalp else "regular"
+        tables: dict[str, dict[str, float]] = {}
+        for layer in self._pair_layers(epic):
+            for name, fields in getattr(layer, kind).regimes.items():
+                set_ = {k: v for k, v in fields.model_dump().items() if v is not None}
+                tables.setdefault(name, {}).update(set_)
+        return tables
+
+    def _pair_layers(self, epic: str) -> list[PairStages]:
         layers = [self.pairs.get("DEFAULT")]
         if epic != "DEFAULT":
             symbol = self.instrument_table().resolve(epic).symbol
             by_upper = {k.upper(): v for k, v in self.pairs.items()}
             layers += [by_upper.get(symbol), by_upper.get(epic.upper())]
-        for layer in layers:
-            if layer is not None:
-                merged.update(
-                    {k: v for k, v in getattr(layer, kind).model_dump().items() if v is not None}
-                )
-        return StageConfig.from_dict(merged)
+        return [layer for layer in layers if layer is not None]
 
     def instrument_table(self) -> InstrumentTable:
         return InstrumentTable(

@@ -13,6 +13,7 @@ from traild.core.errors import DataError
 from traild.core.instruments import Instrument, to_centipips
 from traild.core.ladder import Ladder, LadderPlan
 from traild.core.messages import Direction
+from traild.core.realtime import RealtimeRecalc, Recalculated
 from traild.core.replay import TradeOutcome, pnl_ticks, run_trade
 from traild.settings import Settings
 
@@ -33,6 +34,8 @@ class SimulationRequest:
     session: str | None = None
     is_scalp: bool = False
     min_stop_distance_pips: float | None = None
+    market_regime: str | None = None
+    realtime_recalc: bool | None = None  # None: ``[trailing] realtime_recalc``
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -65,21 +68,64 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
     derived = history.conditions(req.epic, ts0)
-    stages = _stages(settings, req, derived)
+    conditions = _merged(req, derived)
+    history.add(ts0, bid0, ask0)  # the fill tick shapes the bars real-time recalculation uses
+    stages = _stages(settings, req, conditions)
     min_dist = req.min_stop_distance_pips
     if min_dist is None:
         min_dist = float(inst.min_stop_distance_pips)
     policy = settings.ladder_policy(min_dist)
-    plan = LadderPlan.compile(stages.stages, inst, policy, stages.atr_pips)
-    ladder = Ladder(plan, req.direction, entry, stop, limit)
+
+    def compile_(result: CalculatedStages) -> LadderPlan:
+        return LadderPlan.compile(result.stages, inst, policy, result.atr_pips)
+
+    ladder = Ladder(compile_(stages), req.direction, entry, stop, limit)
     lock_trigger = to_centipips(policy.profit_lock_trigger_pips) * inst.ticks_per_pip
-    outcome = run_trade(ladder, _as_ticks(ticks, inst), lock_trigger)
+    recalc = None
+    source: Iterator[tuple[datetime, int, int]] = _as_ticks(ticks, inst)
+    realtime = req.realtime_recalc
+    if realtime or (realtime is None and settings.trailing.realtime_recalc):
+        recalc = RealtimeRecalc(
+            DynamicTrailingCalculator(settings.calculator_params()),
+            stages,
+            settings.stage_config(req.epic, req.is_scalp),
+            history,
+            compile_,
+            req.epic,
+            req.is_scalp,
+            settings.trailing.realtime_regime_shift,
+            settings.regime_tables(req.epic, req.is_scalp),
+            conditions.market_regime,
+        )
+        source = recalc.ticks(ladder, ticks, inst)
+    outcome = run_trade(ladder, source, lock_trigger)
     result = _result(inst, req.direction, entry, stop, limit, stages, outcome)
+    # beyond SPEC §7's shape only when regime tables or recalculation are in play
+    if stages.market_regime is not None or recalc is not None:
+        result["market_regime"] = conditions.market_regime
+        result["regime_table"] = stages.market_regime
+    if recalc is not None:
+        result["stages"] = recalc.stages.stages.as_dict()
+        result["recalculations"] = [_recalculated(e) for e in recalc.events]
     result["conditions"] = _conditions(req, derived)
     if stages.warnings:  # e.g. an unknown --regime: why the factor is what it is
         result["warnings"] = list(stages.warnings)
     result["rejected_ticks"] = dict(sorted(guard.by_reason.items()))
     return result
+
+
+def _recalculated(e: Recalculated) -> dict[str, Any]:
+    return {
+        "ts": iso(e.ts),
+        "old_regime": e.old.volatility_regime,
+        "new_regime": e.new.volatility_regime,
+        "market_regime": e.conditions.market_regime,
+        "atr_pips": e.conditions.atr_pips,
+        "method": e.new.method,
+        "fallback_reason": e.new.fallback_reason,
+        "old_stages": e.old.stages.as_dict(),
+        "stages": e.new.stages.as_dict(),
+    }
 
 
 def _conditions(req: SimulationRequest, derived: MarketConditions) -> dict[str, Any]:
@@ -153,18 +199,24 @@ def stop_level(
     return level
 
 
-def _stages(
-    settings: Settings, req: SimulationRequest, derived: MarketConditions
-) -> CalculatedStages:
-    conditions = MarketConditions(
+def _merged(req: SimulationRequest, derived: MarketConditions) -> MarketConditions:
+    """The given conditions, completed from the ticks before the entry (as the daemon does)."""
+    return MarketConditions(
         req.epic,
         req.atr_pips if req.atr_pips is not None else derived.atr_pips,
         req.regime or derived.volatility_regime,
         req.session or derived.session,
+        req.market_regime or derived.market_regime,
     )
+
+
+def _stages(
+    settings: Settings, req: SimulationRequest, conditions: MarketConditions
+) -> CalculatedStages:
     calc = DynamicTrailingCalculator(settings.calculator_params())
     base = settings.stage_config(req.epic, req.is_scalp)
-    return calc.calculate_stages(conditions, base, req.is_scalp, epic=req.epic)
+    regimes = settings.regime_tables(req.epic, req.is_scalp)
+    return calc.calculate_stages(conditions, base, req.is_scalp, epic=req.epic, regimes=regimes)
 
 
 def _result(

@@ -77,7 +77,7 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
         Settings(),
         SimulationRequest(str(ticks), EURUSD, Direction.SELL, stop=stop, entry=entry),
     )
-    with trio.fail_after(60):
+    with trio.fail_after(180):  # generous: a loaded 2-core CI machine
         market = SimMarket(EURUSD, rows[0][1], rows[0][2])
         sell = SimPosition(EURUSD, "SELL", entry, stop=stop, created=ts0)
         async with ig_sim(markets=[market], positions=[sell], clock=lambda: ts0) as sim:

@@ -130,7 +130,8 @@ def test_sighup_reload_rejects_invalid_config_and_kill_switch_moves_trades_to_fi
     try:
         daemon.wait("READY=1", lambda: any("READY=1" in n for n in daemon.notes))
         daemon.wait("three dynamic trades", lambda: len(daemon.events("stages.calculated")) == 3)
-        assert _methods(state) == {"dynamic_volatility"}
+        # the log line comes first; the stored method lands with the next write batch
+        daemon.wait("dynamic stored", lambda: _methods(state) == {"dynamic_volatility"})
 
         config.write_text(config.read_text() + "\n[trailing.bogus]\nx = 1\n")
         daemon.proc.send_signal(signal.SIGHUP)

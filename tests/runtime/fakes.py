@@ -14,6 +14,7 @@ from traild.core.messages import (
     Confirmation,
     OpenRequest,
     Position,
+    StageRecalculation,
     TradeRecord,
     TradeStatus,
 )
@@ -47,6 +48,7 @@ class MemoryStore:
         self.alerts: dict[int, AlertRecord] = {}
         self.amendments: dict[int, AmendmentRecord] = {}
         self.progress: list[tuple[int, float]] = []
+        self.recalculations: list[StageRecalculation] = []
 
     async def load_open_trades(self) -> list[TradeRecord]:
         found = [
@@ -196,6 +198,15 @@ class MemoryStore:
 
     async def trades_since(self, since: datetime | None) -> list[TradeRecord]:
         return list(self.trades.values())
+
+    async def record_recalculation(self, rec: StageRecalculation) -> None:
+        self.recalculations.append(rec)
+        self.trades[rec.trade_id] = dataclasses.replace(
+            self.trades[rec.trade_id],
+            calculated_stages=rec.new_stages,
+            trailing_calculation_method=rec.method,
+            fallback_reason=rec.fallback_reason,
+        )
 
 
 class ScriptedBroker:

@@ -12,11 +12,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from traild.backtest.adaptive import run_realtime, variant_tables
 from traild.backtest.bars import inside_bar_fill, load_bar_market
 from traild.backtest.entries import generate
 from traild.backtest.kernel import NONE, KernelTrade, PathResult
@@ -42,9 +43,10 @@ from traild.core.calculator import (
     CalculatorParams,
     DynamicTrailingCalculator,
     MarketConditions,
+    RegimeTables,
     StageConfig,
 )
-from traild.core.conditions import GuardParams
+from traild.core.conditions import ConditionParams, GuardParams
 from traild.core.errors import DataError
 from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
@@ -111,6 +113,7 @@ class TradeRow:
     premature: bool
     amendments: int
     path: str  # fast | event (the kernel handed it back, or --engine event)
+    recalculations: int = 0  # real-time recalculations of its stages (+rt variants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,10 @@ class Context:
     bases: dict[tuple[str, bool], StageConfig]
     lookahead_ms: int
     engine: str
+    # regime stage tables of each (epic, is_scalp), real-time recalculation settings
+    tables: dict[tuple[str, bool], RegimeTables] = field(default_factory=dict)
+    conditions: ConditionParams = field(default_factory=ConditionParams)
+    realtime_shift: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +189,9 @@ def prepare(
         bases,
         round(req.lookahead_minutes * 60_000),
         req.engine,
+        {key: settings.regime_tables(*key) for key in bases},
+        settings.condition_params(),
+        settings.trailing.realtime_regime_shift,
     )
 
 
@@ -300,15 +310,33 @@ def _run_unit(unit: Unit) -> list[TradeRow]:
     variant, market = ctx.variants[v_idx], ctx.markets[m_idx]
     trades = [ctx.trades[i] for i in ids]
     jobs, calcs, policy = plan_trades(ctx, variant, market, trades)
-    results, paths = run_trades(market, jobs, ctx.engine)
+    counts = [0] * len(trades)
+    if variant.realtime:
+        results, paths, counts = run_realtime(
+            market,
+            trades,
+            jobs,
+            calcs,
+            DynamicTrailingCalculator(variant.calculator_params(ctx.calc)),
+            ctx.bases,
+            _tables(ctx, variant),
+            policy,
+            ctx.conditions,
+            ctx.realtime_shift,
+        )
+    else:
+        results, paths = run_trades(market, jobs, ctx.engine)
     if market.kind == "bars":
         results = [inside_bar_fill(r, t.limit) for r, t in zip(results, trades, strict=True)]
     premature = premature_stopouts(market, trades, results, ctx.lookahead_ms)
     inst = market.instrument
     lock_ticks = inst.centipips_to_ticks_ceil(to_centipips(policy.profit_lock_pips))
-    return [
+    rows = [
         _row(variant.name, market, t, cs, r, p, lock_ticks, path)
         for t, cs, r, p, path in zip(trades, calcs, results, premature, paths, strict=True)
+    ]
+    return [
+        replace(row, recalculations=n) if n else row for row, n in zip(rows, counts, strict=True)
     ]
 
 
@@ -326,11 +354,16 @@ def plan_trades(
     plans: dict[tuple[StageConfig, float | None], LadderPlan] = {}
     jobs: list[KernelTrade] = []
     calcs: list[CalculatedStages] = []
+    tables = _tables(ctx, variant)
     for t in trades:
         key = (t.epic, t.is_scalp, t.conditions)
         if key not in stages:
             stages[key] = calc.calculate_stages(
-                t.conditions, ctx.bases[(t.epic, t.is_scalp)], t.is_scalp, epic=t.epic
+                t.conditions,
+                ctx.bases[(t.epic, t.is_scalp)],
+                t.is_scalp,
+                epic=t.epic,
+                regimes=tables.get((t.epic, t.is_scalp)),
             )
         cs = stages[key]
         pkey = (cs.stages, cs.atr_pips)
@@ -343,6 +376,13 @@ def plan_trades(
             )
         )
     return jobs, calcs, policy
+
+
+def _tables(ctx: Context, variant: Variant) -> dict[tuple[str, bool], RegimeTables]:
+    """The regime tables a variant trails with (none unless it is a ``+regime`` variant)."""
+    if not variant.regime:
+        return {}
+    return {key: variant_tables(t, variant.overrides, key[1]) for key, t in ctx.tables.items()}
 
 
 def premature_stopouts(

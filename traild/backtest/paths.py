@@ -9,7 +9,9 @@ to the tick; trades it hands back are run here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
+from traild.adapters.tickfiles import EPOCH
 from traild.backtest.kernel import KernelTrade, PathResult, run_batch
 from traild.backtest.markets import Market
 from traild.core.ladder import Ladder
@@ -17,6 +19,12 @@ from traild.core.replay import run_trade
 
 FAST = "fast"
 EVENT = "event"
+
+
+def to_ms(ts: datetime) -> int:
+    """Aware datetime -> epoch milliseconds (exact)."""
+    delta = ts - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def run_event(market: Market, trade: KernelTrade) -> PathResult:

@@ -51,6 +51,7 @@ CSV_COLUMNS = (
     "premature",
     "amendments",
     "path",
+    "recalculations",
 )
 # (header, summary key, format) of the terminal / markdown table
 _TABLE = (

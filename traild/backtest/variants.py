@@ -6,6 +6,9 @@
                    apply (short history -> ``no_atr``, forced pairs, ...) and are reported
 * grids            ``--grid volatility.low=0.6,0.7 session.asian=0.8,0.9``: the cartesian
                    product, each a dynamic+lock variant with those multipliers replaced
+                   (a grid with ``regime.<regime>.<stage key>`` axes is dynamic+lock+regime)
+* ``dynamic+lock+regime``, ``dynamic+lock+rt``, ``dynamic+lock+regime+rt``: see
+                   ``backtest.adaptive`` (regime stage tables, real-time recalculation)
 
 Everything else (stage bases, profit-lock trigger and level, minimum step, ATR bounds, session
 adjustment, forced pairs) comes from the configuration.
@@ -18,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from traild.backtest.adaptive import ADAPTIVE, REGIME, check_regime_key, is_regime_key
 from traild.core.calculator import REGIMES, SESSIONS, CalculatorParams
 from traild.core.errors import ConfigError
 from traild.core.ladder import LadderPolicy
@@ -42,12 +46,16 @@ class Variant:
     dynamic: bool
     lock: bool
     overrides: tuple[tuple[str, float], ...] = ()  # (grid key, value)
+    regime: bool = False  # per-market-regime stage tables (backtest.adaptive)
+    realtime: bool = False  # real-time recalculation at each closed bar
 
     def calculator_params(self, base: CalculatorParams) -> CalculatorParams:
         """The configuration's calculator settings with this variant's switches and values."""
         tables = {field: dict(getattr(base, field)) for field, _ in _TABLES.values()}
         scalars = {field: float(getattr(base, field)) for field in _SCALARS.values()}
         for key, value in self.overrides:
+            if is_regime_key(key):
+                continue  # regime tables, not calculator parameters
             if key in _SCALARS:
                 scalars[_SCALARS[key]] = value
             else:
@@ -70,15 +78,23 @@ class Variant:
 def parse_variants(text: str) -> list[Variant]:
     """``fixed,fixed+lock,dynamic+lock`` (any subset, in the order given)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BASE]
+    unknown = [n for n in names if n not in BASE and n not in ADAPTIVE]
     if unknown or not names:
         raise ConfigError(
             [
                 f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; "
-                f"choose from {DEFAULT_VARIANTS}"
+                f"choose from {DEFAULT_VARIANTS},{','.join(ADAPTIVE)}"
             ]
         )
-    return [Variant(n, *BASE[n]) for n in dict.fromkeys(names)]
+    return [Variant(n, *BASE[n]) if n in BASE else _adaptive(n, ()) for n in dict.fromkeys(names)]
+
+
+def _adaptive(name: str, overrides: tuple[tuple[str, float], ...]) -> Variant:
+    dynamic, lock, regime, realtime = ADAPTIVE[name]
+    label = ",".join(f"{k}={v:g}" for k, v in overrides)
+    return Variant(
+        f"{name}[{label}]" if label else name, dynamic, lock, overrides, regime, realtime
+    )
 
 
 def parse_grid(items: Sequence[str], base: CalculatorParams) -> list[Variant]:
@@ -100,7 +116,10 @@ def parse_grid(items: Sequence[str], base: CalculatorParams) -> list[Variant]:
     variants = []
     for combo in itertools.product(*axes):
         label = ",".join(f"{k}={v:g}" for k, v in combo)
-        variant = Variant(f"{DYNAMIC_LOCK}[{label}]", True, True, tuple(combo))
+        if any(is_regime_key(k) for k, _ in combo):
+            variant = _adaptive(REGIME, tuple(combo))
+        else:
+            variant = Variant(f"{DYNAMIC_LOCK}[{label}]", True, True, tuple(combo))
         params = variant.calculator_params(base)
         if params.atr_min_multiplier > params.atr_max_multiplier:
             raise ConfigError([f"--grid {label}: atr.min above atr.max"])
@@ -110,6 +129,9 @@ def parse_grid(items: Sequence[str], base: CalculatorParams) -> list[Variant]:
 
 def _check_key(key: str) -> None:
     if key in _SCALARS:
+        return
+    if is_regime_key(key):
+        check_regime_key(key)
         return
     prefix, _, name = key.partition(".")
     if prefix in _TABLES and name in _TABLES[prefix][1]:

@@ -44,6 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument("--regime", metavar="R", help=REGIME_HELP)
     p.add_argument("--session", metavar="S", help=SESSION_HELP)
     p.add_argument("--scalp", action="store_true", help="use the scalp stage config")
+    p.add_argument("--market-regime", metavar="M", help="trending, ranging, breakout, ...")
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
     p.set_defaults(func=_calc)
@@ -101,6 +102,13 @@ def register(sub: Any) -> None:
         metavar="N",
         help="the broker's minimum stop distance (default: the instrument's)",
     )
+    p.add_argument("--market-regime", metavar="M", help="trending, ranging, breakout, ...")
+    p.add_argument(
+        "--realtime-recalc",
+        action="store_true",
+        default=None,
+        help="recalculate the stages at each closed bar of the ticks (default: the config's)",
+    )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
     p.set_defaults(func=_simulate)
@@ -132,10 +140,13 @@ def _calc(args: argparse.Namespace) -> int:
     table.resolve(args.epic)  # an unknown epic is an error, never a silent default
     base = settings.stage_config(args.epic, args.scalp)
     conditions = None
-    if args.atr_pips is not None or args.regime or args.session:
-        conditions = MarketConditions(args.epic, args.atr_pips, args.regime, args.session)
+    if args.atr_pips is not None or args.regime or args.session or args.market_regime:
+        conditions = MarketConditions(
+            args.epic, args.atr_pips, args.regime, args.session, args.market_regime
+        )
     calc = DynamicTrailingCalculator(settings.calculator_params())
-    result = calc.calculate_stages(conditions, base, args.scalp, epic=args.epic)
+    regimes = settings.regime_tables(args.epic, args.scalp)
+    result = calc.calculate_stages(conditions, base, args.scalp, epic=args.epic, regimes=regimes)
     out: dict[str, Any] = {
         "method": result.method,
         "fallback_reason": result.fallback_reason,
@@ -149,6 +160,10 @@ def _calc(args: argparse.Namespace) -> int:
             "is_scalp": args.scalp,
         },
     }
+    if args.market_regime is not None:
+        out["inputs"]["market_regime"] = args.market_regime
+    if result.market_regime is not None:
+        out["regime_table"] = result.market_regime
     if result.warnings:
         out["warnings"] = list(result.warnings)
     if result.out_of_range:
@@ -160,6 +175,7 @@ def _calc(args: argparse.Namespace) -> int:
         f"{args.epic} ({'scalp' if args.scalp else 'regular'}): method {result.method}"
         + (f", fallback {result.fallback_reason}" if result.fallback_reason else "")
         + (f", factor {out['factor']}" if result.factor is not None else "")
+        + (f", {result.market_regime} stages" if result.market_regime else "")
     )
     for name, value in result.stages.as_dict().items():
         print(f"  {name:<22} {value:>8.2f}")
@@ -185,6 +201,8 @@ def _simulate(args: argparse.Namespace) -> int:
         session=args.session,
         is_scalp=args.scalp,
         min_stop_distance_pips=args.min_stop_distance_pips,
+        market_regime=args.market_regime,
+        realtime_recalc=args.realtime_recalc,
     )
     try:
         result = simulate(settings, request)

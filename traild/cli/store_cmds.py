@@ -10,6 +10,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -23,7 +24,7 @@ from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import timestamp as _timestamp
 from traild.core.errors import InstrumentError, StoreError, TraildError
 from traild.core.instruments import Instrument, InstrumentTable
-from traild.core.messages import Direction, TradeRecord, TradeStatus
+from traild.core.messages import Direction, StageRecalculation, TradeRecord, TradeStatus
 from traild.settings import load
 from traild.simulation import iso
 
@@ -168,11 +169,13 @@ def _report(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
 
-    async def read() -> list[TradeRecord]:
+    async def read() -> tuple[list[TradeRecord], list[StageRecalculation]]:
         async with open_store(settings.database_url()) as store:
-            return await store.trades_since(args.since)
+            trades = await store.trades_since(args.since)
+            return trades, await store.recalculations_since(args.since)
 
-    report = build_report(trio.run(read), settings.instrument_table())
+    trades, recalcs = trio.run(read)
+    report = build_report(trades, settings.instrument_table(), recalcs)
     if args.json:
         print(json.dumps(report))
     else:
@@ -232,10 +235,15 @@ def check_sides(direction: Direction, stop: float | None, limit: float | None) -
 
 
 # -- the report -------------------------------------------------------------------------
-def build_report(trades: list[TradeRecord], table: InstrumentTable) -> dict[str, Any]:
-    """SPEC §7 ``report --json``: counts, methods, fallback reasons and one entry per trade."""
+def build_report(
+    trades: list[TradeRecord],
+    table: InstrumentTable,
+    recalcs: Sequence[StageRecalculation] = (),
+) -> dict[str, Any]:
+    """SPEC §7 ``report --json``: counts, methods, fallback reasons and one entry per trade;
+    plus ``recalculations`` when real-time recalculation changed any of these trades."""
     status = Counter(t.status for t in trades)
-    return {
+    report = {
         "open": status[TradeStatus.OPEN],  # managed: an actor is trailing it
         "closed": status[TradeStatus.CLOSED],
         "pending": status[TradeStatus.PENDING],  # recorded, not filled/adopted yet
@@ -244,6 +252,19 @@ def build_report(trades: list[TradeRecord], table: InstrumentTable) -> dict[str,
         "fallback_reasons": dict(Counter(t.fallback_reason for t in trades if t.fallback_reason)),
         "trades": [_trade_entry(t, table) for t in trades],
     }
+    ids = {t.id for t in trades}
+    mine = [r for r in recalcs if r.trade_id in ids]
+    if mine:
+        report["recalculations"] = {
+            "trades": len({r.trade_id for r in mine}),
+            "total": len(mine),
+            "shifts": dict(Counter(_shift(r) for r in mine)),
+        }
+    return report
+
+
+def _shift(r: StageRecalculation) -> str:
+    return f"{r.old_volatility_regime or 'normal'}->{r.new_volatility_regime}"
 
 
 def _trade_entry(trade: TradeRecord, table: InstrumentTable) -> dict[str, Any]:
@@ -295,6 +316,13 @@ def print_report(report: dict[str, Any], since: datetime | None) -> None:
     print(f"methods: {methods}")
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["fallback_reasons"].items()))
     print(f"fallback reasons: {reasons or 'none'}")
+    recalcs = report.get("recalculations")
+    if recalcs:
+        shifts = ", ".join(f"{k} {v}" for k, v in sorted(recalcs["shifts"].items()))
+        print(
+            f"recalculated in real time: {recalcs['trades']} trade(s), "
+            f"{recalcs['total']} time(s): {shifts}"
+        )
     outcomes = _outcomes(report)
     if outcomes:
         print(f"\n{'method':<20} {'closed':>6} {'win %':>6} {'pips':>9} {'mean':>7}")

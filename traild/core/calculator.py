@@ -4,6 +4,10 @@
     trigger' = clamp(base_trigger x factor, atr_min x ATR, atr_max x ATR)
     lock'    = base_lock x trigger' / base_trigger
 
+A per-regime override table (``regimes[market_regime]``, any subset of the stage keys) is laid
+over the base before the factor. ``recalculate`` is the real-time entry point: new stages only
+when the volatility regime moved ``shift`` levels or more from the one the current stages used.
+
 Values are kept to 0.01 pip (Decimal arithmetic, half-up); ticks appear only in the ladder.
 """
 
@@ -11,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from traild.core.errors import StageError
+from traild.core.regime import MARKET_REGIMES
 
 REGIMES = ("low", "normal", "high", "extreme")
 SESSIONS = ("asian", "london", "new_york", "overlap")
@@ -41,6 +46,8 @@ _SCALED = (
     ("stage3_trigger", None),
     ("stage3_min_distance", None),
 )
+# market regime -> partial stage config (pips), laid over the base before the factor
+RegimeTables = Mapping[str, Mapping[str, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +169,10 @@ class CalculatedStages:
     atr_pips: float | None = None
     warnings: tuple[str, ...] = ()
     out_of_range: tuple[str, ...] = ()
+    # The volatility regime the factor used and the market regime whose table was applied
+    # (None: the base table); real-time recalculation measures shifts from the former.
+    volatility_regime: str | None = None
+    market_regime: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The form stored in ``trade_log.calculated_stages``."""
@@ -170,6 +181,8 @@ class CalculatedStages:
             "fallback_reason": self.fallback_reason,
             "factor": self.factor,
             "atr_pips": self.atr_pips,
+            "volatility_regime": self.volatility_regime,
+            "market_regime": self.market_regime,
             "stages": self.stages.as_dict(),
         }
 
@@ -186,12 +199,15 @@ class CalculatedStages:
             raise StageError(f"unknown calculation method {method!r}")
         atr = data.get("atr_pips")
         factor = data.get("factor")
+        vol, market = data.get("volatility_regime"), data.get("market_regime")
         return cls(
             stages,
             method,
             data.get("fallback_reason"),
             float(factor) if isinstance(factor, int | float) else None,
             float(atr) if isinstance(atr, int | float) and atr > 0 else None,
+            volatility_regime=vol if vol in REGIMES else None,
+            market_regime=market if isinstance(market, str) else None,
         )
 
 
@@ -216,20 +232,53 @@ class DynamicTrailingCalculator:
         is_scalp: bool = False,
         override: str | None = None,
         epic: str | None = None,
+        regimes: RegimeTables | None = None,
     ) -> CalculatedStages:
-        """Dynamic stages when allowed and possible, else ``base`` with exactly one reason."""
+        """Dynamic stages when allowed and possible, else ``base`` with exactly one reason.
+
+        ``regimes``: per-market-regime overrides of ``base`` (dynamic trades only; a fixed
+        trade trails on its base table, so every kill switch reverts to the configured stages).
+        """
         atr = _usable_atr(conditions)
         reason = self._fallback_reason(conditions, override, epic)
         if reason is not None:
             return self._fixed(base, reason, atr)
         assert conditions is not None and conditions.atr_pips is not None
         try:
-            result = self._dynamic(conditions, base, is_scalp)
-        except (ArithmeticError, ValueError, TypeError, KeyError):
+            table, market, note = regime_base(base, conditions.market_regime, regimes)
+            result = self._dynamic(conditions, table, is_scalp)
+        except (ArithmeticError, ValueError, TypeError, KeyError, StageError):
             return self._fixed(base, "calculation_error", atr)
+        warnings = result.warnings if note is None else (note, *result.warnings)
+        result = replace(result, market_regime=market, warnings=warnings)
         if result.stages.problems():
             return self._fixed(base, "inconsistent_stages", atr, result.warnings)
         return result
+
+    def recalculate(
+        self,
+        current: CalculatedStages,
+        conditions: MarketConditions | None,
+        base: StageConfig,
+        is_scalp: bool = False,
+        shift: int = 2,
+        override: str | None = None,
+        epic: str | None = None,
+        regimes: RegimeTables | None = None,
+    ) -> CalculatedStages | None:
+        """Real-time recalculation (SPEC §3): new stages when the volatility regime of
+        ``conditions`` is ``shift`` or more levels away from the one ``current`` was computed
+        with, else None. Only dynamic stages are recalculated; the result may be a fallback
+        (same calculator, same reasons)."""
+        if current.method != DYNAMIC or conditions is None or conditions.atr_pips is None:
+            return None
+        if conditions.volatility_regime is None or not regime_level_name(
+            conditions.volatility_regime
+        ):
+            return None  # nothing measured: no shift to act on
+        if regime_shift(current.volatility_regime, conditions.volatility_regime) < max(shift, 1):
+            return None
+        return self.calculate_stages(conditions, base, is_scalp, override, epic, regimes)
 
     def _fallback_reason(
         self, conditions: MarketConditions | None, override: str | None, epic: str | None
@@ -263,8 +312,8 @@ class DynamicTrailingCalculator:
     ) -> CalculatedStages:
         p = self.params
         warnings: list[str] = []
-        regime = (cond.volatility_regime or "normal").strip().lower()
-        if regime not in REGIMES:
+        regime = regime_level_name(cond.volatility_regime)
+        if regime is None:
             warnings.append(f"unknown volatility regime {cond.volatility_regime!r}: using normal")
             regime = "normal"
         table = p.scalp_volatility_multipliers if is_scalp else p.volatility_multipliers
@@ -302,6 +351,7 @@ class DynamicTrailingCalculator:
             float(cond.atr_pips),
             tuple(warnings),
             self._out_of_range(stages),
+            volatility_regime=regime,
         )
 
     def _out_of_range(self, stages: StageConfig) -> tuple[str, ...]:
@@ -342,3 +392,38 @@ def is_listed(epic: str, listed: frozenset[str]) -> bool:
         return True
     parts = set(key.split("."))
     return any(f in parts for f in listed)
+
+
+def regime_level_name(regime: str | None) -> str | None:
+    """The volatility regime normalised (missing = ``normal``); None when unknown."""
+    name = (regime or "normal").strip().lower()
+    return name if name in REGIMES else None
+
+
+def regime_shift(old: str | None, new: str | None) -> int:
+    """How many levels (low < normal < high < extreme) apart two volatility regimes are;
+    a missing or unknown regime counts as ``normal``."""
+    a = REGIMES.index(regime_level_name(old) or "normal")
+    b = REGIMES.index(regime_level_name(new) or "normal")
+    return abs(a - b)
+
+
+def regime_base(
+    base: StageConfig, market_regime: str | None, regimes: RegimeTables | None
+) -> tuple[StageConfig, str | None, str | None]:
+    """``base`` with the table of ``market_regime`` laid over it (only the keys it names).
+
+    Returns (stages, the regime whose table was applied or None, a warning or None). A regime
+    without a table uses the base; one that is neither configured nor a classifier regime
+    (``trending``, ``ranging``, ``breakout``, ``unknown``) also warns.
+    """
+    if market_regime is None:
+        return base, None, None
+    name = market_regime.strip().lower()
+    table = (regimes or {}).get(name)
+    if table is None:
+        if name in MARKET_REGIMES:
+            return base, None, None
+        return base, None, f"unknown market regime {market_regime!r}: using the base stages"
+    merged = {**asdict(base), **table}
+    return StageConfig.from_dict(merged), name, None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from traild.core.calculator import MarketConditions
+from traild.core.regime import market_regime_of_bars, percentile_rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ class ConditionParams:
     london_start_hour: int = 7
     overlap_start_hour: int = 12
     new_york_start_hour: int = 16
+    adx_period: int = 14
+    er_period: int = 10
 
 
 def session_of(ts: datetime, p: ConditionParams = ConditionParams()) -> str:
@@ -70,10 +73,22 @@ class BarHistory:
     """Builds closed mid-price bars from ticks and keeps ATR and its recent history.
 
     Feed it every accepted tick of one epic (``add``); ask ``conditions(epic, ts)``.
-    Memory is bounded by ``regime_lookback``.
+    Memory is bounded by ``regime_lookback`` and the market-regime window (the last
+    ``4 x adx_period`` closed bars: Wilder's smoothing is seeded at the window's start).
     """
 
-    __slots__ = ("_atrs", "_bar", "_bar_key", "_prev_close", "_trs", "atr", "p", "pip")
+    __slots__ = (
+        "_atrs",
+        "_bar",
+        "_bar_key",
+        "_bars",
+        "_prev_close",
+        "_trs",
+        "atr",
+        "bars_closed",
+        "p",
+        "pip",
+    )
 
     def __init__(self, pip_size: float, p: ConditionParams = ConditionParams()) -> None:
         self.p = p
@@ -83,28 +98,36 @@ class BarHistory:
         self._prev_close: float | None = None
         self._trs: deque[float] = deque(maxlen=p.atr_period)
         self._atrs: deque[float] = deque(maxlen=p.regime_lookback + 1)
+        window = max(4 * p.adx_period, p.er_period + 1)
+        self._bars: deque[tuple[float, float, float]] = deque(maxlen=window)
         self.atr: float | None = None  # price units
+        self.bars_closed = 0
 
-    def add(self, ts: datetime, bid: float, ask: float) -> None:
+    def add(self, ts: datetime, bid: float, ask: float) -> bool:
+        """Take one tick; True when it closed a bar (it opens the next one)."""
         mid = (bid + ask) / 2.0
         if not math.isfinite(mid):
-            return
+            return False
         key = int(ts.timestamp()) // (self.p.bar_minutes * 60)
         if key != self._bar_key:
-            if self._bar_key is not None:
+            closed = self._bar_key is not None
+            if closed:
                 self._close_bar()
             self._bar_key = key
             self._bar = [mid, mid, mid, mid]
-            return
+            return closed
         bar = self._bar
         if mid > bar[1]:
             bar[1] = mid
         elif mid < bar[2]:
             bar[2] = mid
         bar[3] = mid
+        return False
 
     def _close_bar(self) -> None:
         _, high, low, close = self._bar
+        self._bars.append((high, low, close))
+        self.bars_closed += 1
         prev = self._prev_close
         tr = high - low if prev is None else max(high, prev) - min(low, prev)
         self._trs.append(tr)
@@ -114,13 +137,18 @@ class BarHistory:
             self._atrs.append(self.atr)
 
     def conditions(self, epic: str, ts: datetime) -> MarketConditions:
-        """ATR in pips, regime and session as of now (fields None when history is short)."""
+        """ATR in pips, volatility and market regime, session as of now (fields None when
+        the history is too short for them)."""
         atr_pips = None if self.atr is None else round(self.atr / self.pip, 2)
-        regime = None
+        regime = percentile = None
         if self.atr is not None:
             history = list(self._atrs)[:-1]
             regime = regime_of(self.atr, history, self.p)
-        return MarketConditions(epic, atr_pips, regime, session_of(ts, self.p))
+            if len(history) >= self.p.regime_min_history:
+                percentile = percentile_rank(self.atr, history)
+        p = self.p
+        market = market_regime_of_bars(self._bars, percentile, p.adx_period, p.er_period)
+        return MarketConditions(epic, atr_pips, regime, session_of(ts, p), market)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ and rounding "towards the market" is always rounding up. Thresholds are compared
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from traild.core.calculator import StageConfig
 from traild.core.instruments import CENTI, Instrument, to_centipips
@@ -108,14 +108,21 @@ class LadderPlan:
 
     def crosses_rung(self, mfe: int, low: int, high: int) -> bool:
         """True when a rung reached at ``mfe`` has its offset in ``(low, high]``: moving the
-        stop from ``low`` to ``high`` (offsets from entry) puts a new rung in place."""
+        stop from ``low`` to ``high`` (offsets from entry) puts a new rung in place. A trail
+        level carried over a replan (reason stage 3) is no rung: it keeps the minimum step."""
         scaled = mfe * CENTI
-        for trigger, offset, _ in self.rungs:
+        for trigger, offset, rung in self.rungs:
             if scaled < trigger:
                 break
-            if low < offset <= high:
+            if low < offset <= high and rung is not Reason.STAGE3:
                 return True
         return False
+
+    def with_floor(self, mfe: int, offset: int, reason: Reason) -> LadderPlan:
+        """This plan plus a floor already earned at ``mfe`` ticks: a rung whose trigger is that
+        MFE (so it stays reached, the MFE never falls) and whose offset is the earned level."""
+        rungs = (*self.rungs, (mfe * CENTI, offset, reason))
+        return replace(self, rungs=tuple(sorted(rungs, key=lambda r: (r[0], r[1]))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +278,22 @@ class Ladder:
 
     def touch(self) -> None:
         """Re-evaluate the floors on the next tick (after a plan change)."""
+        self._dirty = True
+
+    def recalculated(self, plan: LadderPlan) -> None:
+        """Trail on ``plan`` from the next tick without un-reaching anything (real-time
+        recalculation): the floor the current plan has earned at the current MFE (a rung or
+        the stage-3 trail level) is carried into ``plan`` as an already reached rung, and a
+        trade already trailing in stage 3 keeps trailing, at ``plan``'s distance. The
+        confirmed stop is untouched, so it never loosens."""
+        mfe = self.mfe
+        if mfe is not None:
+            offset, reason = self.plan.floor(mfe)
+            if reason is not None:
+                plan = plan.with_floor(mfe, offset, reason)
+            if mfe * CENTI >= self.plan.s3_trigger:
+                plan = replace(plan, s3_trigger=min(plan.s3_trigger, mfe * CENTI))
+        self.plan = plan
         self._dirty = True
 
     def set_limit(self, limit: int | None) -> None:

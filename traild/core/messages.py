@@ -222,3 +222,22 @@ class OpenRefused:
     deal_id: str
     reason: str
     ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StageRecalculation:
+    """A row of ``stage_recalculation``: one real-time recalculation of a trade's stages
+    (append-only history; the trade's ``calculated_stages`` holds the latest)."""
+
+    trade_id: int
+    recalculated_at: datetime
+    old_volatility_regime: str | None
+    new_volatility_regime: str | None
+    market_regime: str | None
+    atr_pips: float | None
+    session: str | None
+    method: str
+    fallback_reason: str | None
+    old_stages: dict[str, Any]
+    new_stages: dict[str, Any]
+    id: int | None = None

@@ -122,3 +122,62 @@ def regime_series(
         None if a is None or e is None or q is None else classify(a, e, q, p)
         for a, e, q in zip(adx, er, pct, strict=True)
     ]
+
+
+# -- the latest bar only (the daemon's BarHistory, simulate, real-time recalculation) --------
+TRENDING, RANGING, BREAKOUT, UNKNOWN = MARKET_REGIMES
+Bar = tuple[float, float, float]  # high, low, close
+
+
+def adx(bars: Sequence[Bar], n: int = 14) -> float | None:
+    """Wilder's ADX(n) as of the latest of ``bars`` (oldest first); None with < 2 n bars."""
+    if n < 1 or not bars:
+        return None
+    high, low, close = (list(c) for c in zip(*bars, strict=True))
+    return adx_series(high, low, close, n)[-1]
+
+
+def percentile_rank(current: float, history: Sequence[float]) -> float | None:
+    """Share (0..100) of ``history`` strictly below ``current``; None for an empty history."""
+    if not history:
+        return None
+    return 100.0 * sum(1 for h in history if h < current) / len(history)
+
+
+def classify_market_regime(
+    adx_value: float | None,
+    er: float | None,
+    atr_percentile: float | None,
+    p: RegimeParams = RegimeParams(),
+) -> str:
+    """``classify`` when a value is missing: the rules that need it are false (``unknown``
+    unless another rule holds), never a guess."""
+    if adx_value is None:
+        return UNKNOWN
+    if atr_percentile is not None and er is not None:
+        return classify(adx_value, er, atr_percentile, p)
+    pct = atr_percentile
+    if pct is not None and pct > p.breakout_atr_percentile and adx_value > p.breakout_adx:
+        return BREAKOUT
+    if er is None:
+        return UNKNOWN
+    if adx_value > p.trending_adx and er > p.trending_er:
+        return TRENDING
+    if adx_value < p.ranging_adx and er < p.ranging_er:
+        return RANGING
+    return UNKNOWN
+
+
+def market_regime_of_bars(
+    bars: Sequence[Bar],
+    atr_percentile: float | None,
+    adx_period: int = 14,
+    er_period: int = 10,
+    p: RegimeParams = RegimeParams(),
+) -> str | None:
+    """The regime as of the latest closed bar; None while there are too few bars for ADX."""
+    a = adx(bars, adx_period)
+    if a is None:
+        return None
+    er = efficiency_ratio([b[2] for b in bars], er_period)[-1]
+    return classify_market_regime(a, er, atr_percentile, p)

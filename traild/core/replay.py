@@ -64,10 +64,13 @@ def run_trade(
     buy = ladder.sign > 0
     # Ticks inside the ladder's quiet band change nothing (Ladder.quiet_band): not even a call.
     lo, hi = ladder.quiet_band() or _NO_BAND
+    plan = ladder.plan  # a plan changed by the tick source (a recalculation) voids the band
     for ts, bid, ask in ticks:
         seen += 1
         if lo < (bid if buy else -ask) < hi:
-            continue
+            if ladder.plan is plan:
+                continue
+            plan = ladder.plan
         event = on_tick(bid, ask)
         # the lock is "reached" while the trade is open, not by the tick that closes it
         if watch and ladder.moves != moves and not isinstance(event, Exit):

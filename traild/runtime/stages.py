@@ -18,6 +18,7 @@ from traild.core.calculator import (
     CalculatorParams,
     DynamicTrailingCalculator,
     MarketConditions,
+    RegimeTables,
     StageConfig,
     in_rollout,
     is_forced_fixed,
@@ -40,6 +41,10 @@ class Policy:
     dynamic_failures_before_fixed: int = 2
     persist_every_s: float = 1.0
     min_distance: Callable[[str], float] = lambda epic: 0.0
+    # per-market-regime stage overrides of (epic, is_scalp); real-time recalculation
+    regime_tables: Callable[[str, bool], RegimeTables] = lambda epic, scalp: {}
+    realtime_recalc: bool = False
+    realtime_regime_shift: int = 2
 
 
 def stored_stages(policy: Policy, trade: TradeRecord) -> CalculatedStages | None:
@@ -83,8 +88,9 @@ def calculate(
     """Run the calculator once for ``trade`` and log inputs and outputs."""
     calc = DynamicTrailingCalculator(policy.calculator)
     base = policy.fixed_stages(trade.epic, trade.is_scalp_trade)
+    regimes = policy.regime_tables(trade.epic, trade.is_scalp_trade)
     result = calc.calculate_stages(
-        cond, base, trade.is_scalp_trade, trade.trailing_override, trade.epic
+        cond, base, trade.is_scalp_trade, trade.trailing_override, trade.epic, regimes
     )
     log = logger.bind(
         trade_id=trade.id,
@@ -94,6 +100,7 @@ def calculate(
         reason=result.fallback_reason,
         factor=result.factor,
         stages=result.stages.as_dict(),
+        regime_table=result.market_regime,
         inputs=None
         if cond is None
         else {

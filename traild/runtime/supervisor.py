@@ -31,12 +31,14 @@ from traild.core.messages import (
     Position,
     PositionAmended,
     PositionClosed,
+    StageRecalculation,
     TradeRecord,
     TradeStatus,
 )
 from traild.ports import Broker, BrokerEvent, TradeStore
 from traild.runtime.gateway import Gateway
 from traild.runtime.intake import Intake
+from traild.runtime.recalc import recalculate_actors
 from traild.runtime.router import Router
 from traild.runtime.stages import (
     Policy,
@@ -314,7 +316,7 @@ class Supervisor(Intake):
         )
         if self.slots.get(old.trade_id) is not slot:
             return  # closed meanwhile
-        plan = old.plan
+        plan = old.current_plan  # a recalculation not yet applied included
         if plan.stages.method == DYNAMIC and (
             slot.crashes >= self.policy.dynamic_failures_before_fixed
         ):
@@ -533,6 +535,32 @@ class Supervisor(Intake):
             gap=event.gap,
             pnl_pips=pnl,
         ).info("trade closed")
+
+    # -- real-time recalculation ------------------------------------------------------------
+    def on_bar_closed(self, epic: str) -> None:
+        """A bar of ``epic`` closed: recalculate its trades whose regime shifted (SPEC §3).
+        Nothing while the global halt is on (the per-trade switches are checked per actor)."""
+        history = self.histories.get(epic)
+        if not self.policy.realtime_recalc or self.gateway.halted or history is None:
+            return
+        if self._nursery is None:
+            return
+        now = self.now()
+        actors = [s.actor for s in self.slots.values() if s.actor.trade.epic == epic]
+        if not actors:
+            return
+        own = history.conditions(epic, now)
+        for rec in recalculate_actors(self.policy, actors, own, now):
+            self.counts["recalculated"] = self.counts.get("recalculated", 0) + 1
+            self._nursery.start_soon(self._record_recalculation, rec)
+
+    async def _record_recalculation(self, rec: StageRecalculation) -> None:
+        try:
+            await self.store.record_recalculation(rec)
+        except StoreError as exc:
+            logger.bind(event="store.degraded", trade_id=rec.trade_id, error=str(exc)).warning(
+                "recalculation record queued"
+            )
 
     # -- reload -------------------------------------------------------------------------------
     def apply_policy(self, policy: Policy) -> None:

@@ -87,6 +87,7 @@ class TradeActor:
         self.log = logger.bind(trade_id=trade.id, deal_id=trade.deal_id, epic=trade.epic)
         self.ticks = 0
         self._new_plan: ActorPlan | None = None
+        self._carry_floor = False
         self._saved_best: int | None = self.ladder.best
         self._saved_at: datetime | None = None
         self._progress_flagged = False
@@ -104,6 +105,7 @@ class TradeActor:
     # -- control (called by the supervisor, applied before the next tick) ---------------------
     def replan(self, plan: ActorPlan) -> None:
         self._new_plan = plan
+        self._carry_floor = False
         self._woken()
 
     def _woken(self) -> None:
@@ -126,12 +128,27 @@ class TradeActor:
             return False, (lo + margin) * size, (hi - margin) * size
         return True, (-hi + margin) * size, (-lo - margin) * size
 
+    def recalculate(self, plan: ActorPlan) -> None:
+        """Real-time recalculation: ``plan`` from the next tick, keeping every floor the
+        current stages have earned (``Ladder.recalculated``)."""
+        self._new_plan = plan
+        self._carry_floor = True
+        self._woken()
+
+    @property
+    def current_plan(self) -> ActorPlan:
+        """The plan the next tick will trail on (a pending replan included)."""
+        return self._new_plan or self.plan
+
     def _apply_replan(self) -> None:
         plan, self._new_plan = self._new_plan, None
         assert plan is not None
         self.plan = plan
-        self.ladder.plan = self._compile(plan)
-        self.ladder.touch()
+        if self._carry_floor:
+            self.ladder.recalculated(self._compile(plan))
+        else:
+            self.ladder.plan = self._compile(plan)
+            self.ladder.touch()
 
     # -- ticks --------------------------------------------------------------------------------
     def on_tick(self, tick: Tick) -> None:

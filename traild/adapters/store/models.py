@@ -188,8 +188,30 @@ class TrailingConfigAudit(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class StageRecalculationRow(Base):
+    """Append-only history of real-time stage recalculations (SPEC §3, §5)."""
+
+    __tablename__ = "stage_recalculation"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    trade_id: Mapped[int] = mapped_column(sa.ForeignKey("trade_log.id"))
+    recalculated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    old_volatility_regime: Mapped[str | None] = mapped_column(sa.String(20))
+    new_volatility_regime: Mapped[str | None] = mapped_column(sa.String(20))
+    market_regime: Mapped[str | None] = mapped_column(sa.String(50))
+    atr_pips: Mapped[float | None] = mapped_column(sa.Float)
+    session: Mapped[str | None] = mapped_column(sa.String(20))
+    method: Mapped[str] = mapped_column(sa.String(50))
+    fallback_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    old_stages: Mapped[Any] = mapped_column(sa.JSON, nullable=False)
+    new_stages: Mapped[Any] = mapped_column(sa.JSON, nullable=False)
+
+    __table_args__ = (sa.Index("ix_stage_recalculation_trade_id", "trade_id"),)
+
+
 TRADE_LOG = Base.metadata.tables["trade_log"]
 ALERT_HISTORY = Base.metadata.tables["alert_history"]
 STOP_AMENDMENT = Base.metadata.tables["stop_amendment"]
 TRAILING_CONFIG = Base.metadata.tables["trailing_config"]
 TRAILING_CONFIG_AUDIT = Base.metadata.tables["trailing_config_audit"]
+STAGE_RECALCULATION = Base.metadata.tables["stage_recalculation"]

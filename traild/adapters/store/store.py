@@ -22,7 +22,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from traild.adapters.store import schema
+from traild.adapters.store import recalcs, schema
 from traild.adapters.store.aio import asyncio_loop
 from traild.adapters.store.config_store import SqlConfigStore
 from traild.adapters.store.engine import (
@@ -34,7 +34,13 @@ from traild.adapters.store.engine import (
     make_engine,
 )
 from traild.adapters.store.migrate import upgrade_database
-from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG, UNFINISHED_STATES, UTCDateTime
+from traild.adapters.store.models import (
+    STAGE_RECALCULATION,
+    STOP_AMENDMENT,
+    TRADE_LOG,
+    UNFINISHED_STATES,
+    UTCDateTime,
+)
 from traild.adapters.store.records import (
     adopt_values,
     alert_from_row,
@@ -59,6 +65,7 @@ from traild.core.messages import (
     AlertRecord,
     AmendmentRecord,
     AmendState,
+    StageRecalculation,
     TradeRecord,
     TradeStatus,
 )
@@ -571,6 +578,21 @@ class SqlTradeStore:
     async def set_method(self, trade_id: int, method: str, fallback_reason: str | None) -> None:
         values = {"trailing_calculation_method": method, "fallback_reason": fallback_reason}
         await self._update_trade(trade_id, values)
+
+    async def record_recalculation(self, rec: StageRecalculation) -> None:
+        """Append a real-time recalculation and make its stages the trade's current ones."""
+        row, trade = recalcs.values(rec)
+        update = _update_one(TRADE_LOG, rec.trade_id, trade)
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(STAGE_RECALCULATION.insert().values(**row))
+            await update(conn)
+
+        await self._write(write, trade_id=rec.trade_id)
+
+    async def recalculations_since(self, since: datetime | None) -> list[StageRecalculation]:
+        """Recalculations at/after ``since`` (all when None), oldest first."""
+        return recalcs.from_rows(await self._rows(recalcs.select_since(since)))
 
     # -- control -------------------------------------------------------------------------
     async def flush(self) -> None:
