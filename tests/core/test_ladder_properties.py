@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -379,3 +380,42 @@ def test_ticks_inside_the_quiet_band_change_nothing(c: Case) -> None:
         else:
             ladder.confirm(event.level)
     assert events == run(c)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases(), cases(), st.integers(0, 200))
+def test_run_trade_sees_a_plan_its_tick_source_changes_mid_stream(
+    c: Case, other: Case, at: int
+) -> None:
+    """A tick source that recalculates the ladder (real-time recalculation) voids the quiet
+    band run_trade skips ticks by: the outcome equals delivering every tick."""
+    from traild.core.replay import run_trade
+
+    new_plan = LadderPlan.compile(other.stages, c.inst, c.policy, other.atr_pips)
+
+    def source(ladder: Ladder) -> Iterator[tuple[int, int, int]]:
+        for i, (off, spread) in enumerate(c.path):
+            yield (i, *c.quote(off, spread))
+            if i == at and not ladder.closed:
+                ladder.recalculated(new_plan)
+
+    def every_tick() -> list[tuple[int, object]]:
+        ladder = ladder_of(c)
+        events: list[tuple[int, object]] = []
+        for i, bid, ask in source(ladder):
+            event = ladder.on_tick(bid, ask)
+            if isinstance(event, MoveStop):
+                events.append((i, event.level))
+                ladder.confirm(event.level)
+            elif isinstance(event, Exit):
+                events.append((i, event.price))
+                break
+        return events
+
+    ladder = ladder_of(c)
+    out = run_trade(ladder, source(ladder))
+    got = [(a.ts, a.new) for a in out.amendments]
+    if out.exit_reason != "end_of_data":
+        assert out.exit_ts is not None and out.exit_price is not None
+        got.append((out.exit_ts, out.exit_price))
+    assert got == every_tick()
