@@ -13,6 +13,11 @@
 3. ``--bars``: wall time and peak RSS of a whole ``traild backtest --bars`` over a year of
    EURUSD M1 bid bars (HistData 2017, ~371,000 bars), 10,000 random trades, 3 variants, as a
    subprocess, median of 3 (``--bars-runs``; 0 skips it).
+4. ``--whole``: whole-process ``traild backtest`` (3 variants, every output) of 3,000 and 30,000
+   random trades on the shared EURUSD and GBPJPY ticks, against the bench's own plain per-tick
+   loop over the same trades (a trailing stop at stage-3 distance behind the best price: exit
+   checks, running best, stop update — once per trade, ticks already in memory), and the
+   event-driven path (``--engine event``, in-process) against that loop.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from traild.settings import Settings  # noqa: E402
 TICKS = ROOT / ".." / "shared" / "data" / "fx" / "ticks"
 OANDA = TICKS / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
 TWO_DAYS = ("2014-05-06", "2014-05-07")
+GBPJPY = TICKS / "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
 YEAR_BARS = (
     ROOT / ".." / "shared" / "data" / "fx" / "bars_m1" / "EURUSD_histdata_m1_bid_2017.csv.gz"
 )
@@ -148,6 +154,68 @@ def bench_cli(trades: int, runs: int) -> None:
     )
 
 
+def _trailing_loop(market: Market, jobs: Sequence[KernelTrade]) -> int:
+    """The bench's own per-tick trailing stop over each trade's ticks; returns ticks seen."""
+    x = market.both_sides().tolist()
+    n, seen = len(market), 0
+    for job in jobs:
+        s = job.direction.sign
+        base = 0 if s > 0 else n
+        stop = s * job.stop
+        limit = (1 << 62) if job.limit is None else s * job.limit
+        best = -(1 << 62)
+        distance = 100  # ticks (10 pips on both instruments here)
+        i = base + job.start
+        end = base + n
+        while i < end:
+            v = x[i]
+            i += 1
+            if v <= stop or v >= limit:
+                break
+            if v > best:
+                best = v
+                if best - distance > stop:
+                    stop = best - distance
+        seen += i - base - job.start
+    return seen
+
+
+def bench_whole(trades: int, runs: int) -> None:
+    files = (str(OANDA), str(GBPJPY))
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "traild.toml"
+        config.write_text("")
+        cmd = [sys.executable, "-m", "traild", "backtest", "--ticks", *files]
+        cmd += ["--random", str(trades), "--seed", "1", "--out", str(Path(tmp) / "out")]
+        cmd += ["--config", str(config)]
+        wall = _median_time(
+            lambda: subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL), runs
+        )
+    ctx = prepare(Settings(), BacktestRequest(files, random=trades, seed=1))
+    variant = ctx.variants[0]
+    plans = [
+        (m, plan_trades(ctx, variant, m, [t for t in ctx.trades if t.market == k])[0])
+        for k, m in enumerate(ctx.markets)
+    ]
+    start = time.perf_counter()
+    ticks = sum(_trailing_loop(m, jobs) for m, jobs in plans)
+    loop = time.perf_counter() - start
+    start = time.perf_counter()
+    event_ticks = 0
+    for m, jobs in plans:
+        results, _ = run_trades(m, jobs, "event")
+        event_ticks += sum(r.exit_idx - j.start + 1 for j, r in zip(jobs, results, strict=True))
+    event = time.perf_counter() - start
+    print(
+        f"\n{trades:,} random trades, EURUSD + GBPJPY: traild backtest (3 variants, all outputs)"
+        f" {wall:.2f} s wall (median of {runs});\n  plain per-tick loop, once per trade:"
+        f" {loop:.2f} s, {ticks:,} ticks, {ticks / loop:,.0f} ticks/s -> whole process / loop"
+        f" {wall / loop:.2f}x;\n  event path ({variant.name}): {event:.2f} s, {event_ticks:,}"
+        f" ticks, {event_ticks / event:,.0f} ticks/s -> per tick, event / loop"
+        f" {(event / event_ticks) / (loop / ticks):.2f}x"
+    )
+
+
 def bench_bars(trades: int, runs: int) -> None:
     """A whole ``traild backtest --bars`` process over a year of M1 bars: wall time, peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,9 +254,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--event-runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--whole", action="store_true", help="run part 4 only")
     parser.add_argument("--bars-runs", type=int, default=3)
     parser.add_argument("--only-bars", action="store_true", help="run part 3 only")
     args = parser.parse_args()
+    if args.whole:
+        bench_whole(3000, 3)
+        bench_whole(30000, 1)
+        return
     if args.only_bars:
         bench_bars(10_000, args.bars_runs)
         return

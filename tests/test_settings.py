@@ -374,3 +374,14 @@ def test_rollout_allowlist_is_upper_cased_and_its_epics_must_resolve(tmp_path: P
     with pytest.raises(ConfigError) as err:
         load(write(tmp_path, "[trailing]\ndynamic_trailing_pairs = ['IX.D.FTSE.DAILY.IP']\n"))
     assert "trailing.dynamic_trailing_pairs" in str(err.value)
+
+
+def test_a_copy_with_other_pair_stages_resolves_its_own_not_the_cached_ones(
+    tmp_path: Path,
+) -> None:
+    s = load(write(tmp_path, "[pairs.DEFAULT.regular]\nearly_be_trigger = 14\n"))
+    assert s.stage_config("CS.D.EURUSD.MINI.IP", False).early_be_trigger == 14  # now cached
+    other = load(write(tmp_path, "[pairs.DEFAULT.regular]\nearly_be_trigger = 11\n"))
+    copy = s.model_copy(update={"pairs": other.pairs})
+    assert copy.stage_config("CS.D.EURUSD.MINI.IP", False).early_be_trigger == 11
+    assert s.stage_config("CS.D.EURUSD.MINI.IP", False).early_be_trigger == 14

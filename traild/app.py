@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -192,6 +193,10 @@ class Daemon:
                 nursery.start_soon(self._halt_loop)
                 nursery.start_soon(self._beat_loop, store)
                 nursery.start_soon(self._poll_loop, feed)
+                # Everything built so far (adopted actors, loaded ticks) lives as long as the
+                # daemon: out of the collector's reach, a full collection never stalls ticks.
+                gc.collect()
+                gc.freeze()
                 self._ready()
                 await self._feed_loop(feed)
                 if s.feed.kind == "replay" and s.feed.stop_at_end:
@@ -455,6 +460,13 @@ class Daemon:
             "config_version": self.config.version,
             **sup.counts,
         }
+        if self.router is not None:  # what the actors really processed, not only ticks in
+            r = self.router.statistics()
+            record |= {
+                "ticks_dispatched": r.dispatched,
+                "ticks_coalesced": r.coalesced,
+                "actor_ticks": r.delivered,
+            }
         stats = getattr(store, "statistics", None)
         if callable(stats):
             s = stats()

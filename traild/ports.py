@@ -6,7 +6,7 @@ constructors. Nothing here imports trio, SQLAlchemy or httpx.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,6 +91,23 @@ class TradeStore(Protocol):
         """Trades with status pending or open (corrupt stage JSON is returned as None + logged)."""
         ...
 
+    async def changed_trades(
+        self, after: int, limit: int = 1000, open_only: bool = False
+    ) -> tuple[list[TradeRecord], int]:
+        """Trades inserted, or whose status, override or entry changed, since change ``after``
+        (a sequence the database keeps), oldest change first, at most ``limit`` (``open_only``:
+        only open and pending ones); and the highest change read (``after`` when none): the
+        poll's high-water mark."""
+        ...
+
+    async def trades_by_deals(self, deal_ids: Sequence[str]) -> dict[str, TradeRecord]:
+        """The trades of these deal ids that exist (one read for many positions)."""
+        ...
+
+    async def get_alerts(self, alert_ids: Sequence[int]) -> dict[int, AlertRecord]:
+        """The alerts of these ids that exist."""
+        ...
+
     async def get_trade(self, trade_id: int) -> TradeRecord | None: ...
 
     async def get_trade_by_deal(self, deal_id: str) -> TradeRecord | None: ...
@@ -107,8 +124,18 @@ class TradeStore(Protocol):
         """Record adoption: fill/entry fields, conditions, calculated stages, method, reason."""
         ...
 
-    async def save_progress(self, trade_id: int, best_price: float) -> None:
+    async def adopt_trades(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Many adoptions in one write; WriteQueued when not durable in time (still queued)."""
+        ...
+
+    async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the trade's best price (MFE) so a restart resumes exactly."""
+        ...
+
+    async def save_progress_many(
+        self, prices: Sequence[tuple[int, float]], durable: bool = True
+    ) -> None:
+        """Persist many best prices (trade id, price) at once; last value per trade wins."""
         ...
 
     async def write_amendment(
@@ -119,8 +146,12 @@ class TradeStore(Protocol):
         previous: float | None,
         reason: str,
         ts: datetime,
+        durable: bool = True,
     ) -> int:
-        """Write-ahead: insert a ``pending`` amendment before it is sent; returns its id."""
+        """Write-ahead: insert a ``pending`` amendment before it is sent; returns its id.
+
+        Amendment records are written ahead of every other kind of write; with
+        ``durable=False`` the call returns once the record is queued (in order)."""
         ...
 
     async def update_amendment(
@@ -130,10 +161,16 @@ class TradeStore(Protocol):
         ts: datetime,
         broker_ref: str | None = None,
         error: str | None = None,
+        durable: bool = True,
     ) -> None: ...
 
     async def confirm_amendment(
-        self, amendment_id: int, level: float, ts: datetime, profit_lock: bool = False
+        self,
+        amendment_id: int,
+        level: float,
+        ts: datetime,
+        profit_lock: bool = False,
+        durable: bool = True,
     ) -> None:
         """Atomically mark the amendment confirmed and set the trade's ``sl_price``."""
         ...
@@ -149,6 +186,7 @@ class TradeStore(Protocol):
         exit_reason: str,
         pnl_pips: float,
         closed_at: datetime,
+        durable: bool = True,
     ) -> None: ...
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None: ...

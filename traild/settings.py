@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -371,6 +372,9 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = DaemonSettings()
     backtest: BacktestSettings = BacktestSettings()
     rollout: RolloutSettings = RolloutSettings()
+    # stage_config per (epic, is_scalp): resolved once per key (the settings are frozen)
+    _stage_cache: dict[tuple[str, bool], StageConfig] = PrivateAttr(default_factory=dict)
+    _stage_owner: int = PrivateAttr(default=0)  # id() of the instance the cache belongs to
 
     @classmethod
     def settings_customise_sources(
@@ -470,7 +474,17 @@ class Settings(BaseSettings):
 
     # -- derived plain values -------------------------------------------------------------
     def stage_config(self, epic: str, is_scalp: bool) -> StageConfig:
-        """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol)."""
+        """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol);
+        resolved once per key."""
+        if self._stage_owner != id(self):  # a model_copy shares the dict: start its own
+            self._stage_cache, self._stage_owner = {}, id(self)
+        key = (epic, is_scalp)
+        found = self._stage_cache.get(key)
+        if found is None:
+            found = self._stage_cache[key] = self._resolve_stages(epic, is_scalp)
+        return found
+
+    def _resolve_stages(self, epic: str, is_scalp: bool) -> StageConfig:
         kind = "scalp" if is_scalp else "regular"
         merged = (_DEFAULT_SCALP if is_scalp else _DEFAULT_REGULAR).model_dump()
         for layer in self._pair_layers(epic):

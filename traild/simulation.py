@@ -226,7 +226,7 @@ def _result(
     stop: int,
     limit: int | None,
     stages: CalculatedStages,
-    out: TradeOutcome,
+    out: TradeOutcome[datetime],
 ) -> dict[str, Any]:
     price = inst.to_price
     mfe = None if out.best is None else round(inst.pips(direction.sign * (out.best - entry)), 2)

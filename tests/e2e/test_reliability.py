@@ -153,8 +153,14 @@ def test_kill_9_twenty_times_and_two_database_outages_end_every_trade_like_simul
     tmp_path: Path, ticks: Path
 ) -> None:
     state = tmp_path / "state"
+    # The daemon never waits on the database, so an outage does not slow the replay: broker
+    # latency (lockstep: the outcome is unchanged) keeps the first run busy through both outages.
     config = write_config(
-        tmp_path / "traild.toml", state, [ticks], [EPIC], "[database]\nwrite_timeout_s = 0.2\n"
+        tmp_path / "traild.toml",
+        state,
+        [ticks],
+        [EPIC],
+        "[database]\nwrite_timeout_s = 0.2\n[broker]\nlatency_ms = 300\n",
     )
     traild("migrate", "--config", str(config))
     opened = open_trades(ticks, 44, seed=20261130, within=0.9)
@@ -188,8 +194,14 @@ def test_kill_9_twenty_times_and_two_database_outages_end_every_trade_like_simul
 
 
 def _kill_chain(state: Path, ticks: Path, seed: int) -> tuple[int, list[_Run]]:
+    # Broker latency (lockstep: outcomes unchanged) so the fast replay is still running when
+    # the kill comes.
     config = write_config(
-        state / "traild.toml", state, [ticks], [EPIC], "[database]\nwrite_timeout_s = 0.2\n"
+        state / "traild.toml",
+        state,
+        [ticks],
+        [EPIC],
+        "[database]\nwrite_timeout_s = 0.2\n[broker]\nlatency_ms = 100\n",
     )
     cmd = [sys.executable, "-m", "traild", "run", "--config", str(config)]
     rng = random.Random(20261126 + seed)

@@ -20,21 +20,62 @@ from traild.core.messages import (
 )
 from traild.ports import EventSink
 
+_WATCHED = ("status", "trailing_override", "entry_price")
+
+
+class TradeTable(dict[int, TradeRecord]):
+    """trade_log in memory with the change sequence the database's triggers keep (0006)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq: dict[int, int] = {}
+        self.last_seq = 0
+
+    def __setitem__(self, key: int, value: TradeRecord) -> None:
+        old = self.get(key)
+        if old is None or any(getattr(old, f) != getattr(value, f) for f in _WATCHED):
+            self.last_seq += 1
+            self.seq[key] = self.last_seq
+        super().__setitem__(key, value)
+
 
 class MemoryStore:
     """A TradeStore in memory; records every call for assertions."""
 
     def __init__(self) -> None:
-        self.trades: dict[int, TradeRecord] = {}
+        self.trades = TradeTable()
+        self.rows_read = 0
         self.alerts: dict[int, AlertRecord] = {}
         self.amendments: dict[int, AmendmentRecord] = {}
         self.progress: list[tuple[int, float]] = []
         self.recalculations: list[StageRecalculation] = []
 
     async def load_open_trades(self) -> list[TradeRecord]:
-        return [
+        found = [
             t for t in self.trades.values() if t.status in (TradeStatus.OPEN, TradeStatus.PENDING)
         ]
+        self.rows_read += len(found)
+        return found
+
+    async def changed_trades(
+        self, after: int, limit: int = 1000, open_only: bool = False
+    ) -> tuple[list[TradeRecord], int]:
+        changed = sorted(
+            (s, i)
+            for i, s in self.trades.seq.items()
+            if s > after
+            and (not open_only or self.trades[i].status in (TradeStatus.OPEN, TradeStatus.PENDING))
+        )[:limit]
+        self.rows_read += len(changed)
+        top = changed[-1][0] if changed else after
+        return [self.trades[i] for _, i in changed], top
+
+    async def trades_by_deals(self, deal_ids: list[str]) -> dict[str, TradeRecord]:
+        wanted = set(deal_ids)
+        return {t.deal_id: t for t in self.trades.values() if t.deal_id in wanted}
+
+    async def get_alerts(self, alert_ids: list[int]) -> dict[int, AlertRecord]:
+        return {i: self.alerts[i] for i in alert_ids if i in self.alerts}
 
     async def get_trade(self, trade_id: int) -> TradeRecord | None:
         return self.trades.get(trade_id)
@@ -59,9 +100,19 @@ class MemoryStore:
             fields["status"] = TradeStatus(fields["status"])
         self.trades[trade_id] = dataclasses.replace(self.trades[trade_id], **fields)
 
-    async def save_progress(self, trade_id: int, best_price: float) -> None:
+    async def adopt_trades(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
+        for trade_id, fields in updates:
+            await self.adopt_trade(trade_id, **fields)
+
+    async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         self.progress.append((trade_id, best_price))
         self.trades[trade_id] = dataclasses.replace(self.trades[trade_id], best_price=best_price)
+
+    async def save_progress_many(
+        self, prices: list[tuple[int, float]], durable: bool = True
+    ) -> None:
+        for trade_id, price in prices:
+            await self.save_progress(trade_id, price)
 
     async def write_amendment(
         self,
@@ -71,6 +122,7 @@ class MemoryStore:
         previous: float | None,
         reason: str,
         ts: datetime,
+        durable: bool = True,
     ) -> int:
         aid = len(self.amendments) + 1
         self.amendments[aid] = AmendmentRecord(
@@ -85,6 +137,7 @@ class MemoryStore:
         ts: datetime,
         broker_ref: str | None = None,
         error: str | None = None,
+        durable: bool = True,
     ) -> None:
         a = self.amendments[amendment_id]
         self.amendments[amendment_id] = dataclasses.replace(
@@ -92,7 +145,12 @@ class MemoryStore:
         )
 
     async def confirm_amendment(
-        self, amendment_id: int, level: float, ts: datetime, profit_lock: bool = False
+        self,
+        amendment_id: int,
+        level: float,
+        ts: datetime,
+        profit_lock: bool = False,
+        durable: bool = True,
     ) -> None:
         a = self.amendments[amendment_id]
         self.amendments[amendment_id] = dataclasses.replace(
@@ -115,6 +173,7 @@ class MemoryStore:
         exit_reason: str,
         pnl_pips: float,
         closed_at: datetime,
+        durable: bool = True,
     ) -> None:
         self.trades[trade_id] = dataclasses.replace(
             self.trades[trade_id],

@@ -25,7 +25,7 @@ from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.messages import Tick
 from traild.ports import TickSink
 
-CHECKPOINT_EVERY = 256  # unpaced feeds still let other tasks (and cancellation) in
+CHECKPOINT_EVERY = 64  # unpaced feeds still let other tasks (and cancellation) in, often
 # A checkpoint alone does not let the database's worker threads in: the GIL stays with the
 # busy feed, and every store call needs several thread round trips. So an unpaced feed that
 # has run for YIELD_AFTER_S also sleeps YIELD_FOR_S (the event loop then blocks in the OS and
@@ -90,6 +90,7 @@ class ReplayFeed:
         self._epics = list(epics)
         self._speed = speed
         self._columns: list[TickColumns] | None = None
+        self._merge: tuple[list[int], list[float], list[float], list[int]] | None = None
         self._emitted = 0
         self._total: int | None = None
         self._last: datetime | None = None
@@ -98,14 +99,16 @@ class ReplayFeed:
         return list(dict.fromkeys(self._epics))
 
     def load(self) -> None:
-        """Read every file now (DataError on a bad one); ``run`` does it if not done before."""
+        """Read and merge every file now (DataError on a bad one), so neither stalls the
+        running daemon; ``run`` does it if not done before."""
         if self._columns is None:
             self._columns = [
                 f if isinstance(f, TickColumns) else load_ticks(f) for f in self._files
             ]
+        if self._merge is None:
+            self._merge = self._merged()
 
     def _merged(self) -> tuple[list[int], list[float], list[float], list[int]]:
-        self.load()
         assert self._columns is not None
         cols = self._columns
         ms = np.concatenate([c.ts_ms for c in cols])
@@ -121,7 +124,10 @@ class ReplayFeed:
         return ms[order].tolist(), bid.tolist(), ask.tolist(), src[order].tolist()
 
     async def run(self, emit: TickSink) -> None:
-        ms, bids, asks, src = self._merged()
+        self.load()
+        assert self._merge is not None
+        ms, bids, asks, src = self._merge
+        self._merge = None  # the lists are consumed once; a second run merges again
         self._total = len(ms)
         epics = self._epics
         anchor_wall = trio.current_time()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -98,6 +99,26 @@ class _Entry:
         )
 
 
+def _guard(entries: Iterable[_Entry]) -> tuple[float, float, float, float]:
+    """Exit thresholds of a book, in ticks: no position exits on a tick with
+    ``buy_stop < bid < buy_limit`` and ``sell_limit < ask < sell_stop`` (the highest BUY stop,
+    the lowest BUY limit, the highest SELL limit, the lowest SELL stop)."""
+    buy_stop = sell_limit = -math.inf
+    buy_limit = sell_stop = math.inf
+    for e in entries:
+        if e.direction is Direction.BUY:
+            if e.stop is not None:
+                buy_stop = max(buy_stop, e.stop)
+            if e.limit is not None:
+                buy_limit = min(buy_limit, e.limit)
+        else:
+            if e.stop is not None:
+                sell_stop = min(sell_stop, e.stop)
+            if e.limit is not None:
+                sell_limit = max(sell_limit, e.limit)
+    return buy_stop, buy_limit, sell_limit, sell_stop
+
+
 @dataclass(slots=True)
 class _Order:
     """An open request waiting for the next tick of its epic."""
@@ -161,6 +182,8 @@ class PaperBroker:
         self._refs = 0
         self._positions: dict[str, _Entry] = {}
         self._by_epic: dict[str, dict[str, _Entry]] = {}
+        # Per epic: the directional exit thresholds of its book (see _quiet); None = recompute.
+        self._guards: dict[str, tuple[float, float, float, float] | None] = {}
         self._orders: dict[str, list[_Order]] = {}
         self._quotes: dict[str, Tick] = {}
         self._window: list[float] = []
@@ -209,6 +232,11 @@ class PaperBroker:
         if held:
             inst = next(iter(held.values())).inst  # one epic, one instrument
             bid, ask = inst.to_ticks(tick.bid), inst.to_ticks(tick.ask)
+            guard = self._guards.get(tick.epic)
+            if guard is None:
+                guard = self._guards[tick.epic] = _guard(held.values())
+            if guard[0] < bid < guard[1] and guard[2] < ask < guard[3]:
+                held = {}  # no stop or limit of this epic is reached: nothing to check
             for entry in list(held.values()):
                 if entry.gate is not None and not entry.gate.admits(tick.ts):
                     continue
@@ -237,6 +265,7 @@ class PaperBroker:
         """Remove ``e`` from the book; the fill is ``price`` ticks (``gap``: beyond the level)."""
         del self._positions[e.deal_id]
         del self._by_epic[e.epic][e.deal_id]
+        self._guards[e.epic] = None
         self._n[f"closed_{reason}"] += 1
         self._n["gap_fills"] += gap
         return PositionClosed(e.deal_id, e.inst.to_price(price), reason, ts, gap)
@@ -299,6 +328,7 @@ class PaperBroker:
     def _add(self, e: _Entry) -> None:
         self._positions[e.deal_id] = e
         self._by_epic.setdefault(e.epic, {})[e.deal_id] = e
+        self._guards[e.epic] = None
 
     def _next_deal_id(self) -> str:
         self._seq += 1
@@ -437,6 +467,7 @@ class PaperBroker:
             if problem is not None:
                 return self._refuse(problem)
         e.stop, e.limit = level, new_limit
+        self._guards[e.epic] = None
         self._n["amend_accepted"] += 1
         return Confirmation(True, e.inst.to_price(level), self._next_ref())
 

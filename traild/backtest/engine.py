@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,8 @@ from traild.settings import Settings
 _FAST_CHUNK = 4000  # at most this many trades per unit on the fast path
 _MIN_CHUNK = 200  # at least this many (smaller batches waste the kernel's vectorisation)
 _STEPS = 40  # aim for about this many progress steps per run
+_FAST_WORK_PER_JOB = 100_000  # trade runs per worker process on the fast path
+_EVENT_WORK_PER_JOB = 2_000  # ... on the event-driven path (about a millisecond each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +235,26 @@ def units_of(ctx: Context, jobs: int) -> list[Unit]:
     return out
 
 
+def auto_jobs(work: int, engine: str, cores: int) -> int:
+    """Worker processes for ``work`` trade runs (trades x variants): one per share of work
+    that pays for a process (forking, shipping rows back), at most one per core. The fast
+    kernel needs a lot of work before a second process pays; the event-driven core little."""
+    per_job = _FAST_WORK_PER_JOB if engine == FAST else _EVENT_WORK_PER_JOB
+    return max(1, min(cores, work // per_job))
+
+
 def execute(
     ctx: Context, jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[TradeRow]:
-    """Run every unit (in ``jobs`` processes) and merge the rows in a fixed order.
+    """Run every unit (in ``jobs`` processes; 0: chosen from the work size) and merge the
+    rows in a fixed order.
 
     ``progress(done, total)`` counts trade runs (trades x variants), once per finished chunk.
     """
+    if jobs <= 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        work = len(ctx.trades) * len(ctx.variants)
+        jobs = auto_jobs(work, ctx.engine, min(32, cores or os.cpu_count() or 1))
     units = units_of(ctx, jobs)
     total = sum(len(u[2]) for u in units)
     for market in ctx.markets:

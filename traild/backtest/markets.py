@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -124,16 +124,21 @@ class Market:
         assert isinstance(hit, CrossingIndex)
         return hit
 
-    def stream(self, start: int) -> Iterator[tuple[datetime, int, int]]:
-        """Ticks from ``start`` on as ``(ts, bid_ticks, ask_ticks)`` for the event-driven core."""
+    def stream(self, start: int) -> Iterator[tuple[int, int, int]]:
+        """Ticks from ``start`` on as ``(epoch_ms, bid_ticks, ask_ticks)`` for the event-driven
+        core: plain integers, no object built per tick."""
         hit = self._cache.get("lists")
         if hit is None:
             hit = (self.ts_ms.tolist(), self.bid.tolist(), self.ask.tolist())
             self._cache["lists"] = hit
         assert isinstance(hit, tuple)
         ms, bid, ask = hit
-        for i in range(start, len(ms)):
-            yield ms_to_datetime(ms[i]), bid[i], ask[i]
+        tails = []
+        for column in (ms, bid, ask):
+            it: Any = iter(column)
+            it.__setstate__(start)  # a list iterator starts at ``start`` in O(1) (islice skips)
+            tails.append(it)
+        return zip(*tails, strict=True)
 
 
 def load_market(

@@ -35,14 +35,14 @@ def run_event(market: Market, trade: KernelTrade) -> PathResult:
         raise ValueError(f"trade starting at tick {trade.start} has no tick to run on")
     return PathResult(
         exit_idx=trade.start + out.ticks_seen - 1,
-        exit_ts=to_ms(out.exit_ts),
+        exit_ts=out.exit_ts,
         exit_price=out.exit_price,
         exit_reason=out.exit_reason,
         gap=out.gap,
         exit_stop=out.exit_stop,  # the confirmed stop when the trade closed
         best=out.best,
-        lock_ts=None if out.lock_ts is None else to_ms(out.lock_ts),
-        amendments=tuple((to_ms(a.ts), a.old, a.new, a.reason.value) for a in out.amendments),
+        lock_ts=out.lock_ts,
+        amendments=tuple((a.ts, a.old, a.new, a.reason.value) for a in out.amendments),
     )
 
 

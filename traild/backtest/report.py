@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -122,26 +123,33 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def _csv_row(r: TradeRow) -> list[str]:
-    out = []
-    for column in CSV_COLUMNS:
-        value = getattr(r, column)
-        if column in ("entry_ts", "exit_ts"):
-            value = iso(ms_to_datetime(value))
-        elif column in _PIPS and value is not None:
-            value = round(value, 2) + 0.0
-        out.append(_csv_value(value))
-    return out
-
-
 _PIPS = frozenset(("pnl_pips", "mfe_pips", "slippage_pips", "minutes_to_lock", "atr_pips"))
 
 
 def write_trades(rows: Sequence[TradeRow], path: Path) -> None:
+    """trades.csv: one row per trade per variant; each timestamp is formatted once (the
+    variants share their entries) and the columns are read in one call per row."""
+    get = attrgetter(*CSV_COLUMNS)
+    stamps_at = [i for i, c in enumerate(CSV_COLUMNS) if c in ("entry_ts", "exit_ts")]
+    pips_at = [i for i, c in enumerate(CSV_COLUMNS) if c in _PIPS]
+    stamps: dict[int, str | None] = {}
+
+    def csv_row(r: TradeRow) -> list[str]:
+        values = list(get(r))
+        for i in stamps_at:
+            ms = values[i]
+            if ms not in stamps:
+                stamps[ms] = iso(ms_to_datetime(ms))
+            values[i] = stamps[ms]
+        for i in pips_at:
+            if values[i] is not None:
+                values[i] = round(values[i], 2) + 0.0
+        return [_csv_value(v) for v in values]
+
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        writer.writerows(_csv_row(r) for r in rows)
+        writer.writerows(csv_row(r) for r in rows)
 
 
 def run_info(result: BacktestResult) -> dict[str, Any]:

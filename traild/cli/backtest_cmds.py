@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,6 @@ from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
 _MAX_RANDOM = 100_000  # traild.backtest.signals.MAX_RANDOM (not imported: NumPy loads lazily)
-
-
-def _default_jobs() -> int:
-    """One worker per core (at least one, at most 32)."""
-    return max(1, min(32, os.cpu_count() or 1))
 
 
 def register(sub: Any) -> None:
@@ -120,9 +114,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--jobs",
         type=_jobs,
-        default=_default_jobs(),
+        default=0,
         metavar="N",
-        help=f"worker processes, 1 to {MAX_JOBS} (default: the number of cores)",
+        help=f"worker processes, 1 to {MAX_JOBS} (default: chosen from the work size, at most"
+        " one per core)",
     )
     p.add_argument(
         "--engine",

@@ -66,7 +66,7 @@ class StageConfig:
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return _STAGE_FIELDS
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageConfig:
@@ -93,7 +93,9 @@ class StageConfig:
     def as_dict(self) -> dict[str, float]:
         """Pips rounded to 0.01; the ATR multiplier is a factor and is kept as configured."""
         return {
-            k: v if k == "stage3_atr_multiplier" else round(v, 2) for k, v in asdict(self).items()
+            k: (v if k == "stage3_atr_multiplier" else round(v, 2))
+            for k in _STAGE_FIELDS
+            for v in (getattr(self, k),)
         }
 
     def problems(self) -> list[str]:
@@ -112,6 +114,9 @@ class StageConfig:
         if self.stage3_min_distance <= 0 or self.stage3_atr_multiplier < 0:
             out.append("need stage3_min_distance > 0 and stage3_atr_multiplier >= 0")
         return out
+
+
+_STAGE_FIELDS = tuple(f.name for f in fields(StageConfig))
 
 
 @dataclass(frozen=True, slots=True)

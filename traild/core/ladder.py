@@ -8,6 +8,7 @@ and rounding "towards the market" is always rounding up. Thresholds are compared
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from traild.core.calculator import StageConfig
@@ -196,6 +197,20 @@ class Ladder:
     def mfe(self) -> int | None:
         """Favourable excursion in ticks (None before the first tick)."""
         return None if self._best == _NONE else self._best - self._entry
+
+    def quiet_band(self) -> tuple[float, float] | None:
+        """``(lo, hi)``: a tick whose unrounded directional price (bid, or minus the ask of a
+        SELL, in ticks) lies strictly inside changes nothing here — no exit, no new best,
+        nothing owed — so a dispatcher may skip this ladder. None: it must see the next tick.
+        The half-tick margins make that exact for prices rounded to the nearest tick."""
+        if self.closed:
+            return -math.inf, math.inf
+        if self._dirty or self._best == _NONE:
+            return None
+        hi = self._best + 0.5
+        if self._limit is not None:
+            hi = min(hi, self._limit - 0.5)
+        return self._stop + 0.5, hi
 
     # -- events ------------------------------------------------------------------------------
     def on_tick(self, bid: int, ask: int) -> MoveStop | Exit | None:

@@ -6,68 +6,85 @@ confirmed at once and takes effect from the next tick (SPEC §7).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Generic, TypeVar
 
 from traild.core.instruments import CENTI
 from traild.core.ladder import Exit, Ladder
 from traild.core.messages import Direction, MoveStop, Reason
 
+_NO_BAND = (math.inf, -math.inf)  # nothing is quiet
+TS = TypeVar("TS")  # a tick's time as the caller gives it (datetime; epoch ms in the backtest)
+
 
 @dataclass(frozen=True, slots=True)
-class Amendment:
-    ts: datetime
+class Amendment(Generic[TS]):
+    ts: TS
     old: int | None  # ticks
     new: int
     reason: Reason
 
 
 @dataclass(frozen=True, slots=True)
-class TradeOutcome:
+class TradeOutcome(Generic[TS]):
     """Exit (or end of data), every amendment, and the excursion, all in integer ticks."""
 
-    amendments: tuple[Amendment, ...]
-    exit_ts: datetime | None
+    amendments: tuple[Amendment[TS], ...]
+    exit_ts: TS | None
     exit_price: int | None
     exit_reason: str  # stop | limit | end_of_data
     gap: bool
     exit_stop: int | None  # the confirmed stop when the trade closed
     best: int | None
-    lock_ts: datetime | None  # first tick at which MFE reached the profit-lock trigger
+    lock_ts: TS | None  # first tick at which MFE reached the profit-lock trigger
     ticks_seen: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
 
 def run_trade(
     ladder: Ladder,
-    ticks: Iterable[tuple[datetime, int, int]],
+    ticks: Iterable[tuple[TS, int, int]],
     lock_trigger_scaled: int | None = None,
-) -> TradeOutcome:
+) -> TradeOutcome[TS]:
     """Drive ``ladder`` over ``(ts, bid_ticks, ask_ticks)`` until it exits or data ends.
 
     ``lock_trigger_scaled`` (centipips x ticks_per_pip) records when MFE first reached the
     profit-lock trigger, whether or not the lock is enabled.
     """
-    amendments: list[Amendment] = []
-    lock_ts: datetime | None = None
-    last: tuple[datetime, int, int] | None = None
+    amendments: list[Amendment[TS]] = []
+    lock_ts: TS | None = None
+    watch = lock_trigger_scaled is not None
+    lock = lock_trigger_scaled or 0
+    moves = ladder.moves  # MFE changes only when the best price does (moves counts that)
+    on_tick = ladder.on_tick
     seen = 0
-    for tick in ticks:
-        ts, bid, ask = tick
+    last: tuple[TS, int, int] | None = None
+    buy = ladder.sign > 0
+    # Ticks inside the ladder's quiet band change nothing (Ladder.quiet_band): not even a call.
+    lo, hi = ladder.quiet_band() or _NO_BAND
+    plan = ladder.plan  # a plan changed by the tick source (a recalculation) voids the band
+    for ts, bid, ask in ticks:
         seen += 1
-        last = tick
-        event = ladder.on_tick(bid, ask)
+        if lo < (bid if buy else -ask) < hi:
+            if ladder.plan is plan:
+                continue
+            plan = ladder.plan
+        event = on_tick(bid, ask)
         # the lock is "reached" while the trade is open, not by the tick that closes it
-        if lock_ts is None and lock_trigger_scaled is not None and not isinstance(event, Exit):
+        if watch and ladder.moves != moves and not isinstance(event, Exit):
+            moves = ladder.moves
             mfe = ladder.mfe
-            if mfe is not None and mfe * CENTI >= lock_trigger_scaled:
-                lock_ts = ts
+            if mfe is not None and mfe * CENTI >= lock:
+                lock_ts, watch = ts, False
         if event is None:
+            lo, hi = ladder.quiet_band() or _NO_BAND
             continue
         if isinstance(event, MoveStop):
             amendments.append(Amendment(ts, ladder.stop, event.level, event.reason))
             ladder.confirm(event.level)
+            lo, hi = ladder.quiet_band() or _NO_BAND
             continue
         assert isinstance(event, Exit)
         return TradeOutcome(
@@ -81,6 +98,8 @@ def run_trade(
             lock_ts,
             seen,
         )
+    if seen:
+        last = (ts, bid, ask)  # the loop's variables hold the last tick
     end_price = None
     if last is not None:
         end_price = last[1] if ladder.sign > 0 else last[2]

@@ -3,7 +3,9 @@
 * one amendment in flight per trade; a newer target replaces a queued one;
 * profit-lock and rung amendments jump the queue;
 * a token bucket with the broker's allowance per minute;
-* write-ahead: the amendment is stored ``pending`` before it is sent;
+* write-ahead: the amendment is queued ``pending`` in the store's urgent lane before it is sent,
+  and sent without waiting for it to be durable (protection first): no amendment waits behind
+  database writes, its own or anyone else's; its records land in order shortly after;
 * the trade's stop changes only on the broker's confirmation;
 * transient errors back off and retry; after a timeout the position is re-read before any
   retry (no blind re-send); a definitive rejection goes back to the actor, which retries the
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import trio
 from loguru import logger
@@ -118,10 +121,13 @@ class Gateway:
         self.market_open = market_open or (lambda epic: True)
         self.halted = False
         self._queued: dict[int, AmendTarget] = {}
+        self._priority: dict[int, None] = {}  # queued trades whose target has priority, in order
         self._in_flight: set[int] = set()
         self._not_before: dict[int, float] = {}
         self._failures: dict[int, int] = {}
-        self._wakeup = trio.Event()
+        # Every idle worker parks here; a touch wakes them all (one Event per waiting worker
+        # would wake only the worker that replaced it last: the others would sleep on).
+        self._wakeup = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._idle.set()
         self.counts = {"sent": 0, "confirmed": 0, "rejected": 0, "failed": 0, "rate_limited": 0}
@@ -132,12 +138,13 @@ class Gateway:
         old = self._queued.get(target.trade_id)
         if old is not None and not target.better(target.level, old.level):
             return
-        self._queued[target.trade_id] = target
+        self._enqueue(target)
         self._touch()
 
     def forget(self, trade_id: int) -> None:
         """The trade is gone: drop what is queued for it."""
         self._queued.pop(trade_id, None)
+        self._priority.pop(trade_id, None)
         self._not_before.pop(trade_id, None)
         self._failures.pop(trade_id, None)
         self._touch()
@@ -178,7 +185,7 @@ class Gateway:
         return not self._in_flight and (self.halted or not self._queued)
 
     def _touch(self) -> None:
-        self._wakeup.set()
+        self._wakeup.unpark_all()
         if self._is_idle():
             self._idle.set()
 
@@ -193,31 +200,41 @@ class Gateway:
         if self.halted:
             return None
         now = trio.current_time()
-        best: AmendTarget | None = None
-        for trade_id, target in self._queued.items():
+        # The first sendable priority target, else the first sendable one (queue order); the
+        # search stops at the first hit, so a burst of targets costs no quadratic scan.
+        best = self._first_sendable(self._priority, now) or self._first_sendable(self._queued, now)
+        if best is not None:
+            del self._queued[best.trade_id]
+            self._priority.pop(best.trade_id, None)
+            self._in_flight.add(best.trade_id)
+        return best
+
+    def _first_sendable(self, trade_ids: dict[int, Any], now: float) -> AmendTarget | None:
+        for trade_id in trade_ids:
             if trade_id in self._in_flight or self._not_before.get(trade_id, 0.0) > now:
                 continue
+            target = self._queued[trade_id]
             if not self.market_open(target.epic):
                 # no amendments while the market is closed; looked at again shortly
                 self._not_before[trade_id] = now + 5.0
                 continue
-            if best is None or (target.priority and not best.priority):
-                best = target
-                if target.priority:
-                    break
-        if best is not None:
-            del self._queued[best.trade_id]
-            self._in_flight.add(best.trade_id)
-        return best
+            return target
+        return None
+
+    def _enqueue(self, target: AmendTarget) -> None:
+        self._queued[target.trade_id] = target
+        if target.priority:
+            self._priority[target.trade_id] = None
+        else:
+            self._priority.pop(target.trade_id, None)
 
     async def _worker(self) -> None:
         while True:
             target = self._next()
             if target is None:
-                self._wakeup = trio.Event()
                 self._touch_idle_only()
                 with trio.move_on_after(self._next_deadline()):
-                    await self._wakeup.wait()
+                    await self._wakeup.park()
                 continue
             try:
                 await self._amend(target)
@@ -243,13 +260,18 @@ class Gateway:
         amend_id: int | None
         try:
             amend_id = await self.store.write_amendment(
-                t.trade_id, t.deal_id, t.level, t.previous, t.reason.value, self.now()
+                t.trade_id,
+                t.deal_id,
+                t.level,
+                t.previous,
+                t.reason.value,
+                self.now(),
+                durable=False,
             )
         except StoreError as exc:
-            # The write stays queued in the store (it lands later, in order); protection
-            # first, so the amendment is sent anyway.
+            # Protection first: the amendment is sent anyway.
             bound.bind(event="store.degraded", error=str(exc)).warning(
-                "write-ahead record queued, not yet durable; sending the amendment anyway"
+                "write-ahead record not queued; sending the amendment anyway"
             )
             amend_id = getattr(exc, "amendment_id", None)
         await self.bucket.acquire()
@@ -332,7 +354,7 @@ class Gateway:
             if amend_id is not None:
                 try:
                     await self.store.confirm_amendment(
-                        amend_id, level, self.now(), t.reason is Reason.PROFIT_LOCK
+                        amend_id, level, self.now(), t.reason is Reason.PROFIT_LOCK, durable=False
                     )
                 except StoreError as exc:
                     log.bind(event="store.degraded", error=str(exc)).warning(
@@ -375,7 +397,7 @@ class Gateway:
         """Requeue ``t`` (unless a newer target replaced it) after a back-off."""
         self._backoff(t.trade_id, delay)
         if t.trade_id not in self._queued:
-            self._queued[t.trade_id] = t
+            self._enqueue(t)
 
     def _backoff(self, trade_id: int, delay: float | None = None) -> None:
         n = self._failures.get(trade_id, 0) + 1
@@ -394,7 +416,7 @@ class Gateway:
             return
         try:
             await self.store.update_amendment(
-                amend_id, state, self.now(), broker_ref=ref, error=error
+                amend_id, state, self.now(), broker_ref=ref, error=error, durable=False
             )
         except StoreError as exc:
             logger.bind(event="store.degraded", error=str(exc)).warning(

@@ -7,6 +7,11 @@ dispatcher hands each tick to every actor of the epic by a plain call (the ladde
 synchronous), which is what makes a thousand actors cheap. An actor that raises is reported to
 ``on_error`` and removed; the supervisor decides about its restart.
 
+Most ticks change nothing for most actors (the price moves inside the band between the trade's
+stop and its best price). A target that tells its *quiet band* (``BandedTarget``) is skipped
+while the tick's bid (or ask) lies strictly inside that band; one vectorised comparison per
+epic finds the actors that must see the tick, so ten thousand actors stay cheap.
+
 In lockstep mode (deterministic replay) ``publish`` dispatches at once and then waits until the
 ``settle`` hook (the gateway) is idle, so every amendment is answered before the next tick.
 """
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Protocol, runtime_checkable
 
+import numpy as np
 import trio
 
 from traild.core.messages import Tick
@@ -28,16 +35,29 @@ class TickTarget(Protocol):
     def on_tick(self, tick: Tick) -> None: ...
 
 
+@runtime_checkable
+class BandedTarget(Protocol):
+    """A target that can say which ticks change nothing for it (see ``TradeActor``)."""
+
+    wake: Callable[[], None] | None
+
+    def on_tick(self, tick: Tick) -> None: ...
+
+    def quiet_band(self) -> tuple[bool, float, float] | None: ...
+
+
 ErrorHook = Callable[[int, Exception], None]
 
 
 @dataclass(frozen=True, slots=True)
 class RouterStatistics:
-    published: int
-    dispatched: int
-    coalesced: int
+    published: int  # ticks handed to the router
+    dispatched: int  # ticks (and extremes quotes) dispatched to an epic's targets
+    coalesced: int  # ticks merged away by the latest-wins mailboxes (never dispatched)
     epics: int
     targets: int
+    delivered: int  # target.on_tick calls: what the actors really processed
+    skipped: int  # deliveries saved because the tick lay inside the target's quiet band
 
 
 class Mailbox:
@@ -77,6 +97,72 @@ class Mailbox:
         return [Tick(latest.epic, latest.ts, hi.bid, lo.ask), latest]
 
 
+_VECTOR_FROM = 16  # below this many targets a plain loop is cheaper than numpy
+
+
+class _Group:
+    """One epic's targets with their quiet bands in arrays (rebuilt when membership changes)."""
+
+    def __init__(self) -> None:
+        self.targets: dict[int, TickTarget] = {}
+        self._bands: dict[int, Callable[[], tuple[bool, float, float] | None]] = {}
+        self._stale = True
+        self._keys: list[int] = []
+        self._index: dict[int, int] = {}
+        self._on_ask = np.zeros(0, bool)
+        self._lo = np.zeros(0)
+        self._hi = np.zeros(0)
+
+    def add(self, key: int, target: TickTarget) -> None:
+        self.targets[key] = target
+        if isinstance(target, BandedTarget):  # once: a protocol check is slow
+            target.wake = partial(self.wake, key)
+            self._bands[key] = target.quiet_band
+        self._stale = True
+
+    def remove(self, key: int) -> None:
+        self._bands.pop(key, None)
+        if self.targets.pop(key, None) is not None:
+            self._stale = True
+
+    def wake(self, key: int) -> None:
+        """``key``'s state changed outside a tick: it sees the next tick."""
+        i = self._index.get(key)
+        if i is not None and not self._stale:
+            self._lo[i], self._hi[i] = np.inf, -np.inf
+
+    def update(self, key: int) -> None:
+        i = self._index.get(key)
+        if i is None or self._stale:
+            return
+        quiet_band = self._bands.get(key)
+        band = None if quiet_band is None else quiet_band()
+        if band is None:
+            self._lo[i], self._hi[i] = np.inf, -np.inf
+        else:
+            self._on_ask[i], self._lo[i], self._hi[i] = band
+
+    def due(self, tick: Tick) -> list[int]:
+        """The keys that must see ``tick`` (all of them for small groups)."""
+        if len(self.targets) < _VECTOR_FROM:
+            return list(self.targets)
+        if self._stale:
+            self._rebuild()
+        price = np.where(self._on_ask, tick.ask, tick.bid)
+        quiet = (self._lo < price) & (price < self._hi)
+        keys = self._keys
+        return [keys[i] for i in np.flatnonzero(~quiet).tolist()]
+
+    def _rebuild(self) -> None:
+        self._keys = list(self.targets)
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        n = len(self._keys)
+        self._on_ask, self._lo, self._hi = np.zeros(n, bool), np.full(n, np.inf), np.zeros(n)
+        self._stale = False
+        for key in self._keys:
+            self.update(key)
+
+
 class Router:
     """Routes ticks to the targets subscribed for their epic."""
 
@@ -89,12 +175,14 @@ class Router:
         self.lockstep = lockstep
         self._settle = settle
         self.on_error: ErrorHook = on_error or _raise
-        self._targets: dict[str, dict[int, TickTarget]] = {}
+        self._groups: dict[str, _Group] = {}
         self._skip: dict[int, int] = {}  # key -> sequence number of a tick it must not get
         self._boxes: dict[str, Mailbox] = {}
         self._nursery: trio.Nursery | None = None
         self.published = 0
         self.dispatched = 0
+        self.delivered = 0
+        self.skipped = 0
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the per-epic dispatchers (not needed in lockstep mode)."""
@@ -108,16 +196,22 @@ class Router:
     ) -> None:
         """Deliver ``epic``'s ticks to ``target``; ``skip_current_tick``: not the tick being
         routed right now (a fill: the trade starts trailing with the next tick)."""
-        self._targets.setdefault(epic, {})[key] = target
+        group = self._groups.get(epic)
+        if group is None:
+            group = self._groups[epic] = _Group()
+        group.add(key, target)
         if skip_current_tick:
             self._skip[key] = self.published + 1
 
     def unsubscribe(self, epic: str, key: int) -> None:
-        self._targets.get(epic, {}).pop(key, None)
+        group = self._groups.get(epic)
+        if group is not None:
+            group.remove(key)
         self._skip.pop(key, None)
 
     def targets(self, epic: str) -> int:
-        return len(self._targets.get(epic, {}))
+        group = self._groups.get(epic)
+        return 0 if group is None else len(group.targets)
 
     async def publish(self, tick: Tick) -> None:
         self.published += 1
@@ -141,17 +235,24 @@ class Router:
             await trio.lowlevel.checkpoint()
 
     def _dispatch(self, tick: Tick, seq: int) -> None:
-        targets = self._targets.get(tick.epic)
-        if not targets:
+        group = self._groups.get(tick.epic)
+        if group is None or not group.targets:
             return
-        for key, target in list(targets.items()):
-            if self._skip and self._skip.get(key) == seq:
+        due = group.due(tick)
+        targets = group.targets
+        self.skipped += len(targets) - len(due)
+        for key in due:
+            target = targets.get(key)
+            if target is None or (self._skip and self._skip.get(key) == seq):
                 continue
             try:
                 target.on_tick(tick)
             except Exception as exc:  # one broken actor must not stop the others
                 self.unsubscribe(tick.epic, key)
                 self.on_error(key, exc)
+                continue
+            group.update(key)
+        self.delivered += len(due)
         self.dispatched += 1
 
     def statistics(self) -> RouterStatistics:
@@ -159,8 +260,10 @@ class Router:
             self.published,
             self.dispatched,
             sum(b.coalesced for b in self._boxes.values()),
-            len(self._targets),
-            sum(len(t) for t in self._targets.values()),
+            len(self._groups),
+            sum(len(g.targets) for g in self._groups.values()),
+            self.delivered,
+            self.skipped,
         )
 
 

@@ -18,7 +18,6 @@ from traild.core.calculator import (
     DYNAMIC,
     FIXED,
     CalculatedStages,
-    MarketConditions,
 )
 from traild.core.conditions import BarHistory
 from traild.core.entry import EntryGate
@@ -32,22 +31,19 @@ from traild.core.messages import (
     Position,
     PositionAmended,
     PositionClosed,
-    PositionOpened,
     StageRecalculation,
     TradeRecord,
     TradeStatus,
 )
 from traild.ports import Broker, BrokerEvent, TradeStore
 from traild.runtime.gateway import Gateway
+from traild.runtime.intake import Intake
 from traild.runtime.recalc import recalculate_actors
 from traild.runtime.router import Router
 from traild.runtime.stages import (
     Policy,
     apply_switches,
-    calculate,
     fixed_stages,
-    merge_conditions,
-    stored_stages,
 )
 from traild.runtime.trade_actor import ActorPlan, QuoteCache, TradeActor
 
@@ -58,7 +54,7 @@ class _Slot:
     crashes: int = 0
 
 
-class Supervisor:
+class Supervisor(Intake):
     def __init__(
         self,
         policy: Policy,
@@ -93,6 +89,7 @@ class Supervisor:
         self._adding: set[str] = set()  # broker positions whose trade_log insert is queued
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
+        self._init_intake()
         self.counts = {"adopted": 0, "closed": 0, "crashed": 0, "abandoned": 0}
 
     # -- start-up -----------------------------------------------------------------------------
@@ -148,30 +145,6 @@ class Supervisor:
                     ),
                 )
 
-    async def adopt_from_broker(self) -> None:
-        """Positions at the broker that traild does not know yet become trades."""
-        try:
-            positions = await self.broker.open_positions()
-        except BrokerError as exc:
-            logger.bind(event="broker.error", error=str(exc)).warning("cannot list positions")
-            return
-        for position in positions:
-            await self.on_broker_event(PositionOpened(position, self.now()))
-
-    async def poll_store(self) -> None:
-        """Adopt every open or pending trade that has no actor yet; apply per-trade overrides
-        (``trailing_override``) changed in the database to the running ones."""
-        trades = await self.store.load_open_trades()
-        for trade in trades:
-            slot = self.slots.get(trade.id) if trade.id is not None else None
-            if slot is not None and trade.trailing_override != slot.actor.trade.trailing_override:
-                self._override(slot.actor, trade.trailing_override)
-        fresh = [t for t in trades if t.id is not None and t.id not in self._known]
-        # Concurrently, so the store commits their writes in batches.
-        async with trio.open_nursery() as nursery:
-            for trade in fresh:
-                nursery.start_soon(self.adopt, trade)
-
     def _override(self, actor: TradeActor, override: str | None) -> None:
         """The per-trade kill switch: ``fixed`` stages, or ``off`` (no amendments at all)."""
         actor.trade = replace(actor.trade, trailing_override=override)
@@ -192,32 +165,15 @@ class Supervisor:
         if override == "off":
             self.gateway.forget(actor.trade_id)
 
+    def _running(self, trade_id: int) -> TradeActor | None:
+        slot = self.slots.get(trade_id)
+        return None if slot is None else slot.actor
+
     def _record_method_soon(self, trade_id: int, method: str, reason: str | None) -> None:
         if self._nursery is not None:
             self._nursery.start_soon(self._record_method, trade_id, method, reason)
 
-    # -- adoption -----------------------------------------------------------------------------
-    async def adopt(self, trade: TradeRecord) -> None:
-        assert trade.id is not None and self._nursery is not None
-        try:
-            self.instruments.resolve(trade.epic)
-        except TraildError as exc:
-            self._known.add(trade.id)
-            await self._unmanage(trade, f"unknown instrument: {exc}")
-            return
-        if trade.entry_price is None:
-            if trade.id not in self._filling:
-                self._filling.add(trade.id)
-                self._filling_deals[trade.deal_id] = trade
-                self._known.add(trade.id)
-                await self._fill(trade)
-            return
-        self._known.add(trade.id)
-        stages = stored_stages(self.policy, trade)
-        if stages is None:
-            stages = await self._calculate_and_store(trade, await self._conditions(trade))
-        self._launch(trade, stages)
-
+    # -- adoption (polling and batched adoption: runtime/intake.py) ---------------------------
     async def _fill(self, trade: TradeRecord) -> None:
         """Ask the (paper) broker to open the position; the fill arrives as PositionOpened.
 
@@ -295,43 +251,6 @@ class Supervisor:
         ).info("trade adopted")
         plan = ActorPlan(stages, self._ladder_policy(trade.epic))
         self._start(trade, plan, skip_current_tick)
-
-    async def _calculate_and_store(
-        self, trade: TradeRecord, cond: MarketConditions | None
-    ) -> CalculatedStages:
-        """Stages are calculated once, at adoption, and stored with the trade (seed phase 2)."""
-        assert trade.id is not None
-        stages = calculate(self.policy, trade, cond)
-        pip = float(self.instruments.resolve(trade.epic).pip_size)
-        await self._durable(
-            "stages",
-            self.store.adopt_trade(
-                trade.id,
-                calculated_stages=stages.to_json(),
-                trailing_calculation_method=stages.method,
-                fallback_reason=stages.fallback_reason,
-                atr_at_entry=None if stages.atr_pips is None else stages.atr_pips * pip,
-                volatility_regime=cond.volatility_regime if cond else None,
-                session_at_entry=cond.session if cond else None,
-                market_regime_at_entry=cond.market_regime if cond else None,
-            ),
-        )
-        return stages
-
-    async def _conditions(self, trade: TradeRecord) -> MarketConditions | None:
-        """The alert's conditions, completed from traild's own price history."""
-        alert = None
-        if trade.alert_id is not None:
-            try:
-                alert = await self.store.get_alert(trade.alert_id)
-            except StoreError as exc:
-                logger.bind(event="store.degraded", error=str(exc)).warning("alert unreadable")
-        history = self.histories.get(trade.epic)
-        own = None
-        if history is not None and history.atr is not None:
-            own = history.conditions(trade.epic, self.now())
-        pip = float(self.instruments.resolve(trade.epic).pip_size)
-        return merge_conditions(trade.epic, alert, own, pip)
 
     def _ladder_policy(self, epic: str) -> LadderPolicy:
         distance = self.policy.min_distance(epic)
@@ -429,23 +348,20 @@ class Supervisor:
             await self.flush_progress()
 
     async def flush_progress(self, everything: bool = False) -> None:
-        """Write due best prices (all of them when ``everything``), concurrently so the store
-        can batch them."""
+        """Write due best prices (all of them when ``everything``) in one batched write."""
         actors = (
             [s.actor for s in self.slots.values()] if everything else list(self._dirty.values())
         )
         self._dirty.clear()
-        async with trio.open_nursery() as nursery:
-            for actor in actors:
-                price = actor.take_progress()
-                if price is not None:
-                    nursery.start_soon(self._save_progress, actor, price)
-
-    async def _save_progress(self, actor: TradeActor, price: float) -> None:
+        prices = [(a.trade_id, p) for a in actors if (p := a.take_progress()) is not None]
+        if not prices:
+            return
         try:
-            await self.store.save_progress(actor.trade_id, price)
+            await self.store.save_progress_many(prices)
         except StoreError as exc:  # queued in the store; the broker stop is the protection
-            actor.log.bind(event="store.degraded", error=str(exc)).warning("best price queued")
+            logger.bind(event="store.degraded", error=str(exc), trades=len(prices)).warning(
+                "best prices queued"
+            )
 
     async def _durable(self, what: str, write: Awaitable[None]) -> None:
         """Await a write; one that is not durable in time stays queued in the store and lands
@@ -512,6 +428,10 @@ class Supervisor:
             return  # its trade_log row is queued; the store poll adopts it once it lands
         if await self.store.get_trade_by_deal(position.deal_id) is not None:
             return  # ours already
+        await self._adopt_position(position, event.ts)
+
+    async def _adopt_position(self, position: Position, ts: datetime) -> None:
+        """A broker position traild did not know: recorded as a trade, then adopted."""
         try:
             self.instruments.resolve(position.epic)
         except TraildError as exc:
@@ -530,11 +450,11 @@ class Supervisor:
             initial_sl_price=position.stop,
             limit_price=position.limit,
             status=TradeStatus.OPEN,
-            opened_at=position.opened_at or event.ts,
+            opened_at=position.opened_at or ts,
         )
         try:
             trade = await self.store.add_trade(record)
-        except StoreError as exc:
+        except StoreError as exc:  # the row lands later; the store poll adopts it then
             logger.bind(event="store.degraded", deal_id=position.deal_id, error=str(exc)).warning(
                 "broker position recorded later; adopted once the row lands"
             )
@@ -568,6 +488,8 @@ class Supervisor:
         ).warning("stop changed at the broker")
 
     async def _closed(self, event: PositionClosed) -> None:
+        """A running trade closes from memory, its records queued without waiting for them
+        (a close never holds up the tick that caused it, nor the other trades' amendments)."""
         running = self._deals.get(event.deal_id)
         slot = self.slots.get(running) if running is not None else None
         # From memory when traild trails it (no read on the event path during an outage).
@@ -579,11 +501,10 @@ class Supervisor:
         slot = self.slots.pop(trade.id, None)
         self._deals.pop(trade.deal_id, None)
         self.router.unsubscribe(trade.epic, trade.id)
+        price = None
         if slot is not None:
             self._dirty.pop(trade.id, None)
             price = slot.actor.take_progress()
-            if price is not None:
-                await self._save_progress(slot.actor, price)
         self.gateway.forget(trade.id)
         inst = self.instruments.resolve(trade.epic)
         pnl = round(
@@ -593,9 +514,16 @@ class Supervisor:
             ),
             2,
         )
-        await self._durable(
-            "close", self.store.close_trade(trade.id, event.exit_price, event.reason, pnl, event.ts)
-        )
+        try:
+            if price is not None:
+                await self.store.save_progress(trade.id, price, durable=False)
+            await self.store.close_trade(
+                trade.id, event.exit_price, event.reason, pnl, event.ts, durable=False
+            )
+        except StoreError as exc:
+            logger.bind(event="store.degraded", trade_id=trade.id, error=str(exc)).warning(
+                "close not recorded"
+            )
         self.counts["closed"] += 1
         logger.bind(
             event="trade.closed",

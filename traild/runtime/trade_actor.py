@@ -94,6 +94,10 @@ class TradeActor:
         self._saved_moves = 0
         self.last_ts: datetime | None = None
         self.successor: TradeActor | None = None  # set when the supervisor restarts this actor
+        # Set by the router: call when the state changed outside a tick (the quiet band it
+        # holds for this actor is no longer valid).
+        self.wake: Callable[[], None] | None = None
+        self._tick_size = float(instrument.tick_size)
 
     def _compile(self, plan: ActorPlan) -> LadderPlan:
         return LadderPlan.compile(plan.stages.stages, self.inst, plan.policy, plan.stages.atr_pips)
@@ -102,12 +106,34 @@ class TradeActor:
     def replan(self, plan: ActorPlan) -> None:
         self._new_plan = plan
         self._carry_floor = False
+        self._woken()
+
+    def _woken(self) -> None:
+        if self.wake is not None:
+            self.wake()
+
+    def quiet_band(self) -> tuple[bool, float, float] | None:
+        """``(on_ask, lo, hi)``: a tick whose bid (ask when ``on_ask``) lies strictly inside
+        ``(lo, hi)`` changes nothing for this actor, so the router may skip it (its tick count
+        and time then stay those of its last eventful tick). None: it must see the next tick.
+        A millionth of a tick of margin keeps the float bounds on the safe side."""
+        if self._new_plan is not None:
+            return None
+        band = self.ladder.quiet_band()
+        if band is None:
+            return None
+        lo, hi = band
+        size, margin = self._tick_size, 1e-6
+        if self.direction is Direction.BUY:
+            return False, (lo + margin) * size, (hi - margin) * size
+        return True, (-hi + margin) * size, (-lo - margin) * size
 
     def recalculate(self, plan: ActorPlan) -> None:
         """Real-time recalculation: ``plan`` from the next tick, keeping every floor the
         current stages have earned (``Ladder.recalculated``)."""
         self._new_plan = plan
         self._carry_floor = True
+        self._woken()
 
     @property
     def current_plan(self) -> ActorPlan:
@@ -179,11 +205,13 @@ class TradeActor:
     def on_confirmed(self, level: float) -> None:
         self.ladder.confirm(self.inst.to_ticks(level))
         self.trade = replace(self.trade, sl_price=level)
+        self._woken()
         if self.successor is not None:
             self.successor.on_confirmed(level)
 
     def on_failed(self, reason: str) -> None:
         self.ladder.reject()
+        self._woken()
         if self.successor is not None:
             self.successor.on_failed(reason)
 

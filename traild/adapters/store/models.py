@@ -93,9 +93,13 @@ class TradeLog(Base):
     profit_lock_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stop_pips: Mapped[float | None] = mapped_column(sa.Float)
     limit_pips: Mapped[float | None] = mapped_column(sa.Float)
+    # Set by triggers (migration 0006) on insert and on a change of status, trailing_override or
+    # entry_price: the daemon's poll reads only rows above its high-water mark.
+    change_seq: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     __table_args__ = (
         sa.Index("ix_trade_log_status", "status"),
+        sa.Index("ix_trade_log_change_seq", "change_seq"),
         # migration 0003; the store normalises case and blanks on read
         sa.CheckConstraint(
             "trailing_override IS NULL OR lower(trim(trailing_override)) IN ('fixed', 'off', '')",

@@ -73,6 +73,7 @@ from traild.core.messages import (
 T = TypeVar("T")
 _ERROR_CHARS = 500
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
+_PROGRESS = -1  # the writer's coalescing key of the batched best-price write (no trade has it)
 
 
 class _ReadTimedOut(Exception):
@@ -118,7 +119,8 @@ async def open_store(
             store.read_wait, store.read_timeout = read_wait, read_timeout
             async with trio.open_nursery() as nursery:
                 # Shielded: when the caller is cancelled (a crash elsewhere, a test ending), the
-                # writer still drains the queue in _close (bounded by drain_timeout).
+                # writer still drains the queue in _close (bounded by drain_timeout), so writes
+                # queued without waiting (progress, adoption) still land.
                 writer = trio.CancelScope(shield=True)
                 await nursery.start(_shielded, writer, store._writer.run)
                 try:
@@ -155,6 +157,8 @@ class SqlTradeStore:
         self._writer = WriteQueue(self._commit, is_transient=is_transient, describe=describe)
         self._alerts = alert_table(set())
         self._next_amendment_id = 1
+        self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
+        self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
         self.read_wait = 0.0
         self.read_timeout = 5.0
         self._read_retries = 0
@@ -262,9 +266,18 @@ class SqlTradeStore:
         trade_id: int | None = None,
         coalesce: bool = False,
         amendment_id: int | None = None,
+        urgent: bool = False,
+        durable: bool = True,
         landed: Op | None = None,
     ) -> Any:
-        write = self._writer.submit(op, trade_id=trade_id, coalesce=coalesce, landed=landed)
+        """Queue ``op``; wait until it is durable (WriteQueued after the write timeout), or,
+        without ``durable``, return at once (the write lands in order; a refusal is logged).
+        ``landed`` makes a retried insert idempotent (see writer.py)."""
+        write = self._writer.submit(
+            op, trade_id=trade_id, coalesce=coalesce, urgent=urgent, landed=landed
+        )
+        if not durable:
+            return None
         return await self._writer.wait(write, self._write_timeout, amendment_id)
 
     async def _update_trade(self, trade_id: int, values: dict[str, Any]) -> None:
@@ -273,7 +286,32 @@ class SqlTradeStore:
     # -- reads ---------------------------------------------------------------------------
     async def load_open_trades(self) -> list[TradeRecord]:
         rows = await self._rows(_trades().where(TRADE_LOG.c.status.in_(_OPEN_STATES)))
+        self.trade_rows_read += len(rows)
         return trades_from_rows(rows)
+
+    async def changed_trades(
+        self, after: int, limit: int = 1000, open_only: bool = False
+    ) -> tuple[list[TradeRecord], int]:
+        """Trades inserted or changed (status, override, entry) since change ``after``, oldest
+        change first, at most ``limit`` (``open_only``: open and pending ones); and the highest
+        change read (``after`` when none)."""
+        seq = TRADE_LOG.c.change_seq
+        statement = sa.select(*trade_columns(), seq).where(seq > after)
+        if open_only:
+            statement = statement.where(TRADE_LOG.c.status.in_(_OPEN_STATES))
+        statement = statement.order_by(seq).limit(limit)
+        rows = await self._rows(statement)
+        self.trade_rows_read += len(rows)
+        top = max((int(row["change_seq"]) for row in rows), default=after)
+        return trades_from_rows(rows), top
+
+    async def trades_by_deals(self, deal_ids: Sequence[str]) -> dict[str, TradeRecord]:
+        """The trades of these deal ids (those that exist), read in a few queries."""
+        found: dict[str, TradeRecord] = {}
+        for chunk in _chunks(list(dict.fromkeys(deal_ids))):
+            rows = await self._rows(_trades().where(TRADE_LOG.c.deal_id.in_(chunk)))
+            found.update((t.deal_id, t) for t in trades_from_rows(rows))
+        return found
 
     async def get_trade(self, trade_id: int) -> TradeRecord | None:
         return one_trade(await self._rows(_trades().where(TRADE_LOG.c.id == trade_id)))
@@ -294,6 +332,15 @@ class SqlTradeStore:
         table = self._alerts
         rows = await self._rows(sa.select(table).where(table.c.id == alert_id))
         return alert_from_row(rows[0]) if rows else None
+
+    async def get_alerts(self, alert_ids: Sequence[int]) -> dict[int, AlertRecord]:
+        """The alerts of these ids (those that exist), read in a few queries."""
+        table = self._alerts
+        found: dict[int, AlertRecord] = {}
+        for chunk in _chunks(sorted(set(alert_ids))):
+            rows = await self._rows(sa.select(table).where(table.c.id.in_(chunk)))
+            found.update((row["id"], alert_from_row(row)) for row in rows)
+        return found
 
     async def unfinished_amendments(self) -> list[AmendmentRecord]:
         rows = await self._rows(_amendments().where(STOP_AMENDMENT.c.state.in_(UNFINISHED_STATES)))
@@ -342,11 +389,54 @@ class SqlTradeStore:
         if values:
             await self._update_trade(trade_id, values)
 
-    async def save_progress(self, trade_id: int, best_price: float) -> None:
+    async def adopt_trades(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Many adoptions in one write (one transaction, one statement per set of fields)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for trade_id, fields in updates:
+            values = adopt_values(fields)
+            if values:
+                key = tuple(sorted(values))
+                groups.setdefault(key, []).append(
+                    {"_id": trade_id, **{f"_v_{k}": v for k, v in values.items()}}
+                )
+        if not groups:
+            return
+
+        async def update(conn: AsyncConnection) -> None:
+            for names, params in groups.items():
+                await conn.execute(_update_many(names), params)
+
+        await self._write(update)
+
+    async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the best price; a newer value replaces one still queued for the same trade."""
         values = checked({"best_price": best_price})
         op = _update_one(TRADE_LOG, trade_id, values)
-        await self._write(op, trade_id=trade_id, coalesce=True)
+        await self._write(op, trade_id=trade_id, coalesce=True, durable=durable)
+
+    async def save_progress_many(
+        self, prices: Sequence[tuple[int, float]], durable: bool = True
+    ) -> None:
+        """Persist many best prices in one statement. Prices wait in one table until written
+        (last value per trade wins), so at most one such write is queued whatever the pace."""
+        for trade_id, price in prices:
+            self._progress[trade_id] = checked({"best_price": price})["best_price"]
+        write = self._writer.submit(self._progress_op(), trade_id=_PROGRESS, coalesce=True)
+        if durable:
+            await self._writer.wait(write, self._write_timeout)
+
+    def _progress_op(self) -> Op:
+        rows: list[dict[str, Any]] | None = None
+
+        async def update(conn: AsyncConnection) -> None:
+            nonlocal rows
+            if rows is None:  # taken once: a retry writes the same rows
+                rows = [{"_id": k, "_v_best_price": v} for k, v in self._progress.items()]
+                self._progress.clear()
+            if rows:
+                await conn.execute(_update_many(("best_price",)), rows)
+
+        return update
 
     async def write_amendment(
         self,
@@ -356,8 +446,11 @@ class SqlTradeStore:
         previous: float | None,
         reason: str,
         ts: datetime,
+        durable: bool = True,
     ) -> int:
-        """Queue the ``pending`` row; the id is allocated here, so WriteQueued carries it too."""
+        """Queue the ``pending`` row; the id is allocated here, so WriteQueued carries it too.
+
+        Amendment records take the urgent lane; ``durable=False`` returns once queued."""
         amendment_id = self._next_amendment_id
         values = checked(
             {
@@ -386,7 +479,14 @@ class SqlTradeStore:
             )
             return NOT_LANDED if found is None else None
 
-        await self._write(insert, trade_id=trade_id, amendment_id=amendment_id, landed=landed)
+        await self._write(
+            insert,
+            trade_id=trade_id,
+            amendment_id=amendment_id,
+            urgent=True,
+            durable=durable,
+            landed=landed,
+        )
         return amendment_id
 
     async def update_amendment(
@@ -396,6 +496,7 @@ class SqlTradeStore:
         ts: datetime,
         broker_ref: str | None = None,
         error: str | None = None,
+        durable: bool = True,
     ) -> None:
         try:
             values: dict[str, Any] = {"state": AmendState(state), "updated_at": ts}
@@ -406,10 +507,15 @@ class SqlTradeStore:
         if error is not None:
             values["error"] = error[:_ERROR_CHARS]
         op = _update_one(STOP_AMENDMENT, amendment_id, checked(values))
-        await self._write(op, amendment_id=amendment_id)
+        await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
 
     async def confirm_amendment(
-        self, amendment_id: int, level: float, ts: datetime, profit_lock: bool = False
+        self,
+        amendment_id: int,
+        level: float,
+        ts: datetime,
+        profit_lock: bool = False,
+        durable: bool = True,
     ) -> None:
         """One transaction: the amendment becomes ``confirmed`` and the trade's sl_price ``level``.
 
@@ -436,7 +542,7 @@ class SqlTradeStore:
                 trade["profit_lock_applied_at"] = first_lock
             await _update_one(TRADE_LOG, trade_id, trade)(conn)
 
-        await self._write(confirm, amendment_id=amendment_id)
+        await self._write(confirm, amendment_id=amendment_id, urgent=True, durable=durable)
 
     async def close_trade(
         self,
@@ -445,6 +551,7 @@ class SqlTradeStore:
         exit_reason: str,
         pnl_pips: float,
         closed_at: datetime,
+        durable: bool = True,
     ) -> None:
         values = {
             "status": TradeStatus.CLOSED,
@@ -453,7 +560,8 @@ class SqlTradeStore:
             "pnl_pips": pnl_pips,
             "closed_at": closed_at,
         }
-        await self._update_trade(trade_id, checked(values))
+        op = _update_one(TRADE_LOG, trade_id, checked(values))
+        await self._write(op, trade_id=trade_id, durable=durable)
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
         """Set the status; ``reason`` is kept as exit_reason when the status is ``closed``
@@ -509,6 +617,20 @@ def _trades() -> sa.Select[Any]:
 
 def _amendments() -> sa.Select[Any]:
     return sa.select(STOP_AMENDMENT).order_by(STOP_AMENDMENT.c.id)
+
+
+def _update_many(names: tuple[str, ...]) -> sa.Update:
+    """An executemany update by id of the columns ``names`` (parameters ``_id``, ``_v_<name>``)."""
+    columns = TRADE_LOG.c
+    return (
+        TRADE_LOG.update()
+        .where(columns.id == sa.bindparam("_id"))
+        .values({n: sa.bindparam(f"_v_{n}", type_=columns[n].type) for n in names})
+    )
+
+
+def _chunks(items: list[T], size: int = 500) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _update_one(table: sa.Table, row_id: int, values: dict[str, Any]) -> Op:

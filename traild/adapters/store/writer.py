@@ -5,6 +5,8 @@ locked or unreachable the owner retries the head of the queue with backoff, fore
 dropped or reordered, and a caller that gave up (``WriteQueued``) sees its write land later. Only a
 write the database refuses outright (a constraint, a missing row) fails, alone, and is reported.
 Queued writes are committed in batches (one transaction each) when several are waiting.
+Urgent writes (the amendment audit trail) have their own FIFO lane, committed before the normal
+one, so an amendment's records never wait behind a burst of adoption or progress writes.
 
 A commit that fails transiently has an unknown outcome (the connection may have died after the
 server committed). Such writes are retried; if a retried insert is then refused (its row already
@@ -84,6 +86,7 @@ class WriteQueue:
         self._max_batch = max_batch
         self._backoff = backoff
         self._queue: deque[_Write] = deque()
+        self._urgent: deque[_Write] = deque()
         self._wake = trio.Event()
         self._coalescible: dict[int, _Write] = {}
         self._solo = 0  # writes to commit one by one, to isolate a refused one from its batch
@@ -100,13 +103,20 @@ class WriteQueue:
         *,
         trade_id: int | None = None,
         coalesce: bool = False,
+        urgent: bool = False,
         landed: Op | None = None,
     ) -> _Write:
         """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
         (nothing else for that trade queued after it) takes the new op instead: last value wins.
+        ``urgent`` writes go to the urgent lane (FIFO among themselves, never coalesced).
         ``landed`` tells whether a refused retry had in fact landed before (see the module)."""
         if self._closed:
             raise StoreError("the store is closed")
+        if urgent:
+            write = _Write(op, trade_id, trio.current_time(), landed=landed)
+            self._urgent.append(write)
+            self._wake.set()
+            return write
         if trade_id is not None:
             previous = self._coalescible.pop(trade_id, None)
             if coalesce and previous is not None and not previous.taken:
@@ -132,18 +142,20 @@ class WriteQueue:
 
     async def drain(self) -> None:
         """Wait until everything queued now is done (FIFO: the tail is done last)."""
-        if self._queue:
-            await self._queue[-1].done.wait()
+        for lane in (self._urgent, self._queue):
+            if lane:
+                await lane[-1].done.wait()
 
     def close(self) -> int:
         """Refuse further writes; returns how many are still queued (lost if the process ends)."""
         self._closed = True
-        return len(self._queue)
+        return len(self._queue) + len(self._urgent)
 
     def statistics(self) -> StoreStatistics:
-        head = self._queue[0].enqueued if self._queue else None
+        heads = [lane[0].enqueued for lane in (self._urgent, self._queue) if lane]
+        head = min(heads) if heads else None
         return StoreStatistics(
-            queued_writes=len(self._queue),
+            queued_writes=len(self._queue) + len(self._urgent),
             committed_writes=self._committed,
             failed_writes=self._failed,
             retries=self._retries,
@@ -156,11 +168,12 @@ class WriteQueue:
         task_status.started()
         delay = self._backoff[0]
         while True:
-            if not self._queue:
+            lane = self._urgent or self._queue
+            if not lane:
                 self._wake = trio.Event()
                 await self._wake.wait()
                 continue
-            batch = list(islice(self._queue, 1 if self._solo else self._max_batch))
+            batch = list(islice(lane, 1 if self._solo else self._max_batch))
             for write in batch:
                 write.taken = True
             try:
@@ -175,20 +188,20 @@ class WriteQueue:
                 elif len(batch) > 1:
                     self._solo = len(batch)
                 else:
-                    await self._refused(batch[0], exc)
+                    await self._refused(lane, batch[0], exc)
                 continue
             self._recovered()
             delay = self._backoff[0]
-            self._finish(batch, results=results)
+            self._finish(lane, batch, results=results)
 
-    async def _refused(self, write: _Write, exc: Exception) -> None:
+    async def _refused(self, lane: deque[_Write], write: _Write, exc: Exception) -> None:
         """A single write refused: failed, unless it had landed before an unknown outcome."""
         if write.uncertain and write.landed is not None:
             try:
                 result = (await self._commit([write.landed]))[0]
             except Exception as check:
                 if not self._is_transient(check):
-                    self._finish([write], error=self._describe(exc))
+                    self._finish(lane, [write], error=self._describe(exc))
                     return
                 self._note_retry(check)
                 await trio.sleep(self._backoff[0])
@@ -198,9 +211,9 @@ class WriteQueue:
                 logger.bind(event="store.write_landed").info(
                     "a write retried after an unknown commit outcome had landed; not repeated"
                 )
-                self._finish([write], results=[result])
+                self._finish(lane, [write], results=[result])
                 return
-        self._finish([write], error=self._describe(exc))
+        self._finish(lane, [write], error=self._describe(exc))
 
     def _recovered(self) -> None:
         if self._streak:
@@ -210,10 +223,15 @@ class WriteQueue:
             self._streak = 0
 
     def _finish(
-        self, batch: list[_Write], *, results: list[Any] | None = None, error: str | None = None
+        self,
+        lane: deque[_Write],
+        batch: list[_Write],
+        *,
+        results: list[Any] | None = None,
+        error: str | None = None,
     ) -> None:
         for i, write in enumerate(batch):
-            self._queue.popleft()
+            lane.popleft()
             if write.trade_id is not None and self._coalescible.get(write.trade_id) is write:
                 del self._coalescible[write.trade_id]
             if error is None:
@@ -237,10 +255,9 @@ class WriteQueue:
         # the first failure, about once a minute, and whenever the cause changes (e.g. the
         # connection dropped, then the database turned read-only)
         if self._streak % 30 == 1 or changed:
-            logger.bind(
-                event="store.unavailable", error=self._last_error, queued=len(self._queue)
-            ).warning(
+            queued = len(self._queue) + len(self._urgent)
+            logger.bind(event="store.unavailable", error=self._last_error, queued=queued).warning(
                 "database unavailable ({}); {} write(s) queued, retrying",
                 self._last_error,
-                len(self._queue),
+                queued,
             )
