@@ -44,6 +44,17 @@ def positive_or_any_float(text: str) -> float:
 DIRECTION_HELP = "BUY or SELL (also LONG/SHORT; any case)"
 
 
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (counts, limits)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
 def direction(text: str) -> Direction:
     try:
         return Direction.parse(text)

@@ -11,6 +11,7 @@ from typing import Any
 
 from traild.backtest.variants import DEFAULT_VARIANTS
 from traild.cli.args import positive_float as _positive_float
+from traild.cli.args import positive_int
 from traild.core.errors import DataError
 from traild.settings import load
 
@@ -76,7 +77,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--walk-forward",
-        type=_count,
+        type=positive_int,
         default=None,
         metavar="K",
         help="K time folds: the best --grid point of fold i is evaluated on fold i+1 (K >= 2)",
@@ -131,25 +132,15 @@ def register(sub: Any) -> None:
 MAX_JOBS = 256
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def _jobs(text: str) -> int:
-    value = _count(text)
+    value = positive_int(text)
     if value > MAX_JOBS:
         raise argparse.ArgumentTypeError(f"at most {MAX_JOBS} worker processes: {text!r}")
     return value
 
 
 def _random_count(text: str) -> int:
-    value = _count(text)
+    value = positive_int(text)
     if value > _MAX_RANDOM:
         raise argparse.ArgumentTypeError(f"at most {_MAX_RANDOM:,} entries per run (memory)")
     return value

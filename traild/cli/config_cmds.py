@@ -22,6 +22,7 @@ from typing import Any
 import trio
 from loguru import logger
 
+from traild.cli.args import positive_int
 from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
 from traild.core.calculator import StageConfig
 from traild.core.errors import ConfigError, InstrumentError, TraildError
@@ -62,7 +63,7 @@ def register(sub: Any) -> None:
 
     p = actions.add_parser("history", help="the audit trail of configuration changes")
     p.add_argument("pair", nargs="?", metavar="PAIR")
-    p.add_argument("--limit", type=_limit, metavar="N", help="only the last N changes")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the last N changes")
     _common(p, json_=True)
     p.set_defaults(func=_history)
 
@@ -75,16 +76,6 @@ def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -
         p.add_argument("--by", metavar="WHO", help="who made the change (default: the OS user)")
     if json_:
         p.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 # -- reading the database --------------------------------------------------------------------
