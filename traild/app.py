@@ -27,7 +27,8 @@ from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
-from traild.settings import IGSettings, Settings, load
+from traild.settings import Settings, load
+from traild.settings_models import IGSettings
 
 if TYPE_CHECKING:
     from traild.adapters.ig.rest import IGBroker

@@ -22,12 +22,12 @@ from traild.ports import ConfigSource
 from traild.settings import (
     _ENV_PREFIX,
     Settings,
-    _deep_merge,
     _describe,
     _reading,
     _reject_non_finite,
     config_path,
 )
+from traild.settings_models import _deep_merge
 
 DATABASE = "database"
 KINDS = ("regular", "scalp")

@@ -91,6 +91,8 @@ def log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
     sink = logger.add(lambda m: lines.append(str(m)), level="TRACE", format="{message} {extra}")
     handler = _ListHandler(lines)
     caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore"):  # in-process CLI tests ran traild.log, which quiets them
+        caplog.set_level(logging.DEBUG, logger=name)
     logging.getLogger().addHandler(handler)
     yield lines
     logging.getLogger().removeHandler(handler)
