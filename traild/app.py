@@ -544,17 +544,7 @@ async def _open_broker(
         return
     from traild.adapters.paper import PaperBroker
 
-    yield PaperBroker(
-        instruments=instruments,
-        latency_ms=b.latency_ms,
-        min_stop_distance_pips=b.min_stop_distance_pips,
-        allowance_per_minute=b.allowance_per_minute,
-        reject_rate=b.fault_reject_rate,
-        timeout_rate=b.fault_timeout_rate,
-        error_rate=b.fault_error_rate,
-        burst_rate=b.fault_burst_rate,
-        seed=b.fault_seed,
-    )
+    yield PaperBroker(instruments=instruments, seed=b.fault_seed, **b.paper_options())
 
 
 def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:

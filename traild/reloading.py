@@ -113,14 +113,6 @@ def apply_live(s: Settings, store: TradeStore | None, gateway: Gateway) -> None:
         store.set_write_timeout(s.database.write_timeout_s)
     b = s.broker
     if isinstance(gateway.broker, PaperBroker):
-        gateway.broker.configure(
-            latency_ms=b.latency_ms,
-            min_stop_distance_pips=b.min_stop_distance_pips,
-            allowance_per_minute=b.allowance_per_minute,
-            reject_rate=b.fault_reject_rate,
-            timeout_rate=b.fault_timeout_rate,
-            error_rate=b.fault_error_rate,
-            burst_rate=b.fault_burst_rate,
-        )
+        gateway.broker.configure(**b.paper_options())
     allowance = gateway.broker.allowance_per_minute() or b.allowance_per_minute
     gateway.configure(allowance, b.retry_base_s, b.retry_max_s)

@@ -238,6 +238,19 @@ class BrokerSettings(_Strict):
     fault_seed: int = 0
     ig: IGSettings = IGSettings()
 
+    def paper_options(self) -> dict[str, Any]:
+        """The paper broker's dealing rule, latency, allowance and fault rates, as the keyword
+        arguments both ``PaperBroker(...)`` and a reload's ``PaperBroker.configure`` take."""
+        return {
+            "latency_ms": self.latency_ms,
+            "min_stop_distance_pips": self.min_stop_distance_pips,
+            "allowance_per_minute": self.allowance_per_minute,
+            "reject_rate": self.fault_reject_rate,
+            "timeout_rate": self.fault_timeout_rate,
+            "error_rate": self.fault_error_rate,
+            "burst_rate": self.fault_burst_rate,
+        }
+
 
 class FeedSettings(_Strict):
     kind: Literal["synthetic", "replay", "ig"] = "synthetic"
