@@ -11,8 +11,9 @@ from traild.backtest.kernel import CrossingIndex, run_batch
 from traild.backtest.paths import run_event
 from traild.core.calculator import StageConfig
 from traild.core.instruments import CENTI
-from traild.core.ladder import LadderPolicy
+from traild.core.ladder import Ladder, LadderPolicy
 from traild.core.messages import Direction
+from traild.core.replay import run_trade
 
 BUY, SELL = Direction.BUY, Direction.SELL
 
@@ -142,6 +143,8 @@ def test_first_crossing_finds_the_first_tick_at_or_beyond_either_level(
     for (s, low, high), k in zip(queries, got, strict=True):
         hits = [i for i in range(s, len(values)) if values[i] <= low or values[i] >= high]
         assert k == (hits[0] if hits else len(values))
+        # the one-query walk the event path jumps with finds the same tick (half-tick bands)
+        assert index.seek(s, low + 0.5, high - 0.5) == k
 
 
 def test_trade_stopped_by_its_first_tick_has_no_best_price_and_a_gap() -> None:
@@ -174,3 +177,52 @@ def test_sell_limit_filled_through_a_gap_reports_the_tick_price() -> None:
     assert got == run_event(market, trade)
     assert got is not None
     assert (got.exit_reason, got.gap, got.exit_price) == ("limit", True, 109_700)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tick_paths(),
+    st.lists(trades_st, min_size=1, max_size=4),
+    policies(),
+    st.sampled_from(["EURUSD", "USDJPY"]),
+)
+def test_event_path_jumping_quiet_ticks_equals_the_core_visiting_every_tick(
+    path: tuple[list[int], list[int]],
+    specs: list[tuple[int, Direction, int, int | None, StageConfig, int | None]],
+    policy: LadderPolicy,
+    epic: str,
+) -> None:
+    """run_event delivers only the ticks outside the quiet band (CrossingIndex.seek); its
+    result is the one of run_trade streaming every tick from the entry on."""
+    bid, ask = path
+    market = synthetic_market(bid, ask, epic)
+    for pos, direction, stop, limit, stages, atr in specs:
+        trade = kernel_trade(
+            market,
+            pos % (len(bid) - 1),
+            direction,
+            stop / 100,
+            None if limit is None else limit / 100,
+            stages,
+            policy,
+            None if atr is None else atr / 100,
+        )
+        ladder = Ladder(trade.plan, direction, trade.entry, trade.stop, trade.limit)
+        ticks = zip(market.ts_ms.tolist(), bid, ask, strict=True)
+        every = run_trade(ladder, list(ticks)[trade.start :], trade.lock_trigger)
+        got = run_event(market, trade)
+        assert got.exit_idx == trade.start + every.ticks_seen - 1
+        assert (got.exit_ts, got.exit_price, got.exit_reason, got.gap) == (
+            every.exit_ts,
+            every.exit_price,
+            every.exit_reason,
+            every.gap,
+        )
+        assert (got.exit_stop, got.best, got.lock_ts) == (
+            every.exit_stop,
+            every.best,
+            every.lock_ts,
+        )
+        assert got.amendments == tuple(
+            (a.ts, a.old, a.new, a.reason.value) for a in every.amendments
+        )

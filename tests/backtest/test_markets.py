@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from traild.backtest.markets import Market, TickSource, entry_conditions, load_m
 from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
 from traild.core.instruments import InstrumentTable
-from traild.core.regime import regime_series
+from traild.core.regime import market_regime_of_bars, percentile_rank
 from traild.simulation import iso
 
 
@@ -74,9 +74,8 @@ def test_entry_conditions_equal_a_bar_history_fed_every_earlier_tick(oanda: Mark
         if i in entries:
             expected[i] = history.conditions(oanda.epic, ts)
         history.add(ts, float(oanda.bid_px[i]), float(oanda.ask_px[i]))
-    # the market regime at entry comes from regime_series over all bars (not BarHistory's)
-    strip = {k: replace(c, market_regime=None) for k, c in expected.items()}
-    assert {k: replace(c, market_regime=None) for k, c in got.items()} == strip
+    # everything the daemon would know at that tick, its market regime included
+    assert got == expected
     assert got[39_999].atr_pips is not None and got[39_999].volatility_regime is not None
     assert got[0].atr_pips is None  # no closed bars yet: the calculator falls back (no_atr)
 
@@ -92,7 +91,7 @@ def test_tick_source_takes_the_epic_after_an_equals_sign_or_from_the_file_name()
         TickSource.parse("/d/x.csv=")
 
 
-def test_entry_market_regime_is_the_regime_of_the_last_bar_closed_before_the_entry(
+def test_entry_market_regime_is_the_daemons_regime_of_the_last_bars_closed_before_the_entry(
     oanda: Market,
 ) -> None:
     params = ConditionParams()
@@ -102,15 +101,23 @@ def test_entry_market_regime_is_the_regime_of_the_last_bar_closed_before_the_ent
     mid = (oanda.bid_px + oanda.ask_px) / 2
     for entry in entries:
         # independently: every M15 mid bar that ended by the entry time, then the core rules
+        # on the daemon's window (the last 4 x ADX period bars) and its ATR percentile
         end = int(oanda.ts_ms[entry]) // period * period
         bars: dict[int, list[float]] = {}
         for t, m in zip(oanda.ts_ms.tolist(), mid.tolist(), strict=True):
             if t >= end:
                 break
             bars.setdefault(t // period, []).append(m)
-        values = list(bars.values())
-        labels = regime_series(
-            [max(v) for v in values], [min(v) for v in values], [v[-1] for v in values]
-        )
-        assert got[entry].market_regime == labels[-1]
+        hlc = [(max(v), min(v), v[-1]) for v in bars.values()]
+        trs = [hlc[0][0] - hlc[0][1]] + [
+            max(h, prev[2]) - min(low, prev[2]) for prev, (h, low, _) in pairwise(hlc)
+        ]
+        atrs = [
+            sum(trs[i - params.atr_period + 1 : i + 1]) / params.atr_period
+            for i in range(params.atr_period - 1, len(trs))
+        ]
+        history = atrs[:-1][-params.regime_lookback :]
+        percentile = percentile_rank(atrs[-1], history)
+        window = hlc[-4 * params.adx_period :]
+        assert got[entry].market_regime == market_regime_of_bars(window, percentile)
     assert {c.market_regime for c in got.values()} <= {"trending", "ranging", "breakout", "unknown"}

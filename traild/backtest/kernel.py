@@ -42,7 +42,7 @@ _RUNGS = 4  # early BE, stage 1, stage 2 and (optionally) the profit lock
 class CrossingIndex:
     """Minima and maxima of aligned power-of-two blocks of one integer series (a flat tree)."""
 
-    __slots__ = ("maxs", "mins", "n", "offsets", "top")
+    __slots__ = ("_offset_list", "_views", "maxs", "mins", "n", "offsets", "top")
 
     def __init__(self, x: Ints) -> None:
         mins, maxs = [x], [x]
@@ -63,6 +63,32 @@ class CrossingIndex:
         self.maxs: Ints = np.concatenate(maxs)
         self.n = int(x.size)
         self.top = int(sizes.size - 1)
+        self._offset_list: list[int] = self.offsets.tolist()
+        self._views: tuple[memoryview, memoryview] | None = None
+
+    def seek(self, i: int, lo: float, hi: float) -> int:
+        """One query in plain Python: the first k >= i with x[k] <= lo or x[k] >= hi (else n).
+
+        It visits about two blocks per level of the distance it skips, so a quiet stretch of
+        L ticks costs O(log L), and a crossing at ``i`` itself costs one comparison pair.
+        """
+        views = self._views
+        if views is None:
+            views = self._views = (self.mins.data, self.maxs.data)
+        mins, maxs = views
+        offsets, n, top = self._offset_list, self.n, self.top
+        lvl = 0
+        while i < n:
+            at = offsets[lvl] + (i >> lvl)
+            if mins[at] > lo and maxs[at] < hi:  # the block holds no crossing: skip it
+                i += 1 << lvl
+                if lvl < top and not (i >> lvl) & 1:
+                    lvl += 1  # the next block is the left half of a bigger one: climb
+            elif lvl:
+                lvl -= 1  # the crossing is inside: its left half first
+            else:
+                return i
+        return n
 
     def first_crossing(self, start: Ints, lo: Ints, hi: Ints) -> Ints:
         """Per query i: the first k >= start[i] with x[k] <= lo[i] or x[k] >= hi[i] (else n).

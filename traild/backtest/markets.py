@@ -9,10 +9,9 @@ become integer ticks exactly the way ``Instrument.to_ticks`` does it (round half
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +27,6 @@ from traild.core.calculator import MarketConditions
 from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
 from traild.core.instruments import Instrument, InstrumentTable
-from traild.core.regime import regime_series
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -124,21 +122,10 @@ class Market:
         assert isinstance(hit, CrossingIndex)
         return hit
 
-    def stream(self, start: int) -> Iterator[tuple[int, int, int]]:
-        """Ticks from ``start`` on as ``(epoch_ms, bid_ticks, ask_ticks)`` for the event-driven
-        core: plain integers, no object built per tick."""
-        hit = self._cache.get("lists")
-        if hit is None:
-            hit = (self.ts_ms.tolist(), self.bid.tolist(), self.ask.tolist())
-            self._cache["lists"] = hit
-        assert isinstance(hit, tuple)
-        ms, bid, ask = hit
-        tails = []
-        for column in (ms, bid, ask):
-            it: Any = iter(column)
-            it.__setstate__(start)  # a list iterator starts at ``start`` in O(1) (islice skips)
-            tails.append(it)
-        return zip(*tails, strict=True)
+    def columns(self) -> tuple[memoryview, memoryview, memoryview]:
+        """``(epoch_ms, bid_ticks, ask_ticks)`` for the event-driven core: views of the
+        columns that index to plain integers, with nothing copied or built per tick."""
+        return self.ts_ms.data, self.bid.data, self.ask.data
 
 
 def load_market(
@@ -179,16 +166,16 @@ def load_market(
 def entry_conditions(
     market: Market, entries: Sequence[int], params: ConditionParams
 ) -> dict[int, MarketConditions]:
-    """Conditions of each entry tick as ``BarHistory`` sees them fed every earlier tick.
+    """Conditions of each entry tick as ``BarHistory`` sees them fed every earlier tick:
+    exactly what the daemon and ``simulate`` would know at that moment, market regime included
+    (the regime of the last closed bars, ``traild.core.regime.market_regime_of_bars``).
 
     Only the ticks that shape a bar are fed (each bar's first, highest, lowest and last mid),
     in time order: they give the same closed bars, at the same moments, as feeding all ticks.
-    ``market_regime`` is the regime (``traild.core.regime``) of the last bar closed by then.
     """
     history = BarHistory(float(market.instrument.pip_size), params)
     mid = market.mid_px()
     feed = bar_shaping_ticks(market.ts_ms, mid, params.bar_minutes)
-    regimes = _market_regimes(market, params.bar_minutes)
     out: dict[int, MarketConditions] = {}
     j = 0
     for entry in sorted(set(entries)):
@@ -196,10 +183,7 @@ def entry_conditions(
             i = int(feed[j])
             history.add(ms_to_datetime(int(market.ts_ms[i])), float(mid[i]), float(mid[i]))
             j += 1
-        c = history.conditions(market.epic, ms_to_datetime(int(market.ts_ms[entry])))
-        out[entry] = MarketConditions(
-            c.epic, c.atr_pips, c.volatility_regime, c.session, regimes(entry)
-        )
+        out[entry] = history.conditions(market.epic, ms_to_datetime(int(market.ts_ms[entry])))
     return out
 
 
@@ -232,18 +216,6 @@ def mid_bars(market: Market, bar_minutes: int) -> MidBars:
     )
     market._cache[f"bars{bar_minutes}"] = bars
     return bars
-
-
-def _market_regimes(market: Market, bar_minutes: int) -> Callable[[int], str | None]:
-    """Entry index -> regime of the last bar that closed (by the clock) at or before it."""
-    bars = mid_bars(market, bar_minutes)
-    labels = regime_series(bars.high.tolist(), bars.low.tolist(), bars.close.tolist())
-
-    def at(entry: int) -> str | None:
-        j = int(np.searchsorted(bars.end_ms, int(market.ts_ms[entry]), side="right")) - 1
-        return labels[j] if j >= 0 else None
-
-    return at
 
 
 def bar_shaping_ticks(ts_ms: Ints, mid: Floats, bar_minutes: int) -> Ints:

@@ -1,9 +1,10 @@
 """The two ways one trade is computed: the event-driven core, and the kernel with its fallback.
 
 The event-driven path *is* the daemon's ladder: ``traild.core.ladder.Ladder`` driven tick by
-tick by ``traild.core.replay.run_trade`` (immediate confirmation, effective from the next tick),
-exactly as ``traild simulate`` runs it. The fast path (``kernel.run_batch``) must agree with it
-to the tick; trades it hands back are run here.
+tick by ``traild.core.replay.run_trade_at`` (immediate confirmation, effective from the next
+tick), exactly as ``traild simulate`` runs it, with the ticks that cannot change anything (inside
+the ladder's quiet band) jumped over instead of visited. The fast path (``kernel.run_batch``)
+must agree with it to the tick; trades it hands back are run here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from traild.adapters.tickfiles import EPOCH
 from traild.backtest.kernel import KernelTrade, PathResult, run_batch
 from traild.backtest.markets import Market
 from traild.core.ladder import Ladder
-from traild.core.replay import run_trade
+from traild.core.replay import run_trade_at
 
 FAST = "fast"
 EVENT = "event"
@@ -28,9 +29,22 @@ def to_ms(ts: datetime) -> int:
 
 
 def run_event(market: Market, trade: KernelTrade) -> PathResult:
-    """One trade through ``Ladder`` + ``run_trade`` over the market's ticks after its entry."""
+    """One trade through ``Ladder`` + ``run_trade_at`` over the market's ticks after its entry.
+
+    Ticks inside the ladder's quiet band are jumped over with the market's crossing index
+    (the same one the kernel searches); the ladder sees every other tick, in order.
+    """
     ladder = Ladder(trade.plan, trade.direction, trade.entry, trade.stop, trade.limit)
-    out = run_trade(ladder, market.stream(trade.start), trade.lock_trigger)
+    index = market.index()
+    if trade.direction.sign > 0:  # a BUY's directional prices are x[0:n], a SELL's x[n:2n]
+        seek = index.seek
+    else:
+        n = len(market)
+
+        def seek(i: int, lo: float, hi: float) -> int:
+            return index.seek(n + i, lo, hi) - n
+
+    out = run_trade_at(ladder, market.columns(), trade.start, seek, trade.lock_trigger)
     if out.exit_ts is None or out.exit_price is None:
         raise ValueError(f"trade starting at tick {trade.start} has no tick to run on")
     return PathResult(

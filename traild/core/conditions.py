@@ -82,6 +82,7 @@ class BarHistory:
         "_bar",
         "_bar_key",
         "_bars",
+        "_market",
         "_prev_close",
         "_trs",
         "atr",
@@ -102,6 +103,7 @@ class BarHistory:
         self._bars: deque[tuple[float, float, float]] = deque(maxlen=window)
         self.atr: float | None = None  # price units
         self.bars_closed = 0
+        self._market: tuple[int, str | None] = (-1, None)  # (bars_closed, regime) memo
 
     def add(self, ts: datetime, bid: float, ask: float) -> bool:
         """Take one tick; True when it closed a bar (it opens the next one)."""
@@ -147,7 +149,10 @@ class BarHistory:
             if len(history) >= self.p.regime_min_history:
                 percentile = percentile_rank(self.atr, history)
         p = self.p
-        market = market_regime_of_bars(self._bars, percentile, p.adx_period, p.er_period)
+        seen, market = self._market
+        if seen != self.bars_closed:  # it changes only when a bar closes: once per bar
+            market = market_regime_of_bars(self._bars, percentile, p.adx_period, p.er_period)
+            self._market = (self.bars_closed, market)
         return MarketConditions(epic, atr_pips, regime, session_of(ts, p), market)
 
 

@@ -7,7 +7,7 @@ confirmed at once and takes effect from the next tick (SPEC §7).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -43,6 +43,53 @@ class TradeOutcome(Generic[TS]):
     extra: dict[str, object] = field(default_factory=dict)
 
 
+class _Record(Generic[TS]):
+    """What a driver owes the outcome: amendments (confirmed at once) and the lock's time."""
+
+    __slots__ = ("amendments", "ladder", "lock", "lock_ts", "moves", "watch")
+
+    def __init__(self, ladder: Ladder, lock_trigger_scaled: int | None) -> None:
+        self.ladder = ladder
+        self.amendments: list[Amendment[TS]] = []
+        self.lock_ts: TS | None = None
+        self.watch = lock_trigger_scaled is not None
+        self.lock = lock_trigger_scaled or 0
+        self.moves = ladder.moves  # MFE changes only when the best price does (moves counts it)
+
+    def apply(self, ts: TS, event: MoveStop | Exit | None, seen: int) -> TradeOutcome[TS] | None:
+        """Book one delivered tick's event; the outcome when it closed the trade."""
+        ladder = self.ladder
+        # the lock is "reached" while the trade is open, not by the tick that closes it
+        if self.watch and ladder.moves != self.moves and not isinstance(event, Exit):
+            self.moves = ladder.moves
+            mfe = ladder.mfe
+            if mfe is not None and mfe * CENTI >= self.lock:
+                self.lock_ts, self.watch = ts, False
+        if event is None:
+            return None
+        if isinstance(event, MoveStop):
+            self.amendments.append(Amendment(ts, ladder.stop, event.level, event.reason))
+            ladder.confirm(event.level)
+            return None
+        return self.outcome(ts, event.price, event.reason, event.gap, seen)
+
+    def outcome(
+        self, ts: TS | None, price: int | None, reason: str, gap: bool, seen: int
+    ) -> TradeOutcome[TS]:
+        ladder = self.ladder
+        return TradeOutcome(
+            tuple(self.amendments),
+            ts,
+            price,
+            reason,
+            gap,
+            ladder.stop,  # the confirmed stop (for a limit exit, the event's level is the limit)
+            ladder.best,
+            self.lock_ts,
+            seen,
+        )
+
+
 def run_trade(
     ladder: Ladder,
     ticks: Iterable[tuple[TS, int, int]],
@@ -53,11 +100,7 @@ def run_trade(
     ``lock_trigger_scaled`` (centipips x ticks_per_pip) records when MFE first reached the
     profit-lock trigger, whether or not the lock is enabled.
     """
-    amendments: list[Amendment[TS]] = []
-    lock_ts: TS | None = None
-    watch = lock_trigger_scaled is not None
-    lock = lock_trigger_scaled or 0
-    moves = ladder.moves  # MFE changes only when the best price does (moves counts that)
+    record: _Record[TS] = _Record(ladder, lock_trigger_scaled)
     on_tick = ladder.on_tick
     seen = 0
     last: tuple[TS, int, int] | None = None
@@ -71,49 +114,54 @@ def run_trade(
             if ladder.plan is plan:
                 continue
             plan = ladder.plan
-        event = on_tick(bid, ask)
-        # the lock is "reached" while the trade is open, not by the tick that closes it
-        if watch and ladder.moves != moves and not isinstance(event, Exit):
-            moves = ladder.moves
-            mfe = ladder.mfe
-            if mfe is not None and mfe * CENTI >= lock:
-                lock_ts, watch = ts, False
-        if event is None:
-            lo, hi = ladder.quiet_band() or _NO_BAND
-            continue
-        if isinstance(event, MoveStop):
-            amendments.append(Amendment(ts, ladder.stop, event.level, event.reason))
-            ladder.confirm(event.level)
-            lo, hi = ladder.quiet_band() or _NO_BAND
-            continue
-        assert isinstance(event, Exit)
-        return TradeOutcome(
-            tuple(amendments),
-            ts,
-            event.price,
-            event.reason,
-            event.gap,
-            ladder.stop,  # the confirmed stop (for a limit exit, event.level is the limit)
-            ladder.best,
-            lock_ts,
-            seen,
-        )
+        done = record.apply(ts, on_tick(bid, ask), seen)
+        if done is not None:
+            return done
+        lo, hi = ladder.quiet_band() or _NO_BAND
     if seen:
         last = (ts, bid, ask)  # the loop's variables hold the last tick
-    end_price = None
-    if last is not None:
-        end_price = last[1] if ladder.sign > 0 else last[2]
-    return TradeOutcome(
-        tuple(amendments),
-        last[0] if last else None,
-        end_price,
-        "end_of_data",
-        False,
-        ladder.stop,
-        ladder.best,
-        lock_ts,
-        seen,
-    )
+    if last is None:
+        return record.outcome(None, None, "end_of_data", False, 0)
+    return record.outcome(last[0], last[1] if buy else last[2], "end_of_data", False, seen)
+
+
+def run_trade_at(
+    ladder: Ladder,
+    columns: tuple[Sequence[TS], Sequence[int], Sequence[int]],
+    start: int,
+    seek: Callable[[int, float, float], int],
+    lock_trigger_scaled: int | None = None,
+) -> TradeOutcome[TS]:
+    """``run_trade`` over the ticks ``start..`` of ``(ts, bid, ask)`` columns, jumping over
+    quiet ticks instead of visiting them.
+
+    ``seek(i, lo, hi)`` returns the first index ``k >= i`` whose directional price (bid, or
+    minus the ask of a SELL) is not strictly inside ``(lo, hi)``, or the columns' length. The
+    outcome is identical to ``run_trade`` over the same ticks (``ticks_seen`` included):
+    ticks inside the ladder's quiet band change nothing, so only the ones ``seek`` returns
+    are delivered. Its cost grows with the events, not with the ticks in between.
+    """
+    ts, bid, ask = columns
+    n = len(bid)
+    record: _Record[TS] = _Record(ladder, lock_trigger_scaled)
+    on_tick = ladder.on_tick
+    quiet_band = ladder.quiet_band
+    i = start
+    while True:
+        band = quiet_band()
+        if band is not None:
+            i = seek(i, band[0], band[1])
+        if i >= n:
+            break
+        done = record.apply(ts[i], on_tick(bid[i], ask[i]), i - start + 1)
+        if done is not None:
+            return done
+        i += 1
+    if start >= n:
+        return record.outcome(None, None, "end_of_data", False, 0)
+    last = n - 1
+    price = bid[last] if ladder.sign > 0 else ask[last]
+    return record.outcome(ts[last], price, "end_of_data", False, n - start)
 
 
 def pnl_ticks(direction: Direction, entry: int, exit_price: int) -> int:
