@@ -14,7 +14,10 @@ tick guard, paper broker, router, N actors, gateway and the store (SQLite, or Po
 * READY: process start of the daemon run -> ``daemon.ready`` (reconciliation, broker positions,
   adoption of every open trade).
 * poll stall: the longest single trio task step of the store poll (the housekeeping task and the
-  trio-asyncio loop task) after READY, measured with a trio Instrument.
+  trio-asyncio loop task) after READY, measured with a trio Instrument; and the longest step of
+  any task, with the time the garbage collector ran inside it (``gc.callbacks``).
+* store writes/s, queued at end: writes the store committed per second of feed time, and the
+  writes still queued when the feed ended (a backlog the store had not caught up with).
 
     python bench/bench_daemon.py [--ticks-per-epic 20000] [--trades 1000] [--runs 3] [--free]
                                  [--database sqlite|postgresql]
@@ -23,6 +26,7 @@ tick guard, paper broker, router, N actors, gateway and the store (SQLite, or Po
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -154,19 +158,32 @@ class StallMeter(trio.abc.Instrument):
         self.polling = False
         self.started = 0.0
         self.max_any = 0.0
+        self.max_any_task = ""
+        self.max_any_gc = 0.0  # of the longest step: time spent in the garbage collector
         self.max_poll = 0.0
+        self.gc_in_step = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_in_step += time.perf_counter() - self._gc_started
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         if self.arm_next:
             self.armed, self.arm_next = True, False
+        self.gc_in_step = 0.0
         self.started = time.perf_counter()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         if not self.armed:
             return
         step = time.perf_counter() - self.started
-        self.max_any = max(self.max_any, step)
         name = task.name
+        if step > self.max_any:
+            self.max_any, self.max_any_task, self.max_any_gc = step, name, self.gc_in_step
         if name.endswith("_housekeeping") or (self.polling and name.endswith("_main_loop")):
             self.max_poll = max(self.max_poll, step)
 
@@ -214,6 +231,12 @@ def one_run(
             trio.run(daemon.run, instruments=[m.stalls])
         finally:
             m.detach()
+        print(
+            f"longest task step after READY: {m.stalls.max_any * 1000:.1f} ms"
+            f" ({m.stalls.max_any_task}; {m.stalls.max_any_gc * 1000:.1f} ms of it in the"
+            " garbage collector)",
+            file=sys.stderr,
+        )
         return m.figures(daemon, start)
 
 
@@ -231,6 +254,8 @@ class _Measures:
         self.marks: dict[str, float] = {}
         self.stalls = StallMeter()
         self.rows_at_ready = 0
+        self.writes_at_ready = 0
+        self.writes_at_end = (0, 0)
         self.daemon: Daemon | None = None
         self._saved = (Router._dispatch, Gateway.submit, PaperBroker.amend_stop)
         self._poll = Supervisor.poll_store
@@ -294,8 +319,18 @@ class _Measures:
         if event == "daemon.ready":
             self.stalls.arm_next = True
             self.rows_at_ready = self._rows_read()
+            self.writes_at_ready = self._writes()[1]
         elif event == "feed.finished":
             self.stalls.armed = False
+            self.writes_at_end = self._writes()
+
+    def _writes(self) -> tuple[int, int]:
+        """The store's queued and committed writes now."""
+        sup = self.daemon.supervisor if self.daemon else None
+        if sup is None:
+            return 0, 0
+        stats = sup.store.statistics()
+        return stats.queued_writes, stats.committed_writes
 
     def _rows_read(self) -> int:
         sup = self.daemon.supervisor if self.daemon else None
@@ -325,7 +360,10 @@ class _Measures:
             "poll_rows_after_ready": self._rows_read() - self.rows_at_ready,
             "poll_stall_ms": self.stalls.max_poll * 1000,
             "max_step_ms": self.stalls.max_any * 1000,
+            "max_step_gc_ms": self.stalls.max_any_gc * 1000,
             "stops_confirmed": daemon.gateway.statistics().confirmed if daemon.gateway else 0,
+            "writes_per_s": (self.writes_at_end[1] - self.writes_at_ready) / feed_time,
+            "writes_queued_at_end": self.writes_at_end[0],
             "peak_rss_mb": _peak_rss_mb(),
         }
 
@@ -421,7 +459,12 @@ def _print(args: argparse.Namespace, runs: list[dict[str, float]]) -> None:
         (
             "poll: rows read / stall",
             f"{med['poll_rows_after_ready']:,.0f} / "
-            f"{med['poll_stall_ms']:.1f} ms (longest step of any task {med['max_step_ms']:.1f} ms)",
+            f"{med['poll_stall_ms']:.1f} ms (longest step of any task {med['max_step_ms']:.1f} ms,"
+            f" {med['max_step_gc_ms']:.1f} ms of it in the garbage collector)",
+        ),
+        (
+            "store writes/s, queued at end",
+            f"{med['writes_per_s']:,.0f} / {med['writes_queued_at_end']:,.0f}",
         ),
         ("stops confirmed", f"{med['stops_confirmed']:,.0f}"),
         ("peak RSS", f"{med['peak_rss_mb']:.0f} MB"),

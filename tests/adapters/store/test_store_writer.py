@@ -98,7 +98,7 @@ async def test_locked_database_queues_writes_and_lands_them_later_in_order(
         db.locked = False
         await queue.drain()
     assert db.rows == ["a", "b", "c", "d"]
-    assert all(w.done.is_set() for w in [first, *later])
+    assert all(w.finished for w in [first, *later])
     assert queue.statistics().queued_writes == 0
 
 
@@ -134,7 +134,7 @@ async def test_progress_writes_of_one_trade_coalesce_while_queued(
         db.locked = False
         await queue.drain()
     assert db.rows == ["best=1", "best=3", "other-trade", "close", "best=4"]
-    assert not [w for w in (p1, p2, other, closing, p4) if not w.done.is_set()]
+    assert not [w for w in (p1, p2, other, closing, p4) if not w.finished]
 
 
 async def test_closed_queue_refuses_new_writes_but_finishes_queued_ones(
