@@ -142,6 +142,9 @@ class Daemon:
             _open_broker(s, self.instruments, self._broker) as broker,
         ):
             feed = replay or _make_feed(s, broker)
+            hold, stats = getattr(feed, "hold_while", None), getattr(store, "statistics", None)
+            if callable(hold) and callable(stats):  # a speed-0 replay waits for the store
+                hold(lambda: stats().queued_writes)
             self._store = store
             yield store, broker, feed
 
@@ -224,7 +227,10 @@ class Daemon:
     async def _feed_loop(self, feed: PriceFeed) -> None:
         await feed.run(self.on_tick)
         self.feed_done.set()
-        logger.bind(event="feed.finished", ticks=self.stats.ticks).info("feed exhausted")
+        held = round(float(getattr(feed, "held_s", 0.0)), 3)
+        logger.bind(event="feed.finished", ticks=self.stats.ticks, held_s=held).info(
+            "feed exhausted"
+        )
 
     async def on_tick(self, tick: Tick) -> None:
         """The tick pipeline: guard, clock, history, paper fills/exits, then the actors."""

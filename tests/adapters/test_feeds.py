@@ -12,7 +12,14 @@ import pytest
 import trio
 import trio.testing
 
-from traild.adapters.feeds import ReplayFeed, SyntheticFeed
+from traild.adapters.feeds import (
+    BACKLOG_HIGH,
+    BACKLOG_LOW,
+    BACKLOG_WAIT_S,
+    CHECKPOINT_EVERY,
+    ReplayFeed,
+    SyntheticFeed,
+)
 from traild.adapters.tickfiles import TickColumns, iter_ticks, load_ticks
 from traild.core.conditions import session_of
 from traild.core.errors import ConfigError, DataError
@@ -125,6 +132,59 @@ async def test_replay_at_full_speed_can_be_cancelled_from_the_consumer() -> None
     with trio.fail_after(10):
         ticks = await collect(feed, limit=1000)
     assert 1000 <= len(ticks) < 1000 + 256 + 1
+
+
+async def test_an_unpaced_replay_waits_while_the_store_backlog_is_high(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Past BACKLOG_HIGH queued writes the replay stops at its next checkpoint and goes on
+    once the backlog is down to BACKLOG_LOW; nothing is skipped."""
+    feed = ReplayFeed([columns(list(range(1000)))], ["EURUSD"])
+    backlog = [BACKLOG_HIGH + 1]
+    feed.hold_while(lambda: backlog[0])
+    seen: list[tuple[float, int]] = []
+
+    async def emit(tick: Tick) -> None:
+        seen.append((trio.current_time(), backlog[0]))
+
+    async def drain() -> None:  # the store commits 200 writes every 0.1 s
+        while backlog[0] > 0:
+            await trio.sleep(0.1)
+            backlog[0] = max(0, backlog[0] - 200)
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        with trio.fail_after(60):
+            await feed.run(emit)
+    assert len(seen) == 1000
+    assert all(b <= BACKLOG_LOW for _, b in seen)  # not one tick while the backlog was high
+    assert seen[0][0] - start == pytest.approx(0.8, abs=0.01)  # 2,001 -> 401 in 8 steps
+    assert feed.held_s == pytest.approx(seen[0][0] - start, abs=0.01)
+
+
+async def test_a_backlog_that_never_drains_slows_an_unpaced_replay_but_never_stops_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A database outage: the replay waits BACKLOG_WAIT_S per checkpoint, then moves on."""
+    feed = ReplayFeed([columns(list(range(4 * CHECKPOINT_EVERY)))], ["EURUSD"])
+    feed.hold_while(lambda: 10 * BACKLOG_HIGH)
+    with trio.fail_after(60):
+        start = trio.current_time()
+        ticks = await collect(feed)
+    assert len(ticks) == 4 * CHECKPOINT_EVERY
+    assert trio.current_time() - start == pytest.approx(4 * BACKLOG_WAIT_S, rel=0.02)
+
+
+async def test_a_paced_replay_ignores_the_backlog(autojump_clock: trio.testing.MockClock) -> None:
+    feed = ReplayFeed([columns(list(range(0, 200_000, 1000)))], ["EURUSD"], speed=1.0)
+    feed.hold_while(lambda: 10 * BACKLOG_HIGH)
+    with trio.fail_after(600):
+        start = trio.current_time()
+        ticks = await collect(feed)
+    assert len(ticks) == 200
+    assert trio.current_time() - start == pytest.approx(199.0, abs=0.05)
+    assert feed.held_s == 0.0
 
 
 def test_replay_configuration_errors_are_reported_together() -> None:

@@ -10,7 +10,7 @@ import heapq
 import math
 import os
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +32,13 @@ CHECKPOINT_EVERY = 64  # unpaced feeds still let other tasks (and cancellation) 
 # the threads run): heartbeats, the store poll and adoption keep going in a speed-0 replay.
 YIELD_AFTER_S = 0.02
 YIELD_FOR_S = 0.002
+# An unpaced replay outruns the store: the writer needs several event-loop cycles per write,
+# and the feed makes every cycle long. Past BACKLOG_HIGH queued writes the replay waits until
+# they are down to BACKLOG_LOW, at most BACKLOG_WAIT_S at a time (an outage slows it, never
+# freezes it), so a speed-0 replay runs as fast as the daemon keeps its records durable.
+BACKLOG_HIGH = 2_000
+BACKLOG_LOW = 500
+BACKLOG_WAIT_S = 1.0
 
 
 class _Yielder:
@@ -94,9 +101,27 @@ class ReplayFeed:
         self._emitted = 0
         self._total: int | None = None
         self._last: datetime | None = None
+        self._backlog: Callable[[], int] | None = None
+        self.held_s = 0.0  # time spent waiting for the consumer's backlog (a statistic)
 
     def epics(self) -> list[str]:
         return list(dict.fromkeys(self._epics))
+
+    def hold_while(self, backlog: Callable[[], int]) -> None:
+        """Unpaced (speed 0): wait whenever ``backlog()`` (e.g. the store's queued writes)
+        exceeds BACKLOG_HIGH, until it is down to BACKLOG_LOW or BACKLOG_WAIT_S passed."""
+        self._backlog = backlog
+
+    async def _hold(self) -> None:
+        backlog = self._backlog
+        if backlog is None or self._speed > 0 or backlog() <= BACKLOG_HIGH:
+            return
+        start = trio.current_time()
+        for _ in range(round(BACKLOG_WAIT_S / YIELD_FOR_S)):  # polled: the store has no event
+            await trio.sleep(YIELD_FOR_S)
+            if backlog() <= BACKLOG_LOW:
+                break
+        self.held_s += trio.current_time() - start
 
     def load(self) -> None:
         """Read and merge every file now (DataError on a bad one), so neither stalls the
@@ -140,6 +165,7 @@ class ReplayFeed:
                     await trio.sleep_until(due)
             if i % CHECKPOINT_EVERY == 0:
                 await pause()
+                await self._hold()
             tick = Tick(epics[src[i]], EPOCH + timedelta(milliseconds=ms[i]), bids[i], asks[i])
             await emit(tick)
             self._emitted += 1
