@@ -203,6 +203,53 @@ async def test_write_ahead_sequence_pending_sent_confirmed_sets_sl_price(
         assert moved.profit_lock_applied_at == T0 + timedelta(seconds=2)
 
 
+async def test_state_changes_of_a_still_queued_amendment_are_folded_into_its_insert(
+    store: SqlTradeStore,
+) -> None:
+    """The gateway sends before the pending row is durable; under load it is often sent and
+    answered before the writer has taken the insert. Such changes ride on the insert: one
+    write per amendment (plus the trade's stop), the same rows as written step by step."""
+    with trio.fail_after(30):
+        added = await store.add_trade(trade())
+        assert added.id is not None
+        before = store.statistics().committed_writes
+        confirmed = await store.write_amendment(
+            added.id, "DEAL-1", 1.1001, 1.0985, "profit_lock", T0, durable=False
+        )
+        await store.update_amendment(
+            confirmed, AmendState.SENT, T0 + timedelta(seconds=1), broker_ref="R", durable=False
+        )
+        await store.confirm_amendment(
+            confirmed, 1.1001, T0 + timedelta(seconds=2), profit_lock=True
+        )
+        refused = await store.write_amendment(
+            added.id, "DEAL-1", 1.1005, 1.1001, "stage1", T0, durable=False
+        )
+        await store.update_amendment(refused, AmendState.REJECTED, T0, error="too close")
+        assert store.statistics().committed_writes - before == 3  # 2 inserts + the trade
+        first, second = await store.amendments_of(added.id)
+        assert (first.state, first.broker_ref, first.created_at, first.updated_at) == (
+            AmendState.CONFIRMED,
+            "R",
+            T0,
+            T0 + timedelta(seconds=2),
+        )
+        assert (second.state, second.error) == (AmendState.REJECTED, "too close")
+        moved = await store.get_trade(added.id)
+        assert moved is not None
+        assert (moved.sl_price, moved.profit_lock_applied_at) == (
+            1.1001,
+            T0 + timedelta(seconds=2),
+        )
+        # once the insert is durable, a change is an update of its own, as before
+        later = await store.write_amendment(added.id, "DEAL-1", 1.1010, 1.1001, "stage2", T0)
+        before = store.statistics().committed_writes
+        await store.update_amendment(later, AmendState.SENT, T0)
+        await store.confirm_amendment(later, 1.1010, T0)
+        assert store.statistics().committed_writes - before == 2
+        assert (await store.get_trade(added.id)).sl_price == 1.1010  # type: ignore[union-attr]
+
+
 async def test_profit_lock_time_is_recorded_once(store: SqlTradeStore) -> None:
     with trio.fail_after(30):
         added = await store.add_trade(trade())

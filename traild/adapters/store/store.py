@@ -59,6 +59,7 @@ from traild.adapters.store.writer import (
     StoreStatistics,
     WriteQueue,
     WriteQueued,
+    _Write,
 )
 from traild.core.errors import StoreError
 from traild.core.messages import (
@@ -74,6 +75,7 @@ T = TypeVar("T")
 _ERROR_CHARS = 500
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
 _PROGRESS = -1  # the writer's coalescing key of the batched best-price write (no trade has it)
+_FOLD_LIMIT = 4096  # queued amendment inserts remembered for folding before a sweep
 
 
 class _ReadTimedOut(Exception):
@@ -157,6 +159,9 @@ class SqlTradeStore:
         self._writer = WriteQueue(self._commit, is_transient=is_transient, describe=describe)
         self._alerts = alert_table(set())
         self._next_amendment_id = 1
+        # amendment inserts not yet handed to the database, with the values they will write:
+        # a state change arriving meanwhile is folded into the insert (see _fold)
+        self._queued_inserts: dict[int, tuple[_Write, dict[str, Any]]] = {}
         self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
         self.read_wait = 0.0
@@ -479,15 +484,30 @@ class SqlTradeStore:
             )
             return NOT_LANDED if found is None else None
 
-        await self._write(
-            insert,
-            trade_id=trade_id,
-            amendment_id=amendment_id,
-            urgent=True,
-            durable=durable,
-            landed=landed,
-        )
+        write = self._writer.submit(insert, trade_id=trade_id, urgent=True, landed=landed)
+        if len(self._queued_inserts) >= _FOLD_LIMIT:
+            self._queued_inserts = {k: v for k, v in self._queued_inserts.items() if not v[0].taken}
+        self._queued_inserts[amendment_id] = (write, values)
+        if durable:
+            await self._writer.wait(write, self._write_timeout, amendment_id)
         return amendment_id
+
+    def _fold(self, amendment_id: int, changes: dict[str, Any]) -> _Write | None:
+        """Fold ``changes`` into the amendment's insert if the database has not taken it yet
+        (one row written once instead of an insert and updates); its write, else None.
+
+        Under load the writer runs behind the gateway: an amendment is usually sent, and often
+        confirmed, before its pending row is written. The row then lands in its latest state;
+        nothing durable is skipped (the insert was not durable either), and the audit trail
+        keeps one row per amendment with its final state and times."""
+        entry = self._queued_inserts.pop(amendment_id, None)
+        if entry is None or entry[0].taken:
+            return None
+        write, values = entry
+        values.update(changes)
+        if changes.get("state") in UNFINISHED_STATES:
+            self._queued_inserts[amendment_id] = entry  # more changes may follow
+        return write
 
     async def update_amendment(
         self,
@@ -506,7 +526,13 @@ class SqlTradeStore:
             values["broker_ref"] = broker_ref
         if error is not None:
             values["error"] = error[:_ERROR_CHARS]
-        op = _update_one(STOP_AMENDMENT, amendment_id, checked(values))
+        values = checked(values)
+        folded = self._fold(amendment_id, values)
+        if folded is not None:
+            if durable:
+                await self._writer.wait(folded, self._write_timeout, amendment_id)
+            return
+        op = _update_one(STOP_AMENDMENT, amendment_id, values)
         await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
 
     async def confirm_amendment(
@@ -526,6 +552,17 @@ class SqlTradeStore:
             TRADE_LOG.c.profit_lock_applied_at, sa.literal(ts, UTCDateTime())
         )
 
+        trade: dict[str, Any] = {"sl_price": level}
+        if profit_lock:
+            trade["profit_lock_applied_at"] = first_lock
+        changes = {"state": AmendState.CONFIRMED.value, "updated_at": ts}
+        entry = self._queued_inserts.get(amendment_id)
+        if entry is not None and self._fold(amendment_id, changes) is not None:
+            trade_id = int(entry[1]["trade_id"])  # the row lands confirmed; then the trade
+            op = _update_one(TRADE_LOG, trade_id, trade)
+            await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
+            return
+
         async def confirm(conn: AsyncConnection) -> None:
             amendment = STOP_AMENDMENT.c
             result = await conn.execute(
@@ -537,9 +574,6 @@ class SqlTradeStore:
             trade_id = result.scalar_one_or_none()
             if trade_id is None:
                 raise MissingRow(f"no stop_amendment {amendment_id}")
-            trade: dict[str, Any] = {"sl_price": level}
-            if profit_lock:
-                trade["profit_lock_applied_at"] = first_lock
             await _update_one(TRADE_LOG, trade_id, trade)(conn)
 
         await self._write(confirm, amendment_id=amendment_id, urgent=True, durable=durable)
