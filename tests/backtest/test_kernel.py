@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.backtest.helpers import REGULAR, kernel_trade, synthetic_market
-from traild.backtest.kernel import CrossingIndex, run_batch
+from traild.backtest.kernel import CrossingIndex, KernelTrade, run_batch
+from traild.backtest.markets import Market
 from traild.backtest.paths import run_event
 from traild.core.calculator import StageConfig
 from traild.core.instruments import CENTI
@@ -85,6 +86,27 @@ def _never_capped(stages: StageConfig, policy: LadderPolicy, atr: float | None) 
     return all(off < -(-trig // CENTI) for trig, off, _ in trade.plan.rungs)
 
 
+def _trades(
+    market: Market,
+    specs: list[tuple[int, Direction, int, int | None, StageConfig, int | None]],
+    policy: LadderPolicy,
+) -> list[KernelTrade]:
+    """The drawn trades on ``market`` (prices and ATR drawn in centipips)."""
+    return [
+        kernel_trade(
+            market,
+            pos % (len(market) - 1),
+            direction,
+            stop / 100,
+            None if limit is None else limit / 100,
+            stages,
+            policy,
+            None if atr is None else atr / 100,
+        )
+        for pos, direction, stop, limit, stages, atr in specs
+    ]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     tick_paths(),
@@ -100,21 +122,7 @@ def test_kernel_matches_event_driven_core_on_any_tick_path(
 ) -> None:
     bid, ask = path
     market = synthetic_market(bid, ask, epic)
-    trades = []
-    for pos, direction, stop, limit, stages, atr in specs:
-        entry_idx = pos % (len(bid) - 1)
-        trades.append(
-            kernel_trade(
-                market,
-                entry_idx,
-                direction,
-                stop / 100,
-                None if limit is None else limit / 100,
-                stages,
-                policy,
-                None if atr is None else atr / 100,
-            )
-        )
+    trades = _trades(market, specs, policy)
     fast = run_batch(market.both_sides(), market.index(), market.ts_ms, trades)
     for trade, got, spec in zip(trades, fast, specs, strict=True):
         expected = run_event(market, trade)
@@ -196,18 +204,8 @@ def test_event_path_jumping_quiet_ticks_equals_the_core_visiting_every_tick(
     result is the one of run_trade streaming every tick from the entry on."""
     bid, ask = path
     market = synthetic_market(bid, ask, epic)
-    for pos, direction, stop, limit, stages, atr in specs:
-        trade = kernel_trade(
-            market,
-            pos % (len(bid) - 1),
-            direction,
-            stop / 100,
-            None if limit is None else limit / 100,
-            stages,
-            policy,
-            None if atr is None else atr / 100,
-        )
-        ladder = Ladder(trade.plan, direction, trade.entry, trade.stop, trade.limit)
+    for trade in _trades(market, specs, policy):
+        ladder = Ladder(trade.plan, trade.direction, trade.entry, trade.stop, trade.limit)
         ticks = zip(market.ts_ms.tolist(), bid, ask, strict=True)
         every = run_trade(ladder, list(ticks)[trade.start :], trade.lock_trigger)
         got = run_event(market, trade)

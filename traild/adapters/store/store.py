@@ -57,9 +57,9 @@ from traild.adapters.store.writer import (
     NOT_LANDED,
     Op,
     StoreStatistics,
+    Write,
     WriteQueue,
     WriteQueued,
-    _Write,
 )
 from traild.core.errors import StoreError
 from traild.core.messages import (
@@ -161,7 +161,7 @@ class SqlTradeStore:
         self._next_amendment_id = 1
         # amendment inserts not yet handed to the database, with the values they will write:
         # a state change arriving meanwhile is folded into the insert (see _fold)
-        self._queued_inserts: dict[int, tuple[_Write, dict[str, Any]]] = {}
+        self._queued_inserts: dict[int, tuple[Write, dict[str, Any]]] = {}
         self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
         self.read_wait = 0.0
@@ -492,9 +492,12 @@ class SqlTradeStore:
             await self._writer.wait(write, self._write_timeout, amendment_id)
         return amendment_id
 
-    def _fold(self, amendment_id: int, changes: dict[str, Any]) -> _Write | None:
+    def _fold(
+        self, amendment_id: int, changes: dict[str, Any]
+    ) -> tuple[Write, dict[str, Any]] | None:
         """Fold ``changes`` into the amendment's insert if the database has not taken it yet
-        (one row written once instead of an insert and updates); its write, else None.
+        (one row written once instead of an insert and updates); the insert's write and
+        values, else None.
 
         Under load the writer runs behind the gateway: an amendment is usually sent, and often
         confirmed, before its pending row is written. The row then lands in its latest state;
@@ -503,11 +506,10 @@ class SqlTradeStore:
         entry = self._queued_inserts.pop(amendment_id, None)
         if entry is None or entry[0].taken:
             return None
-        write, values = entry
-        values.update(changes)
+        entry[1].update(changes)
         if changes.get("state") in UNFINISHED_STATES:
             self._queued_inserts[amendment_id] = entry  # more changes may follow
-        return write
+        return entry
 
     async def update_amendment(
         self,
@@ -530,7 +532,7 @@ class SqlTradeStore:
         folded = self._fold(amendment_id, values)
         if folded is not None:
             if durable:
-                await self._writer.wait(folded, self._write_timeout, amendment_id)
+                await self._writer.wait(folded[0], self._write_timeout, amendment_id)
             return
         op = _update_one(STOP_AMENDMENT, amendment_id, values)
         await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
@@ -556,9 +558,9 @@ class SqlTradeStore:
         if profit_lock:
             trade["profit_lock_applied_at"] = first_lock
         changes = {"state": AmendState.CONFIRMED.value, "updated_at": ts}
-        entry = self._queued_inserts.get(amendment_id)
-        if entry is not None and self._fold(amendment_id, changes) is not None:
-            trade_id = int(entry[1]["trade_id"])  # the row lands confirmed; then the trade
+        folded = self._fold(amendment_id, changes)
+        if folded is not None:
+            trade_id = int(folded[1]["trade_id"])  # the row lands confirmed; then the trade
             op = _update_one(TRADE_LOG, trade_id, trade)
             await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
             return

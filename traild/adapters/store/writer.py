@@ -56,7 +56,7 @@ class StoreStatistics:
 
 
 @dataclass(eq=False, slots=True)
-class _Write:
+class Write:
     op: Op
     trade_id: int | None
     enqueued: float
@@ -97,10 +97,10 @@ class WriteQueue:
         self._describe = describe
         self._max_batch = max_batch
         self._backoff = backoff
-        self._queue: deque[_Write] = deque()
-        self._urgent: deque[_Write] = deque()
+        self._queue: deque[Write] = deque()
+        self._urgent: deque[Write] = deque()
         self._wake = trio.Event()
-        self._coalescible: dict[int, _Write] = {}
+        self._coalescible: dict[int, Write] = {}
         self._solo = 0  # writes to commit one by one, to isolate a refused one from its batch
         self._committed = 0
         self._failed = 0
@@ -117,7 +117,7 @@ class WriteQueue:
         coalesce: bool = False,
         urgent: bool = False,
         landed: Op | None = None,
-    ) -> _Write:
+    ) -> Write:
         """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
         (nothing else for that trade queued after it) takes the new op instead: last value wins.
         ``urgent`` writes go to the urgent lane (FIFO among themselves, never coalesced).
@@ -125,7 +125,7 @@ class WriteQueue:
         if self._closed:
             raise StoreError("the store is closed")
         if urgent:
-            write = _Write(op, trade_id, trio.current_time(), landed=landed)
+            write = Write(op, trade_id, trio.current_time(), landed=landed)
             self._urgent.append(write)
             self._wake.set()
             return write
@@ -135,14 +135,14 @@ class WriteQueue:
                 previous.op = op
                 self._coalescible[trade_id] = previous
                 return previous
-        write = _Write(op, trade_id, trio.current_time(), landed=landed)
+        write = Write(op, trade_id, trio.current_time(), landed=landed)
         self._queue.append(write)
         if coalesce and trade_id is not None:
             self._coalescible[trade_id] = write
         self._wake.set()
         return write
 
-    async def wait(self, write: _Write, within: float, amendment_id: int | None = None) -> Any:
+    async def wait(self, write: Write, within: float, amendment_id: int | None = None) -> Any:
         """The write's result once durable; WriteQueued after ``within`` s (it stays queued)."""
         with trio.move_on_after(within):
             await write.done()
@@ -206,7 +206,7 @@ class WriteQueue:
             delay = self._backoff[0]
             self._finish(lane, batch, results=results)
 
-    async def _refused(self, lane: deque[_Write], write: _Write, exc: Exception) -> None:
+    async def _refused(self, lane: deque[Write], write: Write, exc: Exception) -> None:
         """A single write refused: failed, unless it had landed before an unknown outcome."""
         if write.uncertain and write.landed is not None:
             try:
@@ -236,8 +236,8 @@ class WriteQueue:
 
     def _finish(
         self,
-        lane: deque[_Write],
-        batch: list[_Write],
+        lane: deque[Write],
+        batch: list[Write],
         *,
         results: list[Any] | None = None,
         error: str | None = None,
