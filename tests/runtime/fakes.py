@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import trio
+
 from traild.core.errors import BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import (
     AlertRecord,

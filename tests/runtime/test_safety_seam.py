@@ -7,6 +7,7 @@ router's mailbox. The broker's stop must never move against the trade.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,7 +100,7 @@ class LiveRig:
 
 
 def _monotone(levels: list[float], sign: int) -> bool:
-    return all(sign * (b - a) >= 0 for a, b in zip(levels, levels[1:], strict=False))
+    return all(sign * (b - a) >= 0 for a, b in itertools.pairwise(levels))
 
 
 async def test_a_refusal_never_lets_a_looser_stop_replace_a_confirmed_one(

@@ -151,7 +151,9 @@ class Gateway:
         }
 
     # -- API for actors ---------------------------------------------------------------------
-    def track(self, trade_id: int, stop: float | None, better: Callable[[float, float], bool]) -> None:
+    def track(
+        self, trade_id: int, stop: float | None, better: Callable[[float, float], bool]
+    ) -> None:
         """Know ``trade_id`` (its broker stop ``stop`` unless already known: a restarted actor
         does not undo what the gateway learned since)."""
         self._better[trade_id] = better
@@ -324,9 +326,7 @@ class Gateway:
         for here: its conclusion touches the workers (waiting for its past back-off would
         spin, a zero timeout again and again)."""
         pending = [
-            t
-            for k, t in self._not_before.items()
-            if k in self._queued and k not in self._in_flight
+            t for k, t in self._not_before.items() if k in self._queued and k not in self._in_flight
         ]
         if not pending:
             return float("inf")
