@@ -69,6 +69,7 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
         restart_backoff_max=d.restart_backoff_max_s,
         dynamic_failures_before_fixed=d.dynamic_failures_before_fixed,
         persist_every_s=d.persist_best_every_s,
+        reconcile_stops_s=d.reconcile_stops_s,
         min_distance=min_distance,
         regime_tables=settings.regime_tables,
         realtime_recalc=settings.trailing.realtime_recalc,

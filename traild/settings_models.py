@@ -315,6 +315,7 @@ class DaemonSettings(_Strict):
     dynamic_failures_before_fixed: int = Field(2, ge=1)
     drain_timeout_s: float = Field(5.0, gt=0)
     persist_best_every_s: float = Field(1.0, ge=0)
+    reconcile_stops_s: float = Field(30.0, gt=0)
 
 
 def redact_url(url: str) -> str:

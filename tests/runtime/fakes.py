@@ -221,12 +221,20 @@ class ScriptedBroker:
         self.positions: dict[str, Position] = {}
         self.calls: list[tuple[str, float, float | None]] = []
         self.applied: list[tuple[str, float]] = []  # every stop the broker really took
+        self.fail_reads = 0  # this many position reads fail (503) before they succeed
 
     async def open_positions(self) -> list[Position]:
+        self._read()
         return list(self.positions.values())
 
     async def get_position(self, deal_id: str) -> Position | None:
+        self._read()
         return self.positions.get(deal_id)
+
+    def _read(self) -> None:
+        if self.fail_reads > 0:
+            self.fail_reads -= 1
+            raise BrokerUnavailable("503 on /positions")
 
     async def amend_stop(self, deal_id: str, stop: float, limit: float | None) -> Confirmation:
         self.calls.append((deal_id, stop, limit))

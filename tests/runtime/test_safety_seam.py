@@ -7,16 +7,25 @@ router's mailbox. The broker's stop must never move against the trade.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from tests.runtime.fakes import MemoryStore, ScriptedBroker
 from traild.app import make_policy
-from traild.core.messages import Direction, Position, Reason, Tick, TradeRecord
+from traild.core.messages import (
+    Direction,
+    Position,
+    PositionAmended,
+    Reason,
+    Tick,
+    TradeRecord,
+)
 from traild.runtime.gateway import AmendTarget, Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
@@ -219,3 +228,72 @@ async def test_coalesced_ticks_never_put_the_stop_beyond_the_latest_market(
     actor = rig.sup.slots[1].actor
     assert actor.best_price == 1.10450
     assert rig.broker.positions["D1"].stop == 1.10199
+
+
+async def test_a_restart_while_the_broker_is_briefly_unavailable_never_loosens_its_stop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The database lags the broker (records land after the answer): start-up waits until the
+    broker's stops are known instead of trailing from the database's level."""
+    broker = ScriptedBroker()
+    broker.fail_reads = 1
+    rig = LiveRig(broker)
+    await rig.add("D1", Direction.BUY, 1.10000, 1.10080)  # the database's (stale) stop
+    rig.store.trades[1] = dataclasses.replace(rig.store.trades[1], best_price=1.10250)
+    broker.positions["D1"] = dataclasses.replace(broker.positions["D1"], stop=1.10200)
+
+    async def body() -> None:
+        await rig.tick(1.10320, 1.0)  # stage 2 (1.10150) is looser than the broker's stop
+        await rig.tick(1.10330, 1.0)
+
+    await rig.run(body)
+    assert broker.positions["D1"].stop == 1.10200
+    assert all(level >= 1.10200 for _, level in broker.applied), broker.applied
+    assert rig.sup.slots[1].actor.confirmed_stop == 1.10200
+
+
+@pytest.mark.parametrize("moved_to", [None, 1.10050])
+async def test_a_stop_removed_or_loosened_at_the_broker_is_put_back(
+    autojump_clock: trio.testing.MockClock, moved_to: float | None
+) -> None:
+    """Pushed by the broker (IG's OPU) or found by the periodic check: restored (stop.drift)."""
+    broker = ScriptedBroker()
+    rig = LiveRig(broker, Settings(daemon={"reconcile_stops_s": 5.0}))
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+    await rig.add("D2", Direction.BUY, 1.10000, 1.09800)
+
+    async def body() -> None:
+        await rig.tick(1.10210, 1.0)  # stage 1: both at 1.10080
+        for deal in ("D1", "D2"):
+            assert broker.positions[deal].stop == 1.10080
+            broker.positions[deal] = dataclasses.replace(broker.positions[deal], stop=moved_to)
+        # D1's change is pushed; D2's is silent and found by the periodic check
+        await rig.sup.on_broker_event(PositionAmended("D1", moved_to, None, rig.now))
+        await trio.sleep(1.0)
+        assert broker.positions["D1"].stop == 1.10080
+        assert broker.positions["D2"].stop == moved_to
+        await trio.sleep(6.0)
+
+    await rig.run(body)
+    assert broker.positions["D1"].stop == broker.positions["D2"].stop == 1.10080
+    restores = [a for a in rig.store.amendments.values() if a.reason == "restore"]
+    assert len(restores) == 2
+    assert rig.sup.stops.counts["drifts"] == 2
+
+
+async def test_a_tighter_stop_set_at_the_broker_becomes_the_floor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = ScriptedBroker()
+    rig = LiveRig(broker)
+    await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
+
+    async def body() -> None:
+        await rig.tick(1.10210, 1.0)  # stage 1 at 1.10080
+        broker.positions["D1"] = dataclasses.replace(broker.positions["D1"], stop=1.10120)
+        await rig.sup.on_broker_event(PositionAmended("D1", 1.10120, None, rig.now))
+        await rig.tick(1.10310, 1.0)  # stage 2 (1.10150) beats it: sent
+
+    await rig.run(body)
+    assert [level for _, level in broker.applied] == [1.10080, 1.10150]
+    assert rig.sup.slots[1].actor.confirmed_stop == 1.10150

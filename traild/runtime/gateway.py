@@ -133,6 +133,7 @@ class Gateway:
         # trade's "tighter than" (a BUY's stop is better higher, a SELL's lower).
         self._confirmed: dict[int, float | None] = {}
         self._better: dict[int, Callable[[float, float], bool]] = {}
+        self._answers: dict[int, int] = {}  # amendments concluded per trade (see ``mark``)
         self.closed = False
         self._not_before: dict[int, float] = {}
         self._failures: dict[int, int] = {}
@@ -164,6 +165,19 @@ class Gateway:
         Ignored while an amendment is in flight (its answer will say)."""
         if trade_id in self._better and trade_id not in self._in_flight:
             self._confirmed[trade_id] = stop
+
+    def busy(self, trade_id: int) -> bool:
+        """An amendment of the trade is in flight (its outcome is not known yet)."""
+        return trade_id in self._in_flight
+
+    def mark(self, trade_id: int) -> int:
+        """How many amendments of the trade concluded: a read of the broker taken while this
+        changed may predate an answer."""
+        return self._answers.get(trade_id, 0)
+
+    def marks(self) -> dict[int, int]:
+        """``mark`` of every trade the gateway knows."""
+        return {trade_id: self._answers.get(trade_id, 0) for trade_id in self._better}
 
     def confirmed(self, trade_id: int) -> float | None:
         """The broker's stop as last known."""
@@ -209,6 +223,7 @@ class Gateway:
         self._failures.pop(trade_id, None)
         self._confirmed.pop(trade_id, None)
         self._better.pop(trade_id, None)
+        self._answers.pop(trade_id, None)
         self._touch()
 
     def close(self) -> int:
@@ -315,6 +330,8 @@ class Gateway:
                 await self._amend(target)
             finally:
                 self._in_flight.pop(target.trade_id, None)
+                if target.trade_id in self._better:
+                    self._answers[target.trade_id] = self._answers.get(target.trade_id, 0) + 1
                 self._touch()
 
     def _touch_idle_only(self) -> None:

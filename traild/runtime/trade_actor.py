@@ -279,6 +279,20 @@ class TradeActor:
         return self.inst.to_price(best)
 
     @property
+    def confirmed_stop(self) -> float | None:
+        """The stop the broker confirmed (as far as this actor knows)."""
+        stop = self.ladder.stop
+        return None if stop is None else self.inst.to_price(stop)
+
+    def set_limit(self, limit: float | None) -> None:
+        """The broker reports the position's limit: re-sent with later amendments, and the
+        ladder's exit check follows it."""
+        if limit != self.trade.limit_price:
+            self.trade = replace(self.trade, limit_price=limit)
+            self.ladder.set_limit(None if limit is None else self.inst.to_ticks(limit))
+            self._woken()
+
+    @property
     def best_price(self) -> float | None:
         best = self.ladder.best
         return None if best is None else self.inst.to_price(best)
