@@ -28,7 +28,7 @@ from traild.core.messages import (
     TradeRecord,
     TradeStatus,
 )
-from traild.ports import Broker, BrokerEvent, TradeStore
+from traild.ports import Broker, BrokerEvent, PositionBook, TradeStore
 from traild.runtime.stages import Policy, calculate, merge_conditions, stored_stages
 
 if TYPE_CHECKING:
@@ -163,7 +163,10 @@ class Intake:
         for i, trade in enumerate(ready):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await trio.lowlevel.checkpoint()
-            trade, fields = self._broker_floor(trade)
+            trade, fields = self._initial_stop(trade)
+            self._book(trade)
+            trade, floor = self._broker_floor(trade)
+            fields.update(floor)
             assert trade.id is not None
             stages = stored_stages(self.policy, trade)
             if stages is None:
@@ -194,6 +197,34 @@ class Intake:
             stop=stop,
         ).warning("the broker's stop is tighter than the stored one; taking it")
         return replace(trade, sl_price=stop), {"sl_price": stop}
+
+    @staticmethod
+    def _initial_stop(trade: TradeRecord) -> tuple[TradeRecord, dict[str, Any]]:
+        """The stop a trade was handed over with is its initial stop, whatever path it came by
+        (a restarted replay re-trails from it)."""
+        if trade.initial_sl_price is not None or trade.sl_price is None:
+            return trade, {}
+        return replace(trade, initial_sl_price=trade.sl_price), {"initial_sl_price": trade.sl_price}
+
+    def _book(self, trade: TradeRecord) -> None:
+        """A broker whose book traild keeps (paper) learns a trade handed over as open."""
+        book = self.broker
+        if not isinstance(book, PositionBook) or book.knows(trade.deal_id):
+            return
+        assert trade.entry_price is not None
+        stop = trade.sl_price  # what traild last had confirmed (a new trade: its initial stop)
+        book.add_position(
+            Position(
+                trade.deal_id,
+                trade.epic,
+                trade.direction,
+                trade.size,
+                trade.entry_price,
+                stop,
+                trade.limit_price,
+                trade.opened_at,
+            )
+        )
 
     def _check_start_stop(self, trade: TradeRecord) -> None:
         """The broker's stop as read at start-up against the new actor's: a looser or missing
