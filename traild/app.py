@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
+from traild.runtime.tasks import supervised
 from traild.settings import Settings, load
 from traild.settings_models import IGSettings
 
@@ -114,6 +116,7 @@ class Daemon:
         self.stale_epics: set[str] = set()
         self._last_beat: tuple[float, int, int] | None = None
         self.feed_done = trio.Event()
+        self._feed_scope = trio.CancelScope()
         self.stopping = False
         self.halted = False
         self.supervisor: Supervisor | None = None
@@ -193,17 +196,22 @@ class Daemon:
                 await nursery.start(gateway.run)
                 await nursery.start(router.run)
                 await nursery.start(supervisor.run)
-                nursery.start_soon(broker.run, supervisor.on_broker_event)
+                nursery.start_soon(
+                    supervised, "broker", partial(broker.run, supervisor.on_broker_event)
+                )
                 nursery.start_soon(self._signals, nursery)
-                nursery.start_soon(self._halt_loop)
-                nursery.start_soon(self._beat_loop, store)
-                nursery.start_soon(self._poll_loop, feed)
+                nursery.start_soon(supervised, "halt", self._halt_loop)
+                nursery.start_soon(supervised, "heartbeat", partial(self._beat_loop, store))
+                nursery.start_soon(supervised, "poll", partial(self._poll_loop, feed))
                 # Everything built so far (adopted actors, loaded ticks) lives as long as the
                 # daemon: out of the collector's reach, a full collection never stalls ticks.
                 gc.collect()
                 gc.freeze()
                 self._ready()
-                await self._feed_loop(feed)
+                with self._feed_scope:
+                    await self._feed_loop(feed)
+                if self.stopping:
+                    await trio.sleep_forever()  # a signal is draining: it ends the daemon
                 if s.feed.kind == "replay" and s.feed.stop_at_end:
                     await self._drain(reason="end_of_replay")
                     nursery.cancel_scope.cancel()
@@ -235,6 +243,8 @@ class Daemon:
 
     async def on_tick(self, tick: Tick) -> None:
         """The tick pipeline: guard, clock, history, paper fills/exits, then the actors."""
+        if self.stopping:
+            return  # draining: nothing new is taken
         guard = self.guards.get(tick.epic)
         if guard is None:
             try:
@@ -487,14 +497,27 @@ class Daemon:
         )
 
     async def _drain(self, **why: str) -> None:
-        """Stop adopting, let in-flight amendments finish (bounded), persist best prices."""
+        """Stop the feed at once, take no new amendment targets, let the ones in flight
+        conclude (bounded by ``drain_timeout_s``), persist best prices."""
         self.stopping = True
+        self._feed_scope.cancel()
         logger.bind(event="daemon.stopping", **why).info("draining")
         systemd.stopping()
-        with trio.move_on_after(self.settings.daemon.drain_timeout_s):
-            if self.gateway is not None:
-                await self.gateway.wait_idle()
-            if self.supervisor is not None:
+        gateway = self.gateway
+        if gateway is not None:
+            dropped = gateway.close()  # queued targets were never sent: nothing is lost
+            with trio.move_on_after(self.settings.daemon.drain_timeout_s):
+                await gateway.wait_idle()
+            in_flight = gateway.statistics().in_flight
+            if in_flight or dropped:
+                logger.bind(event="daemon.drain", in_flight=in_flight, dropped=dropped).warning(
+                    "{} amendment(s) still in flight (settled against the broker at the next "
+                    "start), {} queued target(s) not sent",
+                    in_flight,
+                    dropped,
+                )
+        if self.supervisor is not None:
+            with trio.move_on_after(self.settings.daemon.drain_timeout_s):
                 await self.supervisor.flush_progress(everything=True)
 
 

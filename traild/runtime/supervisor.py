@@ -47,6 +47,7 @@ from traild.runtime.stages import (
     fixed_stages,
 )
 from traild.runtime.stops import StopKeeper
+from traild.runtime.tasks import supervised
 from traild.runtime.trade_actor import ActorPlan, QuoteCache, TradeActor
 
 
@@ -104,8 +105,8 @@ class Supervisor(Intake):
             await self.reconcile()
             await self.adopt_from_broker()
             await self.poll_store()
-            nursery.start_soon(self._flush_loop)
-            nursery.start_soon(self.stops.run)
+            nursery.start_soon(supervised, "progress", self._flush_loop)
+            nursery.start_soon(supervised, "reconcile", self.stops.run)
             task_status.started()
             await trio.sleep_forever()
 
