@@ -392,7 +392,11 @@ class SqlTradeStore:
     async def adopt_trade(self, trade_id: int, **fields: Any) -> None:
         values = adopt_values(fields)
         if values:
-            await self._update_trade(trade_id, values)
+            # sl_price is written in one lane only (the urgent one, with the amendments that
+            # confirm stops), so an adoption queued during an outage never lands after, and
+            # over, a later confirmation
+            op = _update_one(TRADE_LOG, trade_id, values)
+            await self._write(op, trade_id=trade_id, urgent="sl_price" in values)
 
     async def adopt_trades(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Many adoptions in one write (one transaction, one statement per set of fields)."""
@@ -411,7 +415,8 @@ class SqlTradeStore:
             for names, params in groups.items():
                 await conn.execute(_update_many(names), params)
 
-        await self._write(update)
+        # one lane for every sl_price write (see adopt_trade)
+        await self._write(update, urgent=any("sl_price" in names for names in groups))
 
     async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the best price; a newer value replaces one still queued for the same trade."""
