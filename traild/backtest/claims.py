@@ -1,10 +1,10 @@
 """The seed's success criteria, judged (SPEC §8): target, measured value, 95 % CI, verdict.
 
 Trades that overlap in time are not independent, so every interval is a bootstrap over whole
-trading days (a trading day runs 21:00 to 21:00 UTC, the FX roll-over, so Sunday's open belongs
-to Monday): days are drawn with replacement and the statistic is recomputed from all trades of
-the drawn days. A comparison is paired: the same trades, in the candidate variant and in its
-baseline, so they move together in every draw.
+trading days (``traild.core.tradingday``: 21:00 to 21:00 UTC, the FX roll-over, so Sunday's open
+belongs to Monday; the live rollout gate uses the same days): days are drawn with replacement
+and the statistic is recomputed from all trades of the drawn days. A comparison is paired: the
+same trades, in the candidate variant and in its baseline, so they move together in every draw.
 
 Verdict: ``met`` when the whole interval is on the target's side, ``not_met`` when the whole
 interval is on the other side, ``inconclusive`` when it straddles the target (or there are no
@@ -23,13 +23,12 @@ from numpy.typing import NDArray
 
 from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import number
+from traild.core.tradingday import trading_day_number as trading_day
 
 Floats = NDArray[np.float64]
 CONFIDENCE = 0.95
 DRAWS = 1000
 SEED = 20_240_601
-_DAY_MS = 86_400_000
-_ROLL_MS = 3 * 3_600_000  # 21:00 UTC + 3 h = next day's 00:00
 HIGH_VOL = frozenset(("high", "extreme"))
 MET, NOT_MET, INCONCLUSIVE = "met", "not_met", "inconclusive"
 
@@ -45,10 +44,6 @@ class Criterion:
     unit: str
     pick: Callable[[TradeRow], bool]  # which trades it is about
     paired: bool  # a candidate against its baseline, or one variant on its own
-
-
-def trading_day(entry_ts_ms: int) -> int:
-    return (entry_ts_ms + _ROLL_MS) // _DAY_MS
 
 
 def _scalp(r: TradeRow) -> bool:

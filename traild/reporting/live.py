@@ -5,8 +5,9 @@
 * ``protected_share``  share of trades that reached the profit-lock trigger
 * ``median_minutes_to_lock`` opening to the confirmed profit lock, over those trades
 
-Intervals resample whole trading days (UTC date of the close), as the backtest does: trades of
-one day share the market and are not independent. Deterministic for a given seed.
+Intervals resample whole trading days, as the backtest does (``traild.core.tradingday``: 21:00
+to 21:00 UTC, by the trade's entry): trades of one day share the market and are not independent.
+Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.errors import InstrumentError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import TradeRecord, TradeStatus
+from traild.core.tradingday import trading_day
 
 METRIC_NAMES = (
     "expectancy_pips",
@@ -42,7 +44,7 @@ class LiveTrade:
     epic: str
     method: str
     pnl_pips: float
-    day: date
+    day: date  # the trading day of its entry (traild.core.tradingday)
     mfe_pips: float | None = None
     protected: bool = False
     minutes_to_lock: float | None = None
@@ -83,7 +85,7 @@ def live_trades(
                 t.epic,
                 t.trailing_calculation_method,
                 float(t.pnl_pips),
-                t.closed_at.date(),
+                trading_day(t.opened_at or t.closed_at),
                 mfe,
                 protected,
                 lock,
