@@ -329,6 +329,8 @@ class RolloutSettings(_Strict):
 
     improvement_threshold: float = Field(0.10, ge=0, le=10)
     min_trades: int = Field(30, ge=1)
+    min_days: int = Field(10, ge=1)  # trading days with closed trades, per method and per pair
+    max_dropped_share: float = Field(0.01, ge=0, lt=1)  # undefined resamples tolerated
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_samples: int = Field(1000, ge=100, le=100000)
     bootstrap_seed: int = 1
