@@ -142,13 +142,15 @@ def evaluate(trades: Sequence[LiveTrade], policy: GatePolicy) -> GateResult:
     if ready and g_hat is not None:
         g_draws, i_draws = _draws(ready, policy)
         dropped = float(np.mean(~np.isfinite(g_draws)))
-        g_est = Estimate(g_hat, *policy.boot.interval(g_draws))
+        n_days = len({t.day for t in ready})
+        g_est = Estimate(g_hat, *policy.boot.interval(g_draws, n_days))
         if imp is not None:
-            i_est = Estimate(imp, *policy.boot.interval(i_draws))
+            i_est = Estimate(imp, *policy.boot.interval(i_draws, n_days))
     counted = ready or [t for t in trades if t.epic in both]
     s_dyn = sum(t.method == DYNAMIC for t in counted)
-    days = len({t.day for t in ready})
-    sample = _Sample(s_dyn, len(counted) - s_dyn, days, short, dropped, bool(ready))
+    sample = _Sample(
+        s_dyn, len(counted) - s_dyn, len({t.day for t in ready}), short, dropped, bool(ready)
+    )
     verdict, why = _verdict(sample, g_est, policy)
     needed: tuple[int | None, int | None] = (0, 0)
     if verdict == UNDECIDABLE:
