@@ -4,9 +4,10 @@ PostgreSQL: 0006's trigger took a transaction-level advisory lock (the migration
 before ``nextval``, so every insert and status/override/entry change by any writer waited for
 every other one to commit: a trading-app transaction left open held traild's status writes. Now
 ``change_seq`` is the writing transaction's id (``pg_current_xact_id()``) plus a fixed offset
-that puts it above every number 0006 gave out; no lock, no sequence. Rows a transaction writes
-share its number. The daemon's poll reads only below ``traild_change_horizon()`` = offset + the
-oldest transaction still running (``pg_snapshot_xmin`` of the statement's snapshot): every
+that puts it above every number 0006 gave out; no lock, no sequence (0006's stays, unused, for
+a downgrade). Rows a transaction writes share its number. Needs PostgreSQL 13 or later (xid8).
+The daemon's poll reads only below ``traild_change_horizon()`` = offset + the oldest transaction
+still running (``pg_snapshot_xmin`` of the statement's snapshot): every
 transaction below it has ended, so no row can later commit below the horizon and a high-water
 mark never passes a row still to come. A long-open writing transaction delays the adoption of
 later changes until it ends; it blocks nobody.
