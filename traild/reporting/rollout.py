@@ -35,7 +35,7 @@ DATA_FALLBACK_SHARE = 0.2  # above this share of a dynamic pair's trades, say so
 def gate_policy(settings: Settings) -> GatePolicy:
     r = settings.rollout
     boot = Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
-    return GatePolicy(r.improvement_threshold, r.min_trades, boot)
+    return GatePolicy(r.improvement_threshold, r.min_trades, boot, r.min_days, r.max_dropped_share)
 
 
 def pair_stage(settings: Settings, epic: str) -> tuple[str, str | None]:
@@ -99,6 +99,7 @@ def rollout_status(
         "plan_step": plan_step(settings),
         "threshold_pct": round(100 * policy.threshold, 2),
         "min_trades": policy.min_trades,
+        "min_days": policy.min_days,
         "confidence": policy.boot.confidence,
         "pairs": pairs,
         "rollout_gate": pooled.as_dict(),
@@ -130,7 +131,8 @@ def _data_advice(stage: str, calc: Mapping[str, Any]) -> str | None:
 
 
 def _pair_advice(stage: str, gate: GateResult) -> str:
-    needed = "" if gate.trades_needed is None else f" (about {gate.trades_needed} more)"
+    needed = _still_needed(gate)
+    needed = f" ({needed})" if needed else ""
     if stage == FIXED_ONLY:
         if gate.dynamic_trades == 0:
             return "fixed only: no dynamic trades to judge"
@@ -157,10 +159,21 @@ def _next_move(settings: Settings, pooled: GateResult, live: set[str]) -> str:
             "dynamic_trailing_pairs (or set enable_dynamic_trailing = false)"
         )
     if pooled.verdict != MET:
-        more = "" if pooled.trades_needed is None else f": about {pooled.trades_needed} more"
-        return "stay at this step and keep collecting closed trades" + more
+        more = _still_needed(pooled)
+        return "stay at this step and keep collecting closed trades" + (f": {more}" if more else "")
     if len(t.dynamic_trailing_pairs) == 1:
         return "widen to three pairs: `traild config set trailing dynamic_trailing_pairs=A,B,C`"
     if t.dynamic_trailing_pairs:
         return "go to all pairs: `traild config set trailing dynamic_trailing_pairs=`"
     return "fully rolled out and the gate holds: nothing to change"
+
+
+def _still_needed(gate: GateResult) -> str:
+    """``about N more`` trades and, when days are short too, ``over about M more trading
+    days`` (empty when no sample size decides it)."""
+    parts = []
+    if gate.trades_needed:
+        parts.append(f"about {gate.trades_needed} more")
+    if gate.days_needed:
+        parts.append(f"over about {gate.days_needed} more trading days")
+    return " ".join(parts)
