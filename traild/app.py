@@ -597,6 +597,8 @@ async def open_ig_broker(
         "reconcile_interval": ig.reconcile_s,
         "trade_stream": ig.trade_stream,
         "session_refresh_after": ig.session_refresh_s,
+        # an unreachable IG or a 5xx is waited out here, not by systemd restarts
+        "login_backoff": (min(1.0, ig.login_backoff_max_s), ig.login_backoff_max_s),
         "confirm_attempts": ig.confirm_attempts,
         "confirm_interval": ig.confirm_interval_s,
         "rules_ttl": ig.rules_ttl_s,

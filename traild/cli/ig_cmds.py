@@ -50,7 +50,7 @@ async def _run(settings: Any, epics: list[str], seconds: float) -> Any:
     from traild.core.errors import TraildError
 
     try:
-        async with open_ig_broker(settings, trade_stream=False) as broker:
+        async with open_ig_broker(settings, trade_stream=False, login_backoff=None) as broker:
             return await run_check(broker, epics, seconds)
     except* TraildError as group:  # one clear line, not a group of tasks' errors
         first = group.exceptions[0]

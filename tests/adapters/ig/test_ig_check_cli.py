@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
 
-from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD
+from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, sim_in_thread
 from traild.cli import main
-from traild.testing.ig_sim import IGSim, SimMarket, SimPosition, open_ig_sim
-
-
-@contextmanager
-def sim_in_thread(**options: Any) -> Iterator[IGSim]:
-    """The sim on its own trio loop in a thread, so the CLI can run trio.run itself."""
-    ready, stop = threading.Event(), threading.Event()
-    box: dict[str, IGSim] = {}
-
-    async def serve() -> None:
-        with trio.fail_after(30):
-            async with open_ig_sim(
-                api_key=API_KEY, identifier=IDENTIFIER, password=PASSWORD, **options
-            ) as sim:
-                box["sim"] = sim
-                ready.set()
-                while not stop.is_set():  # noqa: ASYNC110 (a thread's event, not trio's)
-                    await trio.sleep(0.01)
-
-    thread = threading.Thread(target=trio.run, args=(serve,))
-    thread.start()
-    try:
-        assert ready.wait(10)
-        yield box["sim"]
-    finally:
-        stop.set()
-        thread.join(30)
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 def _config(tmp: Path, sim: IGSim, epic: str = EURUSD, password: str = PASSWORD) -> str:
@@ -86,7 +55,7 @@ def test_check_shows_account_markets_prices_and_positions(
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("credentials", "IG login failed: error.security.invalid-details"),
+        ("credentials", "IG refused the login: error.security.invalid-details"),
         ("epic", "epic CS.D.NZDUSD.MINI.IP is not available"),
         ("allowance", "exceeded-account-allowance"),
         ("stream", "CONERR 65"),

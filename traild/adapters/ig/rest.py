@@ -84,6 +84,7 @@ class IGBroker:
         reconcile_interval: float = 300.0,
         trade_stream: bool = True,
         session_refresh_after: float | None = 6 * 3600.0,
+        login_backoff: tuple[float, float] | None = None,
         confirm_attempts: int = 10,
         confirm_interval: float = 0.2,
         confirm_stream_wait: float = 1.0,
@@ -109,6 +110,7 @@ class IGBroker:
             timeout=timeout,
             refresh_after=session_refresh_after,
             stream_url=stream_url,
+            login_backoff=login_backoff,
             clock=clock,
         )
         self.session.allowance.window = allowance_window

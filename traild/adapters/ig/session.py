@@ -22,6 +22,7 @@ import trio
 from loguru import logger
 
 from traild.core.errors import (
+    BrokerConfigRefused,
     BrokerError,
     BrokerRejected,
     BrokerTimeout,
@@ -204,6 +205,31 @@ def is_allowance_error(code: str) -> bool:
     return code.startswith("error.public-api.exceeded-") and "allowance" in code
 
 
+# Refusals of the API key on any request (IG REST reference, "Exceptions" of every service:
+# error.security.api-key-invalid/-disabled/-restricted/-revoked/-missing, 403
+# endpoint.unavailable.for.api-key): the key, not the request, is wrong.
+_KEY_REFUSALS = ("error.security.api-key-", "endpoint.unavailable.for.api-key")
+# What to check, by the login refusals of POST /session (IG REST reference, /session POST
+# exceptions: 401 error.security.invalid-details, 401 error.security.too-many-failed-attempts,
+# 401 error.security.account-suspended, error.public-api.failure.*, ...).
+_LOGIN_HINTS = {
+    "error.security.too-many-failed-attempts": "IG locked logins after failed attempts: "
+    "fix broker.ig.password, wait, then start traild again",
+    "error.security.api-key-": "check broker.ig.api_key (and that it is for this environment)",
+    "endpoint.unavailable.for.api-key": "the API key is not for this environment: "
+    "check broker.ig.api_key and api_url (demo or live)",
+    "error.public-api.failure.": "IG does not let this account use the API yet: log in on "
+    "IG's web platform",
+}
+_DEFAULT_HINT = "check broker.ig.identifier, password and api_key"
+
+
+def login_refusal(code: str) -> BrokerConfigRefused:
+    """The error for a login IG refused with ``code`` (never the credentials themselves)."""
+    hint = next((h for c, h in _LOGIN_HINTS.items() if code.startswith(c)), _DEFAULT_HINT)
+    return BrokerConfigRefused(f"IG refused the login: {code} ({hint})")
+
+
 class IGSession:
     """An authenticated IG REST session owning an httpx client; shared by broker and stream.
 
@@ -222,6 +248,7 @@ class IGSession:
         timeout: float = 10.0,
         refresh_after: float | None = 6 * 3600.0,
         stream_url: str | None = None,
+        login_backoff: tuple[float, float] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._base_url = base_url.rstrip("/")
@@ -239,6 +266,8 @@ class IGSession:
         self._generation = 0
         self._login_at = 0.0
         self._lock = trio.Lock()
+        self._login_backoff = login_backoff
+        self._refused: BrokerConfigRefused | None = None
         self.logins = 0
         self.allowance = Allowance()
         redact_http_traces()
@@ -257,11 +286,30 @@ class IGSession:
             },
         )
         try:
-            await self._login()
+            await self._first_login()
         except BaseException:
             await self._client.aclose()
             raise
         return self
+
+    async def _first_login(self) -> None:
+        """Log in; with ``login_backoff`` (initial, max seconds) a transient failure (network,
+        5xx, allowance) is retried after a doubling, capped wait, each one logged. A refusal
+        of the credentials is never retried (IG locks the account after repeated failures)."""
+        delay = self._login_backoff[0] if self._login_backoff else 0.0
+        while True:
+            try:
+                await self._login()
+                return
+            except (BrokerUnavailable, BrokerTimeout, RateLimited) as exc:
+                if self._login_backoff is None:
+                    raise
+                wait = max(delay, exc.retry_after) if isinstance(exc, RateLimited) else delay
+                logger.bind(event="broker.login_failed", error=str(exc), retry_in=wait).warning(
+                    "IG login failed ({}); retrying in {:.0f}s", exc, wait
+                )
+                await trio.sleep(wait)
+                delay = min(delay * 2, self._login_backoff[1])
 
     async def __aexit__(
         self,
@@ -380,6 +428,8 @@ class IGSession:
             raise RateLimited(f"IG allowance exceeded on {what}: {code}", retry_after=wait)
         if status >= 500:
             raise BrokerUnavailable(f"IG {status} on {what}: {code}")
+        if code.startswith(_KEY_REFUSALS):
+            raise BrokerConfigRefused(f"IG {status} on {what}: {code} (check broker.ig.api_key)")
         raise BrokerRejected(f"IG {status} on {what}: {code}")
 
     # -- login -----------------------------------------------------------------------------
@@ -395,16 +445,24 @@ class IGSession:
                 await self._login()
 
     async def _login(self) -> None:
+        """POST /session v2. A refusal is remembered: every later login raises it again
+        without asking IG (the configuration must change, and IG counts failed attempts)."""
+        if self._refused is not None:
+            raise BrokerConfigRefused(str(self._refused))
         self._tokens = None
         body = {"identifier": self._identifier.reveal(), "password": self._password.reveal()}
         response = await self._send("POST", "session", 2, body, None, may_apply=False)
         if response.status_code != 200:
             code = _error_code(response)
-            if response.status_code >= 500:
-                raise BrokerUnavailable(f"IG login failed: {response.status_code} {code}")
-            if is_allowance_error(code):
+            status = response.status_code
+            if status >= 500:
+                raise BrokerUnavailable(f"IG login failed: {status} {code}")
+            if status == 429 or is_allowance_error(code):
                 raise RateLimited(f"IG login refused: {code}", retry_after=self.retry_after())
-            raise BrokerRejected(f"IG login failed: {code} (check api key, identifier, password)")
+            # Any other 4xx is about what traild sent: credentials, key, account (assumption
+            # for codes IG does not list; every listed one is such a refusal).
+            self._refused = login_refusal(code)
+            raise self._refused
         cst, xst = response.headers.get("CST"), response.headers.get("X-SECURITY-TOKEN")
         if not cst or not xst:
             raise BrokerUnavailable("IG login answered without session tokens")
@@ -426,6 +484,12 @@ class IGSession:
     async def _switch_account(self) -> None:
         body = {"accountId": self.account_id, "defaultAccount": False}
         response = await self._send("PUT", "session", 1, body, None, may_apply=False)
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            code = _error_code(response)
+            self._refused = BrokerConfigRefused(
+                f"IG refused account {self.account_id}: {code} (check broker.ig.account_id)"
+            )
+            raise self._refused
         self._raise_for(response, "PUT /session (switch account)")
         xst = response.headers.get("X-SECURITY-TOKEN")
         if xst and self._tokens is not None:
