@@ -574,11 +574,10 @@ def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:
         raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])
     return IGStreamFeed(
         f.epics,
-        broker.stream_auth,
+        broker.stream,  # the account's one Lightstreamer session, shared with TRADE
         account_id=broker.account_id,
         scale=broker.stream_scale,
         stale_after=f.stale_after_s,
-        **ig_stream_options(s.broker.ig),
     )
 
 
@@ -623,7 +622,7 @@ async def open_ig_broker(
 
 
 def ig_stream_options(ig: IGSettings) -> dict[str, Any]:
-    """The Lightstreamer client settings shared by the PRICE feed and the TRADE stream."""
+    """The settings of the account's Lightstreamer session (PRICE feed and TRADE stream)."""
     return {
         "keepalive_ms": ig.keepalive_ms,
         "backoff_initial": ig.reconnect_initial_s,

@@ -372,17 +372,22 @@ class IGSession:
         finally:
             self.allowance.done(slots)
 
-    async def stream_auth(self, refresh: bool = False) -> StreamAuth:
-        """Lightstreamer endpoint and credentials (user = account id, CST/XST tokens)."""
-        if refresh:
-            await self._relogin(self._generation)
+    async def stream_auth(self, refused: StreamAuth | None = None) -> StreamAuth:
+        """Lightstreamer endpoint and credentials (user = account id, CST/XST tokens).
+
+        ``refused``: the credentials the stream server just refused (CONERR 1). They are
+        renewed by one login unless someone logged in since they were handed out: a REST 401
+        and a refused stream, or two refusals, seen together log in once (single flight).
+        """
+        if refused is not None:
+            await self._relogin(refused.generation)
         await self._ensure_fresh()
         assert self._tokens is not None and self.account_id is not None
         cst, xst = (token.reveal() for token in self._tokens)
         endpoint = self._stream_url or self._lightstreamer
         if not endpoint:
             raise BrokerUnavailable("IG session has no lightstreamerEndpoint; set stream_url")
-        return StreamAuth(endpoint, self.account_id, f"CST-{cst}|XST-{xst}")
+        return StreamAuth(endpoint, self.account_id, f"CST-{cst}|XST-{xst}", self._generation)
 
     def retry_after(self) -> float:
         """Seconds to the next minute boundary (IG allowances are per minute), at least 1."""
@@ -503,6 +508,8 @@ class StreamAuth:
     endpoint: str
     user: str
     password: str = field(repr=False)
+    generation: int = 0  # which login issued the tokens (see IGSession.stream_auth)
 
 
-StreamAuthProvider = Callable[[bool], Awaitable[StreamAuth]]
+StreamAuthProvider = Callable[[StreamAuth | None], Awaitable[StreamAuth]]
+"""``auth(refused)``: credentials for a new session; ``refused`` the ones just refused."""

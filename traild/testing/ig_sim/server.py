@@ -134,6 +134,9 @@ class IGSim:
         allowance_window: float = 60.0,
         confirm_delay_polls: int = 0,
         keepalive_ms: int = 500,
+        keepalive_min_ms: int | None = None,
+        stream_sessions_per_account: int | None = None,
+        stream_session_policy: str = "refuse",
         lock_after_failures: int | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -168,7 +171,13 @@ class IGSim:
         self.conversions: list[tuple[str, str]] = []  # (deal id, what the amendment removed)
         self._confirms: dict[str, list[Any]] = {}  # ref -> [payload, 404s left]
         self._activities: list[dict[str, Any]] = []
-        self.stream = LightstreamerSim(self, keepalive_ms)
+        self.stream = LightstreamerSim(
+            self,
+            keepalive_ms,
+            keepalive_min_ms=keepalive_min_ms,
+            sessions_per_account=stream_sessions_per_account,
+            session_policy=stream_session_policy,
+        )
         for position in positions:
             self.add_position(position)
 
