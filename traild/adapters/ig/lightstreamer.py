@@ -149,16 +149,9 @@ class LightstreamerClient:
                 refused = None
                 await SessionIO(self, client, auth).run()
                 reason = "stream closed by the server"
-            except TLCPUnsupported as exc:
+            except TLCPUnsupported as exc:  # the caller reports it (traild run: exit 78)
                 self._lost()
-                error = TLCPUnsupported(exc.code, exc.server_message, self.version)
-                logger.bind(
-                    event="feed.protocol_refused",
-                    code=exc.code,
-                    server_message=exc.server_message,
-                    version=self.version,
-                ).error(str(error))
-                raise error from None
+                raise TLCPUnsupported(exc.code, exc.server_message, self.version) from None
             except TLCPRefused as exc:
                 # Only an authentication refusal justifies a new IG login (and only one until
                 # a session is accepted again): any other CONERR would spend the allowance.

@@ -60,6 +60,8 @@ class SimMarket:
     update_time: str = "00:00:00"
     timestamp_ms: int = 0
     scale: int = 0  # 0: from the epic's family (see points_scale)
+    quoted: bool = True  # False: the PRICE item streams null prices (no quote, assumption)
+    timestamp_text: str | None = None  # streamed instead of timestamp_ms (a malformed value)
 
     def __post_init__(self) -> None:
         self.scale = self.scale or points_scale(self.epic)

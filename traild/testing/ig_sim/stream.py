@@ -94,9 +94,9 @@ def field_value(market: SimMarket, name: str) -> str | None:
     document it). DLG_FLAG is space-padded, as users of the PRICE item report (assumption on
     the width)."""
     values = {
-        "BIDPRICE1": repr(market.wire(market.bid)),
-        "ASKPRICE1": repr(market.wire(market.offer)),
-        "TIMESTAMP": str(market.timestamp_ms),
+        "BIDPRICE1": repr(market.wire(market.bid)) if market.quoted else None,
+        "ASKPRICE1": repr(market.wire(market.offer)) if market.quoted else None,
+        "TIMESTAMP": market.timestamp_text or str(market.timestamp_ms),
         "DLG_FLAG": market.state.ljust(12),
     }
     return values.get(name)
