@@ -26,7 +26,7 @@ class LaneStatistics:
 
 
 class KeyedLanes:
-    """At most ``max_lanes`` keys in progress, at most ``per_lane`` jobs waiting in each."""
+    """At most ``max_lanes`` keys in progress, ``per_lane`` jobs in each (the running one too)."""
 
     def __init__(self, *, max_lanes: int = 64, per_lane: int = 16) -> None:
         self._max_lanes = max_lanes
