@@ -1,5 +1,8 @@
-"""Under systemd: a wrong IG password ends ``traild run`` with exit 78, once, and the unit's
-``RestartPreventExitStatus=`` keeps systemd from logging in again until IG locks the account."""
+"""``traild run`` against IG refusing its configuration: exit 78, one line, no traceback.
+
+Under systemd a wrong password ends the daemon once and the unit's ``RestartPreventExitStatus=``
+keeps systemd from logging in again until IG locks the account; a refused streaming protocol
+(CONERR 65) is a configuration error too, not an internal one."""
 
 from __future__ import annotations
 
@@ -7,13 +10,13 @@ import configparser
 import json
 from pathlib import Path
 
-from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, sim_in_thread
+from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, sim_in_thread
 from tests.e2e.daemon_helpers import log_events, traild
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "traild.service"
 
 
-def _config(tmp: Path, base_url: str, password: str) -> Path:
+def _config(tmp: Path, base_url: str, password: str = PASSWORD, extra: str = "") -> Path:
     path = tmp / "traild.toml"
     path.write_text(
         f"""[broker]
@@ -24,6 +27,7 @@ identifier = "{IDENTIFIER}"
 password = "{password}"
 api_key = "{API_KEY}"
 request_timeout_s = 2.0
+{extra}
 [feed]
 kind = "ig"
 epics = ["{EURUSD}"]
@@ -71,3 +75,27 @@ def test_a_wrong_password_exits_78_once_and_systemd_does_not_restart_it(tmp_path
     assert "error.security.invalid-details" in errors[0]["message"]
     assert "traceback" not in errors[0] and "Traceback" not in runs[0].stderr
     assert "not-the-password" not in runs[0].stderr
+
+
+def _one_error(stderr: str) -> dict[str, object]:
+    errors = [e for e in log_events(stderr) if e["level"] in ("ERROR", "CRITICAL")]
+    assert len(errors) == 1, errors
+    assert "traceback" not in errors[0] and "Traceback" not in stderr
+    return errors[0]
+
+
+def test_a_refused_streaming_protocol_exits_78_with_one_line_naming_the_version(
+    tmp_path: Path,
+) -> None:
+    with sim_in_thread() as sim:
+        config = _config(tmp_path, sim.base_url, extra='tlcp_version = "2.5.0"')
+        traild("migrate", "--config", str(config))
+        run = traild("run", "--config", str(config), check=False, timeout=60)
+        tried = list(sim.stream.protocols)
+    assert run.returncode == 78
+    error = _one_error(run.stderr)
+    assert error["event"] == "daemon.refused" and error["exit_code"] == 78
+    message = str(error["message"])
+    assert "CONERR 65 (Unsupported protocol version)" in message  # the server's message
+    assert "TLCP version TLCP-2.5.0 is the usual cause" in message
+    assert tried == ["TLCP-2.5.0"]  # one session tried, once
