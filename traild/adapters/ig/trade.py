@@ -66,6 +66,7 @@ class TradeEvents:
         self.use_stream = use_stream
         self.live = False
         self._was_live = self.resync = False
+        self._resync_asked = 0  # how many times a reconciliation was asked for
         self.known: dict[str, Position] = {}
         self._emit: EventSink | None = None
         self._confirms: dict[str, Mapping[str, Any]] = {}
@@ -99,13 +100,18 @@ class TradeEvents:
 
     def _on_state(self, live: bool) -> None:
         if live and not self.live and self._was_live:
-            self.resync = True  # back after an outage: reconcile now, not in minutes
+            self._ask_resync()  # back after an outage: reconcile now, not in minutes
         self._was_live = self._was_live or live
         self.live = live
+
+    def _ask_resync(self) -> None:
+        self.resync = True
+        self._resync_asked += 1
 
     async def _poll_forever(self, interval: float) -> None:
         while True:
             wait = self._interval(interval)
+            asked = self._resync_asked
             try:
                 positions = await self._broker.open_positions()
             except BrokerConfigRefused:
@@ -118,7 +124,8 @@ class TradeEvents:
                 )
             else:
                 self.counts["polls"] += 1
-                self.resync = False
+                if asked == self._resync_asked:  # asked during this poll: one more, at once
+                    self.resync = False
                 await self._reconcile(positions)
             await self._pause(wait)
 
@@ -185,7 +192,7 @@ class TradeEvents:
                 logger.bind(event="broker.trade_backlog_cleared").info("TRADE backlog cleared")
             return
         self.counts["dropped"] += 1
-        self.resync = True  # the poll loop reconciles from GET /positions at once
+        self._ask_resync()  # the poll loop reconciles from GET /positions at once
         if not self._backlogged:
             self._backlogged = True
             stats = self._lanes.statistics()
