@@ -17,7 +17,8 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig.session import IGSession, Secret
+from traild.adapters.ig.http import Secret
+from traild.adapters.ig.session import IGSession
 from traild.core.errors import BrokerRejected, BrokerTimeout
 from traild.core.messages import PositionOpened
 from traild.testing.ig_sim import SimMarket, SimPosition

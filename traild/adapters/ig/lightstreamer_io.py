@@ -19,7 +19,8 @@ import httpx
 import trio
 from loguru import logger
 
-from traild.adapters.ig.session import StreamAuth, build_request
+from traild.adapters.ig.http import build_request
+from traild.adapters.ig.session import StreamAuth
 from traild.adapters.ig.tlcp import (
     LS_CID,
     Connected,

@@ -34,8 +34,9 @@ from typing import Any, Self
 import trio
 from loguru import logger
 
+from traild.adapters.ig.http import Secret, SecretLike
 from traild.adapters.ig.lightstreamer import LightstreamerClient
-from traild.adapters.ig.session import IGSession, Secret, SecretLike, StreamAuth, utcnow
+from traild.adapters.ig.session import IGSession, StreamAuth, utcnow
 from traild.adapters.ig.trade import TradeEvents
 from traild.adapters.ig.wire import (
     POINT_SIZES,

@@ -8,19 +8,23 @@ messages carry IG's ``errorCode`` only.
 from __future__ import annotations
 
 import json as _json
-import logging
-import math
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import httpx
 import trio
 from loguru import logger
 
+from traild.adapters.ig.allowance import Allowance
+from traild.adapters.ig.http import (
+    Secret,
+    SecretLike,
+    build_request,
+    redact_http_traces,
+)
 from traild.core.errors import (
     BrokerConfigRefused,
     BrokerError,
@@ -35,33 +39,6 @@ LIVE_URL = "https://api.ig.com/gateway/deal"
 _JSON = "application/json; charset=UTF-8"
 
 
-class SecretLike(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
-class Secret:
-    """A credential that prints as stars (accepts str or pydantic's SecretStr)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | SecretLike | Secret) -> None:
-        if isinstance(value, Secret):
-            value = value.reveal()
-        elif not isinstance(value, str):
-            value = value.get_secret_value()
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    get_secret_value = reveal  # a Secret is itself SecretLike
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -73,132 +50,6 @@ def _error_code(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         code = None
     return str(code)[:120] if code else f"HTTP {response.status_code}"
-
-
-# httpcore's DEBUG trace prints response headers verbatim, IG's session tokens included.
-_TOKEN_HEADER = re.compile(r"\((b'(?:cst|x-security-token)'), b'[^']*'\)", re.IGNORECASE)
-
-
-class RedactTokens(logging.Filter):
-    """Blanks CST / X-SECURITY-TOKEN header values in httpcore's trace records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if _TOKEN_HEADER.search(message):
-            record.msg, record.args = _TOKEN_HEADER.sub(r"(\1, b'**********')", message), ()
-        return True
-
-
-def redact_http_traces() -> None:
-    """Install RedactTokens on httpcore's protocol loggers (once; it only ever redacts)."""
-    for name in ("httpcore.http11", "httpcore.http2"):
-        target = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in target.filters):
-            target.addFilter(RedactTokens())
-
-
-class _Once:
-    """An async iterator over one chunk of bytes (a class, not an async generator)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    def __aiter__(self) -> _Once:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._data is None:
-            raise StopAsyncIteration
-        data, self._data = self._data, None
-        return data
-
-
-class OneShotBody(httpx.AsyncByteStream):
-    """A request body that leaves no async generator behind when its request is cancelled.
-
-    httpx iterates request bodies through async generators; cancelling a request while the
-    body is being written abandons one, and trio reports each abandoned generator as a
-    ResourceWarning. A plain iterator has nothing to abandon.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Once(self._data)
-
-
-def build_request(
-    client: httpx.AsyncClient, method: str, url: str, content: bytes = b"", **options: Any
-) -> httpx.Request:
-    """``client.build_request`` with a OneShotBody; send it with ``client.send``."""
-    request = client.build_request(method, url, content=content, **options)
-    request.stream = OneShotBody(content)
-    return request
-
-
-class Allowance:
-    """A sliding-window budget of requests per minute (IG's allowances are per minute).
-
-    ``spend`` waits until the request fits every window it belongs to: a trading request
-    (amendments) the account's trading allowance, every other request the account's and the
-    application's non-trading allowances. ``reserve`` requests per window are left for
-    session refreshes and the other stream's login (trading-ig keeps 2).
-    """
-
-    def __init__(self, window: float = 60.0, reserve: int = 2) -> None:
-        self.window = window
-        self._reserve = reserve
-        self._limits: dict[str, int | None] = {"trading": None, "account": None, "app": None}
-        self._sent: dict[str, list[list[float]]] = {kind: [] for kind in self._limits}
-        self.waited = 0
-        self._answered = trio.Event()
-
-    def configure(self, trading: int | None, account: int | None, app: int | None) -> None:
-        self._limits = {"trading": trading, "account": account, "app": app}
-
-    def limits(self) -> dict[str, int | None]:
-        return dict(self._limits)
-
-    def budget(self, kind: str) -> int | None:
-        limit = self._limits[kind]
-        return None if limit is None else max(1, limit - self._reserve)
-
-    async def spend(self, trading: bool) -> list[list[float]]:
-        """Wait for room, then count one request; pass the result to ``done`` afterwards.
-
-        A request counts from the moment it is let through until a full window after its
-        answer: IG counts it when it arrives, which is somewhere in between.
-        """
-        kinds = ("trading",) if trading else ("account", "app")
-        while True:
-            now = trio.current_time()
-            wait = max(self._wait(kind, now) for kind in kinds)
-            if wait <= 0:
-                slots = [[math.inf] for _ in kinds]
-                for kind, slot in zip(kinds, slots, strict=True):
-                    self._sent[kind].append(slot)
-                return slots
-            self.waited += 1
-            if math.isfinite(wait):
-                await trio.sleep(wait)
-            else:  # every slot is held by a request still in flight: wait for an answer
-                await self._answered.wait()
-
-    def done(self, slots: list[list[float]]) -> None:
-        now = trio.current_time()
-        for slot in slots:
-            slot[0] = now
-        self._answered.set()
-        self._answered = trio.Event()
-
-    def _wait(self, kind: str, now: float) -> float:
-        budget = self.budget(kind)
-        sent = self._sent[kind] = [s for s in self._sent[kind] if s[0] > now - self.window]
-        if budget is None or len(sent) < budget:
-            return 0.0
-        times = sorted(s[0] for s in sent)
-        return times[len(times) - budget] + self.window - now
 
 
 def is_allowance_error(code: str) -> bool:
