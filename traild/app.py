@@ -598,11 +598,10 @@ def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:
         raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])
     return IGStreamFeed(
         f.epics,
-        broker.stream_auth,
+        broker.stream,  # the account's one Lightstreamer session, shared with TRADE
         account_id=broker.account_id,
         scale=broker.stream_scale,
         stale_after=f.stale_after_s,
-        **ig_stream_options(s.broker.ig),
     )
 
 
@@ -621,6 +620,8 @@ async def open_ig_broker(
         "reconcile_interval": ig.reconcile_s,
         "trade_stream": ig.trade_stream,
         "session_refresh_after": ig.session_refresh_s,
+        # an unreachable IG or a 5xx is waited out here, not by systemd restarts
+        "login_backoff": (min(1.0, ig.login_backoff_max_s), ig.login_backoff_max_s),
         "confirm_attempts": ig.confirm_attempts,
         "confirm_interval": ig.confirm_interval_s,
         "rules_ttl": ig.rules_ttl_s,
@@ -645,7 +646,7 @@ async def open_ig_broker(
 
 
 def ig_stream_options(ig: IGSettings) -> dict[str, Any]:
-    """The Lightstreamer client settings shared by the PRICE feed and the TRADE stream."""
+    """The settings of the account's Lightstreamer session (PRICE feed and TRADE stream)."""
     return {
         "keepalive_ms": ig.keepalive_ms,
         "backoff_initial": ig.reconnect_initial_s,

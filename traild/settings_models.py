@@ -253,6 +253,7 @@ class IGSettings(_Strict):
     keepalive_ms: int = Field(5000, ge=100)
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    login_backoff_max_s: float = Field(300.0, gt=0)
 
 
 class BrokerSettings(_Strict):
