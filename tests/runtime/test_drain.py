@@ -12,7 +12,7 @@ from loguru import logger
 
 from tests.runtime.fakes import MemoryStore, ScriptedBroker
 from tests.runtime.test_supervisor import Rig, _run
-from traild.core.errors import ConfigError
+from traild.core.errors import BrokerConfigRefused, ConfigError
 from traild.core.messages import Direction, Position, PositionClosed, Reason, TradeRecord
 from traild.runtime.gateway import AmendTarget, Gateway
 from traild.runtime.tasks import supervised
@@ -103,3 +103,18 @@ async def test_a_broker_event_that_fails_costs_only_that_event(
         logger.remove(sink)
     assert "broker.event_failed" in records
     assert rig.store.trades[1].status.value == "closed"  # the next event was handled
+
+
+async def test_a_broker_refusing_the_configuration_is_never_restarted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A refused login restarted would log in again and again (IG locks the account)."""
+    calls: list[int] = []
+
+    async def refused() -> None:
+        calls.append(1)
+        raise BrokerConfigRefused("IG refused the login: error.security.invalid-details")
+
+    with pytest.raises(BrokerConfigRefused):
+        await supervised("broker", refused)
+    assert calls == [1]

@@ -2,7 +2,8 @@
 
 A stream handler, the housekeeping loops and the broker's event stream are restarted with
 back-off when they raise (``task.crashed`` logged with the error); only a configuration
-error — something a restart cannot fix — is let through to end the daemon (exit 78).
+error or a broker's refusal of the configuration (credentials, protocol) — what a restart
+cannot fix — is let through to end the daemon (exit 78).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import trio
 from loguru import logger
 
-from traild.core.errors import ConfigError
+from traild.core.errors import BrokerConfigRefused, ConfigError
 
 BACKOFF = (1.0, 60.0)  # first and longest wait before a crashed task is started again
 
@@ -28,8 +29,8 @@ async def supervised(
         try:
             await run()
             return
-        except ConfigError:
-            raise
+        except (ConfigError, BrokerConfigRefused):
+            raise  # a restart repeats the refusal (IG locks an account after failed logins)
         except Exception as exc:
             crashes += 1
             if trio.current_time() - started > backoff[1]:
