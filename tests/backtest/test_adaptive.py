@@ -162,8 +162,9 @@ def test_adaptive_variants_are_named_and_switch_what_they_say() -> None:
     ]
 
 
-def test_warmed_up_bars_equal_bars_fed_the_whole_history(small: Path) -> None:
-    market: Market = load_market(TickSource.parse(f"{small}=EURUSD"), InstrumentTable())
+def test_warmed_up_bars_equal_bars_fed_the_whole_history(synthetic_eurusd: Path) -> None:
+    source = TickSource.parse(f"{synthetic_eurusd}=EURUSD")
+    market: Market = load_market(source, InstrumentTable())
     params = ConditionParams(bar_minutes=1, atr_period=3, regime_lookback=10, adx_period=5)
     warm = Warmup(market, params)
     assert warm.bars < 100  # so late entries really start from a truncated history

@@ -24,9 +24,11 @@ def small(ticks_dir: Path) -> list[Market]:
 
 
 @pytest.fixture(scope="module")
-def two(ticks_dir: Path, small: list[Market]) -> list[Market]:
-    jpy = ticks_dir / "USDJPY_dukascopy_ticks_2019-01-01T23_3h.csv.gz"
-    return [*small, load_market(TickSource.parse(str(jpy)), TABLE)]
+def two(synthetic_eurusd: Path, synthetic_usdjpy: Path) -> list[Market]:
+    """Two generated files (random entries need only their spans, not real prices)."""
+    return [
+        load_market(TickSource.parse(str(p)), TABLE) for p in (synthetic_eurusd, synthetic_usdjpy)
+    ]
 
 
 def _csv(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
