@@ -15,7 +15,7 @@ from traild.backtest.markets import Market, TickSource, load_market
 from traild.backtest.variants import parse_grid, parse_variants
 from traild.core.calculator import CalculatorParams
 from traild.core.conditions import BarHistory, ConditionParams
-from traild.core.errors import ConfigError
+from traild.core.errors import UsageError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction
 from traild.settings import load
@@ -149,7 +149,7 @@ def test_grid_reaches_the_regime_tables() -> None:
     assert variant_tables({}, scalp.overrides, True) == {"ranging": {"stage1_lock": 4.0}}
     assert variant_tables({}, scalp.overrides, False) == {}
     assert variants[0].calculator_params(CalculatorParams()).enable_dynamic_trailing
-    with pytest.raises(ConfigError, match=r"regime\.<market_regime>\.<stage key>"):
+    with pytest.raises(UsageError, match=r"regime\.<market_regime>\.<stage key>"):
         parse_grid(["regime.trending.stage9=1"], CalculatorParams())
 
 

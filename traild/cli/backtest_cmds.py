@@ -12,7 +12,7 @@ from typing import Any
 from traild.backtest.variants import DEFAULT_VARIANTS
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import positive_int
-from traild.core.errors import DataError
+from traild.core.errors import DataError, UsageError
 from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
@@ -191,10 +191,10 @@ def _backtest(args: argparse.Namespace) -> int:
     from traild.backtest.report import table, write_outputs
     from traild.backtest.signals import RandomDefaults
 
+    if not args.ticks and not args.bars:
+        raise UsageError("give --ticks FILE or --bars FILE")
     settings = load(args.config)
     b = settings.backtest
-    if not args.ticks and not args.bars:
-        raise DataError("give --ticks FILE or --bars FILE")
     spread = b.bar_spread_pips if args.bar_spread_pips is None else args.bar_spread_pips
     request = BacktestRequest(
         ticks=tuple(args.ticks),

@@ -25,7 +25,8 @@ from loguru import logger
 from traild.cli.args import positive_int
 from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
 from traild.core.calculator import StageConfig
-from traild.core.errors import ConfigError, InstrumentError, TraildError
+from traild.core.errors import ConfigError, InstrumentError, TraildError, UsageError
+from traild.core.instruments import symbol_of
 from traild.core.overrides import (
     TRAILING_KEYS,
     TRAILING_SCOPE,
@@ -33,6 +34,7 @@ from traild.core.overrides import (
     ConfigOverride,
     canonical_scope,
     check_key,
+    key_path,
     parse_assignment,
 )
 from traild.settings import Settings, load
@@ -149,6 +151,7 @@ def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> in
     async def write(store: Any) -> tuple[list[ConfigChange], Settings]:
         version, current = await store.config_overrides()
         proposed = {(o.scope, o.key): o for o in current}
+        _check_unsets(changes, proposed)
         for (s, key), value in changes.items():
             if value is None:
                 proposed.pop((s, key), None)
@@ -163,7 +166,7 @@ def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> in
 
     written, after = run_on_config_store(base, write)
     if not written:
-        print("no change: every value is already as requested")
+        print("no change: every value is already as requested (an unset key had no override)")
     for change in written:
         effective = _effective_value(after, change.scope, change.key)
         print(
@@ -175,6 +178,35 @@ def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> in
     if written:
         print("the running daemon applies it within one poll interval (config.reloaded)")
     return 0
+
+
+def _check_unsets(
+    changes: dict[tuple[str, str], Any], current: dict[tuple[str, str], ConfigOverride]
+) -> None:
+    """An unset of a key the database does not override under this pair, while it does under
+    another spelling of the pair (``EURUSD`` / ``CS.D.EURUSD.MINI.IP``), would leave that
+    override in force without a word: refuse it and name the stored one."""
+    for scope, key in changes:
+        if changes[(scope, key)] is not None or (scope, key) in current:
+            continue
+        pair = _symbol(scope)
+        elsewhere = sorted(
+            o.path
+            for (s, k), o in current.items()
+            if k == key and s != scope and pair is not None and _symbol(s) == pair
+        )
+        if elsewhere:
+            raise UsageError(
+                f"{key_path(scope, key)} is not overridden in the database; "
+                f"{', '.join(elsewhere)} is: unset that pair's key (traild config show lists them)"
+            )
+
+
+def _symbol(scope: str) -> str | None:
+    try:
+        return symbol_of(scope)
+    except InstrumentError:  # DEFAULT, trailing
+        return None
 
 
 def _effective_value(settings: Settings, scope: str, key: str) -> Any:
