@@ -177,7 +177,13 @@ def prepare(
     else:
         signals = random_signals(req.random or 0, req.seed, markets, defaults or req.defaults)
     trades = tuple(
-        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.random is not None)
+        resolve(
+            signals,
+            markets,
+            settings.condition_params(),
+            clamp_to_data=req.random is not None,
+            max_fill_delay_ms=round(settings.conditions.max_tick_gap_hours * 3_600_000),
+        )
     )
     bases = {(t.epic, t.is_scalp): settings.stage_config(t.epic, t.is_scalp) for t in trades}
     return Context(

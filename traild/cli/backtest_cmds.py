@@ -185,6 +185,24 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _once(items: list[str], option: str) -> list[str]:
+    """``items`` without repeats of the same file for the same epic (warned on stderr): a file
+    given twice would be two markets, every entry traded twice."""
+    from traild.backtest.markets import TickSource
+
+    first: dict[tuple[Path, str], str] = {}
+    out = []
+    for text in items:
+        source = TickSource.parse(text)
+        key = (source.path.resolve(), source.epic.upper())
+        if key in first:
+            sys.stderr.write(f"traild: warning: {option} {text} repeats {first[key]}; read once\n")
+            continue
+        first[key] = text
+        out.append(text)
+    return out
+
+
 def _backtest(args: argparse.Namespace) -> int:
     # Imported here: NumPy and matplotlib are not needed by the other commands.
     from traild.backtest.engine import BacktestRequest, run_backtest
@@ -193,11 +211,14 @@ def _backtest(args: argparse.Namespace) -> int:
 
     if not args.ticks and not args.bars:
         raise UsageError("give --ticks FILE or --bars FILE")
+    ticks = _once(args.ticks, "--ticks")
+    if len(_once(args.bars, "--bars")) != len(args.bars):  # paired with --ask-bars by position
+        raise UsageError("a --bars file is given twice; give each once")
     settings = load(args.config)
     b = settings.backtest
     spread = b.bar_spread_pips if args.bar_spread_pips is None else args.bar_spread_pips
     request = BacktestRequest(
-        ticks=tuple(args.ticks),
+        ticks=tuple(ticks),
         signals=args.signals,
         random=args.random,
         entries=args.entries,

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 from loguru import logger
 
-from traild.cli.args import positive_int
+from traild.cli.args import WHO_MAX, positive_int, who
 from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
 from traild.core.calculator import StageConfig
 from traild.core.errors import ConfigError, InstrumentError, TraildError, UsageError
@@ -75,7 +75,12 @@ def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -
 
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     if by:
-        p.add_argument("--by", metavar="WHO", help="who made the change (default: the OS user)")
+        p.add_argument(
+            "--by",
+            type=who,
+            metavar="WHO",
+            help=f"who made the change, at most {WHO_MAX} characters (default: the OS user)",
+        )
     if json_:
         p.add_argument("--json", action="store_true", help="print JSON")
 
