@@ -19,9 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import trio
-from loguru import logger
-
 from traild.cli.args import WHO_MAX, positive_int, who
 from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
 from traild.core.calculator import StageConfig
@@ -100,6 +97,8 @@ def run_on_config_store(
     settings: Settings, fn: Callable[[Any], Any], timeout: float | None = None
 ) -> Any:
     """``await fn(config_store)`` on the configured database (trio.TooSlowError past timeout)."""
+    import trio  # here, with the store: ``calc`` without a database needs neither
+
     from traild.adapters.store import open_store
 
     async def run() -> Any:
@@ -343,10 +342,16 @@ def check_config_sources(config: str | None) -> tuple[Settings, dict[str, tuple[
                 overrides = read_effective(config, timeout=_CHECK_TIMEOUT_S).overrides
         except ConfigError:
             raise  # the daemon would refuse to start with these overrides
-        except (TraildError, trio.TooSlowError) as exc:
+        except (TraildError, _too_slow()) as exc:
             note = f"database overrides not read ({exc or 'timed out'})"
     settings = apply_overrides(base, overrides)
     return settings, value_sources(config, _environ(), overrides, settings), note
+
+
+def _too_slow() -> type[Exception]:
+    import trio
+
+    return trio.TooSlowError
 
 
 def _database_exists(settings: Settings) -> bool:
@@ -361,6 +366,8 @@ def _database_exists(settings: Settings) -> bool:
 @contextmanager
 def _quiet_store() -> Iterator[None]:
     """Store log records (e.g. a legacy-schema notice) stay out of check-config's output."""
+    from loguru import logger
+
     logger.disable("traild.adapters.store")
     try:
         yield
