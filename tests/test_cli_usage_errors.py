@@ -61,3 +61,16 @@ def test_an_argument_error_exits_2_with_one_line(
     assert out == "" and err.startswith("traild: error: ") and err.count("\n") == 1, err
     assert text in err
     assert not (tmp_path / "out").exists() and not db.exists()
+
+
+@pytest.mark.parametrize("action", ["set", "unset", "show"])
+def test_config_help_explains_pair_and_key_with_examples(
+    capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["config", action, "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "a symbol (EURUSD), DEFAULT" in out and "examples: traild config " in out
+    if action != "show":
+        assert "regular.<stage key> or scalp.<stage key>" in out

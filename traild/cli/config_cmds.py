@@ -43,20 +43,48 @@ def register(sub: Any) -> None:
     config = sub.add_parser("config", help="per-pair configuration in the database")
     actions = config.add_subparsers(dest="config_command", metavar="ACTION")
     actions.required = True
-    p = actions.add_parser("set", help="override keys of a pair (or the rollout allowlist)")
-    p.add_argument("pair", metavar="PAIR", help="an epic, a symbol, DEFAULT or 'trailing'")
-    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    p = actions.add_parser(
+        "set",
+        help="override keys of a pair (or the rollout allowlist)",
+        description="Override stage keys of a pair in the database (validated like the file; "
+        "the running daemon applies them within one poll interval).",
+        epilog=_SET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
+    p.add_argument(
+        "assignments",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help=f"KEY: {_KEY_HELP}; VALUE: pips (a comma-separated list of pairs for "
+        "dynamic_trailing_pairs)",
+    )
     _common(p, by=True)
     p.set_defaults(func=_set)
 
-    p = actions.add_parser("unset", help="remove overrides (the file's value applies again)")
-    p.add_argument("pair", metavar="PAIR")
-    p.add_argument("keys", nargs="+", metavar="KEY")
+    p = actions.add_parser(
+        "unset",
+        help="remove overrides (the file's value applies again)",
+        description="Remove database overrides of a pair: the file's value applies again. An "
+        "unknown key is an error (exit 2) naming the close match.",
+        epilog=_UNSET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
+    p.add_argument("keys", nargs="+", metavar="KEY", help=_KEY_HELP)
     _common(p, by=True)
     p.set_defaults(func=_unset)
 
-    p = actions.add_parser("show", help="effective values and where each came from")
-    p.add_argument("pair", nargs="?", metavar="PAIR")
+    p = actions.add_parser(
+        "show",
+        help="effective values and where each came from",
+        description="Without PAIR: the rollout keys and every database override. With PAIR: "
+        "its regular and scalp stages, each with its source (default, file, environment, "
+        "database).",
+        epilog=_SHOW_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pair", nargs="?", metavar="PAIR", help=_PAIR_HELP)
     _common(p, json_=True)
     p.set_defaults(func=_show)
 
@@ -65,6 +93,28 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the last N changes")
     _common(p, json_=True)
     p.set_defaults(func=_history)
+
+
+_PAIR_HELP = (
+    "an epic (CS.D.EURUSD.MINI.IP), a symbol (EURUSD), DEFAULT (every pair without its own "
+    "table) or 'trailing' (the rollout allowlist)"
+)
+_KEY_HELP = (
+    "regular.<stage key> or scalp.<stage key> (stage keys: early_be_trigger, early_be_buffer, "
+    "stage1_trigger, stage1_lock, stage2_trigger, stage2_lock, stage3_trigger, "
+    "stage3_atr_multiplier, stage3_min_distance), <regular|scalp>.regimes.<market_regime>."
+    "<stage key>, or dynamic_trailing_pairs under 'trailing'"
+)
+_SET_EXAMPLES = """examples:
+  traild config set EURUSD regular.stage1_lock=9.5 regular.stage1_trigger=22
+  traild config set DEFAULT scalp.regimes.trending.stage2_trigger=18 --by alice
+  traild config set trailing dynamic_trailing_pairs=EURUSD,GBPUSD"""
+_UNSET_EXAMPLES = """examples:
+  traild config unset EURUSD regular.stage1_lock
+  traild config unset trailing dynamic_trailing_pairs"""
+_SHOW_EXAMPLES = """examples:
+  traild config show
+  traild config show EURUSD --json"""
 
 
 def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -> None:
