@@ -22,7 +22,7 @@ CASES = [
     ("grid-not-a-number", [*BACKTEST, *TICKS, "--grid", "volatility.low=x"], "not a number"),
     ("grid-regime-key", [*BACKTEST, *TICKS, "--grid", "regime.x=1"], "regime tables take"),
     ("walk-forward-1", [*BACKTEST, *TICKS, "--walk-forward", "1"], "--walk-forward K needs K >= 2"),
-    ("ask-bars-count", [*BACKTEST, "--bars", "{ticks}", "{ticks}", "--ask-bars", "{ticks}"],
+    ("ask-bars-count", [*BACKTEST, "--bars", "{ticks}", "{ticks}=GBPUSD", "--ask-bars", "{ticks}"],
      "--ask-bars needs one file per --bars file"),
     ("no-ticks-no-bars", BACKTEST, "give --ticks FILE or --bars FILE"),
     ("config-set-no-equals", [*CONFIG_SET, "EURUSD", "regular.stage1_lock"],

@@ -185,22 +185,22 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _once(items: list[str], option: str) -> list[str]:
-    """``items`` without repeats of the same file for the same epic (warned on stderr): a file
-    given twice would be two markets, every entry traded twice."""
+def _once(items: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``items`` without repeats of the same file for the same epic, and the repeats as
+    (repeat, first): a file given twice would be two markets, every entry traded twice."""
     from traild.backtest.markets import TickSource
 
     first: dict[tuple[Path, str], str] = {}
-    out = []
+    out, repeats = [], []
     for text in items:
         source = TickSource.parse(text)
         key = (source.path.resolve(), source.epic.upper())
         if key in first:
-            sys.stderr.write(f"traild: warning: {option} {text} repeats {first[key]}; read once\n")
+            repeats.append((text, first[key]))
             continue
         first[key] = text
         out.append(text)
-    return out
+    return out, repeats
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -211,9 +211,12 @@ def _backtest(args: argparse.Namespace) -> int:
 
     if not args.ticks and not args.bars:
         raise UsageError("give --ticks FILE or --bars FILE")
-    ticks = _once(args.ticks, "--ticks")
-    if len(_once(args.bars, "--bars")) != len(args.bars):  # paired with --ask-bars by position
-        raise UsageError("a --bars file is given twice; give each once")
+    bar_repeats = _once(args.bars)[1]
+    if bar_repeats:  # paired with --ask-bars by position: which one to drop is not ours to say
+        raise UsageError(f"--bars {bar_repeats[0][0]} repeats {bar_repeats[0][1]}; give it once")
+    ticks, repeats = _once(args.ticks)
+    for repeat, first in repeats:
+        sys.stderr.write(f"traild: warning: --ticks {repeat} repeats {first}; read once\n")
     settings = load(args.config)
     b = settings.backtest
     spread = b.bar_spread_pips if args.bar_spread_pips is None else args.bar_spread_pips
