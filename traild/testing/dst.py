@@ -35,7 +35,6 @@ import trio.testing
 from loguru import logger
 
 from traild.app import make_policy
-from traild.core.errors import TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, TradeRecord, TradeStatus
 from traild.runtime.gateway import Gateway
@@ -129,8 +128,12 @@ class _Life:
         self.sim, self.number = sim, number
         s, k = _settings(), sim.k
         self.gateway = Gateway(
-            sim.broker, sim.store, sim.now, s.broker.allowance_per_minute,
-            s.broker.retry_base_s, k.retry_max,
+            sim.broker,
+            sim.store,
+            sim.now,
+            s.broker.allowance_per_minute,
+            s.broker.retry_base_s,
+            k.retry_max,
         )
         self.router = Router(lockstep=False)
         self.sup = Supervisor(
@@ -151,20 +154,10 @@ class _Life:
                     await n.start(self.router.run)
                     await n.start(self.sup.run)
                     n.start_soon(self.sim.broker.run, self.sup.on_broker_event)
-                    n.start_soon(self._poll)
                     self.ready, self.ready_at = True, trio.current_time()
                     await trio.sleep_forever()
         except Exception as exc:  # the daemon died: reported, then restarted like a crash
             self.sim.runtime_error(self, exc)
-
-    async def _poll(self) -> None:
-        """The daemon's store poll (app.Daemon._poll_loop)."""
-        while True:
-            await trio.sleep(_settings().database.poll_interval_s)
-            try:
-                await self.sup.poll_store()
-            except TraildError:
-                pass
 
     def kill(self) -> None:
         if self.root is not None:
@@ -183,15 +176,17 @@ class _Sim:
         self.broker = FakeBroker(
             self.rng, self.table, self.sc.latency, self.sc.faults, self.sc.min_stop, self.fence
         )
-        self.store = SimStore(self.rng, self.fence)
+        self.store = SimStore(self.rng, self.fence, lag_mean=self.sc.store_lag)
         self.policy = make_policy(_settings(), self.broker)
         self.lives: list[_Life] = []
         self.extra: list[Violation] = []
         self.abort = trio.CancelScope()
         self.counts: Counter[str] = Counter()
+        self.timeline: list[str] = []  # what the harness did, for --verbose
         self._events: list[tuple[float, int, int, Callable[[], None]]] = []
         self._seq = 0
         self._world: trio.Nursery | None = None
+        self._wake = trio.Event()
         self.checker: Checker | None = None
 
     def now(self) -> datetime:
@@ -220,21 +215,38 @@ class _Sim:
         deals = {}
         for spec in self.sc.trades:
             record = TradeRecord(
-                spec.deal_id, spec.epic, spec.direction, 1.0, spec.entry, spec.stop, spec.stop,
-                spec.limit, TradeStatus.OPEN, T0 - timedelta(minutes=1),
+                spec.deal_id,
+                spec.epic,
+                spec.direction,
+                1.0,
+                spec.entry,
+                spec.stop,
+                spec.stop,
+                spec.limit,
+                TradeStatus.OPEN,
+                T0 - timedelta(minutes=1),
             )
             trade = self.store.insert(record)
             assert trade.id is not None
             deals[spec.deal_id] = trade.id
             self.broker.add_position(
-                Position(spec.deal_id, spec.epic, spec.direction, 1.0, spec.entry, spec.stop,
-                         spec.limit, record.opened_at)
+                Position(
+                    spec.deal_id,
+                    spec.epic,
+                    spec.direction,
+                    1.0,
+                    spec.entry,
+                    spec.stop,
+                    spec.limit,
+                    record.opened_at,
+                )
             )
         return deals
 
     def _at(self, t: float, prio: int, action: Callable[[], None]) -> None:
         self._seq += 1
         heapq.heappush(self._events, (t, prio, self._seq, action))
+        self._wake.set()  # the driver may be sleeping towards a later event
 
     def _schedule(self) -> None:
         for p in self.sc.phases:
@@ -250,15 +262,18 @@ class _Sim:
         steps = iter(self.sc.steps)
         step = next(steps, None)
         while self._events or step is not None:
-            if step is not None and (not self._events or step[0] < self._events[0][0]):
-                t, ticks = step
-                await trio.sleep_until(t)
-                await self._ticks(ticks)
+            tick_first = step is not None and (not self._events or step[0] < self._events[0][0])
+            t = step[0] if step is not None and tick_first else self._events[0][0]
+            if t > trio.current_time():
+                self._wake = trio.Event()
+                with trio.move_on_at(t):
+                    await self._wake.wait()
+                    continue  # an earlier event was scheduled meanwhile
+            if step is not None and tick_first:
+                await self._ticks(step[1])
                 step = next(steps, None)
             else:
-                t, _, _, action = heapq.heappop(self._events)
-                await trio.sleep_until(t)
-                action()
+                heapq.heappop(self._events)[3]()
             assert self.checker is not None
             self.checker.step()
 
@@ -274,23 +289,35 @@ class _Sim:
                 await self.life.router.publish(tick)
             self.counts["published"] += len(ticks)
 
+    def _note(self, what: str) -> None:
+        self.timeline.append(f"{trio.current_time():.2f}:{what}")
+
     def _phase_start(self, p: Phase) -> None:
         self.broker.faults_on = p.storm
+        self._note("storm" if p.storm else "calm")
 
     def _calm_end(self, p: Phase) -> None:
         life = self.life
         if life.ready and self.checker is not None:
             self.checker.calm_end(max(p.start, life.ready_at), p.end)
 
-    def _crash(self, c: Crash) -> None:
+    def _crash(self, c: Crash, armed: bool = False) -> None:
+        """Kill the runtime now (or, ``after_apply``, right after the broker next applies one
+        of its amendments: the answer and every record of it are lost)."""
+        if c.after_apply and not armed:
+            self.broker.on_apply = lambda deal: self._crash(c, armed=True)
+            return
+        self.broker.on_apply = None
         if not self.life.alive:
             return
         self.life.kill()
         self.counts["crashes"] += 1
-        self.store.crash()
+        lost = self.store.crash()
+        self._note(f"crash(lost_writes={lost},{'after_apply' if armed else 'timed'})")
         self._at(trio.current_time() + c.downtime, 3, lambda: self._restart(c.fail_reads))
 
     def _restart(self, fail_reads: int) -> None:
+        self._note(f"restart(fail_reads={fail_reads})")
         self.broker.fail_next_reads(fail_reads)
         self._start_life()
 
@@ -301,24 +328,26 @@ class _Sim:
         self._world.start_soon(life.run, name=f"life-{life.number}")
 
     def _external(self, deal_id: str, remove: bool, loosen: float) -> None:
-        if self.broker.faults_on:
-            self.broker.external_change(deal_id, remove, loosen)
+        if self.broker.faults_on and self.broker.external_change(deal_id, remove, loosen):
+            self._note(f"external({deal_id},{'remove' if remove else f'-{loosen:.1f}pips'})")
 
     def runtime_error(self, life: _Life, exc: BaseException) -> None:
         if not life.alive:
             return
         tb = "".join(traceback.format_exception(exc)).strip().splitlines()
-        self.extra.append(
-            Violation("error", trio.current_time(), None, f"{tb[-1]} ({_where(tb)})")
-        )
+        self.extra.append(Violation("error", trio.current_time(), None, f"{tb[-1]} ({_where(tb)})"))
         life.kill()
         self.store.crash()
         self._at(trio.current_time() + self.k.max_latency + 1.0, 3, lambda: self._restart(0))
 
     def on_spin(self, t: float, steps: int, task: str) -> None:
         self.extra.append(
-            Violation("d", t, None, f"{steps} scheduler steps without the clock moving on "
-                      f"(last task {task})")
+            Violation(
+                "d",
+                t,
+                None,
+                f"{steps} scheduler steps without the clock moving on (last task {task})",
+            )
         )
         self.abort.cancel()
 
@@ -344,8 +373,9 @@ class _Sim:
             "closed": self.broker.counts["closed_stop"] + self.broker.counts["closed_limit"],
             **checker.stats(),
         }
-        return SeedResult(self.seed, self.k, violations, faults, stats, self._digest(),
-                          self._detail())
+        return SeedResult(
+            self.seed, self.k, violations, faults, stats, self._digest(), self._detail()
+        )
 
     def _digest(self) -> str:
         h = hashlib.sha1()
@@ -356,14 +386,16 @@ class _Sim:
         return h.hexdigest()[:12]
 
     def _detail(self) -> list[str]:
-        out = []
+        out = ["harness: " + " ".join(self.timeline)]
         for deal, pos in sorted(self.broker.positions.items()):
             p = pos.inst.to_price
             moves = " ".join(
                 f"{c.t:.2f}:{'-' if c.level is None else p(c.level)}:{c.source[0]}"
                 for c in pos.history
             )
-            closed = "" if pos.closed_at is None else f" closed {pos.exit_reason} @{pos.closed_at:.2f}"
+            closed = (
+                "" if pos.closed_at is None else f" closed {pos.exit_reason} @{pos.closed_at:.2f}"
+            )
             out.append(f"{deal} {pos.direction.value} {pos.epic} entry {p(pos.entry)}{closed}")
             out.append(f"  broker: {moves}")
         for trade_id, log in sorted(self.store.sl_log.items()):
@@ -391,9 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_many(seeds, knobs, args.verbose or args.seed is not None, print)
 
 
-def run_many(
-    seeds: Any, knobs: Knobs, verbose: bool, out: Callable[[str], None]
-) -> int:
+def run_many(seeds: Any, knobs: Knobs, verbose: bool, out: Callable[[str], None]) -> int:
     """Run ``seeds``; print failures (each with its replay line), the fault mix and a summary."""
     started = time.perf_counter()
     mix: Counter[str] = Counter()
@@ -405,8 +435,10 @@ def run_many(
         n += 1
         mix.update(result.faults)
         if verbose:
-            out(f"seed {seed}: {'ok' if result.ok else 'FAIL'} digest {result.digest} "
-                f"stats {result.stats} faults {result.faults}")
+            out(
+                f"seed {seed}: {'ok' if result.ok else 'FAIL'} digest {result.digest} "
+                f"stats {result.stats} faults {result.faults}"
+            )
             for line in result.detail:
                 out("  " + line)
         if not result.ok:

@@ -30,7 +30,7 @@ class Knobs:
     """The size and shape of a seed (defaults: small and fast, for thousands of seeds)."""
 
     trades: int = 4
-    ticks: int = 220
+    ticks: int = 160
     max_crashes: int = 2
     faults: bool = True  # False: a fault-free run (every phase calm)
     retry_max: float = 4.0  # the gateway's longest back-off (config; 30 s by default)
@@ -60,6 +60,7 @@ class Crash:
     t: float
     downtime: float
     fail_reads: int  # position reads failing right after the restart (the /positions outage)
+    after_apply: bool  # not at ``t`` but at the first amendment the broker applies after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Scenario:
     latency: LatencyModel
     faults: FaultRates
     min_stop: dict[str, float]
+    store_lag: float  # mean delay of a non-durable write (seconds)
     calm_needed: float  # W: how long a calm must last for (b) and (c) to be owed
     settle_at: float  # the settle phase starts here (market held at its last quote)
     end: float
@@ -109,7 +111,8 @@ def make_scenario(rng: random.Random, k: Knobs, table: InstrumentTable) -> Scena
         burst_length=rng.randint(1, 5),
         read_failure=rng.choice((0.0, 0.2, 0.5)),
     )
-    min_stop = {e: rng.choice((0.0, 0.5, 1.0, 2.0, 3.0)) for e in epics}
+    min_stop = {e: rng.choice((0.0, 0.5, 1.0, 2.0, 3.0, 5.0)) for e in epics}
+    store_lag = rng.choice((0.05, 0.2, 0.8))
     steps, quotes = _ticks(rng, k, table, epics)
     trades = tuple(_trade(rng, i, table, quotes) for i in range(k.trades))
     w = calm_needed(k)
@@ -120,8 +123,18 @@ def make_scenario(rng: random.Random, k: Knobs, table: InstrumentTable) -> Scena
     externals = _externals(rng, storms, trades)
     settle = _settle(steps, quotes, settle_at, w)
     return Scenario(
-        trades, tuple(steps + settle), tuple(phases), crashes, externals, latency, faults,
-        min_stop, w, settle_at, settle[-1][0] + 1.0,
+        trades,
+        tuple(steps + settle),
+        tuple(phases),
+        crashes,
+        externals,
+        latency,
+        faults,
+        min_stop,
+        store_lag,
+        w,
+        settle_at,
+        settle[-1][0] + 1.0,
     )
 
 
@@ -139,16 +152,28 @@ def _ticks(
     while n < k.ticks:
         r = rng.random()
         t += rng.uniform(2.0, 8.0) if r < 0.05 else rng.expovariate(1.0 / k.mean_gap)
-        size = rng.randint(2, 8) if rng.random() < 0.1 else 1
+        size = rng.randint(2, 8) if rng.random() < 0.12 else 1
+        spike = _spike(rng, size)
         burst: list[Tick] = []
         for j in range(size):
-            e = rng.choice(epics)
+            e = rng.choice(epics) if not spike or j == 0 else burst[0].epic
             price[e] += round(rng.gauss(drift[e], sigma[e]) * 10)
             ts = T0 + timedelta(seconds=t, microseconds=j)
-            burst.append(_quote(table, e, price[e], spread[e] + rng.randint(0, 4), ts))
+            bid = price[e] + spike[j] if spike else price[e]
+            burst.append(_quote(table, e, bid, spread[e] + rng.randint(0, 4), ts))
         steps.append((t, tuple(burst)))
         n += size
     return steps, first
+
+
+def _spike(rng: random.Random, size: int) -> list[int]:
+    """A news spike inside a burst: out and back by 8-25 pips (ticks offsets), or nothing.
+    The mailbox coalesces it into one quote with the spike's best bid and best ask."""
+    if size < 3 or rng.random() < 0.6:
+        return []
+    top = rng.uniform(8.0, 25.0) * rng.choice((-1, 1)) * 10
+    peak = rng.randint(1, size - 2)
+    return [round(top * (1 - abs(j - peak) / max(peak, size - 1 - peak))) for j in range(size)]
 
 
 def _quote(table: InstrumentTable, epic: str, bid: int, spread: int, ts: datetime) -> Tick:
@@ -195,7 +220,8 @@ def _crashes(rng: random.Random, k: Knobs, storms: list[Phase]) -> tuple[Crash, 
             continue
         downtime = k.max_latency + rng.uniform(0.2, 3.0)  # the dead process's requests land
         fail_reads = rng.choice((0, 0, 1, 2))
-        crashes.append(Crash(rng.uniform(p.start + 0.5, p.end), downtime, fail_reads))
+        at = rng.uniform(p.start + 0.5, p.end)
+        crashes.append(Crash(at, downtime, fail_reads, rng.random() < 0.5))
     return tuple(sorted(crashes, key=lambda c: c.t))
 
 

@@ -158,6 +158,7 @@ class FakeBroker:
         self.push_own = push_own
         self.clock = clock or (lambda: T0 + timedelta(seconds=trio.current_time()))
         self.faults_on = False
+        self.on_apply: Callable[[str], None] | None = None  # after traild's change lands
         self.positions: dict[str, SimPosition] = {}
         self.quotes: dict[str, Tick] = {}
         self.counts: Counter[str] = Counter()
@@ -276,6 +277,8 @@ class FakeBroker:
             pos.limit = pos.inst.to_ticks(req.limit)
         self._set_stop(pos, req.level, "traild", push=self.push_own)
         self.counts["applied"] += 1
+        if self.on_apply is not None:
+            self.on_apply(req.deal_id)
         level = None if req.level is None else pos.inst.to_price(req.level)
         return Confirmation(True, level, self._ref())
 
@@ -288,7 +291,9 @@ class FakeBroker:
         distance = s * (market - level)
         if distance <= 0:
             return "stop on the wrong side of the market"
-        minimum = pos.inst.centipips_to_ticks_ceil(to_centipips(self.min_stop_distance_pips(pos.epic)))
+        minimum = pos.inst.centipips_to_ticks_ceil(
+            to_centipips(self.min_stop_distance_pips(pos.epic))
+        )
         if distance < minimum:
             return f"stop too close: {pos.inst.pips(distance):g} pips"
         return None
@@ -330,7 +335,13 @@ class FakeBroker:
         outcome = self._outcome() if self.faults_on else "ok"
         pos = self.positions.get(deal_id)
         level = None if pos is None else pos.inst.to_ticks(stop)
-        req = _Request(deal_id, level, limit, trio.current_time() + latency * self.rng.uniform(0.2, 0.8), outcome)
+        req = _Request(
+            deal_id,
+            level,
+            limit,
+            trio.current_time() + latency * self.rng.uniform(0.2, 0.8),
+            outcome,
+        )
         if outcome != "unavailable" and outcome != "timeout_lost":
             self._seq += 1
             heapq.heappush(self._pending, (req.apply_at, self._seq, req))

@@ -229,7 +229,13 @@ class SimStore:
 
         def apply() -> None:
             self.amendments[aid] = AmendmentRecord(
-                aid, trade_id, deal_id, requested, previous, reason, AmendState.PENDING,
+                aid,
+                trade_id,
+                deal_id,
+                requested,
+                previous,
+                reason,
+                AmendState.PENDING,
                 created_at=ts,
             )
 
@@ -302,12 +308,16 @@ class SimStore:
         await self._write(apply, durable)
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
-        await self._write(lambda: self._set_trade(trade_id, "status", status=TradeStatus(status)), True)
+        await self._write(
+            lambda: self._set_trade(trade_id, "status", status=TradeStatus(status)), True
+        )
 
     async def set_method(self, trade_id: int, method: str, fallback_reason: str | None) -> None:
         def apply() -> None:
             self._set_trade(
-                trade_id, "method", trailing_calculation_method=method,
+                trade_id,
+                "method",
+                trailing_calculation_method=method,
                 fallback_reason=fallback_reason,
             )
 
