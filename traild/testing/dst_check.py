@@ -182,8 +182,8 @@ class Checker:
                     "c",
                     end,
                     deal_id,
-                    f"reached +{self._trigger / CENTI:g} pips at t={d.reached_at:.3f}s, then {end - since:.1f}s of "
-                    f"calm with the lock placeable, yet the broker's stop is "
+                    f"reached +{self._trigger / CENTI:g} pips at t={d.reached_at:.3f}s, then "
+                    f"{end - since:.1f}s of calm with the lock placeable, yet the broker's stop is "
                     f"{_p(pos.inst, stop)} (lock {_p(pos.inst, d.lock)})",
                 )
 
