@@ -180,7 +180,6 @@ class _Sim:
         self.policy = make_policy(_settings(), self.broker)
         self.lives: list[_Life] = []
         self.extra: list[Violation] = []
-        self.abort = trio.CancelScope()
         self.counts: Counter[str] = Counter()
         self.timeline: list[str] = []  # what the harness did, for --verbose
         self._events: list[tuple[float, int, int, Callable[[], None]]] = []
@@ -202,14 +201,13 @@ class _Sim:
         self.checker = Checker(
             self.broker, self.store, deals, self.policy.ladder, self.sc.calm_needed
         )
-        with self.abort:
-            async with trio.open_nursery() as world:
-                self._world = world
-                world.start_soon(self.broker.serve)
-                self._start_life()
-                self._schedule()
-                await self._drive()
-                world.cancel_scope.cancel()
+        async with trio.open_nursery() as world:
+            self._world = world
+            world.start_soon(self.broker.serve)
+            self._start_life()
+            self._schedule()
+            await self._drive()
+            world.cancel_scope.cancel()
 
     def _open_trades(self) -> dict[str, int]:
         deals = {}
@@ -349,7 +347,6 @@ class _Sim:
                 f"{steps} scheduler steps without the clock moving on (last task {task})",
             )
         )
-        self.abort.cancel()
 
     # -- the verdict --------------------------------------------------------------------------
     def result(self, meter: SpinMeter) -> SeedResult:

@@ -30,7 +30,7 @@ class Knobs:
     """The size and shape of a seed (defaults: small and fast, for thousands of seeds)."""
 
     trades: int = 4
-    ticks: int = 160
+    ticks: int = 120
     max_crashes: int = 2
     faults: bool = True  # False: a fault-free run (every phase calm)
     retry_max: float = 4.0  # the gateway's longest back-off (config; 30 s by default)
@@ -82,6 +82,7 @@ class Scenario:
     faults: FaultRates
     min_stop: dict[str, float]
     store_lag: float  # mean delay of a non-durable write (seconds)
+    feed_delay: float  # how long after the broker traild sees a quote (its stream's latency)
     calm_needed: float  # W: how long a calm must last for (b) and (c) to be owed
     settle_at: float  # the settle phase starts here (market held at its last quote)
     end: float
@@ -113,6 +114,7 @@ def make_scenario(rng: random.Random, k: Knobs, table: InstrumentTable) -> Scena
     )
     min_stop = {e: rng.choice((0.0, 0.5, 1.0, 2.0, 3.0, 5.0)) for e in epics}
     store_lag = rng.choice((0.05, 0.2, 0.8))
+    feed_delay = rng.choice((0.0, 0.0, 0.05, 0.2, 0.6))
     steps, quotes = _ticks(rng, k, table, epics)
     trades = tuple(_trade(rng, i, table, quotes) for i in range(k.trades))
     w = calm_needed(k)
@@ -132,6 +134,7 @@ def make_scenario(rng: random.Random, k: Knobs, table: InstrumentTable) -> Scena
         faults,
         min_stop,
         store_lag,
+        feed_delay,
         w,
         settle_at,
         settle[-1][0] + 1.0,
@@ -141,7 +144,8 @@ def make_scenario(rng: random.Random, k: Knobs, table: InstrumentTable) -> Scena
 def _ticks(
     rng: random.Random, k: Knobs, table: InstrumentTable, epics: list[str]
 ) -> tuple[list[tuple[float, tuple[Tick, ...]]], dict[str, Tick]]:
-    """Random walks (integer ticks, 10 ticks a pip for both epics) with drift and bursts."""
+    """Random walks (integer ticks, 10 ticks a pip for both epics) with drift, bursts (some
+    with a spike out and back) and sudden jumps that stay (a retrace onto a trade's floor)."""
     price = {e: table.resolve(e).to_ticks(EPICS[e]) for e in epics}
     drift = {e: rng.uniform(-0.45, 0.45) for e in epics}  # pips per tick
     sigma = {e: rng.uniform(0.4, 1.6) for e in epics}
@@ -158,6 +162,8 @@ def _ticks(
         for j in range(size):
             e = rng.choice(epics) if not spike or j == 0 else burst[0].epic
             price[e] += round(rng.gauss(drift[e], sigma[e]) * 10)
+            if rng.random() < 0.03:
+                price[e] += round(rng.uniform(5.0, 15.0) * rng.choice((-10, 10)))
             ts = T0 + timedelta(seconds=t, microseconds=j)
             bid = price[e] + spike[j] if spike else price[e]
             burst.append(_quote(table, e, bid, spread[e] + rng.randint(0, 4), ts))
