@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trio
+import trio.lowlevel
 from loguru import logger
 
 from traild.adapters.recorder import DayFiles, Recordings, TickRecorder, iso_ms
@@ -38,7 +39,7 @@ async def _record(folder: Path, ticks: list[Tick], **kw: object) -> TickRecorder
             for i, t in enumerate(ticks):
                 recorder.add(t)
                 if i % 97 == 0:
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
             nursery.cancel_scope.cancel()
     return recorder
 
@@ -72,7 +73,7 @@ async def test_export_writes_a_normal_tick_file_of_the_period(tmp_path: Path) ->
     assert cols.bid.tolist() == [t.bid for t in ticks[100:1500]]
     again = Recordings(tmp_path / "rec").columns(EPIC, since, until)
     assert again.ts_ms.tolist() == cols.ts_ms.tolist()
-    with pytest.raises(DataError, match="no recorded ticks for CS.D.GBPUSD"):
+    with pytest.raises(DataError, match=r"no recorded ticks for CS\.D\.GBPUSD"):
         Recordings(tmp_path / "rec").resolve("CS.D.GBPUSD.MINI.IP")
 
 
