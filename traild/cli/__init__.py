@@ -20,6 +20,7 @@ _MODULES = (
     "traild.cli.config_cmds",
     "traild.cli.rollout_cmds",
     "traild.cli.backtest_cmds",
+    "traild.cli.ticks_cmds",
     "traild.cli.ig_cmds",
 )
 
