@@ -112,3 +112,9 @@ def test_recording_replays_to_the_accepted_ticks_and_counterfactuals_match_live(
     assert "paired gate" in text.stdout and "undecidable" in text.stdout
     status = traild("rollout", "status", "--config", str(config))
     assert "paired gate" in status.stdout
+    status_json = json.loads(traild("rollout", "status", "--config", str(config), "--json").stdout)
+    assert status_json["gate_basis"] == "paired"
+    assert status_json["paired_gate"]["rollout_gate"]["trades"] == len(closed)
+    page = tmp_path / "report.html"
+    traild("report", "--config", str(config), "--since", "all", "--html", str(page))
+    assert 'id="counterfactuals"' in page.read_text()

@@ -214,7 +214,7 @@ class TickRecorder:
             logger.bind(
                 event="ticks.record_failed",
                 folder=str(self.files.folder),
-                error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                error=f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}",
                 recorded=self.recorded,
                 lost=len(batch),
             ).error("tick recording stopped (trailing goes on)")

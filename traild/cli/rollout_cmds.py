@@ -134,13 +134,15 @@ def _write_html(
     args: argparse.Namespace, data: LiveData, trades: list[Any], comparison: Any
 ) -> None:
     from traild.cli.store_cmds import build_report
+    from traild.cli.ticks_cmds import html_extras
     from traild.reporting.html import render
     from traild.reporting.rollout import rollout_status
 
     s = data.settings
     report = build_report(data.records, s.instrument_table())
-    status = rollout_status(s, trades, data.records)
-    page = render(report, status, trades, comparison, args.since)
+    paired, extra = html_extras(s, data.records)
+    status = rollout_status(s, trades, data.records, paired)
+    page = render(report, status, trades, comparison, args.since, extra)
     target = Path(args.html)
     try:
         target.write_text(page, encoding="utf-8")

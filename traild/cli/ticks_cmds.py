@@ -95,6 +95,23 @@ def paired_input(settings: Settings, records: list[TradeRecord]) -> tuple[Any, A
     return paired_trades(counterfactuals(settings, records)), paired_policy(settings)
 
 
+def html_extras(
+    settings: Settings, records: list[TradeRecord]
+) -> tuple[tuple[Any, Any] | None, tuple[str, ...]]:
+    """For ``report --html``: the paired input of the rollout status and the counterfactual
+    section (nothing when no ticks were recorded)."""
+    from traild.reporting.html_counterfactual import counterfactual_section
+    from traild.reporting.paired import paired_gate, paired_trades
+
+    if not settings.recording_path().is_dir():
+        return None, ()
+    cf = counterfactuals(settings, records)
+    policy = paired_policy(settings)
+    report = counterfactual_report(cf)
+    report["paired_gate"] = paired_gate(paired_trades(cf), policy)
+    return (paired_trades(cf), policy), (counterfactual_section(report),)
+
+
 def paired_policy(settings: Settings) -> Any:
     from traild.reporting.live import Bootstrap
     from traild.reporting.paired import PairedPolicy
