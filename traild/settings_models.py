@@ -306,6 +306,10 @@ class RolloutSettings(_Strict):
     bootstrap_samples: int = Field(1000, ge=100, le=100000)
     bootstrap_seed: int = 1
     min_trading_days: int = Field(10, ge=2)  # paired gate: trading days with paired trades
+    # counterfactual replays of closed trades beyond fixed, fixed+lock and dynamic+lock
+    counterfactual_variants: list[
+        Literal["fixed", "fixed+lock", "dynamic+lock", "dynamic+lock+regime"]
+    ] = []
     backtest_dynamic_variant: str = "dynamic+lock"
     backtest_fixed_variant: str = "fixed+lock"
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from traild.adapters.tickfiles import TickColumns
 from traild.core.calculator import DYNAMIC, FIXED, CalculatedStages
+from traild.core.errors import ConfigError
 from traild.core.messages import Direction, TradeRecord, TradeStatus
 from traild.reporting.counterfactual import Replayer, trading_day
 from traild.reporting.paired import paired_trades
-from traild.settings import Settings
+from traild.settings import Settings, load
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 3, 5, 10, 0, tzinfo=UTC)
@@ -118,3 +120,26 @@ def test_trades_without_a_recording_or_still_open_are_skipped_with_a_reason() ->
     assert {(s.deal_id, s.reason) for s in cf.skipped} == {
         ("EARLY", "no_ticks"), ("OPEN", "not_closed"), ("GBP", "no_ticks"),
     }  # fmt: skip
+
+
+def test_configured_regime_variant_replays_with_the_regime_table(tmp_path: Path) -> None:
+    path = tmp_path / "traild.toml"
+    path.write_text(
+        "[rollout]\ncounterfactual_variants = ['dynamic+lock+regime']\n"
+        "[pairs.DEFAULT.regular.regimes.trending]\nearly_be_buffer = 5\n"
+    )
+    settings = load(path, {})
+    trade = _trade(settings, atr_at_entry=8 * PIP, volatility_regime="low",
+                   session_at_entry="asian", market_regime_at_entry="trending")  # fmt: skip
+    replayer = Replayer(
+        settings.calculator_params(), settings.ladder_policy(), settings.stage_config,
+        settings.instrument_table(), "fixed+lock,dynamic+lock,dynamic+lock+regime",
+        regime_tables=settings.regime_tables,
+    )  # fmt: skip
+    (t,) = replayer.run([trade], History(_path())).trades
+    # the trending table's buffer 5 x 0.63 = 3.15 pips, rounded up to the tick: +3.2
+    assert t.variants["dynamic+lock+regime"].pnl_pips == pytest.approx(3.2)
+    assert t.variants["dynamic+lock"].pnl_pips == pytest.approx(1.3)
+    with pytest.raises(ConfigError, match="real time"):
+        Replayer(settings.calculator_params(), settings.ladder_policy(), settings.stage_config,
+                 settings.instrument_table(), "dynamic+lock+rt")  # fmt: skip

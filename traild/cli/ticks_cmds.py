@@ -74,6 +74,7 @@ def _export(args: argparse.Namespace) -> int:
 def counterfactuals(settings: Settings, records: list[TradeRecord]) -> CounterfactualSet:
     """Every closed trade of ``records`` replayed over the recorded ticks."""
     from traild.adapters.recorder import Recordings
+    from traild.backtest.variants import DEFAULT_VARIANTS
     from traild.reporting.counterfactual import Replayer
 
     replayer = Replayer(
@@ -81,7 +82,9 @@ def counterfactuals(settings: Settings, records: list[TradeRecord]) -> Counterfa
         settings.ladder_policy(),
         settings.stage_config,
         settings.instrument_table(),
-        min_stop_distance_pips=settings.broker.min_stop_distance_pips,
+        ",".join([DEFAULT_VARIANTS, *settings.rollout.counterfactual_variants]),
+        settings.broker.min_stop_distance_pips,
+        settings.regime_tables,
     )
     return replayer.run(records, Recordings(settings.recording_path()))
 

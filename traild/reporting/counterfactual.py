@@ -2,7 +2,8 @@
 
 A trade's entry, initial stop, limit and market conditions at adoption (ATR, volatility regime,
 session, market regime, as stored in ``trade_log``) go through the backtest's variants
-(``fixed``, ``fixed+lock``, ``dynamic+lock``: ``backtest.variants``) and the same core
+(``fixed``, ``fixed+lock``, ``dynamic+lock`` and ``[rollout] counterfactual_variants``, e.g.
+``dynamic+lock+regime``: ``backtest.variants``) and the same core
 (``core.replay.run_trade`` over a ``Ladder``), from the first recorded tick after the fill.
 ``model`` replays the stages the trade really trailed with (stored at adoption) under the
 configured profit lock: on a faultless paper replay it is the live result, so ``live - model``
@@ -15,7 +16,7 @@ recorder missed (a gap in the recording is not detected beyond "covers open to c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -23,14 +24,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from traild.adapters.tickfiles import EPOCH, TickColumns, ms_to_datetime
-from traild.backtest.variants import DEFAULT_VARIANTS, Variant, parse_variants
+from traild.backtest.adaptive import variant_tables
+from traild.backtest.variants import DEFAULT_VARIANTS, parse_variants
 from traild.core.calculator import (
     CalculatedStages,
     CalculatorParams,
     DynamicTrailingCalculator,
     MarketConditions,
+    RegimeTables,
 )
-from traild.core.errors import InstrumentError, StageError
+from traild.core.errors import ConfigError, InstrumentError, StageError
 from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import TradeRecord, TradeStatus
@@ -167,14 +170,18 @@ class Replayer:
         table: InstrumentTable,
         variants: str = DEFAULT_VARIANTS,
         min_stop_distance_pips: float = 0.0,
+        regime_tables: Callable[[str, bool], RegimeTables] | None = None,
     ) -> None:
         # As the backtest: dynamic for every pair (the rollout allowlist is a live control)
         self.calc = replace(calc, dynamic_trailing_pairs=frozenset())
         self.policy = policy
         self.stage_config = stage_config
         self.table = table
-        self.variants: list[Variant] = [v for v in parse_variants(variants) if not v.realtime]
+        self.variants = parse_variants(variants)
+        if any(v.realtime for v in self.variants):
+            raise ConfigError(["counterfactual variants cannot recalculate in real time (+rt)"])
         self.min_stop = min_stop_distance_pips
+        self.regime_tables = regime_tables or (lambda epic, scalp: {})
 
     def run(self, records: Sequence[TradeRecord], history: TickHistory) -> CounterfactualSet:
         done: list[TradeCounterfactuals] = []
@@ -232,7 +239,13 @@ class Replayer:
         replays = {}
         for v in self.variants:
             calc = DynamicTrailingCalculator(v.calculator_params(self.calc))
-            stages = calc.calculate_stages(cond, base, t.is_scalp_trade, epic=t.epic)
+            tables = None
+            if v.regime:
+                configured = self.regime_tables(t.epic, t.is_scalp_trade)
+                tables = variant_tables(configured, v.overrides, t.is_scalp_trade)
+            stages = calc.calculate_stages(
+                cond, base, t.is_scalp_trade, epic=t.epic, regimes=tables
+            )
             replays[v.name] = _replay(
                 t, inst, stages, v.ladder_policy(policy), entry, stop, limit, ticks, start
             )
