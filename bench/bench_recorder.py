@@ -1,6 +1,7 @@
 """The tick recorder's cost on the tick path ([feed] record = true).
 
     .venv/bin/python bench/bench_recorder.py [--ticks 200000] [--runs 5] [--rate 1000]
+                                             [--trades 500]
 
 Real EURUSD ticks (OANDA, May 2014) go through the daemon's per-tick work that runs before the
 actors (tick guard, M15 bar history) in a trio task, with the recorder off and on. With it on,
@@ -14,7 +15,10 @@ medians over ``--runs`` runs:
 * the writer thread's throughput (ticks/s) and the bytes per tick on disk;
 * paced, as a live feed delivers them (``--rate`` ticks/s, 10 s of ticks): each tick's delay
   from its due time to the end of its processing, p50 / p99 / max, off and on. This is where
-  the writer's share of the GIL would show as latency.
+  the writer's share of the GIL would show as latency;
+* ``report --counterfactual``'s work: the whole file recorded (15 days), ``--trades`` closed
+  trades at random ticks replayed in fixed, fixed+lock, dynamic+lock and their own stages
+  (loading the recording included).
 """
 
 from __future__ import annotations
@@ -102,6 +106,44 @@ async def paced(ticks: list[Tick], record: bool, folder: Path, rate: float) -> l
     return delays
 
 
+def counterfactual_run(folder: Path, trades: int) -> tuple[float, float, int]:
+    """(seconds to load the recording, seconds to replay, trades replayed)."""
+    import random
+
+    from traild.adapters.recorder import Recordings
+    from traild.core.calculator import FIXED, CalculatedStages
+    from traild.core.messages import Direction, TradeRecord, TradeStatus
+    from traild.reporting.counterfactual import Replayer
+
+    cols = load_ticks(SOURCE)
+    DayFiles(folder, 30).write(list(cols.ticks(EPIC)))
+    settings = Settings()
+    stages = CalculatedStages(settings.stage_config(EPIC, False), FIXED, "disabled").to_json()
+    rng = random.Random(1)
+    records = []
+    for i in range(trades):
+        k = rng.randrange(len(cols) - 50_000)
+        buy = rng.random() < 0.5
+        entry = float(cols.ask[k] if buy else cols.bid[k])
+        stop = entry - 0.002 if buy else entry + 0.002
+        ts = next(cols.ticks(EPIC, k, k + 1)).ts
+        records.append(TradeRecord(
+            f"B{i}", EPIC, Direction.BUY if buy else Direction.SELL, entry_price=entry,
+            initial_sl_price=stop, limit_price=entry + (0.005 if buy else -0.005),
+            status=TradeStatus.CLOSED, opened_at=ts, closed_at=ts, pnl_pips=0.0,
+            calculated_stages=stages, trailing_calculation_method=FIXED,
+        ))  # fmt: skip
+    replayer = Replayer(settings.calculator_params(), settings.ladder_policy(),
+                        settings.stage_config, settings.instrument_table())  # fmt: skip
+    start = time.perf_counter()
+    recordings = Recordings(folder)
+    recordings.columns(EPIC)
+    loaded = time.perf_counter() - start
+    start = time.perf_counter()
+    done = replayer.run(records, recordings)
+    return loaded, time.perf_counter() - start - loaded, len(done.trades)
+
+
 def add_only(ticks: list[Tick], folder: Path) -> float:
     recorder = TickRecorder(folder, 30, max_pending=len(ticks) + 1)
     add = recorder.add
@@ -126,6 +168,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--trades", type=int, default=500)
     args = parser.parse_args()
     logger.remove()
     ticks = load(args.ticks)
@@ -162,6 +205,12 @@ def main() -> None:
         p50, p99, top = (statistics.median(r[k] for r in rows) * 1e6 for k in range(3))
         label = "on " if record else "off"
         print(f"  recorder {label}: p50 {p50:7.0f}  p99 {p99:7.0f}  max {top:7.0f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded, replayed, n_cf = counterfactual_run(Path(tmp), args.trades)
+    print(
+        f"counterfactuals: 15 days recorded ({len(load_ticks(SOURCE)):,} ticks) load in "
+        f"{loaded:.2f} s; {n_cf} trades x 4 replays in {replayed:.2f} s"
+    )
 
 
 if __name__ == "__main__":

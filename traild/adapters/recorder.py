@@ -29,7 +29,7 @@ import trio
 from loguru import logger
 
 from traild.adapters.tickfiles import EPOCH, TickColumns, empty_columns
-from traild.core.errors import DataError
+from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import symbol_of
 from traild.core.messages import Tick
 
@@ -263,7 +263,7 @@ class Recordings:
         known = self.epics()
         if epic in known:
             return epic
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(InstrumentError):
             same = [e for e in known if symbol_of(e) == symbol_of(epic)]
             if len(same) == 1:
                 return same[0]

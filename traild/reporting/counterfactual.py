@@ -4,7 +4,8 @@ A trade's entry, initial stop, limit and market conditions at adoption (ATR, vol
 session, market regime, as stored in ``trade_log``) go through the backtest's variants
 (``fixed``, ``fixed+lock``, ``dynamic+lock`` and ``[rollout] counterfactual_variants``, e.g.
 ``dynamic+lock+regime``: ``backtest.variants``) and the same core
-(``core.replay.run_trade`` over a ``Ladder``), from the first recorded tick after the fill.
+(``core.replay.run_trade_at`` over a ``Ladder``, quiet ticks jumped over with the backtest's
+crossing index, as its event-driven path does), from the first recorded tick after the fill.
 ``model`` replays the stages the trade really trailed with (stored at adoption) under the
 configured profit lock: on a faultless paper replay it is the live result, so ``live - model``
 measures how far live execution (latency, refusals, gaps, restarts) departs from the model.
@@ -16,7 +17,7 @@ recorder missed (a gap in the recording is not detected beyond "covers open to c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import numpy as np
 
 from traild.adapters.tickfiles import EPOCH, TickColumns, ms_to_datetime
 from traild.backtest.adaptive import variant_tables
+from traild.backtest.kernel import CrossingIndex, both_sides
 from traild.backtest.variants import DEFAULT_VARIANTS, parse_variants
 from traild.core.calculator import (
     CalculatedStages,
@@ -37,7 +39,7 @@ from traild.core.errors import ConfigError, InstrumentError, StageError
 from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import TradeRecord, TradeStatus
-from traild.core.replay import run_trade
+from traild.core.replay import TradeOutcome, run_trade_at
 
 _MS = timedelta(milliseconds=1)
 _DAY_MS = 86_400_000
@@ -129,14 +131,18 @@ def trading_day(ts: datetime) -> int:
 
 
 class _Ticks:
-    """One epic's recorded ticks as integer-tick lists, loaded once."""
+    """One epic's recorded ticks as integer ticks, loaded once, with the backtest's crossing
+    index: the replay jumps over ticks that cannot change anything, as ``run_event`` does."""
 
     def __init__(self, columns: TickColumns, inst: Instrument) -> None:
         inv = float(1 / inst.tick_size)  # the factor Instrument.to_ticks uses
-        self.ms = columns.ts_ms
+        self.ms = np.ascontiguousarray(columns.ts_ms, dtype=np.int64)
         self.ms_list: list[int] = self.ms.tolist()
-        self.bid: list[int] = np.rint(columns.bid * inv).astype(np.int64).tolist()
-        self.ask: list[int] = np.rint(columns.ask * inv).astype(np.int64).tolist()
+        self.bid_ticks = np.rint(columns.bid * inv).astype(np.int64)
+        self.ask_ticks = np.rint(columns.ask * inv).astype(np.int64)
+        self.bid: list[int] = self.bid_ticks.tolist()
+        self.ask: list[int] = self.ask_ticks.tolist()
+        self._index: CrossingIndex | None = None
 
     def start(self, t: TradeRecord, entry: int) -> int | None:
         """Index of the first tick the trade trails on: after the fill tick (a tick at the
@@ -153,10 +159,20 @@ class _Ticks:
         fill = next((k for k in range(i, j) if side[k] == entry), None)
         return j if fill is None else fill + 1
 
-    def iterate(self, start: int) -> Iterator[tuple[int, int, int]]:
-        ms, bid, ask = self.ms_list, self.bid, self.ask
-        for k in range(start, len(ms)):
-            yield ms[k], bid[k], ask[k]
+    def run(self, ladder: Ladder, start: int) -> TradeOutcome[int]:
+        """``ladder`` over the ticks from ``start`` (``core.replay.run_trade_at``)."""
+        if self._index is None:
+            self._index = CrossingIndex(both_sides(self.bid_ticks, self.ask_ticks))
+        index, n = self._index, len(self.ms_list)
+        if ladder.sign > 0:  # a BUY's directional prices are x[0:n], a SELL's x[n:2n]
+            seek = index.seek
+        else:
+
+            def seek(i: int, lo: float, hi: float) -> int:
+                return index.seek(n + i, lo, hi) - n
+
+        columns = (self.ms.data, self.bid_ticks.data, self.ask_ticks.data)
+        return run_trade_at(ladder, columns, start, seek)
 
 
 class Replayer:
@@ -291,7 +307,7 @@ def _replay(
     start: int,
 ) -> Replayed:
     plan = LadderPlan.compile(stages.stages, inst, policy, stages.atr_pips)
-    out = run_trade(Ladder(plan, t.direction, entry, stop, limit), ticks.iterate(start))
+    out = ticks.run(Ladder(plan, t.direction, entry, stop, limit), start)
     exit_price = out.exit_price if out.exit_price is not None else entry
     pnl = inst.pips(t.direction.sign * (exit_price - entry))
     return Replayed(
