@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
+from traild.runtime.tasks import supervised
 from traild.settings import Settings, load
 from traild.settings_models import IGSettings
 
@@ -70,6 +72,7 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
         restart_backoff_max=d.restart_backoff_max_s,
         dynamic_failures_before_fixed=d.dynamic_failures_before_fixed,
         persist_every_s=d.persist_best_every_s,
+        reconcile_stops_s=d.reconcile_stops_s,
         min_distance=min_distance,
         regime_tables=settings.regime_tables,
         realtime_recalc=settings.trailing.realtime_recalc,
@@ -114,6 +117,7 @@ class Daemon:
         self.stale_epics: set[str] = set()
         self._last_beat: tuple[float, int, int] | None = None
         self.feed_done = trio.Event()
+        self._feed_scope = trio.CancelScope()
         self.stopping = False
         self.halted = False
         self.supervisor: Supervisor | None = None
@@ -197,17 +201,22 @@ class Daemon:
                 if s.feed.record:
                     self.recorder = TickRecorder(s.recording_path(), s.feed.record_days)
                     await nursery.start(self.recorder.run)
-                nursery.start_soon(broker.run, supervisor.on_broker_event)
+                nursery.start_soon(
+                    supervised, "broker", partial(broker.run, supervisor.on_broker_event)
+                )
                 nursery.start_soon(self._signals, nursery)
-                nursery.start_soon(self._halt_loop)
-                nursery.start_soon(self._beat_loop, store)
-                nursery.start_soon(self._poll_loop, feed)
+                nursery.start_soon(supervised, "halt", self._halt_loop)
+                nursery.start_soon(supervised, "heartbeat", partial(self._beat_loop, store))
+                nursery.start_soon(supervised, "poll", partial(self._poll_loop, feed))
                 # Everything built so far (adopted actors, loaded ticks) lives as long as the
                 # daemon: out of the collector's reach, a full collection never stalls ticks.
                 gc.collect()
                 gc.freeze()
                 self._ready()
-                await self._feed_loop(feed)
+                with self._feed_scope:
+                    await self._feed_loop(feed)
+                if self.stopping:
+                    await trio.sleep_forever()  # a signal is draining: it ends the daemon
                 if s.feed.kind == "replay" and s.feed.stop_at_end:
                     await self._drain(reason="end_of_replay")
                     nursery.cancel_scope.cancel()
@@ -239,6 +248,8 @@ class Daemon:
 
     async def on_tick(self, tick: Tick) -> None:
         """The tick pipeline: guard, clock, history, paper fills/exits, then the actors."""
+        if self.stopping:
+            return  # draining: nothing new is taken
         guard = self.guards.get(tick.epic)
         if guard is None:
             try:
@@ -493,14 +504,27 @@ class Daemon:
         )
 
     async def _drain(self, **why: str) -> None:
-        """Stop adopting, let in-flight amendments finish (bounded), persist best prices."""
+        """Stop the feed at once, take no new amendment targets, let the ones in flight
+        conclude (bounded by ``drain_timeout_s``), persist best prices."""
         self.stopping = True
+        self._feed_scope.cancel()
         logger.bind(event="daemon.stopping", **why).info("draining")
         systemd.stopping()
-        with trio.move_on_after(self.settings.daemon.drain_timeout_s):
-            if self.gateway is not None:
-                await self.gateway.wait_idle()
-            if self.supervisor is not None:
+        gateway = self.gateway
+        if gateway is not None:
+            dropped = gateway.close()  # queued targets were never sent: nothing is lost
+            with trio.move_on_after(self.settings.daemon.drain_timeout_s):
+                await gateway.wait_idle()
+            in_flight = gateway.statistics().in_flight
+            if in_flight or dropped:
+                logger.bind(event="daemon.drain", in_flight=in_flight, dropped=dropped).warning(
+                    "{} amendment(s) still in flight (settled against the broker at the next "
+                    "start), {} queued target(s) not sent",
+                    in_flight,
+                    dropped,
+                )
+        if self.supervisor is not None:
+            with trio.move_on_after(self.settings.daemon.drain_timeout_s):
                 await self.supervisor.flush_progress(everything=True)
 
 
@@ -581,11 +605,10 @@ def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:
         raise ConfigError(["feed.kind: 'ig' needs broker.kind = 'ig'"])
     return IGStreamFeed(
         f.epics,
-        broker.stream_auth,
+        broker.stream,  # the account's one Lightstreamer session, shared with TRADE
         account_id=broker.account_id,
         scale=broker.stream_scale,
         stale_after=f.stale_after_s,
-        **ig_stream_options(s.broker.ig),
     )
 
 
@@ -604,6 +627,8 @@ async def open_ig_broker(
         "reconcile_interval": ig.reconcile_s,
         "trade_stream": ig.trade_stream,
         "session_refresh_after": ig.session_refresh_s,
+        # an unreachable IG or a 5xx is waited out here, not by systemd restarts
+        "login_backoff": (min(1.0, ig.login_backoff_max_s), ig.login_backoff_max_s),
         "confirm_attempts": ig.confirm_attempts,
         "confirm_interval": ig.confirm_interval_s,
         "rules_ttl": ig.rules_ttl_s,
@@ -628,7 +653,7 @@ async def open_ig_broker(
 
 
 def ig_stream_options(ig: IGSettings) -> dict[str, Any]:
-    """The Lightstreamer client settings shared by the PRICE feed and the TRADE stream."""
+    """The settings of the account's Lightstreamer session (PRICE feed and TRADE stream)."""
     return {
         "keepalive_ms": ig.keepalive_ms,
         "backoff_initial": ig.reconnect_initial_s,

@@ -53,13 +53,17 @@ def apply_overrides(base: Settings, overrides: Iterable[ConfigOverride]) -> Sett
 
 
 class ConfigService:
-    """Tracks the overrides a running daemon applies; ``poll`` is one cheap query when idle."""
+    """Tracks the overrides a running daemon applies; ``poll`` is one cheap query when idle.
+
+    Overrides rejected against the current file stay ``pending``: a reload (``rebase``) tries
+    them again first, so fixing the file applies them without another database edit."""
 
     def __init__(self, base: Settings, source: ConfigSource | None) -> None:
         self.base = base
         self.source = source
         self.version: int | None = None
         self.overrides: list[ConfigOverride] = []
+        self.pending: list[ConfigOverride] | None = None  # the latest, rejected, overrides
         self.effective = base
 
     async def start(self) -> Settings:
@@ -88,15 +92,38 @@ class ConfigService:
         try:
             effective = apply_overrides(self.base, overrides)
         except ConfigError as exc:
+            self.pending = overrides
             logger.bind(
                 event="config.rejected", source=DATABASE, version=version, problems=exc.problems
             ).error("database configuration rejected; keeping the current one")
             return None
-        self.overrides, self.effective = overrides, effective
+        self.overrides, self.effective, self.pending = overrides, effective, None
         return effective
 
     def rebase(self, base: Settings) -> Settings:
-        """A reloaded file with the current overrides (ConfigError: nothing changes)."""
+        """A reloaded file with the database's latest overrides when they validate against it
+        (a rejected change applies once the file is fixed), else with the ones in force
+        (ConfigError: those do not validate either; nothing changes)."""
+        if self.pending is not None:
+            try:
+                effective = apply_overrides(base, self.pending)
+            except ConfigError as exc:
+                logger.bind(
+                    event="config.rejected",
+                    source=DATABASE,
+                    version=self.version,
+                    problems=exc.problems,
+                ).warning("database configuration still rejected with the reloaded file")
+            else:
+                self.overrides, self.pending = self.pending, None
+                self.base, self.effective = base, effective
+                logger.bind(
+                    event="config.overrides",
+                    source=DATABASE,
+                    version=self.version,
+                    keys=[o.path for o in self.overrides],
+                ).info("database configuration rejected earlier applies with the reloaded file")
+                return effective
         effective = apply_overrides(base, self.overrides)
         self.base, self.effective = base, effective
         return effective

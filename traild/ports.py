@@ -69,6 +69,20 @@ class Broker(Protocol):
         ...
 
 
+@runtime_checkable
+class PositionBook(Protocol):
+    """A broker whose book traild itself keeps (the paper broker): it learns the trades handed
+    over while it runs, through the same adoption path as a live broker's positions."""
+
+    def knows(self, deal_id: str) -> bool:
+        """The position is in the book."""
+        ...
+
+    def add_position(self, position: Position) -> None:
+        """A position opened outside (handed over as open)."""
+        ...
+
+
 class PriceFeed(Protocol):
     """A source of ticks."""
 

@@ -145,7 +145,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Settings:
-        problems: list[str] = []
+        problems: list[str] = self.conditions.problems()
         if self.feed.kind == "ig" and self.broker.kind != "ig":
             problems.append(
                 "feed.kind = 'ig' streams through the IG session: broker.kind must be 'ig'"

@@ -169,6 +169,37 @@ class ConditionsSettings(_Strict):
             raise ValueError("spike_floor_pips must be <= max_tick_jump_pips")
         return self
 
+    def problems(self, where: str = "conditions") -> list[str]:
+        """Relations between keys that each look valid alone (``where``: the section's path).
+
+        A minimum history longer than the lookback would never compute the volatility regime
+        (every dynamic trade "normal", real-time recalculation never firing); unordered
+        percentiles or session hours would label the wrong regime or session."""
+        out = []
+        if self.regime_min_history > self.regime_lookback:
+            out.append(
+                f"{where}.regime_min_history ({self.regime_min_history}) must be <= "
+                f"{where}.regime_lookback ({self.regime_lookback}): the volatility regime "
+                "would never be computed"
+            )
+        pct = ("low_percentile", "high_percentile", "extreme_percentile")
+        values = [getattr(self, k) for k in pct]
+        if not values[0] < values[1] < values[2]:
+            shown = " < ".join(f"{where}.{k} ({v:g})" for k, v in zip(pct, values, strict=True))
+            out.append(f"percentiles must be ordered: {shown}")
+        hours = ("asian", "london", "overlap", "new_york")
+        starts = [getattr(self, f"{h}_start_hour") for h in hours]
+        offsets = [(h - starts[0]) % 24 for h in starts]  # hours after the asian start
+        if not 0 < offsets[1] < offsets[2] < offsets[3]:
+            shown = ", ".join(
+                f"{where}.{h}_start_hour ({v})" for h, v in zip(hours, starts, strict=True)
+            )
+            out.append(
+                "session start hours must be distinct and follow each other around the clock "
+                f"as asian -> london -> overlap -> new_york: {shown}"
+            )
+        return out
+
 
 class InstrumentSettings(_Strict):
     pip_size: Decimal | None = Field(None, gt=0)
@@ -222,6 +253,7 @@ class IGSettings(_Strict):
     keepalive_ms: int = Field(5000, ge=100)
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    login_backoff_max_s: float = Field(300.0, gt=0)
 
 
 class BrokerSettings(_Strict):
@@ -302,10 +334,11 @@ class RolloutSettings(_Strict):
 
     improvement_threshold: float = Field(0.10, ge=0, le=10)
     min_trades: int = Field(30, ge=1)
+    min_days: int = Field(10, ge=1)  # trading days with closed trades, per method and per pair
+    max_dropped_share: float = Field(0.01, ge=0, lt=1)  # undefined resamples tolerated
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_samples: int = Field(1000, ge=100, le=100000)
     bootstrap_seed: int = 1
-    min_trading_days: int = Field(10, ge=2)  # paired gate: trading days with paired trades
     # counterfactual replays of closed trades beyond fixed, fixed+lock and dynamic+lock
     counterfactual_variants: list[
         Literal["fixed", "fixed+lock", "dynamic+lock", "dynamic+lock+regime"]
@@ -324,6 +357,7 @@ class DaemonSettings(_Strict):
     dynamic_failures_before_fixed: int = Field(2, ge=1)
     drain_timeout_s: float = Field(5.0, gt=0)
     persist_best_every_s: float = Field(1.0, ge=0)
+    reconcile_stops_s: float = Field(30.0, gt=0)
 
 
 def redact_url(url: str) -> str:

@@ -455,3 +455,30 @@ def test_statistics_is_a_frozen_snapshot() -> None:
         stats.fills = 5  # type: ignore[misc]
     b.on_tick(tick(1.0, 1.0001, 1))
     assert stats.open_positions == 1 and b.statistics().open_positions == 0
+
+
+def test_a_restored_position_closes_on_its_first_crossing_after_the_open() -> None:
+    """Issue #19 defect 7: ticks the exit guard lets through unchecked still pass the entry
+    gate, so the first tick that reaches the stop after the open is not taken for the entry
+    tick (and skipped) just because a tick before the open had been checked."""
+    b = broker()
+    opened = T0 + timedelta(seconds=5)
+    b.add_position(Position("R", EPIC, Direction.BUY, 1.0, 1.1000, 1.0990, None, opened))
+    assert b.on_tick(tick(1.0980, 1.0981, 1)) == []  # before the open (below the stop)
+    assert b.on_tick(tick(1.1000, 1.1001, 5)) == []  # the entry tick (skipped)
+    assert b.on_tick(tick(1.1001, 1.1002, 6)) == []  # inside the band: the guard's fast path
+    closed = b.on_tick(tick(1.0985, 1.0986, 7))
+    assert [type(e) for e in closed] == [PositionClosed]
+    assert closed[0].ts == T0 + timedelta(seconds=7)
+
+
+async def test_an_amendment_that_would_loosen_the_stop_is_refused() -> None:
+    """Defence in depth: the paper broker refuses what traild must never ask."""
+    b = broker()
+    b.add_position(Position("L", EPIC, Direction.SELL, 1.0, 1.1000, 1.1020, None, T0))
+    b.on_tick(tick(1.0990, 1.0991, 1))
+    assert (await b.amend_stop("L", 1.1010, None)).accepted
+    refused = await b.amend_stop("L", 1.1015, None)
+    assert not refused.accepted and "loosen" in refused.reason
+    position = await b.get_position("L")
+    assert position is not None and position.stop == 1.1010

@@ -102,3 +102,37 @@ async def test_a_reloaded_file_that_contradicts_the_overrides_is_refused_whole()
     with pytest.raises(ConfigError, match=r"pairs\.EURUSD\.regular"):
         service.rebase(contradicting)
     assert service.base.stage_config(EURUSD, False).stage1_trigger == 20.0  # unchanged
+
+
+async def test_a_rejected_database_change_applies_once_the_reloaded_file_makes_it_valid(
+    events: list[dict[str, Any]],
+) -> None:
+    source = FakeSource()
+    service = ConfigService(base(), source)
+    await service.start()
+    source.set(ConfigOverride("EURUSD", "regular.stage2_trigger", 45.0))  # above stage 3's 40
+    assert await service.poll() is None  # rejected against the file
+    fixed = Settings(pairs={"EURUSD": {"regular": {"stage3_trigger": 50}}})
+    effective = service.rebase(fixed)  # the operator fixed the file and sent SIGHUP
+    stages = effective.stage_config(EURUSD, False)
+    assert (stages.stage2_trigger, stages.stage3_trigger) == (45.0, 50.0)
+    assert service.effective is effective and service.pending is None
+    assert await service.poll() is None and source.full_reads == 2  # nothing more to read
+    applied = [e for e in events if e.get("event") == "config.overrides"]
+    assert applied and applied[-1]["keys"] == ["pairs.EURUSD.regular.stage2_trigger"]
+
+
+async def test_a_reload_that_does_not_fix_a_rejected_change_keeps_it_pending() -> None:
+    source = FakeSource()
+    source.set(ConfigOverride("EURUSD", "regular.stage2_lock", 16.0))
+    service = ConfigService(base(), source)
+    await service.start()
+    source.set(ConfigOverride("EURUSD", "regular.stage2_lock", 31.0))  # above trigger 30
+    assert await service.poll() is None
+    unrelated = Settings(trailing={"min_amend_step_pips": 1.0})
+    effective = service.rebase(unrelated)  # the file applies with the overrides in force
+    assert effective.trailing.min_amend_step_pips == 1.0
+    assert effective.stage_config(EURUSD, False).stage2_lock == 16.0
+    assert service.pending is not None
+    fixed = Settings(pairs={"EURUSD": {"regular": {"stage2_trigger": 35}}})
+    assert service.rebase(fixed).stage_config(EURUSD, False).stage2_lock == 31.0

@@ -30,8 +30,9 @@ def test_adx_of_a_zigzag_without_direction_is_low() -> None:
     assert value is not None and value < 20
 
 
-def test_percentile_rank_counts_strictly_lower_values() -> None:
-    assert percentile_rank(3.0, [1.0, 2.0, 3.0, 4.0]) == 50.0
+def test_percentile_rank_counts_lower_values_and_half_the_ties() -> None:
+    assert percentile_rank(3.0, [1.0, 2.0, 3.0, 4.0]) == 62.5  # 2 below, 1 tie
+    assert percentile_rank(3.5, [1.0, 2.0, 3.0, 4.0]) == 75.0
     assert percentile_rank(1.0, []) is None
 
 

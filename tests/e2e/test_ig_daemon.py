@@ -125,6 +125,7 @@ async def test_daemon_trails_ig_positions_through_faults(tmp_path: Path) -> None
         assert body["limitLevel"] in (1.106, 1.094)  # the take-profit is re-sent every time
     assert sim.logins >= 2  # the 401 was answered by a fresh login
     assert sim.stream.created + sim.stream.binds >= 2  # the dropped stream was reconnected
+    assert sim.stream.peak_sessions == {"SIMACC1": 1}  # PRICE and TRADE on one session
     async with open_store(settings.database_url()) as store:
         rows = {t.deal_id: t for t in await store.trades_since(None)}
         assert rows[buy_id].sl_price == 1.10080

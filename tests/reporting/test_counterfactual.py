@@ -14,7 +14,8 @@ from traild.adapters.tickfiles import TickColumns
 from traild.core.calculator import DYNAMIC, FIXED, CalculatedStages
 from traild.core.errors import ConfigError
 from traild.core.messages import Direction, TradeRecord, TradeStatus
-from traild.reporting.counterfactual import Replayer, trading_day
+from traild.core.tradingday import trading_day
+from traild.reporting.counterfactual import Replayer
 from traild.reporting.paired import paired_trades
 from traild.settings import Settings, load
 
@@ -86,7 +87,8 @@ def test_the_lock_saves_the_trade_the_plain_fixed_ladder_loses() -> None:
     # no conditions stored: dynamic falls back exactly as it would have live
     assert t.variants["dynamic+lock"].fallback_reason == "no_conditions"
     assert t.as_dict()["live_minus_model_pips"] == 0.0
-    assert paired_trades(cf)[0].day == trading_day(T0)
+    day = paired_trades(cf)[0].day
+    assert datetime(1970, 1, 1, tzinfo=UTC).date() + timedelta(days=day) == trading_day(T0)
 
 
 def test_dynamic_stages_come_from_the_conditions_stored_at_adoption() -> None:

@@ -74,7 +74,8 @@ def test_too_few_trades_say_how_many_more_and_an_unused_allowlist_entry_is_liste
     status = rollout_status(s, dyn([12.0] * 5) + fix([10.0] * 30))
     assert [p["pair"] for p in status["pairs"]] == [EURUSD, "USDJPY"]
     assert status["rollout_gate"]["trades_needed"] == 25
-    assert status["recommendation"].endswith("about 25 more")
+    assert status["rollout_gate"]["days_needed"] == 5  # 5 dynamic days of the 10 needed
+    assert status["recommendation"].endswith("about 25 more over about 5 more trading days")
 
 
 def test_dynamic_off_recommends_starting_the_pilot() -> None:

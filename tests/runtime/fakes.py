@@ -6,6 +6,8 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+import trio
+
 from traild.core.errors import BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import (
     AlertRecord,
@@ -213,22 +215,35 @@ class ScriptedBroker:
     """A Broker whose answers are scripted per call: 'ok', 'reject', 'timeout', 'timeout-applied',
     'error', 'ratelimit'. Records every amendment it receives."""
 
-    def __init__(self, script: list[str] | None = None) -> None:
+    def __init__(self, script: list[str] | None = None, latency: float = 0.0) -> None:
         self.script = list(script or [])
+        self.latency = latency  # trio seconds before an answer (and before it is applied)
         self.positions: dict[str, Position] = {}
         self.calls: list[tuple[str, float, float | None]] = []
+        self.applied: list[tuple[str, float]] = []  # every stop the broker really took
+        self.fail_reads = 0  # this many position reads fail (503) before they succeed
 
     async def open_positions(self) -> list[Position]:
+        self._read()
         return list(self.positions.values())
 
     async def get_position(self, deal_id: str) -> Position | None:
+        self._read()
         return self.positions.get(deal_id)
+
+    def _read(self) -> None:
+        if self.fail_reads > 0:
+            self.fail_reads -= 1
+            raise BrokerUnavailable("503 on /positions")
 
     async def amend_stop(self, deal_id: str, stop: float, limit: float | None) -> Confirmation:
         self.calls.append((deal_id, stop, limit))
         step = self.script.pop(0) if self.script else "ok"
+        if self.latency:
+            await trio.sleep(self.latency)
         if step in ("ok", "timeout-applied") and deal_id in self.positions:
             self.positions[deal_id] = dataclasses.replace(self.positions[deal_id], stop=stop)
+            self.applied.append((deal_id, stop))
         if step == "reject":
             return Confirmation(False, None, f"ref{len(self.calls)}", "stop too close")
         if step.startswith("timeout"):

@@ -26,9 +26,19 @@ class ConfirmingGateway:
     def __init__(self) -> None:
         self.sent: list[tuple[int, float, str]] = []
 
-    def submit(self, target: AmendTarget) -> None:
+    def track(self, trade_id: int, stop: float | None, better: Any) -> None:
+        return None
+
+    def held(self, trade_id: int) -> float | None:
+        return None
+
+    def confirmed(self, trade_id: int) -> float | None:
+        return None
+
+    def submit(self, target: AmendTarget) -> bool:
         self.sent.append((target.trade_id, target.level, target.reason.value))
         target.on_confirmed(target.level)
+        return True
 
 
 def _actors(gateway: Any, n: int) -> list[TradeActor]:

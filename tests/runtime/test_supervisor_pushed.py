@@ -24,7 +24,7 @@ async def test_tighter_stop_set_at_the_broker_becomes_the_floor_and_a_new_limit_
     assert [c[1:] for c in rig.broker.calls] == [(1.10010, 1.10600)]
 
 
-async def test_stop_moved_away_at_the_broker_never_loosens_traild_s_floor(
+async def test_stop_moved_away_at_the_broker_is_put_back_and_never_loosens_traild_s_floor(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     rig = Rig()
@@ -40,4 +40,6 @@ async def test_stop_moved_away_at_the_broker_never_loosens_traild_s_floor(
     await _run(rig, body)
     slot = next(iter(rig.sup.slots.values()))
     assert slot.actor.trade.sl_price == 1.09990
-    assert [c[1] for c in rig.broker.calls] == [1.09990]
+    # the confirmed level is sent again (issue #19: a stop loosened at the broker is restored)
+    assert [c[1] for c in rig.broker.calls] == [1.09990, 1.09990]
+    assert [a.reason for a in rig.store.amendments.values()] == ["profit_lock", "restore"]

@@ -184,6 +184,10 @@ class PaperBroker:
         self._by_epic: dict[str, dict[str, _Entry]] = {}
         # Per epic: the directional exit thresholds of its book (see _quiet); None = recompute.
         self._guards: dict[str, tuple[float, float, float, float] | None] = {}
+        # Per epic: restored positions whose entry gate is not open yet; every tick goes
+        # through their gates (also those the exit guard lets pass unchecked), so the gate
+        # knows which ticks before the open it has seen.
+        self._gated: dict[str, list[_Entry]] = {}
         self._orders: dict[str, list[_Order]] = {}
         self._quotes: dict[str, Tick] = {}
         self._window: list[float] = []
@@ -230,6 +234,7 @@ class PaperBroker:
         events: list[BrokerEvent] = []
         held = self._by_epic.get(tick.epic)
         if held:
+            waiting = self._gate_pass(tick)
             inst = next(iter(held.values())).inst  # one epic, one instrument
             bid, ask = inst.to_ticks(tick.bid), inst.to_ticks(tick.ask)
             guard = self._guards.get(tick.epic)
@@ -238,7 +243,7 @@ class PaperBroker:
             if guard[0] < bid < guard[1] and guard[2] < ask < guard[3]:
                 held = {}  # no stop or limit of this epic is reached: nothing to check
             for entry in list(held.values()):
-                if entry.gate is not None and not entry.gate.admits(tick.ts):
+                if entry.deal_id in waiting:
                     continue
                 closed = self._check_exit(entry, tick, bid, ask)
                 if closed is not None:
@@ -246,6 +251,20 @@ class PaperBroker:
         orders = self._orders.pop(tick.epic, None)
         events.extend(self._fill(order, tick) for order in orders or ())
         return events
+
+    def _gate_pass(self, tick: Tick) -> set[str]:
+        """The restored positions of ``tick``'s epic that must not see it (before their open,
+        or their entry tick); a gate that opened leaves the list."""
+        gated = self._gated.get(tick.epic)
+        if not gated:
+            return set()
+        waiting = set()
+        for entry in gated:
+            assert entry.gate is not None
+            if not entry.gate.admits(tick.ts):
+                waiting.add(entry.deal_id)
+        self._gated[tick.epic] = [e for e in gated if e.gate is not None and not e.gate.is_open]
+        return waiting
 
     def _check_exit(self, e: _Entry, tick: Tick, bid: int, ask: int) -> PositionClosed | None:
         """Stop or limit hit by this tick (``bid``/``ask`` in ticks)?"""
@@ -266,6 +285,8 @@ class PaperBroker:
         del self._positions[e.deal_id]
         del self._by_epic[e.epic][e.deal_id]
         self._guards[e.epic] = None
+        if e.gate is not None and not e.gate.is_open:
+            self._gated[e.epic] = [g for g in self._gated.get(e.epic, []) if g is not e]
         self._n[f"closed_{reason}"] += 1
         self._n["gap_fills"] += gap
         return PositionClosed(e.deal_id, e.inst.to_price(price), reason, ts, gap)
@@ -335,6 +356,10 @@ class PaperBroker:
         return f"{self._prefix}{self._seq:06d}"
 
     # -- outside a tick -------------------------------------------------------------------------
+    def knows(self, deal_id: str) -> bool:
+        """The position is in the book (open)."""
+        return deal_id in self._positions
+
     def add_position(self, position: Position) -> None:
         """A position opened outside traild (another app, before a restart).
 
@@ -361,6 +386,7 @@ class PaperBroker:
             EntryGate(position.opened_at, skip_entry_tick=True),
         )
         self._add(e)
+        self._gated.setdefault(e.epic, []).append(e)
         quote = self._quotes.get(position.epic)
         ts = position.opened_at or (quote.ts if quote else None)
         if ts is not None:
@@ -458,6 +484,10 @@ class PaperBroker:
         if e is None:
             return self._refuse(f"position {deal_id} not found (closed or unknown)")
         level = e.inst.to_ticks(stop)
+        if e.stop is not None and e.direction.sign * (level - e.stop) < 0:
+            # Defence in depth: traild never loosens a stop; a request that would is refused
+            # here too (the real broker would take it).
+            return self._refuse("the amendment would loosen the stop")
         new_limit = e.limit if limit is None else e.inst.to_ticks(limit)
         quote = self._quotes.get(e.epic)
         if quote is not None:

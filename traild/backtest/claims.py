@@ -1,14 +1,17 @@
 """The seed's success criteria, judged (SPEC §8): target, measured value, 95 % CI, verdict.
 
 Trades that overlap in time are not independent, so every interval is a bootstrap over whole
-trading days (a trading day runs 21:00 to 21:00 UTC, the FX roll-over, so Sunday's open belongs
-to Monday): days are drawn with replacement and the statistic is recomputed from all trades of
-the drawn days. A comparison is paired: the same trades, in the candidate variant and in its
-baseline, so they move together in every draw.
+trading days (``traild.core.tradingday``: 21:00 to 21:00 UTC, the FX roll-over, so Sunday's open
+belongs to Monday; the live rollout gate uses the same days): days are drawn with replacement
+and the statistic is recomputed from all trades of the drawn days. A comparison is paired: the
+same trades, in the candidate variant and in its baseline, so they move together in every draw.
 
 Verdict: ``met`` when the whole interval is on the target's side, ``not_met`` when the whole
-interval is on the other side, ``inconclusive`` when it straddles the target (or there are no
-trades to judge). Deterministic: a fixed seed.
+interval is on the other side, ``inconclusive`` when it straddles the target, or when the sample
+is too small to judge: fewer than ``MIN_TRADES`` trades or ``MIN_DAYS`` trading days (with one
+day every draw is the same day and the interval has no width; an empty sample proves nothing).
+The one exception is a confirmed-stop lock violation: any count above 0 is ``not_met`` on any
+sample, since it is an exact count of a bug, not an estimate. Deterministic: a fixed seed.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from numpy.typing import NDArray
 
 from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import number
+from traild.core.tradingday import trading_day_number as trading_day
 
 Floats = NDArray[np.float64]
 CONFIDENCE = 0.95
 DRAWS = 1000
 SEED = 20_240_601
-_DAY_MS = 86_400_000
-_ROLL_MS = 3 * 3_600_000  # 21:00 UTC + 3 h = next day's 00:00
+MIN_TRADES = 30  # below this many trades, or
+MIN_DAYS = 10  # this many trading days, a claim is inconclusive whatever its interval
 HIGH_VOL = frozenset(("high", "extreme"))
 MET, NOT_MET, INCONCLUSIVE = "met", "not_met", "inconclusive"
 
@@ -45,10 +49,6 @@ class Criterion:
     unit: str
     pick: Callable[[TradeRow], bool]  # which trades it is about
     paired: bool  # a candidate against its baseline, or one variant on its own
-
-
-def trading_day(entry_ts_ms: int) -> int:
-    return (entry_ts_ms + _ROLL_MS) // _DAY_MS
 
 
 def _scalp(r: TradeRow) -> bool:
@@ -236,20 +236,40 @@ def interval(values: Floats) -> tuple[float | None, float | None]:
 def _judge(
     c: Criterion, sample: float, draws: Floats, n_trades: int, n_days: int
 ) -> dict[str, Any]:
-    if c.key in ("lock_violations",):  # a count that must be exactly 0: no sampling question
+    exact = c.key == "lock_violations"  # a count that must be exactly 0: no sampling question
+    if exact:
         low = high = sample if math.isfinite(sample) else None
     else:
         low, high = interval(draws)
     value = sample if math.isfinite(sample) else None
     digits = 2 if c.unit == "minutes" else 4
-    return {
+    decided = verdict(low, high, c.target, c.at_least) if value is not None else INCONCLUSIVE
+    short = _too_small(n_trades, n_days)
+    if short is not None and not (exact and decided == NOT_MET):
+        decided = INCONCLUSIVE
+    out = {
         "value": number(value, digits),
         "ci_low": number(low, digits),
         "ci_high": number(high, digits),
         "trades": n_trades,
         "days": n_days,
-        "verdict": verdict(low, high, c.target, c.at_least) if value is not None else INCONCLUSIVE,
+        "verdict": decided,
     }
+    if short is not None and decided == INCONCLUSIVE:
+        out["why"] = short
+    return out
+
+
+def _too_small(n_trades: int, n_days: int) -> str | None:
+    """Why a sample cannot decide a claim (None: large enough)."""
+    if n_trades == 0:
+        return "no trades of this kind"
+    if n_trades < MIN_TRADES or n_days < MIN_DAYS:
+        return (
+            f"{n_trades} trades on {n_days} trading days; at least {MIN_TRADES} trades "
+            f"on {MIN_DAYS} days are needed"
+        )
+    return None
 
 
 def judge_claims(
@@ -270,6 +290,8 @@ def judge_claims(
             "bootstrap_draws": DRAWS,
             "resampling_unit": "trading day (21:00-21:00 UTC)",
             "seed": SEED,
+            "min_trades": MIN_TRADES,
+            "min_days": MIN_DAYS,
         },
         "criteria": {},
     }

@@ -331,7 +331,9 @@ def claims_section(claims: dict[str, Any]) -> str:
         f"over whole days (unit: {m['resampling_unit']}; overlapping trades are not "
         "independent). "
         "met = the whole interval is on the target's side; not met = entirely on the other; "
-        "inconclusive = it straddles the target or there are too few trades.",
+        "inconclusive = it straddles the target, or fewer than "
+        f"{m['min_trades']} trades or {m['min_days']} trading days "
+        "(a lock violation is not met on any sample).",
         "",
         "| criterion | target | variant (vs baseline) | value | 95 % CI | trades | days "
         "| verdict |",

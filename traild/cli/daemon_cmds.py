@@ -9,7 +9,7 @@ from typing import Any
 
 from traild.app import EXIT_REFUSED, halt_path
 from traild.cli.errors import EXIT_SOFTWARE, classify, mark_reported, unwrap
-from traild.core.errors import ConfigError, SchemaOutOfDate
+from traild.core.errors import BrokerConfigRefused, ConfigError, SchemaOutOfDate
 from traild.settings import load
 
 CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
         help="run the daemon",
         description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads). Exit codes: 0 "
         "drained, 78 a refusal a restart cannot fix (invalid configuration, schema behind, "
-        "unreadable replay file or state directory), 1 any other failure.",
+        "unreadable replay file or state directory, IG refusing the login, the API key or "
+        "the streaming protocol), 1 any other failure.",
     )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_run)
@@ -100,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
         mark_reported()
         code, message = classify(exc, daemon=True)
         error = unwrap(exc)
-        event = "daemon.refused" if isinstance(error, SchemaOutOfDate) else "daemon.failed"
+        refused = isinstance(error, SchemaOutOfDate | BrokerConfigRefused)
+        event = "daemon.refused" if refused else "daemon.failed"
         record = logger.bind(event=event, error=message, exit_code=code)
         if isinstance(error, ConfigError):  # the database's overrides do not fit this file
             record = logger.bind(

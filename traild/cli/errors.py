@@ -5,7 +5,9 @@ command line (argparse), 70 an internal error (a bug: reported, never a tracebac
 ``TRAILD_DEBUG=1``), 73 a file or directory that cannot be created or written, 130 interrupted.
 ``traild run`` exits 78 (EX_CONFIG; systemd must not restart) for everything a restart cannot
 fix: an invalid configuration from any source, a schema that needs ``traild migrate``, a replay
-file that cannot be read, a state directory or database file that cannot be created.
+file that cannot be read, a state directory or database file that cannot be created, and a
+broker refusing the configuration (IG refusing the credentials, the API key, the account or
+the streaming protocol: restarting would only log in with the wrong password again).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import sys
 import threading
 import traceback
 
-from traild.core.errors import ConfigError, DataError, SchemaOutOfDate, TraildError
+from traild.core.errors import (
+    BrokerConfigRefused,
+    ConfigError,
+    DataError,
+    SchemaOutOfDate,
+    TraildError,
+)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -26,17 +34,33 @@ EXIT_INTERRUPTED = 130
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """The error inside single-error exception groups (trio nurseries wrap what they raise)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    """The error inside an exception group (trio nurseries wrap what they raise): its only
+    error, or, when every error in it is one traild raises on purpose, the one that decides
+    the exit (a refusal of the configuration first: two tasks sharing one IG stream both end
+    with its refusal). A group with anything else stays a group (an internal error)."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = _leaves(exc)
+    distinct = list({id(leaf): leaf for leaf in leaves}.values())
+    if len(distinct) == 1:
+        return distinct[0]
+    if all(isinstance(leaf, TraildError) for leaf in distinct):
+        refusals = [leaf for leaf in distinct if isinstance(leaf, _REFUSALS)]
+        return (refusals or distinct)[0]
     return exc
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def classify(exc: BaseException, *, daemon: bool = False) -> tuple[int, str]:
     """(exit code, one-line message) for an error that reached the command line; ``daemon``:
     the codes of ``traild run`` (78 for what a restart cannot fix)."""
     exc = unwrap(exc)
-    if isinstance(exc, ConfigError | SchemaOutOfDate):
+    if isinstance(exc, _REFUSALS):
         return EXIT_CONFIG if daemon else EXIT_FAILED, _one_line(str(exc))
     if isinstance(exc, DataError):  # in the daemon: a replay file
         return EXIT_CONFIG if daemon else EXIT_FAILED, _one_line(str(exc))
@@ -52,6 +76,7 @@ def classify(exc: BaseException, *, daemon: bool = False) -> tuple[int, str]:
     return EXIT_SOFTWARE, _one_line(f"internal error ({name}: {exc}); rerun with TRAILD_DEBUG=1")
 
 
+_REFUSALS = (ConfigError, SchemaOutOfDate, BrokerConfigRefused)
 _FILE_ERRORS = (
     PermissionError,
     FileNotFoundError,

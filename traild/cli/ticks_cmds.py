@@ -121,7 +121,7 @@ def paired_policy(settings: Settings) -> Any:
 
     r = settings.rollout
     boot = Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
-    return PairedPolicy(r.improvement_threshold, r.min_trades, r.min_trading_days, boot)
+    return PairedPolicy(r.improvement_threshold, r.min_trades, r.min_days, boot)
 
 
 def report_counterfactual(args: argparse.Namespace) -> int:

@@ -36,7 +36,11 @@ class ConditionParams:
 
 
 def session_of(ts: datetime, p: ConditionParams = ConditionParams()) -> str:
-    """Session of a UTC time: asian [21,7), london [7,12), overlap [12,16), new_york [16,21)."""
+    """Session of an instant by its UTC hour: asian [21,7), london [7,12), overlap [12,16),
+    new_york [16,21). An aware time in any zone is converted to UTC first (07:30 London
+    summer time is 06:30 UTC: asian); a naive one is taken to be UTC."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
     minute = ts.hour * 60 + ts.minute
     bounds = sorted(
         (
@@ -59,7 +63,9 @@ def regime_of(
     """Percentile rank of ``current`` among ``history`` mapped to a regime (None: too little)."""
     if len(history) < p.regime_min_history:
         return None
-    rank = 100.0 * sum(1 for h in history if h < current) / len(history)
+    rank = percentile_rank(current, history)
+    if rank is None:
+        return None
     if rank > p.extreme_percentile:
         return "extreme"
     if rank > p.high_percentile:

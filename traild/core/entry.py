@@ -24,6 +24,16 @@ class EntryGate:
 
     __slots__ = ("_before", "_open", "_skip_entry", "opened_at")
 
+    @property
+    def is_open(self) -> bool:
+        """Every later tick is admitted."""
+        return self._open
+
+    @property
+    def restored(self) -> bool:
+        """A trade restored into a replay from its start (ticks before its open are expected)."""
+        return self._skip_entry
+
     def __init__(self, opened_at: datetime | None, skip_entry_tick: bool = False) -> None:
         self.opened_at = opened_at
         self._open = opened_at is None

@@ -9,6 +9,8 @@
      │    └── SchemaOutOfDate   the schema is behind head: run `traild migrate`
      └── BrokerError            the broker did not do what was asked
           ├── BrokerRejected    a definitive "no" (e.g. stop too close); do not retry blindly
+          │    └── BrokerConfigRefused  the broker refuses traild's configuration (credentials,
+          │                         API key, account, protocol version): a restart cannot fix it
           ├── BrokerTimeout     outcome unknown: re-read the position before retrying
           ├── BrokerUnavailable transient (5xx, connection); retry with backoff
           └── RateLimited       allowance exceeded; back off
@@ -58,6 +60,12 @@ class BrokerError(TraildError):
 
 class BrokerRejected(BrokerError):
     """The broker answered with a definitive rejection (reason in the message)."""
+
+
+class BrokerConfigRefused(BrokerRejected):
+    """The broker refuses what traild is configured with (credentials, API key, account,
+    streaming protocol): retrying, or restarting, only repeats the refusal (and IG locks an
+    account after repeated failed logins). ``traild run`` exits 78 on it."""
 
 
 class BrokerTimeout(BrokerError):

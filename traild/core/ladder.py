@@ -271,10 +271,30 @@ class Ladder:
             self._pending = _NONE
         self._dirty = True
 
-    def reject(self) -> None:
-        """The pending amendment failed: forget it so the floor is retried on later ticks."""
-        self._pending = _NONE
+    def reject(self, held: int | None = None) -> None:
+        """The pending amendment failed: forget it so the floor is retried on later ticks.
+        ``held``: a level still on its way to the broker (queued behind the failed one) stays
+        pending, so no later tick asks for anything looser than it."""
+        self._pending = _NONE if held is None else self.sign * held
         self._dirty = True
+
+    def hold(self, level: int | None) -> None:
+        """The level the gateway holds for this trade (what is on its way to the broker), when
+        it refused a move because that level is at least as good."""
+        x = _NONE if level is None else self.sign * level
+        self._pending = x if x > self._stop else _NONE
+
+    def observe(self, bid: int, ask: int) -> None:
+        """A quote that only counts towards the best price (the extremes of ticks a busy
+        dispatcher skipped): no exit check and no decision, which the latest tick makes,
+        capped against the latest market, never against a price already gone."""
+        if self.closed:
+            return
+        x = bid if self.sign > 0 else -ask
+        if x > self._best:
+            self._best = x
+            self._dirty = True
+            self.moves += 1
 
     def touch(self) -> None:
         """Re-evaluate the floors on the next tick (after a plan change)."""

@@ -58,6 +58,9 @@ class Reason(StrEnum):
     STAGE1 = "stage1"
     STAGE2 = "stage2"
     STAGE3 = "stage3"
+    # Not a rung: the broker's stop was found looser than the confirmed one, or gone (moved
+    # at the broker, by a person or by the broker): the confirmed level is sent again.
+    RESTORE = "restore"
 
 
 @dataclass(frozen=True, slots=True)

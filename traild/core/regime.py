@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 MARKET_REGIMES = ("trending", "ranging", "breakout", "unknown")
+_TIE_REL = 1e-9  # values this close (relative) are one value in a percentile rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ def atr_percentiles(
         atr = sum(trs[-p.atr_period :]) / p.atr_period
         history = atrs[-p.atr_lookback :]
         if len(history) >= p.atr_min_history:
-            out[i] = 100.0 * sum(1 for h in history if h < atr) / len(history)
+            out[i] = percentile_rank(atr, history)
         atrs.append(atr)
     return out
 
@@ -138,10 +139,16 @@ def adx(bars: Sequence[Bar], n: int = 14) -> float | None:
 
 
 def percentile_rank(current: float, history: Sequence[float]) -> float | None:
-    """Share (0..100) of ``history`` strictly below ``current``; None for an empty history."""
+    """Mid-rank percentile (0..100) of ``current`` in ``history``: the share below plus half
+    the share equal (to a relative 1e-9), so a value tied with the whole history ranks 50
+    (``normal``), not 0 (``low``); None for an empty history. The one definition: the
+    daemon's regime, the backtest's and the market regime's ATR percentile all use it."""
     if not history:
         return None
-    return 100.0 * sum(1 for h in history if h < current) / len(history)
+    tol = _TIE_REL * abs(current)  # ATRs are float means: equal volatility, unequal last bits
+    below = sum(1 for h in history if h < current - tol)
+    equal = sum(1 for h in history if abs(h - current) <= tol)
+    return 100.0 * (below + 0.5 * equal) / len(history)
 
 
 def classify_market_regime(

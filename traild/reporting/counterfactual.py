@@ -40,10 +40,9 @@ from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import TradeRecord, TradeStatus
 from traild.core.replay import TradeOutcome, run_trade_at
+from traild.core.tradingday import trading_day_number
 
 _MS = timedelta(milliseconds=1)
-_DAY_MS = 86_400_000
-_ROLL_MS = 3 * 3_600_000  # trading days run 21:00-21:00 UTC (as the backtest's claims)
 
 
 class TickHistory(Protocol):
@@ -83,7 +82,7 @@ class Replayed:
 @dataclass(frozen=True, slots=True)
 class TradeCounterfactuals:
     trade: TradeRecord
-    trading_day: int
+    trading_day: int  # days since 1970-01-01 (core.tradingday.trading_day_number)
     model: Replayed  # the stages it trailed with, the configured lock
     variants: dict[str, Replayed]
 
@@ -123,11 +122,6 @@ class CounterfactualSet:
     trades: tuple[TradeCounterfactuals, ...]
     skipped: tuple[Skipped, ...]
     variants: tuple[str, ...]
-
-
-def trading_day(ts: datetime) -> int:
-    """Days since the epoch, each running 21:00-21:00 UTC (Sunday's open belongs to Monday)."""
-    return ((ts - EPOCH) // _MS + _ROLL_MS) // _DAY_MS
 
 
 class _Ticks:
@@ -266,7 +260,8 @@ class Replayer:
                 t, inst, stages, v.ladder_policy(policy), entry, stop, limit, ticks, start
             )
         model = _replay(t, inst, lived, policy, entry, stop, limit, ticks, start)
-        return TradeCounterfactuals(t, trading_day(t.opened_at), model, replays)
+        day = trading_day_number((t.opened_at - EPOCH) // _MS)  # of the entry (core.tradingday)
+        return TradeCounterfactuals(t, day, model, replays)
 
 
 def _unusable(t: TradeRecord) -> str | None:

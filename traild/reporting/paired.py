@@ -34,7 +34,7 @@ DYNAMIC_VARIANT, FIXED_VARIANT = "dynamic+lock", "fixed+lock"
 @dataclass(frozen=True, slots=True)
 class PairedTrade:
     epic: str
-    day: int  # trading day of the entry
+    day: int  # trading day of the entry (core.tradingday.trading_day_number)
     dynamic: float  # pnl pips
     fixed: float
 
@@ -150,7 +150,7 @@ def paired_gate(trades: Sequence[PairedTrade], policy: PairedPolicy) -> dict[str
         "basis": "paired: dynamic+lock minus fixed+lock on the same trades (counterfactuals)",
         "threshold_pct": round(100 * policy.threshold, 2),
         "min_trades": policy.min_trades,
-        "min_trading_days": policy.min_days,
+        "min_days": policy.min_days,
         "confidence": policy.boot.confidence,
         "pooled": evaluate_paired(trades, policy).as_dict(),
         "pairs": {

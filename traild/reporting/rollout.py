@@ -25,7 +25,13 @@ from traild.core.instruments import symbol_of
 from traild.core.messages import TradeRecord
 from traild.reporting.gate import MET, NOT_MET, GatePolicy, GateResult, evaluate
 from traild.reporting.live import Bootstrap, LiveTrade
-from traild.reporting.paired import PairedPolicy, PairedTrade, evaluate_paired, paired_gate
+from traild.reporting.paired import (
+    PairedPolicy,
+    PairedResult,
+    PairedTrade,
+    evaluate_paired,
+    paired_gate,
+)
 from traild.settings import Settings
 
 FIXED_ONLY, DYNAMIC_ON, WIDENED = "fixed_only", "dynamic_on", "widened"
@@ -39,7 +45,7 @@ DATA_FALLBACK_SHARE = 0.2  # above this share of a dynamic pair's trades, say so
 def gate_policy(settings: Settings) -> GatePolicy:
     r = settings.rollout
     boot = Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
-    return GatePolicy(r.improvement_threshold, r.min_trades, boot)
+    return GatePolicy(r.improvement_threshold, r.min_trades, boot, r.min_days, r.max_dropped_share)
 
 
 def pair_stage(settings: Settings, epic: str) -> tuple[str, str | None]:
@@ -108,11 +114,12 @@ def rollout_status(
         "plan_step": plan_step(settings),
         "threshold_pct": round(100 * policy.threshold, 2),
         "min_trades": policy.min_trades,
+        "min_days": policy.min_days,
         "confidence": policy.boot.confidence,
         "gate_basis": "before_after",
         "pairs": pairs,
         "rollout_gate": pooled.as_dict(),
-        "recommendation": _next_move(settings, pooled.verdict, pooled.trades_needed, live),
+        "recommendation": _next_move(settings, pooled, live),
     }
     if paired is not None and paired[0]:
         _add_paired(settings, status, paired[0], paired[1], live)
@@ -139,7 +146,7 @@ def _add_paired(
     gate["rollout_gate"]["over"] = sorted(live) if live else "every pair with counterfactuals"
     status["gate_basis"] = "paired"
     status["paired_gate"] = gate
-    status["recommendation"] = _next_move(settings, pooled.verdict, pooled.trades_needed, live)
+    status["recommendation"] = _next_move(settings, pooled, live)
 
 
 def _paired_advice(stage: str, gate: dict[str, Any]) -> str:
@@ -184,7 +191,8 @@ def _data_advice(stage: str, calc: Mapping[str, Any]) -> str | None:
 
 
 def _pair_advice(stage: str, gate: GateResult) -> str:
-    needed = "" if gate.trades_needed is None else f" (about {gate.trades_needed} more)"
+    needed = _still_needed(gate)
+    needed = f" ({needed})" if needed else ""
     if stage == FIXED_ONLY:
         if gate.dynamic_trades == 0:
             return "fixed only: no dynamic trades to judge"
@@ -198,23 +206,34 @@ def _pair_advice(stage: str, gate: GateResult) -> str:
     return "keep collecting closed trades" + needed
 
 
-def _next_move(settings: Settings, verdict: str, needed: int | None, live: set[str]) -> str:
+def _next_move(settings: Settings, pooled: GateResult | PairedResult, live: set[str]) -> str:
     t = settings.trailing
     if not t.enable_dynamic_trailing or not live:
         return (
             "start the pilot: enable_dynamic_trailing = true and "
             "`traild config set trailing dynamic_trailing_pairs=EURUSD`"
         )
-    if verdict == NOT_MET:
+    if pooled.verdict == NOT_MET:
         return (
             "roll back: dynamic trailing falls short of the target; remove the pairs from "
             "dynamic_trailing_pairs (or set enable_dynamic_trailing = false)"
         )
-    if verdict != MET:
-        more = "" if needed is None else f": about {needed} more"
-        return "stay at this step and keep collecting closed trades" + more
+    if pooled.verdict != MET:
+        more = _still_needed(pooled)
+        return "stay at this step and keep collecting closed trades" + (f": {more}" if more else "")
     if len(t.dynamic_trailing_pairs) == 1:
         return "widen to three pairs: `traild config set trailing dynamic_trailing_pairs=A,B,C`"
     if t.dynamic_trailing_pairs:
         return "go to all pairs: `traild config set trailing dynamic_trailing_pairs=`"
     return "fully rolled out and the gate holds: nothing to change"
+
+
+def _still_needed(gate: GateResult | PairedResult) -> str:
+    """``about N more`` trades and, when days are short too, ``over about M more trading
+    days`` (empty when no sample size decides it)."""
+    parts = []
+    if gate.trades_needed:
+        parts.append(f"about {gate.trades_needed} more")
+    if gate.days_needed:
+        parts.append(f"over about {gate.days_needed} more trading days")
+    return " ".join(parts)

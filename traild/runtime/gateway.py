@@ -1,5 +1,9 @@
 """The broker gateway: every stop amendment goes through here.
 
+* the one authority per trade for the best stop level known: the broker's stop (confirmed or
+  observed), the amendment in flight and the queued one; a target that does not beat all three
+  is refused, a refusal of the one in flight never makes the queued one forgotten, and a queued
+  target the confirmed level already beats is dropped (a stop is never replaced by a looser one);
 * one amendment in flight per trade; a newer target replaces a queued one;
 * profit-lock and rung amendments jump the queue;
 * a token bucket with the broker's allowance per minute;
@@ -64,6 +68,8 @@ class GatewayStatistics:
     failed: int
     rate_limited: int
     halted: bool
+    superseded: int = 0  # targets refused because a better level was held already
+    closed: bool = False  # draining: no new targets are taken
 
 
 class TokenBucket:
@@ -122,7 +128,13 @@ class Gateway:
         self.halted = False
         self._queued: dict[int, AmendTarget] = {}
         self._priority: dict[int, None] = {}  # queued trades whose target has priority, in order
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, AmendTarget] = {}
+        # The broker's stop per trade as last known (confirmed by it, or read from it) and the
+        # trade's "tighter than" (a BUY's stop is better higher, a SELL's lower).
+        self._confirmed: dict[int, float | None] = {}
+        self._better: dict[int, Callable[[float, float], bool]] = {}
+        self._answers: dict[int, int] = {}  # amendments concluded per trade (see ``mark``)
+        self.closed = False
         self._not_before: dict[int, float] = {}
         self._failures: dict[int, int] = {}
         # Every idle worker parks here; a touch wakes them all (one Event per waiting worker
@@ -130,16 +142,78 @@ class Gateway:
         self._wakeup = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._idle.set()
-        self.counts = {"sent": 0, "confirmed": 0, "rejected": 0, "failed": 0, "rate_limited": 0}
+        self.counts = {
+            "sent": 0,
+            "confirmed": 0,
+            "rejected": 0,
+            "failed": 0,
+            "rate_limited": 0,
+            "superseded": 0,
+        }
 
     # -- API for actors ---------------------------------------------------------------------
-    def submit(self, target: AmendTarget) -> None:
-        """Queue ``target`` (replacing a queued one for the same trade); never blocks."""
-        old = self._queued.get(target.trade_id)
-        if old is not None and not target.better(target.level, old.level):
-            return
+    def track(
+        self, trade_id: int, stop: float | None, better: Callable[[float, float], bool]
+    ) -> None:
+        """Know ``trade_id`` (its broker stop ``stop`` unless already known: a restarted actor
+        does not undo what the gateway learned since)."""
+        self._better[trade_id] = better
+        self._confirmed.setdefault(trade_id, stop)
+
+    def observe(self, trade_id: int, stop: float | None) -> None:
+        """The broker's stop as read from the broker (reconciliation): the truth, looser or not.
+        Ignored while an amendment is in flight (its answer will say)."""
+        if trade_id in self._better and trade_id not in self._in_flight:
+            self._confirmed[trade_id] = stop
+
+    def busy(self, trade_id: int) -> bool:
+        """An amendment of the trade is in flight (its outcome is not known yet)."""
+        return trade_id in self._in_flight
+
+    def mark(self, trade_id: int) -> int:
+        """How many amendments of the trade concluded: a read of the broker taken while this
+        changed may predate an answer."""
+        return self._answers.get(trade_id, 0)
+
+    def marks(self) -> dict[int, int]:
+        """``mark`` of every trade the gateway knows."""
+        return {trade_id: self._answers.get(trade_id, 0) for trade_id in self._better}
+
+    def confirmed(self, trade_id: int) -> float | None:
+        """The broker's stop as last known."""
+        return self._confirmed.get(trade_id)
+
+    def held(self, trade_id: int) -> float | None:
+        """The best level on its way to the broker (queued or in flight), if any."""
+        better = self._better.get(trade_id)
+        levels = [t.level for t in (self._queued.get(trade_id), self._in_flight.get(trade_id)) if t]
+        if not levels or better is None:
+            return levels[0] if levels else None
+        return max(levels, key=_ranking(better))
+
+    def best(self, trade_id: int) -> float | None:
+        """The best level known for the trade: confirmed, in flight or queued."""
+        held, confirmed = self.held(trade_id), self._confirmed.get(trade_id)
+        better = self._better.get(trade_id)
+        if held is None or confirmed is None or better is None:
+            return held if held is not None else confirmed
+        return held if better(held, confirmed) else confirmed
+
+    def submit(self, target: AmendTarget) -> bool:
+        """Queue ``target`` when it beats every level known for its trade (replacing a queued
+        one); never blocks. False: refused (a better level is confirmed, in flight or queued,
+        or the gateway is draining)."""
+        if self.closed:
+            return False
+        self._better.setdefault(target.trade_id, target.better)
+        self._confirmed.setdefault(target.trade_id, target.previous)
+        best = self.best(target.trade_id)
+        if best is not None and not target.better(target.level, best):
+            self.counts["superseded"] += 1
+            return False
         self._enqueue(target)
         self._touch()
+        return True
 
     def forget(self, trade_id: int) -> None:
         """The trade is gone: drop what is queued for it."""
@@ -147,7 +221,21 @@ class Gateway:
         self._priority.pop(trade_id, None)
         self._not_before.pop(trade_id, None)
         self._failures.pop(trade_id, None)
+        self._confirmed.pop(trade_id, None)
+        self._better.pop(trade_id, None)
+        self._answers.pop(trade_id, None)
         self._touch()
+
+    def close(self) -> int:
+        """Draining: take no new targets and drop the queued ones (never sent, so nothing is
+        lost: the broker keeps its confirmed stops); returns how many were dropped. The
+        amendments in flight conclude (``wait_idle``)."""
+        self.closed = True
+        dropped = len(self._queued)
+        self._queued.clear()
+        self._priority.clear()
+        self._touch()
+        return dropped
 
     def configure(self, allowance_per_minute: int, retry_base: float, retry_max: float) -> None:
         """A reload: new allowance (the bucket keeps its current fill) and retry back-off."""
@@ -173,6 +261,8 @@ class Gateway:
             c["failed"],
             c["rate_limited"],
             self.halted,
+            c["superseded"],
+            self.closed,
         )
 
     async def wait_idle(self) -> None:
@@ -206,7 +296,7 @@ class Gateway:
         if best is not None:
             del self._queued[best.trade_id]
             self._priority.pop(best.trade_id, None)
-            self._in_flight.add(best.trade_id)
+            self._in_flight[best.trade_id] = best
         return best
 
     def _first_sendable(self, trade_ids: dict[int, Any], now: float) -> AmendTarget | None:
@@ -239,7 +329,9 @@ class Gateway:
             try:
                 await self._amend(target)
             finally:
-                self._in_flight.discard(target.trade_id)
+                self._in_flight.pop(target.trade_id, None)
+                if target.trade_id in self._better:
+                    self._answers[target.trade_id] = self._answers.get(target.trade_id, 0) + 1
                 self._touch()
 
     def _touch_idle_only(self) -> None:
@@ -247,7 +339,12 @@ class Gateway:
             self._idle.set()
 
     def _next_deadline(self) -> float:
-        pending = [t for k, t in self._not_before.items() if k in self._queued]
+        """Until the earliest back-off of a queued trade ends. A trade in flight is not waited
+        for here: its conclusion touches the workers (waiting for its past back-off would
+        spin, a zero timeout again and again)."""
+        pending = [
+            t for k, t in self._not_before.items() if k in self._queued and k not in self._in_flight
+        ]
         if not pending:
             return float("inf")
         return max(0.0, min(pending) - trio.current_time())
@@ -277,8 +374,8 @@ class Gateway:
         await self.bucket.acquire()
         if self.halted:  # engaged while the write-ahead record or the bucket kept us waiting
             await self._store_state(amend_id, AmendState.FAILED, error="halted before sending")
-            if t.trade_id not in self._queued:
-                self._queued[t.trade_id] = t  # sent after `traild resume`, if still wanted
+            self._in_flight.pop(t.trade_id, None)
+            self._requeue(t)  # sent after `traild resume`, if still wanted
             return
         bound.bind(event="stop.requested", old=t.previous, new=t.level, reason=t.reason.value).info(
             "stop amendment sent"
@@ -328,7 +425,10 @@ class Gateway:
             stop=t.level,
             accepted=result.accepted,
         ).debug("confirmed level re-applied")
+        self._in_flight.pop(t.trade_id, None)
         if result.accepted:
+            if t.trade_id in self._better:
+                self._confirmed[t.trade_id] = t.level
             t.on_confirmed(t.level)
         else:
             t.on_failed(result.reason)
@@ -339,6 +439,8 @@ class Gateway:
             position = await self.broker.get_position(t.deal_id)
         except BrokerError:
             return None
+        if position is not None and t.trade_id in self._better:
+            self._confirmed[t.trade_id] = position.stop  # the broker's truth, whatever it is
         if (
             position is not None
             and position.stop is not None
@@ -348,9 +450,15 @@ class Gateway:
         return None
 
     async def _conclude(self, t: AmendTarget, amend_id: int | None, result: Confirmation) -> None:
+        self._in_flight.pop(t.trade_id, None)  # answered: what is still held is the queued one
         log = logger.bind(trade_id=t.trade_id, deal_id=t.deal_id, epic=t.epic)
         if result.accepted:
             level = result.level if result.level is not None else t.level
+            if t.trade_id in self._better:
+                self._confirmed[t.trade_id] = level
+            queued = self._queued.get(t.trade_id)
+            if queued is not None and not t.better(queued.level, level):
+                self._drop_queued(t.trade_id)  # the broker already has it, or better
             if amend_id is not None:
                 try:
                     await self.store.confirm_amendment(
@@ -395,9 +503,22 @@ class Gateway:
 
     def _retry_later(self, t: AmendTarget, delay: float | None) -> None:
         """Requeue ``t`` (unless a newer target replaced it) after a back-off."""
+        self._in_flight.pop(t.trade_id, None)
         self._backoff(t.trade_id, delay)
-        if t.trade_id not in self._queued:
+        self._requeue(t)
+
+    def _requeue(self, t: AmendTarget) -> None:
+        """``t`` again, unless a newer target replaced it, the broker already has a level as
+        good, the trade is gone, or the gateway is draining."""
+        if self.closed or t.trade_id in self._queued or t.trade_id not in self._better:
+            return
+        confirmed = self._confirmed.get(t.trade_id)
+        if confirmed is None or t.better(t.level, confirmed):
             self._enqueue(t)
+
+    def _drop_queued(self, trade_id: int) -> None:
+        self._queued.pop(trade_id, None)
+        self._priority.pop(trade_id, None)
 
     def _backoff(self, trade_id: int, delay: float | None = None) -> None:
         n = self._failures.get(trade_id, 0) + 1
@@ -422,3 +543,9 @@ class Gateway:
             logger.bind(event="store.degraded", error=str(exc)).warning(
                 "amendment state queued, not yet durable"
             )
+
+
+def _ranking(better: Callable[[float, float], bool]) -> Callable[[float], float]:
+    """A sort key from a "tighter than" relation (a BUY's stop ranks by level, a SELL's by
+    minus the level)."""
+    return (lambda x: x) if better(1.0, 0.0) else (lambda x: -x)

@@ -21,12 +21,21 @@ from traild.core.calculator import CalculatedStages, MarketConditions
 from traild.core.conditions import BarHistory
 from traild.core.errors import BrokerError, StoreError, TraildError
 from traild.core.instruments import InstrumentTable
-from traild.core.messages import AlertRecord, PositionOpened, TradeRecord, TradeStatus
-from traild.ports import Broker, BrokerEvent, TradeStore
+from traild.core.messages import (
+    AlertRecord,
+    Position,
+    PositionOpened,
+    TradeRecord,
+    TradeStatus,
+)
+from traild.ports import Broker, BrokerEvent, PositionBook, TradeStore
 from traild.runtime.stages import Policy, calculate, merge_conditions, stored_stages
 
 if TYPE_CHECKING:
+    from traild.runtime.stops import StopKeeper
     from traild.runtime.trade_actor import TradeActor
+
+BROKER_RETRY = (0.5, 30.0)  # back-off while the broker's positions cannot be read at start-up
 
 POLL_PAGE = 500  # trade_log rows per read of a poll (the loop runs between pages)
 YIELD_EVERY = 64  # adoptions between checkpoints, so a big adoption never stalls the loop
@@ -46,11 +55,12 @@ class Intake:
     _filling: set[int]
     _filling_deals: dict[str, TradeRecord]
     _nursery: trio.Nursery | None
+    stops: StopKeeper
 
     def _init_intake(self) -> None:
         self._seq = 0  # high-water mark of the trade_log changes read by the poll
         self._initial_load = True  # the first poll reads only open and pending trades
-        self._broker_stops: dict[str, float] = {}  # deal id -> stop the broker has (start-up)
+        self._broker_positions: dict[str, Position] = {}  # deal id -> as read at start-up
 
     if TYPE_CHECKING:  # provided by Supervisor
 
@@ -65,19 +75,35 @@ class Intake:
 
     async def adopt_from_broker(self) -> None:
         """Positions at the broker that traild does not know yet become trades; the stops of
-        known ones are kept, so adoption can take a tighter stop than the database's."""
-        try:
-            positions = await self.broker.open_positions()
-        except BrokerError as exc:
-            logger.bind(event="broker.error", error=str(exc)).warning("cannot list positions")
-            return
+        known ones are remembered, so no actor trails from a database level the broker was
+        not asked about. Retried with back-off until the broker answers (``daemon.ready``
+        waits: nothing is sent before the broker's stops are known)."""
+        positions = await self._broker_positions_now()
         known = await self.store.trades_by_deals([p.deal_id for p in positions])
         for position in positions:
             if position.deal_id in known:
-                if position.stop is not None:
-                    self._broker_stops[position.deal_id] = position.stop
+                self._broker_positions[position.deal_id] = position
                 continue
             await self.on_broker_event(PositionOpened(position, self.now()))
+
+    async def _broker_positions_now(self) -> list[Position]:
+        delay, attempt = BROKER_RETRY[0], 0
+        while True:
+            try:
+                positions = await self.broker.open_positions()
+            except BrokerError as exc:
+                attempt += 1
+                logger.bind(
+                    event="broker.unavailable", error=str(exc), attempt=attempt, retry_in=delay
+                ).warning("cannot list the broker's positions; start-up waits for them")
+                await trio.sleep(delay)
+                delay = min(delay * 2, BROKER_RETRY[1])
+                continue
+            if attempt:
+                logger.bind(event="broker.recovered", attempts=attempt).info(
+                    "the broker's positions are known"
+                )
+            return positions
 
     async def poll_store(self) -> None:
         """Adopt trades inserted (or re-opened) since the previous poll; apply per-trade
@@ -137,7 +163,10 @@ class Intake:
         for i, trade in enumerate(ready):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await trio.lowlevel.checkpoint()
-            trade, fields = self._broker_floor(trade)
+            trade, fields = self._initial_stop(trade)
+            self._book(trade)
+            trade, floor = self._broker_floor(trade)
+            fields.update(floor)
             assert trade.id is not None
             stages = stored_stages(self.policy, trade)
             if stages is None:
@@ -147,12 +176,14 @@ class Intake:
             if fields:
                 updates.append((trade.id, fields))
             self._launch(trade, stages)
+            self._check_start_stop(trade)
         await self._store_adoptions(updates)
 
     def _broker_floor(self, trade: TradeRecord) -> tuple[TradeRecord, dict[str, Any]]:
         """A stop the broker already has that is tighter than the stored one (an amendment
         sent just before a crash, its confirmation not yet durable) is taken, never loosened."""
-        stop = self._broker_stops.pop(trade.deal_id, None)
+        position = self._broker_positions.get(trade.deal_id)
+        stop = None if position is None else position.stop
         if stop is None or (
             trade.sl_price is not None and trade.direction.sign * (stop - trade.sl_price) <= 1e-12
         ):
@@ -166,6 +197,42 @@ class Intake:
             stop=stop,
         ).warning("the broker's stop is tighter than the stored one; taking it")
         return replace(trade, sl_price=stop), {"sl_price": stop}
+
+    @staticmethod
+    def _initial_stop(trade: TradeRecord) -> tuple[TradeRecord, dict[str, Any]]:
+        """The stop a trade was handed over with is its initial stop, whatever path it came by
+        (a restarted replay re-trails from it)."""
+        if trade.initial_sl_price is not None or trade.sl_price is None:
+            return trade, {}
+        return replace(trade, initial_sl_price=trade.sl_price), {"initial_sl_price": trade.sl_price}
+
+    def _book(self, trade: TradeRecord) -> None:
+        """A broker whose book traild keeps (paper) learns a trade handed over as open."""
+        book = self.broker
+        if not isinstance(book, PositionBook) or book.knows(trade.deal_id):
+            return
+        assert trade.entry_price is not None
+        stop = trade.sl_price  # what traild last had confirmed (a new trade: its initial stop)
+        book.add_position(
+            Position(
+                trade.deal_id,
+                trade.epic,
+                trade.direction,
+                trade.size,
+                trade.entry_price,
+                stop,
+                trade.limit_price,
+                trade.opened_at,
+            )
+        )
+
+    def _check_start_stop(self, trade: TradeRecord) -> None:
+        """The broker's stop as read at start-up against the new actor's: a looser or missing
+        one is restored before the first tick (``stop.drift``)."""
+        position = self._broker_positions.pop(trade.deal_id, None)
+        actor = None if trade.id is None else self._running(trade.id)
+        if position is not None and actor is not None:
+            self.stops.compare(actor, position.stop, "start")
 
     async def _alerts_of(self, trades: list[TradeRecord]) -> dict[int, AlertRecord]:
         wanted = [

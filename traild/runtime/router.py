@@ -34,6 +34,10 @@ class TickTarget(Protocol):
 
     def on_tick(self, tick: Tick) -> None: ...
 
+    def on_extremes(self, tick: Tick) -> None:
+        """The best bid and ask of skipped ticks: for the best price only, never a decision."""
+        ...
+
 
 @runtime_checkable
 class BandedTarget(Protocol):
@@ -42,6 +46,8 @@ class BandedTarget(Protocol):
     wake: Callable[[], None] | None
 
     def on_tick(self, tick: Tick) -> None: ...
+
+    def on_extremes(self, tick: Tick) -> None: ...
 
     def quiet_band(self) -> tuple[bool, float, float] | None: ...
 
@@ -83,18 +89,20 @@ class Mailbox:
         self._count += 1
         self._ready.set()
 
-    async def get(self) -> list[Tick]:
-        """Wait for ticks; return the extremes (if skipped ticks held them) then the latest."""
+    async def get(self) -> tuple[Tick | None, Tick]:
+        """Wait for ticks; return the extremes (when skipped ticks held better ones) and the
+        latest. The extremes are a synthetic quote for the best price only: a stop is decided
+        and capped on the latest tick, never on a price already gone (it could sit beyond the
+        market)."""
         while self._latest is None:
             await self._ready.wait()
         latest, hi, lo, count = self._latest, self._max_bid, self._min_ask, self._count
         self._latest = self._max_bid = self._min_ask = None
         self._count = 0
         self._ready = trio.Event()
-        if count == 1 or hi is None or lo is None:
-            return [latest]
-        # A synthetic quote carrying the best bid and the best ask of the skipped ticks.
-        return [Tick(latest.epic, latest.ts, hi.bid, lo.ask), latest]
+        if count == 1 or hi is None or lo is None or (hi is latest and lo is latest):
+            return None, latest
+        return Tick(latest.epic, latest.ts, hi.bid, lo.ask), latest
 
 
 _VECTOR_FROM = 16  # below this many targets a plain loop is cheaper than numpy
@@ -230,11 +238,13 @@ class Router:
 
     async def _dispatcher(self, box: Mailbox) -> None:
         while True:
-            for tick in await box.get():
-                self._dispatch(tick, -1)
+            extremes, latest = await box.get()
+            if extremes is not None:
+                self._dispatch(extremes, -1, extremes=True)
+            self._dispatch(latest, -1)
             await trio.lowlevel.checkpoint()
 
-    def _dispatch(self, tick: Tick, seq: int) -> None:
+    def _dispatch(self, tick: Tick, seq: int, extremes: bool = False) -> None:
         group = self._groups.get(tick.epic)
         if group is None or not group.targets:
             return
@@ -246,7 +256,10 @@ class Router:
             if target is None or (self._skip and self._skip.get(key) == seq):
                 continue
             try:
-                target.on_tick(tick)
+                if extremes:
+                    target.on_extremes(tick)
+                else:
+                    target.on_tick(tick)
             except Exception as exc:  # one broken actor must not stop the others
                 self.unsubscribe(tick.epic, key)
                 self.on_error(key, exc)

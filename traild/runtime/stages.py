@@ -45,6 +45,7 @@ class Policy:
     regime_tables: Callable[[str, bool], RegimeTables] = lambda epic, scalp: {}
     realtime_recalc: bool = False
     realtime_regime_shift: int = 2
+    reconcile_stops_s: float = 30.0  # how often the broker's stops are checked (drift)
 
 
 def stored_stages(policy: Policy, trade: TradeRecord) -> CalculatedStages | None:

@@ -31,6 +31,7 @@ from traild.core.messages import (
     Position,
     PositionAmended,
     PositionClosed,
+    PositionOpened,
     StageRecalculation,
     TradeRecord,
     TradeStatus,
@@ -45,6 +46,8 @@ from traild.runtime.stages import (
     apply_switches,
     fixed_stages,
 )
+from traild.runtime.stops import StopKeeper
+from traild.runtime.tasks import supervised
 from traild.runtime.trade_actor import ActorPlan, QuoteCache, TradeActor
 
 
@@ -90,6 +93,9 @@ class Supervisor(Intake):
         self._known: set[int] = set()
         self._nursery: trio.Nursery | None = None
         self._init_intake()
+        self.stops = StopKeeper(
+            broker, gateway, self._actor_of_deal, lambda: self.policy.reconcile_stops_s
+        )
         self.counts = {"adopted": 0, "closed": 0, "crashed": 0, "abandoned": 0}
 
     # -- start-up -----------------------------------------------------------------------------
@@ -99,7 +105,8 @@ class Supervisor(Intake):
             await self.reconcile()
             await self.adopt_from_broker()
             await self.poll_store()
-            nursery.start_soon(self._flush_loop)
+            nursery.start_soon(supervised, "progress", self._flush_loop)
+            nursery.start_soon(supervised, "reconcile", self.stops.run)
             task_status.started()
             await trio.sleep_forever()
 
@@ -168,6 +175,10 @@ class Supervisor(Intake):
     def _running(self, trade_id: int) -> TradeActor | None:
         slot = self.slots.get(trade_id)
         return None if slot is None else slot.actor
+
+    def _actor_of_deal(self, deal_id: str) -> TradeActor | None:
+        trade_id = self._deals.get(deal_id)
+        return None if trade_id is None or trade_id in self._filling else self._running(trade_id)
 
     def _record_method_soon(self, trade_id: int, method: str, reason: str | None) -> None:
         if self._nursery is not None:
@@ -404,11 +415,24 @@ class Supervisor(Intake):
 
     # -- broker events ------------------------------------------------------------------------
     async def on_broker_event(self, event: BrokerEvent) -> None:
+        """Handle one broker event; an unexpected error costs this event only (logged), never
+        the stream that delivered it nor the daemon."""
+        try:
+            await self._on_broker_event(event)
+        except Exception as exc:
+            logger.bind(
+                event="broker.event_failed",
+                kind=type(event).__name__,
+                deal_id=_deal_of(event),
+                error=f"{exc.__class__.__name__}: {exc}",
+            ).exception("a broker event could not be handled")
+
+    async def _on_broker_event(self, event: BrokerEvent) -> None:
         if isinstance(event, PositionClosed):
             await self._closed(event)
             return
         if isinstance(event, PositionAmended):
-            self._amended(event)
+            self.stops.on_amended(event)
             return
         if isinstance(event, OpenRefused):
             refused = self._filling_deals.pop(event.deal_id, None)
@@ -461,31 +485,6 @@ class Supervisor(Intake):
             return
         self._adding.discard(position.deal_id)
         await self.adopt(trade)
-
-    def _amended(self, event: PositionAmended) -> None:
-        """A stop/limit change pushed by the broker: a tighter stop becomes the actor's floor
-        (the ladder never loosens), a new limit is re-sent with later amendments, and a stop
-        moved away from traild's is logged (traild's next move tightens it again)."""
-        trade_id = self._deals.get(event.deal_id)
-        slot = None if trade_id is None else self.slots.get(trade_id)
-        if slot is None:
-            return
-        actor = slot.actor
-        before = actor.trade.sl_price
-        if event.limit != actor.trade.limit_price:
-            actor.trade = replace(actor.trade, limit_price=event.limit)
-        if event.stop is None or event.stop == before:
-            return
-        tighter = before is None or actor.direction.sign * (event.stop - before) > 0
-        if tighter:
-            actor.on_confirmed(event.stop)
-        actor.log.bind(
-            event="trade.stop_changed_at_broker",
-            stop=event.stop,
-            previous=before,
-            limit=event.limit,
-            kept="broker" if tighter else "traild",
-        ).warning("stop changed at the broker")
 
     async def _closed(self, event: PositionClosed) -> None:
         """A running trade closes from memory, its records queued without waiting for them
@@ -583,3 +582,7 @@ class Supervisor(Intake):
                     stages, stages=policy.fixed_stages(actor.trade.epic, actor.trade.is_scalp_trade)
                 )
             actor.replan(ActorPlan(switched, self._ladder_policy(actor.trade.epic)))
+
+
+def _deal_of(event: BrokerEvent) -> str:
+    return event.position.deal_id if isinstance(event, PositionOpened) else event.deal_id

@@ -18,7 +18,7 @@ from traild.core.calculator import CalculatedStages
 from traild.core.entry import EntryGate
 from traild.core.instruments import Instrument
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
-from traild.core.messages import Direction, MoveStop, Tick, TradeRecord
+from traild.core.messages import Direction, MoveStop, Reason, Tick, TradeRecord
 from traild.runtime.gateway import AmendTarget, Gateway
 
 
@@ -98,6 +98,9 @@ class TradeActor:
         # holds for this actor is no longer valid).
         self.wake: Callable[[], None] | None = None
         self._tick_size = float(instrument.tick_size)
+        self.before_open = 0  # ticks dropped because they are older than the trade's open
+        # The gateway is the authority for the best level known; it learns the trade's stop.
+        gateway.track(self.trade_id, trade.sl_price, self._better)
 
     def _compile(self, plan: ActorPlan) -> LadderPlan:
         return LadderPlan.compile(plan.stages.stages, self.inst, plan.policy, plan.stages.atr_pips)
@@ -154,7 +157,8 @@ class TradeActor:
     def on_tick(self, tick: Tick) -> None:
         """Apply one tick (synchronous: no await between decision and submission)."""
         if not self.gate.admits(tick.ts):
-            return  # a replay restarted from the beginning: before this trade existed
+            self._before_open(tick)  # a replay restarted from the beginning, or a bad clock
+            return
         if self._new_plan is not None:
             self._apply_replan()
         self.ticks += 1
@@ -177,10 +181,46 @@ class TradeActor:
             self._progress_flagged = True
             self.on_progress(self)
 
+    def on_extremes(self, tick: Tick) -> None:
+        """The best bid and ask of ticks the dispatcher skipped: the best price only (the
+        latest tick, which follows, decides and caps against the market)."""
+        if self.gate.admits(tick.ts):
+            bid, ask = self.quotes.ticks(tick)
+            self.ladder.observe(bid, ask)
+
+    def _before_open(self, tick: Tick) -> None:
+        self.before_open += 1
+        if self.before_open == 1:
+            level = "DEBUG" if self.gate.restored else "WARNING"  # a restarted replay: expected
+            self.log.bind(
+                event="tick.before_open", ts=str(tick.ts), opened_at=str(self.trade.opened_at)
+            ).log(level, "ticks older than the trade's open are not trailed (counted)")
+
     def _submit(self, move: MoveStop) -> None:
         level = self.inst.to_price(move.level)
+        if not self._send(level, move.reason, move.priority):
+            self._sync()
+
+    def _sync(self) -> None:
+        """The gateway refused a move: it holds a level at least as good (queued, in flight),
+        or the broker has one; the ladder takes that as its pending or confirmed stop."""
+        held = self.gateway.held(self.trade_id)
+        self.ladder.hold(None if held is None else self.inst.to_ticks(held))
+        confirmed = self.gateway.confirmed(self.trade_id)
+        if held is None and confirmed is not None:
+            self.ladder.confirm(self.inst.to_ticks(confirmed))
+
+    def restore(self) -> bool:
+        """The broker's stop is looser than the confirmed one, or gone: send the confirmed one
+        again (priority). False when there is nothing to restore or the gateway holds better."""
         stop = self.ladder.stop
-        self.gateway.submit(
+        if stop is None or self.trade.trailing_override == "off":
+            return False
+        return self._send(self.inst.to_price(stop), Reason.RESTORE, True)
+
+    def _send(self, level: float, reason: Reason, priority: bool) -> bool:
+        stop = self.ladder.stop
+        return self.gateway.submit(
             AmendTarget(
                 trade_id=self.trade_id,
                 deal_id=self.trade.deal_id,
@@ -188,8 +228,8 @@ class TradeActor:
                 level=level,
                 previous=None if stop is None else self.inst.to_price(stop),
                 limit=self.trade.limit_price,
-                reason=move.reason,
-                priority=move.priority,
+                reason=reason,
+                priority=priority,
                 on_confirmed=self.on_confirmed,
                 on_failed=self.on_failed,
                 better=self._better,
@@ -204,13 +244,16 @@ class TradeActor:
 
     def on_confirmed(self, level: float) -> None:
         self.ladder.confirm(self.inst.to_ticks(level))
-        self.trade = replace(self.trade, sl_price=level)
+        known = self.trade.sl_price
+        if known is None or self._better(level, known):  # never looser than what it had
+            self.trade = replace(self.trade, sl_price=level)
         self._woken()
         if self.successor is not None:
             self.successor.on_confirmed(level)
 
     def on_failed(self, reason: str) -> None:
-        self.ladder.reject()
+        held = self.gateway.held(self.trade_id)  # queued behind the failed one: still wanted
+        self.ladder.reject(None if held is None else self.inst.to_ticks(held))
         self._woken()
         if self.successor is not None:
             self.successor.on_failed(reason)
@@ -234,6 +277,20 @@ class TradeActor:
         self._saved_moves = self.ladder.moves
         self._saved_at = self.last_ts
         return self.inst.to_price(best)
+
+    @property
+    def confirmed_stop(self) -> float | None:
+        """The stop the broker confirmed (as far as this actor knows)."""
+        stop = self.ladder.stop
+        return None if stop is None else self.inst.to_price(stop)
+
+    def set_limit(self, limit: float | None) -> None:
+        """The broker reports the position's limit: re-sent with later amendments, and the
+        ladder's exit check follows it."""
+        if limit != self.trade.limit_price:
+            self.trade = replace(self.trade, limit_price=limit)
+            self.ladder.set_limit(None if limit is None else self.inst.to_ticks(limit))
+            self._woken()
 
     @property
     def best_price(self) -> float | None:

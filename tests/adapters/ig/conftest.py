@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,31 @@ async def ig_sim(**options: Any) -> AsyncIterator[IGSim]:
         api_key=API_KEY, identifier=IDENTIFIER, password=PASSWORD, **options
     ) as sim:
         yield sim
+
+
+@contextmanager
+def sim_in_thread(**options: Any) -> Iterator[IGSim]:
+    """The sim on its own trio loop in a thread, so the CLI can run trio.run itself."""
+    ready, stop = threading.Event(), threading.Event()
+    box: dict[str, IGSim] = {}
+    options.setdefault("clock", lambda: datetime.now(UTC))  # a live account's clock
+
+    async def serve() -> None:
+        with trio.fail_after(30):
+            async with ig_sim(**options) as sim:
+                box["sim"] = sim
+                ready.set()
+                while not stop.is_set():  # noqa: ASYNC110 (a thread's event, not trio's)
+                    await trio.sleep(0.01)
+
+    thread = threading.Thread(target=trio.run, args=(serve,))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield box["sim"]
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def broker_for(sim: IGSim, **options: Any) -> IGBroker:

@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
 
-from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD
+from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, sim_in_thread
 from traild.cli import main
-from traild.testing.ig_sim import IGSim, SimMarket, SimPosition, open_ig_sim
-
-
-@contextmanager
-def sim_in_thread(**options: Any) -> Iterator[IGSim]:
-    """The sim on its own trio loop in a thread, so the CLI can run trio.run itself."""
-    ready, stop = threading.Event(), threading.Event()
-    box: dict[str, IGSim] = {}
-
-    async def serve() -> None:
-        with trio.fail_after(30):
-            async with open_ig_sim(
-                api_key=API_KEY, identifier=IDENTIFIER, password=PASSWORD, **options
-            ) as sim:
-                box["sim"] = sim
-                ready.set()
-                while not stop.is_set():  # noqa: ASYNC110 (a thread's event, not trio's)
-                    await trio.sleep(0.01)
-
-    thread = threading.Thread(target=trio.run, args=(serve,))
-    thread.start()
-    try:
-        assert ready.wait(10)
-        yield box["sim"]
-    finally:
-        stop.set()
-        thread.join(30)
+from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 
 def _config(tmp: Path, sim: IGSim, epic: str = EURUSD, password: str = PASSWORD) -> str:
@@ -86,7 +55,7 @@ def test_check_shows_account_markets_prices_and_positions(
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("credentials", "IG login failed: error.security.invalid-details"),
+        ("credentials", "IG refused the login: error.security.invalid-details"),
         ("epic", "epic CS.D.NZDUSD.MINI.IP is not available"),
         ("allowance", "exceeded-account-allowance"),
         ("stream", "CONERR 65"),
@@ -114,3 +83,60 @@ def test_check_fails_with_one_clear_line(
     lines = [line for line in err.splitlines() if line.startswith("traild: error:")]
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
+
+
+def test_check_amend_shows_the_put_and_its_confirmation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    buy = SimPosition(EURUSD, "BUY", 1.0990, stop=1.0950, limit=1.1100)
+    with sim_in_thread(markets=[_market()], positions=[buy]) as sim:
+        config = _config(tmp_path, sim)
+        code = main(["ig", "check", "--config", config, "--seconds", "1", "--amend", buy.deal_id])
+        amendments = list(sim.amendments)
+        sessions = sim.stream.created
+    out = capsys.readouterr().out
+    assert code == 0, out
+    put = f"amend {buy.deal_id} ({EURUSD}): PUT /positions/otc/{buy.deal_id} v2 "
+    assert put in out and "'stopLevel': 1.095, 'limitLevel': 1.11" in out
+    assert "-> 200 dealReference SIMREF" in out
+    assert f"amend {buy.deal_id}: TRADE stream CONFIRMS: ACCEPTED SUCCESS (AMENDED)" in out
+    assert f"amend {buy.deal_id}: GET /confirms: ACCEPTED SUCCESS (AMENDED)" in out
+    assert f"amend {buy.deal_id}: stop and limit unchanged at IG: yes" in out
+    assert amendments == [
+        (
+            buy.deal_id,
+            {
+                "stopLevel": 1.095,
+                "limitLevel": 1.11,
+                "guaranteedStop": False,
+                "trailingStop": False,
+            },
+        )
+    ]
+    assert f"price {EURUSD}: DLG_FLAG seen DEAL; stream prices /1" in out
+    assert "streaming: 1 session(s)" in out and sessions == 1  # PRICE and TRADE on one
+
+
+def test_check_without_a_tick_fails_naming_the_market_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = SimMarket(EURUSD, 1.1, 1.1001, state="CLOSED", quoted=False)
+    with sim_in_thread(markets=[closed]) as sim:
+        code = main(["ig", "check", "--config", _config(tmp_path, sim), "--seconds", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"price {EURUSD}: 0 ticks" in captured.out
+    [line] = [ln for ln in captured.err.splitlines() if ln.startswith("traild: error:")]
+    assert f"no PRICE tick for {EURUSD} in 1s (market status CLOSED" in line
+    assert "dealing states seen: CLOSED" in line
+
+
+def test_check_reports_a_timestamp_that_is_not_a_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = SimMarket(EURUSD, 1.1, 1.1001, timestamp_text="10:00:01")
+    with sim_in_thread(markets=[odd]) as sim:
+        code = main(["ig", "check", "--config", _config(tmp_path, sim), "--seconds", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"price {EURUSD}: TIMESTAMP not epoch ms: '10:00:01' (dated by the local clock)" in out

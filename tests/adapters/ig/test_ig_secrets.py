@@ -15,7 +15,7 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig.session import StreamAuthProvider
+from traild.adapters.ig.rest import IGBroker
 from traild.adapters.ig.stream import IGStreamFeed
 from traild.core.errors import BrokerError
 from traild.core.messages import Tick
@@ -28,12 +28,12 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
         buy = SimPosition(EURUSD, "BUY", 1.095, stop=1.09, limit=1.12)
         async with (
             ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim,
-            broker_for(sim, timeout=0.5) as broker,
+            broker_for(sim, timeout=0.5, stream_options={"backoff_initial": 0.01}) as broker,
         ):
             await broker.open_positions()
             sim.expire_tokens()  # 401 -> login again
             await broker.amend_stop(buy.deal_id, 1.0950, 1.12)
-            await _stream_until_reconnected(sim, broker.stream_auth)
+            await _stream_until_reconnected(sim, broker)
             sim.fail_next(
                 "PUT", "positions/otc", 403, "error.public-api.exceeded-api-key-allowance"
             )
@@ -68,9 +68,9 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
     assert leaked == [], [ln for ln in text.splitlines() if any(s in ln for s in leaked)]
 
 
-async def _stream_until_reconnected(sim: IGSim, auth: StreamAuthProvider) -> None:
+async def _stream_until_reconnected(sim: IGSim, broker: IGBroker) -> None:
     """Stream, then drop the stream and expire the tokens: the feed must log in again."""
-    feed = IGStreamFeed([EURUSD], auth, account_id="SIMACC1", backoff_initial=0.01)
+    feed = IGStreamFeed([EURUSD], broker.stream, account_id="SIMACC1")
     send, ticks = trio.open_memory_channel[Tick](10)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed.run, send.send)

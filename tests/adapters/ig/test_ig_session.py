@@ -17,7 +17,8 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
-from traild.adapters.ig.session import IGSession, Secret
+from traild.adapters.ig.http import Secret
+from traild.adapters.ig.session import IGSession
 from traild.core.errors import BrokerRejected, BrokerTimeout
 from traild.core.messages import PositionOpened
 from traild.testing.ig_sim import SimMarket, SimPosition
@@ -148,12 +149,14 @@ async def test_stream_auth_carries_the_account_and_current_tokens() -> None:
     with trio.fail_after(10):
         async with ig_sim() as sim, broker_for(sim) as broker:
             auth = await broker.stream_auth()
-            refreshed = await broker.stream_auth(refresh=True)
+            refreshed = await broker.stream_auth(refused=auth)
+            again = await broker.stream_auth(refused=auth)  # refused before the last login
     login = sim.requests_to("POST", "session")
     assert len(login) == 2
     assert auth.endpoint == sim.stream_url and auth.user == "SIMACC1"
     assert auth.password.startswith("CST-CST") and "|XST-XST" in auth.password
     assert refreshed.password != auth.password
+    assert again == refreshed and refreshed.generation == auth.generation + 1
     assert "CST" not in repr(auth)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from tests.adapters.ig.conftest import (
     CEEM,
@@ -34,17 +35,18 @@ def _at(hms: str) -> datetime:
 
 @asynccontextmanager
 async def running_feed(
-    sim: IGSim, epics: list[str], **options: Any
+    sim: IGSim, epics: list[str], *, stale_after: float = 30.0, **stream: Any
 ) -> AsyncIterator[tuple[IGStreamFeed, trio.MemoryReceiveChannel[Tick]]]:
-    options.setdefault("backoff_initial", 0.01)
-    async with broker_for(sim, trade_stream=False) as broker:
+    """A feed on the broker's stream (``stream``: LightstreamerClient options)."""
+    stream.setdefault("backoff_initial", 0.01)
+    async with broker_for(sim, trade_stream=False, stream_options=stream) as broker:
         feed = IGStreamFeed(
             epics,
-            broker.stream_auth,
+            broker.stream,
             account_id=broker.account_id,
             scale=broker.stream_scale,
+            stale_after=stale_after,
             clock=fixed_clock,
-            **options,
         )
         send, receive = trio.open_memory_channel[Tick](100)
         async with trio.open_nursery() as nursery:
@@ -149,14 +151,21 @@ async def test_epic_added_while_streaming_is_subscribed_on_the_same_session() ->
     assert len(sim.requests_to("POST", "lightstreamer/control.txt")) == 2
 
 
-async def test_silent_stream_times_out_and_reconnects() -> None:
-    with trio.fail_after(10):
+async def test_stream_silent_past_the_keepalive_and_margin_reconnects(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(600):
         async with (
-            ig_sim(markets=[_eurusd()], keepalive_ms=60_000) as sim,
-            running_feed(sim, [EURUSD], read_timeout=0.2) as (_, ticks),
+            ig_sim(markets=[_eurusd()], keepalive_ms=2000) as sim,
+            running_feed(sim, [EURUSD], stall_margin=1.0) as (feed, ticks),
         ):
             await ticks.receive()
-            await wait_until(lambda: sim.stream.created >= 2)
+            sim.stream.stall_all()  # no data, no PROBE: a dead connection that stays open
+            stalled = trio.current_time()
+            await wait_until(lambda: sim.stream.created == 2)
+            waited = trio.current_time() - stalled
+    assert 3.0 <= waited < 3.5  # the server's 2 s keep-alive + the 1 s margin (+ backoff)
+    assert feed.statistics().disconnects == 1
 
 
 async def test_quiet_epic_is_logged_stale_once_and_resumed(log_lines: list[str]) -> None:
@@ -193,20 +202,20 @@ async def test_auth_conerr_logs_in_again_at_most_once_until_a_session_is_accepte
     assert client.counts["logins"] == 1
 
 
-async def test_conerr_65_ends_the_stream_with_a_clear_error_and_no_login(
-    log_lines: list[str],
-) -> None:
+async def test_conerr_65_ends_the_stream_with_a_clear_error_and_no_login() -> None:
     with trio.fail_after(10):
-        async with ig_sim(markets=[_eurusd()]) as sim, broker_for(sim) as broker:
-            feed = IGStreamFeed(
-                [EURUSD], broker.stream_auth, account_id=broker.account_id, tlcp_version="2.5.0"
-            )
+        async with (
+            ig_sim(markets=[_eurusd()]) as sim,
+            broker_for(sim, stream_options={"tlcp_version": "2.5.0"}) as broker,
+        ):
+            feed = IGStreamFeed([EURUSD], broker.stream, account_id=broker.account_id)
             send, _ = trio.open_memory_channel[Tick](10)
-            with pytest.raises(TLCPUnsupported, match="65"):
+            with pytest.raises(TLCPUnsupported, match=r"CONERR 65 \(Unsupported protocol") as info:
                 await feed.run(send.send)
+    assert "TLCP version TLCP-2.5.0 is the usual cause" in str(info.value)
     assert sim.stream.protocols == ["TLCP-2.5.0"]  # tried once, not every 30 s forever
     assert sim.logins == 1
-    assert any("feed.protocol_refused" in line and "tlcp_version" in line for line in log_lines)
+    assert "set broker.ig.tlcp_version" in str(info.value)
 
 
 async def test_a_market_item_subscription_fails_loudly(log_lines: list[str]) -> None:

@@ -89,3 +89,22 @@ def trade(deal_id: str = "DEAL-1", **fields: Any) -> TradeRecord:
 
 def pg_url(name: str) -> str:
     return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def flaky_commit(store: Any) -> list[int]:
+    """The store's next commit lands, then reports a lost connection (an unknown outcome);
+    returns the batch sizes committed, one entry per attempt."""
+    from sqlalchemy.exc import OperationalError
+
+    real = store._commit
+    calls: list[int] = []
+
+    async def commit(ops: list[Any]) -> list[Any]:
+        result = await real(ops)
+        calls.append(len(ops))
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, ConnectionResetError("connection lost"))
+        return result
+
+    store._writer._commit = commit
+    return calls

@@ -129,3 +129,30 @@ async def test_closing_while_the_database_is_locked_is_bounded_and_reports_the_l
             assert await store.trades_since(None) == []  # never durable, and said so:
     [lost] = [r for r in log_records if r["extra"].get("event") == "store.writes_lost"]
     assert lost["extra"]["queued"] == 1 and "locked" in lost["extra"]["error"]
+
+
+async def test_an_adoption_queued_in_an_outage_never_lands_over_a_later_confirmation(
+    tmp_path: Path,
+) -> None:
+    """Issue #19 defect 6: both write the trade's sl_price; the later one must win."""
+    path = tmp_path / "traild.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    with trio.fail_after(60):
+        await migrate_database(url)
+        async with open_store(url, write_timeout=0.2, busy_timeout=0.05) as store:
+            added = await store.add_trade(trade())
+            assert added.id is not None
+            with closing(sqlite3.connect(path, isolation_level=None)) as locker:
+                locker.execute("BEGIN EXCLUSIVE")
+                with pytest.raises(WriteQueued):
+                    await store.adopt_trade(added.id, sl_price=1.0985, initial_sl_price=1.0985)
+                amendment = await store.write_amendment(
+                    added.id, "DEAL-1", 1.1001, 1.0985, "profit_lock", T0, durable=False
+                )
+                await store.confirm_amendment(amendment, 1.1001, T0, durable=False)
+                await trio.sleep(1.0)  # the writer backs off between retries
+                locker.execute("ROLLBACK")
+            await store.flush()
+            stored = await store.get_trade(added.id)
+            assert stored is not None and stored.sl_price == 1.1001
+            assert stored.initial_sl_price == 1.0985

@@ -1,4 +1,5 @@
-"""IG Markets: session (login, tokens, allowances), rest (the Broker port), trade (position
-events from the TRADE stream plus reconciliation), stream (the PRICE feed), lightstreamer (the
-TLCP client), tlcp (the sans-IO protocol), wire (payloads <-> traild values) and check
-(``traild ig check``)."""
+"""IG Markets: session (login, tokens), allowance (request budgets), http (secrets, bodies),
+rest (the Broker port), trade (position events from the TRADE stream plus reconciliation,
+through lanes), stream (the PRICE feed), lightstreamer and lightstreamer_io (the account's one
+TLCP session), tlcp (the sans-IO protocol), wire (payloads <-> traild values) and check,
+check_amend (``traild ig check``)."""

@@ -1,8 +1,12 @@
-"""``traild ig check``: what a real (demo) IG account tells traild, read-only.
+"""``traild ig check``: what a real (demo) IG account tells traild.
 
-Logs in, reads the allowances, ``/markets`` for every epic, streams PRICE and TRADE for a few
-seconds and lists the open positions traild would adopt (and why any would be refused). It
-never amends anything. Any failure raises a BrokerError with one clear sentence.
+Logs in, reads the allowances, ``/markets`` for every epic, streams PRICE and TRADE on one
+Lightstreamer session (the account's only one, as the daemon) for a few seconds and lists the
+open positions traild would adopt (and why any would be refused). With ``amend_deal`` it also
+re-sends one position's current stop and limit unchanged (a no-op amendment, ``check_amend``)
+while the TRADE stream is live, to prove the amendment path end to end. Nothing else is
+changed. Failures that stop the check raise a BrokerError with one clear sentence; an epic
+without a single tick is reported in ``failures`` (with its market status).
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ from datetime import UTC, datetime
 
 import trio
 
-from traild.adapters.ig.lightstreamer import LightstreamerClient
+from traild.adapters.ig.check_amend import AmendReport, ConfirmWatch, noop_amend
 from traild.adapters.ig.rest import IGBroker
 from traild.adapters.ig.stream import IGStreamFeed
 from traild.adapters.ig.tlcp import TRADE_FIELDS, ItemUpdate, Subscription
-from traild.adapters.ig.wire import MarketInfo, position_flags
+from traild.adapters.ig.wire import MarketInfo, parse_json_field, position_flags
 from traild.core.errors import BrokerError, BrokerRejected
 from traild.core.messages import Tick
 
@@ -28,6 +32,9 @@ class EpicSeen:
     bid: float | None = None
     ask: float | None = None
     latency_ms: list[float] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)  # DLG_FLAG values, as first seen
+    scale: str = "-"  # what stream prices were divided by (from /markets)
+    bad_timestamp: str | None = None  # a TIMESTAMP that was not epoch milliseconds
 
 
 @dataclass
@@ -39,9 +46,15 @@ class CheckReport:
     trade_updates: int
     adopt: list[str]
     refused: list[tuple[str, str]]
+    sessions: int = 1
+    keepalive_ms: int | None = None
+    amend: AmendReport | None = None
+    failures: list[str] = field(default_factory=list)
 
 
-async def run_check(broker: IGBroker, epics: Sequence[str], seconds: float) -> CheckReport:
+async def run_check(
+    broker: IGBroker, epics: Sequence[str], seconds: float, amend_deal: str | None = None
+) -> CheckReport:
     """Everything but the login (the caller enters ``broker``)."""
     markets = []
     for epic in epics:
@@ -49,57 +62,87 @@ async def run_check(broker: IGBroker, epics: Sequence[str], seconds: float) -> C
             markets.append(await broker.market(epic, fresh=True))
         except BrokerRejected as exc:
             raise BrokerRejected(f"epic {epic} is not available on this account ({exc})") from exc
-    seen, trades = await _stream(broker, epics, seconds)
+    run = _StreamRun(broker, epics)
+    amend = await run.stream(seconds, amend_deal)
     adopt, refused = await _positions(broker)
-    return CheckReport(
+    report = CheckReport(
         broker.account_id,
         broker.session.allowance.limits(),
         markets,
-        seen,
-        trades,
+        run.seen,
+        run.trade_updates,
         adopt,
         refused,
+        broker.stream.counts["connects"],
+        broker.stream.assigned_keepalive_ms,
+        amend,
     )
+    for market in markets:
+        if run.seen[market.epic].ticks == 0:
+            states = ", ".join(run.seen[market.epic].states) or "none"
+            report.failures.append(
+                f"no PRICE tick for {market.epic} in {seconds:g}s (market status "
+                f"{market.status}, dealing states seen: {states})"
+            )
+    return report
 
 
-async def _stream(
-    broker: IGBroker, epics: Sequence[str], seconds: float
-) -> tuple[dict[str, EpicSeen], int]:
-    seen = {epic: EpicSeen() for epic in epics}
-    trade_updates = 0
+class _StreamRun:
+    """PRICE and TRADE on the broker's one session for the check's window."""
 
-    async def on_tick(tick: Tick) -> None:
-        entry = seen[tick.epic]
+    def __init__(self, broker: IGBroker, epics: Sequence[str]) -> None:
+        self.broker = broker
+        self.seen = {epic: EpicSeen() for epic in epics}
+        self.trade_updates = 0
+        self.confirms = ConfirmWatch()
+        self.trade_live = trio.Event()
+        self.feed = IGStreamFeed(
+            epics, broker.stream, account_id=broker.account_id, scale=broker.stream_scale
+        )
+        item = f"TRADE:{broker.account_id}"
+        sub = Subscription("TRADE", item, TRADE_FIELDS, "DISTINCT")
+        broker.stream.add(sub, self._on_trade, self._on_trade_state)
+
+    async def stream(self, seconds: float, amend_deal: str | None) -> AmendReport | None:
+        amend: AmendReport | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.feed.run, self._on_tick)
+            start = trio.current_time()
+            if amend_deal is not None:
+                with trio.move_on_after(seconds):
+                    await self.trade_live.wait()
+                amend = await noop_amend(self.broker, amend_deal, self.confirms)
+            await trio.sleep_until(start + seconds)
+            nursery.cancel_scope.cancel()
+        client = self.broker.stream
+        if client.rejected:
+            raise BrokerRejected(f"IG stream refused {', '.join(client.rejected)}")
+        if client.counts["connects"] == 0:
+            raise BrokerError(f"IG stream did not connect within {seconds:g}s")
+        for epic, entry in self.seen.items():
+            entry.states = self.feed.states_seen(epic)
+            entry.bad_timestamp = self.feed.bad_timestamp(epic)
+            scale = self.feed.scale(epic)
+            if scale is not None:
+                entry.scale = f"/{scale.scale}"
+        return amend
+
+    async def _on_tick(self, tick: Tick) -> None:
+        entry = self.seen[tick.epic]
         entry.ticks += 1
         entry.bid, entry.ask = tick.bid, tick.ask
         entry.latency_ms.append((datetime.now(UTC) - tick.ts).total_seconds() * 1000)
 
-    async def on_trade(update: ItemUpdate) -> None:
-        nonlocal trade_updates
-        trade_updates += 1
+    async def _on_trade(self, update: ItemUpdate) -> None:
+        self.trade_updates += 1
+        confirm = update.values.get("CONFIRMS")
+        data = parse_json_field(confirm) if confirm else None
+        if data is not None:
+            self.confirms.arrived(data)
 
-    options = broker.events.stream_options
-    feed = IGStreamFeed(
-        epics,
-        broker.stream_auth,
-        account_id=broker.account_id,
-        scale=broker.stream_scale,
-        **options,
-    )
-    trade = LightstreamerClient(broker.stream_auth, name="trade stream", **options)
-    item = f"TRADE:{broker.account_id}"
-    trade.add(Subscription("TRADE", item, TRADE_FIELDS, "DISTINCT"), on_trade)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(feed.run, on_tick)
-        nursery.start_soon(trade.run)
-        await trio.sleep(seconds)
-        nursery.cancel_scope.cancel()
-    for client in (feed.client, trade):
-        if client.rejected:
-            raise BrokerRejected(f"IG stream refused {', '.join(client.rejected)}")
-        if client.counts["connects"] == 0:
-            raise BrokerError(f"IG {client.name} did not connect within {seconds:g}s")
-    return seen, trade_updates
+    def _on_trade_state(self, live: bool) -> None:
+        if live:
+            self.trade_live.set()
 
 
 async def _positions(broker: IGBroker) -> tuple[list[str], list[tuple[str, str]]]:

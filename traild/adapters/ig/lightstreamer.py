@@ -1,291 +1,228 @@
 """A trio-native Lightstreamer client (TLCP over HTTP streaming through httpx), IG flavoured.
 
+One client is one Lightstreamer session for the IG account, shared by everything that streams
+(the PRICE feed, the TRADE events, ``traild ig check``): IG allows one connection per account
+and 40 subscriptions on it ("connecting more than once is a breach of IG's terms and
+conditions", IG streaming API guide; trading-ig's ``sample/stream_ig.py`` streams PRICE,
+ACCOUNT and TRADE through one client). Each user calls ``run``; the first runs the session,
+the others wait and take over if it is cancelled.
+
 It only moves bytes; the protocol is sans-IO in ``tlcp``. It creates a session
 (``create_session.txt``), sends subscriptions (``control.txt``), hands every item update to its
-subscription's handler, rebinds on ``LOOP`` and reconnects with exponential backoff when the
-stream drops. CONERR is handled by its code: only an authentication refusal (code 1) asks for
-fresh IG tokens (one new login), an unsupported protocol version (60/65) ends ``run`` with
-TLCPUnsupported (no retry can cure it), anything else is retried with backoff on the same tokens.
+subscription's handler (handlers never wait on I/O: see ``stream`` and ``trade``), rebinds on
+``LOOP`` and reconnects with exponential backoff when the stream drops or goes silent for longer
+than the keep-alive the server assigned in CONOK (plus a margin). CONERR is handled by its code
+(``tlcp``): an authentication refusal (1) asks for fresh IG tokens (one login per refusal,
+shared with the REST session), a refusal of what traild asks for (65, the protocol version
+most often) ends ``run`` with TLCPUnsupported (exit 78: no retry can cure it), IG's own limits
+(code <= 0) and END 35 (another session for this account took over) wait the longest backoff.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
 import httpx
 import trio
 from loguru import logger
 
-from traild.adapters.ig.session import StreamAuth, StreamAuthProvider, build_request
+from traild.adapters.ig.lightstreamer_io import SessionIO
+from traild.adapters.ig.session import StreamAuth, StreamAuthProvider
 from traild.adapters.ig.tlcp import (
     DEFAULT_TLCP_VERSION,
-    LS_CID,
-    Connected,
+    MAX_SUBSCRIPTIONS,
     ItemUpdate,
-    LineSplitter,
-    Rebind,
-    StreamProtocol,
-    Subscribed,
     Subscription,
-    TLCPError,
+    TLCPEnded,
     TLCPRefused,
     TLCPUnsupported,
-    encode_params,
-    parse_line,
 )
-from traild.core.errors import BrokerError
+from traild.core.errors import BrokerConfigRefused, BrokerError
 
-_TEXT = "text/plain; charset=UTF-8"
 UpdateHandler = Callable[[ItemUpdate], Awaitable[None]]
 StateHandler = Callable[[bool], None]
+# After the keep-alive CONOK assigns, a silent stream is given this long before it counts as
+# dead: Lightstreamer's own clients wait stalledTimeout (2 s) then reconnectTimeout (3 s)
+# (ConnectionOptions defaults, Lightstreamer-lib-client-haxe src/wrapper/js/ConnectionOptions.js).
+STALL_MARGIN_S = 5.0
 
 
-@dataclass
-class _Pump:
-    """What one stream connection has told so far."""
-
-    base: str
-    session_id: str | None = None
-
-
-async def _finish(chunks: AsyncIterator[bytes]) -> None:
-    """End httpx's nested body iterators by cancellation at their next read.
-
-    Leaving the stream early (LOOP, an error, our own cancellation) abandons a chain of async
-    generators mid-iteration; resuming them in a shielded, already-cancelled scope lets each
-    one exit through its own cleanup instead of being finalised by the garbage collector.
-    """
-    with trio.CancelScope(shield=True) as scope:
-        scope.cancel()
-        with contextlib.suppress(StopAsyncIteration, httpx.HTTPError):
-            while True:
-                await anext(chunks)
+class SubscriptionLimit(BrokerConfigRefused):
+    """More subscriptions than IG allows on the account's one streaming connection."""
 
 
 class LightstreamerClient:
-    """One reconnecting Lightstreamer session with any number of subscriptions.
+    """One reconnecting Lightstreamer session with up to ``max_subscriptions`` subscriptions.
 
-    ``auth(refresh)`` supplies the endpoint and credentials (``IGSession.stream_auth``);
-    ``on_state(True/False)`` is told when the session is subscribed / lost.
+    ``auth(refused)`` supplies the endpoint and credentials (``IGSession.stream_auth``).
     """
 
     def __init__(
         self,
         auth: StreamAuthProvider,
         *,
-        name: str = "stream",
+        name: str = "IG stream",
         keepalive_ms: int = 5000,
-        read_timeout: float | None = None,
+        stall_margin: float = STALL_MARGIN_S,
         timeout: float = 10.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         tlcp_version: str = DEFAULT_TLCP_VERSION,
-        on_state: StateHandler | None = None,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
     ) -> None:
         self._auth = auth
         self.name = name
-        self._keepalive_ms = keepalive_ms
-        self._read_timeout = read_timeout or max(3 * keepalive_ms / 1000, 1.0)
-        self._timeout = timeout
+        self.keepalive_ms = keepalive_ms
+        self.stall_margin = stall_margin
+        self.timeout = timeout
         self._backoff = (backoff_initial, backoff_max)
-        self._version = f"TLCP-{tlcp_version.removeprefix('TLCP-')}"
-        self._on_state = on_state or (lambda _: None)
-        self._subs: list[Subscription] = []
-        self._handlers: dict[str, UpdateHandler] = {}
-        self._to_subscribe: list[Subscription] = []
-        self._subscribed_session: str | None = None
+        self.version = f"TLCP-{tlcp_version.removeprefix('TLCP-')}"
+        self.max_subscriptions = max_subscriptions
+        self.subs: list[Subscription] = []
+        self.handlers: dict[str, UpdateHandler] = {}
+        self._listeners: dict[str, StateHandler] = {}
+        self.to_subscribe: list[Subscription] = []
+        self.subscribed_session: str | None = None
+        self.assigned_keepalive_ms: int | None = None
         self._may_relogin = True
+        self._runner: trio.Event | None = None  # set when the running task stops
+        self._failure: BrokerConfigRefused | None = None
         self.counts = dict.fromkeys(("connects", "disconnects", "updates", "logins"), 0)
         self.rejected: list[str] = []
 
-    def add(self, sub: Subscription, handler: UpdateHandler) -> None:
-        """Subscribe ``sub`` (now if connected: at the stream's next line; else on connect)."""
-        if sub.key in self._handlers:
+    def add(
+        self, sub: Subscription, handler: UpdateHandler, on_state: StateHandler | None = None
+    ) -> None:
+        """Subscribe ``sub`` (at the stream's next line if connected, else on connect);
+        ``on_state(True/False)``: it is subscribed / the session is lost. SubscriptionLimit
+        when the session already carries ``max_subscriptions``."""
+        if sub.key in self.handlers:
             return
-        self._subs.append(sub)
-        self._handlers[sub.key] = handler
-        self._to_subscribe.append(sub)
+        if len(self.subs) >= self.max_subscriptions:
+            raise SubscriptionLimit(
+                f"IG allows {self.max_subscriptions} subscriptions on the account's one "
+                f"streaming connection; {sub.item} would be one more (fewer epics)"
+            )
+        self.subs.append(sub)
+        self.handlers[sub.key] = handler
+        if on_state is not None:
+            self._listeners[sub.key] = on_state
+        self.to_subscribe.append(sub)
 
+    def has_room(self) -> bool:
+        return len(self.subs) < self.max_subscriptions
+
+    # -- running (shared) ------------------------------------------------------------------
     async def run(self) -> None:
-        """Stream until cancelled; raises TLCPUnsupported when the server refuses our version."""
-        timeout = httpx.Timeout(self._timeout, read=self._read_timeout)
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            await self._reconnect_forever(client)
+        """Stream until cancelled (every user calls it; one session runs for all of them).
+
+        Raises BrokerConfigRefused (TLCPUnsupported, a refused login) in every caller."""
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if self._runner is None:
+                break
+            await self._runner.wait()  # the running user stopped: take over, or share its fate
+        self._runner = trio.Event()
+        try:
+            timeout = httpx.Timeout(self.timeout)
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                await self._reconnect_forever(client)
+        except BrokerConfigRefused as exc:
+            self._failure = exc
+            raise
+        finally:
+            runner, self._runner = self._runner, None
+            runner.set()
 
     async def _reconnect_forever(self, client: httpx.AsyncClient) -> None:
         delay = self._backoff[0]
-        refresh = False
+        refused: StreamAuth | None = None
         while True:
             updates = self.counts["updates"]
+            wait_longest = False
             try:
-                auth = await self._auth(refresh)
-                if refresh:
+                auth = await self._auth(refused)
+                if refused is not None:
                     self.counts["logins"] += 1
                     self._may_relogin = False  # once, until a session is accepted again
-                refresh = False
-                await self._session(client, auth)
+                refused = None
+                await SessionIO(self, client, auth).run()
                 reason = "stream closed by the server"
-            except TLCPUnsupported as exc:
-                self._on_state(False)
-                logger.bind(event="feed.protocol_refused", code=exc.code, stream=self.name).error(
-                    "IG Lightstreamer refused protocol {} ({}); set broker.ig.tlcp_version",
-                    self._version,
-                    exc,
-                )
-                raise
+            except TLCPUnsupported as exc:  # the caller reports it (traild run: exit 78)
+                self._lost()
+                raise TLCPUnsupported(exc.code, exc.server_message, self.version) from None
             except TLCPRefused as exc:
-                # Only an authentication refusal justifies a new IG login (and only one per
-                # refusal): any other CONERR would just spend the API key's allowance.
-                # Refused again right after a fresh login: the credentials, not the tokens,
-                # are wrong; retry on the same tokens instead of logging in every time.
-                refresh, reason = exc.needs_login and self._may_relogin, str(exc)
+                # Only an authentication refusal justifies a new IG login (and only one until
+                # a session is accepted again): any other CONERR would spend the allowance.
+                if exc.needs_login and self._may_relogin:
+                    refused = auth
+                wait_longest = self._note_refusal(exc)
+                reason = str(exc)
+            except TLCPEnded as exc:
+                wait_longest = self._note_end(exc)
+                reason = str(exc)
+            except BrokerConfigRefused:
+                self._lost()
+                raise
             except (httpx.HTTPError, BrokerError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-            self._on_state(False)
+            self._lost()
             self.counts["disconnects"] += 1
             if self.counts["updates"] > updates:  # it worked for a while: start backoff again
                 delay = self._backoff[0]
-            logger.bind(event="feed.disconnected", reason=reason, retry_in=delay).warning(
-                "IG {} disconnected ({}); reconnecting in {:.1f}s", self.name, reason, delay
+            wait = self._backoff[1] if wait_longest else delay
+            logger.bind(event="feed.disconnected", reason=reason, retry_in=wait).warning(
+                "{} disconnected ({}); reconnecting in {:.1f}s", self.name, reason, wait
             )
-            await trio.sleep(delay)
+            await trio.sleep(wait)
             delay = min(delay * 2, self._backoff[1])
 
-    async def _session(self, client: httpx.AsyncClient, auth: StreamAuth) -> None:
-        """One Lightstreamer session, rebinding on LOOP, until its stream ends or fails."""
-        protocol = StreamProtocol()
-        base = auth.endpoint.rstrip("/")
-        request = "create_session"
-        params = {
-            "LS_cid": LS_CID,
-            "LS_user": auth.user,
-            "LS_password": auth.password,
-            "LS_adapter_set": "DEFAULT",
-            "LS_keepalive_millis": str(self._keepalive_ms),
-            "LS_supported_diffs": "",
-            "LS_send_sync": "false",
-        }
-        while True:
-            url = f"{base}/lightstreamer/{request}.txt"
-            outgoing = build_request(
-                client,
-                "POST",
-                url,
-                encode_params(params).encode(),
-                params={"LS_protocol": self._version},
-                headers={"Content-Type": _TEXT},
+    def _note_refusal(self, exc: TLCPRefused) -> bool:
+        """Log a refusal that is not about the tokens; True: wait the longest backoff."""
+        if exc.by_ig or exc.code in (7, 8, 9, 10):
+            logger.bind(
+                event="feed.refused", code=exc.code, server_message=exc.server_message
+            ).error(
+                "IG Lightstreamer refused the session: CONERR {} ({}); a per-user or server "
+                "limit (is another traild or `traild ig check` streaming for this account?)",
+                exc.code,
+                exc.server_message,
             )
-            response = await client.send(outgoing, stream=True)
-            try:
-                if response.status_code != 200:
-                    raise TLCPError(f"lightstreamer {request}: HTTP {response.status_code}")
-                rebind, base = await self._pump(client, response, protocol, base)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(self._timeout):
-                    await response.aclose()
-            if rebind is None:
-                return
-            request, params = "bind_session", {"LS_session": rebind}
-
-    async def _pump(
-        self,
-        client: httpx.AsyncClient,
-        response: httpx.Response,
-        protocol: StreamProtocol,
-        base: str,
-    ) -> tuple[str | None, str]:
-        """Read one stream connection: (session id to rebind, or None; the control base)."""
-        splitter = LineSplitter()
-        state = _Pump(base)
-        chunks = response.aiter_bytes()
-        try:
-            async for chunk in chunks:
-                for line in splitter.feed(chunk):
-                    if await self._line(client, response, protocol, state, line):
-                        return state.session_id, state.base
-        finally:
-            await _finish(chunks)
-        return None, state.base
-
-    async def _line(
-        self,
-        client: httpx.AsyncClient,
-        response: httpx.Response,
-        protocol: StreamProtocol,
-        state: _Pump,
-        line: str,
-    ) -> bool:
-        """Handle one line; True when the connection is done (LOOP: rebind)."""
-        sid = state.session_id
-        if self._to_subscribe and sid is not None and self._subscribed_session == sid:
-            self._take_new(protocol)
-            await self._control(client, protocol, state.base, sid)
-        event = protocol.handle(parse_line(line))
-        if isinstance(event, Connected):
-            state.session_id = event.session_id
-            if event.control_link:
-                state.base = f"{response.url.scheme}://{event.control_link}"
-            await self._on_connected(client, protocol, state.base, event.session_id)
-        elif isinstance(event, ItemUpdate):
-            self.counts["updates"] += 1
-            await self._handlers[event.key](event)
-        elif isinstance(event, Subscribed):
-            self._on_state(True)
-            logger.bind(event="feed.subscribed", item=event.key).info(
-                "IG {} subscribed to {}", self.name, event.key
-            )
-        elif isinstance(event, Rebind):
             return True
         return False
 
-    async def _on_connected(
-        self, client: httpx.AsyncClient, protocol: StreamProtocol, base: str, sid: str
-    ) -> None:
+    def _note_end(self, exc: TLCPEnded) -> bool:
+        if not exc.displaced:
+            return False
+        logger.bind(event="feed.displaced", code=exc.code).error(
+            "IG ended this streaming session: another one for the same account took its place "
+            "(END 35); IG allows one per account: stop the other traild or `traild ig check`"
+        )
+        return True
+
+    # -- what SessionIO reports ------------------------------------------------------------
+    def connected(self, keepalive_ms: int) -> None:
         self.counts["connects"] += 1
-        if self._subscribed_session == sid:
-            return  # a rebind: the subscriptions live on in the session
-        protocol.new_session()
-        self._subscribed_session = sid
-        self._to_subscribe = list(self._subs)
-        self._take_new(protocol)
-        logger.bind(event="feed.connected", items=len(self._subs), stream=self.name).info(
-            "IG {} connected; subscribing {} items", self.name, len(self._subs)
-        )
-        await self._control(client, protocol, base, sid)
+        self._may_relogin = True
+        if keepalive_ms != self.assigned_keepalive_ms:
+            self.assigned_keepalive_ms = keepalive_ms
+            logger.bind(
+                event="feed.keepalive", requested_ms=self.keepalive_ms, assigned_ms=keepalive_ms
+            ).info("IG streaming keep-alive {} ms (asked {} ms)", keepalive_ms, self.keepalive_ms)
 
-    def _take_new(self, protocol: StreamProtocol) -> None:
-        known = set(protocol.keys())
-        for sub in self._to_subscribe:
-            if sub.key not in known:
-                protocol.add(sub)
-        self._to_subscribe.clear()
+    def subscribed(self, key: str) -> None:
+        listener = self._listeners.get(key)
+        if listener is not None:
+            listener(True)
+        logger.bind(event="feed.subscribed", item=key).info("{} subscribed to {}", self.name, key)
 
-    async def _control(
-        self, client: httpx.AsyncClient, protocol: StreamProtocol, base: str, sid: str
-    ) -> None:
-        """Send the pending subscriptions; a refused one is logged, the others go on."""
-        body = protocol.subscribe_body()
-        if not body:
-            return
-        request = build_request(
-            client,
-            "POST",
-            f"{base}/lightstreamer/control.txt",
-            body.encode(),
-            params={"LS_protocol": self._version, "LS_session": sid},
-            headers={"Content-Type": _TEXT},
+    def refused_item(self, key: str | None, code: str, message: str) -> None:
+        self.rejected.append(str(key))
+        logger.bind(event="feed.subscription_rejected", item=key, code=code).error(
+            "{} refused {}: {}", self.name, key, message
         )
-        response = await client.send(request)
-        if response.status_code != 200:
-            raise TLCPError(f"lightstreamer control: HTTP {response.status_code}")
-        for note in map(parse_line, response.text.splitlines()):
-            if note.tag == "REQERR":
-                key = protocol.key_of_request(note.args[0])
-                self.rejected.append(str(key))
-                logger.bind(event="feed.subscription_rejected", item=key, code=note.args[1]).error(
-                    "IG {} refused {}: {}", self.name, key, note.args[-1]
-                )
-            elif note.tag == "ERROR":
-                raise TLCPError(f"lightstreamer control refused: {','.join(note.args)}")
+
+    def _lost(self) -> None:
+        for listener in self._listeners.values():
+            listener(False)

@@ -34,7 +34,9 @@ from typing import Any, Self
 import trio
 from loguru import logger
 
-from traild.adapters.ig.session import IGSession, Secret, SecretLike, StreamAuth, utcnow
+from traild.adapters.ig.http import Secret, SecretLike
+from traild.adapters.ig.lightstreamer import LightstreamerClient
+from traild.adapters.ig.session import IGSession, StreamAuth, utcnow
 from traild.adapters.ig.trade import TradeEvents
 from traild.adapters.ig.wire import (
     POINT_SIZES,
@@ -84,6 +86,7 @@ class IGBroker:
         reconcile_interval: float = 300.0,
         trade_stream: bool = True,
         session_refresh_after: float | None = 6 * 3600.0,
+        login_backoff: tuple[float, float] | None = None,
         confirm_attempts: int = 10,
         confirm_interval: float = 0.2,
         confirm_stream_wait: float = 1.0,
@@ -109,6 +112,7 @@ class IGBroker:
             timeout=timeout,
             refresh_after=session_refresh_after,
             stream_url=stream_url,
+            login_backoff=login_backoff,
             clock=clock,
         )
         self.session.allowance.window = allowance_window
@@ -128,12 +132,14 @@ class IGBroker:
         self._refused: set[tuple[str, str]] = set()
         self.sent: dict[str, float] = {}  # deal id -> the stop of traild's latest amendment
         self._limit_warnings: set[tuple[str, float | None]] = set()
+        # The account's one Lightstreamer session: the TRADE events and the PRICE feed (and
+        # `traild ig check`) all subscribe on it (IG streaming API guide: one connection).
+        self.stream = LightstreamerClient(self.stream_auth, **dict(stream_options or {}))
         self.events = TradeEvents(
             self,
             poll_interval=poll_interval,
             reconcile_interval=reconcile_interval,
             use_stream=trade_stream,
-            stream_options=dict(stream_options or {}),
         )
 
     def __repr__(self) -> str:
@@ -142,6 +148,7 @@ class IGBroker:
     async def __aenter__(self) -> Self:
         await self.session.__aenter__()
         await self._load_allowance()
+        self.events.subscribe()
         return self
 
     async def __aexit__(
@@ -156,9 +163,9 @@ class IGBroker:
     def account_id(self) -> str:
         return self.session.account_id or ""
 
-    async def stream_auth(self, refresh: bool = False) -> StreamAuth:
-        """For the Lightstreamer clients: the endpoint and this session's credentials."""
-        return await self.session.stream_auth(refresh)
+    async def stream_auth(self, refused: StreamAuth | None = None) -> StreamAuth:
+        """For the Lightstreamer client: the endpoint and this session's credentials."""
+        return await self.session.stream_auth(refused)
 
     # -- markets ---------------------------------------------------------------------------
     async def market(self, epic: str, *, fresh: bool = False) -> MarketInfo:

@@ -8,20 +8,25 @@ messages carry IG's ``errorCode`` only.
 from __future__ import annotations
 
 import json as _json
-import logging
-import math
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import httpx
 import trio
 from loguru import logger
 
+from traild.adapters.ig.allowance import Allowance
+from traild.adapters.ig.http import (
+    Secret,
+    SecretLike,
+    build_request,
+    redact_http_traces,
+)
 from traild.core.errors import (
+    BrokerConfigRefused,
     BrokerError,
     BrokerRejected,
     BrokerTimeout,
@@ -32,33 +37,6 @@ from traild.core.errors import (
 DEMO_URL = "https://demo-api.ig.com/gateway/deal"
 LIVE_URL = "https://api.ig.com/gateway/deal"
 _JSON = "application/json; charset=UTF-8"
-
-
-class SecretLike(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
-class Secret:
-    """A credential that prints as stars (accepts str or pydantic's SecretStr)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | SecretLike | Secret) -> None:
-        if isinstance(value, Secret):
-            value = value.reveal()
-        elif not isinstance(value, str):
-            value = value.get_secret_value()
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    get_secret_value = reveal  # a Secret is itself SecretLike
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
 
 
 def utcnow() -> datetime:
@@ -74,134 +52,33 @@ def _error_code(response: httpx.Response) -> str:
     return str(code)[:120] if code else f"HTTP {response.status_code}"
 
 
-# httpcore's DEBUG trace prints response headers verbatim, IG's session tokens included.
-_TOKEN_HEADER = re.compile(r"\((b'(?:cst|x-security-token)'), b'[^']*'\)", re.IGNORECASE)
-
-
-class RedactTokens(logging.Filter):
-    """Blanks CST / X-SECURITY-TOKEN header values in httpcore's trace records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if _TOKEN_HEADER.search(message):
-            record.msg, record.args = _TOKEN_HEADER.sub(r"(\1, b'**********')", message), ()
-        return True
-
-
-def redact_http_traces() -> None:
-    """Install RedactTokens on httpcore's protocol loggers (once; it only ever redacts)."""
-    for name in ("httpcore.http11", "httpcore.http2"):
-        target = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in target.filters):
-            target.addFilter(RedactTokens())
-
-
-class _Once:
-    """An async iterator over one chunk of bytes (a class, not an async generator)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    def __aiter__(self) -> _Once:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._data is None:
-            raise StopAsyncIteration
-        data, self._data = self._data, None
-        return data
-
-
-class OneShotBody(httpx.AsyncByteStream):
-    """A request body that leaves no async generator behind when its request is cancelled.
-
-    httpx iterates request bodies through async generators; cancelling a request while the
-    body is being written abandons one, and trio reports each abandoned generator as a
-    ResourceWarning. A plain iterator has nothing to abandon.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Once(self._data)
-
-
-def build_request(
-    client: httpx.AsyncClient, method: str, url: str, content: bytes = b"", **options: Any
-) -> httpx.Request:
-    """``client.build_request`` with a OneShotBody; send it with ``client.send``."""
-    request = client.build_request(method, url, content=content, **options)
-    request.stream = OneShotBody(content)
-    return request
-
-
-class Allowance:
-    """A sliding-window budget of requests per minute (IG's allowances are per minute).
-
-    ``spend`` waits until the request fits every window it belongs to: a trading request
-    (amendments) the account's trading allowance, every other request the account's and the
-    application's non-trading allowances. ``reserve`` requests per window are left for
-    session refreshes and the other stream's login (trading-ig keeps 2).
-    """
-
-    def __init__(self, window: float = 60.0, reserve: int = 2) -> None:
-        self.window = window
-        self._reserve = reserve
-        self._limits: dict[str, int | None] = {"trading": None, "account": None, "app": None}
-        self._sent: dict[str, list[list[float]]] = {kind: [] for kind in self._limits}
-        self.waited = 0
-        self._answered = trio.Event()
-
-    def configure(self, trading: int | None, account: int | None, app: int | None) -> None:
-        self._limits = {"trading": trading, "account": account, "app": app}
-
-    def limits(self) -> dict[str, int | None]:
-        return dict(self._limits)
-
-    def budget(self, kind: str) -> int | None:
-        limit = self._limits[kind]
-        return None if limit is None else max(1, limit - self._reserve)
-
-    async def spend(self, trading: bool) -> list[list[float]]:
-        """Wait for room, then count one request; pass the result to ``done`` afterwards.
-
-        A request counts from the moment it is let through until a full window after its
-        answer: IG counts it when it arrives, which is somewhere in between.
-        """
-        kinds = ("trading",) if trading else ("account", "app")
-        while True:
-            now = trio.current_time()
-            wait = max(self._wait(kind, now) for kind in kinds)
-            if wait <= 0:
-                slots = [[math.inf] for _ in kinds]
-                for kind, slot in zip(kinds, slots, strict=True):
-                    self._sent[kind].append(slot)
-                return slots
-            self.waited += 1
-            if math.isfinite(wait):
-                await trio.sleep(wait)
-            else:  # every slot is held by a request still in flight: wait for an answer
-                await self._answered.wait()
-
-    def done(self, slots: list[list[float]]) -> None:
-        now = trio.current_time()
-        for slot in slots:
-            slot[0] = now
-        self._answered.set()
-        self._answered = trio.Event()
-
-    def _wait(self, kind: str, now: float) -> float:
-        budget = self.budget(kind)
-        sent = self._sent[kind] = [s for s in self._sent[kind] if s[0] > now - self.window]
-        if budget is None or len(sent) < budget:
-            return 0.0
-        times = sorted(s[0] for s in sent)
-        return times[len(times) - budget] + self.window - now
-
-
 def is_allowance_error(code: str) -> bool:
     return code.startswith("error.public-api.exceeded-") and "allowance" in code
+
+
+# Refusals of the API key on any request (IG REST reference, "Exceptions" of every service:
+# error.security.api-key-invalid/-disabled/-restricted/-revoked/-missing, 403
+# endpoint.unavailable.for.api-key): the key, not the request, is wrong.
+_KEY_REFUSALS = ("error.security.api-key-", "endpoint.unavailable.for.api-key")
+# What to check, by the login refusals of POST /session (IG REST reference, /session POST
+# exceptions: 401 error.security.invalid-details, 401 error.security.too-many-failed-attempts,
+# 401 error.security.account-suspended, error.public-api.failure.*, ...).
+_LOGIN_HINTS = {
+    "error.security.too-many-failed-attempts": "IG locked logins after failed attempts: "
+    "fix broker.ig.password, wait, then start traild again",
+    "error.security.api-key-": "check broker.ig.api_key (and that it is for this environment)",
+    "endpoint.unavailable.for.api-key": "the API key is not for this environment: "
+    "check broker.ig.api_key and api_url (demo or live)",
+    "error.public-api.failure.": "IG does not let this account use the API yet: log in on "
+    "IG's web platform",
+}
+_DEFAULT_HINT = "check broker.ig.identifier, password and api_key"
+
+
+def login_refusal(code: str) -> BrokerConfigRefused:
+    """The error for a login IG refused with ``code`` (never the credentials themselves)."""
+    hint = next((h for c, h in _LOGIN_HINTS.items() if code.startswith(c)), _DEFAULT_HINT)
+    return BrokerConfigRefused(f"IG refused the login: {code} ({hint})")
 
 
 class IGSession:
@@ -222,6 +99,7 @@ class IGSession:
         timeout: float = 10.0,
         refresh_after: float | None = 6 * 3600.0,
         stream_url: str | None = None,
+        login_backoff: tuple[float, float] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._base_url = base_url.rstrip("/")
@@ -239,6 +117,8 @@ class IGSession:
         self._generation = 0
         self._login_at = 0.0
         self._lock = trio.Lock()
+        self._login_backoff = login_backoff
+        self._refused: BrokerConfigRefused | None = None
         self.logins = 0
         self.allowance = Allowance()
         redact_http_traces()
@@ -257,11 +137,30 @@ class IGSession:
             },
         )
         try:
-            await self._login()
+            await self._first_login()
         except BaseException:
             await self._client.aclose()
             raise
         return self
+
+    async def _first_login(self) -> None:
+        """Log in; with ``login_backoff`` (initial, max seconds) a transient failure (network,
+        5xx, allowance) is retried after a doubling, capped wait, each one logged. A refusal
+        of the credentials is never retried (IG locks the account after repeated failures)."""
+        delay = self._login_backoff[0] if self._login_backoff else 0.0
+        while True:
+            try:
+                await self._login()
+                return
+            except (BrokerUnavailable, BrokerTimeout, RateLimited) as exc:
+                if self._login_backoff is None:
+                    raise
+                wait = max(delay, exc.retry_after) if isinstance(exc, RateLimited) else delay
+                logger.bind(event="broker.login_failed", error=str(exc), retry_in=wait).warning(
+                    "IG login failed ({}); retrying in {:.0f}s", exc, wait
+                )
+                await trio.sleep(wait)
+                delay = min(delay * 2, self._login_backoff[1])
 
     async def __aexit__(
         self,
@@ -324,17 +223,22 @@ class IGSession:
         finally:
             self.allowance.done(slots)
 
-    async def stream_auth(self, refresh: bool = False) -> StreamAuth:
-        """Lightstreamer endpoint and credentials (user = account id, CST/XST tokens)."""
-        if refresh:
-            await self._relogin(self._generation)
+    async def stream_auth(self, refused: StreamAuth | None = None) -> StreamAuth:
+        """Lightstreamer endpoint and credentials (user = account id, CST/XST tokens).
+
+        ``refused``: the credentials the stream server just refused (CONERR 1). They are
+        renewed by one login unless someone logged in since they were handed out: a REST 401
+        and a refused stream, or two refusals, seen together log in once (single flight).
+        """
+        if refused is not None:
+            await self._relogin(refused.generation)
         await self._ensure_fresh()
         assert self._tokens is not None and self.account_id is not None
         cst, xst = (token.reveal() for token in self._tokens)
         endpoint = self._stream_url or self._lightstreamer
         if not endpoint:
             raise BrokerUnavailable("IG session has no lightstreamerEndpoint; set stream_url")
-        return StreamAuth(endpoint, self.account_id, f"CST-{cst}|XST-{xst}")
+        return StreamAuth(endpoint, self.account_id, f"CST-{cst}|XST-{xst}", self._generation)
 
     def retry_after(self) -> float:
         """Seconds to the next minute boundary (IG allowances are per minute), at least 1."""
@@ -380,6 +284,8 @@ class IGSession:
             raise RateLimited(f"IG allowance exceeded on {what}: {code}", retry_after=wait)
         if status >= 500:
             raise BrokerUnavailable(f"IG {status} on {what}: {code}")
+        if code.startswith(_KEY_REFUSALS):
+            raise BrokerConfigRefused(f"IG {status} on {what}: {code} (check broker.ig.api_key)")
         raise BrokerRejected(f"IG {status} on {what}: {code}")
 
     # -- login -----------------------------------------------------------------------------
@@ -395,16 +301,24 @@ class IGSession:
                 await self._login()
 
     async def _login(self) -> None:
+        """POST /session v2. A refusal is remembered: every later login raises it again
+        without asking IG (the configuration must change, and IG counts failed attempts)."""
+        if self._refused is not None:
+            raise BrokerConfigRefused(str(self._refused))
         self._tokens = None
         body = {"identifier": self._identifier.reveal(), "password": self._password.reveal()}
         response = await self._send("POST", "session", 2, body, None, may_apply=False)
         if response.status_code != 200:
             code = _error_code(response)
-            if response.status_code >= 500:
-                raise BrokerUnavailable(f"IG login failed: {response.status_code} {code}")
-            if is_allowance_error(code):
+            status = response.status_code
+            if status >= 500:
+                raise BrokerUnavailable(f"IG login failed: {status} {code}")
+            if status == 429 or is_allowance_error(code):
                 raise RateLimited(f"IG login refused: {code}", retry_after=self.retry_after())
-            raise BrokerRejected(f"IG login failed: {code} (check api key, identifier, password)")
+            # Any other 4xx is about what traild sent: credentials, key, account (assumption
+            # for codes IG does not list; every listed one is such a refusal).
+            self._refused = login_refusal(code)
+            raise self._refused
         cst, xst = response.headers.get("CST"), response.headers.get("X-SECURITY-TOKEN")
         if not cst or not xst:
             raise BrokerUnavailable("IG login answered without session tokens")
@@ -426,6 +340,12 @@ class IGSession:
     async def _switch_account(self) -> None:
         body = {"accountId": self.account_id, "defaultAccount": False}
         response = await self._send("PUT", "session", 1, body, None, may_apply=False)
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            code = _error_code(response)
+            self._refused = BrokerConfigRefused(
+                f"IG refused account {self.account_id}: {code} (check broker.ig.account_id)"
+            )
+            raise self._refused
         self._raise_for(response, "PUT /session (switch account)")
         xst = response.headers.get("X-SECURITY-TOKEN")
         if xst and self._tokens is not None:
@@ -439,6 +359,8 @@ class StreamAuth:
     endpoint: str
     user: str
     password: str = field(repr=False)
+    generation: int = 0  # which login issued the tokens (see IGSession.stream_auth)
 
 
-StreamAuthProvider = Callable[[bool], Awaitable[StreamAuth]]
+StreamAuthProvider = Callable[[StreamAuth | None], Awaitable[StreamAuth]]
+"""``auth(refused)``: credentials for a new session; ``refused`` the ones just refused."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
-from traild.core.errors import BrokerError
+from traild.core.errors import BrokerConfigRefused, BrokerError
 
 # IG's Lightstreamer answers TLCP-2.5.0 with CONERR 65 (Lightstreamer-lib-client-haxe issues
 # #5/#6, bennycode/ig-trading-api PR #514; trading-ig pins lightstreamer-client-lib 1.0.3,
@@ -42,11 +42,22 @@ DEALING_STATES: Mapping[str, bool] = {
     "SUSPEND": False,
 }
 AMENDABLE_STATES = frozenset(state for state, ok in DEALING_STATES.items() if ok)
-# CONERR codes (TLCP specification, "CONERR" table): 1 = user/password check failed (IG:
-# expired or invalid CST/XST), the only one a fresh IG login can cure; 60/65 = this client's
-# protocol version is not supported, which no retry cures.
+# CONERR codes (TLCP 2.4.0 specification, "CONERR" table; the same list in Lightstreamer's
+# client SDKs, ClientListener.onServerError): 1 = user/password check failed (IG: expired or
+# invalid CST/XST), the only one a fresh IG login can cure; 2 = adapter set not available,
+# 11 = streaming not available by licence, 60 = client version not allowed, 65 = syntax error
+# or invalid values (IG answers it to TLCP-2.5.0), 71 = client type not allowed: what traild
+# asks for is refused and no retry cures it; 7-10 = the server's session or load limits;
+# <= 0 = the Metadata Adapter (IG's own rules, e.g. per-user limits) refused the session.
 AUTH_CONERR = frozenset({1})
-VERSION_CONERR = frozenset({60, 65})
+CONFIG_CONERR = frozenset({2, 11, 60, 65, 71})
+# END 35: "the Metadata Adapter imposes limits on the overall open sessions for the current
+# user and has requested the closure of the current session upon opening of a new session for
+# the same user" (Lightstreamer ClientListener.onServerError, codes 30-41).
+DISPLACED_END = 35
+# IG: "up to 40 simultaneous subscriptions per connection"; connecting more than once is "a
+# breach of IG's terms and conditions" (IG streaming API guide, labs.ig.com/streaming-api-guide).
+MAX_SUBSCRIPTIONS = 40
 # How many comma-separated arguments a tag has at most (the last one may contain commas).
 _MAX_ARGS = {"U": 3, "CONERR": 2, "END": 2, "ERROR": 2, "REQERR": 3, "SERVNAME": 1}
 
@@ -61,14 +72,42 @@ class TLCPRefused(TLCPError):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"lightstreamer CONERR {code}: {message}")
         self.code = code
+        self.server_message = message
 
     @property
     def needs_login(self) -> bool:
         return self.code in AUTH_CONERR
 
+    @property
+    def by_ig(self) -> bool:
+        """Refused by IG's Metadata Adapter (code <= 0): IG's own limits, e.g. per user."""
+        return self.code <= 0
 
-class TLCPUnsupported(TLCPRefused):
-    """CONERR 60/65: the server does not speak our protocol version (set ``tlcp_version``)."""
+
+class TLCPUnsupported(TLCPRefused, BrokerConfigRefused):
+    """CONERR 2/11/60/65/71: the server refuses what traild asks for (the protocol version,
+    most often); no retry cures it, the configuration must change."""
+
+    def __init__(self, code: int, message: str, version: str = "") -> None:
+        super().__init__(code, message)
+        asked = f" {version}" if version else ""
+        self.args = (
+            f"IG Lightstreamer refused the session: CONERR {code} ({message}); the TLCP "
+            f"version{asked} is the usual cause: set broker.ig.tlcp_version (IG speaks 2.4.0)",
+        )
+
+
+class TLCPEnded(TLCPError):
+    """END: the server closed the session; ``code`` says why (35: another session for the
+    same user took its place)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"lightstreamer END {code}: {message}")
+        self.code = code
+
+    @property
+    def displaced(self) -> bool:
+        return self.code == DISPLACED_END
 
 
 # -- sans-IO: lines, values, times ---------------------------------------------------------
@@ -267,7 +306,9 @@ class StreamProtocol:
             return Rebind()
         if tag == "CONERR":
             raise refusal(args)
-        if tag in ("END", "ERROR"):
+        if tag == "END":
+            raise TLCPEnded(_code(args), args[1] if len(args) > 1 else "")
+        if tag == "ERROR":
             code = args[0] if args else "?"
             message = args[1] if len(args) > 1 else ""
             raise TLCPError(f"lightstreamer {tag} {code}: {message}")
@@ -288,15 +329,20 @@ class StreamProtocol:
         return ItemUpdate(sub.key, dict(zip(sub.fields, after, strict=True)), before)
 
 
+def _code(args: tuple[str, ...]) -> int:
+    try:
+        return int(args[0]) if args else 0
+    except ValueError:
+        return 0
+
+
 def refusal(args: tuple[str, ...]) -> TLCPRefused:
     """The exception for a ``CONERR,<code>,<message>`` line, by code."""
-    try:
-        code = int(args[0]) if args else 0
-    except ValueError:
-        code = 0
+    code = _code(args)
     message = args[1] if len(args) > 1 else ""
-    kind = TLCPUnsupported if code in VERSION_CONERR else TLCPRefused
-    return kind(code, message)
+    if code in CONFIG_CONERR:
+        return TLCPUnsupported(code, message)
+    return TLCPRefused(code, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +354,7 @@ class PriceUpdate:
     ts: datetime | None
     state: str | None
     price_changed: bool
+    bad_ts: str | None = None  # a TIMESTAMP that is there but not epoch milliseconds
 
 
 def price_of(update: ItemUpdate) -> PriceUpdate:
@@ -317,12 +364,15 @@ def price_of(update: ItemUpdate) -> PriceUpdate:
     changed = before is None or any(
         before.get(name) != values.get(name) for name in ("BIDPRICE1", "ASKPRICE1", "TIMESTAMP")
     )
+    raw_ts = values.get("TIMESTAMP")
+    ts = epoch_ms(raw_ts)
     return PriceUpdate(
         _price(values.get("BIDPRICE1")),
         _price(values.get("ASKPRICE1")),
-        epoch_ms(values.get("TIMESTAMP")),
+        ts,
         state.strip().upper() or None if state is not None else None,
         changed,
+        raw_ts[:40] if ts is None and raw_ts else None,
     )
 
 

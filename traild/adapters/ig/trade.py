@@ -6,6 +6,12 @@ amendment rarely needs ``GET /confirms``. ``GET /positions`` is read at start an
 ``reconcile_interval`` (minutes) as the safety net for anything the stream missed. Without the
 stream (``use_stream = False``) positions are polled every ``poll_interval`` as before.
 A deal missing from a poll is checked alone; only its own 404 closes it.
+
+The TRADE item rides on the account's one Lightstreamer session (``IGBroker.stream``). Its
+reader never waits: a CONFIRMS is recorded at once (a waiting amendment wakes), an OPU is
+handed to its deal's lane (``lanes.KeyedLanes``): a new position waiting for the store or for
+``/markets`` holds up that deal only, never the confirmations or another deal's close. A full
+backlog drops the OPU, logs ``broker.trade_backlog`` and reconciles from ``GET /positions``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from loguru import logger
 
-from traild.adapters.ig.lightstreamer import LightstreamerClient
+from traild.adapters.ig.lanes import KeyedLanes
 from traild.adapters.ig.tlcp import TRADE_FIELDS, ItemUpdate, Subscription
 from traild.adapters.ig.wire import (
     PositionUpdate,
@@ -26,7 +32,7 @@ from traild.adapters.ig.wire import (
     parse_json_field,
     parse_opu,
 )
-from traild.core.errors import BrokerError, InstrumentError, RateLimited
+from traild.core.errors import BrokerConfigRefused, BrokerError, InstrumentError, RateLimited
 from traild.core.instruments import Instrument
 from traild.core.messages import (
     Direction,
@@ -53,21 +59,28 @@ class TradeEvents:
         poll_interval: float,
         reconcile_interval: float,
         use_stream: bool,
-        stream_options: dict[str, Any],
     ) -> None:
         self._broker = broker
         self._poll = poll_interval
         self._reconcile_every = reconcile_interval
         self.use_stream = use_stream
-        self.stream_options = stream_options
         self.live = False
         self._was_live = self.resync = False
+        self._resync_asked = 0  # how many times a reconciliation was asked for
         self.known: dict[str, Position] = {}
         self._emit: EventSink | None = None
         self._confirms: dict[str, Mapping[str, Any]] = {}
         self._waiting: dict[str, trio.Event] = {}
-        self.client: LightstreamerClient | None = None
-        self.counts = dict.fromkeys(("opu", "confirms", "polls"), 0)
+        self._lanes = KeyedLanes()
+        self._backlogged = False
+        self.counts = dict.fromkeys(("opu", "confirms", "polls", "dropped"), 0)
+
+    def subscribe(self) -> None:
+        """Add ``TRADE:{accountId}`` to the account's stream (after login: the id is known)."""
+        if self.use_stream:
+            item = f"TRADE:{self._broker.account_id}"
+            sub = Subscription("TRADE", item, TRADE_FIELDS, "DISTINCT")
+            self._broker.stream.add(sub, self._on_trade, self._on_state)
 
     # -- running ---------------------------------------------------------------------------
     async def run(self, emit: EventSink) -> None:
@@ -75,9 +88,9 @@ class TradeEvents:
         if not self.use_stream:
             await self._poll_forever(self._poll)
             return
-        self.client = self._make_client()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.client.run)
+            await nursery.start(self._lanes.run)
+            nursery.start_soon(self._broker.stream.run)
             await self._poll_forever(self._reconcile_every)
 
     def _interval(self, interval: float) -> float:
@@ -85,28 +98,24 @@ class TradeEvents:
         down (then the stream's events are missing and polling is the only source)."""
         return interval if self.live or not self.use_stream else min(interval, self._poll)
 
-    def _make_client(self) -> LightstreamerClient:
-        client = LightstreamerClient(
-            self._broker.stream_auth,
-            name="trade stream",
-            on_state=self._on_state,
-            **self.stream_options,
-        )
-        item = f"TRADE:{self._broker.account_id}"
-        client.add(Subscription("TRADE", item, TRADE_FIELDS, "DISTINCT"), self._on_trade)
-        return client
-
     def _on_state(self, live: bool) -> None:
         if live and not self.live and self._was_live:
-            self.resync = True  # back after an outage: reconcile now, not in minutes
+            self._ask_resync()  # back after an outage: reconcile now, not in minutes
         self._was_live = self._was_live or live
         self.live = live
+
+    def _ask_resync(self) -> None:
+        self.resync = True
+        self._resync_asked += 1
 
     async def _poll_forever(self, interval: float) -> None:
         while True:
             wait = self._interval(interval)
+            asked = self._resync_asked
             try:
                 positions = await self._broker.open_positions()
+            except BrokerConfigRefused:
+                raise  # credentials refused mid-run: the daemon ends (exit 78)
             except BrokerError as exc:
                 if isinstance(exc, RateLimited):
                     wait = max(min(wait, 60.0), exc.retry_after)
@@ -115,7 +124,8 @@ class TradeEvents:
                 )
             else:
                 self.counts["polls"] += 1
-                self.resync = False
+                if asked == self._resync_asked:  # asked during this poll: one more, at once
+                    self.resync = False
                 await self._reconcile(positions)
             await self._pause(wait)
 
@@ -160,6 +170,7 @@ class TradeEvents:
 
     # -- the TRADE stream ------------------------------------------------------------------
     async def _on_trade(self, item: ItemUpdate) -> None:
+        """The reader's part: never waits (see the module docstring)."""
         before = item.before or {}
         for name in ("CONFIRMS", "OPU"):
             value = item.values.get(name)
@@ -171,7 +182,26 @@ class TradeEvents:
             if name == "CONFIRMS":
                 self._on_confirm(data)
             else:
-                await self._on_opu(data)
+                self._hand_off(data)
+
+    def _hand_off(self, data: Mapping[str, Any]) -> None:
+        deal_id = str(data.get("dealId") or "")
+        if self._lanes.submit_nowait(deal_id, lambda: self._on_opu(data)):
+            if self._backlogged and self._lanes.statistics().queued <= 1:
+                self._backlogged = False
+                logger.bind(event="broker.trade_backlog_cleared").info("TRADE backlog cleared")
+            return
+        self.counts["dropped"] += 1
+        self._ask_resync()  # the poll loop reconciles from GET /positions at once
+        if not self._backlogged:
+            self._backlogged = True
+            stats = self._lanes.statistics()
+            logger.bind(
+                event="broker.trade_backlog",
+                deal_id=deal_id,
+                busy_lanes=stats.busy_lanes,
+                queued=stats.queued,
+            ).warning("IG OPU of {} dropped: backlog full; reconciling positions", deal_id)
 
     async def _on_opu(self, data: Mapping[str, Any]) -> None:
         try:

@@ -8,6 +8,7 @@ DDL is transactional and writers can take the lock up front with ``BEGIN IMMEDIA
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,35 @@ _TRANSIENT_SQLSTATES = ("08", "53", "57P", "57014", "40001", "40P01", "55P03", "
 _NOT_ACCEPTING = "not currently accepting connections"
 
 
+# SQLite primary result codes that retrying later can cure: busy, locked, out of memory,
+# read-only (a remounted disk), interrupted, I/O error, disk full, cannot open, lock protocol,
+# schema changed under a statement. Any other code (SQLITE_ERROR: "no such column", "no such
+# table", a syntax error; a constraint; a corrupt file) fails the same way on every retry.
+_TRANSIENT_SQLITE = frozenset(
+    (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_SCHEMA,
+    )
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when retrying later can succeed: locked, unreachable, disconnected, read-only
-    (SQLite disk or PostgreSQL transaction), connections refused or terminated."""
+    (SQLite disk or PostgreSQL transaction), connections refused or terminated. A SQLite error
+    is judged by its result code, not by its class (sqlite3 raises OperationalError for a
+    locked database and for a missing column alike)."""
     if isinstance(exc, sa_exc.DBAPIError):
+        code = _sqlite_code(exc.orig)
+        if code is not None:
+            return code in _TRANSIENT_SQLITE
         if exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
         ):
@@ -141,6 +167,12 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
         return True
     return _transient_orig(exc)
+
+
+def _sqlite_code(orig: BaseException | None) -> int | None:
+    """The primary result code of a sqlite3 error (None: not SQLite, or no code known)."""
+    code = getattr(orig, "sqlite_errorcode", None) if isinstance(orig, sqlite3.Error) else None
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _transient_orig(orig: BaseException | None) -> bool:

@@ -23,7 +23,10 @@ from traild.adapters.store.engine import (
 )
 from traild.core.errors import StoreError
 
-_PG_LOCK_KEY = 0x7472_6169_6C64  # "traild": one migrator at a time per PostgreSQL database
+# "trailm": one migrator at a time per PostgreSQL database. Its own key: 0006's change_seq
+# trigger locked "traild" (0x...6C64) on every trade_log write until 0007, and a migrator holding
+# that key while it waits for the table could deadlock with a writer in that trigger.
+_PG_LOCK_KEY = 0x7472_6169_6C6D
 _RUN_LOCK: trio.lowlevel.RunVar[trio.Lock] = trio.lowlevel.RunVar("traild_migration")
 
 

@@ -93,8 +93,9 @@ class TradeLog(Base):
     profit_lock_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stop_pips: Mapped[float | None] = mapped_column(sa.Float)
     limit_pips: Mapped[float | None] = mapped_column(sa.Float)
-    # Set by triggers (migration 0006) on insert and on a change of status, trailing_override or
-    # entry_price: the daemon's poll reads only rows above its high-water mark.
+    # Set by triggers (migrations 0006, 0007) on insert and on a change of status,
+    # trailing_override or entry_price: the daemon's poll reads only rows above its high-water
+    # mark (PostgreSQL: the writing transaction's id, read below traild_change_horizon()).
     change_seq: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     __table_args__ = (
@@ -206,7 +207,16 @@ class StageRecalculationRow(Base):
     old_stages: Mapped[Any] = mapped_column(sa.JSON, nullable=False)
     new_stages: Mapped[Any] = mapped_column(sa.JSON, nullable=False)
 
-    __table_args__ = (sa.Index("ix_stage_recalculation_trade_id", "trade_id"),)
+    __table_args__ = (
+        sa.Index("ix_stage_recalculation_trade_id", "trade_id"),
+        # migration 0007: one row per recalculation, however often its insert is retried
+        sa.Index(
+            "uq_stage_recalculation_trade_id_recalculated_at",
+            "trade_id",
+            "recalculated_at",
+            unique=True,
+        ),
+    )
 
 
 TRADE_LOG = Base.metadata.tables["trade_log"]

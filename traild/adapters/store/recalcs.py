@@ -1,7 +1,8 @@
 """``stage_recalculation``: the append-only history of real-time stage recalculations.
 
 One write appends the history row and makes its stages the trade's current
-``calculated_stages`` (method and fallback reason included) in the same transaction.
+``calculated_stages`` (method and fallback reason included) in the same transaction; retried
+after an unknown commit outcome, it writes the same state again and no second row.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from traild.adapters.store.models import STAGE_RECALCULATION
 from traild.adapters.store.records import checked
@@ -31,6 +33,17 @@ def values(rec: StageRecalculation) -> tuple[dict[str, Any], dict[str, Any]]:
         }
     )
     return row, trade
+
+
+def insert(dialect: str, row: Mapping[str, Any]) -> sa.Insert:
+    """The history row; one of the same trade and time already there (a retried insert whose
+    first commit landed) is kept, not doubled (the natural key of migration 0007)."""
+    build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        build(STAGE_RECALCULATION)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["trade_id", "recalculated_at"])
+    )
 
 
 def select_since(since: datetime | None) -> sa.Select[Any]:

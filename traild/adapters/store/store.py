@@ -22,7 +22,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from traild.adapters.store import recalcs, schema
+from traild.adapters.store import changes, recalcs, schema
 from traild.adapters.store.aio import asyncio_loop
 from traild.adapters.store.config_store import SqlConfigStore
 from traild.adapters.store.engine import (
@@ -35,7 +35,6 @@ from traild.adapters.store.engine import (
 )
 from traild.adapters.store.migrate import upgrade_database
 from traild.adapters.store.models import (
-    STAGE_RECALCULATION,
     STOP_AMENDMENT,
     TRADE_LOG,
     UNFINISHED_STATES,
@@ -298,14 +297,14 @@ class SqlTradeStore:
         self, after: int, limit: int = 1000, open_only: bool = False
     ) -> tuple[list[TradeRecord], int]:
         """Trades inserted or changed (status, override, entry) since change ``after``, oldest
-        change first, at most ``limit`` (``open_only``: open and pending ones); and the highest
-        change read (``after`` when none)."""
-        seq = TRADE_LOG.c.change_seq
-        statement = sa.select(*trade_columns(), seq).where(seq > after)
-        if open_only:
-            statement = statement.where(TRADE_LOG.c.status.in_(_OPEN_STATES))
-        statement = statement.order_by(seq).limit(limit)
-        rows = await self._rows(statement)
+        change first, about ``limit`` (more to finish a transaction's rows; ``open_only``: open
+        and pending ones); and the highest change read (``after`` when none). See changes.py."""
+        postgres = self._engine.dialect.name == "postgresql"
+        rows = list(await self._rows(changes.page(after, limit, open_only, postgres)))
+        if rows and len(rows) >= limit:  # never end a page inside one transaction's rows
+            last = rows[-1]
+            seq, last_id = int(last["change_seq"]), int(last["id"])
+            rows += await self._rows(changes.rest(seq, last_id, open_only))
         self.trade_rows_read += len(rows)
         top = max((int(row["change_seq"]) for row in rows), default=after)
         return trades_from_rows(rows), top
@@ -386,13 +385,24 @@ class SqlTradeStore:
             statement = table.insert().values(**values).returning(table.c.id)
             return int((await conn.execute(statement)).scalar_one())
 
-        alert_id: int = await self._write(insert)
+        async def landed(conn: AsyncConnection) -> Any:
+            """The row of this very insert (every value equal), after an unknown outcome."""
+            c = table.c
+            match = [c[k].is_(None) if v is None else c[k] == v for k, v in values.items()]
+            found = await conn.scalar(sa.select(c.id).where(*match).order_by(c.id.desc()))
+            return NOT_LANDED if found is None else int(found)
+
+        alert_id: int = await self._write(_insert_once(insert, landed), landed=landed)
         return replace(alert, id=alert_id)
 
     async def adopt_trade(self, trade_id: int, **fields: Any) -> None:
         values = adopt_values(fields)
         if values:
-            await self._update_trade(trade_id, values)
+            # sl_price is written in one lane only (the urgent one, with the amendments that
+            # confirm stops), so an adoption queued during an outage never lands after, and
+            # over, a later confirmation
+            op = _update_one(TRADE_LOG, trade_id, values)
+            await self._write(op, trade_id=trade_id, urgent="sl_price" in values)
 
     async def adopt_trades(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Many adoptions in one write (one transaction, one statement per set of fields)."""
@@ -411,7 +421,8 @@ class SqlTradeStore:
             for names, params in groups.items():
                 await conn.execute(_update_many(names), params)
 
-        await self._write(update)
+        # one lane for every sl_price write (see adopt_trade)
+        await self._write(update, urgent=any("sl_price" in names for names in groups))
 
     async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the best price; a newer value replaces one still queued for the same trade."""
@@ -621,7 +632,7 @@ class SqlTradeStore:
         update = _update_one(TRADE_LOG, rec.trade_id, trade)
 
         async def write(conn: AsyncConnection) -> None:
-            await conn.execute(STAGE_RECALCULATION.insert().values(**row))
+            await conn.execute(recalcs.insert(conn.dialect.name, row))
             await update(conn)
 
         await self._write(write, trade_id=rec.trade_id)
@@ -667,6 +678,23 @@ def _update_many(names: tuple[str, ...]) -> sa.Update:
 
 def _chunks(items: list[T], size: int = 500) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _insert_once(insert: Op, landed: Op) -> Op:
+    """An insert without a natural key, safe to retry: run again (its earlier transaction's
+    outcome unknown), it first looks for the row it may have written and returns that one."""
+    tried = False
+
+    async def op(conn: AsyncConnection) -> Any:
+        nonlocal tried
+        if tried:
+            found = await landed(conn)
+            if found is not NOT_LANDED:
+                return found
+        tried = True
+        return await insert(conn)
+
+    return op
 
 
 def _update_one(table: sa.Table, row_id: int, values: dict[str, Any]) -> Op:

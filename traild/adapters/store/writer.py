@@ -6,7 +6,9 @@ dropped or reordered, and a caller that gave up (``WriteQueued``) sees its write
 write the database refuses outright (a constraint, a missing row) fails, alone, and is reported.
 Queued writes are committed in batches (one transaction each) when several are waiting.
 Urgent writes (the amendment audit trail) have their own FIFO lane, committed before the normal
-one, so an amendment's records never wait behind a burst of adoption or progress writes.
+one, so an amendment's records never wait behind a burst of adoption or progress writes. A column
+is written through one lane only (every write of a trade's ``sl_price`` is urgent), so two writes
+of the same field are never reordered.
 
 A commit that fails transiently has an unknown outcome (the connection may have died after the
 server committed). Such writes are retried; if a retried insert is then refused (its row already

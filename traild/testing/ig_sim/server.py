@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import trio
 from traild.testing.ig_sim import rest
 from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
 from traild.testing.ig_sim.rest import points_scale
+from traild.testing.ig_sim.sessions import SessionBook
 from traild.testing.ig_sim.stream import LightstreamerSim
 
 REST = "/gateway/deal/"
@@ -60,6 +60,8 @@ class SimMarket:
     update_time: str = "00:00:00"
     timestamp_ms: int = 0
     scale: int = 0  # 0: from the epic's family (see points_scale)
+    quoted: bool = True  # False: the PRICE item streams null prices (no quote, assumption)
+    timestamp_text: str | None = None  # streamed instead of timestamp_ms (a malformed value)
 
     def __post_init__(self) -> None:
         self.scale = self.scale or points_scale(self.epic)
@@ -134,24 +136,33 @@ class IGSim:
         allowance_window: float = 60.0,
         confirm_delay_polls: int = 0,
         keepalive_ms: int = 500,
+        keepalive_min_ms: int | None = None,
+        stream_sessions_per_account: int | None = None,
+        stream_session_policy: str = "refuse",
+        lock_after_failures: int | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self.api_key, self.identifier, self.password = api_key, identifier, password
+        self.api_key = api_key
         self.account_id = account_id
         self.accounts = [account_id, *other_accounts]
+        self.sessions = SessionBook(
+            identifier,
+            password,
+            account_id,
+            self.accounts,
+            token_ttl=token_ttl,
+            lock_after_failures=lock_after_failures,
+        )
         self.markets = {m.epic: m for m in markets}
         self.positions: dict[str, SimPosition] = {}
-        self.token_ttl = token_ttl
         self.confirm_delay_polls = confirm_delay_polls
         self.clock = clock
         self.port = 0
         self.requests: list[SimRequest] = []
         self.amendments: list[tuple[str, dict[str, Any]]] = []
         self.closed: list[tuple[str, float, str]] = []
-        self.logins = 0
         self.hidden: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._tokens: dict[str, tuple[str, str, float]] = {}  # cst -> (xst, account, expiry)
         self._faults: list[_Fault] = []
         self.allowances = {
             "trading": _Allowance(trading_allowance),
@@ -162,7 +173,13 @@ class IGSim:
         self.conversions: list[tuple[str, str]] = []  # (deal id, what the amendment removed)
         self._confirms: dict[str, list[Any]] = {}  # ref -> [payload, 404s left]
         self._activities: list[dict[str, Any]] = []
-        self.stream = LightstreamerSim(self, keepalive_ms)
+        self.stream = LightstreamerSim(
+            self,
+            keepalive_ms,
+            keepalive_min_ms=keepalive_min_ms,
+            sessions_per_account=stream_sessions_per_account,
+            session_policy=stream_session_policy,
+        )
         for position in positions:
             self.add_position(position)
 
@@ -184,9 +201,29 @@ class IGSim:
             task_status.started(self.port)
 
     # -- knobs -----------------------------------------------------------------------------
+    @property
+    def logins(self) -> int:
+        """Successful logins so far."""
+        return self.sessions.logins
+
+    @property
+    def password(self) -> str:
+        return self.sessions.password
+
+    @password.setter
+    def password(self, value: str) -> None:
+        """The trader changes the password on IG's platform."""
+        self.sessions.password = value
+
     def expire_tokens(self) -> None:
         """Invalidate every session token: the next request gets 401."""
-        self._tokens.clear()
+        self.sessions.expire_all()
+
+    def weekend_maintenance(self) -> None:
+        """IG invalidates every token during its weekend maintenance (IG Labs FAQ); the
+        streaming sessions end with it (assumption: IG does not say how they end)."""
+        self.sessions.expire_all()
+        self.stream.drop_all()
 
     def fail_next(self, method: str, prefix: str, status: int, code: str, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with ``status`` {"errorCode": code}."""
@@ -323,12 +360,13 @@ class IGSim:
         if request.headers.get("x-ig-api-key") != self.api_key:
             return 403, {"errorCode": "error.security.api-key-invalid"}, {}
         if rel == "session" and request.method == "POST":
-            return self._login(request.json() or {})
-        account = self._account_of(request)
+            return self.sessions.login(request.json() or {}, self.stream_url)
+        cst = request.headers.get("cst", "")
+        account = self.sessions.account_of(cst, request.headers.get("x-security-token"))
         if account is None:
             return 401, {"errorCode": "error.security.client-token-invalid"}, {}
         if rel == "session":
-            return self._session_op(request, account)
+            return self.sessions.session_op(request.method, cst, request.json(), account)
         limited = self._spend(rel.startswith("positions/otc") and request.method != "GET")
         if limited:
             return 403, {"errorCode": limited}, {}
@@ -353,54 +391,9 @@ class IGSim:
         return 404, {"errorCode": "error.sim.unknown-endpoint"}, {}
 
     # -- sessions and allowances -----------------------------------------------------------
-    def _login(self, body: dict[str, Any]) -> Reply:
-        if body.get("identifier") != self.identifier or body.get("password") != self.password:
-            return 401, {"errorCode": "error.security.invalid-details"}, {}
-        cst, xst = f"CST{secrets.token_hex(12)}", f"XST{secrets.token_hex(12)}"
-        expiry = trio.current_time() + (self.token_ttl if self.token_ttl else math.inf)
-        self._tokens[cst] = (xst, self.account_id, expiry)
-        self.logins += 1
-        payload = {
-            "accountType": "CFD",
-            "currencyIsoCode": "USD",
-            "currentAccountId": self.account_id,
-            "lightstreamerEndpoint": self.stream_url,
-            "accounts": [
-                {"accountId": a, "accountName": a, "preferred": a == self.account_id}
-                for a in self.accounts
-            ],
-            "clientId": "SIMCLIENT",
-            "timezoneOffset": 0,
-            "dealingEnabled": True,
-            "trailingStopsEnabled": False,
-        }
-        return 200, payload, {"CST": cst, "X-SECURITY-TOKEN": xst}
-
-    def _session_op(self, request: SimRequest, account: str) -> Reply:
-        cst = request.headers["cst"]
-        if request.method == "DELETE":
-            self._tokens.pop(cst, None)
-            return 200, {}, {}
-        target = (request.json() or {}).get("accountId")
-        if request.method != "PUT" or target not in self.accounts:
-            return 400, {"errorCode": "error.switch.accountId-invalid"}, {}
-        if target == account:
-            return 412, {"errorCode": "error.switch.accountId-must-be-different"}, {}
-        xst = f"XST{secrets.token_hex(12)}"
-        self._tokens[cst] = (xst, target, self._tokens[cst][2])
-        return 200, {"dealingEnabled": True}, {"X-SECURITY-TOKEN": xst}
-
-    def _account_of(self, request: SimRequest) -> str | None:
-        entry = self._tokens.get(request.headers.get("cst", ""))
-        if entry is None or entry[0] != request.headers.get("x-security-token"):
-            return None
-        return entry[1] if entry[2] > trio.current_time() else None
-
     def account_for_stream(self, user: str, password: str) -> bool:
         """Lightstreamer credentials: the account id and ``CST-<cst>|XST-<xst>``."""
-        cst, _, xst = password.partition("|")
-        entry = self._tokens.get(cst.removeprefix("CST-"))
-        return entry is not None and entry[0] == xst.removeprefix("XST-") and entry[1] == user
+        return self.sessions.account_for_stream(user, password)
 
     def _spend(self, trading: bool) -> str | None:
         """IG's allowances (labs.ig.com/faq; trading-ig docs/faq.rst): trading requests count

@@ -16,10 +16,27 @@ Items:
   bennycode/ig-trading-api PR #514; trading-ig pins lightstreamer-client-lib 1.0.3, a 2.4.0
   client, in pyproject.toml at d1069b0, 2026-08-18). Bad credentials: CONERR 1 (TLCP spec).
 
+* Keep-alive: CONOK carries the keep-alive the server assigns, which may differ from the
+  ``LS_keepalive_millis`` asked for (TLCP 2.4.0 specification, CONOK). With
+  ``keepalive_min_ms`` the sim honours the request but never goes below that minimum; without
+  it, it assigns ``keepalive_ms`` whatever was asked. IG's own values are not published
+  (assumption; the 20 s minimum of issue #21's model of IG is the usual test value).
+* One connection per account, 40 subscriptions on it (IG streaming API guide,
+  labs.ig.com/streaming-api-guide, read 2026-12: "up to 40 simultaneous subscriptions per
+  connection", connecting more than once "is a breach of IG's terms and conditions"). The sim
+  counts concurrent sessions per account (``peak_sessions``); with ``sessions_per_account``
+  set, one more is refused (``CONERR,-1,...``: a Metadata Adapter refusal, code <= 0 in the
+  TLCP specification) or, with ``session_policy = "displace"``, the older one is ended with
+  ``END,35`` (the Lightstreamer code for "closed upon opening of a new session for the same
+  user"). Which of the two IG does, and its codes and texts, are assumptions. A 41st
+  subscription on one session is refused with ``REQERR,<id>,-2,...`` (code: assumption).
+
 create_session / bind_session open a chunked stream (CONOK, then SUBOK, U lines and PROBE
 keepalives); control adds subscriptions (snapshot first, then only changed fields: empty
 token for one unchanged field, ``^N`` for a run). ``drop_all`` cuts every stream mid-body
-and forgets the sessions; ``loop_all`` ends them with LOOP so clients rebind.
+and forgets the sessions; ``loop_all`` ends them with LOOP so clients rebind; ``stall_all``
+leaves them open and silent (no data, no PROBE). A session whose stream ends without LOOP is
+forgotten (assumption: Lightstreamer keeps it a short while for a rebind).
 """
 
 from __future__ import annotations
@@ -39,6 +56,8 @@ if TYPE_CHECKING:
 
 _DROP = "\x00drop"
 _LOOP = "\x00loop"
+_STALL = "\x00stall"
+MAX_SUBSCRIPTIONS = 40
 _TEXT = "text/enriched; charset=UTF-8"
 
 
@@ -75,9 +94,9 @@ def field_value(market: SimMarket, name: str) -> str | None:
     document it). DLG_FLAG is space-padded, as users of the PRICE item report (assumption on
     the width)."""
     values = {
-        "BIDPRICE1": repr(market.wire(market.bid)),
-        "ASKPRICE1": repr(market.wire(market.offer)),
-        "TIMESTAMP": str(market.timestamp_ms),
+        "BIDPRICE1": repr(market.wire(market.bid)) if market.quoted else None,
+        "ASKPRICE1": repr(market.wire(market.offer)) if market.quoted else None,
+        "TIMESTAMP": market.timestamp_text or str(market.timestamp_ms),
         "DLG_FLAG": market.state.ljust(12),
     }
     return values.get(name)
@@ -93,6 +112,8 @@ class _Subscription:
 @dataclass
 class _Session:
     sid: str
+    user: str
+    keepalive_ms: int
     send: trio.MemorySendChannel[str]
     receive: trio.MemoryReceiveChannel[str]
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
@@ -101,14 +122,28 @@ class _Session:
 class LightstreamerSim:
     """Lightstreamer sessions of the sim; ``created`` and ``binds`` count stream openings."""
 
-    def __init__(self, sim: IGSim, keepalive_ms: int) -> None:
+    def __init__(
+        self,
+        sim: IGSim,
+        keepalive_ms: int,
+        *,
+        keepalive_min_ms: int | None = None,
+        sessions_per_account: int | None = None,
+        session_policy: str = "refuse",
+    ) -> None:
         self._sim = sim
         self.keepalive_ms = keepalive_ms
+        self.keepalive_min_ms = keepalive_min_ms
+        self.sessions_per_account = sessions_per_account
+        self.session_policy = session_policy
         self.sessions: dict[str, _Session] = {}
         self.created = 0
         self.binds = 0
         self.protocols: list[str] = []
         self.refused_items: list[str] = []
+        self.refused_sessions = 0
+        self.peak_sessions: dict[str, int] = {}
+        self.keepalives: list[tuple[str, int]] = []  # (asked, assigned) per created session
         self.refuse_auth = 0  # answer the next N create_session with CONERR 1
 
     async def handle(self, http: ServerConnection, request: SimRequest) -> None:
@@ -158,6 +193,10 @@ class LightstreamerSim:
         for session in self.sessions.values():
             _queue(session, _LOOP)
 
+    def stall_all(self) -> None:
+        for session in self.sessions.values():
+            _queue(session, _STALL)
+
     # -- requests --------------------------------------------------------------------------
     async def _create(self, http: ServerConnection, params: dict[str, str], protocol: str) -> None:
         self.protocols.append(protocol)
@@ -172,27 +211,70 @@ class LightstreamerSim:
         if not params.get("LS_cid") or not self._sim.account_for_stream(user, password):
             await _text(http, "CONERR,1,User/password check failed")
             return
+        if not self._room_for(user):
+            self.refused_sessions += 1
+            await _text(http, "CONERR,-1,Too many sessions for this account")
+            return
+        asked = params.get("LS_keepalive_millis", "")
         send, receive = trio.open_memory_channel[str](1000)
-        session = _Session(f"S{secrets.token_hex(8)}", send, receive)
+        session = _Session(
+            f"S{secrets.token_hex(8)}", user, self._assign_keepalive(asked), send, receive
+        )
+        self.keepalives.append((asked, session.keepalive_ms))
         self.sessions[session.sid] = session
         self.created += 1
+        live = sum(s.user == user for s in self.sessions.values())
+        self.peak_sessions[user] = max(self.peak_sessions.get(user, 0), live)
         await self._stream(http, session)
 
+    def _assign_keepalive(self, asked: str) -> int:
+        if self.keepalive_min_ms is None:
+            return self.keepalive_ms
+        requested = int(asked) if asked.isdigit() else self.keepalive_ms
+        return max(requested, self.keepalive_min_ms)
+
+    def _room_for(self, user: str) -> bool:
+        """Whether one more session of ``user`` is allowed (displacing an older one if so)."""
+        limit = self.sessions_per_account
+        mine = [s for s in self.sessions.values() if s.user == user]
+        if limit is None or len(mine) < limit:
+            return True
+        if self.session_policy != "displace":
+            return False
+        oldest = mine[0]
+        _queue(oldest, "END,35,Session closed upon opening of a new session for the same user")
+        del self.sessions[oldest.sid]
+        return True
+
     async def _stream(self, http: ServerConnection, session: _Session) -> None:
+        looped = False
+        try:
+            looped = await self._lines(http, session)
+        finally:
+            if not looped:
+                self.sessions.pop(session.sid, None)
+
+    async def _lines(self, http: ServerConnection, session: _Session) -> bool:
+        """Stream a session's lines; True when it ended with LOOP (it lives on for a bind)."""
         await http.start_stream(_TEXT)
-        head = f"CONOK,{session.sid},50000,{self.keepalive_ms},*\r\nSERVNAME,IG sim\r\n"
+        head = f"CONOK,{session.sid},50000,{session.keepalive_ms},*\r\nSERVNAME,IG sim\r\n"
         await http.chunk(head + "CLIENTIP,127.0.0.1\r\n")
         while True:
             line = "PROBE"
-            with trio.move_on_after(self.keepalive_ms / 1000):
+            with trio.move_on_after(session.keepalive_ms / 1000):
                 line = await session.receive.receive()
             if line == _DROP:
                 raise Dropped
+            if line == _STALL:
+                await trio.sleep_forever()
             if line == _LOOP:
                 await http.chunk("LOOP,0\r\n")
                 await http.end_stream()
-                return
+                return True
             await http.chunk(line + "\r\n")
+            if line.startswith("END,"):
+                await http.end_stream()
+                return False
 
     async def _control(self, http: ServerConnection, request: SimRequest) -> None:
         session = self.sessions.get(request.query.get("LS_session", ""))
@@ -210,6 +292,8 @@ class LightstreamerSim:
         items = params.get("LS_group", "").split()
         fields = params.get("LS_schema", "").split()
         refused = self._refusal(items, fields, params)
+        if len(session.subscriptions) >= MAX_SUBSCRIPTIONS:
+            refused = f"-2,Maximum number of subscriptions ({MAX_SUBSCRIPTIONS}) reached"
         if params.get("LS_op") != "add" or refused:
             self.refused_items += items
             return f"REQERR,{req_id},{refused or '21,Invalid request'}"
