@@ -7,7 +7,8 @@ between-trade noise (different weeks, markets or signals), so far fewer trades d
 
 The plan's criterion "dynamic expectancy >= fixed + 10 %" is judged on the margin
 ``g = mean(d) - threshold x |mean(pnl_fix)|`` (pips). Its interval is a bootstrap over whole
-trading days (21:00-21:00 UTC; trades of one day share the market and are not independent):
+trading days (21:00-21:00 UTC; trades of one day share the market and are not independent),
+expanded for few days as the live intervals are (``live.expanded_tail``):
 ``met`` when the whole interval is above 0, ``not_met`` when below, else ``undecidable``; also
 ``undecidable`` with fewer than ``min_trades`` trades or ``min_days`` trading days (a day
 bootstrap over a handful of days is too narrow to trust). Trades still needed assume the
@@ -135,7 +136,9 @@ def evaluate_paired(trades: Sequence[PairedTrade], policy: PairedPolicy) -> Pair
         ),
     ):
         estimates.append(
-            Estimate(None) if sample is None else Estimate(sample, *policy.boot.interval(drawn))
+            Estimate(None)
+            if sample is None
+            else Estimate(sample, *policy.boot.interval(drawn, len(days)))
         )
     diff, imp, g = estimates
     verdict, why = _verdict(n, len(days), g, policy)
