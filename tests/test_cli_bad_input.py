@@ -14,8 +14,7 @@ EURUSD = "CS.D.EURUSD.MINI.IP"
 TRADE = ["trade", "add", "--epic", EURUSD]
 
 
-def _reversed_ticks(tmp: Path, shared: Path) -> str:
-    src = shared / "ticks" / "EURUSD_dukascopy_ticks_2019-01-01T23_2h36m.csv.gz"
+def _reversed_ticks(tmp: Path, src: Path) -> str:
     with gzip.open(src, "rt") as fh:
         header, *rows = fh.read().splitlines()
     path = tmp / "EURUSD_reversed.csv"
@@ -93,7 +92,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                          ids=[c[0] for c in CASES])  # fmt: skip
 def test_bad_input_is_one_line_and_an_exit_code(
     tmp_path: Path,
-    shared_data_dir: Path,
+    synthetic_eurusd: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
@@ -111,7 +110,7 @@ def test_bad_input_is_one_line_and_an_exit_code(
     a_dir.mkdir()
     fill = {"file": str(a_file), "dir": str(a_dir), "config": str(config), "foo": str(foo)}
     if any("{reversed}" in a for a in argv):
-        fill["reversed"] = _reversed_ticks(tmp_path, shared_data_dir)
+        fill["reversed"] = _reversed_ticks(tmp_path, synthetic_eurusd)
     for name, value in env.items():
         monkeypatch.setenv(name, value.format(**fill))
     try:

@@ -1,5 +1,6 @@
-"""One bad tick costs exactly that tick: simulate and backtest over real EURUSD ticks with a
-future timestamp, 600-pip prints and a 150-pip bad print inserted give the clean file's results."""
+"""One bad tick costs exactly that tick: simulate and backtest over clean EURUSD ticks (generated,
+so a fresh clone runs them too) with a future timestamp, 600-pip prints and a 150-pip bad print
+inserted give the clean file's results."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.poison import EURUSD_2019, FUTURE_LINE, poisoned, spikes
+from tests.poison import FUTURE_LINE, poisoned, spikes
 from tests.test_cli_core import traild
 from traild.backtest.markets import TickSource, load_market
 from traild.core.messages import Direction
@@ -21,8 +22,8 @@ PIP = 0.0001
 
 
 @pytest.fixture
-def clean(shared_data_dir: Path) -> Path:
-    return shared_data_dir / "ticks" / EURUSD_2019
+def clean(synthetic_eurusd: Path) -> Path:
+    return synthetic_eurusd
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -23,6 +22,7 @@ from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, Tick
+from traild.halt import halt_path
 from traild.ports import Broker, ConfigBacked, PriceFeed, TradeStore
 from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
-HALT_FILE = "HALT"
 
 
 class FeedClock:
@@ -78,10 +77,6 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
         realtime_recalc=settings.trailing.realtime_recalc,
         realtime_regime_shift=settings.trailing.realtime_regime_shift,
     )
-
-
-def halt_path(settings: Settings) -> Path:
-    return settings.state_path() / HALT_FILE
 
 
 @dataclass

@@ -27,6 +27,7 @@ from traild.settings import (
     _reject_non_finite,
     config_path,
 )
+from traild.settings_env import is_setting_var
 from traild.settings_models import _deep_merge
 
 DATABASE = "database"
@@ -142,7 +143,7 @@ def value_sources(
     from_env = [
         _canon(name[len(_ENV_PREFIX) :].lower().replace("__", "."))
         for name in environ
-        if name.upper().startswith(_ENV_PREFIX) and name.upper() != "TRAILD_CONFIG"
+        if is_setting_var(name)
     ]
     from_file = {_canon(p) for p in flatten(_file_data(path))}
     out: dict[str, tuple[Any, str]] = {}

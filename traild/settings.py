@@ -420,11 +420,11 @@ def _reject_non_finite(data: Any, path: str, problems: list[str]) -> None:
 
 
 def _unknown_env_keys(env: Mapping[str, str]) -> list[str]:
-    """``TRAILD_*`` variables that name no setting (TRAILD_CONFIG is the file path)."""
+    """``TRAILD_*`` variables that name no setting (TRAILD_CONFIG and TRAILD_DEBUG are not)."""
     problems = []
     for name in env:
         upper = name.upper()
-        if not upper.startswith(_ENV_PREFIX) or upper == "TRAILD_CONFIG":
+        if not is_setting_var(upper):
             continue
         parts = upper[len(_ENV_PREFIX) :].lower().split("__")
         if not _known_path(Settings, parts):

@@ -47,9 +47,14 @@ class MappingEnvSource(EnvSource):
         return {k.lower(): v for k, v in self._environ.items()}
 
 
+# TRAILD_* variables that are not settings: the config file's path, and the switch that shows
+# an internal error's traceback (``traild.cli.errors``).
+CONTROL_VARS = frozenset({"TRAILD_CONFIG", "TRAILD_DEBUG"})
+
+
 def is_setting_var(name: str) -> bool:
     upper = name.upper()
-    return upper.startswith(ENV_PREFIX) and upper != "TRAILD_CONFIG"
+    return upper.startswith(ENV_PREFIX) and upper not in CONTROL_VARS
 
 
 def env_var_of(key_path: str, ours: Mapping[str, str]) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from traild.core.calculator import CalculatedStages, DynamicTrailingCalculator, MarketConditions
 from traild.core.conditions import BarHistory, TickGuard
-from traild.core.errors import DataError
+from traild.core.errors import DataError, UsageError
 from traild.core.instruments import Instrument, to_centipips
 from traild.core.ladder import Ladder, LadderPlan
 from traild.core.messages import Direction
@@ -60,10 +60,9 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     if entry_tick is None:
         raise DataError(f"{req.ticks}: no tick at or after {iso(req.at) or 'the start'}")
     ts0, bid0, ask0 = entry_tick
-    fill = (
-        req.entry if req.entry is not None else (ask0 if req.direction is Direction.BUY else bid0)
-    )
-    entry = inst.to_ticks(fill)
+    market = ask0 if req.direction is Direction.BUY else bid0
+    entry_warnings = _check_entry(settings, inst, req, market, ts0)
+    entry = inst.to_ticks(req.entry if req.entry is not None else market)
     stop = stop_level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
     limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
@@ -108,10 +107,30 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
         result["stages"] = recalc.stages.stages.as_dict()
         result["recalculations"] = [_recalculated(e) for e in recalc.events]
     result["conditions"] = _conditions(req, derived)
-    if stages.warnings:  # e.g. an unknown --regime: why the factor is what it is
-        result["warnings"] = list(stages.warnings)
+    warnings = [*entry_warnings, *stages.warnings]  # e.g. an unknown --regime
+    if warnings:
+        result["warnings"] = warnings
     result["rejected_ticks"] = dict(sorted(guard.by_reason.items()))
     return result
+
+
+# An --entry this many pips from the market price of the entry tick is reported with the
+# result; beyond the tick guard's largest credible move (``max_tick_jump_pips``) it is refused:
+# such a fill is a typo (5.0 for 1.15), and its thousands of pips would read as a result.
+ENTRY_WARN_PIPS = 20.0
+
+
+def _check_entry(
+    settings: Settings, inst: Instrument, req: SimulationRequest, market: float, ts: datetime
+) -> list[str]:
+    if req.entry is None:
+        return []
+    off = round(float(inst.pips(inst.to_ticks(req.entry) - inst.to_ticks(market))), 1)
+    where = f"--entry {req.entry:g} is {abs(off):g} pips from the market ({market:g} at {iso(ts)})"
+    if abs(off) > settings.conditions.max_tick_jump_pips:
+        limit = settings.conditions.max_tick_jump_pips
+        raise UsageError(f"{where}: more than {limit:g} pips away; check the price")
+    return [where] if abs(off) > ENTRY_WARN_PIPS else []
 
 
 def _recalculated(e: Recalculated) -> dict[str, Any]:

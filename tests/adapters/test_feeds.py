@@ -55,22 +55,21 @@ async def collect(feed: PriceFeed, limit: int | None = None) -> list[Tick]:
 # -- replay -----------------------------------------------------------------------------------
 
 
-async def test_replay_emits_every_tick_of_a_file_in_order(shared_data_dir: Path) -> None:
-    path = shared_data_dir / "ticks" / "USDJPY_truefx_ticks_2013-01-01_35min.csv.gz"
+async def test_replay_emits_every_tick_of_a_file_in_order(synthetic_usdjpy: Path) -> None:
+    path = synthetic_usdjpy
     feed = ReplayFeed([path], ["CS.D.USDJPY.MINI.IP"])
     with trio.fail_after(10):
         ticks = await collect(feed)
     assert ticks == list(iter_ticks(load_ticks(path), "CS.D.USDJPY.MINI.IP"))
     assert feed.epics() == ["CS.D.USDJPY.MINI.IP"]
     stats = feed.statistics()
-    assert (stats.emitted, stats.total, stats.last_ts) == (1000, 1000, ticks[-1].ts)
+    assert (stats.emitted, stats.total, stats.last_ts) == (10_000, 10_000, ticks[-1].ts)
 
 
 async def test_replay_merges_files_by_time_keeping_each_files_order(
-    shared_data_dir: Path,
+    synthetic_eurusd: Path, synthetic_usdjpy: Path
 ) -> None:
-    eur = shared_data_dir / "ticks" / "EURUSD_dukascopy_ticks_2019-01-01T23_2h36m.csv.gz"
-    jpy = shared_data_dir / "ticks" / "USDJPY_dukascopy_ticks_2019-01-01T23_3h.csv.gz"
+    eur, jpy = synthetic_eurusd, synthetic_usdjpy
     feed = ReplayFeed([eur, jpy], ["EURUSD", "USDJPY"])
     with trio.fail_after(20):
         ticks = await collect(feed)

@@ -15,7 +15,7 @@ from traild.backtest.markets import Market, TickSource, load_market
 from traild.backtest.variants import parse_grid, parse_variants
 from traild.core.calculator import CalculatorParams
 from traild.core.conditions import BarHistory, ConditionParams
-from traild.core.errors import ConfigError
+from traild.core.errors import UsageError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction
 from traild.settings import load
@@ -149,7 +149,7 @@ def test_grid_reaches_the_regime_tables() -> None:
     assert variant_tables({}, scalp.overrides, True) == {"ranging": {"stage1_lock": 4.0}}
     assert variant_tables({}, scalp.overrides, False) == {}
     assert variants[0].calculator_params(CalculatorParams()).enable_dynamic_trailing
-    with pytest.raises(ConfigError, match=r"regime\.<market_regime>\.<stage key>"):
+    with pytest.raises(UsageError, match=r"regime\.<market_regime>\.<stage key>"):
         parse_grid(["regime.trending.stage9=1"], CalculatorParams())
 
 
@@ -162,8 +162,9 @@ def test_adaptive_variants_are_named_and_switch_what_they_say() -> None:
     ]
 
 
-def test_warmed_up_bars_equal_bars_fed_the_whole_history(small: Path) -> None:
-    market: Market = load_market(TickSource.parse(f"{small}=EURUSD"), InstrumentTable())
+def test_warmed_up_bars_equal_bars_fed_the_whole_history(synthetic_eurusd: Path) -> None:
+    source = TickSource.parse(f"{synthetic_eurusd}=EURUSD")
+    market: Market = load_market(source, InstrumentTable())
     params = ConditionParams(bar_minutes=1, atr_period=3, regime_lookback=10, adx_period=5)
     warm = Warmup(market, params)
     assert warm.bars < 100  # so late entries really start from a truncated history

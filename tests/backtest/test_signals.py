@@ -24,9 +24,17 @@ def small(ticks_dir: Path) -> list[Market]:
 
 
 @pytest.fixture(scope="module")
-def two(ticks_dir: Path, small: list[Market]) -> list[Market]:
-    jpy = ticks_dir / "USDJPY_dukascopy_ticks_2019-01-01T23_3h.csv.gz"
-    return [*small, load_market(TickSource.parse(str(jpy)), TABLE)]
+def generated(synthetic_eurusd: Path) -> list[Market]:
+    """A generated EURUSD market (for tests that only need one to exist)."""
+    return [load_market(TickSource.parse(str(synthetic_eurusd)), TABLE)]
+
+
+@pytest.fixture(scope="module")
+def two(synthetic_eurusd: Path, synthetic_usdjpy: Path) -> list[Market]:
+    """Two generated files (random entries need only their spans, not real prices)."""
+    return [
+        load_market(TickSource.parse(str(p)), TABLE) for p in (synthetic_eurusd, synthetic_usdjpy)
+    ]
 
 
 def _csv(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
@@ -73,18 +81,18 @@ def test_signal_fills_at_the_first_tick_at_or_after_its_time_on_the_right_side(
     ],
 )
 def test_bad_signal_row_is_an_error_naming_file_and_line(
-    tmp_path: Path, small: list[Market], row: str, message: str
+    tmp_path: Path, generated: list[Market], row: str, message: str
 ) -> None:
     with pytest.raises(DataError, match=message):
-        read_signals(_csv(tmp_path, row), small, TABLE)
+        read_signals(_csv(tmp_path, row), generated, TABLE)
 
 
 def test_signals_file_without_a_required_column_is_an_error(
-    tmp_path: Path, small: list[Market]
+    tmp_path: Path, generated: list[Market]
 ) -> None:
     path = _csv(tmp_path, "2019-01-02T00:30:00Z,EURUSD,BUY", header="ts_utc,epic,direction\n")
     with pytest.raises(DataError, match=r"lacks column.*stop_pips, limit_pips"):
-        read_signals(path, small, TABLE)
+        read_signals(path, generated, TABLE)
 
 
 def test_signal_after_the_last_tick_is_an_error(tmp_path: Path, small: list[Market]) -> None:

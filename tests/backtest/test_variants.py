@@ -6,7 +6,7 @@ import pytest
 
 from traild.backtest.variants import Variant, parse_grid, parse_variants
 from traild.core.calculator import CalculatorParams
-from traild.core.errors import ConfigError
+from traild.core.errors import UsageError
 from traild.core.ladder import LadderPolicy
 
 BASE = CalculatorParams()
@@ -28,7 +28,7 @@ def test_base_variants_switch_dynamic_trailing_and_the_profit_lock() -> None:
 
 
 def test_unknown_variant_is_an_error() -> None:
-    with pytest.raises(ConfigError, match=r"unknown variant.*trailing"):
+    with pytest.raises(UsageError, match=r"unknown variant.*trailing"):
         parse_variants("fixed,trailing")
 
 
@@ -71,7 +71,7 @@ def test_grid_reaches_scalp_multipliers_and_atr_bounds() -> None:
     ],
 )
 def test_bad_grid_is_an_error(item: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         parse_grid([item], BASE)
 
 

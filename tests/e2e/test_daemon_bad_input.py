@@ -18,7 +18,7 @@ from tests.e2e.daemon_helpers import (
     traild,
     write_config,
 )
-from tests.poison import EURUSD_2019, FUTURE_LINE, poisoned, spikes
+from tests.poison import FUTURE_LINE, poisoned, spikes
 from traild.core.messages import Direction
 from traild.settings import Settings
 from traild.simulation import SimulationRequest, simulate
@@ -28,9 +28,9 @@ SPECS = [TradeSpec("BUY", 15, 40), TradeSpec("SELL", 15, 40), TradeSpec("BUY", 6
 
 
 def test_a_poisoned_replay_trails_exactly_like_simulate_on_the_clean_file(
-    tmp_path: Path, shared_data_dir: Path
+    tmp_path: Path, synthetic_eurusd: Path
 ) -> None:
-    clean = shared_data_dir / "ticks" / EURUSD_2019
+    clean = synthetic_eurusd
     dirty = poisoned(
         clean,
         tmp_path / "EURUSD_poisoned.csv",

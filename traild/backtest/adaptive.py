@@ -33,7 +33,7 @@ from traild.core.calculator import (
     StageConfig,
 )
 from traild.core.conditions import BarHistory, ConditionParams
-from traild.core.errors import ConfigError
+from traild.core.errors import UsageError
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.realtime import RealtimeRecalc
 from traild.core.replay import run_trade
@@ -54,16 +54,14 @@ def is_regime_key(key: str) -> bool:
 
 
 def check_regime_key(key: str) -> None:
-    """``[scalp_]regime.<market_regime>.<stage key>``, else a ConfigError naming the form."""
+    """``[scalp_]regime.<market_regime>.<stage key>``, else a UsageError naming the form."""
     _, regime, name = [*key.split(".", 2), "", ""][:3]
     if regime and regime.replace("_", "").isalnum() and name in StageConfig.field_names():
         return
-    raise ConfigError(
-        [
-            f"--grid: unknown key {key!r}; regime tables take regime.<market_regime>.<stage key>"
-            " (regular trades) or scalp_regime.<market_regime>.<stage key> (scalps), with a "
-            f"stage key of {', '.join(StageConfig.field_names())}"
-        ]
+    raise UsageError(
+        f"--grid: unknown key {key!r}; regime tables take regime.<market_regime>.<stage key>"
+        " (regular trades) or scalp_regime.<market_regime>.<stage key> (scalps), with a "
+        f"stage key of {', '.join(StageConfig.field_names())}"
     )
 
 

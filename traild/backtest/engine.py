@@ -47,7 +47,7 @@ from traild.core.calculator import (
     StageConfig,
 )
 from traild.core.conditions import ConditionParams, GuardParams
-from traild.core.errors import DataError
+from traild.core.errors import DataError, UsageError
 from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
 from traild.settings import Settings
@@ -161,13 +161,13 @@ def prepare(
     variants = parse_variants(req.variants) if req.variants else []
     variants += parse_grid(req.grid, calc)
     if not variants:
-        raise DataError("no variants to run")
+        raise UsageError(f"no variants to run: give --variants (e.g. {DEFAULT_VARIANTS}) or --grid")
     if req.walk_forward is not None and (
         req.walk_forward < 2
         or FIXED_LOCK not in {v.name for v in variants}
         or not any(v.dynamic for v in variants)
     ):
-        raise DataError("--walk-forward K needs K >= 2, fixed+lock and dynamic variants (--grid)")
+        raise UsageError("--walk-forward K needs K >= 2, fixed+lock and dynamic variants (--grid)")
     table = settings.instrument_table()
     markets = load_markets(req, table, settings.guard_params)
     if req.signals is not None:
@@ -177,7 +177,13 @@ def prepare(
     else:
         signals = random_signals(req.random or 0, req.seed, markets, defaults or req.defaults)
     trades = tuple(
-        resolve(signals, markets, settings.condition_params(), clamp_to_data=req.random is not None)
+        resolve(
+            signals,
+            markets,
+            settings.condition_params(),
+            clamp_to_data=req.random is not None,
+            max_fill_delay_ms=round(settings.conditions.max_tick_gap_hours * 3_600_000),
+        )
     )
     bases = {(t.epic, t.is_scalp): settings.stage_config(t.epic, t.is_scalp) for t in trades}
     return Context(
@@ -203,9 +209,9 @@ def load_markets(
     """The tick files (through the shared tick guard, ``guard``: its params for a pip size),
     then the bar files (with their ask bars or the spread)."""
     if not req.ticks and not req.bars:
-        raise DataError("give --ticks or --bars")
+        raise UsageError("give --ticks FILE or --bars FILE")
     if req.ask_bars and len(req.ask_bars) != len(req.bars):
-        raise DataError("--ask-bars needs one file per --bars file, in the same order")
+        raise UsageError("--ask-bars needs one file per --bars file, in the same order")
     if not math.isfinite(req.bar_spread_pips) or req.bar_spread_pips < 0:
         raise DataError("the bar spread must be a non-negative number of pips")
     markets = [load_market(TickSource.parse(t), table, guard) for t in req.ticks]

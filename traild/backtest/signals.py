@@ -183,6 +183,9 @@ def _market_for(epic: str, markets: Sequence[Market], table: InstrumentTable) ->
     raise ValueError(f"epic {epic!r} matches {len(same)} tick files; name them with PATH=EPIC")
 
 
+# A signal filled this long after its time is refused (the tick guard's longest credible gap,
+# [conditions] max_tick_gap_hours: a weekend and a holiday, not years).
+MAX_FILL_DELAY_MS = 96 * 3_600_000
 GAP_MS = 5 * 60_000  # a stretch without ticks longer than this is not trading time (SPEC §8)
 MAX_RANDOM = 100_000  # per run: 250,000 (x 3 variants) took 78 s CPU and 0.9 GB here
 
@@ -259,11 +262,14 @@ def resolve(
     markets: Sequence[Market],
     params: ConditionParams,
     clamp_to_data: bool = False,
+    max_fill_delay_ms: int = MAX_FILL_DELAY_MS,
 ) -> list[TradeSpec]:
     """Fill each signal at its entry tick; conditions from the signal, else from the ticks.
 
     A signal with no tick after its entry tick is an error, unless ``clamp_to_data`` (random
-    entries) moves it to the last tick that still has one after it.
+    entries) moves it to the last tick that still has one after it. So is a signal whose
+    first tick comes more than ``max_fill_delay_ms`` later (a signal dated before the file, or
+    in a hole of it): filling it there would be a trade the signal never asked for.
     """
     entries: list[int] = []
     for s in signals:
@@ -273,6 +279,8 @@ def resolve(
             if not clamp_to_data:
                 raise DataError(f"{s.where}: no tick after its entry in {m.source.path.name}")
             idx = m.last_entry_index()
+        elif not clamp_to_data and int(m.ts_ms[idx]) - s.ts_ms > max_fill_delay_ms:
+            raise DataError(_too_early(s, m, idx))
         entries.append(idx)
     derived: dict[int, dict[int, MarketConditions]] = {}
     for k, m in enumerate(markets):
@@ -282,6 +290,18 @@ def resolve(
         _trade(i, s, markets[s.market], e, derived[s.market][e])
         for i, (s, e) in enumerate(zip(signals, entries, strict=True))
     ]
+
+
+def _too_early(s: Signal, m: Market, idx: int) -> str:
+    def day(ms: int) -> str:
+        return (EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%d %H:%M")
+
+    hours = (int(m.ts_ms[idx]) - s.ts_ms) / 3_600_000
+    return (
+        f"{s.where}: signal at {day(s.ts_ms)} UTC, but the first tick after it in "
+        f"{m.source.path.name} is {hours:,.0f} h later ({day(int(m.ts_ms[idx]))}; the file "
+        f"spans {day(int(m.ts_ms[0]))} to {day(int(m.ts_ms[-1]))}): not filled there"
+    )
 
 
 def _trade(i: int, s: Signal, m: Market, idx: int, derived: MarketConditions) -> TradeSpec:

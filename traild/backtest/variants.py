@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from traild.backtest.adaptive import ADAPTIVE, REGIME, check_regime_key, is_regime_key
 from traild.core.calculator import REGIMES, SESSIONS, CalculatorParams
-from traild.core.errors import ConfigError
+from traild.core.errors import UsageError
 from traild.core.ladder import LadderPolicy
 
 FIXED, FIXED_LOCK, DYNAMIC_LOCK = "fixed", "fixed+lock", "dynamic+lock"
@@ -80,11 +80,9 @@ def parse_variants(text: str) -> list[Variant]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BASE and n not in ADAPTIVE]
     if unknown or not names:
-        raise ConfigError(
-            [
-                f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; "
-                f"choose from {DEFAULT_VARIANTS},{','.join(ADAPTIVE)}"
-            ]
+        raise UsageError(
+            f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; "
+            f"choose from {DEFAULT_VARIANTS},{','.join(ADAPTIVE)}"
         )
     return [Variant(n, *BASE[n]) if n in BASE else _adaptive(n, ()) for n in dict.fromkeys(names)]
 
@@ -107,10 +105,10 @@ def parse_grid(items: Sequence[str], base: CalculatorParams) -> list[Variant]:
         key, sep, values = item.partition("=")
         key = key.strip().lower()
         if not sep or not values.strip():
-            raise ConfigError([f"--grid {item!r}: expected KEY=V1,V2,..."])
+            raise UsageError(f"--grid {item!r}: expected KEY=V1,V2,...")
         _check_key(key)
         if key in seen:
-            raise ConfigError([f"--grid: {key} given twice"])
+            raise UsageError(f"--grid: {key} given twice")
         seen.add(key)
         axes.append([(key, _multiplier(key, v)) for v in values.split(",") if v.strip()])
     variants = []
@@ -122,7 +120,7 @@ def parse_grid(items: Sequence[str], base: CalculatorParams) -> list[Variant]:
             variant = Variant(f"{DYNAMIC_LOCK}[{label}]", True, True, tuple(combo))
         params = variant.calculator_params(base)
         if params.atr_min_multiplier > params.atr_max_multiplier:
-            raise ConfigError([f"--grid {label}: atr.min above atr.max"])
+            raise UsageError(f"--grid {label}: atr.min above atr.max")
         variants.append(variant)
     return variants
 
@@ -137,16 +135,16 @@ def _check_key(key: str) -> None:
     if prefix in _TABLES and name in _TABLES[prefix][1]:
         return
     known = [f"{p}.{n}" for p, (_, names) in _TABLES.items() for n in names] + list(_SCALARS)
-    raise ConfigError([f"--grid: unknown key {key!r}; known keys: {', '.join(known)}"])
+    raise UsageError(f"--grid: unknown key {key!r}; known keys: {', '.join(known)}")
 
 
 def _multiplier(key: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError([f"--grid {key}: not a number: {text.strip()!r}"]) from None
+        raise UsageError(f"--grid {key}: not a number: {text.strip()!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError([f"--grid {key}: must be a positive number: {text.strip()!r}"])
+        raise UsageError(f"--grid {key}: must be a positive number: {text.strip()!r}")
     return value
 
 

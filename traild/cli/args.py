@@ -68,3 +68,16 @@ def timestamp(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+WHO_MAX = 64  # the audit columns' width (trailing_config.updated_by, config_change.changed_by)
+
+
+def who(text: str) -> str:
+    """A name for the audit trail: one printable line of at most WHO_MAX characters."""
+    value = text.strip()
+    if not value.isprintable():
+        raise argparse.ArgumentTypeError("must be one line of printable characters")
+    if len(value) > WHO_MAX:
+        raise argparse.ArgumentTypeError(f"at most {WHO_MAX} characters, not {len(value):,}")
+    return value

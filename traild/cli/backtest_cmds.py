@@ -12,7 +12,7 @@ from typing import Any
 from traild.backtest.variants import DEFAULT_VARIANTS
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import positive_int
-from traild.core.errors import DataError
+from traild.core.errors import DataError, UsageError
 from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
@@ -185,19 +185,43 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _once(items: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``items`` without repeats of the same file for the same epic, and the repeats as
+    (repeat, first): a file given twice would be two markets, every entry traded twice."""
+    from traild.backtest.markets import TickSource
+
+    first: dict[tuple[Path, str], str] = {}
+    out, repeats = [], []
+    for text in items:
+        source = TickSource.parse(text)
+        key = (source.path.resolve(), source.epic.upper())
+        if key in first:
+            repeats.append((text, first[key]))
+            continue
+        first[key] = text
+        out.append(text)
+    return out, repeats
+
+
 def _backtest(args: argparse.Namespace) -> int:
     # Imported here: NumPy and matplotlib are not needed by the other commands.
     from traild.backtest.engine import BacktestRequest, run_backtest
     from traild.backtest.report import table, write_outputs
     from traild.backtest.signals import RandomDefaults
 
+    if not args.ticks and not args.bars:
+        raise UsageError("give --ticks FILE or --bars FILE")
+    bar_repeats = _once(args.bars)[1]
+    if bar_repeats:  # paired with --ask-bars by position: which one to drop is not ours to say
+        raise UsageError(f"--bars {bar_repeats[0][0]} repeats {bar_repeats[0][1]}; give it once")
+    ticks, repeats = _once(args.ticks)
+    for repeat, first in repeats:
+        sys.stderr.write(f"traild: warning: --ticks {repeat} repeats {first}; read once\n")
     settings = load(args.config)
     b = settings.backtest
-    if not args.ticks and not args.bars:
-        raise DataError("give --ticks FILE or --bars FILE")
     spread = b.bar_spread_pips if args.bar_spread_pips is None else args.bar_spread_pips
     request = BacktestRequest(
-        ticks=tuple(args.ticks),
+        ticks=tuple(ticks),
         signals=args.signals,
         random=args.random,
         entries=args.entries,

@@ -19,13 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import trio
-from loguru import logger
-
-from traild.cli.args import positive_int
+from traild.cli.args import WHO_MAX, positive_int, who
 from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
 from traild.core.calculator import StageConfig
-from traild.core.errors import ConfigError, InstrumentError, TraildError
+from traild.core.errors import ConfigError, InstrumentError, TraildError, UsageError
+from traild.core.instruments import symbol_of
 from traild.core.overrides import (
     TRAILING_KEYS,
     TRAILING_SCOPE,
@@ -33,6 +31,7 @@ from traild.core.overrides import (
     ConfigOverride,
     canonical_scope,
     check_key,
+    key_path,
     parse_assignment,
 )
 from traild.settings import Settings, load
@@ -44,20 +43,48 @@ def register(sub: Any) -> None:
     config = sub.add_parser("config", help="per-pair configuration in the database")
     actions = config.add_subparsers(dest="config_command", metavar="ACTION")
     actions.required = True
-    p = actions.add_parser("set", help="override keys of a pair (or the rollout allowlist)")
-    p.add_argument("pair", metavar="PAIR", help="an epic, a symbol, DEFAULT or 'trailing'")
-    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    p = actions.add_parser(
+        "set",
+        help="override keys of a pair (or the rollout allowlist)",
+        description="Override stage keys of a pair in the database (validated like the file; "
+        "the running daemon applies them within one poll interval).",
+        epilog=_SET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
+    p.add_argument(
+        "assignments",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help=f"KEY: {_KEY_HELP}; VALUE: pips (a comma-separated list of pairs for "
+        "dynamic_trailing_pairs)",
+    )
     _common(p, by=True)
     p.set_defaults(func=_set)
 
-    p = actions.add_parser("unset", help="remove overrides (the file's value applies again)")
-    p.add_argument("pair", metavar="PAIR")
-    p.add_argument("keys", nargs="+", metavar="KEY")
+    p = actions.add_parser(
+        "unset",
+        help="remove overrides (the file's value applies again)",
+        description="Remove database overrides of a pair: the file's value applies again. An "
+        "unknown key is an error (exit 2) naming the close match.",
+        epilog=_UNSET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
+    p.add_argument("keys", nargs="+", metavar="KEY", help=_KEY_HELP)
     _common(p, by=True)
     p.set_defaults(func=_unset)
 
-    p = actions.add_parser("show", help="effective values and where each came from")
-    p.add_argument("pair", nargs="?", metavar="PAIR")
+    p = actions.add_parser(
+        "show",
+        help="effective values and where each came from",
+        description="Without PAIR: the rollout keys and every database override. With PAIR: "
+        "its regular and scalp stages, each with its source (default, file, environment, "
+        "database).",
+        epilog=_SHOW_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pair", nargs="?", metavar="PAIR", help=_PAIR_HELP)
     _common(p, json_=True)
     p.set_defaults(func=_show)
 
@@ -68,12 +95,39 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_history)
 
 
+_PAIR_HELP = (
+    "an epic (CS.D.EURUSD.MINI.IP), a symbol (EURUSD), DEFAULT (every pair without its own "
+    "table) or 'trailing' (the rollout allowlist)"
+)
+_KEY_HELP = (
+    "regular.<stage key> or scalp.<stage key> (stage keys: early_be_trigger, early_be_buffer, "
+    "stage1_trigger, stage1_lock, stage2_trigger, stage2_lock, stage3_trigger, "
+    "stage3_atr_multiplier, stage3_min_distance), <regular|scalp>.regimes.<market_regime>."
+    "<stage key>, or dynamic_trailing_pairs under 'trailing'"
+)
+_SET_EXAMPLES = """examples:
+  traild config set EURUSD regular.stage1_lock=9.5 regular.stage1_trigger=22
+  traild config set DEFAULT scalp.regimes.trending.stage2_trigger=18 --by alice
+  traild config set trailing dynamic_trailing_pairs=EURUSD,GBPUSD"""
+_UNSET_EXAMPLES = """examples:
+  traild config unset EURUSD regular.stage1_lock
+  traild config unset trailing dynamic_trailing_pairs"""
+_SHOW_EXAMPLES = """examples:
+  traild config show
+  traild config show EURUSD --json"""
+
+
 def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -> None:
     from traild.cli.core_cmds import CONFIG_HELP
 
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     if by:
-        p.add_argument("--by", metavar="WHO", help="who made the change (default: the OS user)")
+        p.add_argument(
+            "--by",
+            type=who,
+            metavar="WHO",
+            help=f"who made the change, at most {WHO_MAX} characters (default: the OS user)",
+        )
     if json_:
         p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -93,6 +147,8 @@ def run_on_config_store(
     settings: Settings, fn: Callable[[Any], Any], timeout: float | None = None
 ) -> Any:
     """``await fn(config_store)`` on the configured database (trio.TooSlowError past timeout)."""
+    import trio  # here, with the store: ``calc`` without a database needs neither
+
     from traild.adapters.store import open_store
 
     async def run() -> Any:
@@ -149,6 +205,7 @@ def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> in
     async def write(store: Any) -> tuple[list[ConfigChange], Settings]:
         version, current = await store.config_overrides()
         proposed = {(o.scope, o.key): o for o in current}
+        _check_unsets(changes, proposed)
         for (s, key), value in changes.items():
             if value is None:
                 proposed.pop((s, key), None)
@@ -163,7 +220,7 @@ def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> in
 
     written, after = run_on_config_store(base, write)
     if not written:
-        print("no change: every value is already as requested")
+        print("no change: every value is already as requested (an unset key had no override)")
     for change in written:
         effective = _effective_value(after, change.scope, change.key)
         print(
@@ -175,6 +232,35 @@ def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> in
     if written:
         print("the running daemon applies it within one poll interval (config.reloaded)")
     return 0
+
+
+def _check_unsets(
+    changes: dict[tuple[str, str], Any], current: dict[tuple[str, str], ConfigOverride]
+) -> None:
+    """An unset of a key the database does not override under this pair, while it does under
+    another spelling of the pair (``EURUSD`` / ``CS.D.EURUSD.MINI.IP``), would leave that
+    override in force without a word: refuse it and name the stored one."""
+    for scope, key in changes:
+        if changes[(scope, key)] is not None or (scope, key) in current:
+            continue
+        pair = _symbol(scope)
+        elsewhere = sorted(
+            o.path
+            for (s, k), o in current.items()
+            if k == key and s != scope and pair is not None and _symbol(s) == pair
+        )
+        if elsewhere:
+            raise UsageError(
+                f"{key_path(scope, key)} is not overridden in the database; "
+                f"{', '.join(elsewhere)} is: unset that pair's key (traild config show lists them)"
+            )
+
+
+def _symbol(scope: str) -> str | None:
+    try:
+        return symbol_of(scope)
+    except InstrumentError:  # DEFAULT, trailing
+        return None
 
 
 def _effective_value(settings: Settings, scope: str, key: str) -> Any:
@@ -306,10 +392,16 @@ def check_config_sources(config: str | None) -> tuple[Settings, dict[str, tuple[
                 overrides = read_effective(config, timeout=_CHECK_TIMEOUT_S).overrides
         except ConfigError:
             raise  # the daemon would refuse to start with these overrides
-        except (TraildError, trio.TooSlowError) as exc:
+        except (TraildError, _too_slow()) as exc:
             note = f"database overrides not read ({exc or 'timed out'})"
     settings = apply_overrides(base, overrides)
     return settings, value_sources(config, _environ(), overrides, settings), note
+
+
+def _too_slow() -> type[Exception]:
+    import trio
+
+    return trio.TooSlowError
 
 
 def _database_exists(settings: Settings) -> bool:
@@ -324,6 +416,8 @@ def _database_exists(settings: Settings) -> bool:
 @contextmanager
 def _quiet_store() -> Iterator[None]:
     """Store log records (e.g. a legacy-schema notice) stay out of check-config's output."""
+    from loguru import logger
+
     logger.disable("traild.adapters.store")
     try:
         yield

@@ -7,10 +7,8 @@ import sys
 import traceback
 from typing import Any
 
-from traild.app import EXIT_REFUSED, halt_path
 from traild.cli.errors import EXIT_SOFTWARE, classify, mark_reported, unwrap
 from traild.core.errors import BrokerConfigRefused, ConfigError, SchemaOutOfDate
-from traild.settings import load
 
 CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 
@@ -83,8 +81,9 @@ def _run(args: argparse.Namespace) -> int:
     """The daemon; every error that ends it is one structured record and an exit code."""
     import trio
 
-    from traild.app import Daemon
+    from traild.app import EXIT_REFUSED, Daemon
     from traild.log import setup_logging
+    from traild.settings import load
 
     setup_logging()
     from loguru import logger
@@ -124,6 +123,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _halt(args: argparse.Namespace) -> int:
+    from traild.halt import halt_path
+    from traild.settings import load
+
     settings = load(args.config)
     path = halt_path(settings)
     if args.on:

@@ -1,8 +1,9 @@
 """The one place that turns an error into a line on stderr and an exit code.
 
 Exit codes (sysexits where one fits): 1 a failure (database, broker, bad input file), 2 a bad
-command line (argparse), 70 an internal error (a bug: reported, never a traceback unless
-``TRAILD_DEBUG=1``), 73 a file or directory that cannot be created or written, 130 interrupted.
+command line (argparse, or a UsageError found while checking the arguments), 70 an internal
+error (a bug: reported, never a traceback unless ``TRAILD_DEBUG=1``), 73 a file or directory
+that cannot be created or written, 130 interrupted.
 ``traild run`` exits 78 (EX_CONFIG; systemd must not restart) for everything a restart cannot
 fix: an invalid configuration from any source, a schema that needs ``traild migrate``, a replay
 file that cannot be read, a state directory or database file that cannot be created, and a
@@ -23,6 +24,7 @@ from traild.core.errors import (
     DataError,
     SchemaOutOfDate,
     TraildError,
+    UsageError,
 )
 
 EXIT_FAILED = 1
@@ -60,6 +62,8 @@ def classify(exc: BaseException, *, daemon: bool = False) -> tuple[int, str]:
     """(exit code, one-line message) for an error that reached the command line; ``daemon``:
     the codes of ``traild run`` (78 for what a restart cannot fix)."""
     exc = unwrap(exc)
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE, _one_line(str(exc))
     if isinstance(exc, _REFUSALS):
         return EXIT_CONFIG if daemon else EXIT_FAILED, _one_line(str(exc))
     if isinstance(exc, DataError):  # in the daemon: a replay file

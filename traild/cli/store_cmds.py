@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -176,18 +177,32 @@ def _report(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
 
-    async def read() -> tuple[list[TradeRecord], list[StageRecalculation]]:
+    async def read() -> tuple[list[TradeRecord], list[StageRecalculation], list[TradeRecord]]:
         async with open_store(settings.database_url()) as store:
             trades = await store.trades_since(args.since)
-            return trades, await store.recalculations_since(args.since)
+            older = [] if trades or args.since is None else await store.trades_since(None)
+            return trades, await store.recalculations_since(args.since), older
 
-    trades, recalcs = trio.run(read)
+    trades, recalcs, older = trio.run(read)
+    if older:
+        sys.stderr.write(f"traild: note: {_empty_window_note(args.since, older)}\n")
     report = build_report(trades, settings.instrument_table(), recalcs)
     if args.json:
         print(json.dumps(report))
     else:
         print_report(report, args.since)
     return 0
+
+
+def _empty_window_note(since: datetime, older: list[TradeRecord]) -> str:
+    """Why a report is empty while the database is not: the window is on ``opened_at``, which
+    for a replay is the feed's time (years ago for historical ticks)."""
+    opened = [t.opened_at for t in older if t.opened_at is not None]
+    latest = f", the latest opened at {iso(max(opened))}" if opened else ""
+    return (
+        f"no trade opened since {iso(since)}, but the database holds {len(older):,}{latest} "
+        "(a replay records the feed's time): traild report --since all"
+    )
 
 
 def _trade_add(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
     TraildError
      ├── ConfigError            invalid settings (every bad key listed)
+     ├── UsageError             a bad command-line argument or combination (the CLI exits 2)
      ├── InstrumentError        an epic that resolves to no instrument
      ├── DataError              an unreadable or malformed input file
      ├── StageError             stages that cannot be computed or are inconsistent
@@ -32,6 +33,11 @@ class ConfigError(TraildError):
         self.problems = list(problems)
         where = f" in {source}" if source else ""
         super().__init__(f"invalid configuration{where}: " + "; ".join(self.problems))
+
+
+class UsageError(TraildError):
+    """An argument the caller gave is malformed, unknown or inconsistent with another one
+    (found after argparse: a ``--grid`` key, a variant name, a ``config set`` assignment)."""
 
 
 class InstrumentError(TraildError):

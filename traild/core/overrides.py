@@ -8,19 +8,22 @@ file, so they are validated by exactly the same models as the file.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from traild.core.errors import ConfigError
+from traild.core.calculator import StageConfig
+from traild.core.errors import ConfigError, UsageError
 
 TRAILING_SCOPE = "trailing"
 # [trailing] keys the database may override. The master toggle and the forced-fixed list stay
 # in the file: kill switches must work without the database.
 TRAILING_KEYS = ("dynamic_trailing_pairs",)
 _LIST_KEYS = frozenset(TRAILING_KEYS)
+PAIR_KINDS = ("regular", "scalp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ def canonical_scope(scope: str) -> str:
     """``trailing`` as is; pair keys upper case (the file's pair keys are case-insensitive)."""
     text = scope.strip()
     if not text:
-        raise ConfigError(["pair: empty (an epic, a symbol, DEFAULT or 'trailing')"])
+        raise UsageError("pair: empty (an epic, a symbol, DEFAULT or 'trailing')")
     return TRAILING_SCOPE if text.lower() == TRAILING_SCOPE else text.upper()
 
 
@@ -71,14 +74,53 @@ def key_path(scope: str, key: str) -> str:
 
 
 def check_key(scope: str, key: str) -> None:
-    """Only rollout keys under ``trailing``; pair keys are checked by the settings models."""
+    """A key ``config set``/``unset`` may name: a rollout key under ``trailing``, else a stage
+    key of a pair (``regular.stage1_lock``, ``scalp.regimes.trending.stage2_trigger``);
+    UsageError naming the close match or the valid keys otherwise."""
     parts = key.split(".")
+    path = key_path(scope, key)
     if not key or any(not p.strip() for p in parts):
-        raise ConfigError([f"{key_path(scope, key)}: not a key path"])
-    if scope == TRAILING_SCOPE and key not in TRAILING_KEYS:
-        allowed = ", ".join(TRAILING_KEYS)
-        why = f"not editable in the database (only {allowed}; the rest is the file's)"
-        raise ConfigError([f"trailing.{key}: {why}"])
+        raise UsageError(f"{path}: not a key path (KEY is e.g. regular.stage1_lock)")
+    if scope == TRAILING_SCOPE:
+        if key not in TRAILING_KEYS:
+            allowed = ", ".join(TRAILING_KEYS)
+            why = f"not editable in the database (only {allowed}; the rest is the file's)"
+            raise UsageError(f"trailing.{key}: {why}")
+        return
+    if not _is_pair_key(parts):
+        raise UsageError(f"{path}: {_why_unknown(key, parts)}")
+
+
+def pair_keys() -> list[str]:
+    """The keys below a pair: ``<regular|scalp>.<stage key>`` (regime tables aside)."""
+    return [f"{kind}.{name}" for kind in PAIR_KINDS for name in StageConfig.field_names()]
+
+
+def _is_pair_key(parts: list[str]) -> bool:
+    names = StageConfig.field_names()
+    if parts[0] not in PAIR_KINDS:
+        return False
+    if len(parts) == 2:
+        return parts[1] in names
+    if len(parts) != 4:
+        return False
+    return parts[1] == "regimes" and parts[2].replace("_", "").isalnum() and parts[3] in names
+
+
+def _why_unknown(key: str, parts: list[str]) -> str:
+    if parts[0] in PAIR_KINDS and (len(parts) == 1 or (parts[1] == "regimes" and len(parts) < 4)):
+        return f"a table: set one key at a time (e.g. {parts[0]}.stage1_lock=8)"
+    candidates = pair_keys()
+    if len(parts) == 4 and parts[1] == "regimes":
+        candidates = [f"{'.'.join(parts[:3])}.{n}" for n in StageConfig.field_names()]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75)
+    if close:
+        return f"unknown key; did you mean {close[0]}?"
+    return (
+        f"unknown key; a pair takes <regular|scalp>.<stage key> or "
+        f"<regular|scalp>.regimes.<market_regime>.<stage key>, with a stage key of "
+        f"{', '.join(StageConfig.field_names())}"
+    )
 
 
 def parse_value(scope: str, key: str, text: str) -> Any:
@@ -93,11 +135,12 @@ def parse_value(scope: str, key: str, text: str) -> Any:
 
 
 def parse_assignment(scope: str, text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, value); ConfigError with the key path when malformed."""
+    """``KEY=VALUE`` -> (key, value); UsageError when malformed or an unknown key, ConfigError
+    with the key path for a table value."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep:
-        raise ConfigError([f"{text!r}: expected KEY=VALUE"])
+        raise UsageError(f"{text!r}: expected KEY=VALUE (e.g. regular.stage1_lock=8)")
     check_key(scope, key)
     value = parse_value(scope, key, raw.strip())
     if isinstance(value, dict):

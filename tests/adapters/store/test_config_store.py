@@ -155,10 +155,13 @@ def test_config_set_show_history_round_trip(
 REFUSED = [
     (["EURUSD", "regular.stage1_lock=-1"], "pairs.EURUSD.regular.stage1_lock"),
     (["EURUSD", "regular.stage1_lock=abc"], "pairs.EURUSD.regular.stage1_lock"),
-    (["EURUSD", "regular.stage1_lokc=3"], "pairs.EURUSD.regular.stage1_lokc"),
     (["EURUSD", "regular.stage1_lock=30"], "pairs.EURUSD.regular"),  # lock above its trigger
     (["IX.D.FTSE.DAILY.IP", "regular.stage1_lock=3"], "pairs.IX.D.FTSE.DAILY.IP"),
     (["trailing", "dynamic_trailing_pairs=EURUSD,NOPE"], "trailing.dynamic_trailing_pairs"),
+]
+# Argument errors (a mistyped or non-editable key, a table, no '='): exit 2, like argparse's.
+REFUSED_USAGE = [
+    (["EURUSD", "regular.stage1_lokc=3"], "pairs.EURUSD.regular.stage1_lokc"),
     (["trailing", "enable_dynamic_trailing=true"], "trailing.enable_dynamic_trailing"),
     (["EURUSD", "regular={stage1_lock = 3}"], "pairs.EURUSD.regular"),
     (["EURUSD", "regular.stage1_lock"], "'regular.stage1_lock': expected KEY=VALUE"),
@@ -169,12 +172,35 @@ def test_invalid_values_are_refused_with_the_key_path_and_nothing_is_written(
     config: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, "migrate", "--config", config)
-    for argv, path in REFUSED:
+    for argv, path, want in [(*r, 1) for r in REFUSED] + [(*r, 2) for r in REFUSED_USAGE]:
         code, out, err = run(capsys, "config", "set", *argv, "--config", config)
-        assert code == 1 and out == "", argv
+        assert code == want and out == "", argv
         assert err.count("\n") == 1 and path in err and "Traceback" not in err, err
     code, out, _ = run(capsys, "config", "history", "--json", "--config", config)
     assert json.loads(out) == []
+
+
+def test_unset_of_a_mistyped_key_or_pair_is_refused_and_the_override_stays(
+    config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "migrate", "--config", config)
+    code, _, _ = run(capsys, "config", "set", "EURUSD", "regular.stage1_lock=9", "--config", config)
+    assert code == 0
+    code, out, err = run(capsys, "config", "unset", "EURUSD", "regular.stage1_lok",
+                         "--config", config)  # fmt: skip
+    assert (code, out) == (2, "") and "did you mean regular.stage1_lock?" in err
+    code, out, err = run(capsys, "config", "unset", "CS.D.EURUSD.MINI.IP", "regular.stage1_lock",
+                         "--config", config)  # fmt: skip
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "pairs.EURUSD.regular.stage1_lock is: unset that pair's key" in err
+    code, out, _ = run(capsys, "config", "show", "EURUSD", "--json", "--config", config)
+    assert json.loads(out)["regular"]["stage1_lock"]["value"] == 9  # still in force
+    code, out, _ = run(capsys, "config", "unset", "GBPUSD", "regular.stage1_lock",
+                       "--config", config)  # fmt: skip
+    assert code == 0 and out.startswith("no change")  # a valid key nobody overrode
+    code, out, _ = run(capsys, "config", "unset", "EURUSD", "regular.stage1_lock",
+                       "--config", config)  # fmt: skip
+    assert code == 0 and "9 -> unset" in out
 
 
 def test_database_overrides_that_no_longer_fit_the_file_are_reported_by_check_config(

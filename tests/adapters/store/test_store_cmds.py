@@ -189,6 +189,21 @@ def test_report_json_counts_methods_and_fallbacks(
     assert [t["deal_id"] for t in recent["trades"]] == ["FIX-OPEN", "JPY"]
 
 
+def test_report_over_an_empty_window_says_where_the_trades_are(
+    config: str, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "migrate", "--config", config)
+    replayed = trade("OLD-1", opened_at=datetime(2014, 5, 6, 8, 0, tzinfo=UTC))
+    seed(db_url, replayed)
+    code, out, err = run(capsys, "report", "--config", config)
+    assert code == 0 and "0 open, 0 closed" in out
+    assert err.startswith("traild: note: no trade opened since ") and err.count("\n") == 1
+    assert "the database holds 1, the latest opened at 2014-05-06T08:00:00.000Z" in err
+    assert "traild report --since all" in err
+    code, out, err = run(capsys, "report", "--config", config, "--since", "all")
+    assert code == 0 and err == ""
+
+
 def test_report_table_shows_outcomes_by_method(
     config: str, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
