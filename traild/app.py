@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -23,7 +25,7 @@ from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, Tick
 from traild.halt import halt_path
-from traild.ports import Broker, ConfigBacked, PriceFeed, TradeStore
+from traild.ports import Broker, ConfigBacked, Journaled, PriceFeed, TradeStore
 from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
+EXIT_PENDING = 75  # stopped with records in the journal the database has not taken (EX_TEMPFAIL)
 
 
 class FeedClock:
@@ -77,6 +80,15 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
         realtime_recalc=settings.trailing.realtime_recalc,
         realtime_regime_shift=settings.trailing.realtime_regime_shift,
     )
+
+
+def journal_path(settings: Settings) -> Path:
+    """The write-ahead journal of this database (one per database: a changed URL never
+    applies one database's records to another)."""
+    from traild.adapters.store import display_url
+
+    key = hashlib.sha256(display_url(settings.database_url()).encode()).hexdigest()[:12]
+    return settings.state_path() / "journal" / key
 
 
 @dataclass
@@ -138,7 +150,10 @@ class Daemon:
         s.state_path().mkdir(parents=True, exist_ok=True)
         async with (
             open_store(
-                s.database_url(), write_timeout=s.database.write_timeout_s, read_wait=math.inf
+                s.database_url(),
+                write_timeout=s.database.write_timeout_s,
+                read_wait=math.inf,
+                journal_dir=journal_path(s),
             ) as store,
             _open_broker(s, self.instruments, self._broker) as broker,
         ):
@@ -190,6 +205,7 @@ class Daemon:
             paper_tick = getattr(broker, "on_tick", None)
             self.on_tick_hook = paper_tick if callable(paper_tick) else None
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._signals, nursery)  # SIGTERM drains during start-up too
                 await nursery.start(gateway.run)
                 await nursery.start(router.run)
                 await nursery.start(supervisor.run)
@@ -199,7 +215,6 @@ class Daemon:
                 nursery.start_soon(
                     supervised, "broker", partial(broker.run, supervisor.on_broker_event)
                 )
-                nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(supervised, "halt", self._halt_loop)
                 nursery.start_soon(supervised, "heartbeat", partial(self._beat_loop, store))
                 nursery.start_soon(supervised, "poll", partial(self._poll_loop, feed))
@@ -215,9 +230,20 @@ class Daemon:
                 if s.feed.kind == "replay" and s.feed.stop_at_end:
                     await self._drain(reason="end_of_replay")
                     nursery.cancel_scope.cancel()
-                    return EXIT_OK
                 await trio.sleep_forever()
-        return EXIT_OK
+        return self._exit_code(store)
+
+    @staticmethod
+    def _exit_code(store: TradeStore) -> int:
+        """0, or EXIT_PENDING when the journal holds records the database has not taken (they
+        are applied at the next start: nothing is lost, but the database is behind)."""
+        pending = store.pending_on_close if isinstance(store, Journaled) else 0
+        if not pending:
+            return EXIT_OK
+        logger.bind(event="daemon.stopped", exit=EXIT_PENDING, journal_pending=pending).error(
+            "stopped with {} record(s) waiting in the journal for the database", pending
+        )
+        return EXIT_PENDING
 
     async def _configure(self, store: TradeStore) -> Settings:
         """The file's settings with the database's overrides (ConfigError: refuse to start)."""
@@ -492,6 +518,10 @@ class Daemon:
             s = stats()
             record["store_queued_writes"] = s.queued_writes
             record["store_retries"] = s.retries
+        if isinstance(store, Journaled) and (j := store.journal_statistics()) is not None:
+            record["journal_pending"] = j.pending
+            record["journal_bytes"] = j.bytes
+            record["journal_oldest_s"] = round(j.oldest_s, 1)
         logger.bind(event="heartbeat", **record).info("heartbeat")
         systemd.status(
             f"{len(sup.slots)} trades, {self.stats.ticks} ticks, "

@@ -232,6 +232,17 @@ class ConfigSource(Protocol):
 
 
 @runtime_checkable
+class Journaled(Protocol):
+    """A store with a local write-ahead journal (the SQL store, in the daemon)."""
+
+    pending_on_close: int  # journal records the database had not taken when it closed
+
+    def journal_statistics(self) -> Any:
+        """Pending records, size and age of the oldest (None without a journal)."""
+        ...
+
+
+@runtime_checkable
 class ConfigBacked(Protocol):
     """A store that also keeps configuration overrides (the SQL store does)."""
 

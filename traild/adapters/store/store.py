@@ -8,11 +8,13 @@ not see a write that is still queued.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -33,6 +35,7 @@ from traild.adapters.store.engine import (
     is_transient,
     make_engine,
 )
+from traild.adapters.store.journal import Entry, Journal, JournalError, JournalStatistics
 from traild.adapters.store.migrate import upgrade_database
 from traild.adapters.store.models import (
     STOP_AMENDMENT,
@@ -99,6 +102,7 @@ async def open_store(
     drain_timeout: float = 5.0,
     read_wait: float = 0.0,
     read_timeout: float = 5.0,
+    journal_dir: Path | None = None,
 ) -> AsyncIterator[SqlTradeStore]:
     """Open the store on ``url`` (an absolute SQLite path or PostgreSQL; see resolve_database_url).
 
@@ -107,6 +111,10 @@ async def open_store(
     A read that fails transiently (or takes longer than ``read_timeout``) is retried with
     back-off for up to ``read_wait`` seconds (``math.inf`` for the daemon: its reads wait out an
     outage like its writes; 0 for the command line: fail at once).
+
+    With ``journal_dir`` (the daemon) every write is journaled first (``journal.py``): records
+    a previous run left are applied before this returns, and what the database has not taken
+    at exit stays in the journal (``pending_on_close``) instead of being lost.
     """
     if not (math.isfinite(write_timeout) and write_timeout > 0):
         raise StoreError(f"write_timeout must be a positive number, not {write_timeout!r}")
@@ -124,6 +132,10 @@ async def open_store(
                 # queued without waiting (progress, adoption) still land.
                 writer = trio.CancelScope(shield=True)
                 await nursery.start(_shielded, writer, store._writer.run)
+                if journal_dir is not None:
+                    await store._open_journal(journal_dir)
+                    assert store._journal is not None
+                    await nursery.start(store._journal.run)
                 try:
                     yield store
                 finally:
@@ -166,6 +178,10 @@ class SqlTradeStore:
         self.read_wait = 0.0
         self.read_timeout = 5.0
         self._read_retries = 0
+        self._journal: Journal | None = None
+        self._replay_seq: int | None = None  # applying this journal record again (start-up)
+        self._replay_top = 0  # the highest amendment id applied again from the journal
+        self.pending_on_close = 0  # journal records the database had not taken at close
 
     def set_write_timeout(self, seconds: float) -> None:
         """How long a caller waits for durability (a reload); the queue itself is unchanged."""
@@ -193,13 +209,79 @@ class SqlTradeStore:
         with trio.move_on_after(self._drain_timeout):
             await self._writer.drain()
         stats = self._writer.statistics()
-        if stats.queued_writes:
+        if self._journal is not None:
+            self.pending_on_close = self._journal.close()
+            if self.pending_on_close:
+                logger.bind(
+                    event="store.journal_pending",
+                    records=self.pending_on_close,
+                    queued=stats.queued_writes,
+                    error=stats.last_error,
+                ).error(
+                    "{} record(s) wait in the journal for the database ({}); they are applied "
+                    "at the next start",
+                    self.pending_on_close,
+                    stats.last_error,
+                )
+        elif stats.queued_writes:
             logger.bind(
                 event="store.writes_lost", queued=stats.queued_writes, error=stats.last_error
             ).error(
                 "closing with {} write(s) not durable ({})", stats.queued_writes, stats.last_error
             )
         self._writer.close()
+
+    # -- the journal -------------------------------------------------------------------------
+    async def _open_journal(self, directory: Path) -> None:
+        """Open the journal; apply what a previous run left (oldest first, idempotently),
+        then wait until the database has it all (an outage at start-up waits, like reads)."""
+        from traild.adapters.store.journaled import replay
+
+        journal = Journal(directory)
+        left = await trio.to_thread.run_sync(journal.open)
+        self._writer.on_done = journal.done
+        self._journal = journal
+        if not left:
+            return
+        logger.bind(event="journal.replaying", records=len(left), directory=str(directory)).info(
+            "applying {} journal record(s) the database may not have", len(left)
+        )
+        following = self._next_amendment_id
+        self._replay_top = 0
+        skipped = await replay(self, left)
+        self._next_amendment_id = max(following, self._replay_top + 1)
+        await self._writer.drain()
+        journal.settle(skipped)
+        logger.bind(event="journal.replayed", records=len(left)).info("journal applied")
+
+    async def replay_entry(self, entry: Entry, apply: Callable[[], Awaitable[None]]) -> None:
+        """Apply one journal record again (``apply`` calls a write method; it is journaled
+        under its old sequence, not appended again; inserts skip rows that exist)."""
+        self._replay_seq = entry.seq
+        try:
+            await apply()
+        finally:
+            self._replay_seq = None
+
+    def reserve_amendment_id(self, amendment_id: int) -> None:
+        """Applying the journal: the next amendment insert takes this id (its own, from the
+        run that wrote it); later ones continue after the highest id seen."""
+        self._replay_top = max(self._replay_top, amendment_id)
+        self._next_amendment_id = amendment_id
+
+    def _jot(self, kind: str, **fields: Any) -> int | None:
+        """Journal a record before its write is queued; its sequence (None: no journal)."""
+        if self._replay_seq is not None:
+            return self._replay_seq
+        if self._journal is None:
+            return None
+        try:
+            return self._journal.append({"k": kind, **fields})
+        except JournalError:
+            return None  # logged by the journal: the memory queue carries the write alone
+
+    def journal_statistics(self) -> JournalStatistics | None:
+        return None if self._journal is None else self._journal.statistics()
 
     async def _read(
         self,
@@ -273,6 +355,7 @@ class SqlTradeStore:
         urgent: bool = False,
         durable: bool = True,
         landed: Op | None = None,
+        seq: int | None = None,
     ) -> Any:
         """Queue ``op``; wait until it is durable (WriteQueued after the write timeout), or,
         without ``durable``, return at once (the write lands in order; a refusal is logged).
@@ -280,12 +363,15 @@ class SqlTradeStore:
         write = self._writer.submit(
             op, trade_id=trade_id, coalesce=coalesce, urgent=urgent, landed=landed
         )
+        write.journaled(seq)
         if not durable:
             return None
         return await self._writer.wait(write, self._write_timeout, amendment_id)
 
-    async def _update_trade(self, trade_id: int, values: dict[str, Any]) -> None:
-        await self._write(_update_one(TRADE_LOG, trade_id, values), trade_id=trade_id)
+    async def _update_trade(
+        self, trade_id: int, values: dict[str, Any], seq: int | None = None
+    ) -> None:
+        await self._write(_update_one(TRADE_LOG, trade_id, values), trade_id=trade_id, seq=seq)
 
     # -- reads ---------------------------------------------------------------------------
     async def load_open_trades(self) -> list[TradeRecord]:
@@ -398,11 +484,12 @@ class SqlTradeStore:
     async def adopt_trade(self, trade_id: int, **fields: Any) -> None:
         values = adopt_values(fields)
         if values:
+            seq = self._jot("adopt", trade_id=trade_id, fields=fields)
             # sl_price is written in one lane only (the urgent one, with the amendments that
             # confirm stops), so an adoption queued during an outage never lands after, and
             # over, a later confirmation
             op = _update_one(TRADE_LOG, trade_id, values)
-            await self._write(op, trade_id=trade_id, urgent="sl_price" in values)
+            await self._write(op, trade_id=trade_id, urgent="sl_price" in values, seq=seq)
 
     async def adopt_trades(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Many adoptions in one write (one transaction, one statement per set of fields)."""
@@ -416,19 +503,21 @@ class SqlTradeStore:
                 )
         if not groups:
             return
+        seq = self._jot("adopt_many", updates=[[t, f] for t, f in updates])
 
         async def update(conn: AsyncConnection) -> None:
             for names, params in groups.items():
                 await conn.execute(_update_many(names), params)
 
         # one lane for every sl_price write (see adopt_trade)
-        await self._write(update, urgent=any("sl_price" in names for names in groups))
+        await self._write(update, urgent=any("sl_price" in names for names in groups), seq=seq)
 
     async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """Persist the best price; a newer value replaces one still queued for the same trade."""
         values = checked({"best_price": best_price})
+        seq = self._jot("progress", prices=[[trade_id, best_price]])
         op = _update_one(TRADE_LOG, trade_id, values)
-        await self._write(op, trade_id=trade_id, coalesce=True, durable=durable)
+        await self._write(op, trade_id=trade_id, coalesce=True, durable=durable, seq=seq)
 
     async def save_progress_many(
         self, prices: Sequence[tuple[int, float]], durable: bool = True
@@ -437,7 +526,9 @@ class SqlTradeStore:
         (last value per trade wins), so at most one such write is queued whatever the pace."""
         for trade_id, price in prices:
             self._progress[trade_id] = checked({"best_price": price})["best_price"]
+        seq = self._jot("progress", prices=[[t, p] for t, p in prices])
         write = self._writer.submit(self._progress_op(), trade_id=_PROGRESS, coalesce=True)
+        write.journaled(seq)
         if durable:
             await self._writer.wait(write, self._write_timeout)
 
@@ -468,6 +559,16 @@ class SqlTradeStore:
 
         Amendment records take the urgent lane; ``durable=False`` returns once queued."""
         amendment_id = self._next_amendment_id
+        seq = self._jot(
+            "amend",
+            id=amendment_id,
+            trade_id=trade_id,
+            deal_id=deal_id,
+            requested=requested,
+            previous=previous,
+            reason=reason,
+            ts=ts,
+        )
         values = checked(
             {
                 "id": amendment_id,
@@ -495,7 +596,11 @@ class SqlTradeStore:
             )
             return NOT_LANDED if found is None else None
 
-        write = self._writer.submit(insert, trade_id=trade_id, urgent=True, landed=landed)
+        op: Op = insert
+        if self._replay_seq is not None:
+            op = _if_absent(insert, landed)  # the row may have landed before the stop
+        write = self._writer.submit(op, trade_id=trade_id, urgent=True, landed=landed)
+        write.journaled(seq)
         if len(self._queued_inserts) >= _FOLD_LIMIT:
             self._queued_inserts = {k: v for k, v in self._queued_inserts.items() if not v[0].taken}
         self._queued_inserts[amendment_id] = (write, values)
@@ -514,6 +619,8 @@ class SqlTradeStore:
         confirmed, before its pending row is written. The row then lands in its latest state;
         nothing durable is skipped (the insert was not durable either), and the audit trail
         keeps one row per amendment with its final state and times."""
+        if self._replay_seq is not None:
+            return None  # applying the journal: each record as it was (the insert may exist)
         entry = self._queued_inserts.pop(amendment_id, None)
         if entry is None or entry[0].taken:
             return None
@@ -540,13 +647,18 @@ class SqlTradeStore:
         if error is not None:
             values["error"] = error[:_ERROR_CHARS]
         values = checked(values)
+        seq = self._jot(
+            "amend_state", id=amendment_id, state=AmendState(state).value, ts=ts,
+            ref=broker_ref, error=error,
+        )  # fmt: skip
         folded = self._fold(amendment_id, values)
         if folded is not None:
+            folded[0].journaled(seq)
             if durable:
                 await self._writer.wait(folded[0], self._write_timeout, amendment_id)
             return
         op = _update_one(STOP_AMENDMENT, amendment_id, values)
-        await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
+        await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
 
     async def confirm_amendment(
         self,
@@ -561,6 +673,7 @@ class SqlTradeStore:
         With ``profit_lock`` the trade's profit_lock_applied_at is set, once (the first lock).
         """
         checked({"level": level, "ts": ts})
+        seq = self._jot("confirm", id=amendment_id, level=level, ts=ts, lock=profit_lock)
         first_lock = sa.func.coalesce(
             TRADE_LOG.c.profit_lock_applied_at, sa.literal(ts, UTCDateTime())
         )
@@ -573,7 +686,7 @@ class SqlTradeStore:
         if folded is not None:
             trade_id = int(folded[1]["trade_id"])  # the row lands confirmed; then the trade
             op = _update_one(TRADE_LOG, trade_id, trade)
-            await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable)
+            await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
             return
 
         async def confirm(conn: AsyncConnection) -> None:
@@ -589,7 +702,7 @@ class SqlTradeStore:
                 raise MissingRow(f"no stop_amendment {amendment_id}")
             await _update_one(TRADE_LOG, trade_id, trade)(conn)
 
-        await self._write(confirm, amendment_id=amendment_id, urgent=True, durable=durable)
+        await self._write(confirm, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
 
     async def close_trade(
         self,
@@ -607,8 +720,12 @@ class SqlTradeStore:
             "pnl_pips": pnl_pips,
             "closed_at": closed_at,
         }
+        seq = self._jot(
+            "close", trade_id=trade_id, exit_price=exit_price, exit_reason=exit_reason,
+            pnl_pips=pnl_pips, closed_at=closed_at,
+        )  # fmt: skip
         op = _update_one(TRADE_LOG, trade_id, checked(values))
-        await self._write(op, trade_id=trade_id, durable=durable)
+        await self._write(op, trade_id=trade_id, durable=durable, seq=seq)
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
         """Set the status; ``reason`` is kept as exit_reason when the status is ``closed``
@@ -620,22 +737,25 @@ class SqlTradeStore:
         values: dict[str, Any] = {"status": value.value}
         if value is TradeStatus.CLOSED and reason is not None:
             values["exit_reason"] = reason
-        await self._update_trade(trade_id, values)
+        seq = self._jot("status", trade_id=trade_id, status=value.value, reason=reason)
+        await self._update_trade(trade_id, values, seq)
 
     async def set_method(self, trade_id: int, method: str, fallback_reason: str | None) -> None:
         values = {"trailing_calculation_method": method, "fallback_reason": fallback_reason}
-        await self._update_trade(trade_id, values)
+        seq = self._jot("method", trade_id=trade_id, method=method, fallback_reason=fallback_reason)
+        await self._update_trade(trade_id, values, seq)
 
     async def record_recalculation(self, rec: StageRecalculation) -> None:
         """Append a real-time recalculation and make its stages the trade's current ones."""
         row, trade = recalcs.values(rec)
+        seq = self._jot("recalc", rec=dataclasses.asdict(rec))
         update = _update_one(TRADE_LOG, rec.trade_id, trade)
 
         async def write(conn: AsyncConnection) -> None:
             await conn.execute(recalcs.insert(conn.dialect.name, row))
             await update(conn)
 
-        await self._write(write, trade_id=rec.trade_id)
+        await self._write(write, trade_id=rec.trade_id, seq=seq)
 
     async def recalculations_since(self, since: datetime | None) -> list[StageRecalculation]:
         """Recalculations at/after ``since`` (all when None), oldest first."""
@@ -678,6 +798,17 @@ def _update_many(names: tuple[str, ...]) -> sa.Update:
 
 def _chunks(items: list[T], size: int = 500) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _if_absent(insert: Op, landed: Op) -> Op:
+    """An insert applied again from the journal: nothing when its row is there already."""
+
+    async def op(conn: AsyncConnection) -> Any:
+        if await landed(conn) is not NOT_LANDED:
+            return None
+        return await insert(conn)
+
+    return op
 
 
 def _insert_once(insert: Op, landed: Op) -> Op:

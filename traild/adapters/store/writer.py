@@ -71,6 +71,14 @@ class Write:
     uncertain: bool = False  # a commit holding it failed transiently (it may have landed)
     result: Any = None
     error: str | None = None
+    seqs: list[int] | None = None  # the journal records this write makes durable
+
+    def journaled(self, seq: int | None) -> None:
+        """This write carries journal record ``seq`` (None: not journaled)."""
+        if seq is not None:
+            if self.seqs is None:
+                self.seqs = []
+            self.seqs.append(seq)
 
     async def done(self) -> None:
         """Until the write is committed or refused."""
@@ -94,6 +102,7 @@ class WriteQueue:
         max_batch: int = 64,
         backoff: tuple[float, float] = (0.05, 1.0),
     ) -> None:
+        self.on_done: Callable[[list[int]], None] | None = None  # journal records now durable
         self._commit = commit
         self._is_transient = is_transient
         self._describe = describe
@@ -259,6 +268,8 @@ class WriteQueue:
                     "a write was refused by the database and dropped: {}", error
                 )
             write.finished = True
+            if write.seqs is not None and self.on_done is not None:
+                self.on_done(write.seqs)  # committed, or refused for good: nothing to replay
             if write.event is not None:
                 write.event.set()
         self._solo = max(0, self._solo - len(batch))
