@@ -6,13 +6,14 @@
 Real EURUSD ticks (OANDA, May 2014) go through the daemon's per-tick work that runs before the
 actors (tick guard, M15 bar history) in a trio task, with the recorder off and on. With it on,
 each tick is also handed to ``TickRecorder.add`` and the recorder's background task flushes
-every 50 ms to a worker thread that formats, compresses and appends the day files *while the
-tick loop runs* (so the figure includes the thread's competition for the GIL). Figures are
-medians over ``--runs`` runs:
+every 50 ms: a worker thread turns the batch into columns and the writer process formats,
+compresses and appends the day files *while the tick loop runs* (so the figure includes the
+columns' share of the daemon's GIL). Figures are medians over ``--runs`` runs:
 
 * ns/tick, off and on, and the difference: what recording adds to each tick's latency budget;
 * ``add`` alone (ns/call): the only call the tick path makes;
-* the writer thread's throughput (ticks/s) and the bytes per tick on disk;
+* the writer's throughput (``DayFiles``, as the writer process runs it; ticks/s) and the bytes
+  per tick on disk;
 * paced, as a live feed delivers them (``--rate`` ticks/s, 10 s of ticks): each tick's delay
   from its due time to the end of its processing, p50 / p99 / max, off and on. This is where
   the writer's share of the GIL would show as latency;
@@ -37,8 +38,9 @@ import trio  # noqa: E402
 import trio.lowlevel  # noqa: E402
 from loguru import logger  # noqa: E402
 
-from traild.adapters.recorder import DayFiles, TickRecorder  # noqa: E402
+from traild.adapters.recorder import TickRecorder, columns_of  # noqa: E402
 from traild.adapters.tickfiles import load_ticks  # noqa: E402
+from traild.adapters.tickwriter import DayFiles  # noqa: E402
 from traild.core.conditions import BarHistory, TickGuard  # noqa: E402
 from traild.core.messages import Tick  # noqa: E402
 from traild.settings import Settings  # noqa: E402
@@ -71,16 +73,18 @@ async def tick_loop(ticks: list[Tick], recorder: TickRecorder | None) -> float:
     return time.perf_counter() - start
 
 
-async def one_run(ticks: list[Tick], record: bool, folder: Path) -> float:
+async def one_run(ticks: list[Tick], record: bool, folder: Path) -> tuple[float, int]:
+    """Seconds of the tick loop, and the ticks still waiting for the writer at its end."""
     if not record:
-        return await tick_loop(ticks, None)
+        return await tick_loop(ticks, None), 0
     recorder = TickRecorder(folder, 30, flush_s=0.05)
     async with trio.open_nursery() as nursery:
         await nursery.start(recorder.run)
         elapsed = await tick_loop(ticks, recorder)
+        behind = recorder.statistics().pending
         nursery.cancel_scope.cancel()  # the rest is flushed after the clock stopped
-    assert recorder.recorded + recorder.dropped > 0
-    return elapsed
+    assert recorder.recorded == len(ticks) and recorder.dropped == 0
+    return elapsed, behind
 
 
 async def paced(ticks: list[Tick], record: bool, folder: Path, rate: float) -> list[float]:
@@ -116,7 +120,7 @@ def counterfactual_run(folder: Path, trades: int) -> tuple[float, float, int]:
     from traild.reporting.counterfactual import Replayer
 
     cols = load_ticks(SOURCE)
-    DayFiles(folder, 30).write(list(cols.ticks(EPIC)))
+    DayFiles(folder, 30).write(columns_of(list(cols.ticks(EPIC))))
     settings = Settings()
     stages = CalculatedStages(settings.stage_config(EPIC, False), FIXED, "disabled").to_json()
     rng = random.Random(1)
@@ -157,7 +161,7 @@ def writer(ticks: list[Tick], folder: Path) -> tuple[float, int]:
     files = DayFiles(folder, 30)
     start = time.perf_counter()
     for i in range(0, len(ticks), 20_000):
-        files.write(ticks[i : i + 20_000])
+        files.write(columns_of(ticks[i : i + 20_000]))
     elapsed = time.perf_counter() - start
     size = sum(p.stat().st_size for p in folder.rglob("*.csv.gz"))
     return elapsed, size
@@ -173,12 +177,14 @@ def main() -> None:
     logger.remove()
     ticks = load(args.ticks)
     n = len(ticks)
-    off, on, adds, writes, sizes = [], [], [], [], []
+    off, on, behind, adds, writes, sizes = [], [], [], [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            off.append(trio.run(one_run, ticks, False, folder / "off"))
-            on.append(trio.run(one_run, ticks, True, folder / f"on{run}"))
+            off.append(trio.run(one_run, ticks, False, folder / "off")[0])
+            elapsed, pending = trio.run(one_run, ticks, True, folder / f"on{run}")
+            on.append(elapsed)
+            behind.append(pending)
             adds.append(add_only(ticks, folder / "add"))
             elapsed, size = writer(ticks, folder / f"w{run}")
             writes.append(elapsed)
@@ -187,11 +193,12 @@ def main() -> None:
     m_off, m_on = statistics.median(off) * ns, statistics.median(on) * ns
     print(f"{n:,} real EURUSD ticks, median of {args.runs} runs")
     print(f"  tick loop (guard + bar history), recorder off: {m_off:8.0f} ns/tick")
-    print(f"  tick loop, recorder on (writer thread busy) :  {m_on:8.0f} ns/tick")
+    print(f"  tick loop, recorder on (writer busy)        : {m_on:8.0f} ns/tick")
     print(f"  difference                                  : {m_on - m_off:+8.0f} ns/tick")
+    print(f"  ticks not yet written when the loop ended   : {statistics.median(behind):8.0f}")
     print(f"  TickRecorder.add alone                      : {statistics.median(adds) * ns:8.0f} ns")
     rate = n / statistics.median(writes)
-    print(f"  writer thread (format + gzip + append)      : {rate:8,.0f} ticks/s")
+    print(f"  writer (format + gzip + append, own process): {rate:8,.0f} ticks/s")
     per_tick = statistics.median(sizes) / n
     print(f"  on disk                                     : {per_tick:8.1f} B/tick")
     live = ticks[: int(10 * args.rate)]

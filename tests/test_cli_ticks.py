@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from traild.adapters.recorder import DayFiles
+from traild.adapters.recorder import columns_of
 from traild.adapters.tickfiles import load_ticks
+from traild.adapters.tickwriter import DayFiles
 from traild.cli import main
 from traild.core.messages import Tick
 
@@ -28,7 +29,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n')
     ticks = [Tick(EPIC, T0 + timedelta(minutes=i), 1.1 + i * 1e-5, 1.1001 + i * 1e-5)
              for i in range(300)]  # fmt: skip
-    DayFiles(tmp_path / "state" / "ticks", 30).write(ticks)
+    DayFiles(tmp_path / "state" / "ticks", 30).write(columns_of(ticks))
     return path
 
 

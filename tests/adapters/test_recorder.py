@@ -13,8 +13,9 @@ import trio
 import trio.lowlevel
 from loguru import logger
 
-from traild.adapters.recorder import DayFiles, Recordings, TickRecorder, iso_ms
+from traild.adapters.recorder import Recordings, TickRecorder, columns_of, iso_ms
 from traild.adapters.tickfiles import load_ticks
+from traild.adapters.tickwriter import DayFiles
 from traild.core.errors import DataError
 from traild.core.messages import Tick
 
@@ -48,6 +49,7 @@ async def test_recorded_day_files_replay_to_exactly_the_ticks_given(tmp_path: Pa
     ticks = _ticks(3000)  # crosses midnight: two day files
     recorder = await _record(tmp_path, ticks, batch=500, flush_s=0.01)
     assert recorder.recorded == len(ticks) and recorder.dropped == 0
+    assert recorder.writer.proc is None and recorder.writer.proc_code == 0  # ended with us
     files = sorted((tmp_path / EPIC).iterdir())
     assert [f.name for f in files] == ["2014-05-01.csv.gz", "2014-05-02.csv.gz"]
     ms, bid, ask = [], [], []
@@ -99,13 +101,14 @@ async def test_a_full_buffer_drops_ticks_instead_of_growing(tmp_path: Path) -> N
         recorder.add(t)
     assert recorder.statistics().pending == 10 and recorder.dropped == 15
     await recorder.flush()
-    assert recorder.recorded == 10
+    await trio.to_thread.run_sync(recorder.writer.close)
+    assert recorder.recorded == 10 and recorder.writer.proc_code == 0
 
 
 def test_retention_deletes_days_older_than_record_days(tmp_path: Path) -> None:
     files = DayFiles(tmp_path, retention_days=2)
     for day in range(1, 6):
-        files.write(_ticks(3, start=datetime(2014, 5, day, 12, tzinfo=UTC)))
+        files.write(columns_of(_ticks(3, start=datetime(2014, 5, day, 12, tzinfo=UTC))))
     assert sorted(p.name for p in (tmp_path / EPIC).iterdir()) == [
         "2014-05-04.csv.gz",
         "2014-05-05.csv.gz",
@@ -114,15 +117,15 @@ def test_retention_deletes_days_older_than_record_days(tmp_path: Path) -> None:
 
 def test_a_restart_appends_without_repeating_ticks_already_on_disk(tmp_path: Path) -> None:
     ticks = _ticks(40, start=datetime(2014, 5, 1, 12, tzinfo=UTC))
-    DayFiles(tmp_path, 30).write(ticks[:30])
-    DayFiles(tmp_path, 30).write(ticks[10:])  # a restarted replay resends 10..29
+    DayFiles(tmp_path, 30).write(columns_of(ticks[:30]))
+    DayFiles(tmp_path, 30).write(columns_of(ticks[10:]))  # a restarted replay resends 10..29
     cols = load_ticks(tmp_path / EPIC / "2014-05-01.csv.gz")
     assert cols.bid.tolist() == [t.bid for t in ticks]
 
 
 def test_a_member_cut_short_by_a_crash_reads_up_to_the_last_complete_row(tmp_path: Path) -> None:
     ticks = _ticks(50, start=datetime(2014, 5, 1, 12, tzinfo=UTC))
-    DayFiles(tmp_path, 30).write(ticks[:20])
+    DayFiles(tmp_path, 30).write(columns_of(ticks[:20]))
     path = tmp_path / EPIC / "2014-05-01.csv.gz"
     member = gzip.compress(b"".join(f"{iso_ms(t.ts)},{t.bid},{t.ask}\n".encode()
                                     for t in ticks[20:]))  # fmt: skip
@@ -130,3 +133,27 @@ def test_a_member_cut_short_by_a_crash_reads_up_to_the_last_complete_row(tmp_pat
         fh.write(member[: len(member) // 2])
     cols = Recordings(tmp_path).columns(EPIC)
     assert cols.bid.tolist() == [t.bid for t in ticks[:20]]
+
+
+async def test_a_writer_process_that_dies_stops_recording_not_the_caller(tmp_path: Path) -> None:
+    records: list[dict[str, object]] = []
+    sink = logger.add(lambda m: records.append(m.record["extra"]), level="DEBUG")
+    recorder = TickRecorder(tmp_path, 30)
+    ticks = _ticks(200)
+    try:
+        for t in ticks[:100]:
+            recorder.add(t)
+        await recorder.flush()
+        assert recorder.writer.proc is not None
+        recorder.writer.proc.kill()
+        await trio.to_thread.run_sync(recorder.writer.proc.wait)
+        for t in ticks[100:]:
+            recorder.add(t)
+        await recorder.flush()
+    finally:
+        logger.remove(sink)
+        await trio.to_thread.run_sync(recorder.writer.close)
+    assert recorder.failed and recorder.recorded == 100
+    failed = [r for r in records if r.get("event") == "ticks.record_failed"]
+    assert len(failed) == 1 and failed[0]["lost"] == 100
+    assert "exited" in str(failed[0]["error"])

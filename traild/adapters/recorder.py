@@ -4,13 +4,16 @@
 milliseconds, prices as the shortest text that reads back to the same float): the tick loader
 reads a day file as it is, and ``traild ticks export`` concatenates a period into one.
 
-The tick path only appends the Tick to a list (``add``). A background task hands the list to a
-worker thread every ``flush_s`` (or sooner when ``batch`` ticks are waiting); the thread groups,
-formats and compresses it and appends one gzip member per day file. The pending ticks are
-bounded (``max_pending``): past it, ticks are not recorded (counted, logged once per episode)
-rather than held in memory. A write error (a full disk, a read-only folder) stops the recorder
-with one ``ticks.record_failed`` log record; trailing never notices. Files older than
-``retention_days`` (counted back from the newest tick's day, i.e. feed time) are deleted.
+The tick path only appends the Tick to a list (``add``). A background task takes the list every
+``flush_s`` (or sooner when ``batch`` ticks are waiting), turns it into columns a chunk at a
+time between checkpoints of the event loop, and a worker thread passes them to the writer
+process (``traild.adapters.tickwriter``), which formats, compresses and appends them on its own
+interpreter: the daemon's GIL is held for the columns only. The pending ticks are bounded
+(``max_pending``): past it, ticks are not recorded (counted, logged once per episode) rather
+than held in memory. A write error (a full disk, a read-only folder) or a writer that dies
+stops the recorder with one ``ticks.record_failed`` log record; trailing never notices. Files
+older than ``retention_days`` (counted back from the newest tick's day, i.e. feed time) are
+deleted by the writer.
 """
 
 from __future__ import annotations
@@ -18,23 +21,25 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import zlib
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import trio
+import trio.lowlevel
 from loguru import logger
 
 from traild.adapters.tickfiles import EPOCH, TickColumns, empty_columns
+from traild.adapters.tickwriter import HEADER, SUFFIX, Columns, folder_name, read_day
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import symbol_of
 from traild.core.messages import Tick
 
-HEADER = b"ts_utc,bid,ask\n"
-SUFFIX = ".csv.gz"
+_CHUNK = 2_000  # ticks turned into one frame between two checkpoints of the event loop
 _TS_WIDTH = 24  # 2014-05-01T00:00:00.292Z
 _MS = timedelta(milliseconds=1)
 
@@ -46,12 +51,6 @@ def iso_ms(ts: datetime) -> str:
     return ts.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
-def _folder_name(epic: str) -> str:
-    """An epic as a directory name (epics are dotted names; never a path)."""
-    name = epic.replace("/", "_").replace("\\", "_").strip()
-    return "_" + name if name.startswith(".") or not name else name
-
-
 @dataclass(frozen=True, slots=True)
 class RecorderStatistics:
     recorded: int
@@ -60,82 +59,73 @@ class RecorderStatistics:
     failed: bool
 
 
-class DayFiles:
-    """The writing side, run in a worker thread: batches of ticks -> day files (sync I/O)."""
+def columns_of(batch: Sequence[Tick]) -> Columns:
+    """Ticks -> the writer's columns (the only per-tick work of the daemon's process)."""
+    codes: dict[str, int] = {}
+    code = [codes.setdefault(t.epic, len(codes)) for t in batch]
+    ms = [(t.ts - EPOCH) // _MS for t in batch]
+    return Columns(list(codes), code, ms, [t.bid for t in batch], [t.ask for t in batch])
 
-    def __init__(self, folder: Path, retention_days: int, compresslevel: int = 1) -> None:
+
+class WriterProcess:
+    """The writer process (``traild.adapters.tickwriter``), driven from a worker thread:
+    started at the first batch, one frame and one answer per batch."""
+
+    def __init__(self, folder: Path, retention_days: int) -> None:
         self.folder = folder
         self.retention_days = retention_days
-        self.compresslevel = compresslevel
-        self._floor: dict[str, str] = {}  # epic -> last ts (no Z) on disk at our start
-        self._newest: date | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc_code: int | None = None  # how the last writer ended
+        self.prune_error: str | None = None
 
-    def write(self, batch: list[Tick]) -> int:
-        """Append ``batch`` (in arrival order) to its day files; the rows written. OSError
-        propagates (the caller stops recording)."""
-        # Time stamps in one numpy call: this thread holds the GIL while it formats, and the
-        # tick path waits for the GIL meanwhile, so the Python work per tick is kept small.
-        ms = np.fromiter(((t.ts - EPOCH) // _MS for t in batch), np.int64, len(batch))
-        stamps: list[str] = np.datetime_as_string(ms.astype("datetime64[ms]"), "ms").tolist()
-        groups: dict[tuple[str, str], list[str]] = {}
-        floors = self._floor
-        for t, ts in zip(batch, stamps, strict=True):
-            floor = floors.get(t.epic)
-            if floor is None:
-                floor = floors[t.epic] = self._last_on_disk(t.epic, ts[:10])
-            if ts <= floor:  # a restarted replay resends what the file already holds
-                continue
-            groups.setdefault((t.epic, ts[:10]), []).append(f"{ts}Z,{t.bid!r},{t.ask!r}\n")
+    def write(self, frames: Sequence[bytes]) -> int:
+        """Send ``frames`` (``Columns.frame``); rows written. OSError when the writer failed
+        or died (it is then stopped). Blocking I/O only: the GIL is free meanwhile."""
+        proc = self.proc or self._start()
+        assert proc.stdin is not None and proc.stdout is not None
         written = 0
-        for (epic, day), rows in groups.items():
-            self._append(self.path(epic, day), rows)
-            written += len(rows)
-        if groups:
-            self._prune(max(date.fromisoformat(day) for _, day in groups))
+        try:  # one write for all frames (answers are a few bytes each: no pipe fills up)
+            proc.stdin.write(b"".join(frames))
+            proc.stdin.flush()
+        except OSError:
+            frames = frames[:1]  # read the one answer that explains it
+        for _ in frames:
+            try:
+                answer = proc.stdout.readline().decode("utf-8", "replace").strip()
+            except OSError:
+                answer = ""
+            word, _, rest = answer.partition(" ")
+            if word != "ok":
+                self.close()
+                raise OSError(rest or f"the tick writer exited (code {self.proc_code})")
+            count, _, warning = rest.partition(" prune_failed ")
+            self.prune_error = warning or self.prune_error
+            written += int(count)
         return written
 
-    def path(self, epic: str, day: str) -> Path:
-        return self.folder / _folder_name(epic) / f"{day}{SUFFIX}"
-
-    def _append(self, path: Path, rows: list[str]) -> None:
-        """One gzip member per call; a failed write is cut back so the file stays readable."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
-        data = (HEADER if fresh else b"") + "".join(rows).encode("ascii")
-        member = gzip.compress(data, self.compresslevel, mtime=0)
-        with path.open("ab") as fh:
-            start = fh.tell()
-            try:
-                fh.write(member)
-                fh.flush()
-            except OSError:
-                with contextlib.suppress(OSError):
-                    fh.truncate(start)
-                raise
-
-    def _last_on_disk(self, epic: str, day: str) -> str:
-        path = self.path(epic, day)
-        if not path.exists():
-            return ""
-        body = read_day(path)
-        cut = body.rstrip(b"\n").rfind(b"\n")
-        last = body[cut + 1 : cut + _TS_WIDTH].decode("ascii", "replace")  # without the Z
-        return last if last[:4].isdigit() else ""
-
-    def _prune(self, newest: date) -> None:
-        """Delete day files older than the retention (feed time: the newest tick's day)."""
-        if self._newest is not None and newest <= self._newest:
+    def close(self, timeout: float = 10.0) -> None:
+        """End the writer: end of input, then wait (bounded), else kill."""
+        proc, self.proc = self.proc, None
+        if proc is None:
             return
-        self._newest = newest
-        oldest = (newest - timedelta(days=self.retention_days - 1)).isoformat()
-        for path in self.folder.glob(f"*/*{SUFFIX}"):
-            if path.name[:10] < oldest:
-                try:
-                    path.unlink()
-                except OSError as exc:
-                    logger.bind(event="ticks.prune_failed", path=str(path), error=str(exc)).warning(
-                        "old tick recording not deleted"
-                    )
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            self.proc_code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            self.proc_code = proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "traild.adapters.tickwriter", str(self.folder),
+                   str(self.retention_days)]  # fmt: skip
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        return self.proc
 
 
 class TickRecorder:
@@ -150,7 +140,8 @@ class TickRecorder:
         batch: int = 20_000,
         max_pending: int = 1_000_000,
     ) -> None:
-        self.files = DayFiles(folder, retention_days)
+        self.folder = folder
+        self.writer = WriterProcess(folder, retention_days)
         self.flush_s = flush_s
         self.batch = batch
         self.max_pending = max_pending
@@ -186,7 +177,7 @@ class TickRecorder:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush periodically until cancelled; then write what is left (shielded, bounded by
         the size of the buffer)."""
-        logger.bind(event="ticks.recording", folder=str(self.files.folder)).info(
+        logger.bind(event="ticks.recording", folder=str(self.folder)).info(
             "recording accepted ticks"
         )
         task_status.started()
@@ -199,27 +190,43 @@ class TickRecorder:
         finally:
             with trio.CancelScope(shield=True):
                 await self.flush()
+                await trio.to_thread.run_sync(self.writer.close)
 
     async def flush(self) -> None:
-        """Hand the buffered ticks to a worker thread and wait for them to be on disk."""
+        """Turn the buffered ticks into frames, a chunk between checkpoints, and have a
+        worker thread send them to the writer process and wait for them to be on disk.
+
+        The frames are built here, in the event loop's thread: a worker thread doing Python
+        work gets the GIL only in scraps while ticks flood in (measured: 0.6 s for the
+        columns of 8,500 ticks, a hundred times its time on an idle loop), and a chunk of
+        ``_CHUNK`` ticks holds the loop for about a millisecond."""
         batch, self._buffer = self._buffer, []
         if not batch or self.failed:
             return
         self._in_flight = len(batch)
         try:
-            self.recorded += await trio.to_thread.run_sync(self.files.write, batch)
+            frames = []
+            for i in range(0, len(batch), _CHUNK):
+                frames.append(columns_of(batch[i : i + _CHUNK]).frame())
+                await trio.lowlevel.checkpoint()
+            self.recorded += await trio.to_thread.run_sync(self.writer.write, frames)
         except Exception as exc:  # a full disk, or anything else: recording stops, not trailing
             self.failed = True
             self._buffer = []
             logger.bind(
                 event="ticks.record_failed",
-                folder=str(self.files.folder),
+                folder=str(self.folder),
                 error=f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}",
                 recorded=self.recorded,
                 lost=len(batch),
             ).error("tick recording stopped (trailing goes on)")
         finally:
             self._in_flight = 0
+        if self.writer.prune_error is not None:
+            logger.bind(event="ticks.prune_failed", error=self.writer.prune_error).warning(
+                "old tick recording not deleted"
+            )
+            self.writer.prune_error = None
         if self._dropping and not self.failed:
             self._dropping = False
             logger.bind(event="ticks.record_resumed", dropped=self.dropped).warning(
@@ -228,25 +235,6 @@ class TickRecorder:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def read_day(path: Path) -> bytes:
-    """A day file's text. A member cut short (a crash mid-write) ends the file: what the
-    complete members before it hold is read."""
-    raw = path.read_bytes()
-    out: list[bytes] = []
-    while raw:
-        d = zlib.decompressobj(wbits=31)
-        try:
-            text = d.decompress(raw)
-        except zlib.error:
-            break
-        if not d.eof:
-            break
-        out.append(text)
-        raw = d.unused_data
-    body = b"".join(out)
-    return body[: body.rfind(b"\n") + 1]
-
-
 class Recordings:
     """The recorder's folder, read: epics, days, ticks of a period, export."""
 
@@ -271,7 +259,7 @@ class Recordings:
         raise DataError(f"no recorded ticks for {epic} in {self.folder} (recorded: {have})")
 
     def days(self, epic: str) -> list[str]:
-        folder = self.folder / _folder_name(epic)
+        folder = self.folder / folder_name(epic)
         return sorted(p.name[:10] for p in folder.glob(f"*{SUFFIX}"))
 
     def rows(self, epic: str, since: datetime | None, until: datetime | None) -> Iterator[bytes]:
@@ -281,7 +269,7 @@ class Recordings:
         for day in self.days(epic):
             if day.encode() < lo[:10] or day.encode() > hi[:10]:
                 continue
-            body = read_day(self.folder / _folder_name(epic) / f"{day}{SUFFIX}")
+            body = read_day(self.folder / folder_name(epic) / f"{day}{SUFFIX}")
             for line in body.splitlines():
                 if line[:1].isdigit() and lo <= line[:_TS_WIDTH] < hi:
                     yield line
