@@ -5,13 +5,26 @@ live result (paper broker, no faults), trade by trade."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon_helpers import EPIC, TradeSpec, slice_ticks, trades, traild, write_config
+from tests.e2e.daemon_helpers import (
+    EPIC,
+    TradeSpec,
+    _env,
+    slice_ticks,
+    trades,
+    traild,
+    write_config,
+)
+from traild.adapters.recorder import Recordings
 from traild.adapters.tickfiles import guard_columns, load_ticks
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.conditions import TickGuard
@@ -118,3 +131,38 @@ def test_recording_replays_to_the_accepted_ticks_and_counterfactuals_match_live(
     page = tmp_path / "report.html"
     traild("report", "--config", str(config), "--since", "all", "--html", str(page))
     assert 'id="counterfactuals"' in page.read_text()
+
+
+def test_a_stop_signal_to_the_process_group_keeps_the_last_batch(
+    tmp_path: Path, eurusd: Path
+) -> None:
+    """SIGTERM to the whole process group (Ctrl-C, systemd's control-group kill) reaches the
+    writer process too: it ignores it, the daemon drains and writes its last batch, and the
+    recording is exactly the accepted ticks up to the stop."""
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "traild.toml", state, [eurusd], [EPIC])
+    text = config.read_text().replace("[feed]\n", "[feed]\nrecord = true\nspeed = 20.0\n", 1)
+    config.write_text(text.replace("stop_at_end = true", "stop_at_end = false"))
+    traild("migrate", "--config", str(config))
+    cmd = [sys.executable, "-m", "traild", "run", "--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=_env(None), start_new_session=True)  # fmt: skip
+    events: list[dict[str, object]] = []
+    assert proc.stderr is not None
+    with proc.stderr:
+        for line in proc.stderr:
+            if not line.startswith("{"):
+                continue
+            events.append(json.loads(line))
+            if events[-1]["event"] == "heartbeat" and int(events[-1]["ticks"]) > 100:  # type: ignore[call-overload]
+                os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    names = [e["event"] for e in events]
+    assert "daemon.stopping" in names and "ticks.record_failed" not in names
+    source = load_ticks(eurusd)
+    keep, _ = guard_columns(source, TickGuard(Settings().guard_params(0.0001)))
+    got = Recordings(state / "ticks").columns(EPIC)
+    n = len(got)
+    assert n > 100
+    assert got.ts_ms.tolist() == source.ts_ms[keep][:n].tolist()
+    assert got.bid.tolist() == source.bid[keep][:n].tolist()

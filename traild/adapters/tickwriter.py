@@ -9,7 +9,8 @@ One frame per batch: ``TRW1``, ``<II`` (ticks n, length of the epic table), the 
 ask float64[n] (native byte order: parent and child run on one machine). Each frame is
 answered on stdout with ``ok N`` (rows written; ``ok N prune_failed WHAT`` when an old file
 could not be deleted) or ``error MESSAGE`` (then it exits 1). End of
-input (the daemon closed the pipe, or died) ends it with exit 0.
+input (the daemon closed the pipe, or died) ends it with exit 0; stop signals are ignored (they
+reach the whole process group or cgroup, and the daemon's last batch must still be written).
 
 ``<folder>/<EPIC>/<YYYY-MM-DD>.csv.gz``: header ``ts_utc,bid,ask``, ISO-8601 UTC times with
 milliseconds, prices as the shortest text that reads back to the same float; one gzip member
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import signal
 import struct
 import sys
 import time
@@ -195,6 +197,11 @@ def read_frame(stream: object) -> Columns | None:
 
 
 def main(argv: Sequence[str]) -> int:
+    # The daemon's stop signals reach its whole process group / cgroup (Ctrl-C, systemd's
+    # KillMode=control-group): the writer ends at the end of its input instead, after the
+    # daemon's last batch (and at once if the daemon dies: its end of the pipe closes).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     files = DayFiles(Path(argv[0]), int(argv[1]))
     stdin = sys.stdin.buffer
     while True:
