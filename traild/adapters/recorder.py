@@ -69,7 +69,7 @@ def columns_of(batch: Sequence[Tick]) -> Columns:
 
 class WriterProcess:
     """The writer process (``traild.adapters.tickwriter``), driven from a worker thread:
-    started at the first batch, one frame and one answer per batch."""
+    started at the first batch; one answer per frame."""
 
     def __init__(self, folder: Path, retention_days: int) -> None:
         self.folder = folder
