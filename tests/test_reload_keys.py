@@ -50,6 +50,7 @@ VALUES: dict[str, Any] = {
     "pairs.DEFAULT.scalp.regimes.trending.stage3_min_distance": 6,
     "trailing.atr_min_multiplier": 0.9,
     "rollout.confidence": 0.9,
+    "rollout.counterfactual_variants": ["dynamic+lock+regime"],
     "conditions.extreme_percentile": 95.0,
     "instruments.EURUSD.pip_size": 0.001,
     "instruments.EURUSD.tick_size": 0.0001,

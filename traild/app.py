@@ -18,6 +18,7 @@ import trio
 from loguru import logger
 
 from traild.adapters import systemd
+from traild.adapters.recorder import TickRecorder
 from traild.config_service import DATABASE, ConfigService
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import ConfigError, TraildError
@@ -130,6 +131,7 @@ class Daemon:
         self.gateway: Gateway | None = None
         self.router: Router | None = None
         self.on_tick_hook: Callable[[Tick], list[Any]] | None = None
+        self.recorder: TickRecorder | None = None  # [feed] record
         self.config = ConfigService(settings, None)
 
     # -- wiring -----------------------------------------------------------------------------
@@ -207,6 +209,9 @@ class Daemon:
                 await nursery.start(gateway.run)
                 await nursery.start(router.run)
                 await nursery.start(supervisor.run)
+                if s.feed.record:
+                    self.recorder = TickRecorder(s.recording_path(), s.feed.record_days)
+                    await nursery.start(self.recorder.run)
                 nursery.start_soon(
                     supervised, "broker", partial(broker.run, supervisor.on_broker_event)
                 )
@@ -288,6 +293,8 @@ class Daemon:
                 event="tick.reanchored", epic=tick.epic, ts=str(tick.ts), bid=tick.bid
             ).warning("ticks that agree with each other are the market now: guard re-anchored")
         self.stats.ticks += 1
+        if self.recorder is not None:
+            self.recorder.add(tick)
         self.last_tick_wall[tick.epic] = trio.current_time()
         self.clock.latest = tick.ts
         bar_closed = self.histories[tick.epic].add(tick.ts, tick.bid, tick.ask)

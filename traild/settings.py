@@ -299,6 +299,15 @@ class Settings(BaseSettings):
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(base) / "traild"
 
+    def recording_path(self) -> Path:
+        """The tick recorder's folder: ``[feed] record_dir`` (relative: under the state
+        directory), else ``<state dir>/ticks``."""
+        raw = self.feed.record_dir
+        if not raw:
+            return self.state_path() / "ticks"
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else self.state_path() / path
+
     def database_url(self) -> str:
         """``[database] url`` with a relative SQLite path placed under the state directory."""
         url = self.database.url

@@ -300,6 +300,10 @@ class FeedSettings(_Strict):
     synthetic_ticks_per_second: float = Field(50.0, gt=0)
     synthetic_interval_ms: float = Field(0.0, ge=0)
     stale_after_s: float = Field(30.0, gt=0)
+    # tick recorder (traild.adapters.recorder): every accepted tick, per epic and UTC day
+    record: bool = False
+    record_days: int = Field(30, ge=1)
+    record_dir: str | None = None  # default: <state dir>/ticks; relative: under the state dir
 
     @model_validator(mode="after")
     def _check(self) -> FeedSettings:
@@ -335,6 +339,10 @@ class RolloutSettings(_Strict):
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_samples: int = Field(1000, ge=100, le=100000)
     bootstrap_seed: int = 1
+    # counterfactual replays of closed trades beyond fixed, fixed+lock and dynamic+lock
+    counterfactual_variants: list[
+        Literal["fixed", "fixed+lock", "dynamic+lock", "dynamic+lock+regime"]
+    ] = []
     backtest_dynamic_variant: str = "dynamic+lock"
     backtest_fixed_variant: str = "fixed+lock"
 

@@ -27,11 +27,9 @@ def _pair(pnl_fixed: list[float], pnl_dynamic: list[float]) -> list[TradeRow]:
     return rows
 
 
-def _scalp_verdict(rows: list[TradeRow]) -> dict[str, object]:
+def _scalp_verdict(rows: list[TradeRow], key: str = "scalp_expectancy_gain") -> dict[str, object]:
     claims = judge_claims(rows, [FIX, DYN], [(DYN, FIX)], {FIX, DYN})
-    result: dict[str, object] = claims["criteria"]["scalp_expectancy_gain"]["results"][
-        f"{DYN} vs {FIX}"
-    ]
+    result: dict[str, object] = claims["criteria"][key]["results"][f"{DYN} vs {FIX}"]
     return result
 
 
@@ -60,6 +58,19 @@ def test_scalp_expectancy_claim_verdict_matches_the_constructed_truth(
         assert low <= factor - 1 <= high
 
 
+def test_overall_expectancy_claim_has_its_own_row_with_an_interval() -> None:
+    """The plan's rollout criterion (+10 % expectancy, every trade): scalps and regular
+    trades together, judged like the scalp row."""
+    rng = np.random.default_rng(7)
+    fixed = (2.0 + rng.normal(0, 0.5, 30 * 24)).tolist()
+    rows = _pair(fixed, [f * 1.5 for f in fixed])
+    rows = [replace(r, is_scalp=r.trade_id % 2 == 0) for r in rows]
+    got = _scalp_verdict(rows, "expectancy_gain")
+    assert got["verdict"] == "met" and got["trades"] == 30 * 24
+    assert got["value"] == pytest.approx(0.5, abs=1e-3)
+    assert isinstance(got["ci_low"], float) and got["ci_low"] <= 0.5 <= got["ci_high"]
+
+
 def test_every_seed_criterion_is_judged_with_target_value_interval_and_verdict() -> None:
     rows = _pair([1.0, -1.0] * 360, [1.0, -1.0] * 360)
     claims = judge_claims(rows, [FIX, DYN], [(DYN, FIX)], {FIX, DYN})
@@ -67,6 +78,7 @@ def test_every_seed_criterion_is_judged_with_target_value_interval_and_verdict()
     assert set(claims["criteria"]) == {
         "lock_violations",
         "lock_slippage_loss_share",
+        "expectancy_gain",
         "scalp_expectancy_gain",
         "premature_reduction_high_vol",
         "capture_gain_trending",

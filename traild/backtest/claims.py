@@ -80,6 +80,11 @@ CRITERIA = (
         0.0, False, "share", _all, False,
     ),
     Criterion(
+        "expectancy_gain",
+        ">= +10 % expectancy, dynamic vs fixed, all trades (the rollout gate's criterion)",
+        0.10, True, "relative", _all, True,
+    ),
+    Criterion(
         "scalp_expectancy_gain",
         ">= +10 % expectancy for scalps, dynamic vs fixed",
         0.10, True, "relative", _scalp, True,
@@ -168,6 +173,7 @@ def statistic(key: str, t: Floats) -> Floats:
 
 
 _PAIRED = {
+    "expectancy_gain": ("expectancy", "gain"),
     "scalp_expectancy_gain": ("expectancy", "gain"),
     "premature_reduction_high_vol": ("premature", "reduction"),
     "capture_gain_trending": ("capture", "gain"),

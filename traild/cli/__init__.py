@@ -48,6 +48,7 @@ _COMMANDS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         "traild.cli.backtest_cmds",
         (("backtest", "fixed versus dynamic trailing over historical ticks"),),
     ),
+    ("traild.cli.ticks_cmds", (("ticks", "recorded ticks ([feed] record = true)"),)),
     ("traild.cli.ig_cmds", (("ig", "IG account tools"),)),
 )
 _MODULES = tuple(module for module, _ in _COMMANDS)

@@ -70,10 +70,12 @@ def _trades(data: LiveData) -> list[Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from traild.cli.ticks_cmds import paired_input
     from traild.reporting.rollout import rollout_status
 
     data = read_live(args.config, args.since)
-    status = rollout_status(data.settings, _trades(data), data.records)
+    paired = paired_input(data.settings, data.records)
+    status = rollout_status(data.settings, _trades(data), data.records, paired)
     if args.json:
         print(json.dumps(status))
     else:
@@ -100,7 +102,13 @@ def print_status(status: dict[str, Any]) -> None:
             f" {_cell(g['improvement_pct']['value']):>9} {g['verdict']:<12} {p['recommendation']}"
         )
     g = status["rollout_gate"]
-    print(f"\npairs on dynamic, pooled: {g['verdict']} — {g['why']}")
+    paired = status.get("gate_basis") == "paired"
+    label = "before/after (secondary view)" if paired else "pairs on dynamic, pooled"
+    print(f"\n{label}: {g['verdict']} — {g['why']}")
+    if paired:
+        from traild.cli.ticks_cmds import print_paired
+
+        print_paired(status["paired_gate"], "rollout_gate")
     print(f"next: {status['recommendation']}")
 
 
@@ -126,13 +134,15 @@ def _write_html(
     args: argparse.Namespace, data: LiveData, trades: list[Any], comparison: Any
 ) -> None:
     from traild.cli.store_cmds import build_report
+    from traild.cli.ticks_cmds import html_extras
     from traild.reporting.html import render
     from traild.reporting.rollout import rollout_status
 
     s = data.settings
     report = build_report(data.records, s.instrument_table())
-    status = rollout_status(s, trades, data.records)
-    page = render(report, status, trades, comparison, args.since)
+    paired, extra = html_extras(s, data.records)
+    status = rollout_status(s, trades, data.records, paired)
+    page = render(report, status, trades, comparison, args.since, extra)
     target = Path(args.html)
     try:
         target.write_text(page, encoding="utf-8")

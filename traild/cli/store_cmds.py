@@ -68,6 +68,9 @@ def register(sub: Any) -> None:
         "--vs-backtest", metavar="DIR", help="compare with a backtest's summary.json (DIR or file)"
     )
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    from traild.cli.ticks_cmds import add_report_option
+
+    add_report_option(p)
     p.set_defaults(func=_report)
 
     trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
@@ -163,6 +166,10 @@ def _migrate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from traild.adapters.store import open_store
 
+    if args.counterfactual:
+        from traild.cli.ticks_cmds import report_counterfactual
+
+        return report_counterfactual(args)
     if args.vs_backtest or args.html:
         from traild.cli.rollout_cmds import report_extras
 

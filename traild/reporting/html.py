@@ -34,6 +34,7 @@ def render(
     trades: Sequence[LiveTrade],
     comparison: Mapping[str, Any] | None,
     since: datetime | None,
+    extra: Sequence[str] = (),  # further sections (the counterfactuals), before the backtest
 ) -> str:
     window = "all time" if since is None else f"since {since:%Y-%m-%d %H:%M} UTC"
     body = [
@@ -45,6 +46,7 @@ def render(
         _outcomes(trades),
         _equity(trades),
         _rollout(status),
+        *extra,
     ]
     if comparison is not None:
         body.append(_backtest(comparison))

@@ -7,8 +7,11 @@ Stages, from the effective configuration (file + database overrides):
 * ``dynamic_on``  the pilot: dynamic for the one pair in the allowlist (the plan: EURUSD only)
 * ``widened``     dynamic with several pairs in the allowlist, or for every pair (empty list)
 
-The gate ("10 %+ expectancy improvement") is judged from closed live trades (``gate.py``). This
-module recommends; it never changes the configuration.
+The gate ("10 %+ expectancy improvement") is judged on paired differences, dynamic minus fixed
+on the same trades, whenever recorded ticks give the closed trades counterfactuals
+(``paired.py``); the before/after comparison of live trades (``gate.py``) stays as a secondary
+view, and decides only when there are no counterfactuals. This module recommends; it never
+changes the configuration.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from traild.core.instruments import symbol_of
 from traild.core.messages import TradeRecord
 from traild.reporting.gate import MET, NOT_MET, GatePolicy, GateResult, evaluate
 from traild.reporting.live import Bootstrap, LiveTrade
+from traild.reporting.paired import (
+    PairedPolicy,
+    PairedResult,
+    PairedTrade,
+    evaluate_paired,
+    paired_gate,
+)
 from traild.settings import Settings
 
 FIXED_ONLY, DYNAMIC_ON, WIDENED = "fixed_only", "dynamic_on", "widened"
@@ -72,10 +82,15 @@ def pairs_of(settings: Settings, epics: Iterable[str]) -> list[str]:
 
 
 def rollout_status(
-    settings: Settings, trades: Sequence[LiveTrade], records: Sequence[TradeRecord] = ()
+    settings: Settings,
+    trades: Sequence[LiveTrade],
+    records: Sequence[TradeRecord] = (),
+    paired: tuple[Sequence[PairedTrade], PairedPolicy] | None = None,
 ) -> dict[str, Any]:
     """Per pair: stage, gate, how its stages were calculated (``records``: every trade of the
-    window, open ones too) and a recommendation; overall: the plan step and the next move."""
+    window, open ones too) and a recommendation; overall: the plan step and the next move.
+    ``paired``: the counterfactual pairs of the closed trades; when there are any, the paired
+    gate decides (``gate_basis`` "paired") and the before/after gate is the secondary view."""
     policy = gate_policy(settings)
     pairs: list[dict[str, Any]] = []
     for epic in pairs_of(settings, [t.epic for t in trades] + [r.epic for r in records]):
@@ -95,16 +110,61 @@ def rollout_status(
         )
     live = {p["pair"] for p in pairs if p["stage"] != FIXED_ONLY}
     pooled = evaluate([t for t in trades if t.epic in live], policy)
-    return {
+    status = {
         "plan_step": plan_step(settings),
         "threshold_pct": round(100 * policy.threshold, 2),
         "min_trades": policy.min_trades,
         "min_days": policy.min_days,
         "confidence": policy.boot.confidence,
+        "gate_basis": "before_after",
         "pairs": pairs,
         "rollout_gate": pooled.as_dict(),
         "recommendation": _next_move(settings, pooled, live),
     }
+    if paired is not None and paired[0]:
+        _add_paired(settings, status, paired[0], paired[1], live)
+    return status
+
+
+def _add_paired(
+    settings: Settings,
+    status: dict[str, Any],
+    trades: Sequence[PairedTrade],
+    policy: PairedPolicy,
+    live: set[str],
+) -> None:
+    """The paired gate as the deciding view: per pair, and pooled over the pairs on dynamic
+    (over every pair before the pilot starts: would the pilot pass?)."""
+    gate = paired_gate(trades, policy)
+    for p in status["pairs"]:
+        mine = gate["pairs"].get(p["pair"])
+        p["paired_gate"] = mine
+        if mine is not None and not p["recommendation"].startswith("check the conditions"):
+            p["recommendation"] = _paired_advice(p["stage"], mine)
+    pooled = evaluate_paired([t for t in trades if not live or t.epic in live], policy)
+    gate["rollout_gate"] = pooled.as_dict()
+    gate["rollout_gate"]["over"] = sorted(live) if live else "every pair with counterfactuals"
+    status["gate_basis"] = "paired"
+    status["paired_gate"] = gate
+    status["recommendation"] = _next_move(settings, pooled, live)
+
+
+def _paired_advice(stage: str, gate: dict[str, Any]) -> str:
+    verdict, needed = gate["verdict"], gate["trades_needed"]
+    if verdict == MET:
+        return (
+            "keep dynamic: the paired gate is met"
+            if stage != FIXED_ONLY
+            else "the paired gate is met on its trades: a candidate when widening"
+        )
+    if verdict == NOT_MET:
+        return (
+            "consider taking it out of dynamic_trailing_pairs: the paired gate is not met"
+            if stage != FIXED_ONLY
+            else "fixed only: dynamic would not meet the paired gate on its trades"
+        )
+    more = "" if needed is None else f" (about {needed} more, ~{gate['days_needed']} trading days)"
+    return "keep collecting closed trades" + more
 
 
 def calculations(records: Sequence[TradeRecord]) -> dict[str, Any]:
@@ -146,7 +206,7 @@ def _pair_advice(stage: str, gate: GateResult) -> str:
     return "keep collecting closed trades" + needed
 
 
-def _next_move(settings: Settings, pooled: GateResult, live: set[str]) -> str:
+def _next_move(settings: Settings, pooled: GateResult | PairedResult, live: set[str]) -> str:
     t = settings.trailing
     if not t.enable_dynamic_trailing or not live:
         return (
@@ -168,7 +228,7 @@ def _next_move(settings: Settings, pooled: GateResult, live: set[str]) -> str:
     return "fully rolled out and the gate holds: nothing to change"
 
 
-def _still_needed(gate: GateResult) -> str:
+def _still_needed(gate: GateResult | PairedResult) -> str:
     """``about N more`` trades and, when days are short too, ``over about M more trading
     days`` (empty when no sample size decides it)."""
     parts = []
