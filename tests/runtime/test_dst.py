@@ -176,10 +176,22 @@ async def test_fence_keeps_a_dead_runtime_from_the_broker_and_the_store(
     assert store.trades[1].best_price is None
 
 
-async def test_sim_store_loses_non_durable_writes_in_a_crash(
+async def test_sim_store_with_the_journal_keeps_queued_writes_through_a_crash(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     store = SimStore(random.Random(3), lag_mean=1.0, lag_max=1.0)
+    store.insert(TradeRecord("B", EPIC, Direction.BUY, 1.0, 1.1, 1.098, 1.098))
+    aid = await store.write_amendment(1, "B", 1.099, 1.098, "stage1", T0, durable=False)
+    await store.confirm_amendment(aid, 1.099, T0, durable=False)
+    assert store.trades[1].sl_price == 1.098 and store.queued == 2
+    assert store.crash() == 2  # applied, as the next start applies the journal
+    assert store.trades[1].sl_price == 1.099 and store.queued == 0
+
+
+async def test_sim_store_loses_non_durable_writes_in_a_crash(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = SimStore(random.Random(3), lag_mean=1.0, lag_max=1.0, journal=False)
     store.insert(TradeRecord("B", EPIC, Direction.BUY, 1.0, 1.1, 1.098, 1.098))
     aid = await store.write_amendment(1, "B", 1.099, 1.098, "stage1", T0, durable=False)
     await store.confirm_amendment(aid, 1.099, T0, durable=False)
@@ -231,14 +243,17 @@ class _LooseningGateway(Gateway):
 
     flip = False
 
-    def submit(self, target: AmendTarget) -> None:
+    def submit(self, target: AmendTarget) -> bool:
         _LooseningGateway.flip = not _LooseningGateway.flip
         if self.flip and target.previous is not None:
             away = target.previous - 0.0005
             if target.better(away, target.previous):
                 away = target.previous + 0.0005
             target = dataclasses.replace(target, level=round(away, 5))
-        super().submit(target)
+            self._enqueue(target)  # past the gateway's own check: the bug being simulated
+            self._touch()
+            return True
+        return super().submit(target)
 
 
 class _SpinningRouter(Router):

@@ -284,6 +284,16 @@ class Ladder:
         x = _NONE if level is None else self.sign * level
         self._pending = x if x > self._stop else _NONE
 
+    def reset_stop(self, level: int | None) -> None:
+        """The broker's stop is looser than the confirmed one, or gone (moved at the broker,
+        not by traild): trail from what the broker really has, so the floors owed are sent
+        again (as close to the market as allowed when the confirmed level no longer is); the
+        trade is open for as long as the broker holds it."""
+        self._stop = _NONE if level is None else self.sign * level
+        self._pending = _NONE
+        self.closed = False
+        self._dirty = True
+
     def observe(self, bid: int, ask: int) -> None:
         """A quote that only counts towards the best price (the extremes of ticks a busy
         dispatcher skipped): no exit check and no decision, which the latest tick makes,

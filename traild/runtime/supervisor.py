@@ -94,7 +94,11 @@ class Supervisor(Intake):
         self._nursery: trio.Nursery | None = None
         self._init_intake()
         self.stops = StopKeeper(
-            broker, gateway, self._actor_of_deal, lambda: self.policy.reconcile_stops_s
+            broker,
+            gateway,
+            self._actor_of_deal,
+            lambda: self.policy.reconcile_stops_s,
+            self._record_broker_stop,
         )
         self.counts = {"adopted": 0, "closed": 0, "crashed": 0, "abandoned": 0}
 
@@ -175,6 +179,15 @@ class Supervisor(Intake):
     def _running(self, trade_id: int) -> TradeActor | None:
         slot = self.slots.get(trade_id)
         return None if slot is None else slot.actor
+
+    def _record_broker_stop(self, trade_id: int, stop: float | None) -> None:
+        """A drifted stop: the store says what the broker really has until the restore is
+        confirmed (the same write lane as confirmations: never reordered with them)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._durable_soon, trade_id, stop)
+
+    async def _durable_soon(self, trade_id: int, stop: float | None) -> None:
+        await self._durable("broker stop", self.store.adopt_trade(trade_id, sl_price=stop))
 
     def _actor_of_deal(self, deal_id: str) -> TradeActor | None:
         trade_id = self._deals.get(deal_id)
@@ -295,7 +308,6 @@ class Supervisor(Intake):
             plan,
             self.gateway,
             self._progress_due,
-            self.policy.persist_every_s,
             floor,
             quotes,
         )
@@ -353,10 +365,14 @@ class Supervisor(Intake):
         self._dirty_event.set()
 
     async def _flush_loop(self) -> None:
+        """Best prices that moved are written together, at most every ``persist_every_s``
+        (trio time): a best price is never left unsaved because the market stopped making
+        new ones, and a busy market costs one batched write per period."""
         while True:
             await self._dirty_event.wait()
             self._dirty_event = trio.Event()
             await self.flush_progress()
+            await trio.sleep(self.policy.persist_every_s)
 
     async def flush_progress(self, everything: bool = False) -> None:
         """Write due best prices (all of them when ``everything``) in one batched write."""
@@ -567,7 +583,6 @@ class Supervisor(Intake):
         self.policy = policy
         for slot in self.slots.values():
             actor = slot.actor
-            actor.persist_every_s = policy.persist_every_s
             stages = actor.plan.stages
             switched = apply_switches(self.policy, actor.trade, stages)
             if switched is not stages:

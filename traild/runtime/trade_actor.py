@@ -49,7 +49,8 @@ class ActorPlan:
 
 
 class TradeActor:
-    """Trails one trade; ``on_progress(actor)`` is called when its best price is due a save."""
+    """Trails one trade; ``on_progress(actor)`` is called when its best price moved since it
+    was last taken for saving (the supervisor batches and paces the writes)."""
 
     def __init__(
         self,
@@ -58,7 +59,6 @@ class TradeActor:
         plan: ActorPlan,
         gateway: Gateway,
         on_progress: Callable[[TradeActor], None] | None = None,
-        persist_every_s: float = 1.0,
         confirmed_floor: float | None = None,
         quotes: QuoteCache | None = None,
     ) -> None:
@@ -69,7 +69,6 @@ class TradeActor:
         self.plan = plan
         self.gateway = gateway
         self.on_progress = on_progress
-        self.persist_every_s = persist_every_s
         # Replay catch-up: levels up to this one were confirmed before a restart.
         self.confirmed_floor = confirmed_floor
         self.direction = trade.direction
@@ -89,7 +88,6 @@ class TradeActor:
         self._new_plan: ActorPlan | None = None
         self._carry_floor = False
         self._saved_best: int | None = self.ladder.best
-        self._saved_at: datetime | None = None
         self._progress_flagged = False
         self._saved_moves = 0
         self.last_ts: datetime | None = None
@@ -176,7 +174,6 @@ class TradeActor:
             self.ladder.moves != self._saved_moves
             and not self._progress_flagged
             and self.on_progress is not None
-            and self._progress_due()
         ):
             self._progress_flagged = True
             self.on_progress(self)
@@ -210,17 +207,23 @@ class TradeActor:
         if held is None and confirmed is not None:
             self.ladder.confirm(self.inst.to_ticks(confirmed))
 
-    def restore(self) -> bool:
-        """The broker's stop is looser than the confirmed one, or gone: send the confirmed one
-        again (priority). False when there is nothing to restore or the gateway holds better."""
+    def restore(self, broker_stop: float | None) -> bool:
+        """The broker's stop (``broker_stop``) is looser than the confirmed one, or gone: the
+        ladder trails from the broker's stop, and the confirmed one is sent again (priority);
+        if the broker refuses it (the market went past it), the ladder's next decision sends
+        the best level the market allows. False when nothing was sent (per-trade switch
+        ``off``: the broker's stop is left as it is)."""
         stop = self.ladder.stop
         if stop is None or self.trade.trailing_override == "off":
             return False
+        self.ladder.reset_stop(None if broker_stop is None else self.inst.to_ticks(broker_stop))
+        self.trade = replace(self.trade, sl_price=broker_stop)
+        self._woken()
         return self._send(self.inst.to_price(stop), Reason.RESTORE, True)
 
     def _send(self, level: float, reason: Reason, priority: bool) -> bool:
         stop = self.ladder.stop
-        return self.gateway.submit(
+        sent = self.gateway.submit(
             AmendTarget(
                 trade_id=self.trade_id,
                 deal_id=self.trade.deal_id,
@@ -238,6 +241,9 @@ class TradeActor:
                 and not self._better(level, self.confirmed_floor),
             )
         )
+        if sent:
+            self.ladder.hold(self.inst.to_ticks(level))
+        return sent
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.direction is Direction.BUY else a < b
@@ -259,14 +265,6 @@ class TradeActor:
             self.successor.on_failed(reason)
 
     # -- progress -----------------------------------------------------------------------------
-    def _progress_due(self) -> bool:
-        best, ts = self.ladder.best, self.last_ts
-        if best is None or best == self._saved_best or ts is None:
-            return False
-        return self._saved_at is None or (
-            (ts - self._saved_at).total_seconds() >= self.persist_every_s
-        )
-
     def take_progress(self) -> float | None:
         """The best price to save now (None when nothing changed); marks it saved."""
         self._progress_flagged = False
@@ -275,7 +273,6 @@ class TradeActor:
             return None
         self._saved_best = best
         self._saved_moves = self.ladder.moves
-        self._saved_at = self.last_ts
         return self.inst.to_price(best)
 
     @property

@@ -59,6 +59,7 @@ FAULT_KINDS = (
     "external_loosen",
     "external_remove",
     "crashes",
+    "journaled_writes",
     "lost_writes",
 )
 
@@ -86,6 +87,8 @@ class SeedResult:
             for f in dataclasses.fields(Knobs)
             if getattr(self.knobs, f.name) != f.default and f.name in _CLI_KNOBS
         )
+        if not self.knobs.journal:
+            extra += " --no-journal"
         return f"python -m traild.testing.dst --seed {self.seed}{extra}"
 
 
@@ -176,7 +179,7 @@ class _Sim:
         self.broker = FakeBroker(
             self.rng, self.table, self.sc.latency, self.sc.faults, self.sc.min_stop, self.fence
         )
-        self.store = SimStore(self.rng, self.fence, lag_mean=self.sc.store_lag)
+        self.store = SimStore(self.rng, self.fence, lag_mean=self.sc.store_lag, journal=k.journal)
         self.policy = make_policy(_settings(), self.broker)
         self.lives: list[_Life] = []
         self.extra: list[Violation] = []
@@ -311,7 +314,8 @@ class _Sim:
         self.life.kill()
         self.counts["crashes"] += 1
         lost = self.store.crash()
-        self._note(f"crash(lost_writes={lost},{'after_apply' if armed else 'timed'})")
+        kept = "journaled" if self.k.journal else "lost"
+        self._note(f"crash({kept}_writes={lost},{'after_apply' if armed else 'timed'})")
         self._at(trio.current_time() + c.downtime, 3, lambda: self._restart(c.fail_reads))
 
     def _restart(self, fail_reads: int) -> None:
@@ -355,6 +359,7 @@ class _Sim:
         violations = sorted(checker.violations + self.extra, key=lambda v: v.t)
         faults = {k: self.broker.counts.get(k, 0) for k in FAULT_KINDS}
         faults["crashes"] = self.counts["crashes"]
+        faults["journaled_writes"] = self.store.counts["journaled_writes"]
         faults["lost_writes"] = self.store.counts["lost_writes"]
         coalesced = sum(life.router.statistics().coalesced for life in self.lives)
         stats: dict[str, float] = {
@@ -414,8 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trades", type=int, default=Knobs().trades)
     parser.add_argument("--ticks", type=int, default=Knobs().ticks)
     parser.add_argument("--verbose", action="store_true", help="every seed, with histories")
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="model a daemon without its write-ahead journal (writes queued at a crash are lost)",
+    )
     args = parser.parse_args(argv)
-    knobs = Knobs(trades=args.trades, ticks=args.ticks)
+    knobs = Knobs(trades=args.trades, ticks=args.ticks, journal=not args.no_journal)
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     return run_many(seeds, knobs, args.verbose or args.seed is not None, print)
 

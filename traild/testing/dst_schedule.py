@@ -36,6 +36,9 @@ class Knobs:
     retry_max: float = 4.0  # the gateway's longest back-off (config; 30 s by default)
     max_latency: float = 3.0
     mean_gap: float = 0.7  # seconds between ticks
+    # The daemon's write-ahead journal keeps what a crash would lose from the store's queue
+    # (applied at the next start); False models a daemon without it (writes lost at a crash).
+    journal: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
-"""An in-memory TradeStore for simulations, with non-durable writes that a crash loses.
+"""An in-memory TradeStore for simulations, with non-durable writes that lag.
 
 The daemon sends most of its records without waiting for them to be durable (``durable=False``:
 amendment rows, confirmations, closes): they land a little later, and a crash before they land
 loses them. This store models exactly that: such a write is applied after a random delay, in
 the order it was made (one writer: nothing is reordered), and ``crash()`` drops every write not
-yet applied. A durable write first applies everything queued before it, then itself (after a
+yet applied — unless it models the daemon's write-ahead journal (``journal=True``, the
+default), which keeps them: they are applied when the next runtime starts, as the journal's
+records are. A durable write first applies everything queued before it, then itself (after a
 short commit latency). Writes from a runtime the fence says is dead are dropped.
 
 Every applied change of a trade's ``sl_price`` is logged with its trio time (``sl_log``).
@@ -60,7 +62,9 @@ class SimStore:
         fence: Fence | None = None,
         lag_mean: float = 0.15,
         lag_max: float = 2.0,
+        journal: bool = True,
     ) -> None:
+        self.journal = journal
         self.rng = rng
         self.fence = fence or Fence()
         self.lag_mean, self.lag_max = lag_mean, lag_max
@@ -81,12 +85,18 @@ class SimStore:
             self._queue.popleft()[1]()
 
     def crash(self) -> int:
-        """The process died: writes not yet applied are lost. Returns how many."""
+        """The process died: writes not yet applied are lost, or, with the journal, applied
+        (before the next runtime reads anything). Returns how many."""
         self.advance()
-        lost = len(self._queue)
-        self.counts["lost_writes"] += lost
+        pending = len(self._queue)
+        if self.journal:
+            self.counts["journaled_writes"] += pending
+            while self._queue:
+                self._queue.popleft()[1]()
+            return pending
+        self.counts["lost_writes"] += pending
         self._queue.clear()
-        return lost
+        return pending
 
     @property
     def queued(self) -> int:
