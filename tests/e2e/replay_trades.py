@@ -27,13 +27,17 @@ class OpenTrade:
     limit: float | None
     opened_at: str  # ISO, a tick time of the replay
 
-    def insert_sql(self) -> str:
+    def insert_sql(self, initial: bool = True) -> str:
+        """The INSERT a trading app runs; ``initial=False``: without ``initial_sl_price``, as
+        the README's hand-over documents (traild records it at adoption)."""
         limit = "NULL" if self.limit is None else repr(self.limit)
+        initial_column = "initial_sl_price, " if initial else ""
+        initial_value = f"{self.stop!r}, " if initial else ""
         return (
             "INSERT INTO trade_log (deal_id, epic, direction, size, entry_price, sl_price, "
-            "initial_sl_price, limit_price, status, opened_at, is_scalp_trade) VALUES "
+            f"{initial_column}limit_price, status, opened_at, is_scalp_trade) VALUES "
             f"('{self.deal_id}', '{EPIC}', '{self.direction}', 1.0, {self.entry!r}, "
-            f"{self.stop!r}, {self.stop!r}, {limit}, 'open', '{self.opened_at}', false)"
+            f"{self.stop!r}, {initial_value}{limit}, 'open', '{self.opened_at}', false)"
         )
 
 

@@ -38,9 +38,7 @@ EXIT_PENDING = 75
 
 
 def _without_initial_stop(trade: OpenTrade) -> str:
-    sql = trade.insert_sql()
-    sql = sql.replace("sl_price, initial_sl_price,", "sl_price,")
-    return sql.replace(f"{trade.stop!r}, {trade.stop!r},", f"{trade.stop!r},")
+    return trade.insert_sql(initial=False)
 
 
 async def _rows(engine_name: str, db: Path, name: str, query: str) -> list[tuple[Any, ...]]:

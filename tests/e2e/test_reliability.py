@@ -165,8 +165,8 @@ def test_kill_9_twenty_times_and_two_database_outages_end_every_trade_like_simul
     traild("migrate", "--config", str(config))
     opened = open_trades(ticks, 44, seed=20261130, within=0.9)
     with closing(sqlite3.connect(state / "traild.db")) as conn, conn:
-        for trade in opened:
-            conn.execute(trade.insert_sql())
+        for trade in opened:  # handed over as the README says: no initial_sl_price (#20)
+            conn.execute(trade.insert_sql(initial=False))
         for n, (direction, stop, limit) in enumerate(PENDING):  # paper fills at the first tick
             conn.execute(
                 "INSERT INTO trade_log (deal_id, epic, direction, size, status, stop_pips, "
@@ -251,6 +251,29 @@ def _check_against_simulate(
         assert outcome_of_row(rows[trade.deal_id]) == outcome_of_simulation(sim, trade), trade
         assert levels[trade.deal_id] == [a["to"] for a in sim["amendments"]], trade
     assert sum(r["status"] == "closed" for r in rows.values()) >= 30
+
+
+def test_a_slow_refusing_broker_never_loosens_a_confirmed_stop(tmp_path: Path, ticks: Path) -> None:
+    """Issue #19's black box: 400 ms answers, 30 % refusals, 5 % errors, a 3-pip minimum
+    distance, a fast real-time replay (ticks pile up) and 80 trades: every trade's confirmed
+    stops only tighten and trade_log.sl_price is the last confirmed one."""
+    state = tmp_path / "state"
+    broker = (
+        "[broker]\nlatency_ms = 400\nfault_reject_rate = 0.3\nfault_error_rate = 0.05\n"
+        "min_stop_distance_pips = 3\nfault_seed = 19\nretry_base_s = 0.05\nretry_max_s = 1\n"
+    )
+    config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], broker)
+    config.write_text(
+        config.read_text().replace("stop_at_end = true", "stop_at_end = true\nspeed = 400")
+    )
+    traild("migrate", "--config", str(config))
+    with closing(sqlite3.connect(state / "traild.db")) as conn, conn:
+        for trade in open_trades(ticks, 80, seed=19, within=0.8):
+            conn.execute(trade.insert_sql(initial=False))
+    run = traild("run", "--config", str(config), timeout=300)
+    names = [e["event"] for e in log_events(run.stderr)]
+    assert names.count("stop.rejected") >= 10 and names.count("stop.confirmed") >= 20
+    _never_loosened(state)
 
 
 def test_broker_faults_lose_no_protection(tmp_path: Path, ticks: Path) -> None:
