@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_realtime_recalc import RECALC, _calm_then_surge
-from traild.cli import main
+from traild.cli import backtest_cmds, main
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 SIM = ["simulate", "--epic", EPIC, "--direction", "BUY", "--stop-pips", "20"]
@@ -60,3 +60,56 @@ def test_simulate_text_shows_the_market_regime_and_its_stage_table(
     assert "market regime trending (given)" in out
     assert "stages at entry (trending regime table): early BE " in out
     assert "recalculations: none (no closed bar moved the volatility regime far enough)" in out
+
+
+@pytest.fixture
+def empty_config(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    return path
+
+
+def test_backtest_prints_the_walk_forward_verdict_and_progress_lines_while_reading_and_writing(
+    synthetic_eurusd: Path,
+    tmp_path: Path,
+    empty_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backtest_cmds, "_interactive", lambda: True)  # stderr as a terminal
+    args = ["backtest", "--ticks", str(synthetic_eurusd), "--random", "60", "--seed", "3"]
+    args += ["--variants", "fixed+lock,dynamic+lock", "--grid", "volatility.normal=0.8,1.2"]
+    args += ["--walk-forward", "3", "--out", str(tmp_path / "o"), "--config", str(empty_config)]
+    assert main([*args, "--jobs", "1"]) == 0
+    out, err = capsys.readouterr()
+    # the verdict on the terminal, as in report.md
+    verdict = next(line for line in out.splitlines() if line.startswith("walk-forward verdict"))
+    assert "(3 folds): " in verdict
+    word = verdict.split(": ")[1]
+    assert word in ("improved", "worse", "inconclusive")
+    assert "out-of-sample trades on dynamic+lock" in out and "95 % CI" in out
+    assert f"**Verdict: {word}.**" in (tmp_path / "o" / "report.md").read_text()
+    # progress lines on stderr for the steps the trade-run bar misses, in the order they happen
+    notes = [line for line in err.splitlines() if line.startswith("backtest: ")]
+    steps = [line.removeprefix("backtest: ") for line in notes]
+    assert steps[0] == f"reading {synthetic_eurusd.name} (1 of 1)"
+    expected = (
+        "finding the entries",
+        "60 entries x 4 variants: 240 trade runs",
+        "judging the claims",
+        "writing trades.csv (240 rows)",
+        "drawing the charts",
+    )
+    at = [next(i for i, s in enumerate(steps) if s.startswith(e)) for e in expected]
+    assert at == sorted(at)
+    assert "240/240 trade runs" in err  # and the bar between them
+
+
+def test_backtest_progress_stays_off_a_pipe_so_an_error_is_one_line(
+    tmp_path: Path, empty_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "EURUSD_missing.csv"
+    args = ["backtest", "--ticks", str(missing), "--random", "5", "--config", str(empty_config)]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"traild: error: tick file not found: {missing}\n"
