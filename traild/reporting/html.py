@@ -198,12 +198,15 @@ def _interval(item: Mapping[str, Any]) -> str:
 def _backtest(comparison: Mapping[str, Any]) -> str:
     rows = []
     for name, group in comparison["groups"].items():
+        scope = group.get("backtest_scope", "pooled")
+        scope = "pooled over all pairs" if scope == "pooled" else f"{scope} only"
         for method in (DYNAMIC, FIXED):
             for metric, row in group[method]["metrics"].items():
                 fits = {True: "yes", False: "no", None: "–"}[row["consistent"]]
                 rows.append((name, method, metric, row["value"], _interval(row),
-                             row["backtest"], fits))  # fmt: skip
-    head = ("pairs", "method", "metric", "live", "interval", "backtest", "inside interval")
+                             row["backtest"], scope, fits))  # fmt: skip
+    head = ("live pairs", "method", "metric", "live", "interval", "backtest", "backtest figures",
+            "inside interval")  # fmt: skip
     v = comparison["variants"]
     imp = comparison["predicted_improvement_pct"]
     return _section(
