@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from operator import attrgetter
 from pathlib import Path
@@ -19,7 +19,7 @@ from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
 from traild.backtest.variants import baseline_pairs
-from traild.backtest.walkforward import walk_forward
+from traild.backtest.walkforward import verdict, walk_forward
 from traild.simulation import iso
 
 CSV_COLUMNS = (
@@ -377,15 +377,26 @@ def walk_forward_section(wf: dict[str, Any] | None) -> str:
         f"trades: difference {_cell(d['value'], '{:+.2f}')} pips, 95 % CI "
         f"{_cell(d['ci_low'], '{:+.2f}')} .. {_cell(d['ci_high'], '{:+.2f}')}. Only this "
         "figure may be called an improvement.",
+        "",
+        f"**Verdict: {verdict(wf)}.**",
     ]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: BacktestResult, out: Path, charts: bool = True) -> dict[str, Any]:
-    """Write every output file into ``out``; returns the summary."""
+def write_outputs(
+    result: BacktestResult,
+    out: Path,
+    charts: bool = True,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write every output file into ``out``; returns the summary. ``note`` hears a line
+    before each slow step (the claims' bootstrap, trades.csv, the charts)."""
+    say = note or (lambda _: None)
     out.mkdir(parents=True, exist_ok=True)
+    say("judging the claims (bootstrap over days)")
     summary_ = summary(result)
     info = run_info(result)
+    say(f"writing trades.csv ({len(result.rows):,} rows)")
     write_trades(result.rows, out / "trades.csv")
     (out / "summary.json").write_text(
         json.dumps(summary_, indent=2, allow_nan=False) + "\n", encoding="utf-8"
@@ -395,6 +406,7 @@ def write_outputs(result: BacktestResult, out: Path, charts: bool = True) -> dic
     )
     (out / "report.md").write_text(markdown(result, summary_, info), encoding="utf-8")
     if charts:
+        say("drawing the charts")
         from traild.backtest.charts import write_charts
 
         write_charts(result.rows, [v.name for v in result.variants], summary_, out, pairs(result))
