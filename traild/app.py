@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -83,12 +82,11 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
 
 
 def journal_path(settings: Settings) -> Path:
-    """The write-ahead journal of this database (one per database: a changed URL never
-    applies one database's records to another)."""
+    """The write-ahead journal of this database (``journal_dir``)."""
     from traild.adapters.store import display_url
+    from traild.adapters.store.journal import journal_dir
 
-    key = hashlib.sha256(display_url(settings.database_url()).encode()).hexdigest()[:12]
-    return settings.state_path() / "journal" / key
+    return journal_dir(settings.state_path(), display_url(settings.database_url()))
 
 
 @dataclass
