@@ -14,6 +14,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
@@ -142,11 +144,25 @@ def write_trades(rows: Sequence[TradeRow], path: Path) -> None:
         writer.writerows(zip(*cells, strict=True))
 
 
+_ISO_RANGE = (-30_610_224_000_000, 253_402_300_799_999)  # years 1000-9999: four digits
+
+
+def _stamps(values: Sequence[Any]) -> list[str]:
+    """Epoch ms as ``iso`` writes them (``2014-05-01T00:01:02.123Z``), formatted by numpy in
+    one call; anything unusual (a None, a year of other than four digits) value by value."""
+    if values and all(type(v) is int for v in values):
+        ms = np.array(values, dtype=np.int64)
+        if _ISO_RANGE[0] <= ms.min() and ms.max() <= _ISO_RANGE[1]:
+            text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+            return [t + "Z" for t in text.tolist()]
+    stamps = {v: iso(ms_to_datetime(v)) or "" for v in dict.fromkeys(values)}
+    return [stamps[v] for v in values]
+
+
 def _csv_column(name: str, values: Sequence[Any]) -> Sequence[str]:
     """The cells of one column, exactly as ``_csv_value`` would write each value."""
     if name in ("entry_ts", "exit_ts"):
-        stamps = {ms: iso(ms_to_datetime(ms)) or "" for ms in dict.fromkeys(values)}
-        return [stamps[ms] for ms in values]
+        return _stamps(values)
     if name in _PIPS:  # rounded to 0.01 pips (+ 0.0: no "-0.0")
         values = [None if v is None else round(v, 2) + 0.0 for v in values]
     types = set(map(type, values))
