@@ -428,6 +428,7 @@ class Daemon:
     async def _beat_loop(self, store: TradeStore) -> None:
         """Watchdog pings and heartbeats from in-memory counters only (never the database)."""
         interval = systemd.watchdog_interval()
+        self._mark_beat()  # the first heartbeat's rates count from here, not from itself
         beat_at = trio.current_time() + self.settings.daemon.heartbeat_s
         while True:
             heartbeat_s = self.settings.daemon.heartbeat_s
@@ -475,6 +476,10 @@ class Daemon:
             logger.bind(event="feed.resumed", epic=epic).info("ticks again")
         self.stale_epics = stale
         return not stale
+
+    def _mark_beat(self) -> None:
+        confirmed = self.gateway.statistics().confirmed if self.gateway is not None else 0
+        self._last_beat = (trio.current_time(), self.stats.ticks, confirmed)
 
     def _heartbeat(self, store: TradeStore) -> None:
         """Counts since start and rates since the previous heartbeat (log + STATUS=)."""
