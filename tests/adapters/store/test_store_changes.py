@@ -59,6 +59,15 @@ async def _poll(store: SqlTradeStore, after: int, limit: int = 1000) -> tuple[li
     return [t.deal_id for t in trades], top
 
 
+async def _poll_n(store: SqlTradeStore, after: int, n: int) -> tuple[list[str], int]:
+    """Poll until ``n`` rows were read in all (see ``_poll_some``), in the order read."""
+    seen: list[str] = []
+    while len(seen) < n:
+        more, after = await _poll_some(store, after)
+        seen += more
+    return seen, after
+
+
 async def _poll_some(store: SqlTradeStore, after: int, limit: int = 1000) -> tuple[list[str], int]:
     """The first non-empty poll: the read horizon is server-wide, so another session's open
     transaction (a test running beside this one) may hold rows back for a moment (0007's
@@ -79,7 +88,7 @@ async def test_an_open_app_transaction_blocks_no_write_and_its_row_is_never_miss
         async with open_store(url, migrate=True, write_timeout=10) as store:
             old = await store.add_trade(trade("OLD-1"))
             assert old.id is not None
-            seen, mark = await _poll(store, 0)
+            seen, mark = await _poll_some(store, 0)
             assert seen == ["OLD-1"]
             async with trading_app(store, pg_database) as app:
                 await app.execute("BEGIN")
@@ -90,7 +99,7 @@ async def test_an_open_app_transaction_blocks_no_write_and_its_row_is_never_miss
                 seen, mark = await _poll(store, mark)
                 assert seen == []  # committed, but behind the app's open transaction: not yet
                 await app.execute("COMMIT")
-            seen, mark = await _poll(store, mark)
+            seen, mark = await _poll_n(store, mark, 3)
             assert seen == [
                 "APP-1",
                 "OLD-1",
@@ -120,10 +129,10 @@ async def test_the_migration_keeps_numbers_above_the_ones_0006_gave_out(db_url: 
         await _step(db_url, "0006")
         await raw_sql(db_url, INSERT.format(deal="UNDER-0006"))
         async with open_store(db_url, migrate=True, write_timeout=10) as store:
-            seen, mark = await _poll(store, 0)
+            seen, mark = await _poll_n(store, 0, 2)
             assert seen == ["BEFORE-1", "UNDER-0006"]
             await store.add_trade(trade("AFTER-1"))
-            assert (await _poll(store, mark))[0] == ["AFTER-1"]
+            assert (await _poll_some(store, mark))[0] == ["AFTER-1"]
 
 
 async def _step(url: str, revision: str) -> None:
