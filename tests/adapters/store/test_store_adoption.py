@@ -115,22 +115,29 @@ async def test_poll_adopts_a_new_trade_and_rereads_nothing_unchanged(db_url: str
     with trio.fail_after(120):
         await _database(db_url, open_trades)
         async with open_store(db_url, write_timeout=5) as store, _daemon(store) as sup:
-            assert len(sup.slots) == open_trades
+            await _polled(sup, lambda: len(sup.slots) == open_trades)
             await store.flush()
             await sup.poll_store()  # reads back the adoption's own status-free writes: none
             read = store.trade_rows_read
             await sup.poll_store()
             assert store.trade_rows_read == read  # nothing changed, nothing read
             await raw_sql(db_url, *_insert_sql(open_trades, 1))
-            await sup.poll_store()  # one poll interval
-            assert len(sup.slots) == open_trades + 1
+            await _polled(sup, lambda: len(sup.slots) == open_trades + 1)
             assert store.trade_rows_read == read + 1
             off_sql = "UPDATE trade_log SET trailing_override = 'off' WHERE deal_id = 'SCALE-00007'"
             await raw_sql(db_url, off_sql)
-            await sup.poll_store()
-            assert store.trade_rows_read == read + 2
+            await _polled(sup, lambda: store.trade_rows_read == read + 2)
             off = [s.actor for s in sup.slots.values() if s.actor.trade.deal_id == "SCALE-00007"]
             assert off[0].trade.trailing_override == "off"
+
+
+async def _polled(sup: Any, done: Any) -> None:
+    """Poll until ``done()``: on PostgreSQL the poll reads below the server's oldest running
+    transaction (0007), which a test running beside this one can hold back for a moment."""
+    while not done():
+        await sup.poll_store()
+        if not done():
+            await trio.sleep(0.05)
 
 
 async def test_best_prices_are_saved_in_one_batched_write_last_value_wins(db_url: str) -> None:
