@@ -172,7 +172,9 @@ class Daemon:
         if not await stand_by(keeper):
             return False
         assert keeper.token is not None
-        store.fence(keeper.account, keeper.token, keeper.predecessor, lambda: keeper.lose("fenced"))
+        await store.fence(
+            keeper.account, keeper.token, keeper.predecessor, lambda: keeper.lose("fenced")
+        )
         self.lease = keeper
         await store.open_journal(journal_path(s))
         return True

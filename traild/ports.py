@@ -274,7 +274,7 @@ class LeaseBacked(Protocol):
 
     def leases(self) -> Leases: ...
 
-    def fence(
+    async def fence(
         self,
         account: str,
         token: int,

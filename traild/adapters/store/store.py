@@ -239,7 +239,7 @@ class SqlTradeStore:
         """The account leases on this store's database."""
         return SqlLeases(self._loop, self._engine)
 
-    def fence(
+    async def fence(
         self,
         account: str,
         token: int,
@@ -247,8 +247,15 @@ class SqlTradeStore:
         on_refused: Callable[[], None] | None = None,
     ) -> None:
         """From now on every write carries ``token``, and the database refuses it once the
-        lease of ``account`` has a newer one (``on_refused`` is told; see ``lease.Fence``)."""
+        lease of ``account`` has a newer one (``on_refused`` is told; see ``lease.Fence``).
+        Amendment ids continue after the previous owner's (a standby opened its store before
+        that owner wrote its last ones)."""
         self._fence.hold(account, token, predecessor, on_refused)
+
+        async def last(conn: AsyncConnection) -> int:
+            return int(await conn.scalar(sa.select(sa.func.max(STOP_AMENDMENT.c.id))) or 0)
+
+        self._next_amendment_id = max(self._next_amendment_id, await self._read(last) + 1)
 
     # -- the journal -------------------------------------------------------------------------
     async def open_journal(self, directory: Path) -> None:
