@@ -136,6 +136,7 @@ class Daemon:
         self.on_tick_hook: Callable[[Tick], list[Any]] | None = None
         self.recorder: TickRecorder | None = None  # [feed] record
         self.lease: LeaseKeeper | None = None  # the broker account's lease (issue #22)
+        self._sigs: AsyncIterator[int] | None = None  # signals received since ``run`` began
         self.config = ConfigService(settings, None)
 
     # -- wiring -----------------------------------------------------------------------------
@@ -169,7 +170,8 @@ class Daemon:
             return True
         me = this_instance(s.state_path())
         keeper = LeaseKeeper(store.leases(), account_key(s), me, s.daemon.lease_ttl_s)
-        if not await stand_by(keeper):
+        assert self._sigs is not None
+        if not await stand_by(keeper, self._sigs):
             return False
         assert keeper.token is not None
         await store.fence(
@@ -202,12 +204,16 @@ class Daemon:
             feed=s.feed.kind,
             database=_display_url(s.database_url()),
         ).info("traild starting")
-        async with self._open_store() as (store, replay):
-            if not await self._own(store):
-                return EXIT_OK  # stopped while standing by: it never traded
-            async with self._open_trading(store, replay) as (broker, feed):
-                await self._trade(store, broker, feed)
-            await self._release(store)
+        # One receiver from the start: a signal during start-up or while standing by is
+        # never left to Python's default handler (which would kill the process).
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
+            self._sigs = sigs
+            async with self._open_store() as (store, replay):
+                if not await self._own(store):
+                    return EXIT_OK  # stopped while standing by: it never traded
+                async with self._open_trading(store, replay) as (broker, feed):
+                    await self._trade(store, broker, feed)
+                await self._release(store)
         return self._exit_code(store)
 
     async def _trade(self, store: TradeStore, broker: Broker, feed: PriceFeed) -> None:
@@ -408,14 +414,15 @@ class Daemon:
 
     # -- signals, reload, halt ----------------------------------------------------------------
     async def _signals(self, nursery: trio.Nursery) -> None:
-        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
-            async for signum in sigs:
-                if signum == signal.SIGHUP:
-                    await self.reload()
-                    continue
-                await self._drain(signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
+        """Signals received since ``run`` began (during start-up too) are handled here."""
+        assert self._sigs is not None
+        async for signum in self._sigs:
+            if signum == signal.SIGHUP:
+                await self.reload()
+                continue
+            await self._drain(signal=signal.Signals(signum).name)
+            nursery.cancel_scope.cancel()
+            return
 
     async def reload(self) -> None:
         """SIGHUP: re-read file and environment; reject invalid config as a whole. Keys a

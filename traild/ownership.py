@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,9 +49,9 @@ def this_instance(state_dir: Path) -> Instance:
     return Instance(owner=f"{host}:{os.getpid()}:{started}", home=home, pid=os.getpid())
 
 
-async def stand_by(keeper: LeaseKeeper) -> bool:
+async def stand_by(keeper: LeaseKeeper, signals: AsyncIterator[int]) -> bool:
     """Wait for the lease as a standby (READY to systemd with a STATUS naming the holder,
-    watchdog pinged); False when SIGTERM/SIGINT stopped the wait."""
+    watchdog pinged); False when SIGTERM/SIGINT (from ``signals``) stopped the wait."""
     ready = False
 
     def waiting(row: LeaseRow) -> None:
@@ -63,7 +65,7 @@ async def stand_by(keeper: LeaseKeeper) -> bool:
 
     owned = False
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope, signals)
         nursery.start_soon(_watchdog)
         await keeper.acquire(waiting)
         owned = True
@@ -73,17 +75,16 @@ async def stand_by(keeper: LeaseKeeper) -> bool:
     return owned
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    import signal
-
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            logger.bind(event="daemon.stopping", signal=signal.Signals(signum).name).info(
-                "stopping while standing by"
-            )
-            systemd.stopping()
-            scope.cancel()
-            return
+async def _stop_on_signal(scope: trio.CancelScope, signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            continue  # a standby reads its configuration when it starts: restart it to change
+        logger.bind(event="daemon.stopping", signal=signal.Signals(signum).name).info(
+            "stopping while standing by"
+        )
+        systemd.stopping()
+        scope.cancel()
+        return
 
 
 async def _watchdog() -> None:
