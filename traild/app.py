@@ -591,7 +591,7 @@ class Daemon:
             **sup.counts,
         }
         if self.lease is not None:
-            record |= {"lease_token": self.lease.token, "lease_sending": self.lease.may_send()}
+            record |= {"lease_fence": self.lease.token, "lease_sending": self.lease.may_send()}
         if self.router is not None:  # what the actors really processed, not only ticks in
             r = self.router.statistics()
             record |= {

@@ -128,7 +128,7 @@ async def test_kill_9_of_the_owner_hands_the_account_to_the_standby_within_the_t
                 assert await standby.proc.wait() == 0  # the replay ran to its end
     taken = _first(standby, "lease.taken_over")
     assert _ts(taken) - killed <= TTL + 2.0
-    assert taken["previous_token"] == 1 and taken["token"] == 2
+    assert taken["previous_fence"] == 1 and taken["fence"] == 2
     assert taken["previous_owner"] == _first(owner, "lease.acquired")["owner"]
     _standby_did_nothing(standby)
     await _check_outcomes(b, ticks, trades, sql)

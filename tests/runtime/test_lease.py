@@ -81,7 +81,7 @@ async def test_a_free_lease_is_acquired_and_renewed_every_third_of_the_ttl(
             assert keeper.may_send()
             assert leases.calls == 1 + 30  # the claim, then a renewal every 3 s
             nursery.cancel_scope.cancel()
-    assert [e["token"] for e in _of(events, "lease.acquired")] == [1]
+    assert [e["fence"] for e in _of(events, "lease.acquired")] == [1]
 
 
 async def test_the_send_deadline_always_falls_a_third_of_the_ttl_before_the_expiry(
@@ -138,7 +138,7 @@ async def test_a_standby_waits_then_takes_over_within_the_ttl_with_the_next_toke
             nursery.cancel_scope.cancel()
     assert [w.owner for w in waited] == [A.owner]  # logged once per holder, not per poll
     taken = _of(events, "lease.taken_over")
-    assert taken and taken[0]["previous_owner"] == A.owner and taken[0]["previous_token"] == 1
+    assert taken and taken[0]["previous_owner"] == A.owner and taken[0]["previous_fence"] == 1
 
 
 async def test_a_renewal_that_finds_the_lease_taken_loses_it_for_good(

@@ -76,7 +76,7 @@ class LeaseKeeper:
                     account=self.account,
                     owner=self.me.owner,
                     holder=row.owner,
-                    token=row.token,
+                    fence=row.token,
                     expires_in=round(row.expires - claim.now, 3),
                 ).info("standing by: the account's lease is held by {}", row.owner)
                 if waiting is not None:
@@ -95,13 +95,13 @@ class LeaseKeeper:
             event="lease.taken_over" if previous is not None else "lease.acquired",
             account=self.account,
             owner=self.me.owner,
-            token=row.token,
+            fence=row.token,
             ttl_s=self.ttl,
         )
         if previous is not None:
             record = record.bind(
                 previous_owner=previous.owner,
-                previous_token=previous.token,
+                previous_fence=previous.token,
                 expired_s_ago=round(claim.now - previous.expires, 3),
             )
             record.warning("lease taken over from {} (token {})", previous.owner, previous.token)
@@ -132,7 +132,7 @@ class LeaseKeeper:
                 self.lose("taken")
                 return
             if self._failures:
-                logger.bind(event="lease.renewed", account=self.account, token=row.token).info(
+                logger.bind(event="lease.renewed", account=self.account, fence=row.token).info(
                     "lease renewed after {} failed attempt(s)", self._failures
                 )
             self._failures = 0
@@ -149,7 +149,7 @@ class LeaseKeeper:
             event="lease.lost",
             account=self.account,
             owner=self.me.owner,
-            token=self.token,
+            fence=self.token,
             reason=reason,
         ).error("lease of {} lost ({}): this daemon stops trading", self.account, reason)
 
@@ -165,7 +165,7 @@ class LeaseKeeper:
                 "lease not released; a standby takes over when it expires"
             )
             return
-        logger.bind(event="lease.released", account=self.account, token=self.token).info(
+        logger.bind(event="lease.released", account=self.account, fence=self.token).info(
             "lease released"
         )
 

@@ -151,7 +151,7 @@ class Fence:
         hears of it: it has lost the lease."""
         if not self._logged:
             self._logged = True
-            logger.bind(event="store.fenced", account=self.account, token=self.token).error(
+            logger.bind(event="store.fenced", account=self.account, fence=self.token).error(
                 "the database refuses this daemon's writes: {}", exc
             )
         if self._on_refused is not None:

@@ -281,7 +281,7 @@ class SqlTradeStore:
         stale = [e.seq for e in left if not self._fence.replayable(e.record)]
         if stale:
             logger.bind(
-                event="journal.fenced", records=len(stale), token=self._fence.token
+                event="journal.fenced", records=len(stale), fence=self._fence.token
             ).warning("{} journal record(s) of an older lease tenure are not applied", len(stale))
             left = [e for e in left if self._fence.replayable(e.record)]
         logger.bind(event="journal.replaying", records=len(left), directory=str(directory)).info(
