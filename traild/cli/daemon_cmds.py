@@ -17,10 +17,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the daemon",
-        description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads). Exit codes: 0 "
-        "drained, 78 a refusal a restart cannot fix (invalid configuration, schema behind, "
-        "unreadable replay file or state directory, IG refusing the login, the API key or "
-        "the streaming protocol), 1 any other failure.",
+        description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads); while another "
+        "traild owns the broker account it stands by. Exit codes: 0 drained, 75 records left "
+        "in the journal or the account's lease lost to another traild, 78 a refusal a restart "
+        "cannot fix (invalid configuration, schema behind, unreadable replay file or state "
+        "directory, IG refusing the login, the API key or the streaming protocol), 1 any other "
+        "failure.",
     )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_run)
