@@ -15,7 +15,7 @@
   retry (no blind re-send); a definitive rejection goes back to the actor, which retries the
   floor on a later tick (after a back-off);
 * nothing is sent at or after the account lease's ``deadline`` (``runtime/lease.py``): targets
-  wait, as under the halt, until a renewal moves it (issue #22).
+  wait until a renewal moves it (issue #22).
 """
 
 from __future__ import annotations
@@ -285,7 +285,11 @@ class Gateway:
             await self._idle.wait()
 
     def _is_idle(self) -> bool:
-        return not self._in_flight and (not self._queued or not self.may_send())
+        # Targets held back by the lease's deadline are not idle: they go out after the next
+        # renewal, and a lockstep replay waits for them (as it waits for the store), so a
+        # database outage does not change where its stops move. The halt is idle: a halted
+        # replay goes on without amendments.
+        return not self._in_flight and (self.halted or not self._queued)
 
     def _touch(self) -> None:
         self._wakeup.unpark_all()
