@@ -5,8 +5,10 @@ after the take-over; ``traild halt`` from the standby's host reaches the owner."
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
+import sys
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.e2e.daemon_helpers import EPIC, slice_ticks, write_config
+from tests.e2e.daemon_helpers import EPIC, _env, slice_ticks, write_config
 from tests.e2e.replay_trades import (
     OpenTrade,
     open_trades,
@@ -185,6 +187,15 @@ async def test_halt_from_the_standbys_host_reaches_the_owner_and_a_clean_stop_ha
             await owner.until("daemon.ready")
             async with running(b) as standby:
                 await standby.until("lease.waiting")
+                listed = await trio.run_process(
+                    [sys.executable, "-m", "traild", "lease", "--json", "--config", str(b)],
+                    capture_stdout=True,
+                    env=_env(None),
+                )
+                (lease,) = json.loads(listed.stdout)["leases"]
+                owned_by = _first(owner, "lease.acquired")["owner"]
+                assert (lease["account"], lease["owner"]) == ("paper", owned_by)
+                assert (lease["fencing_token"], lease["state"]) == (1, "held")
                 await _traild("halt", "--config", str(b))  # host b: not the owner's HALT file
                 await owner.until("killswitch.engaged")
                 assert not (tmp_path / "a" / "HALT").exists()
