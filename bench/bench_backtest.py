@@ -13,17 +13,19 @@
 3. ``--bars``: wall time and peak RSS of a whole ``traild backtest --bars`` over a year of
    EURUSD M1 bid bars (HistData 2017, ~371,000 bars), 10,000 random trades, 3 variants, as a
    subprocess, median of 3 (``--bars-runs``; 0 skips it).
-4. ``--whole``: whole-process ``traild backtest`` (3 variants, every output) of 3,000 and 30,000
-   random trades on the shared EURUSD and GBPJPY ticks, against the bench's own plain per-tick
-   loop over the same trades (a trailing stop at stage-3 distance behind the best price: exit
-   checks, running best, stop update — once per trade, ticks already in memory), and the
-   event-driven path (``--engine event``, in-process) against that loop.
+4. ``--whole [--sizes 300,3000]``: whole-process ``traild backtest`` (3 variants, every output)
+   of N random trades on the shared EURUSD and GBPJPY ticks (each file alone), in CPU seconds,
+   against the bench's own plain per-tick loop over the same trades (a trailing stop at stage-3
+   distance behind the best price: exit checks, running best, stop update — once per trade,
+   ticks already in memory; "3 loops": once per variant), and the event-driven path (``--engine
+   event``, in-process) against that loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import resource
 import statistics
 import subprocess
 import sys
@@ -180,39 +182,47 @@ def _trailing_loop(market: Market, jobs: Sequence[KernelTrade]) -> int:
     return seen
 
 
-def bench_whole(trades: int, runs: int) -> None:
-    files = (str(OANDA), str(GBPJPY))
+def _child_cpu(cmd: list[str]) -> float:
+    """CPU seconds (user + sys) of one subprocess run: on a shared machine CPU, not wall."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def bench_whole(trades: int, runs: int, files: Sequence[str], label: str) -> None:
+    """Whole ``traild backtest`` process vs the plain per-tick loop over the same trades, both
+    in CPU seconds (medians of ``runs``), so the ratio holds while others load the machine."""
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "traild.toml"
         config.write_text("")
         cmd = [sys.executable, "-m", "traild", "backtest", "--ticks", *files]
         cmd += ["--random", str(trades), "--seed", "1", "--out", str(Path(tmp) / "out")]
         cmd += ["--config", str(config)]
-        wall = _median_time(
-            lambda: subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL), runs
-        )
-    ctx = prepare(Settings(), BacktestRequest(files, random=trades, seed=1))
+        whole = statistics.median(_child_cpu(cmd) for _ in range(runs))
+    ctx = prepare(Settings(), BacktestRequest(tuple(files), random=trades, seed=1))
     variant = ctx.variants[0]
     plans = [
         (m, plan_trades(ctx, variant, m, [t for t in ctx.trades if t.market == k])[0])
         for k, m in enumerate(ctx.markets)
     ]
-    start = time.perf_counter()
-    ticks = sum(_trailing_loop(m, jobs) for m, jobs in plans)
-    loop = time.perf_counter() - start
-    start = time.perf_counter()
+    loops = []
+    for _ in range(runs):
+        start = time.process_time()
+        ticks = sum(_trailing_loop(m, jobs) for m, jobs in plans)
+        loops.append(time.process_time() - start)
+    loop = statistics.median(loops)
+    start = time.process_time()
     event_ticks = 0
     for m, jobs in plans:
         results, _ = run_trades(m, jobs, "event")
         event_ticks += sum(r.exit_idx - j.start + 1 for j, r in zip(jobs, results, strict=True))
-    event = time.perf_counter() - start
+    event = time.process_time() - start
     print(
-        f"\n{trades:,} random trades, EURUSD + GBPJPY: traild backtest (3 variants, all outputs)"
-        f" {wall:.2f} s wall (median of {runs});\n  plain per-tick loop, once per trade:"
-        f" {loop:.2f} s, {ticks:,} ticks, {ticks / loop:,.0f} ticks/s -> whole process / loop"
-        f" {wall / loop:.2f}x;\n  event path ({variant.name}): {event:.2f} s, {event_ticks:,}"
-        f" ticks, {event_ticks / event:,.0f} ticks/s -> per tick, event / loop"
-        f" {(event / event_ticks) / (loop / ticks):.2f}x"
+        f"{label:<8} {trades:>7,} trades: traild backtest {whole:6.2f} s CPU | plain loop"
+        f" {loop:6.3f} s ({ticks:,} ticks, 3 variants = {3 * loop:.3f} s) | whole / loop"
+        f" {whole / loop:5.2f}x, vs 3 loops {whole / (3 * loop):5.2f}x | event path per tick"
+        f" {(event / event_ticks) / (loop / ticks):.2f}x the loop"
     )
 
 
@@ -255,12 +265,19 @@ def main() -> None:
     parser.add_argument("--event-runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--whole", action="store_true", help="run part 4 only")
+    parser.add_argument("--sizes", default="300,3000", help="--whole: trade counts")
+    parser.add_argument("--whole-runs", type=int, default=3)
     parser.add_argument("--bars-runs", type=int, default=3)
     parser.add_argument("--only-bars", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     if args.whole:
-        bench_whole(3000, 3)
-        bench_whole(30000, 1)
+        print(
+            "whole-process CPU (user+sys) vs the bench's plain per-tick trailing loop over the"
+            f" same trades, median of {args.whole_runs}"
+        )
+        for size in (int(n) for n in args.sizes.split(",")):
+            for label, files in (("EURUSD", (str(OANDA),)), ("GBPJPY", (str(GBPJPY),))):
+                bench_whole(size, args.whole_runs, files, label)
         return
     if args.only_bars:
         bench_bars(10_000, args.bars_runs)

@@ -256,6 +256,7 @@ class _Measures:
         self.rows_at_ready = 0
         self.writes_at_ready = 0
         self.writes_at_end = (0, 0)
+        self.held_s = 0.0  # the replay's waits for the store's backlog (feed.finished)
         self.daemon: Daemon | None = None
         self._saved = (Router._dispatch, Gateway.submit, PaperBroker.amend_stop)
         self._poll = Supervisor.poll_store
@@ -322,6 +323,7 @@ class _Measures:
             self.writes_at_ready = self._writes()[1]
         elif event == "feed.finished":
             self.stalls.armed = False
+            self.held_s = float(message.record["extra"].get("held_s", 0.0))  # type: ignore[attr-defined]
             self.writes_at_end = self._writes()
 
     def _writes(self) -> tuple[int, int]:
@@ -364,6 +366,7 @@ class _Measures:
             "stops_confirmed": daemon.gateway.statistics().confirmed if daemon.gateway else 0,
             "writes_per_s": (self.writes_at_end[1] - self.writes_at_ready) / feed_time,
             "writes_queued_at_end": self.writes_at_end[0],
+            "held_s": self.held_s,
             "peak_rss_mb": _peak_rss_mb(),
         }
 
@@ -466,6 +469,7 @@ def _print(args: argparse.Namespace, runs: list[dict[str, float]]) -> None:
             "store writes/s, queued at end",
             f"{med['writes_per_s']:,.0f} / {med['writes_queued_at_end']:,.0f}",
         ),
+        ("feed held for the store", f"{med['held_s']:.1f} s"),
         ("stops confirmed", f"{med['stops_confirmed']:,.0f}"),
         ("peak RSS", f"{med['peak_rss_mb']:.0f} MB"),
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -86,12 +85,11 @@ def make_policy(settings: Settings, broker: Broker) -> Policy:
 
 
 def journal_path(settings: Settings) -> Path:
-    """The write-ahead journal of this database (one per database: a changed URL never
-    applies one database's records to another)."""
+    """The write-ahead journal of this database (``journal_dir``)."""
     from traild.adapters.store import display_url
+    from traild.adapters.store.journal import journal_dir
 
-    key = hashlib.sha256(display_url(settings.database_url()).encode()).hexdigest()[:12]
-    return settings.state_path() / "journal" / key
+    return journal_dir(settings.state_path(), display_url(settings.database_url()))
 
 
 @dataclass
@@ -514,6 +512,7 @@ class Daemon:
     async def _beat_loop(self, store: TradeStore) -> None:
         """Watchdog pings and heartbeats from in-memory counters only (never the database)."""
         interval = systemd.watchdog_interval()
+        self._mark_beat()  # the first heartbeat's rates count from here, not from itself
         beat_at = trio.current_time() + self.settings.daemon.heartbeat_s
         while True:
             heartbeat_s = self.settings.daemon.heartbeat_s
@@ -561,6 +560,10 @@ class Daemon:
             logger.bind(event="feed.resumed", epic=epic).info("ticks again")
         self.stale_epics = stale
         return not stale
+
+    def _mark_beat(self) -> None:
+        confirmed = self.gateway.statistics().confirmed if self.gateway is not None else 0
+        self._last_beat = (trio.current_time(), self.stats.ticks, confirmed)
 
     def _heartbeat(self, store: TradeStore) -> None:
         """Counts since start and rates since the previous heartbeat (log + STATUS=)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import sys
 import tempfile
@@ -19,38 +21,74 @@ from traild.core.messages import Direction, TradeRecord, TradeStatus
 from traild.settings import Settings
 
 
-def demo_settings(state_dir: str) -> Settings:
-    """Embedded defaults, a temporary state dir, a fast synthetic feed."""
-    return Settings(
-        daemon={"state_dir": state_dir, "heartbeat_s": 10.0},
+def demo_tables(state_dir: str) -> dict[str, dict[str, Any]]:
+    """The demo's configuration over the embedded defaults: a state dir, a fast synthetic
+    feed and a SQLite database inside the state dir."""
+    return {
+        "daemon": {"state_dir": state_dir, "heartbeat_s": 10.0},
         # 40 ticks/s in all; each tick of an epic is a minute of market time, so a 30 s demo
         # covers about five market hours and the ladder has something to do.
-        feed={
+        "feed": {
             "kind": "synthetic",
             "synthetic_ticks_per_second": 40.0,
             "synthetic_interval_ms": 60_000.0,
         },
-        database={"url": "sqlite+aiosqlite:///traild-demo.db"},
-    )
+        "database": {"url": "sqlite+aiosqlite:///traild-demo.db"},
+    }
 
 
-def run_demo(seconds: float, trades: int, json_logs: bool) -> int:
+def demo_settings(state_dir: str) -> Settings:
+    """Embedded defaults, a temporary state dir, a fast synthetic feed."""
+    t = demo_tables(state_dir)
+    return Settings(daemon=t["daemon"], feed=t["feed"], database=t["database"])
+
+
+CONFIG_NAME = "traild.toml"  # written into a kept state directory
+
+
+def demo_config_text(state_dir: str) -> str:
+    """The demo's configuration as a TOML file (flat tables of strings and numbers), so
+    ``traild report --config DIR/traild.toml`` reads the kept demo's database."""
+    lines = ["# written by `traild demo --keep`: the demo's settings over the defaults"]
+    for table, values in demo_tables(state_dir).items():
+        lines.append(f"\n[{table}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(seconds: float, trades: int, json_logs: bool, keep: bool = False) -> int:
+    """The demo in a temporary state directory, removed afterwards unless ``keep``: then it
+    holds the database and a ``traild.toml`` for ``traild report`` (and ``run``)."""
     from traild.log import setup_logging
 
     setup_logging(json=True if json_logs else None, level="INFO" if json_logs else "WARNING")
     events: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     logger.add(lambda m: _count(m, events, reasons), level="INFO", format="{message}")
-    with tempfile.TemporaryDirectory(prefix="traild-demo-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if keep:
+            tmp = tempfile.mkdtemp(prefix="traild-demo-")
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="traild-demo-"))
         settings = demo_settings(tmp)
         Path(settings.state_path()).mkdir(parents=True, exist_ok=True)
         print(
             f"traild demo: {trades} paper trades on a synthetic feed for {seconds:g} s "
-            f"(state in {tmp})",
+            f"(state in {tmp}{', kept' if keep else ''})",
             file=sys.stderr,
         )
         closed = trio.run(_main, settings, seconds, trades, events)
+        if keep:
+            config = Path(tmp) / CONFIG_NAME
+            config.write_text(demo_config_text(tmp), encoding="utf-8")
     _summary(closed, events, reasons)
+    if keep:
+        print(
+            f"\nstate kept in {tmp} (database and {CONFIG_NAME}); try:\n"
+            f"  traild report --since all --config {config}\n"
+            f"  traild report --since all --html {Path(tmp) / 'report.html'} --config {config}\n"
+            f"remove it when done: rm -r {tmp}"
+        )
     return 0
 
 

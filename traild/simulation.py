@@ -149,11 +149,17 @@ def _recalculated(e: Recalculated) -> dict[str, Any]:
 
 def _conditions(req: SimulationRequest, derived: MarketConditions) -> dict[str, Any]:
     """The conditions the stages were computed from, and where each came from."""
-    given = {"atr_pips": req.atr_pips, "regime": req.regime, "session": req.session}
+    given = {
+        "atr_pips": req.atr_pips,
+        "regime": req.regime,
+        "session": req.session,
+        "market_regime": req.market_regime or None,
+    }
     seen = {
         "atr_pips": derived.atr_pips,
         "regime": derived.volatility_regime,
         "session": derived.session,
+        "market_regime": derived.market_regime,
     }
     out: dict[str, Any] = {k: given[k] if given[k] is not None else seen[k] for k in given}
     out["source"] = {k: "given" if given[k] is not None else "ticks" for k in given}

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import METRICS, metrics, summarize
+from traild.core.instruments import symbol_of
 
 ROW = TradeRow(
     variant="v",
@@ -135,6 +136,17 @@ def test_summary_buckets_by_regime_market_regime_and_session_in_a_stable_order()
     assert v["by_regime"]["unknown"]["trades"] == 1 and v["by_session"]["london"]["trades"] == 3
     assert set(v["by_regime"]["low"]) == set(METRICS)
     assert summary["variants"]["w"]["trades"] == 1
-    assert set(v) == {*METRICS, "by_regime", "by_session", "by_market_regime"}
+    assert set(v) == {*METRICS, "by_regime", "by_session", "by_market_regime", "by_pair"}
     assert list(v["by_market_regime"]) == ["trending", "ranging", "unknown"]
     assert set(v["by_market_regime"]["trending"]) == set(METRICS)
+
+
+def test_summary_has_each_pairs_own_figures_keyed_by_symbol() -> None:
+    rows = _rows()
+    rows[0] = replace(rows[0], epic="CS.D.GBPUSD.MINI.IP", pnl_pips=-7.0)
+    v = summarize(rows, ["v"])["variants"]["v"]
+    others = [r for r in rows[1:] if r.variant == "v"]
+    assert set(v["by_pair"]) == {"GBPUSD", symbol_of(others[0].epic)}
+    assert v["by_pair"]["GBPUSD"]["trades"] == 1
+    assert v["by_pair"]["GBPUSD"]["expectancy_pips"] == -7.0
+    assert sum(b["trades"] for b in v["by_pair"].values()) == v["trades"]

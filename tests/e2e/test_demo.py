@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from tests.e2e.daemon_helpers import traild
@@ -35,3 +36,21 @@ def test_demo_rejects_bad_arguments_in_one_line() -> None:
     run = traild("demo", "--seconds", "-3", check=False)
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+def test_demo_keep_leaves_a_state_directory_report_reads(tmp_path: Path) -> None:
+    run = traild("demo", "--seconds", "1", "--trades", "3", "--keep", timeout=120)
+    kept = re.search(r"^state kept in (\S+) \(database and traild\.toml\)", run.stdout, re.M)
+    assert kept is not None, run.stdout
+    state = Path(kept.group(1))
+    try:
+        config = state / "traild.toml"
+        assert config.is_file() and f"--config {config}" in run.stdout
+        report = traild("report", "--since", "all", "--json", "--config", str(config))
+        assert '"DEMO-3"' in report.stdout  # the demo's trades, from its database
+        html = tmp_path / "report.html"
+        traild("report", "--since", "all", "--html", str(html), "--config", str(config))
+        counts = re.search(r"(\d+) open, (\d+) closed trades", html.read_text())
+        assert counts is not None and int(counts[1]) + int(counts[2]) == 3
+    finally:
+        shutil.rmtree(state)

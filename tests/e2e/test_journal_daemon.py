@@ -62,14 +62,14 @@ async def test_sigterm_inside_an_outage_then_a_restart_loses_nothing(
         async with trio.open_nursery() as nursery:
             proxy = TcpProxy(5432)
             await nursery.start(proxy.run)
+            # lockstep (outcomes equal simulate's); broker latency keeps the replay running
+            # through the outage and the SIGTERM
             database = "[database]\nwrite_timeout_s = 0.2\n"
             if engine_name == "postgresql":
                 url = f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{name}"
                 database += f'url = "{url}"\n'
+            database += "[broker]\nlatency_ms = 200\n"
             config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], database)
-            config.write_text(
-                config.read_text().replace("stop_at_end = true", "stop_at_end = true\nspeed = 200")
-            )
             await _traild("migrate", "--config", str(config))
             if engine_name == "sqlite":
                 with closing(sqlite3.connect(db)) as conn, conn:
@@ -96,6 +96,7 @@ async def test_sigterm_inside_an_outage_then_a_restart_loses_nothing(
             else:
                 await proxy.restore()
 
+            config.write_text(config.read_text().replace("latency_ms = 200", "latency_ms = 0"))
             async with running(config) as second:
                 assert await second.proc.wait() == 0
             nursery.cancel_scope.cancel()

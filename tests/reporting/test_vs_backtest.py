@@ -67,3 +67,45 @@ def test_summary_is_read_from_a_directory_and_bad_input_is_one_clear_error(
     (tmp_path / "other.json").write_text('{"variants": {"fixed": {}}}')
     with pytest.raises(DataError, match="no variant 'dynamic\\+lock'"):
         compare(SETTINGS, [], load_summary(tmp_path / "other.json"))
+
+
+def test_each_pair_is_compared_with_its_own_backtest_figures_and_the_pooled_is_labelled() -> None:
+    data = summary()
+    for name, e in (("fixed+lock", 10.0), ("dynamic+lock", 12.0)):
+        pooled = data["variants"][name]  # type: ignore[index]
+        pooled["by_pair"] = {"EURUSD": {**pooled, "expectancy_pips": e - 5}}
+    trades = dyn([12.0] * 30) + fix([10.0] * 30) + dyn([9.0] * 5, epic=GBPUSD)
+    result = compare(SETTINGS, trades, data)
+    groups = result["groups"]
+    eurusd = groups["CS.D.EURUSD.MINI.IP"]
+    assert eurusd["backtest_scope"] == "EURUSD"
+    assert eurusd["dynamic_volatility"]["metrics"]["expectancy_pips"]["backtest"] == 7.0
+    assert eurusd["fixed"]["metrics"]["expectancy_pips"]["backtest"] == 5.0
+    assert eurusd["predicted_improvement_pct"] == 40.0
+    # all pairs, and a pair the backtest never traded: the pooled figures, said so
+    assert groups["all pairs"]["backtest_scope"] == "pooled"
+    assert groups["all pairs"]["dynamic_volatility"]["metrics"]["expectancy_pips"]["backtest"] == 12
+    assert groups[GBPUSD]["backtest_scope"] == "pooled"
+    # a summary.json from before by_pair: pooled everywhere, labelled
+    old = compare(SETTINGS, trades, summary())
+    assert {g["backtest_scope"] for g in old["groups"].values()} == {"pooled"}
+
+
+def test_the_terminal_and_html_say_which_backtest_figures_a_pair_is_compared_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from traild.reporting.html import _backtest
+    from traild.reporting.vs_backtest import print_comparison
+
+    data = summary()
+    for name in ("fixed+lock", "dynamic+lock"):
+        pooled = data["variants"][name]  # type: ignore[index]
+        pooled["by_pair"] = {"EURUSD": pooled}
+    result = compare(SETTINGS, dyn([12.0] * 3) + fix([10.0] * 3, epic=GBPUSD), data)
+    print_comparison(result)
+    out = capsys.readouterr().out
+    assert "== all pairs: against the backtest's figures pooled over all its pairs" in out
+    assert "== CS.D.EURUSD.MINI.IP: against the backtest's EURUSD figures" in out
+    assert f"== {GBPUSD}: against the backtest's figures pooled" in out
+    html = _backtest(result)
+    assert "pooled over all pairs" in html and "EURUSD only" in html

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 import secrets
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -190,7 +191,7 @@ class PaperBroker:
         self._gated: dict[str, list[_Entry]] = {}
         self._orders: dict[str, list[_Order]] = {}
         self._quotes: dict[str, Tick] = {}
-        self._window: list[float] = []
+        self._window: deque[float] = deque()  # request times, oldest first
         self._burst_left = 0
         self._send, self._receive = trio.open_memory_channel[BrokerEvent](math.inf)
         self._n = {f.name: 0 for f in fields(PaperStatistics)}
@@ -469,7 +470,9 @@ class PaperBroker:
         if self._allowance is None:
             return
         now = trio.current_time()
-        self._window = [t for t in self._window if t > now - WINDOW_S]
+        window = self._window
+        while window and window[0] <= now - WINDOW_S:  # times only grow: drop from the left
+            window.popleft()
         if len(self._window) >= self._allowance:
             self._n["rate_limited"] += 1
             retry = self._window[0] + WINDOW_S - now

@@ -147,10 +147,17 @@ Unit = tuple[int, int, tuple[int, ...]]  # variant, market, trade ids
 _CTX: Context | None = None
 
 
+Note = Callable[[str], None]  # a progress line for the user (``traild backtest``: stderr)
+
+
 def prepare(
-    settings: Settings, req: BacktestRequest, defaults: RandomDefaults | None = None
+    settings: Settings,
+    req: BacktestRequest,
+    defaults: RandomDefaults | None = None,
+    note: Note | None = None,
 ) -> Context:
-    """Load the ticks and resolve entries and variants; every input error surfaces here."""
+    """Load the ticks and resolve entries and variants; every input error surfaces here.
+    ``note`` hears a line per file read and when the entries are resolved."""
     if req.engine not in (FAST, EVENT):
         raise DataError(f"unknown engine {req.engine!r}")
     if not math.isfinite(req.lookahead_minutes) or req.lookahead_minutes <= 0:
@@ -169,7 +176,9 @@ def prepare(
     ):
         raise UsageError("--walk-forward K needs K >= 2, fixed+lock and dynamic variants (--grid)")
     table = settings.instrument_table()
-    markets = load_markets(req, table, settings.guard_params)
+    markets = load_markets(req, table, settings.guard_params, note)
+    if note:
+        note("finding the entries and their market conditions")
     if req.signals is not None:
         signals = read_signals(req.signals, markets, table)
     elif req.entries is not None:
@@ -186,6 +195,9 @@ def prepare(
         )
     )
     bases = {(t.epic, t.is_scalp): settings.stage_config(t.epic, t.is_scalp) for t in trades}
+    if note:
+        runs = len(trades) * len(variants)
+        note(f"{len(trades):,} entries x {len(variants)} variants: {runs:,} trade runs to trail")
     return Context(
         markets,
         trades,
@@ -205,6 +217,7 @@ def load_markets(
     req: BacktestRequest,
     table: InstrumentTable,
     guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+    note: Note | None = None,
 ) -> tuple[Market, ...]:
     """The tick files (through the shared tick guard, ``guard``: its params for a pip size),
     then the bar files (with their ask bars or the spread)."""
@@ -214,13 +227,22 @@ def load_markets(
         raise UsageError("--ask-bars needs one file per --bars file, in the same order")
     if not math.isfinite(req.bar_spread_pips) or req.bar_spread_pips < 0:
         raise DataError("the bar spread must be a non-negative number of pips")
-    markets = [load_market(TickSource.parse(t), table, guard) for t in req.ticks]
+    n, markets = len(req.ticks) + len(req.bars), list[Market]()
+    for t in req.ticks:
+        source = _reading(note, t, len(markets), n)
+        markets.append(load_market(source, table, guard))
     asks: list[Path | None] = [Path(a) for a in req.ask_bars] or [None] * len(req.bars)
-    markets += [
-        load_bar_market(TickSource.parse(b), table, req.bar_spread_pips, ask)
-        for b, ask in zip(req.bars, asks, strict=True)
-    ]
+    for b, ask in zip(req.bars, asks, strict=True):
+        source = _reading(note, b, len(markets), n)
+        markets.append(load_bar_market(source, table, req.bar_spread_pips, ask))
     return tuple(markets)
+
+
+def _reading(note: Note | None, text: str, done: int, total: int) -> TickSource:
+    source = TickSource.parse(text)
+    if note:
+        note(f"reading {source.path.name} ({done + 1} of {total})")
+    return source
 
 
 def units_of(ctx: Context, jobs: int) -> list[Unit]:
@@ -297,8 +319,9 @@ def run_backtest(
     settings: Settings,
     req: BacktestRequest,
     progress: Callable[[int, int], None] | None = None,
+    note: Note | None = None,
 ) -> BacktestResult:
-    ctx = prepare(settings, req)
+    ctx = prepare(settings, req, note=note)
     rows = execute(ctx, req.jobs, progress)
     return BacktestResult(req, ctx.variants, ctx.markets, ctx.trades, tuple(rows))
 

@@ -1,5 +1,6 @@
-"""Backtest metrics (SPEC §8): per variant, overall and by volatility regime, market regime
-and session.
+"""Backtest metrics (SPEC §8): per variant, overall and by volatility regime, market regime,
+session and currency pair (``by_pair``, keyed ``EURUSD``: ``report --vs-backtest`` compares a
+pair's live trades with its own backtest figures).
 
 Definitions (pips unless named otherwise; a metric with no data is ``None`` -> JSON null):
 
@@ -31,6 +32,8 @@ from typing import Any
 
 from traild.backtest.engine import TradeRow
 from traild.core.calculator import REGIMES
+from traild.core.errors import InstrumentError
+from traild.core.instruments import symbol_of
 from traild.core.regime import MARKET_REGIMES
 
 SESSION_ORDER = ("asian", "london", "overlap", "new_york")
@@ -134,8 +137,17 @@ def summarize(rows: Sequence[TradeRow], variants: Sequence[str]) -> dict[str, An
             "by_regime": by(mine, regime_of, REGIMES),
             "by_session": by(mine, session_of, SESSION_ORDER),
             "by_market_regime": by(mine, market_regime_of, MARKET_REGIMES),
+            "by_pair": by(mine, pair_of, ()),
         }
     return {"variants": out}
+
+
+def pair_of(row: TradeRow) -> str:
+    """The currency pair (``EURUSD``) of a row, whatever epic spelling its file gave."""
+    try:
+        return symbol_of(row.epic)
+    except InstrumentError:
+        return row.epic.upper()
 
 
 def by_kind(rows: Sequence[TradeRow], variants: Sequence[str]) -> dict[str, Any]:

@@ -8,18 +8,20 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
 from traild.backtest.variants import baseline_pairs
-from traild.backtest.walkforward import walk_forward
+from traild.backtest.walkforward import verdict, walk_forward
 from traild.simulation import iso
 
 CSV_COLUMNS = (
@@ -127,29 +129,56 @@ _PIPS = frozenset(("pnl_pips", "mfe_pips", "slippage_pips", "minutes_to_lock", "
 
 
 def write_trades(rows: Sequence[TradeRow], path: Path) -> None:
-    """trades.csv: one row per trade per variant; each timestamp is formatted once (the
-    variants share their entries) and the columns are read in one call per row."""
-    get = attrgetter(*CSV_COLUMNS)
-    stamps_at = [i for i, c in enumerate(CSV_COLUMNS) if c in ("entry_ts", "exit_ts")]
-    pips_at = [i for i, c in enumerate(CSV_COLUMNS) if c in _PIPS]
-    stamps: dict[int, str | None] = {}
-
-    def csv_row(r: TradeRow) -> list[str]:
-        values = list(get(r))
-        for i in stamps_at:
-            ms = values[i]
-            if ms not in stamps:
-                stamps[ms] = iso(ms_to_datetime(ms))
-            values[i] = stamps[ms]
-        for i in pips_at:
-            if values[i] is not None:
-                values[i] = round(values[i], 2) + 0.0
-        return [_csv_value(v) for v in values]
-
+    """trades.csv: one row per trade per variant, written column by column: each column is
+    formatted in one pass for its type (no call per cell; timestamps once per distinct value),
+    then the csv module joins and quotes the rows — the same text as formatting every cell
+    with ``_csv_value``."""
+    if rows:
+        columns: list[Sequence[Any]] = list(zip(*map(attrgetter(*CSV_COLUMNS), rows), strict=True))
+    else:
+        columns = [() for _ in CSV_COLUMNS]
+    cells = [_csv_column(name, values) for name, values in zip(CSV_COLUMNS, columns, strict=True)]
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        writer.writerows(csv_row(r) for r in rows)
+        writer.writerows(zip(*cells, strict=True))
+
+
+_ISO_RANGE = (-30_610_224_000_000, 253_402_300_799_999)  # years 1000-9999: four digits
+
+
+def _stamps(values: Sequence[Any]) -> list[str]:
+    """Epoch ms as ``iso`` writes them (``2014-05-01T00:01:02.123Z``), formatted by numpy in
+    one call; anything unusual (a None, a year of other than four digits) value by value."""
+    if values and all(type(v) is int for v in values):
+        ms = np.array(values, dtype=np.int64)
+        if _ISO_RANGE[0] <= ms.min() and ms.max() <= _ISO_RANGE[1]:
+            text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+            return [t + "Z" for t in text.tolist()]
+    stamps = {v: iso(ms_to_datetime(v)) or "" for v in dict.fromkeys(values)}
+    return [stamps[v] for v in values]
+
+
+def _csv_column(name: str, values: Sequence[Any]) -> Sequence[str]:
+    """The cells of one column, exactly as ``_csv_value`` would write each value."""
+    if name in ("entry_ts", "exit_ts"):
+        return _stamps(values)
+    if name in _PIPS:  # rounded to 0.01 pips (+ 0.0: no "-0.0")
+        values = [None if v is None else round(v, 2) + 0.0 for v in values]
+    types = set(map(type, values))
+    if types <= {float}:
+        return list(map(repr, values))
+    if types <= {float, type(None)}:
+        return ["" if v is None else repr(v) for v in values]
+    if types <= {str}:
+        return values
+    if types <= {str, type(None)}:
+        return ["" if v is None else v for v in values]
+    if types <= {int}:
+        return list(map(str, values))
+    if types <= {bool}:
+        return ["true" if v else "false" for v in values]
+    return [_csv_value(v) for v in values]  # anything else: cell by cell
 
 
 def run_info(result: BacktestResult) -> dict[str, Any]:
@@ -377,15 +406,26 @@ def walk_forward_section(wf: dict[str, Any] | None) -> str:
         f"trades: difference {_cell(d['value'], '{:+.2f}')} pips, 95 % CI "
         f"{_cell(d['ci_low'], '{:+.2f}')} .. {_cell(d['ci_high'], '{:+.2f}')}. Only this "
         "figure may be called an improvement.",
+        "",
+        f"**Verdict: {verdict(wf)}.**",
     ]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: BacktestResult, out: Path, charts: bool = True) -> dict[str, Any]:
-    """Write every output file into ``out``; returns the summary."""
+def write_outputs(
+    result: BacktestResult,
+    out: Path,
+    charts: bool = True,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write every output file into ``out``; returns the summary. ``note`` hears a line
+    before each slow step (the claims' bootstrap, trades.csv, the charts)."""
+    say = note or (lambda _: None)
     out.mkdir(parents=True, exist_ok=True)
+    say("judging the claims (bootstrap over days)")
     summary_ = summary(result)
     info = run_info(result)
+    say(f"writing trades.csv ({len(result.rows):,} rows)")
     write_trades(result.rows, out / "trades.csv")
     (out / "summary.json").write_text(
         json.dumps(summary_, indent=2, allow_nan=False) + "\n", encoding="utf-8"
@@ -395,6 +435,7 @@ def write_outputs(result: BacktestResult, out: Path, charts: bool = True) -> dic
     )
     (out / "report.md").write_text(markdown(result, summary_, info), encoding="utf-8")
     if charts:
+        say("drawing the charts")
         from traild.backtest.charts import write_charts
 
         write_charts(result.rows, [v.name for v in result.variants], summary_, out, pairs(result))

@@ -104,3 +104,38 @@ def walk_forward(rows: Sequence[TradeRow], candidates: Sequence[str], k: int) ->
             "ci_high": number(high, 2),
         },
     }
+
+
+IMPROVED, WORSE, INCONCLUSIVE = "improved", "worse", "inconclusive"
+
+
+def verdict(wf: dict[str, Any]) -> str:
+    """What the out-of-sample difference says: ``improved`` when its whole interval is above
+    zero, ``worse`` when below, else ``inconclusive`` (also without an interval)."""
+    d = wf["expectancy_difference_pips"]
+    if d["ci_low"] is not None and d["ci_low"] > 0:
+        return IMPROVED
+    if d["ci_high"] is not None and d["ci_high"] < 0:
+        return WORSE
+    return INCONCLUSIVE
+
+
+def verdict_line(wf: dict[str, Any]) -> str:
+    """The verdict and the figures behind it, in two lines for the terminal."""
+    d, oos, base = wf["expectancy_difference_pips"], wf["out_of_sample"], wf["baseline"]
+    chosen = ", ".join(dict.fromkeys(s["chosen"] for s in wf["steps"]))
+    what = {
+        IMPROVED: "the tuned dynamic variant beats {b} out of sample",
+        WORSE: "the tuned dynamic variant does worse than {b} out of sample",
+        INCONCLUSIVE: "no difference from {b} can be claimed out of sample",
+    }[verdict(wf)].format(b=wf["baseline_variant"])
+    return (
+        f"walk-forward verdict ({wf['folds']} folds): {verdict(wf)}: {what}\n"
+        f"  {oos['trades']:,} out-of-sample trades on {chosen}: expectancy "
+        f"{_pips(oos['expectancy_pips'])} pips against {_pips(base['expectancy_pips'])}, "
+        f"difference {_pips(d['value'])} (95 % CI {_pips(d['ci_low'])} .. {_pips(d['ci_high'])})"
+    )
+
+
+def _pips(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"

@@ -171,7 +171,7 @@ class _Progress:
     finished chunk of trades (trade runs = trades x variants)."""
 
     def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+        self.enabled = _interactive()
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total < 2:
@@ -182,6 +182,19 @@ class _Progress:
         )
         if done == total:
             sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _interactive() -> bool:
+    """Progress only for a person watching: on a pipe stderr stays the one line of an error."""
+    return sys.stderr.isatty()
+
+
+def _note(line: str) -> None:
+    """A progress line on stderr before each slow step the trade-run bar does not cover
+    (reading each file, finding the entries, judging the claims, writing, drawing)."""
+    if _interactive():
+        sys.stderr.write(f"backtest: {line}\n")
         sys.stderr.flush()
 
 
@@ -239,16 +252,20 @@ def _backtest(args: argparse.Namespace) -> int:
             b.stop_pips, b.limit_pips, b.scalp_stop_pips, b.scalp_limit_pips, b.scalp_share
         ),
     )
-    result = run_backtest(settings, request, _Progress())
+    result = run_backtest(settings, request, _Progress(), _note)
     out = Path(args.out)
     try:
-        summary = write_outputs(result, out)
+        summary = write_outputs(result, out, note=_note)
     except OSError as exc:
         raise DataError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     if args.json:
         print(json.dumps(summary, indent=2, allow_nan=False))
         return 0
     print(table(summary))
+    if "walk_forward" in summary:
+        from traild.backtest.walkforward import verdict_line
+
+        print(f"\n{verdict_line(summary['walk_forward'])}")
     for m in result.markets:
         if m.rejected:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(m.rejected_by.items()))

@@ -216,20 +216,51 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _print_simulation(r: dict[str, Any]) -> None:
+    """The result for a reader: what the stages were computed from (and the market regime),
+    the stages in force at entry, then amendments and real-time recalculations in time order
+    (each recalculation with the stages it put in force), the exit and rejected ticks."""
     reason = f" ({r['fallback_reason']})" if r["fallback_reason"] else ""
     limit = "none" if r["limit"] is None else r["limit"]
+    recalcs = r.get("recalculations", [])
+    first = recalcs[0] if recalcs else None
     print(
         f"method {r['method']}{reason}; entry {r['entry']} stop {r['initial_stop']} limit {limit}"
     )
     c = r["conditions"]
     parts = [
-        f"{key} {_text(c[key])} ({c['source'][key]})" for key in ("atr_pips", "regime", "session")
+        f"{_LABELS[key]} {_text(c[key])} ({c['source'][key]})"
+        if c[key] is not None or c["source"][key] != "ticks"
+        else f"{_LABELS[key]} n/a (too few ticks before the entry)"
+        for key in ("atr_pips", "regime", "session", "market_regime")
+        if key in c
     ]
     print("conditions: " + ", ".join(parts))
+    table = r.get("regime_table")
+    in_force = r["stages"] if first is None else first["old_stages"]
+    suffix = f" ({table} regime table)" if table else ""
+    print(f"stages at entry{suffix}: {_stage_text(in_force)}")
     for warning in r.get("warnings", ()):
         print(f"  warning: {warning}")
+    events: list[tuple[str, int, str]] = []
     for a in r["amendments"]:
-        print(f"  {a['ts']}  {_text(a['from'])} -> {a['to']}  {a['reason']}")
+        events.append((a["ts"], 1, f"  {a['ts']}  {_text(a['from'])} -> {a['to']}  {a['reason']}"))
+    for e in recalcs:
+        why = f" ({e['fallback_reason']})" if e["fallback_reason"] else ""
+        line = (
+            f"  {e['ts']}  recalculated: volatility {_text(e['old_regime'])} -> "
+            f"{_text(e['new_regime'])}, ATR {_text(e['atr_pips'])} pips, market regime "
+            f"{_text(e['market_regime'])}; method {e['method']}{why}\n"
+            f"{'':26}stages now: {_stage_text(e['stages'])}"
+        )
+        events.append((e["ts"], 0, line))  # a recalculation at a bar close comes first
+    if not events:
+        print("  no amendment")
+    for _, _, line in sorted(events, key=lambda ev: (ev[0], ev[1])):
+        print(line)
+    if recalcs:
+        print(f"recalculations: {len(recalcs)}; stages at the exit: {_stage_text(r['stages'])}")
+    elif "recalculations" in r:
+        print("recalculations: none (no closed bar moved the volatility regime far enough)")
     e = r["exit"]
     at = f" at {e['price']} ({e['ts']})" if e["price"] is not None else ""
     gap = ", through a gap" if e["gap"] else ""
@@ -243,6 +274,30 @@ def _print_simulation(r: dict[str, Any]) -> None:
         print(f"rejected ticks: {sum(rejected.values())} ({detail})")
     else:
         print("rejected ticks: none")
+
+
+_LABELS = {
+    "atr_pips": "ATR pips",
+    "regime": "volatility",
+    "session": "session",
+    "market_regime": "market regime",
+}
+
+
+def _stage_text(stages: dict[str, float]) -> str:
+    """The ladder in pips on one line: trigger -> lock of each rung."""
+    s = {k: _num(v) for k, v in stages.items()}
+    return (
+        f"early BE {s['early_be_trigger']} -> +{s['early_be_buffer']}, "
+        f"stage 1 {s['stage1_trigger']} -> +{s['stage1_lock']}, "
+        f"stage 2 {s['stage2_trigger']} -> +{s['stage2_lock']}, "
+        f"stage 3 {s['stage3_trigger']} (trail ATR x{s['stage3_atr_multiplier']}, "
+        f"min {s['stage3_min_distance']})"
+    )
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
 
 
 def _text(value: Any) -> str:

@@ -43,6 +43,12 @@ def register(sub: Any) -> None:
         help="paper trades to open, 1 to 1000 (default 6)",
     )
     p.add_argument("--json-logs", action="store_true", help="show the daemon's JSON log lines")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the state directory (database and a traild.toml for `traild report "
+        "--config`) and print where it is",
+    )
     p.set_defaults(func=_demo)
 
     for name, on in (("halt", True), ("resume", False)):
@@ -123,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from traild.demo import run_demo
 
-    return run_demo(args.seconds, args.trades, args.json_logs)
+    return run_demo(args.seconds, args.trades, args.json_logs, args.keep)
 
 
 def _halt(args: argparse.Namespace) -> int:

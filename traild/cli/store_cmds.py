@@ -187,11 +187,22 @@ def _report(args: argparse.Namespace) -> int:
     if older:
         sys.stderr.write(f"traild: note: {_empty_window_note(args.since, older)}\n")
     report = build_report(trades, settings.instrument_table(), recalcs)
+    report["journal"] = _journal(settings)
     if args.json:
         print(json.dumps(report))
     else:
         print_report(report, args.since)
     return 0
+
+
+def _journal(settings: Any) -> dict[str, Any]:
+    """The daemon's write-ahead journal for this database: records the database has not taken
+    yet (a running daemon's are shipped within moments; after a stop in an outage, they wait
+    for the next start)."""
+    from traild.adapters.store import display_url
+    from traild.adapters.store.journal import journal_dir, summary
+
+    return summary(journal_dir(settings.state_path(), display_url(settings.database_url())))
 
 
 def _empty_window_note(since: datetime, older: list[TradeRecord]) -> str:
@@ -334,6 +345,12 @@ def print_report(report: dict[str, Any], since: datetime | None) -> None:
     window = "all time" if since is None else f"since {iso(since)}"
     extra = "".join(f", {report[k]} {k}" for k in ("pending", "unmanaged") if report.get(k))
     print(f"trades {window}: {report['open']} open, {report['closed']} closed{extra}")
+    journal = report.get("journal") or {}
+    if journal.get("pending"):
+        print(
+            f"journal: {journal['pending']} record(s) not yet in the database, the oldest "
+            f"{journal['oldest_s']} s old (applied at the daemon's next start)"
+        )
     methods = ", ".join(f"{k} {v}" for k, v in sorted(report["methods"].items())) or "none"
     print(f"methods: {methods}")
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report["fallback_reasons"].items()))

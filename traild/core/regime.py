@@ -186,5 +186,15 @@ def market_regime_of_bars(
     a = adx(bars, adx_period)
     if a is None:
         return None
-    er = efficiency_ratio([b[2] for b in bars], er_period)[-1]
+    er = _last_efficiency_ratio([b[2] for b in bars], er_period)
     return classify_market_regime(a, er, atr_percentile, p)
+
+
+def _last_efficiency_ratio(close: Sequence[float], period: int) -> float | None:
+    """``efficiency_ratio(close, period)[-1]``, computing only that value (same sums, in the
+    same order: the same float)."""
+    i = len(close) - 1
+    if i < period:
+        return None
+    path = sum(abs(close[j] - close[j - 1]) for j in range(i - period + 1, i + 1))
+    return abs(close[i] - close[i - period]) / path if path > 0 else 0.0

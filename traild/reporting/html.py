@@ -18,10 +18,11 @@ from traild.reporting.svg import bar_chart, interval_chart, line_chart
 SECTIONS = ("methods", "fallback-reasons", "outcomes", "equity", "rollout")
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
-max-width:980px;color:#222;padding:0 1em}
+max-width:1180px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;
-margin-top:2em}table{border-collapse:collapse;margin:.6em 0}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+margin-top:2em}table{border-collapse:collapse;margin:.6em 0;max-width:100%}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}td{white-space:nowrap}
+table.wide{font-size:.9em}td.text{text-align:left;white-space:normal;min-width:16em}
 th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 .met{color:#176e2a;font-weight:bold}.not_met{color:#b00020;font-weight:bold}
 .undecidable{color:#8a6d00}.note{color:#555;font-size:.9em}svg{max-width:100%;height:auto}
@@ -61,10 +62,18 @@ def _section(ident: str, title: str, *content: str) -> str:
     return f'<section id="{ident}"><h2>{escape(title)}</h2>' + "".join(content) + "</section>"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    out = ["<table><tr>", *(f"<th>{escape(h)}</th>" for h in head), "</tr>"]
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], wide: bool = False) -> str:
+    """A table; ``wide``: many columns, in a smaller font (it must fit a 1280 px window)."""
+    out = [f"<table{' class=wide' if wide else ''}><tr>"]
+    out += [f"<th>{escape(h)}</th>" for h in head] + ["</tr>"]
     for row in rows:
-        out.append("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>")
+        cells = (
+            f"<td class=text>{escape(c)}</td>"
+            if isinstance(c, _Text)
+            else f"<td>{_html_cell(c)}</td>"
+            for c in row
+        )
+        out.append("<tr>" + "".join(cells) + "</tr>")
     if not rows:
         out.append(f'<tr><td colspan="{len(head)}">no data</td></tr>')
     return "".join(out) + "</table>"
@@ -120,7 +129,8 @@ def _equity(trades: Sequence[LiveTrade]) -> str:
             curve.append(total)
         series[method] = curve
     return _section(
-        "equity", "Cumulative pips by method", line_chart("cumulative pips", series),
+        "equity", "Cumulative pips by method",
+        line_chart("cumulative pips", series, "closed trades in order"),
         '<p class=note>Closed trades of each method in order of their closing day.</p>',
     )  # fmt: skip
 
@@ -133,14 +143,15 @@ def _rollout(status: Mapping[str, Any]) -> str:
         interval = g["improvement_pct"]
         c = p["calculations"]
         rows.append(
-            (p["pair"], stage, f"{c['dynamic']} / {c['trades']}", g["dynamic_trades"],
-             g["fixed_trades"], g["dynamic_expectancy_pips"], g["fixed_expectancy_pips"],
-             interval["value"],
-             _interval(interval), g["verdict"], g["trades_needed"], p["recommendation"])
+            (p["symbol"], stage, f"{c['dynamic']} / {c['trades']}",
+             f"{g['dynamic_trades']} / {g['fixed_trades']}",
+             f"{_pips(g['dynamic_expectancy_pips'])} / {_pips(g['fixed_expectancy_pips'])}",
+             _improvement(interval), g["verdict"], g["trades_needed"],
+             _Text(p["recommendation"]))
         )  # fmt: skip
-    head = ("pair", "stage", "dynamic stages / adopted", "closed dynamic", "closed fixed",
-            "E dynamic", "E fixed", "improvement %",
-            "interval", "gate", "trades needed", "recommendation")  # fmt: skip
+    head = ("pair", "stage", "dynamic stages / adopted", "closed dynamic / fixed",
+            "expectancy dynamic / fixed (pips)", "improvement % [interval]", "gate",
+            "trades needed", "recommendation")  # fmt: skip
     g = status["rollout_gate"]
     judged = [
         (symbol_of(p["pair"]), i["value"], i["low"], i["high"])
@@ -157,7 +168,7 @@ def _rollout(status: Mapping[str, Any]) -> str:
         f"<p>Plan step: <b>{escape(status['plan_step'])}</b>. Gate: dynamic expectancy at least "
         f"{status['threshold_pct']:g} % above fixed ({status['confidence']:.0%} interval, "
         f"at least {status['min_trades']} closed trades per method).</p>",
-        _table(head, rows),
+        _table(head, rows, wide=True),
         f'<p>Pairs on dynamic, pooled: <span class="{escape(g["verdict"])}">'
         f"{escape(g['verdict'])}</span> — {escape(g['why'])}.</p>",
         f"<p>Next: {escape(status['recommendation'])}</p>",
@@ -165,21 +176,37 @@ def _rollout(status: Mapping[str, Any]) -> str:
     )
 
 
+class _Text(str):
+    """A table cell of prose: left-aligned, wrapped."""
+
+
+def _pips(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.2f}"
+
+
+def _improvement(item: Mapping[str, Any]) -> str:
+    value = "–" if item["value"] is None else f"{item['value']:,.1f}"
+    return value if item["low"] is None else f"{value} {_interval(item)}"
+
+
 def _interval(item: Mapping[str, Any]) -> str:
     if item["low"] is None or item["high"] is None:
         return "–"
-    return f"[{item['low']:g}, {item['high']:g}]"
+    return f"[{item['low']:,.4g}, {item['high']:,.4g}]"
 
 
 def _backtest(comparison: Mapping[str, Any]) -> str:
     rows = []
     for name, group in comparison["groups"].items():
+        scope = group.get("backtest_scope", "pooled")
+        scope = "pooled over all pairs" if scope == "pooled" else f"{scope} only"
         for method in (DYNAMIC, FIXED):
             for metric, row in group[method]["metrics"].items():
                 fits = {True: "yes", False: "no", None: "–"}[row["consistent"]]
                 rows.append((name, method, metric, row["value"], _interval(row),
-                             row["backtest"], fits))  # fmt: skip
-    head = ("pairs", "method", "metric", "live", "interval", "backtest", "inside interval")
+                             row["backtest"], scope, fits))  # fmt: skip
+    head = ("live pairs", "method", "metric", "live", "interval", "backtest", "backtest figures",
+            "inside interval")  # fmt: skip
     v = comparison["variants"]
     imp = comparison["predicted_improvement_pct"]
     return _section(

@@ -1,8 +1,12 @@
 """Live results against a backtest's prediction (``traild report --vs-backtest DIR``).
 
-The backtest's ``summary.json`` (SPEC §8) has one entry per variant; live dynamic trades are
-compared with ``[rollout] backtest_dynamic_variant`` (default ``dynamic+lock``), live fixed trades
-with ``backtest_fixed_variant`` (``fixed+lock``: the profit lock is account-wide live). A
+The backtest's ``summary.json`` (SPEC §8) has one entry per variant, each with its figures per
+pair (``by_pair``): a pair's live trades are compared with that pair's backtest figures, the
+live trades of all pairs (and a pair the backtest did not trade) with the pooled figures, and
+each group says which (``backtest_scope``: ``pooled`` or the pair's symbol). Live dynamic
+trades are compared with ``[rollout] backtest_dynamic_variant`` (default ``dynamic+lock``), live
+fixed trades with ``backtest_fixed_variant`` (``fixed+lock``: the profit lock is account-wide
+live). A
 prediction is ``consistent`` when it lies inside the live interval; with few trades the interval
 is wide and says so.
 """
@@ -15,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from traild.core.calculator import DYNAMIC, FIXED
-from traild.core.errors import DataError
+from traild.core.errors import DataError, InstrumentError
+from traild.core.instruments import symbol_of
 from traild.reporting.gate import evaluate
 from traild.reporting.live import METRIC_NAMES, LiveTrade, metric_table
 from traild.reporting.rollout import gate_policy
 from traild.settings import Settings
 
 SUMMARY = "summary.json"
+ALL_PAIRS = "all pairs"
+POOLED = "pooled"  # a group compared with the backtest's figures over every pair
 _PERCENT = {"win_rate", "protected_share"}  # backtest shares are 0..1, as live ones
 
 
@@ -52,14 +59,42 @@ def compare(
         DYNAMIC: _variant(variants, r.backtest_dynamic_variant),
         FIXED: _variant(variants, r.backtest_fixed_variant),
     }
-    groups: dict[str, list[LiveTrade]] = {"all pairs": list(trades)}
+    groups: dict[str, list[LiveTrade]] = {ALL_PAIRS: list(trades)}
     for t in trades:
         groups.setdefault(t.epic, []).append(t)
+    out: dict[str, Any] = {}
+    for name, rows in groups.items():
+        scope, mine = (POOLED, predicted) if name == ALL_PAIRS else _of_pair(predicted, name)
+        out[name] = {
+            "backtest_scope": scope,
+            "predicted_improvement_pct": _predicted_improvement(mine),
+            **_group(settings, rows, mine),
+        }
     return {
         "variants": {DYNAMIC: r.backtest_dynamic_variant, FIXED: r.backtest_fixed_variant},
         "predicted_improvement_pct": _predicted_improvement(predicted),
-        "groups": {name: _group(settings, rows, predicted) for name, rows in groups.items()},
+        "groups": out,
     }
+
+
+def _of_pair(
+    predicted: Mapping[str, Mapping[str, Any]], epic: str
+) -> tuple[str, dict[str, Mapping[str, Any]]]:
+    """The backtest's own figures for the pair of ``epic`` (``summary.json`` ``by_pair``,
+    keyed by symbol) and ``"EURUSD"`` as the scope; the pooled figures and ``"pooled"`` when
+    the backtest had no trade of that pair (or predates ``by_pair``)."""
+    try:
+        symbol = symbol_of(epic)
+    except InstrumentError:
+        symbol = epic.upper()
+    mine = {}
+    for method, variant in predicted.items():
+        by_pair = variant.get("by_pair")
+        found = by_pair.get(symbol) if isinstance(by_pair, Mapping) else None
+        if not isinstance(found, Mapping) or not found.get("trades"):
+            return POOLED, dict(predicted)
+        mine[method] = found
+    return symbol, mine
 
 
 def _variant(variants: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -108,7 +143,7 @@ def print_comparison(result: Mapping[str, Any]) -> None:
     print(f"live dynamic vs {v[DYNAMIC]}, live fixed vs {v[FIXED]}")
     print(f"backtest predicted expectancy improvement: {_cell(imp)} %")
     for name, group in result["groups"].items():
-        print(f"\n== {name}")
+        print(f"\n== {name}: {scope_text(group['backtest_scope'])}")
         print(f"{'metric':<24} {'method':<19} {'live':>9} {'interval':>21} {'backtest':>9}  fits")
         for method in (DYNAMIC, FIXED):
             m = group[method]
@@ -126,6 +161,13 @@ def print_comparison(result: Mapping[str, Any]) -> None:
             f"gate: {g['verdict']} — {g['why']}"
             + (f"; about {needed} more trades" if needed else "")
         )
+
+
+def scope_text(scope: str) -> str:
+    """Which backtest figures a group is compared with, for people."""
+    if scope == POOLED:
+        return "against the backtest's figures pooled over all its pairs"
+    return f"against the backtest's {scope} figures"
 
 
 def _cell(value: Any) -> str:

@@ -17,7 +17,9 @@ from traild.cli.store_cmds import _since
 from traild.core.messages import Direction, TradeRecord, TradeStatus
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-REPORT_KEYS = {"open", "closed", "pending", "unmanaged", "methods", "fallback_reasons", "trades"}
+REPORT_KEYS = {
+    "open", "closed", "pending", "unmanaged", "methods", "fallback_reasons", "trades", "journal",
+}  # fmt: skip
 TRADE_KEYS = {
     "deal_id", "epic", "direction", "status", "entry_price", "sl_price", "exit_price",
     "exit_reason", "pnl_pips", "method", "fallback_reason", "opened_at", "closed_at",
@@ -242,3 +244,24 @@ def test_since_accepts_iso_dates_and_all() -> None:
     assert _since("all") is None
     with pytest.raises(argparse.ArgumentTypeError, match="--since wants"):
         _since("yesterday")
+
+
+def test_report_says_what_waits_in_the_daemons_journal(
+    config: str, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #20: records a stopped daemon left in its journal are reported with their age."""
+    from traild.adapters.store import display_url
+    from traild.adapters.store.journal import Journal, journal_dir
+
+    run(capsys, "migrate", "--config", config)
+    journal = Journal(journal_dir(tmp_path, display_url(db_url)))
+    journal.open()
+    journal.append({"k": "close", "trade_id": 1})
+    journal.append({"k": "progress", "prices": [[1, 1.1]]})
+    journal.close()
+    code, out, _ = run(capsys, "report", "--config", config, "--json")
+    assert code == 0
+    waiting = json.loads(out)["journal"]
+    assert waiting["pending"] == 2 and waiting["oldest_s"] >= 0 and waiting["bytes"] > 0
+    _, text, _ = run(capsys, "report", "--config", config)
+    assert "journal: 2 record(s) not yet in the database" in text

@@ -17,6 +17,7 @@ appends are refused (``JournalFull``) and the store falls back to its memory que
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -51,6 +52,25 @@ class JournalStatistics:
     bytes: int  # size of the journal's files
     oldest_s: float  # age of the oldest pending record (wall seconds; 0 when none)
     segments: int
+
+
+def journal_dir(state_dir: Path, display_url: str) -> Path:
+    """The journal of one database (by its URL, password masked): a changed URL never applies
+    one database's records to another."""
+    key = hashlib.sha256(display_url.encode()).hexdigest()[:12]
+    return state_dir / "journal" / key
+
+
+def summary(directory: Path) -> dict[str, Any]:
+    """What waits in a journal, read from its files (for ``traild report``; the daemon may be
+    running): pending records, the age of the oldest in seconds, bytes on disk."""
+    pending = read_journal(directory).pending
+    oldest = min((e.wall for e in pending), default=None)
+    return {
+        "pending": len(pending),
+        "oldest_s": None if oldest is None else round(max(0.0, time.time() - oldest), 1),
+        "bytes": sum(p.stat().st_size for p in _segments(directory)),
+    }
 
 
 def encode(value: Any) -> Any:

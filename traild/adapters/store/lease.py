@@ -85,12 +85,18 @@ async def current_token(conn: AsyncConnection, account: str) -> int | None:
 
 
 class _Fenced:
-    """A write op carrying the lease token its writer held when it was queued."""
+    """A write op carrying the lease token its writer held when it was queued; its row
+    statements (``parts``, see ``writer.plan``) are the op's own, so fenced writes group as
+    well as unfenced ones."""
 
     __slots__ = ("op", "token")
 
     def __init__(self, op: Op, token: int) -> None:
         self.op, self.token = op, token
+
+    @property
+    def parts(self) -> Any:
+        return getattr(self.op, "parts", None)
 
     async def __call__(self, conn: AsyncConnection) -> Any:
         return await self.op(conn)

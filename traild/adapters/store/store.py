@@ -42,7 +42,6 @@ from traild.adapters.store.models import (
     STOP_AMENDMENT,
     TRADE_LOG,
     UNFINISHED_STATES,
-    UTCDateTime,
 )
 from traild.adapters.store.records import (
     adopt_values,
@@ -56,6 +55,8 @@ from traild.adapters.store.records import (
     trade_values,
     trades_from_rows,
 )
+from traild.adapters.store.rows import MissingRow, RowWrites, execute_group, insert_one
+from traild.adapters.store.rows import update_one as _update_one
 from traild.adapters.store.writer import (
     NOT_LANDED,
     Op,
@@ -63,6 +64,7 @@ from traild.adapters.store.writer import (
     Write,
     WriteQueue,
     WriteQueued,
+    plan,
 )
 from traild.core.errors import FencedWrite, StoreError
 from traild.core.messages import (
@@ -79,6 +81,7 @@ _ERROR_CHARS = 500
 _OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
 _PROGRESS = -1  # the writer's coalescing key of the batched best-price write (no trade has it)
 _FOLD_LIMIT = 4096  # queued amendment inserts remembered for folding before a sweep
+_TRADES_LIMIT = 1 << 16  # amendments whose trade is remembered for their confirmation
 
 
 class _ReadTimedOut(Exception):
@@ -87,10 +90,6 @@ class _ReadTimedOut(Exception):
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, _ReadTimedOut) or is_transient(exc)
-
-
-class MissingRow(Exception):
-    """An update that matched no row: the database refused it for good (not retried)."""
 
 
 @asynccontextmanager
@@ -174,6 +173,7 @@ class SqlTradeStore:
         # amendment inserts not yet handed to the database, with the values they will write:
         # a state change arriving meanwhile is folded into the insert (see _fold)
         self._queued_inserts: dict[int, tuple[Write, dict[str, Any]]] = {}
+        self._amendment_trades: dict[int, int] = {}  # amendment id -> trade id, until final
         self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
         self.read_wait = 0.0
@@ -379,12 +379,22 @@ class SqlTradeStore:
         return await self._read(query)
 
     async def _commit(self, ops: list[Op]) -> list[Any]:
+        """One transaction; same-shaped row writes as one statement each (``writer.plan``)."""
+        steps = plan(ops)
+
         async def run(engine: AsyncEngine) -> list[Any]:
+            results: list[Any] = [None] * len(ops)
             async with engine.connect() as conn:
                 await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
                 async with conn.begin():
                     await self._fence.check(conn, ops)
-                    return [await op(conn) for op in ops]
+                    for step in steps:
+                        if step.shape is None:
+                            i, op = step.items[0]
+                            results[i] = await op(conn)
+                        else:
+                            await execute_group(conn, [part for _, part in step.items])
+            return results
 
         try:
             result: list[Any] = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
@@ -635,8 +645,7 @@ class SqlTradeStore:
         )
         self._next_amendment_id += 1
 
-        async def insert(conn: AsyncConnection) -> None:
-            await conn.execute(STOP_AMENDMENT.insert().values(**values))
+        insert = insert_one(STOP_AMENDMENT, values)  # folded changes land with it
 
         async def landed(conn: AsyncConnection) -> Any:
             a = STOP_AMENDMENT.c
@@ -656,6 +665,9 @@ class SqlTradeStore:
         if len(self._queued_inserts) >= _FOLD_LIMIT:
             self._queued_inserts = {k: v for k, v in self._queued_inserts.items() if not v[0].taken}
         self._queued_inserts[amendment_id] = (write, values)
+        if len(self._amendment_trades) >= _TRADES_LIMIT:  # amendments never concluded
+            self._amendment_trades.clear()  # (their confirmation looks the trade up)
+        self._amendment_trades[amendment_id] = trade_id
         if durable:
             await self._writer.wait(write, self._write_timeout, amendment_id)
         return amendment_id
@@ -703,6 +715,8 @@ class SqlTradeStore:
             "amend_state", id=amendment_id, state=AmendState(state).value, ts=ts,
             ref=broker_ref, error=error,
         )  # fmt: skip
+        if values["state"] not in UNFINISHED_STATES:
+            self._amendment_trades.pop(amendment_id, None)
         folded = self._fold(amendment_id, values)
         if folded is not None:
             folded[0].journaled(seq)
@@ -726,18 +740,26 @@ class SqlTradeStore:
         """
         checked({"level": level, "ts": ts})
         seq = self._jot("confirm", id=amendment_id, level=level, ts=ts, lock=profit_lock)
-        first_lock = sa.func.coalesce(
-            TRADE_LOG.c.profit_lock_applied_at, sa.literal(ts, UTCDateTime())
-        )
 
         trade: dict[str, Any] = {"sl_price": level}
         if profit_lock:
-            trade["profit_lock_applied_at"] = first_lock
+            trade["profit_lock_applied_at"] = ts  # set once: the first lock (see rows.py)
+        first = ("profit_lock_applied_at",) if profit_lock else ()
         changes = {"state": AmendState.CONFIRMED.value, "updated_at": ts}
+        known = self._amendment_trades.pop(amendment_id, None)
         folded = self._fold(amendment_id, changes)
         if folded is not None:
             trade_id = int(folded[1]["trade_id"])  # the row lands confirmed; then the trade
-            op = _update_one(TRADE_LOG, trade_id, trade)
+            op: Op = _update_one(TRADE_LOG, trade_id, trade, first)
+            await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
+            return
+        if known is not None:  # the amendment's trade is known: two row writes, groupable
+            op = RowWrites(
+                (
+                    _update_one(STOP_AMENDMENT, amendment_id, changes),
+                    _update_one(TRADE_LOG, known, trade, first),
+                )
+            )
             await self._write(op, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
             return
 
@@ -752,7 +774,7 @@ class SqlTradeStore:
             trade_id = result.scalar_one_or_none()
             if trade_id is None:
                 raise MissingRow(f"no stop_amendment {amendment_id}")
-            await _update_one(TRADE_LOG, trade_id, trade)(conn)
+            await _update_one(TRADE_LOG, trade_id, trade, first)(conn)
 
         await self._write(confirm, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
 
@@ -878,14 +900,3 @@ def _insert_once(insert: Op, landed: Op) -> Op:
         return await insert(conn)
 
     return op
-
-
-def _update_one(table: sa.Table, row_id: int, values: dict[str, Any]) -> Op:
-    """An op updating exactly one row by id; a missing row fails the write for good."""
-
-    async def update(conn: AsyncConnection) -> None:
-        result = await conn.execute(table.update().where(table.c.id == row_id).values(**values))
-        if result.rowcount != 1:
-            raise MissingRow(f"no {table.name} row {row_id}")
-
-    return update

@@ -10,6 +10,10 @@ one, so an amendment's records never wait behind a burst of adoption or progress
 is written through one lane only (every write of a trade's ``sl_price`` is urgent), so two writes
 of the same field are never reordered.
 
+Inside a batch, writes that say which rows they touch (``parts``: see ``rows.py``) are grouped by
+statement shape (``plan``), so same-shaped writes run as one ``executemany``; a write only moves
+ahead of queued writes that touch none of its rows, so every row ends as in queue order.
+
 A commit that fails transiently has an unknown outcome (the connection may have died after the
 server committed). Such writes are retried; if a retried insert is then refused (its row already
 exists), its ``landed`` check decides: when the row is the write's own, it is done, not failed.
@@ -18,10 +22,10 @@ exists), its ``landed`` check decides: when the row is the write's own, it is do
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from loguru import logger
@@ -31,6 +35,52 @@ from traild.core.errors import StoreError
 Op = Callable[[Any], Awaitable[Any]]  # runs inside the batch transaction (asyncio-flavoured)
 Commit = Callable[[list[Op]], Awaitable[list[Any]]]  # trio-flavoured: one transaction
 NOT_LANDED = object()  # what a ``landed`` check returns when the write's row is not there
+
+
+class Part(Protocol):
+    """One statement of a groupable write: its shape (writes of equal shape run as one
+    statement) and the keys (rows) it touches."""
+
+    def shape(self) -> Hashable: ...
+
+    def keys(self) -> Iterable[Hashable]: ...
+
+
+@dataclass(slots=True)
+class Step:
+    """One step of a batch's transaction: a group of parts of one ``shape`` run together, or
+    (``shape`` None) one opaque op alone. ``items``: (index of the op in the batch, part/op)."""
+
+    shape: Hashable | None
+    items: list[tuple[int, Any]] = field(default_factory=list)
+
+
+def plan(ops: Sequence[Op]) -> list[Step]:
+    """The steps that run ``ops`` (in queue order) in one transaction with same-shaped parts
+    grouped. A part joins an earlier group of its shape only when no step after that group
+    touches one of its keys; an op without ``parts`` (opaque: it may touch anything) runs alone
+    and nothing moves ahead of it. So every row sees its writes in queue order."""
+    steps: list[Step] = []
+    open_steps: dict[Hashable, int] = {}  # shape -> its latest group
+    last: dict[Hashable, int] = {}  # key -> the latest step touching it
+    floor = 0  # no part moves ahead of an opaque op
+    for i, op in enumerate(ops):
+        parts: Iterable[Part] | None = getattr(op, "parts", None)
+        if parts is None:
+            steps.append(Step(None, [(i, op)]))
+            floor = len(steps)
+            continue
+        for part in parts:
+            shape, keys = part.shape(), tuple(part.keys())
+            at = open_steps.get(shape, -1)
+            if at < floor or any(last.get(k, -1) > at for k in keys):
+                at = len(steps)
+                steps.append(Step(shape))
+                open_steps[shape] = at
+            steps[at].items.append((i, part))
+            for k in keys:
+                last[k] = at
+    return steps
 
 
 class WriteQueued(StoreError):
@@ -99,7 +149,7 @@ class WriteQueue:
         *,
         is_transient: Callable[[BaseException], bool],
         describe: Callable[[BaseException], str],
-        max_batch: int = 64,
+        max_batch: int = 256,
         backoff: tuple[float, float] = (0.05, 1.0),
     ) -> None:
         self.on_done: Callable[[list[int]], None] | None = None  # journal records now durable
