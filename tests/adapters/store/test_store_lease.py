@@ -168,3 +168,16 @@ async def test_journal_records_of_an_older_tenure_are_not_applied(
     assert read_journal(journal).pending == []  # acknowledged: never tried again
     fenced = [r["extra"] for r in log_records if r["extra"].get("event") == "journal.fenced"]
     assert fenced and fenced[0]["records"] == 5
+
+
+def test_fenced_writes_keep_their_row_statements_so_they_group_as_before() -> None:
+    from traild.adapters.store.lease import Fence
+    from traild.adapters.store.models import TRADE_LOG
+    from traild.adapters.store.rows import update_one
+    from traild.adapters.store.writer import plan
+
+    fence = Fence()
+    fence.hold("paper", 4, 3)
+    ops = [fence.wrap(update_one(TRADE_LOG, i, {"best_price": 1.1 + i / 1e4})) for i in range(50)]
+    steps = plan(ops)
+    assert len(steps) == 1 and len(steps[0].items) == 50  # one executemany, fenced or not
