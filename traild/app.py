@@ -159,8 +159,8 @@ class Daemon:
             yield store, replay
 
     async def _own(self, store: TradeStore) -> bool:
-        """Own the broker account's lease (standing by while another traild holds it), fence
-        the store's writes with its token, then apply the journal; False: stopped meanwhile."""
+        """Own the broker account's lease (standing by while another traild holds it) and fence
+        the store's writes with its token; False: stopped while standing by."""
         from traild.ownership import account_key, stand_by, this_instance
 
         s = self.settings
@@ -176,8 +176,13 @@ class Daemon:
             keeper.account, keeper.token, keeper.predecessor, lambda: keeper.lose("fenced")
         )
         self.lease = keeper
-        await store.open_journal(journal_path(s))
         return True
+
+    async def _start_journal(self, store: TradeStore) -> None:
+        """The write-ahead journal, once the store is fenced: what this home's previous run
+        left is applied (records of an older tenure are not) before anything is adopted."""
+        if isinstance(store, LeaseBacked):
+            await store.open_journal(journal_path(self.settings))
 
     @asynccontextmanager
     async def _open_trading(
@@ -209,8 +214,14 @@ class Daemon:
             async with self._open_store() as (store, replay):
                 if not await self._own(store):
                     return EXIT_OK  # stopped while standing by: it never traded
-                async with self._open_trading(store, replay) as (broker, feed):
-                    await self._trade(store, broker, feed)
+                async with trio.open_nursery() as owning:  # renewed from the start on
+                    if self.lease is not None:
+                        await owning.start(self.lease.run)
+                        owning.start_soon(self._on_lease_lost, self.lease, owning)
+                    await self._start_journal(store)
+                    async with self._open_trading(store, replay) as (broker, feed):
+                        await self._trade(store, broker, feed)
+                    owning.cancel_scope.cancel()
                 await self._release(store)
         return self._exit_code(store)
 
@@ -252,9 +263,6 @@ class Daemon:
         self.on_tick_hook = paper_tick if callable(paper_tick) else None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._signals, nursery)  # SIGTERM drains during start-up too
-            if self.lease is not None:
-                await nursery.start(self.lease.run)
-                nursery.start_soon(self._on_lease_lost, self.lease, nursery)
             await nursery.start(gateway.run)
             await nursery.start(router.run)
             await nursery.start(supervisor.run)
@@ -282,9 +290,9 @@ class Daemon:
             await trio.sleep_forever()
 
     async def _on_lease_lost(self, keeper: LeaseKeeper, nursery: trio.Nursery) -> None:
-        """Another traild owns the account now: stop trading at once. Nothing more is sent
-        (the gateway's deadline has passed); amendments in flight are the new owner's to
-        settle against the broker; whatever this process still writes is refused by token."""
+        """Another traild owns the account now: stop at once, during start-up too. Nothing more
+        is sent (the gateway's deadline has passed); amendments in flight are the new owner's
+        to settle against the broker; whatever this process still writes is refused by token."""
         await keeper.lost.wait()
         self.stopping = True
         self._feed_scope.cancel()
