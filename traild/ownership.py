@@ -63,19 +63,25 @@ async def stand_by(keeper: LeaseKeeper, signals: AsyncIterator[int]) -> bool:
         else:
             systemd.status(text)
 
-    owned = False
+    owned, stop = False, trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, nursery.cancel_scope, signals)
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope, signals, stop)
         nursery.start_soon(_watchdog)
         await keeper.acquire(waiting)
         owned = True
         nursery.cancel_scope.cancel()
-    if ready and owned:
+    if stop.is_set():  # the signal came as the claim succeeded: hand the lease back
+        if owned:
+            await keeper.release()
+        return False
+    if ready:
         systemd.status(f"taking over {keeper.account} (token {keeper.token})")
     return owned
 
 
-async def _stop_on_signal(scope: trio.CancelScope, signals: AsyncIterator[int]) -> None:
+async def _stop_on_signal(
+    scope: trio.CancelScope, signals: AsyncIterator[int], stop: trio.Event
+) -> None:
     async for signum in signals:
         if signum == signal.SIGHUP:
             continue  # a standby reads its configuration when it starts: restart it to change
@@ -83,6 +89,7 @@ async def _stop_on_signal(scope: trio.CancelScope, signals: AsyncIterator[int]) 
             "stopping while standing by"
         )
         systemd.stopping()
+        stop.set()
         scope.cancel()
         return
 
