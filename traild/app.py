@@ -24,9 +24,10 @@ from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, Tick
 from traild.halt import halt_path
-from traild.ports import Broker, ConfigBacked, Journaled, PriceFeed, TradeStore
+from traild.ports import Broker, ConfigBacked, Journaled, LeaseBacked, PriceFeed, TradeStore
 from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
+from traild.runtime.lease import LeaseKeeper
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_REFUSED = 78  # deliberate refusal to start (config or schema): systemd must not restart
-EXIT_PENDING = 75  # stopped with records in the journal the database has not taken (EX_TEMPFAIL)
+# stopped with records in the journal the database has not taken, or with the account's lease
+# lost to another traild (EX_TEMPFAIL: systemd restarts it, as a standby)
+EXIT_PENDING = 75
 
 
 class FeedClock:
@@ -130,11 +133,14 @@ class Daemon:
         self.router: Router | None = None
         self.on_tick_hook: Callable[[Tick], list[Any]] | None = None
         self.recorder: TickRecorder | None = None  # [feed] record
+        self.lease: LeaseKeeper | None = None  # the broker account's lease (issue #22)
+        self._sigs: AsyncIterator[int] | None = None  # signals received since ``run`` began
         self.config = ConfigService(settings, None)
 
     # -- wiring -----------------------------------------------------------------------------
     @asynccontextmanager
-    async def _open(self) -> AsyncIterator[tuple[TradeStore, Broker, PriceFeed]]:
+    async def _open_store(self) -> AsyncIterator[tuple[TradeStore, PriceFeed | None]]:
+        """The store (without its journal: that waits for the lease) and a replay feed."""
         from traild.adapters.store import open_store
 
         s = self.settings
@@ -146,21 +152,51 @@ class Daemon:
         if callable(load):
             await trio.to_thread.run_sync(load)  # a bad tick file: DataError before READY
         s.state_path().mkdir(parents=True, exist_ok=True)
-        async with (
-            open_store(
-                s.database_url(),
-                write_timeout=s.database.write_timeout_s,
-                read_wait=math.inf,
-                journal_dir=journal_path(s),
-            ) as store,
-            _open_broker(s, self.instruments, self._broker) as broker,
-        ):
+        async with open_store(
+            s.database_url(), write_timeout=s.database.write_timeout_s, read_wait=math.inf
+        ) as store:
+            self._store = store
+            yield store, replay
+
+    async def _own(self, store: TradeStore) -> bool:
+        """Own the broker account's lease (standing by while another traild holds it) and fence
+        the store's writes with its token; False: stopped while standing by."""
+        from traild.ownership import account_key, stand_by, this_instance
+
+        s = self.settings
+        if not isinstance(store, LeaseBacked):
+            return True
+        me = this_instance(s.state_path())
+        keeper = LeaseKeeper(store.leases(), account_key(s), me, s.daemon.lease_ttl_s)
+        assert self._sigs is not None
+        if not await stand_by(keeper, self._sigs):
+            return False
+        assert keeper.token is not None
+        await store.fence(
+            keeper.account, keeper.token, keeper.predecessor, lambda: keeper.lose("fenced")
+        )
+        self.lease = keeper
+        return True
+
+    async def _start_journal(self, store: TradeStore) -> None:
+        """The write-ahead journal, once the store is fenced: what this home's previous run
+        left is applied (records of an older tenure are not) before anything is adopted."""
+        if isinstance(store, LeaseBacked):
+            await store.open_journal(journal_path(self.settings))
+
+    @asynccontextmanager
+    async def _open_trading(
+        self, store: TradeStore, replay: PriceFeed | None
+    ) -> AsyncIterator[tuple[Broker, PriceFeed]]:
+        """The broker (IG: its login and streaming session, only once the lease is ours) and
+        the feed."""
+        s = self.settings
+        async with _open_broker(s, self.instruments, self._broker) as broker:
             feed = replay or _make_feed(s, broker)
             hold, stats = getattr(feed, "hold_while", None), getattr(store, "statistics", None)
             if callable(hold) and callable(stats):  # a speed-0 replay waits for the store
                 hold(lambda: stats().queued_writes)
-            self._store = store
-            yield store, broker, feed
+            yield broker, feed
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or the end of a replay with stop_at_end); exit code."""
@@ -171,71 +207,126 @@ class Daemon:
             feed=s.feed.kind,
             database=_display_url(s.database_url()),
         ).info("traild starting")
-        async with self._open() as (store, broker, feed):
-            s = await self._configure(store)
-            lockstep = s.feed.kind == "replay" and s.feed.speed == 0
-            gateway = Gateway(
-                broker,
-                store,
-                self.clock.now,
-                broker.allowance_per_minute() or s.broker.allowance_per_minute,
-                s.broker.retry_base_s,
-                s.broker.retry_max_s,
-                market_open=_market_gate(feed),
-            )
-            router = Router(lockstep=lockstep, settle=gateway.wait_idle)
-            replay_paper = s.feed.kind == "replay" and s.broker.kind == "paper"
-            if replay_paper:
-                await _restore_paper(broker, store)
-            supervisor = Supervisor(
-                make_policy(s, broker),
-                store,
-                broker,
-                gateway,
-                router,
-                self.instruments,
-                self.histories,
-                self.clock.now,
-                catch_up=replay_paper,
-            )
-            self.gateway, self.router, self.supervisor = gateway, router, supervisor
-            self._apply_halt(initial=True)
-            paper_tick = getattr(broker, "on_tick", None)
-            self.on_tick_hook = paper_tick if callable(paper_tick) else None
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._signals, nursery)  # SIGTERM drains during start-up too
-                await nursery.start(gateway.run)
-                await nursery.start(router.run)
-                await nursery.start(supervisor.run)
-                if s.feed.record:
-                    self.recorder = TickRecorder(s.recording_path(), s.feed.record_days)
-                    await nursery.start(self.recorder.run)
-                nursery.start_soon(
-                    supervised, "broker", partial(broker.run, supervisor.on_broker_event)
-                )
-                nursery.start_soon(supervised, "halt", self._halt_loop)
-                nursery.start_soon(supervised, "heartbeat", partial(self._beat_loop, store))
-                nursery.start_soon(supervised, "poll", partial(self._poll_loop, feed))
-                # Everything built so far (adopted actors, loaded ticks) lives as long as the
-                # daemon: out of the collector's reach, a full collection never stalls ticks.
-                gc.collect()
-                gc.freeze()
-                self._ready()
-                with self._feed_scope:
-                    await self._feed_loop(feed)
-                if self.stopping:
-                    await trio.sleep_forever()  # a signal is draining: it ends the daemon
-                if s.feed.kind == "replay" and s.feed.stop_at_end:
-                    await self._drain(reason="end_of_replay")
-                    nursery.cancel_scope.cancel()
-                await trio.sleep_forever()
+        # One receiver from the start: a signal during start-up or while standing by is
+        # never left to Python's default handler (which would kill the process).
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
+            self._sigs = sigs
+            async with self._open_store() as (store, replay):
+                if not await self._own(store):
+                    return EXIT_OK  # stopped while standing by: it never traded
+                async with trio.open_nursery() as owning:  # renewed from the start on
+                    if self.lease is not None:
+                        await owning.start(self.lease.run)
+                        owning.start_soon(self._on_lease_lost, self.lease, owning)
+                    await self._start_journal(store)
+                    async with self._open_trading(store, replay) as (broker, feed):
+                        await self._trade(store, broker, feed)
+                    owning.cancel_scope.cancel()
+                await self._release(store)
         return self._exit_code(store)
 
-    @staticmethod
-    def _exit_code(store: TradeStore) -> int:
+    async def _trade(self, store: TradeStore, broker: Broker, feed: PriceFeed) -> None:
+        """Adopt, trail and amend until stopped (a signal, the end of a replay, or the lease
+        lost to another traild)."""
+        s = await self._configure(store)
+        lockstep = s.feed.kind == "replay" and s.feed.speed == 0
+        gateway = Gateway(
+            broker,
+            store,
+            self.clock.now,
+            broker.allowance_per_minute() or s.broker.allowance_per_minute,
+            s.broker.retry_base_s,
+            s.broker.retry_max_s,
+            market_open=_market_gate(feed),
+            deadline=self.lease.send_deadline if self.lease is not None else None,
+        )
+        if self.lease is not None:
+            self.lease.on_renewed = gateway.wake
+        router = Router(lockstep=lockstep, settle=gateway.wait_idle)
+        replay_paper = s.feed.kind == "replay" and s.broker.kind == "paper"
+        if replay_paper:
+            await _restore_paper(broker, store)
+        supervisor = Supervisor(
+            make_policy(s, broker),
+            store,
+            broker,
+            gateway,
+            router,
+            self.instruments,
+            self.histories,
+            self.clock.now,
+            catch_up=replay_paper,
+        )
+        self.gateway, self.router, self.supervisor = gateway, router, supervisor
+        self._apply_halt(initial=True)
+        paper_tick = getattr(broker, "on_tick", None)
+        self.on_tick_hook = paper_tick if callable(paper_tick) else None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._signals, nursery)  # SIGTERM drains during start-up too
+            await nursery.start(gateway.run)
+            await nursery.start(router.run)
+            await nursery.start(supervisor.run)
+            if s.feed.record:
+                self.recorder = TickRecorder(s.recording_path(), s.feed.record_days)
+                await nursery.start(self.recorder.run)
+            nursery.start_soon(
+                supervised, "broker", partial(broker.run, supervisor.on_broker_event)
+            )
+            nursery.start_soon(supervised, "halt", self._halt_loop)
+            nursery.start_soon(supervised, "heartbeat", partial(self._beat_loop, store))
+            nursery.start_soon(supervised, "poll", partial(self._poll_loop, feed))
+            # Everything built so far (adopted actors, loaded ticks) lives as long as the
+            # daemon: out of the collector's reach, a full collection never stalls ticks.
+            gc.collect()
+            gc.freeze()
+            self._ready()
+            with self._feed_scope:
+                await self._feed_loop(feed)
+            if self.stopping:
+                await trio.sleep_forever()  # a signal is draining: it ends the daemon
+            if s.feed.kind == "replay" and s.feed.stop_at_end:
+                await self._drain(reason="end_of_replay")
+                nursery.cancel_scope.cancel()
+            await trio.sleep_forever()
+
+    async def _on_lease_lost(self, keeper: LeaseKeeper, nursery: trio.Nursery) -> None:
+        """Another traild owns the account now: stop at once, during start-up too. Nothing more
+        is sent (the gateway's deadline has passed); amendments in flight are the new owner's
+        to settle against the broker; whatever this process still writes is refused by token."""
+        await keeper.lost.wait()
+        self.stopping = True
+        self._feed_scope.cancel()
+        if self.gateway is not None:
+            self.gateway.close()
+        systemd.stopping()
+        nursery.cancel_scope.cancel()
+
+    async def _release(self, store: TradeStore) -> None:
+        """A clean stop hands the lease on at once, once the database has every write (else it
+        expires: the journal keeps what is left for this home's next run)."""
+        keeper = self.lease
+        if keeper is None or keeper.lost.is_set():
+            return
+        flush = getattr(store, "flush", None)
+        if callable(flush):
+            try:
+                await flush()
+            except TraildError:
+                return
+        await keeper.release()
+
+    def _exit_code(self, store: TradeStore) -> int:
         """0, or EXIT_PENDING when the journal holds records the database has not taken (they
-        are applied at the next start: nothing is lost, but the database is behind)."""
+        are applied at the next start: nothing is lost, but the database is behind) or the
+        lease was lost (restarted by systemd, the daemon stands by)."""
         pending = store.pending_on_close if isinstance(store, Journaled) else 0
+        lost = self.lease is not None and self.lease.lost.is_set()
+        if lost:
+            logger.bind(
+                event="daemon.stopped", exit=EXIT_PENDING, reason="lease_lost",
+                journal_pending=pending,
+            ).error("stopped: another traild owns the account now")  # fmt: skip
+            return EXIT_PENDING
         if not pending:
             return EXIT_OK
         logger.bind(event="daemon.stopped", exit=EXIT_PENDING, journal_pending=pending).error(
@@ -329,14 +420,15 @@ class Daemon:
 
     # -- signals, reload, halt ----------------------------------------------------------------
     async def _signals(self, nursery: trio.Nursery) -> None:
-        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
-            async for signum in sigs:
-                if signum == signal.SIGHUP:
-                    await self.reload()
-                    continue
-                await self._drain(signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
+        """Signals received since ``run`` began (during start-up too) are handled here."""
+        assert self._sigs is not None
+        async for signum in self._sigs:
+            if signum == signal.SIGHUP:
+                await self.reload()
+                continue
+            await self._drain(signal=signal.Signals(signum).name)
+            nursery.cancel_scope.cancel()
+            return
 
     async def reload(self) -> None:
         """SIGHUP: re-read file and environment; reject invalid config as a whole. Keys a
@@ -509,6 +601,8 @@ class Daemon:
             "config_version": self.config.version,
             **sup.counts,
         }
+        if self.lease is not None:
+            record |= {"lease_fence": self.lease.token, "lease_sending": self.lease.may_send()}
         if self.router is not None:  # what the actors really processed, not only ticks in
             r = self.router.statistics()
             record |= {

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from traild.core.lease import Claim, Instance, LeaseRow
 from traild.core.messages import (
     AlertRecord,
     AmendmentRecord,
@@ -247,3 +249,41 @@ class ConfigBacked(Protocol):
     """A store that also keeps configuration overrides (the SQL store does)."""
 
     def config_store(self) -> ConfigSource: ...
+
+
+class Leases(Protocol):
+    """One owner per broker account (``core/lease.py``); times on the database's clock.
+    Every call is bounded in time and raises StoreError when the database does not answer."""
+
+    async def claim(self, account: str, me: Instance, ttl: float) -> Claim:
+        """Take the account's lease if free, expired, ours, or our crashed run's; else HELD."""
+        ...
+
+    async def renew(self, account: str, me: Instance, token: int, ttl: float) -> LeaseRow | None:
+        """Extend our lease by ``ttl`` from now; None when another owner has it."""
+        ...
+
+    async def release(self, account: str, me: Instance, token: int) -> None:
+        """End our lease now (a clean stop)."""
+        ...
+
+
+@runtime_checkable
+class LeaseBacked(Protocol):
+    """A store that keeps account leases and fences its writes with them (the SQL store)."""
+
+    def leases(self) -> Leases: ...
+
+    async def fence(
+        self,
+        account: str,
+        token: int,
+        predecessor: int | None,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
+        """Every later write carries ``token``; the database refuses it once superseded."""
+        ...
+
+    async def open_journal(self, directory: Path) -> None:
+        """Open the write-ahead journal (after ``fence``: its records carry the token)."""
+        ...

@@ -36,6 +36,7 @@ RESTART_REQUIRED: tuple[str, ...] = (
     "feed.synthetic_ticks_per_second",
     "feed.synthetic_interval_ms",
     "daemon.state_dir",
+    "daemon.lease_ttl_s",
     "instruments",
     # the bar/condition parameters the price histories were built with; the tick-guard keys
     # (max_tick_jump_pips, spike_*, max_tick_gap_hours, max_clock_ahead_s, reanchor_ticks)

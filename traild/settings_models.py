@@ -358,6 +358,9 @@ class DaemonSettings(_Strict):
     drain_timeout_s: float = Field(5.0, gt=0)
     persist_best_every_s: float = Field(1.0, ge=0)
     reconcile_stops_s: float = Field(30.0, gt=0)
+    # one owner per broker account (issue #22): renewed every third of it; amendments stop a
+    # third of it before it would expire unrenewed
+    lease_ttl_s: float = Field(10.0, ge=0.5, le=3600)
 
 
 def redact_url(url: str) -> str:

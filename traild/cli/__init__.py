@@ -43,6 +43,7 @@ _COMMANDS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     ("traild.cli.config_cmds", (("config", "per-pair configuration in the database"),)),
+    ("traild.cli.lease_cmds", (("lease", "who owns each broker account"),)),
     ("traild.cli.rollout_cmds", (("rollout", "where each pair stands in the rollout plan"),)),
     (
         "traild.cli.backtest_cmds",

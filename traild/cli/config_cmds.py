@@ -25,6 +25,7 @@ from traild.core.calculator import StageConfig
 from traild.core.errors import ConfigError, InstrumentError, TraildError, UsageError
 from traild.core.instruments import symbol_of
 from traild.core.overrides import (
+    DAEMON_SCOPE,
     TRAILING_KEYS,
     TRAILING_SCOPE,
     ConfigChange,
@@ -97,13 +98,13 @@ def register(sub: Any) -> None:
 
 _PAIR_HELP = (
     "an epic (CS.D.EURUSD.MINI.IP), a symbol (EURUSD), DEFAULT (every pair without its own "
-    "table) or 'trailing' (the rollout allowlist)"
+    "table), 'trailing' (the rollout allowlist) or 'daemon' (halt: the global kill switch)"
 )
 _KEY_HELP = (
     "regular.<stage key> or scalp.<stage key> (stage keys: early_be_trigger, early_be_buffer, "
     "stage1_trigger, stage1_lock, stage2_trigger, stage2_lock, stage3_trigger, "
     "stage3_atr_multiplier, stage3_min_distance), <regular|scalp>.regimes.<market_regime>."
-    "<stage key>, or dynamic_trailing_pairs under 'trailing'"
+    "<stage key>, dynamic_trailing_pairs under 'trailing', or halt under 'daemon'"
 )
 _SET_EXAMPLES = """examples:
   traild config set EURUSD regular.stage1_lock=9.5 regular.stage1_trigger=22
@@ -172,8 +173,13 @@ def read_effective(config: str | None, timeout: float | None = None) -> Effectiv
 
 
 def _who(args: argparse.Namespace) -> str:
-    if args.by:
-        return str(args.by).strip() or "unknown"
+    return who_am_i(args.by)
+
+
+def who_am_i(by: str | None) -> str:
+    """``--by``, else the login name (the audit trail's ``changed_by``)."""
+    if by:
+        return str(by).strip() or "unknown"
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (containers)
@@ -266,6 +272,8 @@ def _symbol(scope: str) -> str | None:
 def _effective_value(settings: Settings, scope: str, key: str) -> Any:
     if scope == TRAILING_SCOPE:
         return getattr(settings.trailing, key)
+    if scope == DAEMON_SCOPE:
+        return getattr(settings.daemon, key)
     kind, _, field = key.partition(".")
     if kind in KINDS and field in StageConfig.field_names():
         try:
@@ -384,7 +392,7 @@ def check_config_sources(config: str | None) -> tuple[Settings, dict[str, tuple[
     base = load(config)
     overrides: list[ConfigOverride] = []
     note = ""
-    if not _database_exists(base):
+    if not database_exists(base):
         note = "no database file yet: values from the file and the environment only"
     else:
         try:
@@ -404,7 +412,7 @@ def _too_slow() -> type[Exception]:
     return trio.TooSlowError
 
 
-def _database_exists(settings: Settings) -> bool:
+def database_exists(settings: Settings) -> bool:
     """False for a SQLite file that does not exist yet (check-config must not create it)."""
     url = settings.database_url()
     for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):

@@ -17,10 +17,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the daemon",
-        description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads). Exit codes: 0 "
-        "drained, 78 a refusal a restart cannot fix (invalid configuration, schema behind, "
-        "unreadable replay file or state directory, IG refusing the login, the API key or "
-        "the streaming protocol), 1 any other failure.",
+        description="Run the daemon until SIGTERM/SIGINT (SIGHUP reloads); while another "
+        "traild owns the broker account it stands by. Exit codes: 0 drained, 75 records left "
+        "in the journal or the account's lease lost to another traild, 78 a refusal a restart "
+        "cannot fix (invalid configuration, schema behind, unreadable replay file or state "
+        "directory, IG refusing the login, the API key or the streaming protocol), 1 any other "
+        "failure.",
     )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.set_defaults(func=_run)
@@ -53,8 +55,10 @@ def register(sub: Any) -> None:
         p = sub.add_parser(
             name,
             help=f"global kill switch {'on' if on else 'off'}",
-            description="Write ($STATE_DIR/HALT) or remove the halt file the running daemon "
-            "polls: while it exists no stop is amended (actors keep tracking).",
+            description="Write ($STATE_DIR/HALT) or remove the halt file the daemon polls, "
+            "and set (or unset) daemon.halt in the database, so the switch reaches whichever "
+            "host owns the account: while either is on no stop is amended (actors keep "
+            "tracking). Without a database the file alone works.",
         )
         p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
         p.set_defaults(func=_halt, on=on)
@@ -141,4 +145,33 @@ def _halt(args: argparse.Namespace) -> int:
     else:
         path.unlink(missing_ok=True)
         print(f"halt released ({path}); amendments resume")
+    print(_halt_in_database(settings, args.on))
     return 0
+
+
+def _halt_in_database(settings: Any, on: bool) -> str:
+    """Set (or remove) ``daemon.halt`` in the database: the daemon owning the account reads
+    it wherever it runs. The file switch works without it, so a failure is only reported."""
+    from datetime import UTC, datetime
+
+    from traild.cli.config_cmds import database_exists, run_on_config_store, who_am_i
+    from traild.core.errors import TraildError
+    from traild.core.overrides import DAEMON_SCOPE
+
+    if not database_exists(settings):
+        return "no database yet: the file switch alone applies (on this host)"
+    import trio  # only with a database: halt stays a light command without one
+
+    async def write(store: Any) -> int:
+        version, _ = await store.config_overrides()
+        changes = {(DAEMON_SCOPE, "halt"): True if on else None}
+        return len(await store.apply_changes(changes, who_am_i(None), datetime.now(UTC), version))
+
+    try:
+        run_on_config_store(settings, write, timeout=10.0)
+    except (TraildError, OSError) as exc:
+        return f"database not reached ({exc}): the file switch alone applies (on this host)"
+    except trio.TooSlowError:
+        return "database did not answer within 10 s: the file switch alone applies (on this host)"
+    state = "set" if on else "removed"
+    return f"daemon.halt {state} in the database: reaches the owner of the account on any host"

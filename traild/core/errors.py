@@ -7,7 +7,8 @@
      ├── DataError              an unreadable or malformed input file
      ├── StageError             stages that cannot be computed or are inconsistent
      ├── StoreError             the database failed or is out of date
-     │    └── SchemaOutOfDate   the schema is behind head: run `traild migrate`
+     │    ├── SchemaOutOfDate   the schema is behind head: run `traild migrate`
+     │    └── FencedWrite       a write under a lease token another owner has superseded
      └── BrokerError            the broker did not do what was asked
           ├── BrokerRejected    a definitive "no" (e.g. stop too close); do not retry blindly
           │    └── BrokerConfigRefused  the broker refuses traild's configuration (credentials,
@@ -58,6 +59,11 @@ class StoreError(TraildError):
 
 class SchemaOutOfDate(StoreError):
     """The database schema is older than this traild; run ``traild migrate``."""
+
+
+class FencedWrite(StoreError):
+    """A write carrying a lease token older than the account's current one: another traild
+    owns the account now, and this write is refused for good (never retried)."""
 
 
 class BrokerError(TraildError):

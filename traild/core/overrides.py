@@ -1,6 +1,8 @@
 """Configuration overrides kept in the database (``traild config set``), as plain values.
 
-An override is ``(scope, key, value)``: scope ``trailing`` with a rollout key, or a pair key
+An override is ``(scope, key, value)``: scope ``trailing`` with a rollout key, ``daemon`` with
+``halt`` (the global kill switch, so ``traild halt`` reaches whichever host owns the account),
+or a pair key
 (``DEFAULT``, an epic, a symbol) with a path below ``[pairs.<PAIR>]`` such as
 ``regular.stage1_trigger``. ``overlay`` turns a set of them into the nested shape of the TOML
 file, so they are validated by exactly the same models as the file.
@@ -23,6 +25,10 @@ TRAILING_SCOPE = "trailing"
 # in the file: kill switches must work without the database.
 TRAILING_KEYS = ("dynamic_trailing_pairs",)
 _LIST_KEYS = frozenset(TRAILING_KEYS)
+DAEMON_SCOPE = "daemon"
+# [daemon] keys the database may override: the global halt (``traild halt`` writes it too).
+DAEMON_KEYS = ("halt",)
+_NAMED_SCOPES = (TRAILING_SCOPE, DAEMON_SCOPE)
 PAIR_KINDS = ("regular", "scalp")
 
 
@@ -59,17 +65,18 @@ class ConfigChange:
 
 
 def canonical_scope(scope: str) -> str:
-    """``trailing`` as is; pair keys upper case (the file's pair keys are case-insensitive)."""
+    """``trailing`` and ``daemon`` as they are; pair keys upper case (the file's pair keys are
+    case-insensitive)."""
     text = scope.strip()
     if not text:
-        raise UsageError("pair: empty (an epic, a symbol, DEFAULT or 'trailing')")
-    return TRAILING_SCOPE if text.lower() == TRAILING_SCOPE else text.upper()
+        raise UsageError("pair: empty (an epic, a symbol, DEFAULT, 'trailing' or 'daemon')")
+    return text.lower() if text.lower() in _NAMED_SCOPES else text.upper()
 
 
 def key_path(scope: str, key: str) -> str:
     """The key's path in the file (e.g. ``pairs.EURUSD.regular.x``)."""
-    if scope == TRAILING_SCOPE:
-        return f"{TRAILING_SCOPE}.{key}"
+    if scope in _NAMED_SCOPES:
+        return f"{scope}.{key}"
     return f"pairs.{scope}.{key}"
 
 
@@ -86,6 +93,11 @@ def check_key(scope: str, key: str) -> None:
             allowed = ", ".join(TRAILING_KEYS)
             why = f"not editable in the database (only {allowed}; the rest is the file's)"
             raise UsageError(f"trailing.{key}: {why}")
+        return
+    if scope == DAEMON_SCOPE:
+        if key not in DAEMON_KEYS:
+            why = f"not editable in the database (only {', '.join(DAEMON_KEYS)})"
+            raise UsageError(f"daemon.{key}: {why}")
         return
     if not _is_pair_key(parts):
         raise UsageError(f"{path}: {_why_unknown(key, parts)}")
@@ -149,11 +161,13 @@ def parse_assignment(scope: str, text: str) -> tuple[str, Any]:
 
 
 def overlay(overrides: Iterable[ConfigOverride]) -> dict[str, Any]:
-    """The overrides as nested settings data: ``{"trailing": {...}, "pairs": {PAIR: {...}}}``."""
+    """The overrides as nested settings data: ``{"trailing": {...}, "daemon": {...}, "pairs":
+    {PAIR: {...}}}``."""
     out: dict[str, Any] = {}
     for item in overrides:
-        node = out.setdefault(TRAILING_SCOPE, {})
-        if item.scope != TRAILING_SCOPE:
+        if item.scope in _NAMED_SCOPES:
+            node = out.setdefault(item.scope, {})
+        else:
             node = out.setdefault("pairs", {}).setdefault(item.scope, {})
         *parents, leaf = item.key.split(".")
         for part in parents:

@@ -13,11 +13,14 @@
 * the trade's stop changes only on the broker's confirmation;
 * transient errors back off and retry; after a timeout the position is re-read before any
   retry (no blind re-send); a definitive rejection goes back to the actor, which retries the
-  floor on a later tick (after a back-off).
+  floor on a later tick (after a back-off);
+* nothing is sent at or after the account lease's ``deadline`` (``runtime/lease.py``): targets
+  wait until a renewal moves it (issue #22).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,6 +89,7 @@ class Gateway:
         retry_max: float = 30.0,
         workers: int = 4,
         market_open: Callable[[str], bool] | None = None,
+        deadline: Callable[[], float] | None = None,
     ) -> None:
         self.broker = broker
         self.store = store
@@ -95,6 +99,7 @@ class Gateway:
         self.retry_max = retry_max
         self.workers = workers
         self.market_open = market_open or (lambda epic: True)
+        self.deadline = deadline or (lambda: math.inf)  # the lease: send only before it
         self.halted = False
         self._queued: dict[int, AmendTarget] = {}
         self._priority: dict[int, None] = {}  # queued trades whose target has priority, in order
@@ -220,6 +225,14 @@ class Gateway:
         self.halted = halted
         self._touch()
 
+    def wake(self) -> None:
+        """Something that holds targets back changed (the lease was renewed): look again."""
+        self._touch()
+
+    def may_send(self) -> bool:
+        """Neither halted nor at the lease's deadline."""
+        return not self.halted and trio.current_time() < self.deadline()
+
     def statistics(self) -> GatewayStatistics:
         c = self.counts
         return GatewayStatistics(
@@ -242,6 +255,10 @@ class Gateway:
             await self._idle.wait()
 
     def _is_idle(self) -> bool:
+        # Targets held back by the lease's deadline are not idle: they go out after the next
+        # renewal, and a lockstep replay waits for them (as it waits for the store), so a
+        # database outage does not change where its stops move. The halt is idle: a halted
+        # replay goes on without amendments.
         return not self._in_flight and (self.halted or not self._queued)
 
     def _touch(self) -> None:
@@ -257,7 +274,7 @@ class Gateway:
             task_status.started()
 
     def _next(self) -> AmendTarget | None:
-        if self.halted:
+        if not self.may_send():
             return None
         now = trio.current_time()
         # The first sendable priority target, else the first sendable one (queue order); the
@@ -315,8 +332,8 @@ class Gateway:
         pending = [
             t for k, t in self._not_before.items() if k in self._queued and k not in self._in_flight
         ]
-        if not pending:
-            return float("inf")
+        if not pending or not self.may_send():
+            return float("inf")  # the halt's release or a renewal wakes the workers
         return max(0.0, min(pending) - trio.current_time())
 
     async def _amend(self, t: AmendTarget) -> None:
@@ -342,10 +359,11 @@ class Gateway:
             )
             amend_id = getattr(exc, "amendment_id", None)
         await self.bucket.acquire()
-        if self.halted:  # engaged while the write-ahead record or the bucket kept us waiting
-            await self._store_state(amend_id, AmendState.FAILED, error="halted before sending")
+        if not self.may_send():  # halted, or the lease's deadline came, while we waited
+            why = "halted" if self.halted else "lease not renewed"
+            await self._store_state(amend_id, AmendState.FAILED, error=f"{why} before sending")
             self._in_flight.pop(t.trade_id, None)
-            self._requeue(t)  # sent after `traild resume`, if still wanted
+            self._requeue(t)  # sent after `traild resume` or a renewal, if still wanted
             return
         bound.bind(event="stop.requested", old=t.previous, new=t.level, reason=t.reason.value).info(
             "stop amendment sent"
@@ -384,6 +402,10 @@ class Gateway:
 
         It paces through the bucket like any amendment: the broker counts it all the same."""
         await self.bucket.acquire()
+        if not self.may_send():
+            self._in_flight.pop(t.trade_id, None)
+            self._requeue(t)
+            return
         try:
             result = await self.broker.amend_stop(t.deal_id, t.level, t.limit)
         except BrokerError as exc:

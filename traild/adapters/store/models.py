@@ -1,5 +1,5 @@
 """The schema as SQLAlchemy 2 models: ``trade_log``, ``alert_history``, ``stop_amendment``,
-``trailing_config`` and its audit table.
+``trailing_config`` and its audit table, ``traild_lease``.
 
 The migrations under ``migrations/versions`` are the DDL source of truth (frozen snapshots); these
 models describe head and are what the store queries. A test checks the two agree.
@@ -140,6 +140,8 @@ class StopAmendment(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # migration 0008: the fencing token of the lease its writer held (NULL: before leases)
+    lease_token: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     __table_args__ = (
         sa.Index("ix_stop_amendment_trade_id", "trade_id"),
@@ -219,9 +221,26 @@ class StageRecalculationRow(Base):
     )
 
 
+class TraildLease(Base):
+    """One owner per broker account (migration 0008, ``core/lease.py``): who, until when (the
+    database's clock, seconds since the epoch) and the fencing token, one more per change of
+    owner."""
+
+    __tablename__ = "traild_lease"
+
+    account: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(255))
+    home: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    token: Mapped[int] = mapped_column(sa.BigInteger)
+    acquired_at: Mapped[float] = mapped_column(sa.Float)
+    expires_at: Mapped[float] = mapped_column(sa.Float)
+
+
 TRADE_LOG = Base.metadata.tables["trade_log"]
 ALERT_HISTORY = Base.metadata.tables["alert_history"]
 STOP_AMENDMENT = Base.metadata.tables["stop_amendment"]
 TRAILING_CONFIG = Base.metadata.tables["trailing_config"]
 TRAILING_CONFIG_AUDIT = Base.metadata.tables["trailing_config_audit"]
 STAGE_RECALCULATION = Base.metadata.tables["stage_recalculation"]
+TRAILD_LEASE = Base.metadata.tables["traild_lease"]

@@ -36,6 +36,7 @@ from traild.adapters.store.engine import (
     make_engine,
 )
 from traild.adapters.store.journal import Entry, Journal, JournalError, JournalStatistics
+from traild.adapters.store.lease import Fence, SqlLeases
 from traild.adapters.store.migrate import upgrade_database
 from traild.adapters.store.models import (
     STOP_AMENDMENT,
@@ -65,7 +66,7 @@ from traild.adapters.store.writer import (
     WriteQueued,
     plan,
 )
-from traild.core.errors import StoreError
+from traild.core.errors import FencedWrite, StoreError
 from traild.core.messages import (
     AlertRecord,
     AmendmentRecord,
@@ -111,9 +112,10 @@ async def open_store(
     back-off for up to ``read_wait`` seconds (``math.inf`` for the daemon: its reads wait out an
     outage like its writes; 0 for the command line: fail at once).
 
-    With ``journal_dir`` (the daemon) every write is journaled first (``journal.py``): records
-    a previous run left are applied before this returns, and what the database has not taken
-    at exit stays in the journal (``pending_on_close``) instead of being lost.
+    With ``journal_dir`` every write is journaled first (``journal.py``): records a previous
+    run left are applied before this returns, and what the database has not taken at exit
+    stays in the journal (``pending_on_close``) instead of being lost. The daemon opens its
+    journal later (``open_journal``), once it owns the account's lease and has ``fence``d.
     """
     if not (math.isfinite(write_timeout) and write_timeout > 0):
         raise StoreError(f"write_timeout must be a positive number, not {write_timeout!r}")
@@ -126,15 +128,14 @@ async def open_store(
             await store._prepare(url)
             store.read_wait, store.read_timeout = read_wait, read_timeout
             async with trio.open_nursery() as nursery:
+                store._nursery = nursery
                 # Shielded: when the caller is cancelled (a crash elsewhere, a test ending), the
                 # writer still drains the queue in _close (bounded by drain_timeout), so writes
                 # queued without waiting (progress, adoption) still land.
                 writer = trio.CancelScope(shield=True)
                 await nursery.start(_shielded, writer, store._writer.run)
                 if journal_dir is not None:
-                    await store._open_journal(journal_dir)
-                    assert store._journal is not None
-                    await nursery.start(store._journal.run)
+                    await store.open_journal(journal_dir)
                 try:
                     yield store
                 finally:
@@ -182,6 +183,8 @@ class SqlTradeStore:
         self._replay_seq: int | None = None  # applying this journal record again (start-up)
         self._replay_top = 0  # the highest amendment id applied again from the journal
         self.pending_on_close = 0  # journal records the database had not taken at close
+        self._nursery: trio.Nursery | None = None
+        self._fence = Fence()  # the account lease every write carries (``fence``)
 
     def set_write_timeout(self, seconds: float) -> None:
         """How long a caller waits for durability (a reload); the queue itself is unchanged."""
@@ -231,10 +234,42 @@ class SqlTradeStore:
             )
         self._writer.close()
 
+    # -- the lease ---------------------------------------------------------------------------
+    def leases(self) -> SqlLeases:
+        """The account leases on this store's database."""
+        return SqlLeases(self._loop, self._engine)
+
+    async def fence(
+        self,
+        account: str,
+        token: int,
+        predecessor: int | None,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
+        """From now on every write carries ``token``, and the database refuses it once the
+        lease of ``account`` has a newer one (``on_refused`` is told; see ``lease.Fence``).
+        Amendment ids continue after the previous owner's (a standby opened its store before
+        that owner wrote its last ones)."""
+        self._fence.hold(account, token, predecessor, on_refused)
+
+        async def last(conn: AsyncConnection) -> int:
+            return int(await conn.scalar(sa.select(sa.func.max(STOP_AMENDMENT.c.id))) or 0)
+
+        self._next_amendment_id = max(self._next_amendment_id, await self._read(last) + 1)
+
     # -- the journal -------------------------------------------------------------------------
+    async def open_journal(self, directory: Path) -> None:
+        """Open the journal and keep it synced; records a previous run left are applied
+        first (see ``_open_journal``)."""
+        await self._open_journal(directory)
+        assert self._journal is not None and self._nursery is not None
+        await self._nursery.start(self._journal.run)
+
     async def _open_journal(self, directory: Path) -> None:
         """Open the journal; apply what a previous run left (oldest first, idempotently),
-        then wait until the database has it all (an outage at start-up waits, like reads)."""
+        then wait until the database has it all (an outage at start-up waits, like reads).
+        Records of an older lease tenure than the one this store took over are not applied:
+        another owner may have written after them (``journal.fenced``)."""
         from traild.adapters.store.journaled import replay
 
         journal = Journal(directory)
@@ -243,12 +278,18 @@ class SqlTradeStore:
         self._journal = journal
         if not left:
             return
+        stale = [e.seq for e in left if not self._fence.replayable(e.record)]
+        if stale:
+            logger.bind(
+                event="journal.fenced", records=len(stale), fence=self._fence.token
+            ).warning("{} journal record(s) of an older lease tenure are not applied", len(stale))
+            left = [e for e in left if self._fence.replayable(e.record)]
         logger.bind(event="journal.replaying", records=len(left), directory=str(directory)).info(
             "applying {} journal record(s) the database may not have", len(left)
         )
         following = self._next_amendment_id
         self._replay_top = 0
-        skipped = await replay(self, left)
+        skipped = stale + await replay(self, left)
         self._next_amendment_id = max(following, self._replay_top + 1)
         await self._writer.drain()
         journal.settle(skipped)
@@ -275,6 +316,8 @@ class SqlTradeStore:
             return self._replay_seq
         if self._journal is None:
             return None
+        if self._fence.token is not None:
+            fields["t"] = self._fence.token
         try:
             return self._journal.append({"k": kind, **fields})
         except JournalError:
@@ -344,6 +387,7 @@ class SqlTradeStore:
             async with engine.connect() as conn:
                 await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
                 async with conn.begin():
+                    await self._fence.check(conn, ops)
                     for step in steps:
                         if step.shape is None:
                             i, op = step.items[0]
@@ -352,7 +396,11 @@ class SqlTradeStore:
                             await execute_group(conn, [part for _, part in step.items])
             return results
 
-        result: list[Any] = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
+        try:
+            result: list[Any] = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
+        except FencedWrite as exc:
+            self._fence.refused(exc)
+            raise
         return result
 
     async def _write(
@@ -371,8 +419,9 @@ class SqlTradeStore:
         without ``durable``, return at once (the write lands in order; a refusal is logged).
         ``landed`` makes a retried insert idempotent (see writer.py)."""
         write = self._writer.submit(
-            op, trade_id=trade_id, coalesce=coalesce, urgent=urgent, landed=landed
-        )
+            self._fence.wrap(op), trade_id=trade_id, coalesce=coalesce, urgent=urgent,
+            landed=landed,
+        )  # fmt: skip
         write.journaled(seq)
         if not durable:
             return None
@@ -537,7 +586,8 @@ class SqlTradeStore:
         for trade_id, price in prices:
             self._progress[trade_id] = checked({"best_price": price})["best_price"]
         seq = self._jot("progress", prices=[[t, p] for t, p in prices])
-        write = self._writer.submit(self._progress_op(), trade_id=_PROGRESS, coalesce=True)
+        op = self._fence.wrap(self._progress_op())
+        write = self._writer.submit(op, trade_id=_PROGRESS, coalesce=True)
         write.journaled(seq)
         if durable:
             await self._writer.wait(write, self._write_timeout)
@@ -590,6 +640,7 @@ class SqlTradeStore:
                 "state": AmendState.PENDING,
                 "created_at": ts,
                 "updated_at": ts,
+                "lease_token": self._fence.token,
             }
         )
         self._next_amendment_id += 1
@@ -608,6 +659,7 @@ class SqlTradeStore:
         op: Op = insert
         if self._replay_seq is not None:
             op = _if_absent(insert, landed)  # the row may have landed before the stop
+        op = self._fence.wrap(op)
         write = self._writer.submit(op, trade_id=trade_id, urgent=True, landed=landed)
         write.journaled(seq)
         if len(self._queued_inserts) >= _FOLD_LIMIT:
