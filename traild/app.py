@@ -22,7 +22,7 @@ from traild.config_service import DATABASE, ConfigService
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
-from traild.core.messages import Position, Tick
+from traild.core.messages import Tick
 from traild.halt import halt_path
 from traild.ports import Broker, ConfigBacked, Journaled, LeaseBacked, PriceFeed, TradeStore
 from traild.reloading import apply_live, plan_reload
@@ -674,18 +674,7 @@ async def _restore_paper(broker: Broker, store: TradeStore) -> None:
         if trade.entry_price is None:
             continue
         stop = trade.initial_sl_price if trade.initial_sl_price is not None else trade.sl_price
-        broker.add_position(
-            Position(
-                trade.deal_id,
-                trade.epic,
-                trade.direction,
-                trade.size,
-                trade.entry_price,
-                stop,
-                trade.limit_price,
-                trade.opened_at,
-            )
-        )
+        broker.add_position(trade.position(stop))
 
 
 @asynccontextmanager

@@ -21,24 +21,7 @@ from traild.core.messages import (
     TradeStatus,
 )
 from traild.ports import EventSink
-
-_WATCHED = ("status", "trailing_override", "entry_price")
-
-
-class TradeTable(dict[int, TradeRecord]):
-    """trade_log in memory with the change sequence the database's triggers keep (0006)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seq: dict[int, int] = {}
-        self.last_seq = 0
-
-    def __setitem__(self, key: int, value: TradeRecord) -> None:
-        old = self.get(key)
-        if old is None or any(getattr(old, f) != getattr(value, f) for f in _WATCHED):
-            self.last_seq += 1
-            self.seq[key] = self.last_seq
-        super().__setitem__(key, value)
+from traild.testing.memory_store import TradeTable
 
 
 class MemoryStore:

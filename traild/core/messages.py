@@ -122,6 +122,20 @@ class TradeRecord:
     limit_pips: float | None = None
     id: int | None = None
 
+    def position(self, stop: float | None) -> Position:
+        """The broker position of this filled trade, with ``stop`` (a paper book learning it)."""
+        assert self.entry_price is not None
+        return Position(
+            self.deal_id,
+            self.epic,
+            self.direction,
+            self.size,
+            self.entry_price,
+            stop,
+            self.limit_price,
+            self.opened_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AmendmentRecord:

@@ -211,20 +211,8 @@ class Intake:
         book = self.broker
         if not isinstance(book, PositionBook) or book.knows(trade.deal_id):
             return
-        assert trade.entry_price is not None
-        stop = trade.sl_price  # what traild last had confirmed (a new trade: its initial stop)
-        book.add_position(
-            Position(
-                trade.deal_id,
-                trade.epic,
-                trade.direction,
-                trade.size,
-                trade.entry_price,
-                stop,
-                trade.limit_price,
-                trade.opened_at,
-            )
-        )
+        # what traild last had confirmed (a new trade: its initial stop)
+        book.add_position(trade.position(trade.sl_price))
 
     def _check_start_stop(self, trade: TradeRecord) -> None:
         """The broker's stop as read at start-up against the new actor's: a looser or missing
