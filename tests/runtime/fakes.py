@@ -14,13 +14,16 @@ from traild.core.messages import (
     AmendmentRecord,
     AmendState,
     Confirmation,
+    Direction,
     OpenRequest,
     Position,
+    Reason,
     StageRecalculation,
     TradeRecord,
     TradeStatus,
 )
 from traild.ports import EventSink
+from traild.runtime.gateway import AmendTarget
 from traild.testing.memory_store import TradeTable
 
 
@@ -248,3 +251,25 @@ class ScriptedBroker:
 
     async def run(self, emit: EventSink) -> None:
         return None
+
+
+ONE_EPIC = "CS.D.EURUSD.MINI.IP"
+
+
+async def one_buy(broker: ScriptedBroker) -> MemoryStore:
+    """Trade 1 ("D1"): a BUY from 1.1 with its stop at 1.098, in a new store and at ``broker``."""
+    broker.positions["D1"] = Position("D1", ONE_EPIC, Direction.BUY, 1.0, 1.1, 1.098, None)
+    store = MemoryStore()
+    await store.add_trade(
+        TradeRecord("D1", ONE_EPIC, Direction.BUY, entry_price=1.1, sl_price=1.098)
+    )
+    return store
+
+
+def one_buy_target(level: float, confirmed: list[float] | None = None) -> AmendTarget:
+    """Move trade 1's stop to ``level`` (stage 3); confirmations go to ``confirmed``."""
+    on_confirmed = confirmed.append if confirmed is not None else (lambda level: None)
+    return AmendTarget(
+        1, "D1", ONE_EPIC, level, 1.098, None, Reason.STAGE3, False,
+        on_confirmed, lambda why: None, lambda a, b: a > b,
+    )  # fmt: skip

@@ -10,41 +10,32 @@ import trio
 import trio.testing
 from loguru import logger
 
-from tests.runtime.fakes import MemoryStore, ScriptedBroker
+from tests.runtime.fakes import ScriptedBroker, one_buy, one_buy_target
 from tests.runtime.test_supervisor import Rig, _run
 from traild.core.errors import BrokerConfigRefused, ConfigError
-from traild.core.messages import Direction, Position, PositionClosed, Reason, TradeRecord
-from traild.runtime.gateway import AmendTarget, Gateway
+from traild.core.messages import Direction, PositionClosed
+from traild.runtime.gateway import Gateway
 from traild.runtime.tasks import supervised
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
 
 
-def _target(level: float, confirmed: list[float]) -> AmendTarget:
-    return AmendTarget(
-        1, "D1", EPIC, level, 1.098, None, Reason.STAGE3, False,
-        confirmed.append, lambda why: None, lambda a, b: a > b,
-    )  # fmt: skip
-
-
 async def test_a_closed_gateway_takes_no_target_but_lets_the_one_in_flight_conclude(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     broker = ScriptedBroker(latency=2.0)
-    broker.positions["D1"] = Position("D1", EPIC, Direction.BUY, 1.0, 1.1, 1.098, None)
-    store = MemoryStore()
-    await store.add_trade(TradeRecord("D1", EPIC, Direction.BUY, entry_price=1.1, sl_price=1.098))
+    store = await one_buy(broker)
     gw = Gateway(broker, store, lambda: T0)
     confirmed: list[float] = []
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(gw.run)
-            assert gw.submit(_target(1.1010, confirmed))
+            assert gw.submit(one_buy_target(1.1010, confirmed))
             await trio.sleep(0.5)  # in flight
-            assert gw.submit(_target(1.1020, confirmed))  # queued behind it
+            assert gw.submit(one_buy_target(1.1020, confirmed))  # queued behind it
             assert gw.close() == 1  # the queued one is dropped: it was never sent
-            assert not gw.submit(_target(1.1030, confirmed))
+            assert not gw.submit(one_buy_target(1.1030, confirmed))
             await gw.wait_idle()
             nursery.cancel_scope.cancel()
     assert confirmed == [1.1010]  # the answer in flight arrived; nothing else was sent

@@ -16,13 +16,12 @@ import pytest
 import trio
 import trio.testing
 
-from tests.runtime.fakes import MemoryStore, ScriptedBroker
+from tests.runtime.fakes import MemoryStore, ScriptedBroker, one_buy, one_buy_target
 from traild.app import make_policy
 from traild.core.messages import (
     Direction,
     Position,
     PositionAmended,
-    Reason,
     Tick,
     TradeRecord,
 )
@@ -141,17 +140,12 @@ async def test_the_gateway_refuses_a_target_that_does_not_beat_what_it_holds(
 ) -> None:
     """The gateway is the one authority for the best level: in flight and confirmed count."""
     broker = ScriptedBroker(latency=1.0)
-    broker.positions["D1"] = Position("D1", EPIC, Direction.BUY, 1.0, 1.1, 1.098, None)
-    store = MemoryStore()
-    await store.add_trade(TradeRecord("D1", EPIC, Direction.BUY, entry_price=1.1, sl_price=1.098))
+    store = await one_buy(broker)
     gw = Gateway(broker, store, lambda: T0)
     confirmed: list[float] = []
 
     def target(level: float) -> AmendTarget:
-        return AmendTarget(
-            1, "D1", EPIC, level, 1.098, None, Reason.STAGE3, False,
-            confirmed.append, lambda why: None, lambda a, b: a > b,
-        )  # fmt: skip
+        return one_buy_target(level, confirmed)
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -174,16 +168,10 @@ async def test_workers_sleep_while_a_trade_is_in_flight_with_a_newer_target_queu
 ) -> None:
     """An old back-off of a trade in flight must not make the idle workers spin."""
     broker = ScriptedBroker(["error"], latency=0.5)
-    broker.positions["D1"] = Position("D1", EPIC, Direction.BUY, 1.0, 1.1, 1.098, None)
-    store = MemoryStore()
-    await store.add_trade(TradeRecord("D1", EPIC, Direction.BUY, entry_price=1.1, sl_price=1.098))
+    store = await one_buy(broker)
     gw = Gateway(broker, store, lambda: T0, retry_base=0.1)
 
-    def target(level: float) -> AmendTarget:
-        return AmendTarget(
-            1, "D1", EPIC, level, 1.098, None, Reason.STAGE3, False,
-            lambda level: None, lambda why: None, lambda a, b: a > b,
-        )  # fmt: skip
+    target = one_buy_target
 
     counter = _StepCounter(limit=100_000)
     trio.lowlevel.add_instrument(counter)
