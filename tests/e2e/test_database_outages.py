@@ -52,6 +52,7 @@ class Daemon:
         self.proc = proc
         self.records: list[dict[str, Any]] = []
         self._changed = trio.Event()
+        self.ended = False
 
     async def read(self) -> None:
         assert self.proc.stderr is not None
@@ -64,13 +65,15 @@ class Daemon:
                     self.records.append(json.loads(line))
             self._changed.set()
             self._changed = trio.Event()
+        self.ended = True  # stderr closed: the process is gone, nothing more will come
+        self._changed.set()
 
     def count(self, event: str) -> int:
         return sum(r["event"] == event for r in self.records)
 
     async def until(self, event: str, n: int = 1) -> None:
         while self.count(event) < n:
-            if self.proc.returncode is not None:
+            if self.proc.returncode is not None or self.ended:
                 raise AssertionError(f"traild exited before {n} x {event}")
             await self._changed.wait()
 

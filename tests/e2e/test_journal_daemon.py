@@ -68,7 +68,7 @@ async def test_sigterm_inside_an_outage_then_a_restart_loses_nothing(
             if engine_name == "postgresql":
                 url = f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{name}"
                 database += f'url = "{url}"\n'
-            database += "[broker]\nlatency_ms = 200\n"
+            database += "[broker]\nlatency_ms = 400\n"
             config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], database)
             await _traild("migrate", "--config", str(config))
             if engine_name == "sqlite":
@@ -79,7 +79,7 @@ async def test_sigterm_inside_an_outage_then_a_restart_loses_nothing(
                 await _pg(name, *(_without_initial_stop(t) for t in opened))
 
             async with running(config) as first:
-                await first.until("stop.confirmed", 3)
+                await first.until("stop.confirmed", 1)
                 if engine_name == "sqlite":
                     holder = threading.Thread(target=_hold_sqlite, args=(db, release), daemon=True)
                     holder.start()
@@ -96,7 +96,7 @@ async def test_sigterm_inside_an_outage_then_a_restart_loses_nothing(
             else:
                 await proxy.restore()
 
-            config.write_text(config.read_text().replace("latency_ms = 200", "latency_ms = 0"))
+            config.write_text(config.read_text().replace("latency_ms = 400", "latency_ms = 0"))
             async with running(config) as second:
                 assert await second.proc.wait() == 0
             nursery.cancel_scope.cancel()
