@@ -26,9 +26,9 @@ from traild.backtest.engine import BacktestRequest, run_backtest  # noqa: E402
 from traild.backtest.markets import TickSource, load_market  # noqa: E402
 from traild.backtest.metrics import metrics  # noqa: E402
 from traild.backtest.signals import random_signals  # noqa: E402
+from traild.backtest.simulate import iso  # noqa: E402
+from traild.config.settings import Settings  # noqa: E402
 from traild.core.instruments import InstrumentTable  # noqa: E402
-from traild.settings import Settings  # noqa: E402
-from traild.simulation import iso  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data" / "fx"
 TICKS = DATA / "ticks" / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"

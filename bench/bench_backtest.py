@@ -42,7 +42,7 @@ from traild.backtest.engine import BacktestRequest, Context, plan_trades, prepar
 from traild.backtest.kernel import KernelTrade, PathResult  # noqa: E402
 from traild.backtest.markets import Market  # noqa: E402
 from traild.backtest.paths import run_trades  # noqa: E402
-from traild.settings import Settings  # noqa: E402
+from traild.config.settings import Settings  # noqa: E402
 
 TICKS = ROOT / ".." / "shared" / "data" / "fx" / "ticks"
 OANDA = TICKS / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"

@@ -50,12 +50,12 @@ DATA = (ROOT / ".." / "shared" / "data" / "fx" / "ticks").resolve()
 from traild.adapters.paper import PaperBroker  # noqa: E402
 from traild.adapters.store import open_store  # noqa: E402
 from traild.adapters.tickfiles import TickColumns, load_ticks  # noqa: E402
-from traild.app import Daemon  # noqa: E402
+from traild.config.settings import Settings  # noqa: E402
 from traild.core.messages import Direction, Tick, TradeRecord, TradeStatus  # noqa: E402
+from traild.daemon.app import Daemon  # noqa: E402
 from traild.runtime.gateway import AmendTarget, Gateway  # noqa: E402
 from traild.runtime.router import Router  # noqa: E402
 from traild.runtime.supervisor import Supervisor  # noqa: E402
-from traild.settings import Settings  # noqa: E402
 
 FOUR = [
     "EURUSD",

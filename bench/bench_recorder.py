@@ -41,9 +41,9 @@ from loguru import logger  # noqa: E402
 from traild.adapters.recorder import TickRecorder, columns_of  # noqa: E402
 from traild.adapters.tickfiles import load_ticks  # noqa: E402
 from traild.adapters.tickwriter import DayFiles  # noqa: E402
+from traild.config.settings import Settings  # noqa: E402
 from traild.core.conditions import BarHistory, TickGuard  # noqa: E402
 from traild.core.messages import Tick  # noqa: E402
-from traild.settings import Settings  # noqa: E402
 
 DATA = (ROOT / ".." / "shared" / "data" / "fx" / "ticks").resolve()
 SOURCE = DATA / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"

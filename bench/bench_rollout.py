@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 import trio  # noqa: E402
 
 from traild.adapters.store import open_store  # noqa: E402
+from traild.config.settings import Settings  # noqa: E402
 from traild.reporting.live import LiveTrade  # noqa: E402
 from traild.reporting.rollout import rollout_status  # noqa: E402
 from traild.reporting.vs_backtest import compare  # noqa: E402
-from traild.settings import Settings  # noqa: E402
 
 PAIRS = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "EURGBP"]
 

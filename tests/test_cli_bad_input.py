@@ -170,7 +170,7 @@ def test_a_bug_in_run_is_one_daemon_failed_record_with_its_traceback_as_a_field(
 ) -> None:
     import json
 
-    from traild.app import Daemon
+    from traild.daemon.app import Daemon
 
     async def broken(self: Daemon) -> int:
         raise RuntimeError("boom")

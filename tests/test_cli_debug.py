@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.daemon_helpers import log_events, traild, write_config
 from traild.cli import main
 from traild.cli.errors import EXIT_SOFTWARE
-from traild.settings import describe_sources, load
+from traild.config.settings import describe_sources, load
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 

@@ -47,7 +47,9 @@ def test_version_imports_no_command_module(tmp_path: Path) -> None:
     light_only = HEAVY | {"pydantic", "pydantic_settings", "loguru"}
     assert not {n.split(".")[0] for n in names} & light_only
     assert not {
-        n for n in names if n.endswith("_cmds") or n.startswith(("traild.settings", "traild.app"))
+        n
+        for n in names
+        if n.endswith("_cmds") or n.startswith(("traild.config.settings", "traild.daemon.app"))
     }
 
 
@@ -62,7 +64,7 @@ def test_light_commands_import_neither_the_daemon_nor_numpy_nor_the_store(
     names = _imported(tmp_path, *argv)
     assert not names & HEAVY
     assert not {
-        n for n in names if n.startswith(("traild.app", "traild.runtime", "traild.adapters"))
+        n for n in names if n.startswith(("traild.daemon.app", "traild.runtime", "traild.adapters"))
     }
 
 

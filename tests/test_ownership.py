@@ -1,4 +1,4 @@
-"""The standby wait of ``traild run`` (``traild/ownership.py``) on trio's MockClock, and the
+"""The standby wait of ``traild run`` (``traild/daemon/ownership.py``) on trio's MockClock, and the
 lease's key and owner (issue #22)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from traild.config.settings import Settings
 from traild.core.lease import Instance
-from traild.ownership import account_key, stand_by, this_instance
+from traild.daemon.ownership import account_key, stand_by, this_instance
 from traild.runtime.lease import LeaseKeeper
-from traild.settings import Settings
 from traild.testing.leases import MemoryLeases
 
 TTL = 3.0

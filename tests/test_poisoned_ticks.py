@@ -13,9 +13,9 @@ import pytest
 from tests.poison import FUTURE_LINE, poisoned, spikes
 from tests.test_cli_core import traild
 from traild.backtest.markets import TickSource, load_market
+from traild.backtest.simulate import SimulationRequest, simulate
+from traild.config.settings import Settings
 from traild.core.messages import Direction
-from traild.settings import Settings
-from traild.simulation import SimulationRequest, simulate
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 PIP = 0.0001

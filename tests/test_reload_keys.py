@@ -18,9 +18,9 @@ from pydantic import BaseModel, SecretStr
 
 from traild.adapters.paper import PaperBroker
 from traild.adapters.store import SqlTradeStore, migrate_database
-from traild.app import Daemon
-from traild.reloading import needs_restart
-from traild.settings import Settings, load
+from traild.config.settings import Settings, load
+from traild.daemon.app import Daemon
+from traild.daemon.reload import needs_restart
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 SAMPLE_KEYS = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from traild.config.settings import Settings, load
 from traild.core.errors import ConfigError
-from traild.settings import Settings, load
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _OTHER_VARIABLES = ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "XDG_STATE_HOME")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from traild.config.settings import load
 from traild.core.errors import ConfigError
-from traild.settings import load
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from traild.config.settings import load
 from traild.core.errors import ConfigError
-from traild.settings import load
 
 
 def _problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:

@@ -8,9 +8,9 @@ import pytest
 
 from tests.synthetic import EURUSD_2019, synthetic_rows
 from traild.backtest.markets import TickSource, load_market
+from traild.backtest.simulate import SimulationRequest, simulate
+from traild.config.settings import Settings
 from traild.core.messages import Direction
-from traild.settings import Settings
-from traild.simulation import SimulationRequest, simulate
 
 
 def test_the_same_spec_always_gives_the_same_rows() -> None:

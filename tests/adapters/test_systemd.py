@@ -149,7 +149,7 @@ def assert_required_keys(unit: dict[str, dict[str, list[str]]]) -> None:
     assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("WatchdogSec") == "30"
     assert one("Restart") == "on-failure"
-    from traild.app import EXIT_REFUSED
+    from traild.daemon.app import EXIT_REFUSED
 
     assert str(EXIT_REFUSED) in one("RestartPreventExitStatus").split()
     assert one("StateDirectory") == "traild"

@@ -12,14 +12,14 @@ from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.adaptive import Warmup, variant_tables
 from traild.backtest.engine import BacktestRequest, execute, prepare
 from traild.backtest.markets import Market, TickSource, load_market
+from traild.backtest.simulate import SimulationRequest, iso, simulate
 from traild.backtest.variants import parse_grid, parse_variants
+from traild.config.settings import load
 from traild.core.calculator import CalculatorParams
 from traild.core.conditions import BarHistory, ConditionParams
 from traild.core.errors import UsageError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction
-from traild.settings import load
-from traild.simulation import SimulationRequest, iso, simulate
 
 FAST_BARS = """
 [trailing]

@@ -13,9 +13,9 @@ from tests.backtest.helpers import FXCM, GBPJPY, OANDA, SMALL
 from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.engine import BacktestRequest, plan_trades, prepare
 from traild.backtest.paths import run_trades
+from traild.backtest.simulate import iso
 from traild.cli import main
-from traild.settings import load
-from traild.simulation import iso
+from traild.config.settings import load
 
 HAND_CHECKED = """ts_utc,epic,direction,stop_pips,limit_pips,is_scalp
 2014-05-02T12:30:00Z,EURUSD,SELL,10,25,true

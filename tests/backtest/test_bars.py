@@ -13,9 +13,9 @@ from traild.backtest.engine import BacktestRequest, plan_trades, prepare, run_ba
 from traild.backtest.kernel import PathResult
 from traild.backtest.markets import TickSource
 from traild.backtest.paths import run_trades
+from traild.config.settings import Settings
 from traild.core.errors import DataError
 from traild.core.instruments import InstrumentTable
-from traild.settings import Settings
 
 T0 = datetime(2024, 3, 4, 0, 0, tzinfo=UTC)  # a Monday
 TICK = 0.00001

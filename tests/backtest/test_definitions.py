@@ -11,9 +11,9 @@ import numpy as np
 from traild.backtest.engine import BacktestRequest, execute, prepare, run_backtest
 from traild.backtest.markets import TickSource, load_market
 from traild.backtest.signals import random_signals, resolve
+from traild.config.settings import Settings
 from traild.core.conditions import ConditionParams
 from traild.core.instruments import InstrumentTable
-from traild.settings import Settings
 
 FRIDAY = datetime(2024, 3, 1, 20, 0, tzinfo=UTC)
 SUNDAY_OPEN = datetime(2024, 3, 3, 21, 0, tzinfo=UTC)

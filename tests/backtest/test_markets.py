@@ -11,11 +11,11 @@ import pytest
 
 from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.markets import Market, TickSource, entry_conditions, load_market
+from traild.backtest.simulate import iso
 from traild.core.conditions import BarHistory, ConditionParams, GuardParams, TickGuard
 from traild.core.errors import DataError
 from traild.core.instruments import InstrumentTable
 from traild.core.regime import market_regime_of_bars, percentile_rank
-from traild.simulation import iso
 
 
 def test_a_market_keeps_exactly_the_ticks_the_shared_tick_guard_accepts(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from traild.config_service import ConfigService
+from traild.config.service import ConfigService
+from traild.config.settings import Settings, load
 from traild.core.errors import ConfigError
 from traild.core.overrides import ConfigOverride
-from traild.settings import Settings, load
 
 EURUSD = "CS.D.EURUSD.MINI.IP"
 

@@ -435,7 +435,7 @@ def test_default_ladder_clamp_keeps_the_ladder_consistent_where_per_stage_collap
 
 
 def test_settings_default_atr_clamp_is_ladder_and_per_stage_is_selectable() -> None:
-    from traild.settings import Settings
+    from traild.config.settings import Settings
 
     assert Settings().calculator_params().atr_clamp == "ladder"
     chosen = Settings.model_validate({"trailing": {"atr_clamp": "per_stage"}})

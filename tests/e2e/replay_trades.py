@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.daemon_helpers import EPIC
+from traild.backtest.simulate import SimulationRequest, simulate
+from traild.config.settings import load
 from traild.core.messages import Direction
-from traild.settings import load
-from traild.simulation import SimulationRequest, simulate
 
 PIP = 0.0001
 

@@ -19,9 +19,9 @@ from tests.e2e.daemon_helpers import (
     write_config,
 )
 from tests.poison import FUTURE_LINE, poisoned, spikes
+from traild.backtest.simulate import SimulationRequest, simulate
+from traild.config.settings import Settings
 from traild.core.messages import Direction
-from traild.settings import Settings
-from traild.simulation import SimulationRequest, simulate
 
 PIP = 0.0001
 SPECS = [TradeSpec("BUY", 15, 40), TradeSpec("SELL", 15, 40), TradeSpec("BUY", 6, None)]

@@ -11,8 +11,8 @@ import trio
 
 from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, ig_sim, wait_until
 from traild.adapters.store import open_store
-from traild.app import Daemon
-from traild.settings import Settings
+from traild.config.settings import Settings
+from traild.daemon.app import Daemon
 from traild.testing.ig_sim import IGSim
 from traild.testing.ig_sim.server import SimMarket, SimPosition
 

@@ -11,7 +11,7 @@ import trio
 from tests.adapters.ig.conftest import EURUSD, ig_sim
 from tests.e2e.test_ig_daemon import _now, _settings, _stops, _until, _walk
 from traild.adapters.store import open_store
-from traild.app import Daemon
+from traild.daemon.app import Daemon
 from traild.testing.ig_sim import IGSim
 from traild.testing.ig_sim.server import SimMarket, SimPosition
 

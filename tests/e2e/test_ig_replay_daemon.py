@@ -14,11 +14,11 @@ import trio
 from tests.adapters.ig.conftest import API_KEY, EURUSD, IDENTIFIER, PASSWORD, ig_sim, wait_until
 from tests.e2e.daemon_helpers import slice_ticks
 from traild.adapters.store import open_store
-from traild.app import Daemon
+from traild.backtest.simulate import SimulationRequest, simulate
+from traild.config.settings import Settings
 from traild.core.messages import Direction
+from traild.daemon.app import Daemon
 from traild.runtime.gateway import Gateway
-from traild.settings import Settings
-from traild.simulation import SimulationRequest, simulate
 from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
 
 START, ROWS = 38375, 400  # 2014-05-02 12:29 UTC: EUR/USD falls ~27 pips, rises at most ~10

@@ -26,9 +26,9 @@ from tests.e2e.daemon_helpers import (
 )
 from traild.adapters.recorder import Recordings
 from traild.adapters.tickfiles import guard_columns, load_ticks
+from traild.config.settings import Settings
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.conditions import TickGuard
-from traild.settings import Settings
 
 # Trades with an alert trail on dynamic stages (the alert's ATR and regime); the others have
 # no ATR at the replay's first tick and fall back to fixed (no_atr).

@@ -8,12 +8,12 @@ import random
 from datetime import UTC, datetime
 
 from tests.reporting.helpers import DAY0
+from traild.config.settings import Settings
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.reporting.html import render
 from traild.reporting.live import LiveTrade
 from traild.reporting.rollout import rollout_status
 from traild.reporting.vs_backtest import compare
-from traild.settings import Settings
 
 PAIRS = ("CS.D.EURUSD.MINI.IP", "CS.D.GBPUSD.MINI.IP", "CS.D.USDJPY.MINI.IP", "CS.D.AUDUSD.MINI.IP")
 SETTINGS = Settings(

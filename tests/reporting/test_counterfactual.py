@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from traild.adapters.tickfiles import TickColumns
+from traild.config.settings import Settings, load
 from traild.core.calculator import DYNAMIC, FIXED, CalculatedStages
 from traild.core.errors import ConfigError
 from traild.core.messages import Direction, TradeRecord, TradeStatus
 from traild.core.tradingday import trading_day
 from traild.reporting.counterfactual import Replayer
 from traild.reporting.paired import paired_trades
-from traild.settings import Settings, load
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 3, 5, 10, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from tests.reporting.helpers import DAY0, EURUSD, GBPUSD, dyn, fix
+from traild.config.settings import Settings
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.reporting.gate import MET, UNDECIDABLE, GatePolicy, evaluate
 from traild.reporting.live import Bootstrap, LiveTrade
 from traild.reporting.rollout import rollout_status
-from traild.settings import Settings
 
 POLICY = GatePolicy(threshold=0.10, min_trades=30, boot=Bootstrap(samples=1000, seed=3))
 

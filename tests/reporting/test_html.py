@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 import pytest
 
 from tests.reporting.helpers import dyn
+from traild.config.settings import Settings
 from traild.reporting.html import SECTIONS, render
 from traild.reporting.rollout import rollout_status
 from traild.reporting.svg import bar_chart, nice_ticks, tick_label
-from traild.settings import Settings
 
 
 class _Ids(HTMLParser):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.reporting.helpers import GBPUSD, dyn, fix
+from traild.config.settings import Settings
 from traild.core.errors import DataError
 from traild.reporting.vs_backtest import compare, load_summary
-from traild.settings import Settings
 
 SETTINGS = Settings(rollout={"bootstrap_samples": 200})
 

@@ -9,12 +9,12 @@ import trio.testing
 
 from tests.runtime.fakes import MemoryStore
 from traild.adapters.paper import PaperBroker
-from traild.app import make_policy
+from traild.config.settings import Settings
 from traild.core.messages import Direction, Tick, TradeRecord
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from typing import Any
 import trio
 from loguru import logger
 
-from traild.app import Daemon
-from traild.settings import Settings
+from traild.config.settings import Settings
+from traild.daemon.app import Daemon
 
 
 async def test_the_first_heartbeat_rates_the_ticks_since_the_loop_started(

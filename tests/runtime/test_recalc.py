@@ -15,13 +15,13 @@ from loguru import logger
 
 from tests.runtime.fakes import MemoryStore, ScriptedBroker
 from tests.runtime.test_supervisor import EPIC, T0
-from traild.app import make_policy
+from traild.config.settings import Settings
 from traild.core.conditions import BarHistory
 from traild.core.messages import AlertRecord, Direction, Position, Tick, TradeRecord
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings
 
 
 @pytest.fixture

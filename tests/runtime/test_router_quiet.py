@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.runtime.fakes import ScriptedBroker
-from traild.app import make_policy
+from traild.config.settings import Settings
 from traild.core.messages import Direction, Tick, TradeRecord
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import AmendTarget
 from traild.runtime.router import Router
 from traild.runtime.stages import fixed_stages
 from traild.runtime.trade_actor import ActorPlan, TradeActor
-from traild.settings import Settings
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)

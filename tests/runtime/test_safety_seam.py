@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from tests.runtime.fakes import MemoryStore, ScriptedBroker, one_buy, one_buy_target
-from traild.app import make_policy
+from traild.config.settings import Settings
 from traild.core.messages import (
     Direction,
     Position,
@@ -25,10 +25,10 @@ from traild.core.messages import (
     Tick,
     TradeRecord,
 )
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import AmendTarget, Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)

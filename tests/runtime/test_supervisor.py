@@ -12,7 +12,7 @@ import trio.testing
 from loguru import logger
 
 from tests.runtime.fakes import MemoryStore, ScriptedBroker
-from traild.app import make_policy
+from traild.config.settings import Settings
 from traild.core.messages import (
     AlertRecord,
     AmendState,
@@ -23,11 +23,11 @@ from traild.core.messages import (
     TradeRecord,
     TradeStatus,
 )
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
 from traild.runtime.trade_actor import TradeActor
-from traild.settings import Settings
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
@@ -315,7 +315,7 @@ async def test_a_pair_outside_the_allowlist_is_adopted_on_fixed_stages(
 async def test_a_database_override_reaches_running_fixed_trades_and_never_loosens_a_stop(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from traild.config_service import apply_overrides
+    from traild.config.service import apply_overrides
     from traild.core.overrides import ConfigOverride
 
     rig = Rig()

@@ -15,12 +15,12 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traild.app import Daemon
+from traild.config.settings import Settings
 from traild.core.instruments import InstrumentTable
 from traild.core.ladder import Ladder, LadderPlan
 from traild.core.messages import Direction, Tick
 from traild.core.replay import run_trade
-from traild.settings import Settings
+from traild.daemon.app import Daemon
 
 EPIC = "CS.D.EURUSD.MINI.IP"
 PIP = 0.0001

@@ -38,6 +38,7 @@ from traild.backtest.variants import (
     parse_grid,
     parse_variants,
 )
+from traild.config.settings import Settings
 from traild.core.calculator import (
     CalculatedStages,
     CalculatorParams,
@@ -50,7 +51,6 @@ from traild.core.conditions import ConditionParams, GuardParams
 from traild.core.errors import DataError, UsageError
 from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.ladder import LadderPlan, LadderPolicy
-from traild.settings import Settings
 
 _FAST_CHUNK = 4000  # at most this many trades per unit on the fast path
 _MIN_CHUNK = 200  # at least this many (smaller batches waste the kernel's vectorisation)

@@ -20,9 +20,9 @@ from traild.adapters.tickfiles import ms_to_datetime
 from traild.backtest.claims import judge_claims
 from traild.backtest.engine import BacktestResult, TradeRow
 from traild.backtest.metrics import METRICS, by_kind, summarize
+from traild.backtest.simulate import iso
 from traild.backtest.variants import baseline_pairs
 from traild.backtest.walkforward import verdict, walk_forward
-from traild.simulation import iso
 
 CSV_COLUMNS = (
     "variant",

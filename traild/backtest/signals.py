@@ -20,12 +20,12 @@ import numpy as np
 
 from traild.adapters.tickfiles import EPOCH
 from traild.backtest.markets import Ints, Market, entry_conditions
+from traild.backtest.simulate import stop_level
 from traild.core.calculator import MarketConditions
 from traild.core.conditions import ConditionParams
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction
-from traild.simulation import stop_level
 
 REQUIRED = ("ts_utc", "epic", "direction", "stop_pips", "limit_pips")
 OPTIONAL = ("is_scalp", "atr_pips", "volatility_regime", "session", "market_regime")

@@ -12,8 +12,8 @@ from typing import Any
 from traild.backtest.variants import DEFAULT_VARIANTS
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import positive_int
+from traild.config.settings import load
 from traild.core.errors import DataError, UsageError
-from traild.settings import load
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
 _MAX_RANDOM = 100_000  # traild.backtest.signals.MAX_RANDOM (not imported: NumPy loads lazily)

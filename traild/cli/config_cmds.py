@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from traild.cli.args import WHO_MAX, positive_int, who
-from traild.config_service import KINDS, apply_overrides, pair_view, value_sources
+from traild.config.service import KINDS, apply_overrides, pair_view, value_sources
+from traild.config.settings import Settings, load
 from traild.core.calculator import StageConfig
 from traild.core.errors import ConfigError, InstrumentError, TraildError, UsageError
 from traild.core.instruments import symbol_of
@@ -35,7 +36,6 @@ from traild.core.overrides import (
     key_path,
     parse_assignment,
 )
-from traild.settings import Settings, load
 
 _CHECK_TIMEOUT_S = 10.0
 

@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Any
 
+from traild.backtest.simulate import SimulationRequest, simulate
 from traild.cli import args as args_
+from traild.config.settings import describe_sources, load
 from traild.core.calculator import DynamicTrailingCalculator, MarketConditions
 from traild.core.errors import DataError
-from traild.settings import describe_sources, load
-from traild.simulation import SimulationRequest, simulate
 
 CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 EPIC_HELP = "IG epic, e.g. CS.D.EURUSD.MINI.IP (or a configured [instruments] key)"

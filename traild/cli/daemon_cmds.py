@@ -91,9 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     """The daemon; every error that ends it is one structured record and an exit code."""
     import trio
 
-    from traild.app import EXIT_REFUSED, Daemon
+    from traild.config.settings import load
+    from traild.daemon.app import EXIT_REFUSED, Daemon
     from traild.log import setup_logging
-    from traild.settings import load
 
     setup_logging()
     from loguru import logger
@@ -127,14 +127,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from traild.demo import run_demo
+    from traild.daemon.demo import run_demo
 
     return run_demo(args.seconds, args.trades, args.json_logs, args.keep)
 
 
 def _halt(args: argparse.Namespace) -> int:
-    from traild.halt import halt_path
-    from traild.settings import load
+    from traild.config.settings import load
+    from traild.daemon.halt import halt_path
 
     settings = load(args.config)
     path = halt_path(settings)

@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
 def _check(args: argparse.Namespace) -> int:
     import trio
 
-    from traild.settings import load
+    from traild.config.settings import load
 
     settings = load(args.config)
     epics = settings.feed.epics
@@ -60,8 +60,8 @@ def _check(args: argparse.Namespace) -> int:
 
 async def _run(settings: Any, epics: list[str], seconds: float, amend: str | None) -> Any:
     from traild.adapters.ig.check import run_check
-    from traild.app import open_ig_broker
     from traild.core.errors import TraildError
+    from traild.daemon.app import open_ig_broker
 
     try:
         async with open_ig_broker(settings, trade_stream=False, login_backoff=None) as broker:

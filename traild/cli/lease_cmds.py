@@ -26,8 +26,8 @@ def _lease(args: argparse.Namespace) -> int:
     import trio
 
     from traild.adapters.store import open_store
+    from traild.config.settings import load
     from traild.core.lease import LeaseRow
-    from traild.settings import load
 
     settings = load(args.config)
 

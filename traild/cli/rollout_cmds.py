@@ -15,10 +15,10 @@ from typing import Any
 
 import trio
 
-from traild.config_service import apply_overrides
+from traild.config.service import apply_overrides
+from traild.config.settings import Settings, load
 from traild.core.errors import DataError
 from traild.core.messages import TradeRecord
-from traild.settings import Settings, load
 
 
 def register(sub: Any) -> None:

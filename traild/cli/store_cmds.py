@@ -19,15 +19,15 @@ from uuid import uuid4
 
 import trio
 
+from traild.backtest.simulate import iso
 from traild.cli.args import DIRECTION_HELP
 from traild.cli.args import direction as _direction
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.args import timestamp as _timestamp
+from traild.config.settings import load
 from traild.core.errors import InstrumentError, StoreError, TraildError
 from traild.core.instruments import Instrument, InstrumentTable
 from traild.core.messages import Direction, StageRecalculation, TradeRecord, TradeStatus
-from traild.settings import load
-from traild.simulation import iso
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$", re.IGNORECASE)
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}

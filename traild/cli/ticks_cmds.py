@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traild.cli.store_cmds import CONFIG_HELP, _since
+from traild.config.settings import Settings, load
 from traild.core.errors import DataError
 from traild.core.messages import TradeRecord
-from traild.settings import Settings, load
 
 if TYPE_CHECKING:  # the reporting modules load numpy and the backtest: only when used
     from traild.reporting.counterfactual import CounterfactualSet

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from traild.config.settings import Settings
 from traild.core.calculator import DYNAMIC, in_rollout, is_forced_fixed, is_listed
 from traild.core.instruments import symbol_of
 from traild.core.messages import TradeRecord
@@ -32,7 +33,6 @@ from traild.reporting.paired import (
     evaluate_paired,
     paired_gate,
 )
-from traild.settings import Settings
 
 FIXED_ONLY, DYNAMIC_ON, WIDENED = "fixed_only", "dynamic_on", "widened"
 # Fallbacks for lack of usable market data (not the configuration's choice).

@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from traild.config.settings import Settings
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import symbol_of
 from traild.reporting.gate import evaluate
 from traild.reporting.live import METRIC_NAMES, LiveTrade, metric_table
 from traild.reporting.rollout import gate_policy
-from traild.settings import Settings
 
 SUMMARY = "summary.json"
 ALL_PAIRS = "all pairs"

@@ -34,13 +34,13 @@ import trio
 import trio.testing
 from loguru import logger
 
-from traild.app import make_policy
+from traild.config.settings import Settings
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, TradeRecord, TradeStatus
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings
 from traild.testing.dst_check import NAMES, Checker, SpinMeter, Violation
 from traild.testing.dst_schedule import T0, Crash, Knobs, Phase, Scenario, make_scenario
 from traild.testing.fake_broker import FakeBroker

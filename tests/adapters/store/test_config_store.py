@@ -12,9 +12,9 @@ import trio
 
 from traild.adapters.store import ConfigConflict, SqlTradeStore
 from traild.cli import main
-from traild.config_service import apply_overrides
+from traild.config.service import apply_overrides
+from traild.config.settings import load
 from traild.core.overrides import ConfigOverride
-from traild.settings import load
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -14,11 +14,11 @@ from sqlalchemy.engine import make_url
 from tests.adapters.store.store_helpers import raw_sql, raw_sql_sync
 from tests.runtime.fakes import ScriptedBroker
 from traild.adapters.store import SqlTradeStore, migrate_database, open_store
-from traild.app import make_policy
+from traild.config.settings import Settings
+from traild.daemon.app import make_policy
 from traild.runtime.gateway import Gateway
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
-from traild.settings import Settings
 
 EPICS = ("CS.D.EURUSD.MINI.IP", "CS.D.GBPUSD.MINI.IP", "CS.D.USDJPY.MINI.IP")
 COLUMNS = (

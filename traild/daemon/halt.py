@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from traild.settings import Settings
+    from traild.config.settings import Settings
 
 HALT_FILE = "HALT"
 

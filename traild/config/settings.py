@@ -31,12 +31,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from traild.core.calculator import CalculatorParams, StageConfig
-from traild.core.conditions import ConditionParams, GuardParams
-from traild.core.errors import ConfigError, InstrumentError
-from traild.core.instruments import InstrumentOverride, InstrumentTable
-from traild.core.ladder import LadderPolicy
-from traild.settings_env import (
+from traild.config.env import (
     ENV_PREFIX,
     EnvSource,
     MappingEnvSource,
@@ -44,7 +39,7 @@ from traild.settings_env import (
     from_env,
     is_setting_var,
 )
-from traild.settings_models import (
+from traild.config.models import (
     _DEFAULT_REGULAR,
     _DEFAULT_SCALP,
     BacktestSettings,
@@ -60,6 +55,11 @@ from traild.settings_models import (
     _deep_merge,
     redact_url,
 )
+from traild.core.calculator import CalculatorParams, StageConfig
+from traild.core.conditions import ConditionParams, GuardParams
+from traild.core.errors import ConfigError, InstrumentError
+from traild.core.instruments import InstrumentOverride, InstrumentTable
+from traild.core.ladder import LadderPolicy
 
 DEFAULT_CONFIG = Path("config/traild.toml")
 _ENV_PREFIX = ENV_PREFIX

@@ -18,22 +18,22 @@ from loguru import logger
 
 from traild.adapters import systemd
 from traild.adapters.recorder import TickRecorder
-from traild.config_service import DATABASE, ConfigService
+from traild.config.models import IGSettings
+from traild.config.service import DATABASE, ConfigService
+from traild.config.settings import Settings, load
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import ConfigError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Tick
-from traild.halt import halt_path
+from traild.daemon.halt import halt_path
+from traild.daemon.reload import apply_live, plan_reload
 from traild.ports import Broker, ConfigBacked, Journaled, LeaseBacked, PriceFeed, TradeStore
-from traild.reloading import apply_live, plan_reload
 from traild.runtime.gateway import Gateway
 from traild.runtime.lease import LeaseKeeper
 from traild.runtime.router import Router
 from traild.runtime.stages import Policy
 from traild.runtime.supervisor import Supervisor
 from traild.runtime.tasks import supervised
-from traild.settings import Settings, load
-from traild.settings_models import IGSettings
 
 if TYPE_CHECKING:
     from traild.adapters.ig.rest import IGBroker
@@ -161,7 +161,7 @@ class Daemon:
     async def _own(self, store: TradeStore) -> bool:
         """Own the broker account's lease (standing by while another traild holds it) and fence
         the store's writes with its token; False: stopped while standing by."""
-        from traild.ownership import account_key, stand_by, this_instance
+        from traild.daemon.ownership import account_key, stand_by, this_instance
 
         s = self.settings
         if not isinstance(store, LeaseBacked):

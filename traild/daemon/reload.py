@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from traild.config.settings import Settings
 from traild.ports import TradeStore
 from traild.runtime.gateway import Gateway
-from traild.settings import Settings
 
 RESTART_REQUIRED: tuple[str, ...] = (
     "database.url",

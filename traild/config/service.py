@@ -16,10 +16,9 @@ from typing import Any
 from loguru import logger
 from pydantic import ValidationError
 
-from traild.core.errors import ConfigError
-from traild.core.overrides import ConfigOverride, flatten, overlay
-from traild.ports import ConfigSource
-from traild.settings import (
+from traild.config.env import is_setting_var
+from traild.config.models import _deep_merge
+from traild.config.settings import (
     _ENV_PREFIX,
     Settings,
     _describe,
@@ -27,8 +26,9 @@ from traild.settings import (
     _reject_non_finite,
     config_path,
 )
-from traild.settings_env import is_setting_var
-from traild.settings_models import _deep_merge
+from traild.core.errors import ConfigError
+from traild.core.overrides import ConfigOverride, flatten, overlay
+from traild.ports import ConfigSource
 
 DATABASE = "database"
 KINDS = ("regular", "scalp")

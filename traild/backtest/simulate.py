@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from traild.config.settings import Settings
 from traild.core.calculator import CalculatedStages, DynamicTrailingCalculator, MarketConditions
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import DataError, UsageError
@@ -15,7 +16,6 @@ from traild.core.ladder import Ladder, LadderPlan
 from traild.core.messages import Direction
 from traild.core.realtime import RealtimeRecalc, Recalculated
 from traild.core.replay import TradeOutcome, pnl_ticks, run_trade
-from traild.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

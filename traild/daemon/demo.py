@@ -15,10 +15,10 @@ from typing import Any
 import trio
 from loguru import logger
 
-from traild.app import Daemon
+from traild.config.settings import Settings
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction, TradeRecord, TradeStatus
-from traild.settings import Settings
+from traild.daemon.app import Daemon
 
 
 def demo_tables(state_dir: str) -> dict[str, dict[str, Any]]:

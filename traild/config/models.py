@@ -1,6 +1,6 @@
 """The sections of traild's configuration (pydantic models, strict: unknown keys are errors).
 
-`traild.settings.Settings` composes them and adds loading, environment and reload."""
+`traild.config.settings.Settings` composes them and adds loading, environment and reload."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ import trio
 from loguru import logger
 
 from traild.adapters import systemd
+from traild.config.settings import Settings
 from traild.core.lease import Instance, LeaseRow
 from traild.runtime.lease import LeaseKeeper
-from traild.settings import Settings
 
 
 def account_key(settings: Settings) -> str:
