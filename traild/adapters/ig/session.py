@@ -19,12 +19,8 @@ import trio
 from loguru import logger
 
 from traild.adapters.ig.allowance import Allowance
-from traild.adapters.ig.http import (
-    Secret,
-    SecretLike,
-    build_request,
-    redact_http_traces,
-)
+from traild.adapters.ig.http import Secret, build_request, redact_http_traces
+from traild.adapters.ig.options import IGCredentials
 from traild.core.errors import (
     BrokerConfigRefused,
     BrokerError,
@@ -90,11 +86,7 @@ class IGSession:
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str | SecretLike,
-        identifier: str,
-        password: str | SecretLike,
-        account_id: str | None = None,
+        credentials: IGCredentials,
         *,
         timeout: float = 10.0,
         refresh_after: float | None = 6 * 3600.0,
@@ -102,11 +94,11 @@ class IGSession:
         login_backoff: tuple[float, float] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._api_key = Secret(api_key)
-        self._identifier = Secret(identifier)
-        self._password = Secret(password)
-        self.account_id = account_id
+        self._base_url = credentials.base_url.rstrip("/")
+        self._api_key = credentials.api_key
+        self._identifier = credentials.identifier
+        self._password = credentials.password
+        self.account_id = credentials.account_id
         self.timeout = timeout
         self._refresh_after = refresh_after
         self._stream_url = stream_url
