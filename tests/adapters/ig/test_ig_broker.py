@@ -23,6 +23,7 @@ from tests.adapters.ig.conftest import (
     broker_for,
     ig_sim,
 )
+from traild.adapters.ig.allowance import TradingPacer
 from traild.adapters.ig.options import IGLimits, IGTimeouts
 from traild.core.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import Direction, OpenRequest
@@ -310,6 +311,17 @@ async def test_allowance_per_minute_leaves_room_for_polls_and_confirms() -> None
             async with broker_for(sim, limits=IGLimits(trading=40)) as broker:
                 assert broker.allowance_per_minute() == 38
     assert len(sim.requests_to("GET", "operations/application")) == 2  # account/app unknown
+
+
+async def test_the_trading_window_paces_amendments_once_the_allowance_is_known() -> None:
+    with trio.fail_after(10):
+        async with ig_sim() as sim:
+            async with broker_for(sim) as broker:
+                assert isinstance(broker.pacer(), TradingPacer)
+            sim.fail_next("GET", "operations/application", 500, "system.error")
+            async with broker_for(sim) as broker:
+                assert broker.allowance_per_minute() is None
+                assert broker.pacer() is None  # the gateway's own bucket paces then
 
 
 async def test_open_position_is_refused() -> None:
