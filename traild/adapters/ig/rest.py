@@ -30,8 +30,7 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import trio
 from loguru import logger
@@ -111,13 +110,8 @@ class IGBroker:
         self.events.subscribe()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.session.__aexit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.session.__aexit__(*exc_info)
 
     @property
     def account_id(self) -> str:
