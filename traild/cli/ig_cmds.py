@@ -64,7 +64,7 @@ async def _run(settings: Any, epics: list[str], seconds: float, amend: str | Non
     from traild.daemon.app import open_ig_broker
 
     try:
-        async with open_ig_broker(settings, trade_stream=False, login_backoff=None) as broker:
+        async with open_ig_broker(settings, trade_stream=False, retry_login=False) as broker:
             return await run_check(broker, epics, seconds, amend)
     except* TraildError as group:  # one clear line, not a group of tasks' errors
         first = group.exceptions[0]

@@ -36,6 +36,7 @@ from traild.runtime.supervisor import Supervisor
 from traild.runtime.tasks import supervised
 
 if TYPE_CHECKING:
+    from traild.adapters.ig.options import IGStream
     from traild.adapters.ig.rest import IGBroker
 
 EXIT_OK = 0
@@ -725,50 +726,59 @@ def _make_feed(s: Settings, broker: Broker | None) -> PriceFeed:
 
 @asynccontextmanager
 async def open_ig_broker(
-    s: Settings, instruments: InstrumentTable | None = None, **overrides: Any
+    s: Settings,
+    instruments: InstrumentTable | None = None,
+    *,
+    trade_stream: bool = True,
+    retry_login: bool = True,
 ) -> AsyncIterator[IGBroker]:
-    """An IGBroker from ``[broker.ig]`` (logged in for the duration of the block)."""
+    """An IGBroker from ``[broker.ig]`` (logged in for the duration of the block).
+
+    ``traild ig check`` passes ``trade_stream=False`` and ``retry_login=False`` (it reports a
+    failed login at once instead of waiting it out)."""
+    from traild.adapters.ig import options as o
     from traild.adapters.ig.rest import IGBroker
 
     ig = s.broker.ig
-    options: dict[str, Any] = {
-        "instruments": instruments or s.instrument_table(),
-        "timeout": ig.request_timeout_s,
-        "poll_interval": ig.positions_poll_s,
-        "reconcile_interval": ig.reconcile_s,
-        "trade_stream": ig.trade_stream,
-        "session_refresh_after": ig.session_refresh_s,
-        # an unreachable IG or a 5xx is waited out here, not by systemd restarts
-        "login_backoff": (min(1.0, ig.login_backoff_max_s), ig.login_backoff_max_s),
-        "confirm_attempts": ig.confirm_attempts,
-        "confirm_interval": ig.confirm_interval_s,
-        "rules_ttl": ig.rules_ttl_s,
-        "trading_allowance": ig.trading_allowance,
-        "account_allowance": ig.account_allowance,
-        "application_allowance": ig.application_allowance,
-        "take_over_guaranteed": ig.take_over_guaranteed_stops,
-        "take_over_trailing": ig.take_over_trailing_stops,
-        "stream_url": ig.stream_url or None,
-        "stream_options": ig_stream_options(ig),
-    }
-    options.update(overrides)
+    # an unreachable IG or a 5xx is waited out here, not by systemd restarts
+    backoff = (min(1.0, ig.login_backoff_max_s), ig.login_backoff_max_s) if retry_login else None
     async with IGBroker(
-        ig.api_url,
-        ig.api_key.get_secret_value(),
-        ig.identifier,
-        ig.password.get_secret_value(),
-        ig.account_id or None,
-        **options,
+        o.IGCredentials(ig.api_url, ig.api_key, ig.identifier, ig.password, ig.account_id or None),
+        instruments=instruments or s.instrument_table(),
+        timeouts=o.IGTimeouts(request=ig.request_timeout_s, session_refresh=ig.session_refresh_s),
+        retry=o.IGRetry(
+            login_backoff=backoff,
+            confirm_attempts=ig.confirm_attempts,
+            confirm_interval=ig.confirm_interval_s,
+        ),
+        limits=o.IGLimits(
+            trading=ig.trading_allowance,
+            account=ig.account_allowance,
+            application=ig.application_allowance,
+        ),
+        events=o.IGEvents(
+            use_stream=trade_stream and ig.trade_stream,
+            poll_interval=ig.positions_poll_s,
+            reconcile_interval=ig.reconcile_s,
+        ),
+        take_over=o.IGTakeOver(
+            guaranteed=ig.take_over_guaranteed_stops, trailing=ig.take_over_trailing_stops
+        ),
+        markets=o.IGMarkets(rules_ttl=ig.rules_ttl_s),
+        stream=ig_stream(ig),
     ) as broker:
         yield broker
 
 
-def ig_stream_options(ig: IGSettings) -> dict[str, Any]:
+def ig_stream(ig: IGSettings) -> IGStream:
     """The settings of the account's Lightstreamer session (PRICE feed and TRADE stream)."""
-    return {
-        "keepalive_ms": ig.keepalive_ms,
-        "backoff_initial": ig.reconnect_initial_s,
-        "backoff_max": ig.reconnect_max_s,
-        "tlcp_version": ig.tlcp_version,
-        "timeout": ig.request_timeout_s,
-    }
+    from traild.adapters.ig.options import IGStream
+
+    return IGStream(
+        url=ig.stream_url or None,
+        keepalive_ms=ig.keepalive_ms,
+        backoff_initial=ig.reconnect_initial_s,
+        backoff_max=ig.reconnect_max_s,
+        tlcp_version=ig.tlcp_version,
+        timeout=ig.request_timeout_s,
+    )

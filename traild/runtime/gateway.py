@@ -6,7 +6,8 @@
   target the confirmed level already beats is dropped (a stop is never replaced by a looser one);
 * one amendment in flight per trade; a newer target replaces a queued one;
 * profit-lock and rung amendments jump the queue;
-* a token bucket with the broker's allowance per minute;
+* one pacer per amendment (``pacing``): the broker's own (IG's trading window) or a token
+  bucket with the broker's allowance per minute;
 * write-ahead: the amendment is queued ``pending`` in the store's urgent lane before it is sent,
   and sent without waiting for it to be durable (protection first): no amendment waits behind
   database writes, its own or anyone else's; its records land in order shortly after;
@@ -38,7 +39,7 @@ from traild.core.errors import (
 )
 from traild.core.messages import AmendState, Confirmation, Reason
 from traild.ports import Broker, TradeStore
-from traild.runtime.pacing import TokenBucket
+from traild.runtime.pacing import Pacer, TokenBucket, pacer_for
 
 
 @dataclass(slots=True)
@@ -94,7 +95,7 @@ class Gateway:
         self.broker = broker
         self.store = store
         self.now = now
-        self.bucket = TokenBucket(allowance_per_minute)
+        self.bucket: Pacer = pacer_for(broker, allowance_per_minute)
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.workers = workers
@@ -213,12 +214,14 @@ class Gateway:
         return dropped
 
     def configure(self, allowance_per_minute: int, retry_base: float, retry_max: float) -> None:
-        """A reload: new allowance (the bucket keeps its current fill) and retry back-off."""
-        if float(max(1, allowance_per_minute)) != self.bucket.capacity:
-            bucket = TokenBucket(allowance_per_minute)
-            bucket.tokens = min(bucket.capacity, self.bucket.tokens)
-            bucket.paused_until = self.bucket.paused_until
-            self.bucket = bucket
+        """A reload: new allowance (the bucket keeps its current fill; a broker's own pacer
+        follows the broker) and retry back-off."""
+        bucket = self.bucket
+        if (
+            isinstance(bucket, TokenBucket)
+            and float(max(1, allowance_per_minute)) != bucket.capacity
+        ):
+            self.bucket = bucket.resized(allowance_per_minute)
         self.retry_base, self.retry_max = retry_base, retry_max
 
     def set_halted(self, halted: bool) -> None:

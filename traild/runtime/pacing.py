@@ -1,8 +1,39 @@
-"""Pacing amendments to the broker's allowance: a token bucket on trio's clock."""
+"""Pacing amendments to the broker's allowance: one limiter per amendment.
+
+The gateway waits on a ``Pacer`` before each amendment (then checks the halt and the lease,
+then sends) and pauses it when the broker answers ``RateLimited``. Which pacer: the broker's
+own when it declares one (``PacedBroker``: IG paces with its trading-allowance window, the
+limiter its session spends each PUT on, so a PUT is never paced twice; see
+``traild.adapters.ig.allowance``), else a ``TokenBucket`` of the allowance per minute
+(the paper broker, or IG while its allowance is unknown).
+"""
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import trio
+
+
+class Pacer(Protocol):
+    """``acquire`` waits until one more amendment may go; ``pause`` holds all back a while."""
+
+    async def acquire(self) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class PacedBroker(Protocol):
+    """A broker that paces its own amendments (None: not yet, e.g. its allowance is unknown)."""
+
+    def pacer(self) -> Pacer | None: ...
+
+
+def pacer_for(broker: object, per_minute: int) -> Pacer:
+    """The broker's own pacer if it declares one, else a token bucket of ``per_minute``."""
+    own = broker.pacer() if isinstance(broker, PacedBroker) else None
+    return own if own is not None else TokenBucket(per_minute)
 
 
 class TokenBucket:
@@ -34,3 +65,10 @@ class TokenBucket:
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, trio.current_time() + seconds)
+
+    def resized(self, per_minute: int) -> TokenBucket:
+        """A bucket of ``per_minute`` keeping this one's fill and pause (a reload)."""
+        bucket = TokenBucket(per_minute)
+        bucket.tokens = min(bucket.capacity, self.tokens)
+        bucket.paused_until = self.paused_until
+        return bucket

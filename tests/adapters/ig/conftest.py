@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import trio
 from loguru import logger
 
+from traild.adapters.ig.options import IGCredentials, IGEvents, IGRetry, IGTimeouts
 from traild.adapters.ig.rest import IGBroker
 from traild.core.instruments import InstrumentTable
 from traild.testing.ig_sim import IGSim, open_ig_sim
@@ -66,22 +68,29 @@ def sim_in_thread(**options: Any) -> Iterator[IGSim]:
         thread.join(30)
 
 
-def broker_for(sim: IGSim, **options: Any) -> IGBroker:
-    """An IGBroker pointed at the sim with short test timeouts."""
-    options.setdefault("timeout", 2.0)
-    options.setdefault("confirm_interval", 0.005)
-    options.setdefault("poll_interval", 0.01)
-    options.setdefault("trade_stream", False)  # the polling fallback unless a test streams
+# Short test timings; a test that changes one group builds it from these (``replace``).
+TEST_TIMEOUTS = IGTimeouts(request=2.0)
+TEST_RETRY = IGRetry(confirm_interval=0.005)
+TEST_EVENTS = IGEvents(use_stream=False, poll_interval=0.01)  # polling unless a test streams
+STREAMING = replace(TEST_EVENTS, use_stream=True)
+
+
+def broker_for(
+    sim: IGSim,
+    *,
+    api_key: str | Any = API_KEY,
+    identifier: str = IDENTIFIER,
+    password: str | Any = PASSWORD,
+    account_id: str | None = None,
+    **options: Any,
+) -> IGBroker:
+    """An IGBroker pointed at the sim with short test timeouts (``options``: IGBroker's)."""
+    options.setdefault("timeouts", TEST_TIMEOUTS)
+    options.setdefault("retry", TEST_RETRY)
+    options.setdefault("events", TEST_EVENTS)
     options.setdefault("clock", fixed_clock)
-    return IGBroker(
-        sim.base_url,
-        options.pop("api_key", API_KEY),
-        options.pop("identifier", IDENTIFIER),
-        options.pop("password", PASSWORD),
-        options.pop("account_id", None),
-        instruments=InstrumentTable(),
-        **options,
-    )
+    credentials = IGCredentials(sim.base_url, api_key, identifier, password, account_id)
+    return IGBroker(credentials, instruments=InstrumentTable(), **options)
 
 
 async def wait_until(predicate: Callable[[], bool], step: float = 0.005) -> None:

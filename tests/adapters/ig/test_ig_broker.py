@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,10 +17,14 @@ from tests.adapters.ig.conftest import (
     GBPUSD,
     IDENTIFIER,
     PASSWORD,
+    TEST_EVENTS,
+    TEST_RETRY,
     USDJPY,
     broker_for,
     ig_sim,
 )
+from traild.adapters.ig.allowance import TradingPacer
+from traild.adapters.ig.options import IGLimits, IGTimeouts
 from traild.core.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable, RateLimited
 from traild.core.messages import Direction, OpenRequest
 from traild.testing.ig_sim import IGSim, SimMarket, SimPosition
@@ -197,7 +202,7 @@ async def test_confirmation_that_never_appears_is_an_unknown_outcome() -> None:
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with (
             ig_sim(markets=[_eurusd()], positions=[buy], confirm_delay_polls=99) as sim,
-            broker_for(sim, confirm_attempts=3) as broker,
+            broker_for(sim, retry=replace(TEST_RETRY, confirm_attempts=3)) as broker,
         ):
             with pytest.raises(BrokerTimeout, match="no confirmation"):
                 await broker.amend_stop(buy.deal_id, 1.0950, None)
@@ -241,7 +246,7 @@ async def test_unanswered_amendment_raises_broker_timeout() -> None:
         buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
         async with (
             ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
-            broker_for(sim, timeout=0.5) as broker,
+            broker_for(sim, timeouts=IGTimeouts(request=0.5)) as broker,
         ):
             await broker.open_positions()
             sim.delay("PUT", "positions/otc", math.inf)
@@ -276,51 +281,6 @@ async def test_other_client_errors_are_definitive_rejections() -> None:
                 await broker.amend_stop(buy.deal_id, 1.0950, None)
 
 
-async def test_safe_amend_after_a_lost_answer_reads_back_instead_of_resending() -> None:
-    with trio.fail_after(10):
-        buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with (
-            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
-            broker_for(sim, timeout=0.5) as broker,
-        ):
-            sim.delay("PUT", "positions/otc", math.inf, apply_first=True)
-            confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
-    assert (confirmation.accepted, confirmation.level, confirmation.reason) == (
-        True,
-        1.095,
-        "RECONCILED",
-    )
-    assert len(sim.amendments) == 1
-
-
-async def test_safe_amend_resends_when_the_stop_did_not_move() -> None:
-    with trio.fail_after(10):
-        buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with (
-            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
-            broker_for(sim, timeout=0.5) as broker,
-        ):
-            sim.delay("PUT", "positions/otc", math.inf)  # lost before IG processed it
-            confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
-    assert confirmation.accepted and confirmation.reason == "SUCCESS"
-    assert len(sim.requests_to("PUT", "positions/otc")) == 2
-    assert len(sim.amendments) == 1
-
-
-async def test_safe_amend_of_a_vanished_position_is_refused() -> None:
-    with trio.fail_after(10):
-        buy = SimPosition(EURUSD, "BUY", 1.09500, stop=1.09000)
-        async with (
-            ig_sim(markets=[_eurusd()], positions=[buy]) as sim,
-            broker_for(sim, timeout=0.5) as broker,
-        ):
-            await broker.open_positions()
-            sim.close_position(buy.deal_id)
-            sim.delay("PUT", "positions/otc", math.inf)
-            confirmation = await broker.amend_stop_safely(buy.deal_id, 1.0950, None)
-    assert (confirmation.accepted, confirmation.reason) == (False, "POSITION_NOT_FOUND")
-
-
 async def test_min_stop_distance_comes_from_dealing_rules_after_the_first_poll() -> None:
     with trio.fail_after(10):
         markets = [
@@ -345,12 +305,23 @@ async def test_allowance_per_minute_leaves_room_for_polls_and_confirms() -> None
     with trio.fail_after(10):
         async with (
             ig_sim(trading_allowance=100, account_allowance=30) as sim,
-            broker_for(sim, poll_interval=5.0) as broker,
+            broker_for(sim, events=replace(TEST_EVENTS, poll_interval=5.0)) as broker,
         ):
             assert broker.allowance_per_minute() == 98  # 2 kept for session refreshes
-            async with broker_for(sim, trading_allowance=40) as broker:
+            async with broker_for(sim, limits=IGLimits(trading=40)) as broker:
                 assert broker.allowance_per_minute() == 38
     assert len(sim.requests_to("GET", "operations/application")) == 2  # account/app unknown
+
+
+async def test_the_trading_window_paces_amendments_once_the_allowance_is_known() -> None:
+    with trio.fail_after(10):
+        async with ig_sim() as sim:
+            async with broker_for(sim) as broker:
+                assert isinstance(broker.pacer(), TradingPacer)
+            sim.fail_next("GET", "operations/application", 500, "system.error")
+            async with broker_for(sim) as broker:
+                assert broker.allowance_per_minute() is None
+                assert broker.pacer() is None  # the gateway's own bucket paces then
 
 
 async def test_open_position_is_refused() -> None:

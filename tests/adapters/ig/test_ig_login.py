@@ -6,16 +6,23 @@ IG REST reference, POST /session exceptions), so a refused login must never be r
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import trio
 import trio.testing
 
-from tests.adapters.ig.conftest import API_KEY, PASSWORD, broker_for, ig_sim
+from tests.adapters.ig.conftest import API_KEY, PASSWORD, TEST_RETRY, broker_for, ig_sim
+from traild.adapters.ig.options import IGRetry
 from traild.core.errors import BrokerConfigRefused, BrokerUnavailable
 
 
 def _logins(sim: object) -> int:
     return len(sim.requests_to("POST", "session"))  # type: ignore[attr-defined]
+
+
+def _backoff(initial: float, longest: float) -> IGRetry:
+    return replace(TEST_RETRY, login_backoff=(initial, longest))
 
 
 @pytest.mark.parametrize(
@@ -32,7 +39,7 @@ async def test_a_refused_login_is_a_config_refusal_sent_once(
     with trio.fail_after(600):
         async with ig_sim() as sim:
             with pytest.raises(BrokerConfigRefused, match=code) as info:
-                async with broker_for(sim, login_backoff=(1.0, 30.0), **option):
+                async with broker_for(sim, retry=_backoff(1.0, 30.0), **option):
                     pass
     assert _logins(sim) == 1  # never retried: retries lock the account
     for secret in (PASSWORD, API_KEY, "not-the-key-123"):
@@ -61,7 +68,7 @@ async def test_a_login_failing_for_5xx_or_the_network_is_retried_with_a_capped_b
         async with ig_sim() as sim:
             sim.fail_next("POST", "session", 503, "system.unavailable", times=4)
             start = trio.current_time()
-            async with broker_for(sim, login_backoff=(1.0, 3.0)) as broker:
+            async with broker_for(sim, retry=_backoff(1.0, 3.0)) as broker:
                 waited = trio.current_time() - start
                 assert broker.account_id == "SIMACC1"
     assert _logins(sim) == 5

@@ -11,6 +11,7 @@ import trio.testing
 from tests.adapters.ig.conftest import EURUSD, USDJPY, broker_for, fixed_clock, ig_sim, wait_until
 from tests.adapters.ig.test_ig_stream_feed import running_feed
 from traild.adapters.ig.lanes import KeyedLanes
+from traild.adapters.ig.options import IGEvents, IGStream
 from traild.core.messages import PositionClosed, PositionOpened, Tick
 from traild.testing.ig_sim import SimMarket, SimPosition
 
@@ -49,7 +50,7 @@ async def test_a_slow_tick_pipeline_gets_the_latest_tick_and_the_coalescing_is_l
     with trio.fail_after(10):
         async with (
             ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)]) as sim,
-            broker_for(sim, stream_options={"backoff_initial": 0.01}) as broker,
+            broker_for(sim, stream=IGStream(backoff_initial=0.01)) as broker,
         ):
             from traild.adapters.ig.stream import IGStreamFeed
 
@@ -84,7 +85,7 @@ async def test_a_position_stuck_on_its_way_to_the_store_holds_up_no_confirm_or_o
         async with (
             ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[held]) as sim,
             broker_for(
-                sim, trade_stream=True, reconcile_interval=3600.0, poll_interval=3600.0
+                sim, events=IGEvents(reconcile_interval=3600.0, poll_interval=3600.0)
             ) as broker,
             trio.open_nursery() as nursery,
         ):

@@ -15,6 +15,7 @@ from tests.adapters.ig.conftest import (
     ig_sim,
     wait_until,
 )
+from traild.adapters.ig.options import IGStream, IGTimeouts
 from traild.adapters.ig.rest import IGBroker
 from traild.adapters.ig.stream import IGStreamFeed
 from traild.core.errors import BrokerError
@@ -28,7 +29,9 @@ async def test_no_secret_in_logs_or_errors_through_a_whole_session(log_lines: li
         buy = SimPosition(EURUSD, "BUY", 1.095, stop=1.09, limit=1.12)
         async with (
             ig_sim(markets=[SimMarket(EURUSD, 1.1, 1.1001)], positions=[buy]) as sim,
-            broker_for(sim, timeout=0.5, stream_options={"backoff_initial": 0.01}) as broker,
+            broker_for(
+                sim, timeouts=IGTimeouts(request=0.5), stream=IGStream(backoff_initial=0.01)
+            ) as broker,
         ):
             await broker.open_positions()
             sim.expire_tokens()  # 401 -> login again

@@ -18,6 +18,7 @@ from tests.adapters.ig.conftest import (
     wait_until,
 )
 from traild.adapters.ig.http import Secret
+from traild.adapters.ig.options import IGCredentials, IGTimeouts
 from traild.adapters.ig.session import IGSession
 from traild.core.errors import BrokerRejected, BrokerTimeout
 from traild.core.messages import PositionOpened
@@ -93,7 +94,7 @@ async def test_session_is_renewed_before_its_tokens_expire() -> None:
     with trio.fail_after(10):
         async with (
             ig_sim(token_ttl=0.5) as sim,
-            broker_for(sim, session_refresh_after=0.1) as broker,
+            broker_for(sim, timeouts=IGTimeouts(request=2.0, session_refresh=0.1)) as broker,
         ):
             await broker.open_positions()
             await trio.sleep(0.15)
@@ -130,7 +131,7 @@ async def test_login_that_times_out_is_a_broker_timeout() -> None:
         async with ig_sim() as sim:
             sim.delay("POST", "session", math.inf)
             with pytest.raises(BrokerTimeout):
-                async with broker_for(sim, timeout=0.5):
+                async with broker_for(sim, timeouts=IGTimeouts(request=0.5)):
                     pass
 
 
@@ -163,9 +164,10 @@ async def test_stream_auth_carries_the_account_and_current_tokens() -> None:
 async def test_secrets_stay_out_of_reprs() -> None:
     with trio.fail_after(10):
         async with ig_sim() as sim:
-            session = IGSession(
-                sim.base_url, SecretStr(API_KEY), IDENTIFIER, Secret(PASSWORD), timeout=1.0
+            credentials = IGCredentials(
+                sim.base_url, SecretStr(API_KEY), IDENTIFIER, Secret(PASSWORD)
             )
+            session = IGSession(credentials, timeout=1.0)
             async with session:
                 text = repr(session) + str(Secret(PASSWORD)) + repr(broker_for(sim))
     for secret in (API_KEY, PASSWORD):

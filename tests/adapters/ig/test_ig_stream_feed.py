@@ -20,6 +20,7 @@ from tests.adapters.ig.conftest import (
     wait_until,
 )
 from traild.adapters.ig.lightstreamer import LightstreamerClient
+from traild.adapters.ig.options import IGStream
 from traild.adapters.ig.stream import IGStreamFeed
 from traild.adapters.ig.tlcp import ItemUpdate, Subscription, TLCPUnsupported
 from traild.core.messages import Tick
@@ -37,9 +38,9 @@ def _at(hms: str) -> datetime:
 async def running_feed(
     sim: IGSim, epics: list[str], *, stale_after: float = 30.0, **stream: Any
 ) -> AsyncIterator[tuple[IGStreamFeed, trio.MemoryReceiveChannel[Tick]]]:
-    """A feed on the broker's stream (``stream``: LightstreamerClient options)."""
+    """A feed on the broker's stream (``stream``: IGStream fields)."""
     stream.setdefault("backoff_initial", 0.01)
-    async with broker_for(sim, trade_stream=False, stream_options=stream) as broker:
+    async with broker_for(sim, stream=IGStream(**stream)) as broker:
         feed = IGStreamFeed(
             epics,
             broker.stream,
@@ -206,7 +207,7 @@ async def test_conerr_65_ends_the_stream_with_a_clear_error_and_no_login() -> No
     with trio.fail_after(10):
         async with (
             ig_sim(markets=[_eurusd()]) as sim,
-            broker_for(sim, stream_options={"tlcp_version": "2.5.0"}) as broker,
+            broker_for(sim, stream=IGStream(tlcp_version="2.5.0")) as broker,
         ):
             feed = IGStreamFeed([EURUSD], broker.stream, account_id=broker.account_id)
             send, _ = trio.open_memory_channel[Tick](10)

@@ -15,14 +15,23 @@ import pytest
 import trio
 import trio.testing
 
-from tests.adapters.ig.conftest import EURUSD, GBPUSD, broker_for, fixed_clock, ig_sim, wait_until
+from tests.adapters.ig.conftest import (
+    EURUSD,
+    GBPUSD,
+    STREAMING,
+    broker_for,
+    fixed_clock,
+    ig_sim,
+    wait_until,
+)
 from traild.adapters.ig.lightstreamer import LightstreamerClient, SubscriptionLimit
+from traild.adapters.ig.options import IGEvents, IGStream
 from traild.adapters.ig.rest import IGBroker
 from traild.adapters.ig.stream import IGStreamFeed
 from traild.core.messages import Tick
 from traild.testing.ig_sim import IGSim, SimMarket
 
-QUIET = {"reconcile_interval": 3600.0, "poll_interval": 3600.0}
+QUIET = IGEvents(reconcile_interval=3600.0, poll_interval=3600.0)  # the stream, nothing else
 
 
 def _markets() -> list[SimMarket]:
@@ -38,8 +47,8 @@ async def daemon_streams(
     sim: IGSim, **options: Any
 ) -> AsyncIterator[tuple[IGBroker, IGStreamFeed, trio.MemoryReceiveChannel[Tick]]]:
     """What the daemon runs: the broker's events (TRADE) and the PRICE feed, side by side."""
-    stream = {"backoff_initial": 0.5, "backoff_max": 30.0} | options.pop("stream", {})
-    async with broker_for(sim, trade_stream=True, stream_options=stream, **QUIET, **options) as b:
+    options.setdefault("stream", IGStream(backoff_initial=0.5, backoff_max=30.0))
+    async with broker_for(sim, events=QUIET, **options) as b:
         feed = IGStreamFeed([EURUSD], b.stream, account_id=b.account_id, clock=fixed_clock)
         send, receive = trio.open_memory_channel[Tick](100)
         async with trio.open_nursery() as nursery:
@@ -122,7 +131,7 @@ async def test_a_session_displaced_by_another_for_the_account_says_so(
 async def test_more_subscriptions_than_ig_allows_are_refused_clearly(log_lines: list[str]) -> None:
     epics = [f"CS.D.X{i:02d}USD.MINI.IP" for i in range(40)]
     with trio.fail_after(10):
-        async with ig_sim() as sim, broker_for(sim, trade_stream=True) as broker:
+        async with ig_sim() as sim, broker_for(sim, events=STREAMING) as broker:
             with pytest.raises(SubscriptionLimit, match="IG allows 40 subscriptions"):
                 IGStreamFeed(epics, broker.stream, account_id=broker.account_id)
         async with ig_sim() as sim, broker_for(sim) as broker:

@@ -8,17 +8,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traild.adapters.ig.tlcp import (
+from traild.adapters.ig.prices import (
     AMENDABLE_STATES,
     DEALING_STATES,
     PRICE_ADAPTER,
     PRICE_FIELDS,
+    StaleTracker,
+    price_of,
+)
+from traild.adapters.ig.tlcp import (
     TRADE_FIELDS,
     Connected,
     ItemUpdate,
     LineSplitter,
     Rebind,
-    StaleTracker,
     StreamProtocol,
     Subscribed,
     Subscription,
@@ -28,7 +31,6 @@ from traild.adapters.ig.tlcp import (
     apply_update,
     encode_params,
     parse_line,
-    price_of,
 )
 from traild.testing.ig_sim.stream import encode_values
 

@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from tests.adapters.ig.conftest import EURUSD, broker_for, ig_sim, wait_until
+from traild.adapters.ig.options import IGEvents, IGLimits, IGStream, IGTakeOver
 from traild.core.messages import PositionAmended, PositionClosed, PositionOpened
 from traild.testing.ig_sim import SimMarket, SimPosition
 
@@ -27,7 +28,7 @@ async def test_opu_open_stop_change_and_close_reach_the_runtime_without_a_positi
         async with (
             ig_sim(markets=[market]) as sim,
             broker_for(
-                sim, trade_stream=True, reconcile_interval=3600.0, poll_interval=3600.0
+                sim, events=IGEvents(reconcile_interval=3600.0, poll_interval=3600.0)
             ) as broker,
             trio.open_nursery() as nursery,
         ):
@@ -69,7 +70,7 @@ async def test_points_quoted_epics_are_scaled_from_markets_not_from_their_name(
             confirmation = await broker.amend_stop(buy.deal_id, new_stop, None)
     assert market.wire(bid) == wire_bid
     assert position.level == bid
-    assert broker.instrument(epic).broker_scale == (10000 if epic == CEEM else 100)
+    assert broker.markets.instrument(epic).broker_scale == (10000 if epic == CEEM else 100)
     assert broker.min_stop_distance_pips(epic) == min_stop
     assert confirmation.accepted
     assert sim.amendments[-1][1]["stopLevel"] == market.wire(new_stop)
@@ -89,7 +90,7 @@ async def test_guaranteed_and_ig_trailing_stops_are_refused_not_amended(
         ):
             adopted = await broker.open_positions()
             refused = await broker.amend_stop(guaranteed.deal_id, 1.0960, None)
-            async with broker_for(sim, take_over_guaranteed=True) as taker:
+            async with broker_for(sim, take_over=IGTakeOver(guaranteed=True)) as taker:
                 taken = await taker.amend_stop(guaranteed.deal_id, 1.0960, None)
     assert [p.deal_id for p in adopted] == [plain.deal_id]
     assert not refused.accepted and refused.reason == "GUARANTEED_STOP_NOT_MANAGED"
@@ -111,7 +112,7 @@ async def test_a_burst_of_200_amendments_stays_within_every_allowance() -> None:
                 application_allowance=60,
                 allowance_window=0.1,
             ) as sim,
-            broker_for(sim, allowance_window=0.1) as broker,
+            broker_for(sim, limits=IGLimits(window=0.1)) as broker,
         ):
             await broker.open_positions()
             async with trio.open_nursery() as nursery:
@@ -150,10 +151,8 @@ async def test_positions_are_polled_while_the_trade_stream_is_down_and_not_once_
             ig_sim(markets=[SimMarket(EURUSD, 1.1000, 1.1001)]) as sim,
             broker_for(
                 sim,
-                trade_stream=True,
-                reconcile_interval=3600.0,
-                poll_interval=0.02,
-                stream_options={"backoff_initial": 0.5},
+                events=IGEvents(reconcile_interval=3600.0, poll_interval=0.02),
+                stream=IGStream(backoff_initial=0.5),
             ) as broker,
             trio.open_nursery() as nursery,
         ):

@@ -59,7 +59,7 @@ async def run_check(
     markets = []
     for epic in epics:
         try:
-            markets.append(await broker.market(epic, fresh=True))
+            markets.append(await broker.markets.market(epic, fresh=True))
         except BrokerRejected as exc:
             raise BrokerRejected(f"epic {epic} is not available on this account ({exc})") from exc
     run = _StreamRun(broker, epics)
@@ -149,15 +149,15 @@ async def _positions(broker: IGBroker) -> tuple[list[str], list[tuple[str, str]]
     response = await broker.session.request("GET", "positions", version=2)
     assert response is not None
     items = response.json().get("positions", [])
-    await broker.load_markets({str((i.get("market") or {}).get("epic")) for i in items})
+    await broker.markets.load_markets({str((i.get("market") or {}).get("epic")) for i in items})
     adopt, refused = [], []
     for item in items:
         deal = str((item.get("position") or {}).get("dealId", "?"))
         epic = str((item.get("market") or {}).get("epic", "?"))
-        position = broker.adopt_item(item)
+        position = broker.positions.adopt_item(item)
         if position is not None:
             adopt.append(f"{deal} {epic} {position.direction.value} stop {position.stop}")
             continue
-        why = broker.refusal(position_flags(item)) or "unreadable or market unknown"
+        why = broker.positions.refusal(position_flags(item)) or "unreadable or market unknown"
         refused.append((f"{deal} {epic}", why))
     return adopt, refused

@@ -20,6 +20,7 @@ most often) ends ``run`` with TLCPUnsupported (exit 78: no retry can cure it), I
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -27,6 +28,7 @@ import trio
 from loguru import logger
 
 from traild.adapters.ig.lightstreamer_io import SessionIO
+from traild.adapters.ig.options import STALL_MARGIN_S
 from traild.adapters.ig.session import StreamAuth, StreamAuthProvider
 from traild.adapters.ig.tlcp import (
     DEFAULT_TLCP_VERSION,
@@ -41,10 +43,6 @@ from traild.core.errors import BrokerConfigRefused, BrokerError
 
 UpdateHandler = Callable[[ItemUpdate], Awaitable[None]]
 StateHandler = Callable[[bool], None]
-# After the keep-alive CONOK assigns, a silent stream is given this long before it counts as
-# dead: Lightstreamer's own clients wait stalledTimeout (2 s) then reconnectTimeout (3 s)
-# (ConnectionOptions defaults, Lightstreamer-lib-client-haxe src/wrapper/js/ConnectionOptions.js).
-STALL_MARGIN_S = 5.0
 
 
 class SubscriptionLimit(BrokerConfigRefused):
@@ -88,7 +86,7 @@ class LightstreamerClient:
         self._runner: trio.Event | None = None  # set when the running task stops
         self._failure: BrokerConfigRefused | None = None
         self.counts = dict.fromkeys(("connects", "disconnects", "updates", "logins"), 0)
-        self.rejected: list[str] = []
+        self.rejected: deque[str] = deque(maxlen=MAX_SUBSCRIPTIONS)  # the latest refused items
 
     def add(
         self, sub: Subscription, handler: UpdateHandler, on_state: StateHandler | None = None

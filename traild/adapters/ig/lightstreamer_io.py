@@ -11,9 +11,9 @@ for) plus the client's stall margin.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 import trio
@@ -29,13 +29,11 @@ from traild.adapters.ig.tlcp import (
     Rebind,
     StreamProtocol,
     Subscribed,
+    Subscription,
     TLCPError,
     encode_params,
     parse_line,
 )
-
-if TYPE_CHECKING:
-    from traild.adapters.ig.lightstreamer import LightstreamerClient
 
 _TEXT = "text/plain; charset=UTF-8"
 
@@ -63,12 +61,31 @@ async def _finish(chunks: AsyncIterator[bytes]) -> None:
                 await anext(chunks)
 
 
+class SessionOwner(Protocol):
+    """What a session reads from and reports to its client (``LightstreamerClient``)."""
+
+    name: str
+    version: str
+    keepalive_ms: int
+    stall_margin: float
+    timeout: float
+    subs: list[Subscription]
+    handlers: dict[str, Callable[[ItemUpdate], Awaitable[None]]]
+    to_subscribe: list[Subscription]
+    subscribed_session: str | None
+    counts: dict[str, int]
+
+    def connected(self, keepalive_ms: int) -> None: ...
+
+    def subscribed(self, key: str) -> None: ...
+
+    def refused_item(self, key: str | None, code: str, message: str) -> None: ...
+
+
 class SessionIO:
     """One session of ``owner``: rebinding on LOOP until its stream ends or fails."""
 
-    def __init__(
-        self, owner: LightstreamerClient, client: httpx.AsyncClient, auth: StreamAuth
-    ) -> None:
+    def __init__(self, owner: SessionOwner, client: httpx.AsyncClient, auth: StreamAuth) -> None:
         self._owner = owner
         self._client = client
         self._auth = auth

@@ -19,12 +19,8 @@ import trio
 from loguru import logger
 
 from traild.adapters.ig.allowance import Allowance
-from traild.adapters.ig.http import (
-    Secret,
-    SecretLike,
-    build_request,
-    redact_http_traces,
-)
+from traild.adapters.ig.http import Secret, build_request, redact_http_traces
+from traild.adapters.ig.options import IGCredentials
 from traild.core.errors import (
     BrokerConfigRefused,
     BrokerError,
@@ -90,11 +86,7 @@ class IGSession:
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str | SecretLike,
-        identifier: str,
-        password: str | SecretLike,
-        account_id: str | None = None,
+        credentials: IGCredentials,
         *,
         timeout: float = 10.0,
         refresh_after: float | None = 6 * 3600.0,
@@ -102,11 +94,11 @@ class IGSession:
         login_backoff: tuple[float, float] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._api_key = Secret(api_key)
-        self._identifier = Secret(identifier)
-        self._password = Secret(password)
-        self.account_id = account_id
+        self._base_url = credentials.base_url.rstrip("/")
+        self._api_key = credentials.api_key
+        self._identifier = credentials.identifier
+        self._password = credentials.password
+        self.account_id = credentials.account_id
         self.timeout = timeout
         self._refresh_after = refresh_after
         self._stream_url = stream_url
@@ -172,7 +164,7 @@ class IGSession:
         with trio.CancelScope(shield=True):  # log out and close even when being cancelled
             with trio.move_on_after(min(self.timeout, 2.0)):
                 try:
-                    await self._send("DELETE", "session", 1, None, None, may_apply=False)
+                    await self._send(_Call("DELETE", "session", 1))
                 except BrokerError as error:
                     logger.bind(event="broker.logout_failed").debug("IG logout failed: {}", error)
             await self._client.aclose()
@@ -197,29 +189,21 @@ class IGSession:
         await self._ensure_fresh()
         generation = self._generation
         trading = method in ("PUT", "POST", "DELETE") and path.startswith("positions/otc")
-        response = await self._counted(trading, method, path, version, json, params, may_apply)
+        call = _Call(method, path, version, json, params, may_apply)
+        response = await self._counted(trading, call)
         if response.status_code == 401:
             logger.bind(event="broker.session_expired").info("IG session refused; logging in")
             await self._relogin(generation)
-            response = await self._counted(trading, method, path, version, json, params, may_apply)
+            response = await self._counted(trading, call)
         if response.status_code == 404 and not_found_ok:
             return None
         self._raise_for(response, f"{method} /{path}")
         return response
 
-    async def _counted(
-        self,
-        trading: bool,
-        method: str,
-        path: str,
-        version: int,
-        json: Any,
-        params: Mapping[str, str] | None,
-        may_apply: bool,
-    ) -> httpx.Response:
+    async def _counted(self, trading: bool, call: _Call) -> httpx.Response:
         slots = await self.allowance.spend(trading)
         try:
-            return await self._send(method, path, version, json, params, may_apply)
+            return await self._send(call)
         finally:
             self.allowance.done(slots)
 
@@ -245,22 +229,17 @@ class IGSession:
         now = self._clock()
         return max(1.0, 60.0 - now.second - now.microsecond / 1e6 + 1.0)
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        version: int,
-        json: Any,
-        params: Mapping[str, str] | None,
-        may_apply: bool,
-    ) -> httpx.Response:
+    async def _send(self, call: _Call) -> httpx.Response:
         assert self._client is not None, "use IGSession as an async context manager"
-        headers = {"VERSION": str(version)}
+        method, path, json = call.method, call.path, call.json
+        headers = {"VERSION": str(call.version)}
         if self._tokens is not None:
             headers["CST"], headers["X-SECURITY-TOKEN"] = (t.reveal() for t in self._tokens)
         what = f"IG {method} /{path}"
         body = b"" if json is None else _json.dumps(json, separators=(",", ":")).encode()
-        request = build_request(self._client, method, path, body, params=params, headers=headers)
+        request = build_request(
+            self._client, method, path, body, params=call.params, headers=headers
+        )
         try:
             return await self._client.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -268,7 +247,7 @@ class IGSession:
         except httpx.TimeoutException as exc:
             raise BrokerTimeout(f"{what}: no answer within {self.timeout:g}s") from exc
         except httpx.TransportError as exc:
-            kind = BrokerTimeout if may_apply else BrokerUnavailable
+            kind = BrokerTimeout if call.may_apply else BrokerUnavailable
             raise kind(f"{what}: connection failed ({type(exc).__name__})") from exc
 
     def _raise_for(self, response: httpx.Response, what: str) -> None:
@@ -307,7 +286,7 @@ class IGSession:
             raise BrokerConfigRefused(str(self._refused))
         self._tokens = None
         body = {"identifier": self._identifier.reveal(), "password": self._password.reveal()}
-        response = await self._send("POST", "session", 2, body, None, may_apply=False)
+        response = await self._send(_Call("POST", "session", 2, body))
         if response.status_code != 200:
             code = _error_code(response)
             status = response.status_code
@@ -339,7 +318,7 @@ class IGSession:
 
     async def _switch_account(self) -> None:
         body = {"accountId": self.account_id, "defaultAccount": False}
-        response = await self._send("PUT", "session", 1, body, None, may_apply=False)
+        response = await self._send(_Call("PUT", "session", 1, body))
         if 400 <= response.status_code < 500 and response.status_code != 429:
             code = _error_code(response)
             self._refused = BrokerConfigRefused(
@@ -350,6 +329,18 @@ class IGSession:
         xst = response.headers.get("X-SECURITY-TOKEN")
         if xst and self._tokens is not None:
             self._tokens = (self._tokens[0], Secret(xst))
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One REST request as sent (``may_apply``: see ``IGSession.request``)."""
+
+    method: str
+    path: str
+    version: int
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    may_apply: bool = False
 
 
 @dataclass(frozen=True, slots=True)

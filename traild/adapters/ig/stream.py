@@ -27,16 +27,15 @@ import trio
 from loguru import logger
 
 from traild.adapters.ig.lightstreamer import LightstreamerClient, SubscriptionLimit
-from traild.adapters.ig.tlcp import (
+from traild.adapters.ig.prices import (
     DEALING_STATES,
     PRICE_ADAPTER,
     PRICE_FIELDS,
-    ItemUpdate,
     PriceUpdate,
     StaleTracker,
-    Subscription,
     price_of,
 )
+from traild.adapters.ig.tlcp import ItemUpdate, Subscription
 from traild.adapters.ig.wire import StreamScale, unscale_stream
 from traild.core.errors import BrokerConfigRefused, BrokerError
 from traild.core.messages import Tick

@@ -7,8 +7,10 @@ amendment rarely needs ``GET /confirms``. ``GET /positions`` is read at start an
 stream (``use_stream = False``) positions are polled every ``poll_interval`` as before.
 A deal missing from a poll is checked alone; only its own 404 closes it.
 
-The TRADE item rides on the account's one Lightstreamer session (``IGBroker.stream``). Its
-reader never waits: a CONFIRMS is recorded at once (a waiting amendment wakes), an OPU is
+It works on ``positions.IGPositions`` (the reads and what is kept per deal; a closed deal is
+forgotten there), never on the broker that owns it: the broker composes it, not the other way
+round. The TRADE item rides on the account's one Lightstreamer session (``IGBroker.stream``).
+Its reader never waits: a CONFIRMS is recorded at once (a waiting amendment wakes), an OPU is
 handed to its deal's lane (``lanes.KeyedLanes``): a new position waiting for the store or for
 ``/markets`` holds up that deal only, never the confirmations or another deal's close. A full
 backlog drops the OPU, logs ``broker.trade_backlog`` and reconciles from ``GET /positions``.
@@ -16,14 +18,17 @@ backlog drops the OPU, logs ``broker.trade_backlog`` and reconciles from ``GET /
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from loguru import logger
 
 from traild.adapters.ig.lanes import KeyedLanes
+from traild.adapters.ig.lightstreamer import LightstreamerClient
+from traild.adapters.ig.options import IGEvents
+from traild.adapters.ig.positions import IGPositions, keep_newest
 from traild.adapters.ig.tlcp import TRADE_FIELDS, ItemUpdate, Subscription
 from traild.adapters.ig.wire import (
     PositionUpdate,
@@ -43,9 +48,6 @@ from traild.core.messages import (
 )
 from traild.ports import BrokerEvent, EventSink
 
-if TYPE_CHECKING:
-    from traild.adapters.ig.rest import IGBroker
-
 _CONFIRMS_KEPT = 500  # pushed confirmations remembered (an amendment waits for its own)
 
 
@@ -54,16 +56,18 @@ class TradeEvents:
 
     def __init__(
         self,
-        broker: IGBroker,
-        *,
-        poll_interval: float,
-        reconcile_interval: float,
-        use_stream: bool,
+        positions: IGPositions,
+        stream: LightstreamerClient,
+        options: IGEvents,
+        clock: Callable[[], datetime],
     ) -> None:
-        self._broker = broker
-        self._poll = poll_interval
-        self._reconcile_every = reconcile_interval
-        self.use_stream = use_stream
+        self._book = positions
+        self._markets = positions.markets
+        self._stream = stream
+        self._clock = clock
+        self._poll = options.poll_interval
+        self._reconcile_every = options.reconcile_interval
+        self.use_stream = options.use_stream
         self.live = False
         self._was_live = self.resync = False
         self._resync_asked = 0  # how many times a reconciliation was asked for
@@ -78,9 +82,9 @@ class TradeEvents:
     def subscribe(self) -> None:
         """Add ``TRADE:{accountId}`` to the account's stream (after login: the id is known)."""
         if self.use_stream:
-            item = f"TRADE:{self._broker.account_id}"
+            item = f"TRADE:{self._book.session.account_id or ''}"
             sub = Subscription("TRADE", item, TRADE_FIELDS, "DISTINCT")
-            self._broker.stream.add(sub, self._on_trade, self._on_state)
+            self._stream.add(sub, self._on_trade, self._on_state)
 
     # -- running ---------------------------------------------------------------------------
     async def run(self, emit: EventSink) -> None:
@@ -90,7 +94,7 @@ class TradeEvents:
             return
         async with trio.open_nursery() as nursery:
             await nursery.start(self._lanes.run)
-            nursery.start_soon(self._broker.stream.run)
+            nursery.start_soon(self._stream.run)
             await self._poll_forever(self._reconcile_every)
 
     def _interval(self, interval: float) -> float:
@@ -113,7 +117,7 @@ class TradeEvents:
             wait = self._interval(interval)
             asked = self._resync_asked
             try:
-                positions = await self._broker.open_positions()
+                positions = await self._book.open_positions()
             except BrokerConfigRefused:
                 raise  # credentials refused mid-run: the daemon ends (exit 78)
             except BrokerError as exc:
@@ -162,8 +166,7 @@ class TradeEvents:
             return
         self.counts["confirms"] += 1
         self._confirms[reference] = data
-        while len(self._confirms) > _CONFIRMS_KEPT:
-            self._confirms.pop(next(iter(self._confirms)))
+        keep_newest(self._confirms, _CONFIRMS_KEPT)
         waiter = self._waiting.get(reference)
         if waiter is not None:
             waiter.set()
@@ -211,26 +214,26 @@ class TradeEvents:
             return
         self.counts["opu"] += 1
         if update.status == "DELETED":
-            last = self.known.pop(update.deal_id, None) or self._broker.deals.get(update.deal_id)
+            last = self.known.pop(update.deal_id, None) or self._book.deals.get(update.deal_id)
             if last is not None:
                 await self._send(await self._closed_event(last))
-            self._broker.deals.pop(update.deal_id, None)
+            self._book.forget(update.deal_id)
             return
         position = await self._position_of(update)
         if position is None:
             return
         old = self.known.get(update.deal_id)
-        self._broker.remember(position, update.flags)
+        self._book.remember(position, update.flags)
         if old is None and self._manageable(update):
             self.known[update.deal_id] = position
-            await self._send(PositionOpened(position, update.ts or self._broker.clock()))
+            await self._send(PositionOpened(position, update.ts or self._clock()))
         elif old is not None:
             self.known[update.deal_id] = position
-            ours = self._broker.sent.get(position.deal_id) == position.stop
+            ours = self._book.sent.get(position.deal_id) == position.stop
             if ours and old.limit == position.limit:
                 return  # traild's own amendment landing: the gateway confirms it
             if (old.stop, old.limit) != (position.stop, position.limit):
-                when = update.ts or self._broker.clock()
+                when = update.ts or self._clock()
                 await self._send(
                     PositionAmended(position.deal_id, position.stop, position.limit, when)
                 )
@@ -244,20 +247,20 @@ class TradeEvents:
                 ).info("IG {}: stop {} limit {}", position.deal_id, position.stop, position.limit)
 
     def _manageable(self, update: PositionUpdate) -> bool:
-        why = self._broker.refusal(update.flags)
+        why = self._book.refusal(update.flags)
         if why is None:
             return True
-        self._broker.refuse_once(update.deal_id, why, f"IG position {update.deal_id}: {why}")
+        self._book.refuse_once(update.deal_id, why, f"IG position {update.deal_id}: {why}")
         return False
 
     async def _position_of(self, update: PositionUpdate) -> Position | None:
         try:
-            await self._broker.market(update.epic)
-            inst = self._broker.instrument(update.epic)
+            await self._markets.market(update.epic)
+            inst = self._markets.instrument(update.epic)
         except (BrokerError, InstrumentError) as exc:
-            self._broker.refuse_once(update.deal_id, "no_market", f"IG OPU {update.deal_id}: {exc}")
+            self._book.refuse_once(update.deal_id, "no_market", f"IG OPU {update.deal_id}: {exc}")
             return None
-        old = self.known.get(update.deal_id) or self._broker.deals.get(update.deal_id)
+        old = self.known.get(update.deal_id) or self._book.deals.get(update.deal_id)
         level = inst.from_broker(update.level) if update.level is not None else None
         if level is None or not update.direction:
             return None if old is None else _with_levels(old, update, inst)
@@ -279,11 +282,11 @@ class TradeEvents:
         for deal_id, position in current.items():
             if deal_id not in known:
                 known[deal_id] = position
-                await self._send(PositionOpened(position, self._broker.clock()))
+                await self._send(PositionOpened(position, self._clock()))
             known[deal_id] = position
         for deal_id in [d for d in known if d not in current]:
             try:
-                still = await self._broker.get_position(deal_id)
+                still = await self._book.get_position(deal_id)
             except BrokerError as exc:
                 logger.bind(event="broker.check_failed", deal_id=deal_id).warning(
                     "IG check of vanished position {} failed: {}", deal_id, exc
@@ -293,17 +296,17 @@ class TradeEvents:
                 known[deal_id] = still
                 continue
             closed = await self._closed_event(known.pop(deal_id))
-            self._broker.deals.pop(deal_id, None)
+            self._book.forget(deal_id)
             await self._send(closed)
 
     async def _closed_event(self, last: Position) -> PositionClosed:
         """Exit level from /history/activity; else estimated from the last stop/limit/quote."""
-        inst = self._broker.instrument(last.epic)
+        inst = self._markets.instrument(last.epic)
         found = await self._close_activity(last, inst)
         source = "history"
         if found is None:
             source = "estimate"
-            found = (self._estimate_exit(last), self._broker.clock())
+            found = (self._estimate_exit(last), self._clock())
         level, ts = found
         reason, gap = classify_exit(last, level, inst)
         logger.bind(
@@ -314,11 +317,11 @@ class TradeEvents:
     async def _close_activity(
         self, last: Position, inst: Instrument
     ) -> tuple[float, datetime] | None:
-        opened = last.opened_at or self._broker.clock() - timedelta(days=1)
+        opened = last.opened_at or self._clock() - timedelta(days=1)
         params = {"from": opened.strftime("%Y-%m-%dT%H:%M:%S"), "detailed": "true"}
         params["pageSize"] = "100"
         try:
-            response = await self._broker.session.request(
+            response = await self._book.session.request(
                 "GET", "history/activity", version=3, params=params
             )
             assert response is not None
@@ -331,9 +334,7 @@ class TradeEvents:
                         and details.get("level") is not None
                     ):
                         when = ig_time(act.get("dateUTC") or act.get("date"))
-                        return inst.from_broker(
-                            float(details["level"])
-                        ), when or self._broker.clock()
+                        return inst.from_broker(float(details["level"])), when or self._clock()
         except (BrokerError, KeyError, TypeError, ValueError, AttributeError) as exc:
             logger.bind(event="broker.history_failed", deal_id=last.deal_id).warning(
                 "IG activity history unavailable for {}: {}", last.deal_id, exc
@@ -343,7 +344,7 @@ class TradeEvents:
     def _estimate_exit(self, last: Position) -> float:
         """Without history: the stop or limit nearest the last quote (it most likely hit),
         else the last exit-side quote (a manual close), else the entry."""
-        quote = self._broker.quotes.get(last.epic)
+        quote = self._book.quotes.get(last.epic)
         price = None
         if quote is not None:
             price = quote[0] if last.direction is Direction.BUY else quote[1]
