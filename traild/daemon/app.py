@@ -197,7 +197,9 @@ class Daemon:
                 await hand_on(self.lease, store)
         return exit_code(store, self.lease)
 
-    def _wire(self, store: TradeStore, broker: Broker, feed: PriceFeed, s: Settings) -> None:
+    def _wire(
+        self, store: TradeStore, broker: Broker, feed: PriceFeed, s: Settings
+    ) -> tuple[Gateway, Router, Supervisor]:
         """The gateway, router and supervisor, handed to the pipeline and health."""
         pipeline = self.pipeline
         gateway = Gateway(
@@ -230,28 +232,28 @@ class Daemon:
         pipeline.router, pipeline.supervisor = router, supervisor
         pipeline.paper = broker if isinstance(broker, TickListener) else None
         pipeline.live = s.feed.kind == "ig"
+        return gateway, router, supervisor
 
     async def _trade(self, store: TradeStore, broker: Broker, feed: PriceFeed) -> None:
         """Adopt, trail and amend until stopped (a signal, the end of a replay, or the lease
         lost to another traild)."""
         source = store.config_store() if isinstance(store, ConfigBacked) else None
         s = await self.live.start(source)
-        self._wire(store, broker, feed, s)
+        gateway, router, supervisor = self._wire(store, broker, feed, s)
         if s.feed.kind == "replay" and s.broker.kind == "paper":
             await restore_paper(broker, store)  # before the supervisor adopts (in ``run``)
-        assert self.gateway is not None and self.router is not None and self.supervisor
         self.live.check_halt(initial=True)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._signals, nursery)  # SIGTERM drains during start-up too
-            await nursery.start(self.gateway.run)
-            await nursery.start(self.router.run)
-            await nursery.start(self.supervisor.run)
+            await nursery.start(gateway.run)
+            await nursery.start(router.run)
+            await nursery.start(supervisor.run)
             if s.feed.record:
                 self.recorder = TickRecorder(s.recording_path(), s.feed.record_days)
                 self.pipeline.record = self.recorder.add
                 await nursery.start(self.recorder.run)
             nursery.start_soon(
-                supervised, "broker", partial(broker.run, self.supervisor.on_broker_event)
+                supervised, "broker", partial(broker.run, supervisor.on_broker_event)
             )
             nursery.start_soon(supervised, "halt", self.live.halt_loop)
             nursery.start_soon(supervised, "heartbeat", partial(self.health.run, store))
