@@ -6,7 +6,7 @@ constructors. Nothing here imports trio, SQLAlchemy or httpx.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -95,6 +95,45 @@ class PriceFeed(Protocol):
     async def run(self, emit: TickSink) -> None:
         """Push ticks into ``emit`` (awaited: back-pressure) until exhausted or cancelled."""
         ...
+
+
+# -- what some feeds can do besides quoting (checked with isinstance) ----------------------------
+@runtime_checkable
+class PreloadedFeed(Protocol):
+    """A feed that can read all of its ticks up front (a replay: a bad file fails start-up)."""
+
+    def load(self) -> None: ...
+
+
+@runtime_checkable
+class HoldableFeed(Protocol):
+    """A feed that can wait while the consumer's backlog is high (an unpaced replay)."""
+
+    held_s: float  # how long it waited, in all (a statistic)
+
+    def hold_while(self, backlog: Callable[[], int]) -> None: ...
+
+
+@runtime_checkable
+class EpicFollowingFeed(Protocol):
+    """A live feed that subscribes more epics while it runs (IG: PRICE items)."""
+
+    def add_epics(self, epics: Iterable[str]) -> None: ...
+
+
+@runtime_checkable
+class MarketHours(Protocol):
+    """A feed that knows whether a market is open for dealing (IG: DLG_FLAG)."""
+
+    def market_open(self, epic: str) -> bool: ...
+
+
+@runtime_checkable
+class TickListener(Protocol):
+    """A broker that fills and closes on ticks itself (the paper broker): the events each
+    tick causes are handed to the supervisor before the tick reaches the actors."""
+
+    def on_tick(self, tick: Tick) -> list[BrokerEvent]: ...
 
 
 class TradeStore(Protocol):
@@ -242,6 +281,30 @@ class Journaled(Protocol):
     def journal_statistics(self) -> Any:
         """Pending records, size and age of the oldest (None without a journal)."""
         ...
+
+
+class WriteStatistics(Protocol):
+    """A store's write queue, for heartbeats and back-pressure."""
+
+    @property
+    def queued_writes(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+
+@runtime_checkable
+class StoreWithStatistics(Protocol):
+    """A store with a write queue (the SQL store)."""
+
+    def statistics(self) -> WriteStatistics: ...
+
+
+@runtime_checkable
+class FlushableStore(Protocol):
+    """A store that can wait until the database has every queued write."""
+
+    async def flush(self) -> None: ...
 
 
 @runtime_checkable

@@ -18,12 +18,12 @@ async def test_the_first_heartbeat_rates_the_ticks_since_the_loop_started(
     settings = Settings(daemon={"state_dir": str(tmp_path), "heartbeat_s": 10.0})
     daemon = Daemon(settings)
     confirmed = {"n": 0}
-    daemon.gateway = SimpleNamespace(  # type: ignore[assignment]
+    daemon.health.gateway = SimpleNamespace(  # type: ignore[assignment]
         statistics=lambda: SimpleNamespace(
             sent=0, confirmed=confirmed["n"], rejected=0, failed=0, rate_limited=0, queued=0
         )
     )
-    daemon.supervisor = SimpleNamespace(slots={}, counts={})  # type: ignore[assignment]
+    daemon.pipeline.supervisor = SimpleNamespace(slots={}, counts={})  # type: ignore[assignment]
     beats: list[dict[str, Any]] = []
     handler = logger.add(
         lambda m: (
@@ -35,7 +35,7 @@ async def test_the_first_heartbeat_rates_the_ticks_since_the_loop_started(
     try:
         with trio.fail_after(100):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(daemon._beat_loop, object())
+                nursery.start_soon(daemon.health.run, object())
                 await trio.sleep(1)
                 daemon.stats.ticks, confirmed["n"] = 199_744, 30  # a flood before the first beat
                 while not beats:  # noqa: ASYNC110 - the loop offers no event

@@ -42,7 +42,7 @@ class _Actors:
 def _through_daemon(stream: list[Tick]) -> tuple[list[Tick], dict[str, int]]:
     daemon = Daemon(SETTINGS)
     actors = _Actors()
-    daemon.router = actors  # type: ignore[assignment]
+    daemon.pipeline.router = actors  # type: ignore[assignment]
 
     async def feed() -> None:
         for tick in stream:
@@ -124,7 +124,7 @@ async def test_a_reload_retunes_the_guards_and_keeps_their_anchor(tmp_path: Path
     config = tmp_path / "traild.toml"
     config.write_text("[conditions]\nspike_floor_pips = 40\n")
     daemon = Daemon(Settings(), str(config))
-    daemon.router = _Actors()  # type: ignore[assignment]
+    daemon.pipeline.router = _Actors()  # type: ignore[assignment]
     await daemon.on_tick(Tick(EPIC, T0, 1.1, 1.1001))
     await daemon.on_tick(Tick(EPIC, T0 + timedelta(seconds=1), 1.106, 1.1061))  # 60 pips
     assert daemon.stats.by_reason == {"spike": 1}
@@ -132,4 +132,4 @@ async def test_a_reload_retunes_the_guards_and_keeps_their_anchor(tmp_path: Path
     await daemon.reload()
     await daemon.on_tick(Tick(EPIC, T0 + timedelta(seconds=2), 1.106, 1.1061))
     assert daemon.stats.by_reason == {"spike": 1}  # accepted under the new floor
-    assert daemon.guards[EPIC].last_mid == pytest.approx(1.10605)
+    assert daemon.pipeline.guards[EPIC].last_mid == pytest.approx(1.10605)

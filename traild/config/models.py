@@ -93,7 +93,7 @@ class StageFields(_Strict):
     stage3_min_distance: float | None = Field(None, gt=0)
 
 
-_DEFAULT_REGULAR = StageFields(
+DEFAULT_REGULAR = StageFields(
     early_be_trigger=15,
     early_be_buffer=2,
     stage1_trigger=20,
@@ -104,7 +104,7 @@ _DEFAULT_REGULAR = StageFields(
     stage3_atr_multiplier=1.0,
     stage3_min_distance=10,
 )
-_DEFAULT_SCALP = StageFields(
+DEFAULT_SCALP = StageFields(
     early_be_trigger=10,
     early_be_buffer=1,
     stage1_trigger=12,
@@ -133,7 +133,7 @@ class KindStages(StageFields):
             name = key.strip().lower() if isinstance(key, str) else key
             if not isinstance(name, str) or not name.replace("_", "").isalnum():
                 raise ValueError(f"market regime name {key!r}: letters, digits and _ only")
-            out[name] = _deep_merge(out[name], item) if name in out else item
+            out[name] = deep_merge(out[name], item) if name in out else item
         return out
 
 
@@ -372,10 +372,11 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**********@{host}"))
 
 
-def _deep_merge(base: Any, update: Any) -> Any:
+def deep_merge(base: Any, update: Any) -> Any:
+    """``update`` laid over ``base``, mapping by mapping (a leaf in ``update`` wins)."""
     if isinstance(base, Mapping) and isinstance(update, Mapping):
         merged = dict(base)
         for key, value in update.items():
-            merged[key] = _deep_merge(merged[key], value) if key in merged else value
+            merged[key] = deep_merge(merged[key], value) if key in merged else value
         return merged
     return update

@@ -16,16 +16,10 @@ from typing import Any
 from loguru import logger
 from pydantic import ValidationError
 
-from traild.config.env import is_setting_var
-from traild.config.models import _deep_merge
-from traild.config.settings import (
-    _ENV_PREFIX,
-    Settings,
-    _describe,
-    _reading,
-    _reject_non_finite,
-    config_path,
-)
+from traild.config.env import ENV_PREFIX, is_setting_var
+from traild.config.models import deep_merge
+from traild.config.schema import reading_environ
+from traild.config.settings import Settings, config_path, describe_error, non_finite_problems
 from traild.core.errors import ConfigError
 from traild.core.overrides import ConfigOverride, flatten, overlay
 from traild.ports import ConfigSource
@@ -40,14 +34,13 @@ def apply_overrides(base: Settings, overrides: Iterable[ConfigOverride]) -> Sett
     items = list(overrides)
     if not items:
         return base
-    data = _deep_merge(base.model_dump(), overlay(items))
+    data = deep_merge(base.model_dump(), overlay(items))
     try:
-        with _reading({}):  # the environment is already in ``base``
+        with reading_environ({}):  # the environment is already in ``base``
             settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()], DATABASE) from None
-    problems: list[str] = []
-    _reject_non_finite(settings.model_dump(), "", problems)
+        raise ConfigError([describe_error(err) for err in exc.errors()], DATABASE) from None
+    problems = non_finite_problems(settings.model_dump())
     if problems:
         raise ConfigError(problems, DATABASE)
     return settings
@@ -141,7 +134,7 @@ def value_sources(
     database``); precedence database > environment > file > default."""
     from_db = {_canon(o.path) for o in overrides}
     from_env = [
-        _canon(name[len(_ENV_PREFIX) :].lower().replace("__", "."))
+        _canon(name[len(ENV_PREFIX) :].lower().replace("__", "."))
         for name in environ
         if is_setting_var(name)
     ]

@@ -6,16 +6,25 @@ connected to, the broker and feed it opened, its state directory, the instrument
 actors trail with, and the bar/condition parameters its price histories were built with
 (the tick-guard thresholds apply live). A
 reload keeps their old values in force and reports them as ``restart_required``; every other
-changed key is applied before the next tick and reported in ``changed``.
+changed key is applied before the next tick and reported in ``changed``. ``LiveConfig``
+keeps the settings in force: SIGHUP reloads, the database's overrides and the halt switch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from traild.config.settings import Settings
-from traild.ports import TradeStore
+import trio
+from loguru import logger
+
+from traild.adapters import systemd
+from traild.config.service import DATABASE, ConfigService
+from traild.config.settings import Settings, load
+from traild.core.errors import ConfigError, TraildError
+from traild.daemon.halt import halt_path
+from traild.ports import ConfigSource, TradeStore
 from traild.runtime.gateway import Gateway
 
 RESTART_REQUIRED: tuple[str, ...] = (
@@ -120,3 +129,97 @@ def apply_live(s: Settings, store: TradeStore | None, gateway: Gateway) -> None:
         gateway.broker.configure(**b.paper_options())
     allowance = gateway.broker.allowance_per_minute() or b.allowance_per_minute
     gateway.configure(allowance, b.retry_base_s, b.retry_max_s)
+
+
+class LiveConfig:
+    """The settings in force while the daemon runs: the file's (read again on SIGHUP) with the
+    database's overrides (polled), and the global halt switch (config or HALT file).
+
+    ``apply(settings)`` hands changed settings to the running parts; ``set_halted(on)`` the
+    switch. Keys a running daemon cannot change keep their old values (``restart_required``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        path: str | None,
+        apply: Callable[[Settings], None],
+        set_halted: Callable[[bool], None],
+    ) -> None:
+        self.settings = settings
+        self.path = path
+        self.service = ConfigService(settings, None)
+        self.halted = False
+        self._apply = apply
+        self._set_halted = set_halted
+
+    async def start(self, source: ConfigSource | None) -> Settings:
+        """The file's settings with the database's overrides (ConfigError: refuse to start)."""
+        self.service = ConfigService(self.settings, source)
+        self.settings = await self.service.start()
+        return self.settings
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read file and environment; reject invalid config as a whole. Keys a
+        running daemon cannot change keep their old values and are reported as
+        ``restart_required``; every other changed key is applied at once."""
+        systemd.reloading()
+        try:
+            new = await trio.to_thread.run_sync(load, self.path)
+        except ConfigError as exc:
+            logger.bind(event="config.rejected", problems=exc.problems).error(
+                "configuration rejected; keeping the old one"
+            )
+            systemd.ready("config rejected: " + "; ".join(exc.problems)[:200])
+            return
+        try:
+            new = self.service.rebase(new)
+        except ConfigError as exc:
+            logger.bind(event="config.rejected", source=DATABASE, problems=exc.problems).error(
+                "file and database configuration do not agree; keeping the old one"
+            )
+            systemd.ready("config rejected: " + "; ".join(exc.problems)[:200])
+            return
+        self.swap(new, "file")
+        systemd.ready("config reloaded")
+
+    async def poll(self) -> None:
+        """Database overrides changed by ``traild config set``: applied like a reload."""
+        try:
+            new = await self.service.poll()
+        except TraildError as exc:
+            logger.bind(event="store.degraded", error=str(exc)).warning("config poll failed")
+            return
+        if new is not None:
+            self.swap(new, DATABASE)
+
+    def swap(self, new: Settings, source: str) -> None:
+        """Every actor applies ``new`` before its next tick; confirmed stops never loosen."""
+        plan = plan_reload(self.settings, new)
+        self.settings = plan.effective
+        self._apply(plan.effective)
+        self.check_halt()
+        logger.bind(
+            event="config.reloaded",
+            source=source,
+            changed=plan.applied,
+            restart_required=plan.restart_required,
+            config_version=self.service.version,
+        ).info("configuration reloaded")
+
+    def check_halt(self, initial: bool = False) -> None:
+        """The global kill switch from the settings and the HALT file (logged on a change)."""
+        halted = self.settings.daemon.halt or halt_path(self.settings).exists()
+        if halted != self.halted or (initial and halted):
+            self.halted = halted
+            self._set_halted(halted)
+            logger.bind(
+                event="killswitch.engaged" if halted else "killswitch.released", switch="halt"
+            ).warning("global halt " + ("on" if halted else "off"))
+
+    async def halt_loop(self) -> None:
+        """The kill switch in its own loop: it never waits on the database, the feed or the
+        store poll."""
+        while True:
+            await trio.sleep(self.settings.database.poll_interval_s)
+            self.check_halt()
