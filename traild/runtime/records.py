@@ -1,21 +1,24 @@
-"""The supervisor's own store writes: a trade's status and method, a recalculation, the broker's
-real stop, and the one way they all treat a write the database does not take in time.
+"""The runtime's store writes: the audit records of the gateway's amendments, the supervisor's
+own (a trade's status and method, a recalculation, the broker's real stop), and the one way
+they all treat a write the database does not take in time.
 
-None of them is on the trailing path. A write that is not durable in time stays queued in the
+None of them holds up an amendment. A write that is not durable in time stays queued in the
 store and lands later (``store.degraded`` logged): the daemon goes on from memory, the broker
 holds the stops. ``durable`` is that policy, used by every writer of the runtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from traild.core.errors import StoreError
-from traild.core.messages import StageRecalculation, TradeRecord, TradeStatus
+from traild.core.messages import AmendState, Reason, StageRecalculation, TradeRecord, TradeStatus
 from traild.ports import TradeStore
+from traild.runtime.stop_book import AmendTarget
 from traild.runtime.tasks import Background
 
 if TYPE_CHECKING:
@@ -81,3 +84,58 @@ class Records:
             "recalculation record queued",
             trade_id=rec.trade_id,
         )
+
+
+class AmendmentRecords:
+    """An amendment's audit trail: written ahead (``pending``) in the store's urgent lane before
+    it is sent, then its state; queued, never waited for (protection first)."""
+
+    def __init__(self, store: TradeStore, now: Callable[[], datetime]) -> None:
+        self.store = store
+        self.now = now
+
+    async def write_ahead(self, t: AmendTarget, log: Logger) -> int | None:
+        """The amendment's id (None when the store could not even allocate one)."""
+        try:
+            return await self.store.write_amendment(
+                t.trade_id,
+                t.deal_id,
+                t.level,
+                t.previous,
+                t.reason.value,
+                self.now(),
+                durable=False,
+            )
+        except StoreError as exc:
+            # Protection first: the amendment is sent anyway.
+            log.bind(event="store.degraded", error=str(exc)).warning(
+                "write-ahead record not queued; sending the amendment anyway"
+            )
+            amend_id: int | None = getattr(exc, "amendment_id", None)
+            return amend_id
+
+    async def state(
+        self,
+        amend_id: int | None,
+        state: AmendState,
+        error: str | None = None,
+        ref: str | None = None,
+    ) -> None:
+        if amend_id is not None:
+            await durable(
+                self.store.update_amendment(
+                    amend_id, state, self.now(), broker_ref=ref, error=error, durable=False
+                ),
+                "amendment state queued, not yet durable",
+            )
+
+    async def confirmed(self, amend_id: int | None, t: AmendTarget, level: float) -> None:
+        if amend_id is not None:
+            lock = t.reason is Reason.PROFIT_LOCK
+            await durable(
+                self.store.confirm_amendment(amend_id, level, self.now(), lock, durable=False),
+                "confirmation queued, not yet durable",
+                trade_id=t.trade_id,
+                deal_id=t.deal_id,
+                epic=t.epic,
+            )
