@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import trio
-from loguru import logger
 
 from traild.core.calculator import DYNAMIC, FIXED, CalculatedStages
 from traild.core.entry import EntryGate
@@ -20,7 +19,7 @@ from traild.core.instruments import InstrumentTable
 from traild.core.ladder import LadderPolicy
 from traild.core.messages import TradeRecord
 from traild.runtime.gateway import Gateway
-from traild.runtime.records import Records
+from traild.runtime.records import Records, trade_log
 from traild.runtime.router import Router
 from traild.runtime.slots import Slot, Slots
 from traild.runtime.stages import Policy, apply_switches, fixed_stages
@@ -70,11 +69,8 @@ class Actors:
         policy = self.policy()
         stages = apply_switches(policy, trade, stages)
         self.counts["adopted"] += 1
-        logger.bind(
+        trade_log(trade.id, trade.deal_id, trade.epic).bind(
             event="trade.adopted",
-            trade_id=trade.id,
-            deal_id=trade.deal_id,
-            epic=trade.epic,
             method=stages.method,
             direction=trade.direction.value,
             entry=trade.entry_price,

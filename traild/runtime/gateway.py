@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import trio
-from loguru import logger
 
 from traild.core.errors import (
     BrokerError,
@@ -300,12 +299,8 @@ class Gateway:
             result = await self.broker.amend_stop(t.deal_id, t.level, t.limit)
         except BrokerError as exc:
             result = Confirmation(False, None, "", str(exc))
-        logger.bind(
-            event="stop.replayed",
-            trade_id=t.trade_id,
-            deal_id=t.deal_id,
-            stop=t.level,
-            accepted=result.accepted,
+        trade_log(t.trade_id, t.deal_id, t.epic).bind(
+            event="stop.replayed", stop=t.level, accepted=result.accepted
         ).debug("confirmed level re-applied")
         self.book.release(t.trade_id)
         if result.accepted:

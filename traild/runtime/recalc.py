@@ -81,12 +81,7 @@ class Replanner:
             stages = actor.plan.stages
             switched = apply_switches(policy, actor.trade, stages)
             if switched is not stages:
-                actor.log.bind(
-                    event="stages.fallback",
-                    reason=switched.fallback_reason,
-                    stages=switched.stages.as_dict(),
-                ).warning("kill switch: trade moves to fixed stages")
-                self.records.method_soon(actor.trade_id, FIXED, switched.fallback_reason)
+                self._to_fixed(actor, switched, "kill switch: trade moves to fixed stages")
             elif stages.method == FIXED:
                 switched = replace(
                     stages, stages=policy.fixed_stages(actor.trade.epic, actor.trade.is_scalp_trade)
@@ -103,15 +98,17 @@ class Replanner:
             override=override,
         ).warning("per-trade override")
         if stages is not actor.plan.stages:
-            actor.log.bind(
-                event="stages.fallback",
-                reason=stages.fallback_reason,
-                stages=stages.stages.as_dict(),
-            ).warning("trade moves to fixed stages")
-            self.records.method_soon(actor.trade_id, FIXED, stages.fallback_reason)
+            self._to_fixed(actor, stages, "trade moves to fixed stages")
             actor.replan(ActorPlan(stages, actor.plan.policy))
         if override == "off":
             self.gateway.forget(actor.trade_id)
+
+    def _to_fixed(self, actor: TradeActor, stages: CalculatedStages, message: str) -> None:
+        """A kill switch moved the trade to fixed ``stages``: logged and recorded."""
+        actor.log.bind(
+            event="stages.fallback", reason=stages.fallback_reason, stages=stages.stages.as_dict()
+        ).warning(message)
+        self.records.method_soon(actor.trade_id, FIXED, stages.fallback_reason)
 
 
 def recalculate_actors(
@@ -137,13 +134,8 @@ def recalculate_actor(
     current = plan.stages
     if apply_switches(policy, trade, current) is not current:
         return None  # a kill switch is engaged: the supervisor moves it to fixed stages
-    cond = MarketConditions(
-        trade.epic,
-        own.atr_pips,
-        own.volatility_regime,
-        own.session,
-        own.market_regime or trade.market_regime_at_entry,
-    )
+    # the bars' conditions; the entry's market regime while the bars classify none
+    cond = replace(own, market_regime=own.market_regime or trade.market_regime_at_entry)
     new = DynamicTrailingCalculator(policy.calculator).recalculate(
         current,
         cond,
