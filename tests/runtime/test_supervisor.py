@@ -34,9 +34,9 @@ T0 = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)
 
 
 class Rig:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, store: MemoryStore | None = None) -> None:
         self.settings = settings or Settings(daemon={"restart_backoff_s": 0.1})
-        self.store = MemoryStore()
+        self.store = store or MemoryStore()
         self.broker = ScriptedBroker()
         self.now = T0
         self.gateway = Gateway(self.broker, self.store, lambda: self.now, retry_base=0.1)
@@ -384,9 +384,8 @@ class OutageStore(MemoryStore):
 async def test_a_close_during_a_database_outage_needs_no_read(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    rig = Rig()
     store = OutageStore()
-    rig.store = rig.sup.store = rig.gateway.store = store
+    rig = Rig(store=store)
     await rig.add("D1", Direction.BUY, 1.10000, 1.09800)
 
     async def body() -> None:

@@ -1,4 +1,5 @@
-"""Long-running helper tasks that an unexpected error must not end.
+"""Long-running helper tasks that an unexpected error must not end, and the background
+nursery that work started from synchronous callbacks runs in.
 
 A stream handler, the housekeeping loops and the broker's event stream are restarted with
 back-off when they raise (``task.crashed`` logged with the error); only a configuration
@@ -44,3 +45,20 @@ async def supervised(
             ).opt(exception=exc).error("task {} crashed; restarting it", name)
             await trio.sleep(delay)
             delay = min(delay * 2, backoff[1])
+
+
+class Background:
+    """A nursery that work started from synchronous callbacks (a crashed actor, a drifted
+    stop, a closed bar) goes to once it is open; before that, such work is not started."""
+
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.nursery is not None
+
+    def soon(self, run: Callable[..., Awaitable[object]], *args: object) -> None:
+        """``run(*args)`` in the nursery, if it is open (else nothing)."""
+        if self.nursery is not None:
+            self.nursery.start_soon(run, *args)

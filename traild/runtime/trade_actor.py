@@ -12,14 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from loguru import logger
-
 from traild.core.calculator import CalculatedStages
 from traild.core.entry import EntryGate
 from traild.core.instruments import Instrument
 from traild.core.ladder import Ladder, LadderPlan, LadderPolicy
 from traild.core.messages import Direction, MoveStop, Reason, Tick, TradeRecord
 from traild.runtime.gateway import AmendTarget, Gateway
+from traild.runtime.records import trade_log
 
 
 class QuoteCache:
@@ -83,7 +82,7 @@ class TradeActor:
             None if trade.limit_price is None else to(trade.limit_price),
             None if trade.best_price is None else to(trade.best_price),
         )
-        self.log = logger.bind(trade_id=trade.id, deal_id=trade.deal_id, epic=trade.epic)
+        self.log = trade_log(trade.id, trade.deal_id, trade.epic)
         self.ticks = 0
         self._new_plan: ActorPlan | None = None
         self._carry_floor = False
