@@ -10,6 +10,7 @@ and the layer breaches found.
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +150,7 @@ def circles(edges: list[Edge]) -> list[list[str]]:
         members = set(group)
         for start in group:
             circle = _shortest_back(start, graph, members)
-            hops = frozenset(zip(circle, circle[1:], strict=False))
+            hops = frozenset(itertools.pairwise(circle))
             if hops not in seen:
                 seen.add(hops)
                 out.append(circle)
@@ -188,7 +189,7 @@ def layer_breaches(edges: list[Edge]) -> list[str]:
 def _describe(circle: list[str], edges: list[Edge]) -> str:
     where = {(e.source, e.target): e for e in edges}
     hops = []
-    for a, b in zip(circle, circle[1:], strict=False):
+    for a, b in itertools.pairwise(circle):
         e = where[(a, b)]
         hops.append(f"{a} (line {e.line}{', TYPE_CHECKING' if e.type_only else ''})")
     return " -> ".join([*hops, circle[-1]])

@@ -1,4 +1,4 @@
-"""Argument types shared by the command modules.
+"""Argument types and options shared by the command modules.
 
 argparse turns the ValueError/ArgumentTypeError they raise into one line on stderr and exit 2.
 """
@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from traild.core.messages import Direction
+
+CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 
 
 def finite(text: str) -> float:
@@ -44,14 +48,26 @@ def positive_or_any_float(text: str) -> float:
 DIRECTION_HELP = "BUY or SELL (also LONG/SHORT; any case)"
 
 
-def positive_int(text: str) -> int:
-    """A whole number of at least 1 (counts, limits)."""
+def whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (counts, limits)."""
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0 (seeds)."""
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
 
 
@@ -81,3 +97,33 @@ def who(text: str) -> str:
     if len(value) > WHO_MAX:
         raise argparse.ArgumentTypeError(f"at most {WHO_MAX} characters, not {len(value):,}")
     return value
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$", re.IGNORECASE)
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def since(text: str) -> datetime | None:
+    """``7d`` / ``12h`` / ``30m`` before now, an ISO date or time (UTC if naive), or ``all``."""
+    if text.strip().lower() == "all":
+        return None
+    match = _AGE.match(text)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        try:
+            return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:  # before year 1: every trade
+            raise argparse.ArgumentTypeError(
+                f"--since {text!r} reaches before year 1; use 'all' for every trade"
+            ) from None
+    try:
+        return timestamp(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--since wants Nd, Nh, Nm, an ISO date/time or 'all', not {text!r}"
+        ) from None
+
+
+def add_since(parser: Any, help: str, **kwargs: Any) -> None:
+    """A ``--since AGE|DATE`` option (``since`` above); ``kwargs``: default, required, ..."""
+    parser.add_argument("--since", type=since, metavar="AGE|DATE", help=help, **kwargs)
