@@ -9,9 +9,11 @@ import argparse
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from traild.core.messages import Direction
+
+_Number = TypeVar("_Number", int, float)
 
 CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 
@@ -26,18 +28,21 @@ def finite(text: str) -> float:
     return value
 
 
+def _checked(value: _Number, ok: bool, problem: str) -> _Number:
+    """``value`` when ``ok``, else the one-line ``problem``."""
+    if not ok:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def positive_float(text: str) -> float:
     value = finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+    return _checked(value, value > 0, f"must be positive: {text!r}")
 
 
 def non_negative_float(text: str) -> float:
     value = finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+    return _checked(value, value >= 0, f"must not be negative: {text!r}")
 
 
 def positive_or_any_float(text: str) -> float:
@@ -58,17 +63,13 @@ def whole_number(text: str) -> int:
 def positive_int(text: str) -> int:
     """A whole number of at least 1 (counts, limits)."""
     value = whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+    return _checked(value, value >= 1, f"must be at least 1: {text!r}")
 
 
 def non_negative_int(text: str) -> int:
     """A whole number of at least 0 (seeds)."""
     value = whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+    return _checked(value, value >= 0, f"must not be negative: {text!r}")
 
 
 def direction(text: str) -> Direction:
@@ -122,6 +123,15 @@ def since(text: str) -> datetime | None:
         raise argparse.ArgumentTypeError(
             f"--since wants Nd, Nh, Nm, an ISO date/time or 'all', not {text!r}"
         ) from None
+
+
+def actions_of(sub: Any, name: str, help: str) -> Any:
+    """A command made of actions (``traild config set``): its required sub-commands, the one
+    chosen in ``args.<name>_command``."""
+    command = sub.add_parser(name, help=help)
+    actions = command.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    actions.required = True
+    return actions
 
 
 def add_since(parser: Any, help: str, **kwargs: Any) -> None:

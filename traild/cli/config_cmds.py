@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from traild.cli.args import CONFIG_HELP, WHO_MAX, positive_int, who
+from traild.cli.args import CONFIG_HELP, WHO_MAX, actions_of, positive_int, who
 from traild.cli.config_db import (
     Effective,
     environ,
@@ -39,17 +39,8 @@ from traild.core.overrides import (
 
 
 def register(sub: Any) -> None:
-    config = sub.add_parser("config", help="per-pair configuration in the database")
-    actions = config.add_subparsers(dest="config_command", metavar="ACTION")
-    actions.required = True
-    p = _action(
-        actions,
-        "set",
-        "override keys of a pair (or the rollout allowlist)",
-        "Override stage keys of a pair in the database (validated like the file; the running "
-        "daemon applies them within one poll interval).",
-        _SET_EXAMPLES,
-    )
+    actions = actions_of(sub, "config", "per-pair configuration in the database")
+    p = _action(actions, "set")
     p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
     p.add_argument(
         "assignments",
@@ -61,27 +52,13 @@ def register(sub: Any) -> None:
     _common(p, by=True)
     p.set_defaults(func=_set)
 
-    p = _action(
-        actions,
-        "unset",
-        "remove overrides (the file's value applies again)",
-        "Remove database overrides of a pair: the file's value applies again. An unknown key "
-        "is an error (exit 2) naming the close match.",
-        _UNSET_EXAMPLES,
-    )
+    p = _action(actions, "unset")
     p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
     p.add_argument("keys", nargs="+", metavar="KEY", help=_KEY_HELP)
     _common(p, by=True)
     p.set_defaults(func=_unset)
 
-    p = _action(
-        actions,
-        "show",
-        "effective values and where each came from",
-        "Without PAIR: the rollout keys and every database override. With PAIR: its regular "
-        "and scalp stages, each with its source (default, file, environment, database).",
-        _SHOW_EXAMPLES,
-    )
+    p = _action(actions, "show")
     p.add_argument("pair", nargs="?", metavar="PAIR", help=_PAIR_HELP)
     _common(p, json_=True)
     p.set_defaults(func=_show)
@@ -103,22 +80,39 @@ _KEY_HELP = (
     "stage3_atr_multiplier, stage3_min_distance), <regular|scalp>.regimes.<market_regime>."
     "<stage key>, dynamic_trailing_pairs under 'trailing', or halt under 'daemon'"
 )
-_SET_EXAMPLES = """examples:
+# action -> its help line, its description and the examples ending its --help
+_DOCS = {
+    "set": (
+        "override keys of a pair (or the rollout allowlist)",
+        "Override stage keys of a pair in the database (validated like the file; the running "
+        "daemon applies them within one poll interval).",
+        """examples:
   traild config set EURUSD regular.stage1_lock=9.5 regular.stage1_trigger=22
   traild config set DEFAULT scalp.regimes.trending.stage2_trigger=18 --by alice
-  traild config set trailing dynamic_trailing_pairs=EURUSD,GBPUSD"""
-_UNSET_EXAMPLES = """examples:
+  traild config set trailing dynamic_trailing_pairs=EURUSD,GBPUSD""",
+    ),
+    "unset": (
+        "remove overrides (the file's value applies again)",
+        "Remove database overrides of a pair: the file's value applies again. An unknown key "
+        "is an error (exit 2) naming the close match.",
+        """examples:
   traild config unset EURUSD regular.stage1_lock
-  traild config unset trailing dynamic_trailing_pairs"""
-_SHOW_EXAMPLES = """examples:
+  traild config unset trailing dynamic_trailing_pairs""",
+    ),
+    "show": (
+        "effective values and where each came from",
+        "Without PAIR: the rollout keys and every database override. With PAIR: its regular "
+        "and scalp stages, each with its source (default, file, environment, database).",
+        """examples:
   traild config show
-  traild config show EURUSD --json"""
+  traild config show EURUSD --json""",
+    ),
+}
 
 
-def _action(
-    actions: Any, name: str, help: str, description: str, examples: str
-) -> argparse.ArgumentParser:
-    """An action's parser whose help ends with examples, printed as written."""
+def _action(actions: Any, name: str) -> argparse.ArgumentParser:
+    """An action's parser (``_DOCS``) whose help ends with examples, printed as written."""
+    help, description, examples = _DOCS[name]
     parser: argparse.ArgumentParser = actions.add_parser(
         name,
         help=help,

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from traild.cli.args import CONFIG_HELP, add_since
+from traild.cli.args import CONFIG_HELP, actions_of, add_since
 from traild.cli.text import cell
 from traild.config.service import apply_overrides
 from traild.config.settings import Settings, load
@@ -25,9 +25,7 @@ from traild.core.messages import TradeRecord
 
 
 def register(sub: Any) -> None:
-    rollout = sub.add_parser("rollout", help="where each pair stands in the rollout plan")
-    actions = rollout.add_subparsers(dest="rollout_command", metavar="ACTION")
-    actions.required = True
+    actions = actions_of(sub, "rollout", "where each pair stands in the rollout plan")
     p = actions.add_parser("status", help="stage per pair and the 10 %% expectancy gate")
     add_since(
         p,

@@ -17,7 +17,7 @@ from uuid import uuid4
 import trio
 
 from traild.backtest.simulate import iso
-from traild.cli.args import CONFIG_HELP, DIRECTION_HELP, add_since
+from traild.cli.args import CONFIG_HELP, DIRECTION_HELP, actions_of, add_since
 from traild.cli.args import direction as _direction
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.text import cell
@@ -61,9 +61,7 @@ def register(sub: Any) -> None:
     add_report_option(p)
     p.set_defaults(func=_report)
 
-    trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
-    actions = trade.add_subparsers(dest="trade_command", metavar="ACTION")
-    actions.required = True
+    actions = actions_of(sub, "trade", "record trades for the daemon to adopt")
     p = actions.add_parser(
         "add",
         help="record a trade (the paper broker fills it at the next tick)",

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from traild.cli import args as args_
-from traild.cli.args import CONFIG_HELP, add_since
+from traild.cli.args import CONFIG_HELP, actions_of, add_since
 from traild.config.settings import load
 from traild.core.errors import DataError
 
 
 def register(sub: Any) -> None:
-    ticks = sub.add_parser("ticks", help="recorded ticks ([feed] record = true)")
-    actions = ticks.add_subparsers(dest="ticks_command", metavar="ACTION")
-    actions.required = True
+    actions = actions_of(sub, "ticks", "recorded ticks ([feed] record = true)")
     p = actions.add_parser(
         "export",
         help="write a recorded period as a tick file (for backtest --ticks, simulate)",
