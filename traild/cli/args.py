@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -53,23 +54,30 @@ def positive_or_any_float(text: str) -> float:
 DIRECTION_HELP = "BUY or SELL (also LONG/SHORT; any case)"
 
 
-def whole_number(text: str) -> int:
+def number(
+    text: str,
+    convert: Callable[[str], _Number],
+    ok: Callable[[_Number], bool],
+    not_a: str,
+    problem: str,
+) -> _Number:
+    """``text`` as ``convert`` reads it; the message ``not_a`` when it cannot, ``problem`` when
+    the value is not ``ok`` (each followed by the text)."""
     try:
-        return int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{not_a}: {text!r}") from None
+    return _checked(value, ok(value), f"{problem}: {text!r}")
 
 
 def positive_int(text: str) -> int:
     """A whole number of at least 1 (counts, limits)."""
-    value = whole_number(text)
-    return _checked(value, value >= 1, f"must be at least 1: {text!r}")
+    return number(text, int, lambda v: v >= 1, "not a whole number", "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
     """A whole number of at least 0 (seeds)."""
-    value = whole_number(text)
-    return _checked(value, value >= 0, f"must not be negative: {text!r}")
+    return number(text, int, lambda v: v >= 0, "not a whole number", "must not be negative")
 
 
 def direction(text: str) -> Direction:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from traild.backtest.variants import DEFAULT_VARIANTS
-from traild.cli.args import non_negative_int, positive_int
+from traild.cli.args import non_negative_int, number, positive_int
 from traild.cli.args import positive_float as _positive_float
 from traild.config.settings import load
 from traild.core.errors import DataError, UsageError
@@ -149,13 +149,13 @@ def _random_count(text: str) -> int:
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
-    return value
+    return number(
+        text,
+        float,
+        lambda v: math.isfinite(v) and v >= 0,
+        "not a number",
+        "must be a non-negative number",
+    )
 
 
 class _Progress:

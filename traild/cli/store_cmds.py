@@ -17,7 +17,7 @@ from uuid import uuid4
 import trio
 
 from traild.backtest.simulate import iso
-from traild.cli.args import CONFIG_HELP, DIRECTION_HELP, actions_of, add_since
+from traild.cli.args import CONFIG_HELP, DIRECTION_HELP, actions_of, add_since, number
 from traild.cli.args import direction as _direction
 from traild.cli.args import positive_float as _positive_float
 from traild.cli.text import cell
@@ -109,13 +109,7 @@ def _seconds(text: str) -> float:
 
 
 def _alert_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an alert id: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"alert ids are positive: {text!r}")
-    return value
+    return number(text, int, lambda v: v > 0, "not an alert id", "alert ids are positive")
 
 
 # -- commands ---------------------------------------------------------------------------
