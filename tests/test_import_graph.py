@@ -195,12 +195,31 @@ def _describe(circle: list[str], edges: list[Edge]) -> str:
     return " -> ".join([*hops, circle[-1]])
 
 
-def test_the_graph_sees_function_level_and_relative_imports() -> None:
-    edges = {(e.source, e.target) for e in all_edges()}
-    assert len(modules()) > 100
-    # function level (the CLI imports its commands' modules lazily)
-    assert ("traild.cli", "traild.cli.errors") in edges
-    assert any(s.startswith("traild.cli.") and t.startswith("traild.adapters") for s, t in edges)
+def test_the_graph_sees_function_level_relative_and_type_only_imports(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from . import sibling\n"
+        "from ..other import thing, helper\n"
+        "if TYPE_CHECKING:\n"
+        "    from p.q import typed\n"
+        "def f():\n"
+        "    import p.deep.mod.attr\n",
+        encoding="utf-8",
+    )
+    known = dict.fromkeys(["p.sub.sibling", "p.other", "p.other.thing", "p.q", "p.deep.mod"], ROOT)
+    edges = {(e.target, e.line, e.type_only) for e in edges_of("p.sub.mod", source, known)}
+    assert edges == {
+        ("p.sub.sibling", 2, False),
+        ("p.other.thing", 3, False),  # a module
+        ("p.other", 3, False),  # ``helper``: a name in p.other
+        ("p.q", 5, True),
+        ("p.deep.mod", 7, False),  # inside a function; ``attr`` is not a module
+    }
+    # and on traild itself: the CLI imports the store inside its commands
+    assert ("traild.cli.store_cmds", "traild.adapters.store") in {
+        (e.source, e.target) for e in all_edges()
+    }
 
 
 def test_no_import_circle() -> None:
