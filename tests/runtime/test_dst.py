@@ -26,7 +26,7 @@ from traild.core.messages import (
 )
 from traild.runtime.gateway import AmendTarget, Gateway
 from traild.runtime.router import Router
-from traild.testing import dst
+from traild.testing import dst, dst_world
 from traild.testing.dst_check import Checker
 from traild.testing.dst_schedule import T0
 from traild.testing.fake_broker import FakeBroker, FaultRates, LatencyModel
@@ -269,13 +269,13 @@ class _SpinningRouter(Router):
 
 
 def test_harness_catches_a_loosening_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dst, "Gateway", _LooseningGateway)
+    monkeypatch.setattr(dst_world, "Gateway", _LooseningGateway)
     results = [dst.run_seed(seed, faults=False) for seed in range(10)]
     assert any(v.invariant == "a" for r in results for v in r.violations)
 
 
 def test_harness_catches_a_busy_spin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dst, "Router", _SpinningRouter)
+    monkeypatch.setattr(dst_world, "Router", _SpinningRouter)
     result = dst.run_seed(0, faults=False)
     assert [v.invariant for v in result.violations] == ["d"]
 

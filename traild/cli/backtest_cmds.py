@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from traild.backtest.variants import DEFAULT_VARIANTS
+from traild.cli.args import non_negative_int, number, positive_int
 from traild.cli.args import positive_float as _positive_float
-from traild.cli.args import positive_int
 from traild.config.settings import load
 from traild.core.errors import DataError, UsageError
 
@@ -82,7 +82,9 @@ def register(sub: Any) -> None:
         metavar="K",
         help="K time folds: the best --grid point of fold i is evaluated on fold i+1 (K >= 2)",
     )
-    p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, metavar="S", help="random seed (default 0)"
+    )
     p.add_argument(
         "--variants",
         default=DEFAULT_VARIANTS,
@@ -147,23 +149,13 @@ def _random_count(text: str) -> int:
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+    return number(
+        text,
+        float,
+        lambda v: math.isfinite(v) and v >= 0,
+        "not a number",
+        "must be a non-negative number",
+    )
 
 
 class _Progress:

@@ -8,22 +8,22 @@ contents, before it is written; the running daemon applies it within one poll in
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import math
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from traild.cli.args import WHO_MAX, positive_int, who
+from traild.cli.args import CONFIG_HELP, WHO_MAX, actions_of, positive_int, who
+from traild.cli.config_db import (
+    Effective,
+    environ,
+    read_effective,
+    run_on_config_store,
+    who_am_i,
+)
 from traild.config.service import KINDS, apply_overrides, pair_view, value_sources
 from traild.config.settings import Settings, load
 from traild.core.calculator import StageConfig
-from traild.core.errors import ConfigError, InstrumentError, TraildError, UsageError
+from traild.core.errors import ConfigError, InstrumentError, UsageError
 from traild.core.instruments import symbol_of
 from traild.core.overrides import (
     DAEMON_SCOPE,
@@ -37,21 +37,10 @@ from traild.core.overrides import (
     parse_assignment,
 )
 
-_CHECK_TIMEOUT_S = 10.0
-
 
 def register(sub: Any) -> None:
-    config = sub.add_parser("config", help="per-pair configuration in the database")
-    actions = config.add_subparsers(dest="config_command", metavar="ACTION")
-    actions.required = True
-    p = actions.add_parser(
-        "set",
-        help="override keys of a pair (or the rollout allowlist)",
-        description="Override stage keys of a pair in the database (validated like the file; "
-        "the running daemon applies them within one poll interval).",
-        epilog=_SET_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    actions = actions_of(sub, "config", "per-pair configuration in the database")
+    p = _action(actions, "set")
     p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
     p.add_argument(
         "assignments",
@@ -63,28 +52,13 @@ def register(sub: Any) -> None:
     _common(p, by=True)
     p.set_defaults(func=_set)
 
-    p = actions.add_parser(
-        "unset",
-        help="remove overrides (the file's value applies again)",
-        description="Remove database overrides of a pair: the file's value applies again. An "
-        "unknown key is an error (exit 2) naming the close match.",
-        epilog=_UNSET_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _action(actions, "unset")
     p.add_argument("pair", metavar="PAIR", help=_PAIR_HELP)
     p.add_argument("keys", nargs="+", metavar="KEY", help=_KEY_HELP)
     _common(p, by=True)
     p.set_defaults(func=_unset)
 
-    p = actions.add_parser(
-        "show",
-        help="effective values and where each came from",
-        description="Without PAIR: the rollout keys and every database override. With PAIR: "
-        "its regular and scalp stages, each with its source (default, file, environment, "
-        "database).",
-        epilog=_SHOW_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _action(actions, "show")
     p.add_argument("pair", nargs="?", metavar="PAIR", help=_PAIR_HELP)
     _common(p, json_=True)
     p.set_defaults(func=_show)
@@ -106,21 +80,50 @@ _KEY_HELP = (
     "stage3_atr_multiplier, stage3_min_distance), <regular|scalp>.regimes.<market_regime>."
     "<stage key>, dynamic_trailing_pairs under 'trailing', or halt under 'daemon'"
 )
-_SET_EXAMPLES = """examples:
+# action -> its help line, its description and the examples ending its --help
+_DOCS = {
+    "set": (
+        "override keys of a pair (or the rollout allowlist)",
+        "Override stage keys of a pair in the database (validated like the file; the running "
+        "daemon applies them within one poll interval).",
+        """examples:
   traild config set EURUSD regular.stage1_lock=9.5 regular.stage1_trigger=22
   traild config set DEFAULT scalp.regimes.trending.stage2_trigger=18 --by alice
-  traild config set trailing dynamic_trailing_pairs=EURUSD,GBPUSD"""
-_UNSET_EXAMPLES = """examples:
+  traild config set trailing dynamic_trailing_pairs=EURUSD,GBPUSD""",
+    ),
+    "unset": (
+        "remove overrides (the file's value applies again)",
+        "Remove database overrides of a pair: the file's value applies again. An unknown key "
+        "is an error (exit 2) naming the close match.",
+        """examples:
   traild config unset EURUSD regular.stage1_lock
-  traild config unset trailing dynamic_trailing_pairs"""
-_SHOW_EXAMPLES = """examples:
+  traild config unset trailing dynamic_trailing_pairs""",
+    ),
+    "show": (
+        "effective values and where each came from",
+        "Without PAIR: the rollout keys and every database override. With PAIR: its regular "
+        "and scalp stages, each with its source (default, file, environment, database).",
+        """examples:
   traild config show
-  traild config show EURUSD --json"""
+  traild config show EURUSD --json""",
+    ),
+}
+
+
+def _action(actions: Any, name: str) -> argparse.ArgumentParser:
+    """An action's parser (``_DOCS``) whose help ends with examples, printed as written."""
+    help, description, examples = _DOCS[name]
+    parser: argparse.ArgumentParser = actions.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
 
 
 def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -> None:
-    from traild.cli.core_cmds import CONFIG_HELP
-
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     if by:
         p.add_argument(
@@ -131,59 +134,6 @@ def _common(p: argparse.ArgumentParser, by: bool = False, json_: bool = False) -
         )
     if json_:
         p.add_argument("--json", action="store_true", help="print JSON")
-
-
-# -- reading the database --------------------------------------------------------------------
-@dataclass(frozen=True)
-class Effective:
-    """The file's settings, the database's overrides and the result."""
-
-    base: Settings
-    overrides: list[ConfigOverride]
-    settings: Settings
-    version: int
-
-
-def run_on_config_store(
-    settings: Settings, fn: Callable[[Any], Any], timeout: float | None = None
-) -> Any:
-    """``await fn(config_store)`` on the configured database (trio.TooSlowError past timeout)."""
-    import trio  # here, with the store: ``calc`` without a database needs neither
-
-    from traild.adapters.store import open_store
-
-    async def run() -> Any:
-        url = settings.database_url()
-        with trio.fail_after(timeout if timeout is not None else math.inf):
-            async with open_store(url, write_timeout=settings.database.write_timeout_s) as store:
-                return await fn(store.config_store())
-
-    return trio.run(run)
-
-
-def read_effective(config: str | None, timeout: float | None = None) -> Effective:
-    base = load(config)
-
-    async def read(store: Any) -> tuple[int, list[ConfigOverride]]:
-        result: tuple[int, list[ConfigOverride]] = await store.config_overrides()
-        return result
-
-    version, overrides = run_on_config_store(base, read, timeout)
-    return Effective(base, overrides, apply_overrides(base, overrides), version)
-
-
-def _who(args: argparse.Namespace) -> str:
-    return who_am_i(args.by)
-
-
-def who_am_i(by: str | None) -> str:
-    """``--by``, else the login name (the audit trail's ``changed_by``)."""
-    if by:
-        return str(by).strip() or "unknown"
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (containers)
-        return "unknown"
 
 
 # -- set / unset -----------------------------------------------------------------------------
@@ -206,7 +156,7 @@ def _unset(args: argparse.Namespace) -> int:
 def _change(args: argparse.Namespace, changes: dict[tuple[str, str], Any]) -> int:
     """Validate the overrides as they would be after ``changes``; write them only if valid."""
     base = load(args.config)
-    who, now = _who(args), datetime.now(UTC)
+    who, now = who_am_i(args.by), datetime.now(UTC)
 
     async def write(store: Any) -> tuple[list[ConfigChange], Settings]:
         version, current = await store.config_overrides()
@@ -290,7 +240,7 @@ def _fmt(value: Any) -> str:
 # -- show ------------------------------------------------------------------------------------
 def _show(args: argparse.Namespace) -> int:
     eff = read_effective(args.config)
-    sources = value_sources(args.config, _environ(), eff.overrides, eff.settings)
+    sources = value_sources(args.config, environ(), eff.overrides, eff.settings)
     if args.pair is None:
         out = _show_all(eff, sources)
     else:
@@ -302,10 +252,6 @@ def _show(args: argparse.Namespace) -> int:
     else:
         _print_pair(out)
     return 0
-
-
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def _show_all(eff: Effective, sources: dict[str, tuple[Any, str]]) -> dict[str, Any]:
@@ -384,50 +330,3 @@ def _history(args: argparse.Namespace) -> int:
             f" {_fmt(e['old'])} -> {_fmt(e['new'])}"
         )
     return 0
-
-
-def check_config_sources(config: str | None) -> tuple[Settings, dict[str, tuple[Any, str]], str]:
-    """For ``check-config``: the effective settings (with the database's overrides when the
-    database is reachable and migrated), the source of every value, and a note when not."""
-    base = load(config)
-    overrides: list[ConfigOverride] = []
-    note = ""
-    if not database_exists(base):
-        note = "no database file yet: values from the file and the environment only"
-    else:
-        try:
-            with _quiet_store():
-                overrides = read_effective(config, timeout=_CHECK_TIMEOUT_S).overrides
-        except ConfigError:
-            raise  # the daemon would refuse to start with these overrides
-        except (TraildError, _too_slow()) as exc:
-            note = f"database overrides not read ({exc or 'timed out'})"
-    settings = apply_overrides(base, overrides)
-    return settings, value_sources(config, _environ(), overrides, settings), note
-
-
-def _too_slow() -> type[Exception]:
-    import trio
-
-    return trio.TooSlowError
-
-
-def database_exists(settings: Settings) -> bool:
-    """False for a SQLite file that does not exist yet (check-config must not create it)."""
-    url = settings.database_url()
-    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
-        if url.startswith(prefix):
-            return Path(url[len(prefix) :]).is_file()
-    return True
-
-
-@contextmanager
-def _quiet_store() -> Iterator[None]:
-    """Store log records (e.g. a legacy-schema notice) stay out of check-config's output."""
-    from loguru import logger
-
-    logger.disable("traild.adapters.store")
-    try:
-        yield
-    finally:
-        logger.enable("traild.adapters.store")

@@ -9,11 +9,11 @@ from typing import Any
 
 from traild.backtest.simulate import SimulationRequest, simulate
 from traild.cli import args as args_
+from traild.cli.args import CONFIG_HELP
 from traild.config.settings import describe_sources, load
 from traild.core.calculator import DynamicTrailingCalculator, MarketConditions
 from traild.core.errors import DataError
 
-CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 EPIC_HELP = "IG epic, e.g. CS.D.EURUSD.MINI.IP (or a configured [instruments] key)"
 REGIME_HELP = (
     "volatility regime: low, normal, high or extreme (any other value: normal, with a warning)"
@@ -117,7 +117,7 @@ def register(sub: Any) -> None:
 # -- commands ---------------------------------------------------------------------------
 def _check_config(args: argparse.Namespace) -> int:
     """The file and environment validated, with the database's overrides when it has any."""
-    from traild.cli.config_cmds import check_config_sources
+    from traild.cli.config_db import check_config_sources
 
     settings, sources, note = check_config_sources(args.config)
     if not args.sources:
@@ -133,7 +133,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _calc(args: argparse.Namespace) -> int:
-    from traild.cli.config_cmds import check_config_sources
+    from traild.cli.config_db import check_config_sources
 
     settings = check_config_sources(args.config)[0]  # with the database's overrides, if any
     table = settings.instrument_table()

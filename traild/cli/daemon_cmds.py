@@ -7,10 +7,9 @@ import sys
 import traceback
 from typing import Any
 
+from traild.cli.args import CONFIG_HELP
 from traild.cli.errors import EXIT_SOFTWARE, classify, mark_reported, unwrap
 from traild.core.errors import BrokerConfigRefused, ConfigError, SchemaOutOfDate
-
-CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
 
 
 def register(sub: Any) -> None:
@@ -154,7 +153,7 @@ def _halt_in_database(settings: Any, on: bool) -> str:
     it wherever it runs. The file switch works without it, so a failure is only reported."""
     from datetime import UTC, datetime
 
-    from traild.cli.config_cmds import database_exists, run_on_config_store, who_am_i
+    from traild.cli.config_db import database_exists, run_on_config_store, who_am_i
     from traild.core.errors import TraildError
     from traild.core.overrides import DAEMON_SCOPE
 

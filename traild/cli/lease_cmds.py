@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
+from traild.cli.args import CONFIG_HELP
 
 
 def register(sub: Any) -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
-from collections import Counter
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import uuid4
@@ -20,21 +17,14 @@ from uuid import uuid4
 import trio
 
 from traild.backtest.simulate import iso
-from traild.cli.args import DIRECTION_HELP
+from traild.cli.args import CONFIG_HELP, DIRECTION_HELP, actions_of, add_since, number
 from traild.cli.args import direction as _direction
 from traild.cli.args import positive_float as _positive_float
-from traild.cli.args import timestamp as _timestamp
+from traild.cli.text import cell
 from traild.config.settings import load
-from traild.core.errors import InstrumentError, StoreError, TraildError
-from traild.core.instruments import Instrument, InstrumentTable
+from traild.core.errors import StoreError, TraildError
 from traild.core.messages import Direction, StageRecalculation, TradeRecord, TradeStatus
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$", re.IGNORECASE)
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-_UNASSIGNED = "unassigned"  # a trade not adopted yet has no calculation method
-
-
-CONFIG_HELP = "config file (default: $TRAILD_CONFIG, else ./config/traild.toml if present)"
+from traild.reporting.trades import build_report, outcomes
 
 
 def register(sub: Any) -> None:
@@ -55,12 +45,10 @@ def register(sub: Any) -> None:
         description="Trades opened since a time: open (managed), closed, pending (not filled "
         "yet) and unmanaged counts, methods, fallback reasons and outcomes by method.",
     )
-    p.add_argument(
-        "--since",
-        type=_since,
+    add_since(
+        p,
+        "Nd, Nh, Nm (e.g. 12h), an ISO date/time (UTC if no zone), or 'all' (default 7d)",
         default="7d",
-        metavar="AGE|DATE",
-        help="Nd, Nh, Nm (e.g. 12h), an ISO date/time (UTC if no zone), or 'all' (default 7d)",
     )
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object (SPEC §7)")
@@ -73,9 +61,7 @@ def register(sub: Any) -> None:
     add_report_option(p)
     p.set_defaults(func=_report)
 
-    trade = sub.add_parser("trade", help="record trades for the daemon to adopt")
-    actions = trade.add_subparsers(dest="trade_command", metavar="ACTION")
-    actions.required = True
+    actions = actions_of(sub, "trade", "record trades for the daemon to adopt")
     p = actions.add_parser(
         "add",
         help="record a trade (the paper broker fills it at the next tick)",
@@ -112,27 +98,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_trade_add)
 
 
-def _since(text: str) -> datetime | None:
-    """``7d`` / ``12h`` / ``30m`` before now, an ISO date or time (UTC if naive), or ``all``."""
-    if text.strip().lower() == "all":
-        return None
-    match = _AGE.match(text)
-    if match:
-        amount, unit = float(match.group(1)), match.group(2).lower()
-        try:
-            return datetime.now(UTC) - timedelta(**{_UNITS[unit]: amount})
-        except OverflowError:  # before year 1: every trade
-            raise argparse.ArgumentTypeError(
-                f"--since {text!r} reaches before year 1; use 'all' for every trade"
-            ) from None
-    try:
-        return _timestamp(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"--since wants Nd, Nh, Nm, an ISO date/time or 'all', not {text!r}"
-        ) from None
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -144,13 +109,7 @@ def _seconds(text: str) -> float:
 
 
 def _alert_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an alert id: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"alert ids are positive: {text!r}")
-    return value
+    return number(text, int, lambda v: v > 0, "not an alert id", "alert ids are positive")
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -267,80 +226,6 @@ def check_sides(direction: Direction, stop: float | None, limit: float | None) -
         )
 
 
-# -- the report -------------------------------------------------------------------------
-def build_report(
-    trades: list[TradeRecord],
-    table: InstrumentTable,
-    recalcs: Sequence[StageRecalculation] = (),
-) -> dict[str, Any]:
-    """SPEC §7 ``report --json``: counts, methods, fallback reasons and one entry per trade;
-    plus ``recalculations`` when real-time recalculation changed any of these trades."""
-    status = Counter(t.status for t in trades)
-    report = {
-        "open": status[TradeStatus.OPEN],  # managed: an actor is trailing it
-        "closed": status[TradeStatus.CLOSED],
-        "pending": status[TradeStatus.PENDING],  # recorded, not filled/adopted yet
-        "unmanaged": status[TradeStatus.UNMANAGED],  # given up: its broker stop stays
-        "methods": dict(Counter(t.trailing_calculation_method or _UNASSIGNED for t in trades)),
-        "fallback_reasons": dict(Counter(t.fallback_reason for t in trades if t.fallback_reason)),
-        "trades": [_trade_entry(t, table) for t in trades],
-    }
-    ids = {t.id for t in trades}
-    mine = [r for r in recalcs if r.trade_id in ids]
-    if mine:
-        report["recalculations"] = {
-            "trades": len({r.trade_id for r in mine}),
-            "total": len(mine),
-            "shifts": dict(Counter(_shift(r) for r in mine)),
-        }
-    return report
-
-
-def _shift(r: StageRecalculation) -> str:
-    return f"{r.old_volatility_regime or 'normal'}->{r.new_volatility_regime}"
-
-
-def _trade_entry(trade: TradeRecord, table: InstrumentTable) -> dict[str, Any]:
-    try:
-        instrument: Instrument | None = table.resolve(trade.epic)
-    except InstrumentError:  # a trading-app row for a market traild does not know: as stored
-        instrument = None
-
-    def price(value: float | None) -> float | None:
-        if value is None or instrument is None:
-            return value
-        return instrument.to_price(instrument.to_ticks(value))
-
-    return {
-        "deal_id": trade.deal_id,
-        "epic": trade.epic,
-        "direction": trade.direction.value,
-        "status": trade.status.value,
-        "entry_price": price(trade.entry_price),
-        "sl_price": price(trade.sl_price),
-        "exit_price": price(trade.exit_price),
-        "exit_reason": trade.exit_reason,
-        "pnl_pips": None if trade.pnl_pips is None else round(trade.pnl_pips, 2),
-        "method": trade.trailing_calculation_method,
-        "fallback_reason": trade.fallback_reason,
-        "opened_at": iso(trade.opened_at),
-        "closed_at": iso(trade.closed_at),
-    }
-
-
-def _outcomes(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Closed trades by method: count, wins, total and mean pips (dynamic against fixed)."""
-    out: dict[str, dict[str, float]] = {}
-    for t in report["trades"]:
-        if t["status"] != TradeStatus.CLOSED.value or t["pnl_pips"] is None:
-            continue
-        row = out.setdefault(t["method"] or _UNASSIGNED, {"closed": 0, "wins": 0, "pips": 0.0})
-        row["closed"] += 1
-        row["wins"] += t["pnl_pips"] > 0
-        row["pips"] += t["pnl_pips"]
-    return out
-
-
 def print_report(report: dict[str, Any], since: datetime | None) -> None:
     window = "all time" if since is None else f"since {iso(since)}"
     extra = "".join(f", {report[k]} {k}" for k in ("pending", "unmanaged") if report.get(k))
@@ -362,10 +247,10 @@ def print_report(report: dict[str, Any], since: datetime | None) -> None:
             f"recalculated in real time: {recalcs['trades']} trade(s), "
             f"{recalcs['total']} time(s): {shifts}"
         )
-    outcomes = _outcomes(report)
-    if outcomes:
+    by_method = outcomes(report)
+    if by_method:
         print(f"\n{'method':<20} {'closed':>6} {'win %':>6} {'pips':>9} {'mean':>7}")
-        for method, o in sorted(outcomes.items()):
+        for method, o in sorted(by_method.items()):
             n = int(o["closed"])
             print(
                 f"{method:<20} {n:>6} {100 * o['wins'] / n:>6.1f} {o['pips']:>9.2f}"
@@ -382,11 +267,7 @@ def print_report(report: dict[str, Any], since: datetime | None) -> None:
             method += f" ({t['fallback_reason']})"
         print(
             f"{t['deal_id']:<40} {t['epic']:<22} {t['direction']:<4} {t['status']:<9}"
-            f" {_cell(t['entry_price']):>10} {_cell(t['sl_price']):>10}"
-            f" {_cell(t['exit_price']):>10} {_cell(t['pnl_pips']):>8}"
+            f" {cell(t['entry_price']):>10} {cell(t['sl_price']):>10}"
+            f" {cell(t['exit_price']):>10} {cell(t['pnl_pips']):>8}"
             f"  {method}"
         )
-
-
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"

@@ -11,7 +11,7 @@ from traild.reporting.html import _interval, _section, _table
 
 
 def counterfactual_section(report: Mapping[str, Any]) -> str:
-    """``report``: ``ticks_cmds.counterfactual_report`` with its ``paired_gate``."""
+    """``report``: as ``reporting.assemble.counterfactual_report`` builds it (with the gate)."""
     names = list(report["variants"])
     rows = [
         (epic, p["trades"], p["live_pips"], p["model_pips"],

@@ -43,9 +43,21 @@ DATA_FALLBACK_SHARE = 0.2  # above this share of a dynamic pair's trades, say so
 
 
 def gate_policy(settings: Settings) -> GatePolicy:
+    """The before/after gate's policy, from ``[rollout]``."""
     r = settings.rollout
-    boot = Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
+    boot = _bootstrap(settings)
     return GatePolicy(r.improvement_threshold, r.min_trades, boot, r.min_days, r.max_dropped_share)
+
+
+def paired_policy(settings: Settings) -> PairedPolicy:
+    """The paired gate's policy, from ``[rollout]``."""
+    r = settings.rollout
+    return PairedPolicy(r.improvement_threshold, r.min_trades, r.min_days, _bootstrap(settings))
+
+
+def _bootstrap(settings: Settings) -> Bootstrap:
+    r = settings.rollout
+    return Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
 
 
 def pair_stage(settings: Settings, epic: str) -> tuple[str, str | None]:

@@ -30,7 +30,8 @@ import trio.testing
 from traild.core.instruments import CENTI, Instrument, to_centipips
 from traild.core.ladder import LadderPolicy
 from traild.core.messages import Tick
-from traild.testing.fake_broker import FakeBroker, SimPosition
+from traild.testing.fake_book import SimPosition
+from traild.testing.fake_broker import FakeBroker
 from traild.testing.memory_store import SimStore
 
 NAMES = {

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Direction, Tick
-from traild.testing.fake_broker import FaultRates, LatencyModel
+from traild.testing.fake_book import T0 as T0  # the scenarios start here
+from traild.testing.fake_book import FaultRates, LatencyModel
 
-T0 = datetime(2024, 1, 2, 8, 0, tzinfo=UTC)
 EPICS = {"CS.D.EURUSD.MINI.IP": 1.10000, "CS.D.USDJPY.MINI.IP": 150.000}
 
 

@@ -16,7 +16,8 @@ Modelled on how a retail CFD broker (IG) behaves, not on traild's adapters:
   ``PositionAmended`` like IG's OPU stream; own amendments are pushed too (``push_own``).
 
 Every stop change is recorded with its trio time and source ('traild' | 'external'). All
-randomness comes from the one ``random.Random`` given to the constructor.
+randomness comes from the one ``random.Random`` given to the constructor. The latency and
+fault models and the positions' book are in ``fake_book``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import trio
 
 from traild.core.errors import BrokerTimeout, BrokerUnavailable, RateLimited
-from traild.core.instruments import Instrument, InstrumentTable, to_centipips
+from traild.core.instruments import InstrumentTable, to_centipips
 from traild.core.messages import (
     Confirmation,
     Direction,
@@ -44,85 +44,17 @@ from traild.core.messages import (
     Tick,
 )
 from traild.ports import BrokerEvent, EventSink
+from traild.testing.fake_book import (
+    T0,
+    FaultRates,
+    LatencyModel,
+    SimPosition,
+    Source,
+    StopChange,
+)
 from traild.testing.fence import Fence
 
-Source = Literal["traild", "external", "initial"]
-T0 = datetime(2024, 1, 2, 8, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class LatencyModel:
-    """A mix of a fixed latency, an exponential one and a long tail (seconds)."""
-
-    fixed: float = 0.1
-    mean: float = 0.25
-    p_fixed: float = 0.4
-    p_tail: float = 0.05
-    max_latency: float = 3.0
-
-    def draw(self, rng: random.Random) -> float:
-        r = rng.random()
-        if r < self.p_fixed:
-            value = self.fixed * rng.uniform(0.9, 1.1)
-        elif r < self.p_fixed + self.p_tail:
-            value = rng.uniform(0.5, 1.0) * self.max_latency
-        else:
-            value = rng.expovariate(1.0 / self.mean)
-        return min(self.max_latency, max(0.001, value))
-
-
-@dataclass(frozen=True, slots=True)
-class FaultRates:
-    """Per-request fault probabilities, applied only while the broker's ``faults_on``."""
-
-    refuse: float = 0.0
-    timeout: float = 0.0
-    timeout_applied: float = 0.5  # share of timeouts whose amendment landed anyway
-    unavailable: float = 0.0
-    rate_limit_burst: float = 0.0  # chance that a request starts a burst of 429s
-    burst_length: int = 3
-    read_failure: float = 0.0  # get_position / open_positions raise BrokerUnavailable
-
-
-@dataclass(frozen=True, slots=True)
-class StopChange:
-    """One change of a position's stop at the broker (level None: no stop)."""
-
-    t: float
-    level: int | None  # ticks
-    source: Source
-
-
-@dataclass(slots=True)
-class SimPosition:
-    """A position as the broker holds it (levels in integer ticks)."""
-
-    deal_id: str
-    epic: str
-    inst: Instrument
-    direction: Direction
-    size: float
-    entry: int
-    stop: int | None
-    limit: int | None
-    opened_at: datetime
-    closed_at: float | None = None  # trio time
-    exit_price: int | None = None
-    exit_reason: str | None = None
-    history: list[StopChange] = field(default_factory=list)
-
-    def position(self) -> Position:
-        p = self.inst.to_price
-        return Position(
-            self.deal_id,
-            self.epic,
-            self.direction,
-            self.size,
-            p(self.entry),
-            None if self.stop is None else p(self.stop),
-            None if self.limit is None else p(self.limit),
-            self.opened_at,
-        )
+__all__ = ["FakeBroker", "FaultRates", "LatencyModel", "SimPosition", "StopChange"]
 
 
 @dataclass(slots=True)

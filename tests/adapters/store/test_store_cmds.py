@@ -13,7 +13,7 @@ import trio
 from tests.adapters.store.store_helpers import trade
 from traild.adapters.store import open_store, schema
 from traild.cli import main
-from traild.cli.store_cmds import _since
+from traild.cli.args import since
 from traild.core.messages import Direction, TradeRecord, TradeStatus
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -233,17 +233,17 @@ def test_report_table_shows_outcomes_by_method(
     ],
 )
 def test_since_accepts_ages(text: str, expected: timedelta) -> None:
-    since = _since(text)
-    assert since is not None
-    assert abs(datetime.now(UTC) - expected - since) < timedelta(seconds=60)
+    start = since(text)
+    assert start is not None
+    assert abs(datetime.now(UTC) - expected - start) < timedelta(seconds=60)
 
 
 def test_since_accepts_iso_dates_and_all() -> None:
-    assert _since("2024-05-01") == datetime(2024, 5, 1, tzinfo=UTC)
-    assert _since("2024-05-01T10:00:00+02:00") == datetime(2024, 5, 1, 8, tzinfo=UTC)
-    assert _since("all") is None
+    assert since("2024-05-01") == datetime(2024, 5, 1, tzinfo=UTC)
+    assert since("2024-05-01T10:00:00+02:00") == datetime(2024, 5, 1, 8, tzinfo=UTC)
+    assert since("all") is None
     with pytest.raises(argparse.ArgumentTypeError, match="--since wants"):
-        _since("yesterday")
+        since("yesterday")
 
 
 def test_report_says_what_waits_in_the_daemons_journal(

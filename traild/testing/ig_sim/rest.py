@@ -13,10 +13,9 @@ rather than refuses is an assumption).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from traild.testing.ig_sim.server import IGSim, SimMarket, SimPosition
+from traild.testing.ig_sim.market import SimMarket, SimPosition, SimView, point_size
 
 Reply = tuple[int, Any, dict[str, str]]
 # DLG_FLAG (stream) -> marketStatus (REST). DEAL/EDIT/CLOSED/SUSPEND/AUCTION pairs follow
@@ -46,23 +45,6 @@ _NO_EDIT = {
 _EPSILON = 1e-9
 
 
-def points_scale(epic: str) -> int:
-    """Wire units per price unit: CEEM and spread-bet (TODAY, DFB) FX are quoted in points
-    (x10000, x100 for JPY quotes); everything else as prices (assumption, see SimMarket)."""
-    parts = epic.upper().split(".")
-    if not {"CEEM", "TODAY", "DFB"} & set(parts):
-        return 1
-    return 100 if any(p.endswith("JPY") for p in parts) else 10000
-
-
-def point_size(epic: str) -> float:
-    """Price size of one IG point: a pip on FX, 1.0 on gold."""
-    upper = epic.upper()
-    if "GOLD" in upper or "XAU" in upper:
-        return 1.0
-    return 0.01 if "JPY" in upper else 0.0001
-
-
 def wire(value: float | None, market: SimMarket) -> float | None:
     return None if value is None else market.wire(value)
 
@@ -84,7 +66,7 @@ def _decimals(market: SimMarket) -> int:
     return max(0, round(-math.log10(tick * market.scale)))
 
 
-def positions(sim: IGSim, account: str) -> dict[str, Any]:
+def positions(sim: SimView, account: str) -> dict[str, Any]:
     if account != sim.account_id:
         return {"positions": []}
     listed = []
@@ -96,14 +78,14 @@ def positions(sim: IGSim, account: str) -> dict[str, Any]:
     return {"positions": listed}
 
 
-def position(sim: IGSim, deal_id: str) -> Reply:
+def position(sim: SimView, deal_id: str) -> Reply:
     found = sim.positions.get(deal_id)
     if found is None:
         return 404, {"errorCode": "error.service.marketdata.position.details.null.error"}, {}
     return 200, position_json(sim, found), {}
 
 
-def position_json(sim: IGSim, p: SimPosition) -> dict[str, Any]:
+def position_json(sim: SimView, p: SimPosition) -> dict[str, Any]:
     market = sim.markets[p.epic]
     created = p.created.strftime("%Y-%m-%dT%H:%M:%S") if p.created else None
     return {
@@ -142,7 +124,7 @@ def position_json(sim: IGSim, p: SimPosition) -> dict[str, Any]:
     }
 
 
-def amend(sim: IGSim, deal_id: str, body: Any) -> Reply:
+def amend(sim: SimView, deal_id: str, body: Any) -> Reply:
     """PUT /positions/otc/{dealId} v2: validate, decide, store the confirm, answer the ref."""
     if not isinstance(body, dict):
         return 400, {"errorCode": "validation.null-not-allowed.request"}, {}
@@ -171,7 +153,7 @@ def amend(sim: IGSim, deal_id: str, body: Any) -> Reply:
     return 200, {"dealReference": reference}, {}
 
 
-def _apply_stop_type(sim: IGSim, p: SimPosition, body: dict[str, Any]) -> None:
+def _apply_stop_type(sim: SimView, p: SimPosition, body: dict[str, Any]) -> None:
     if p.guaranteed and not body.get("guaranteedStop"):
         p.guaranteed = False
         sim.conversions.append((p.deal_id, "guaranteed"))
@@ -180,7 +162,7 @@ def _apply_stop_type(sim: IGSim, p: SimPosition, body: dict[str, Any]) -> None:
         sim.conversions.append((p.deal_id, "trailing"))
 
 
-def opu(sim: IGSim, p: SimPosition, status: str) -> dict[str, Any]:
+def opu(sim: SimView, p: SimPosition, status: str) -> dict[str, Any]:
     """An OPU payload of the TRADE stream (IG streaming reference; levels on the wire)."""
     market = sim.markets[p.epic]
     return {
@@ -229,7 +211,7 @@ def _verdict(
 
 
 def _confirm(
-    sim: IGSim,
+    sim: SimView,
     reference: str,
     deal_id: str,
     p: SimPosition | None,
@@ -263,14 +245,14 @@ def _confirm(
     }
 
 
-def confirm(sim: IGSim, reference: str) -> Reply:
+def confirm(sim: SimView, reference: str) -> Reply:
     payload = sim.take_confirm(reference)
     if payload is None:
         return 404, {"errorCode": "error.confirms.deal-not-found"}, {}
     return 200, payload, {}
 
 
-def market(sim: IGSim, epic: str) -> Reply:
+def market(sim: SimView, epic: str) -> Reply:
     m = sim.markets.get(epic)
     if m is None:
         return 404, {"errorCode": "error.service.marketdata.instrument.epic.unavailable"}, {}
@@ -305,7 +287,7 @@ def market(sim: IGSim, epic: str) -> Reply:
     return 200, {"instrument": instrument, "dealingRules": rules, "snapshot": snapshot}, {}
 
 
-def applications(sim: IGSim) -> list[dict[str, Any]]:
+def applications(sim: SimView) -> list[dict[str, Any]]:
     trading, account, app = sim.allowance_limits()
     return [
         {
@@ -319,3 +301,26 @@ def applications(sim: IGSim) -> list[dict[str, Any]]:
             "concurrentSubscriptionsLimit": 40,
         }
     ]
+
+
+def closed_activity(sim: SimView, p: SimPosition, level: float, reason: str) -> dict[str, Any]:
+    """The history/activity v3 entry of a position closed at ``level`` (``reason``: stop,
+    limit, or manual: the trader on IG's platform)."""
+    now = sim.clock().strftime("%Y-%m-%dT%H:%M:%S")
+    return {
+        "date": now,
+        "dateUTC": now,
+        "epic": p.epic,
+        "dealId": sim.new_deal_id(),
+        "channel": "SYSTEM" if reason != "manual" else "WEB",
+        "type": "POSITION",
+        "status": "ACCEPTED",
+        "description": f"Position/s closed: {p.deal_id[-8:]}",
+        "details": {
+            "dealReference": sim.new_reference(),
+            "actions": [{"actionType": "POSITION_CLOSED", "affectedDealId": p.deal_id}],
+            "direction": "SELL" if p.direction == "BUY" else "BUY",
+            "size": p.size,
+            "level": sim.markets[p.epic].wire(level),
+        },
+    }

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +26,9 @@ import h11
 import trio
 
 from traild.testing.ig_sim import rest
+from traild.testing.ig_sim.faults import Allowance, Fault, spend, take_fault, wait
 from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
-from traild.testing.ig_sim.rest import points_scale
+from traild.testing.ig_sim.market import SimMarket, SimPosition, SimTick
 from traild.testing.ig_sim.sessions import SessionBook
 from traild.testing.ig_sim.stream import LightstreamerSim
 
@@ -39,81 +38,6 @@ Reply = tuple[int, Any, dict[str, str]]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class SimMarket:
-    """One market: normal prices, its dealing state (DLG_FLAG), the minimum stop distance.
-
-    ``scale``: how many wire units one price unit is. IG quotes CEEM and spread-bet FX
-    (``TODAY``, ``DFB``) in points - EUR/USD 1.08345 as 10834.5 - and CFD minis in prices
-    (IG REST reference, ``/markets`` ``snapshot.scalingFactor``; ecosystem research 6.4). Which
-    epic families are quoted in points is an assumption from IG's dealing platform.
-    """
-
-    epic: str
-    bid: float
-    offer: float
-    min_stop_distance: float = 0.0  # in ``unit``
-    unit: str = "POINTS"
-    state: str = "DEAL"
-    update_time: str = "00:00:00"
-    timestamp_ms: int = 0
-    scale: int = 0  # 0: from the epic's family (see points_scale)
-    quoted: bool = True  # False: the PRICE item streams null prices (no quote, assumption)
-    timestamp_text: str | None = None  # streamed instead of timestamp_ms (a malformed value)
-
-    def __post_init__(self) -> None:
-        self.scale = self.scale or points_scale(self.epic)
-
-    def wire(self, value: float) -> float:
-        return round(value * self.scale, 6)
-
-
-@dataclass
-class SimPosition:
-    """An open position in normal prices (the sim scales CEEM levels on the wire)."""
-
-    epic: str
-    direction: str
-    level: float
-    stop: float | None = None
-    limit: float | None = None
-    size: float = 1.0
-    deal_id: str = ""
-    created: datetime | None = None
-    guaranteed: bool = False
-    trailing_distance: float | None = None  # points; set = IG trails the stop itself
-
-
-@dataclass(frozen=True, slots=True)
-class SimTick:
-    epic: str
-    bid: float
-    offer: float
-    update_time: str | None = None
-
-
-@dataclass
-class _Fault:
-    method: str
-    prefix: str
-    times: int
-    status: int = 0
-    code: str = ""
-    seconds: float = 0.0
-    apply_first: bool = False
-
-
-@dataclass
-class _Allowance:
-    """Requests in the last window; IG's allowances are "per minute" (labs.ig.com/faq). A
-    sliding window is an assumption (IG does not say fixed or sliding; sliding is stricter)."""
-
-    limit: int | None
-    sent: list[float] = field(default_factory=list)
-    peak: int = 0
-    refused: int = 0
 
 
 class IGSim:
@@ -163,11 +87,11 @@ class IGSim:
         self.closed: list[tuple[str, float, str]] = []
         self.hidden: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self.allowances = {
-            "trading": _Allowance(trading_allowance),
-            "account": _Allowance(account_allowance),
-            "app": _Allowance(application_allowance),
+            "trading": Allowance(trading_allowance),
+            "account": Allowance(account_allowance),
+            "app": Allowance(application_allowance),
         }
         self.allowance_window = allowance_window
         self.conversions: list[tuple[str, str]] = []  # (deal id, what the amendment removed)
@@ -227,14 +151,14 @@ class IGSim:
 
     def fail_next(self, method: str, prefix: str, status: int, code: str, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with ``status`` {"errorCode": code}."""
-        self._faults.append(_Fault(method, prefix, times, status=status, code=code))
+        self._faults.append(Fault(method, prefix, times, status=status, code=code))
 
     def delay(
         self, method: str, prefix: str, seconds: float, times: int = 1, apply_first: bool = False
     ) -> None:
         """Delay matching requests (``math.inf``: never answer). ``apply_first``: the request
         takes effect at once and only its answer is late (a lost response)."""
-        self._faults.append(_Fault(method, prefix, times, seconds=seconds, apply_first=apply_first))
+        self._faults.append(Fault(method, prefix, times, seconds=seconds, apply_first=apply_first))
 
     def hide_in_list(self, deal_id: str, polls: int = 1) -> None:
         """Leave an open position out of the next ``polls`` GET /positions lists (a glitch)."""
@@ -249,7 +173,7 @@ class IGSim:
             allowance.sent.clear()
 
     def add_position(self, position: SimPosition) -> str:
-        position.deal_id = position.deal_id or f"DIAAAA{next(self._ids):06d}"
+        position.deal_id = position.deal_id or self.new_deal_id()
         position.created = position.created or self.clock()
         self.markets.setdefault(
             position.epic, SimMarket(position.epic, position.level, position.level)
@@ -338,23 +262,16 @@ class IGSim:
 
     async def _rest(self, http: ServerConnection, request: SimRequest) -> None:
         rel = _rel(request.path)
-        fault = self._fault(request.method, rel)
+        fault = take_fault(self._faults, request.method, rel)
         if fault is not None and fault.status:
             await http.respond_json(fault.status, {"errorCode": fault.code})
             return
         if fault is not None and not fault.apply_first:
-            await _sleep(fault.seconds)
+            await wait(fault.seconds)
         status, payload, headers = self._route(request, rel)
         if fault is not None and fault.apply_first:
-            await _sleep(fault.seconds)
+            await wait(fault.seconds)
         await http.respond_json(status, payload, headers)
-
-    def _fault(self, method: str, rel: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.method == method and rel.startswith(fault.prefix) and fault.times > 0:
-                fault.times -= 1
-                return fault
-        return None
 
     def _route(self, request: SimRequest, rel: str) -> Reply:
         if request.headers.get("x-ig-api-key") != self.api_key:
@@ -367,7 +284,8 @@ class IGSim:
             return 401, {"errorCode": "error.security.client-token-invalid"}, {}
         if rel == "session":
             return self.sessions.session_op(request.method, cst, request.json(), account)
-        limited = self._spend(rel.startswith("positions/otc") and request.method != "GET")
+        trading = rel.startswith("positions/otc") and request.method != "GET"
+        limited = spend(self.allowances, self.allowance_window, trading)
         if limited:
             return 403, {"errorCode": limited}, {}
         return self._dispatch(request.method, rel, request, account)
@@ -395,35 +313,10 @@ class IGSim:
         """Lightstreamer credentials: the account id and ``CST-<cst>|XST-<xst>``."""
         return self.sessions.account_for_stream(user, password)
 
-    def _spend(self, trading: bool) -> str | None:
-        """IG's allowances (labs.ig.com/faq; trading-ig docs/faq.rst): trading requests count
-        against the account's trading allowance, all others against the account's and the
-        application's overall (non-trading) allowances. Refused requests count too
-        (assumption). Exceeding answers 403 with IG's error codes."""
-        kinds = ("trading",) if trading else ("account", "app")
-        now = trio.current_time()
-        codes = {
-            "trading": "error.public-api.exceeded-account-trading-allowance",
-            "account": "error.public-api.exceeded-account-allowance",
-            "app": "error.public-api.exceeded-api-key-allowance",
-        }
-        refused = None
-        for kind in kinds:
-            allowance = self.allowances[kind]
-            sent = allowance.sent
-            while sent and sent[0] <= now - self.allowance_window:
-                sent.pop(0)
-            if allowance.limit is None:
-                continue
-            if len(sent) >= allowance.limit:
-                allowance.refused += 1
-                refused = refused or codes[kind]
-                continue
-            sent.append(now)
-            allowance.peak = max(allowance.peak, len(sent))
-        return refused
-
     # -- positions -------------------------------------------------------------------------
+    def new_deal_id(self) -> str:
+        return f"DIAAAA{next(self._ids):06d}"
+
     def new_reference(self) -> str:
         return f"SIMREF{next(self._ids):06d}"
 
@@ -452,38 +345,11 @@ class IGSim:
         del self.positions[position.deal_id]
         self.closed.append((position.deal_id, level, reason))
         self.publish_opu(position, "DELETED")
-        now = self.clock().strftime("%Y-%m-%dT%H:%M:%S")
-        self._activities.append(
-            {
-                "date": now,
-                "dateUTC": now,
-                "epic": position.epic,
-                "dealId": f"DIAAAA{next(self._ids):06d}",
-                "channel": "SYSTEM" if reason != "manual" else "WEB",
-                "type": "POSITION",
-                "status": "ACCEPTED",
-                "description": f"Position/s closed: {position.deal_id[-8:]}",
-                "details": {
-                    "dealReference": self.new_reference(),
-                    "actions": [
-                        {"actionType": "POSITION_CLOSED", "affectedDealId": position.deal_id}
-                    ],
-                    "direction": "SELL" if position.direction == "BUY" else "BUY",
-                    "size": position.size,
-                    "level": self.markets[position.epic].wire(level),
-                },
-            }
-        )
+        self._activities.append(rest.closed_activity(self, position, level, reason))
 
 
 def _rel(path: str) -> str:
     return path.removeprefix(REST).strip("/") if path.startswith(REST) else path.strip("/")
-
-
-async def _sleep(seconds: float) -> None:
-    if math.isinf(seconds):
-        await trio.sleep_forever()
-    await trio.sleep(seconds)
 
 
 @asynccontextmanager

@@ -44,15 +44,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import trio
 
 from traild.testing.ig_sim.http import Dropped, ServerConnection, SimRequest
-
-if TYPE_CHECKING:
-    from traild.testing.ig_sim.server import IGSim, SimMarket
+from traild.testing.ig_sim.market import SimMarket, SimView
 
 _DROP = "\x00drop"
 _LOOP = "\x00loop"
@@ -124,7 +121,7 @@ class LightstreamerSim:
 
     def __init__(
         self,
-        sim: IGSim,
+        sim: SimView,
         keepalive_ms: int,
         *,
         keepalive_min_ms: int | None = None,
