@@ -112,3 +112,24 @@ def test_lines_are_plain_json(tmp_path: Path) -> None:
     j.close()
     lines = [json.loads(x) for p in tmp_path.glob("*.jsonl") for x in p.read_text().splitlines()]
     assert lines[0]["k"] == "amend" and lines[0]["ts"] == {"$dt": T0.isoformat()}
+
+
+async def test_closing_while_a_sync_waits_on_its_fsync_thread_is_clean(
+    tmp_path: Path, log_records: list[Any]
+) -> None:
+    """The store closes the journal while the journal's task may be in its fsync thread: the
+    sync that resumes after the close neither trips over the closed file nor reports a failure
+    (it crashed the daemon's shutdown with an internal error once)."""
+    import trio
+    import trio.testing
+
+    j = Journal(tmp_path, segment_bytes=10)  # any sync would rotate: the size is read after
+    j.open()
+    j.append({"k": "progress", "prices": [[1, 1.1]]})
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(j.sync)
+            await trio.testing.wait_all_tasks_blocked()  # the sync waits on its thread
+            assert j.close() == 1
+    assert [r for r in log_records if r["extra"].get("event") == "journal.failed"] == []
+    assert [e.record["k"] for e in read_journal(tmp_path).pending] == ["progress"]

@@ -252,18 +252,22 @@ class Journal:
 
     async def sync(self) -> None:
         """One round: ack what is done, fsync what was written, rotate and prune."""
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             return
         try:
             self._write_ack()
             if self._dirty:
                 self._dirty = False
-                await trio.to_thread.run_sync(os.fsync, self._fd)
+                await trio.to_thread.run_sync(os.fsync, fd)
+                if self._fd != fd:  # closed meanwhile: ``close`` synced the file itself
+                    return
             if self._bytes_in_segment() >= self.segment_bytes:
                 self._new_segment()
             self._prune()
         except OSError as exc:
-            self._fail(exc)
+            if self._fd == fd:  # not the descriptor ``close`` took away under the thread
+                self._fail(exc)
 
     # -- files -------------------------------------------------------------------------------
     def _write(self, line: str) -> None:
