@@ -85,6 +85,21 @@ class PositionBook(Protocol):
         ...
 
 
+class Pacer(Protocol):
+    """``acquire`` waits until one more amendment may go; ``pause`` holds all back a while."""
+
+    async def acquire(self) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class PacedBroker(Protocol):
+    """A broker that paces its own amendments (None: not yet, e.g. its allowance is unknown)."""
+
+    def pacer(self) -> Pacer | None: ...
+
+
 class PriceFeed(Protocol):
     """A source of ticks."""
 

@@ -33,8 +33,8 @@ from traild.core.errors import (
     RateLimited,
 )
 from traild.core.messages import AmendState, Confirmation
-from traild.ports import Broker, TradeStore
-from traild.runtime.pacing import Pacer, TokenBucket, pacer_for
+from traild.ports import Broker, Pacer, TradeStore
+from traild.runtime.pacing import TokenBucket, pacer_for
 from traild.runtime.records import AmendmentRecords, trade_log
 from traild.runtime.stop_book import AmendTarget, Better, StopBook
 

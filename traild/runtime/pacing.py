@@ -10,24 +10,9 @@ limiter its session spends each PUT on, so a PUT is never paced twice; see
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 import trio
 
-
-class Pacer(Protocol):
-    """``acquire`` waits until one more amendment may go; ``pause`` holds all back a while."""
-
-    async def acquire(self) -> None: ...
-
-    def pause(self, seconds: float) -> None: ...
-
-
-@runtime_checkable
-class PacedBroker(Protocol):
-    """A broker that paces its own amendments (None: not yet, e.g. its allowance is unknown)."""
-
-    def pacer(self) -> Pacer | None: ...
+from traild.ports import PacedBroker, Pacer
 
 
 def pacer_for(broker: object, per_minute: int) -> Pacer:
