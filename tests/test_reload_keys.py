@@ -232,7 +232,7 @@ def _live_effect(key: str, value: Any, daemon: Daemon) -> None:
         "broker.retry_base_s": lambda: gateway.retry_base,
         "broker.retry_max_s": lambda: gateway.retry_max,
         "broker.allowance_per_minute": lambda: gateway.bucket.capacity,
-        "database.write_timeout_s": lambda: store._write_timeout,
+        "database.write_timeout_s": lambda: store.write_timeout,
         "daemon.persist_best_every_s": lambda: supervisor.policy.persist_every_s,
         "daemon.restart_budget": lambda: supervisor.policy.restart_budget,
         "trailing.min_amend_step_pips": lambda: supervisor.policy.ladder.min_amend_step_pips,
