@@ -111,12 +111,11 @@ class AmendmentLog:
         if len(self._amendment_trades) >= _TRADES_LIMIT:  # amendments never concluded
             self._amendment_trades.clear()  # (their confirmation looks the trade up)
         self._amendment_trades[amendment_id] = trade_id
-        write = await path.queue(op, trade_id=trade_id, urgent=True, landed=landed, seq=seq)
+        write = await path.writer.submit(op, trade_id=trade_id, urgent=True, landed=landed, seq=seq)
         if len(self._queued_inserts) >= _FOLD_LIMIT:
             self._queued_inserts = {k: v for k, v in self._queued_inserts.items() if not v[0].taken}
         self._queued_inserts[amendment_id] = (write, values)
-        if durable:
-            await path.wait(write, amendment_id)
+        await path.settle(write, durable, amendment_id)
         return amendment_id
 
     def _fold(
@@ -168,11 +167,11 @@ class AmendmentLog:
         folded = self._fold(amendment_id, values)
         if folded is not None:
             folded[0].journaled(seq)
-            if durable:
-                await path.wait(folded[0], amendment_id)
+            await path.settle(folded[0], durable, amendment_id)
             return
         op = update_one(STOP_AMENDMENT, amendment_id, values)
-        await path.write(op, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
+        write = await path.writer.submit(op, urgent=True, seq=seq)
+        await path.settle(write, durable, amendment_id)
 
     async def confirm_amendment(
         self,
@@ -207,7 +206,8 @@ class AmendmentLog:
             )
         else:
             op = _confirm_unknown_trade(amendment_id, ts, trade, first)
-        await path.write(op, amendment_id=amendment_id, urgent=True, durable=durable, seq=seq)
+        write = await path.writer.submit(op, urgent=True, seq=seq)
+        await path.settle(write, durable, amendment_id)
 
 
 def _confirm_unknown_trade(

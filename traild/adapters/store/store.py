@@ -129,10 +129,11 @@ class SqlTradeStore:
         self._loop = loop
         self._engine = engine
         self._drain_timeout = drain_timeout
-        self._writer = WriteQueue(
-            self._commit, is_transient=is_transient, describe=describe, max_queued=max_queued
-        )
         self._fence = Fence()  # the account lease every write carries (``fence``)
+        self._writer = WriteQueue(
+            self._commit, is_transient=is_transient, describe=describe, max_queued=max_queued,
+            wrap=self._fence.wrap,
+        )  # fmt: skip
         self._path = WritePath(self._writer, self._fence, write_timeout)
         self._journal: Journal | None = None
         self.pending_on_close = 0  # journal records the database had not taken at close

@@ -114,10 +114,12 @@ class WriteQueue:
         max_batch: int = 256,
         backoff: tuple[float, float] = (0.05, 1.0),
         max_queued: int = 100_000,
+        wrap: Callable[[Op], Op] | None = None,
     ) -> None:
         if max_queued < 1:
             raise StoreError(f"max_queued must be at least 1, not {max_queued!r}")
         self.on_done: Callable[[list[int]], None] | None = None  # journal records now durable
+        self._wrap = wrap  # every op queued is wrapped so (the store: in the lease's fence)
         self._commit = commit
         self._is_transient = is_transient
         self._describe = describe
@@ -148,21 +150,27 @@ class WriteQueue:
         coalesce: bool = False,
         urgent: bool = False,
         landed: Op | None = None,
+        seq: int | None = None,
     ) -> Write:
         """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
         (nothing else for that trade queued after it) takes the new op instead: last value wins.
         ``urgent`` writes go to the urgent lane (FIFO among themselves, never coalesced).
-        ``landed`` tells whether a refused retry had in fact landed before (see the module).
+        ``landed`` tells whether a refused retry had in fact landed before (see the module);
+        ``seq`` is the journal record the write makes durable (``on_done``).
         Returns at once (without a checkpoint) while the lanes have room; else waits for it."""
         if self._closed:
             raise StoreError("the store is closed")
+        if self._wrap is not None:
+            op = self._wrap(op)
         if not urgent and trade_id is not None:
             previous = self._coalescible.pop(trade_id, None)
             if coalesce and previous is not None and not previous.taken:
                 previous.op = op
+                previous.journaled(seq)
                 self._coalescible[trade_id] = previous
                 return previous
         write = Write(op, trade_id, trio.current_time(), landed=landed)
+        write.journaled(seq)
         try:
             await self._take_room()
         except trio.Cancelled:

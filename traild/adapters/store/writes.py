@@ -1,10 +1,11 @@
 """The store's write path and its writes of trades and alerts.
 
-Every write method journals its record first (when the store has a journal), wraps its op in
-the lease's fence, queues it on the single writer (``writer.py``) and waits for it to be
+Every write method journals its record first (when the store has a journal), queues its op on
+the single writer (``writer.py``, which wraps it in the lease's fence) and waits for it to be
 durable (``WriteQueued`` after the write timeout: it stays queued) or, with ``durable=False``,
-returns once it is queued. ``WritePath`` is that sequence, shared with the amendment log
-(``amendments.py``); ``TradeWrites`` are the writes of trade_log and alert_history rows.
+returns once it is queued. ``WritePath`` holds the journal and the wait, shared with the
+amendment log (``amendments.py``); ``TradeWrites`` are the writes of trade_log and alert_history
+rows.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ _PROGRESS = -1  # the writer's coalescing key of the batched best-price write (n
 
 
 class WritePath:
-    """How a write method hands its op on: journaled first, fenced, queued, awaited."""
+    """What every write method goes through: the journal first, then the writer's queue,
+    then the wait for durability."""
 
     def __init__(self, writer: WriteQueue, fence: Fence, timeout: float) -> None:
         self.writer = writer
@@ -60,49 +62,14 @@ class WritePath:
         except JournalError:
             return None  # logged by the journal: the memory queue carries the write alone
 
-    async def queue(
-        self,
-        op: Op,
-        *,
-        trade_id: int | None = None,
-        coalesce: bool = False,
-        urgent: bool = False,
-        landed: Op | None = None,
-        seq: int | None = None,
-    ) -> Write:
-        """Queue ``op`` under the fence (waits only when the lanes are full: see writer.py).
-        ``landed`` makes a retried insert idempotent (see writer.py)."""
-        write = await self.writer.submit(
-            self.fence.wrap(op), trade_id=trade_id, coalesce=coalesce, urgent=urgent,
-            landed=landed,
-        )  # fmt: skip
-        write.journaled(seq)
-        return write
-
-    async def wait(self, write: Write, amendment_id: int | None = None) -> Any:
-        """The write's result once durable; WriteQueued after the write timeout."""
-        return await self.writer.wait(write, self.timeout, amendment_id)
-
-    async def write(
-        self,
-        op: Op,
-        *,
-        trade_id: int | None = None,
-        coalesce: bool = False,
-        amendment_id: int | None = None,
-        urgent: bool = False,
-        durable: bool = True,
-        landed: Op | None = None,
-        seq: int | None = None,
+    async def settle(
+        self, write: Write, durable: bool = True, amendment_id: int | None = None
     ) -> Any:
-        """Queue ``op``; wait until it is durable, or, without ``durable``, return at once
-        (the write lands in order; a refusal is logged)."""
-        write = await self.queue(
-            op, trade_id=trade_id, coalesce=coalesce, urgent=urgent, landed=landed, seq=seq
-        )
+        """The write's result once durable (WriteQueued after the write timeout: it stays
+        queued); without ``durable``, None at once (it lands in order; a refusal is logged)."""
         if not durable:
             return None
-        return await self.wait(write, amendment_id)
+        return await self.writer.wait(write, self.timeout, amendment_id)
 
 
 class TradeWrites:
@@ -110,6 +77,7 @@ class TradeWrites:
 
     def __init__(self, path: WritePath) -> None:
         self._path = path
+        self._writer = path.writer
         self.alerts = alert_table(set())  # alert_history as this database has it
         self._progress: dict[int, float] = {}  # best prices waiting for save_progress_many
 
@@ -130,7 +98,8 @@ class TradeWrites:
             found = await conn.scalar(sa.select(TRADE_LOG.c.id).where(*match))
             return NOT_LANDED if found is None else int(found)
 
-        trade_id: int = await self._path.write(insert, landed=landed)
+        write = await self._writer.submit(insert, landed=landed)
+        trade_id: int = await self._path.settle(write)
         return replace(trade, id=trade_id)
 
     async def add_alert(self, alert: AlertRecord) -> AlertRecord:
@@ -149,7 +118,8 @@ class TradeWrites:
             found = await conn.scalar(sa.select(c.id).where(*match).order_by(c.id.desc()))
             return NOT_LANDED if found is None else int(found)
 
-        alert_id: int = await self._path.write(_insert_once(insert, landed), landed=landed)
+        write = await self._writer.submit(_insert_once(insert, landed), landed=landed)
+        alert_id: int = await self._path.settle(write)
         return replace(alert, id=alert_id)
 
     async def adopt_trade(self, trade_id: int, **fields: Any) -> None:
@@ -160,7 +130,10 @@ class TradeWrites:
             # confirm stops), so an adoption queued during an outage never lands after, and
             # over, a later confirmation
             op = update_one(TRADE_LOG, trade_id, values)
-            await self._path.write(op, trade_id=trade_id, urgent="sl_price" in values, seq=seq)
+            urgent = "sl_price" in values
+            await self._path.settle(
+                await self._writer.submit(op, trade_id=trade_id, urgent=urgent, seq=seq)
+            )
 
     async def adopt_trades(self, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """One transaction, one statement per set of fields."""
@@ -182,14 +155,15 @@ class TradeWrites:
 
         # one lane for every sl_price write (see adopt_trade)
         urgent = any("sl_price" in names for names in groups)
-        await self._path.write(update, urgent=urgent, seq=seq)
+        await self._path.settle(await self._writer.submit(update, urgent=urgent, seq=seq))
 
     async def save_progress(self, trade_id: int, best_price: float, durable: bool = True) -> None:
         """A newer value replaces one still queued for the same trade."""
         values = checked({"best_price": best_price})
         seq = self._path.jot("progress", prices=[[trade_id, best_price]])
         op = update_one(TRADE_LOG, trade_id, values)
-        await self._path.write(op, trade_id=trade_id, coalesce=True, durable=durable, seq=seq)
+        write = await self._writer.submit(op, trade_id=trade_id, coalesce=True, seq=seq)
+        await self._path.settle(write, durable)
 
     async def save_progress_many(
         self, prices: Sequence[tuple[int, float]], durable: bool = True
@@ -199,11 +173,9 @@ class TradeWrites:
         for trade_id, price in prices:
             self._progress[trade_id] = checked({"best_price": price})["best_price"]
         seq = self._path.jot("progress", prices=[[t, p] for t, p in prices])
-        write = await self._path.queue(
-            self._progress_op(), trade_id=_PROGRESS, coalesce=True, seq=seq
-        )
-        if durable:
-            await self._path.wait(write)
+        op = self._progress_op()
+        write = await self._writer.submit(op, trade_id=_PROGRESS, coalesce=True, seq=seq)
+        await self._path.settle(write, durable)
 
     def _progress_op(self) -> Op:
         rows: list[dict[str, Any]] | None = None
@@ -239,7 +211,7 @@ class TradeWrites:
             pnl_pips=pnl_pips, closed_at=closed_at,
         )  # fmt: skip
         op = update_one(TRADE_LOG, trade_id, checked(values))
-        await self._path.write(op, trade_id=trade_id, durable=durable, seq=seq)
+        await self._path.settle(await self._writer.submit(op, trade_id=trade_id, seq=seq), durable)
 
     async def set_status(self, trade_id: int, status: str, reason: str | None = None) -> None:
         """``reason`` is kept as exit_reason when the status is ``closed`` (trade_log has no
@@ -270,11 +242,11 @@ class TradeWrites:
             await conn.execute(recalcs.insert(conn.dialect.name, row))
             await update(conn)
 
-        await self._path.write(write, trade_id=rec.trade_id, seq=seq)
+        await self._path.settle(await self._writer.submit(write, trade_id=rec.trade_id, seq=seq))
 
     async def _update_trade(self, trade_id: int, values: dict[str, Any], seq: int | None) -> None:
         op = update_one(TRADE_LOG, trade_id, values)
-        await self._path.write(op, trade_id=trade_id, seq=seq)
+        await self._path.settle(await self._writer.submit(op, trade_id=trade_id, seq=seq))
 
 
 def _update_many(names: tuple[str, ...]) -> sa.Update:
