@@ -227,7 +227,7 @@ class SqlTradeStore:
         self._writer.close()
 
     async def _commit(self, ops: list[Op]) -> list[Any]:
-        """One transaction; same-shaped row writes as one statement each (``writer.plan``)."""
+        """One transaction; same-shaped row writes as one statement each (``rows.plan``)."""
         steps = plan(ops)
 
         async def run(engine: AsyncEngine) -> list[Any]:
