@@ -223,16 +223,16 @@ def _live_effect(key: str, value: Any, daemon: Daemon) -> None:
     broker, store = gateway.broker, daemon._store
     assert isinstance(broker, PaperBroker) and isinstance(store, SqlTradeStore)
     effects: dict[str, Any] = {
-        "broker.fault_reject_rate": lambda: broker._rates[3],
-        "broker.fault_error_rate": lambda: broker._rates[0],
-        "broker.fault_timeout_rate": lambda: broker._rates[1],
-        "broker.fault_burst_rate": lambda: broker._burst_rate,
-        "broker.latency_ms": lambda: broker._latency * 1000,
+        "broker.fault_reject_rate": lambda: broker._faults.rates.reject,
+        "broker.fault_error_rate": lambda: broker._faults.rates.error,
+        "broker.fault_timeout_rate": lambda: broker._faults.rates.timeout,
+        "broker.fault_burst_rate": lambda: broker._faults.rates.burst,
+        "broker.latency_ms": lambda: broker._faults.latency * 1000,
         "broker.min_stop_distance_pips": lambda: supervisor.policy.ladder.min_stop_distance_pips,
         "broker.retry_base_s": lambda: gateway.retry_base,
         "broker.retry_max_s": lambda: gateway.retry_max,
         "broker.allowance_per_minute": lambda: gateway.bucket.capacity,
-        "database.write_timeout_s": lambda: store._write_timeout,
+        "database.write_timeout_s": lambda: store.write_timeout,
         "daemon.persist_best_every_s": lambda: supervisor.policy.persist_every_s,
         "daemon.restart_budget": lambda: supervisor.policy.restart_budget,
         "trailing.min_amend_step_pips": lambda: supervisor.policy.ladder.min_amend_step_pips,

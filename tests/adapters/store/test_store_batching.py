@@ -17,16 +17,15 @@ from sqlalchemy.engine import make_url
 from tests.adapters.store.store_helpers import T0, pg_execute, raw_sql, trade
 from traild.adapters.store import SqlTradeStore, open_store, rows
 from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG
-from traild.adapters.store.rows import insert_one, update_one
-from traild.adapters.store.writer import plan
+from traild.adapters.store.rows import insert_one, plan, update_one
 from traild.core.messages import AmendState
 
 # -- the planner on its own -------------------------------------------------------------------
 
 
 @dataclass
-class P:
-    """A part of shape ``s`` touching ``k``."""
+class P(rows.RowOp):
+    """A row write of shape ``s`` touching ``k``."""
 
     s: str
     k: tuple[Hashable, ...]

@@ -173,8 +173,7 @@ async def test_journal_records_of_an_older_tenure_are_not_applied(
 def test_fenced_writes_keep_their_row_statements_so_they_group_as_before() -> None:
     from traild.adapters.store.lease import Fence
     from traild.adapters.store.models import TRADE_LOG
-    from traild.adapters.store.rows import update_one
-    from traild.adapters.store.writer import plan
+    from traild.adapters.store.rows import plan, update_one
 
     fence = Fence()
     fence.hold("paper", 4, 3)

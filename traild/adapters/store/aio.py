@@ -1,12 +1,14 @@
-"""The trio-asyncio loop the store's asyncio world runs on."""
+"""The trio-asyncio loop the store's asyncio world runs on, and the one way to call into it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio_asyncio
+
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -30,3 +32,9 @@ async def asyncio_loop() -> AsyncIterator[Any]:
             raise sole
         finally:
             sole.__context__ = context  # not "during handling of ExceptionGroup"
+
+
+async def on_loop(loop: Any, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Await the asyncio-flavoured ``fn(*args)`` on ``loop`` from trio."""
+    result: T = await trio_asyncio.aio_as_trio(fn, loop=loop)(*args)
+    return result

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-import trio_asyncio
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from traild.adapters.store.engine import BEGIN_OPTION, WRITE_BEGIN, describe
+from traild.adapters.store.aio import on_loop
+from traild.adapters.store.engine import describe, transaction
 from traild.adapters.store.models import TRAILING_CONFIG, TRAILING_CONFIG_AUDIT
 from traild.core.errors import StoreError
 from traild.core.overrides import ConfigChange, ConfigOverride
@@ -40,15 +40,11 @@ class SqlConfigStore:
 
     async def _run(self, fn: Callable[[AsyncConnection], Awaitable[T]], write: bool) -> T:
         async def run(engine: AsyncEngine) -> T:
-            async with engine.connect() as conn:
-                if write:
-                    await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
-                async with conn.begin():
-                    return await fn(conn)
+            async with transaction(engine, write=write) as conn:
+                return await fn(conn)
 
         try:
-            result: T = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
-            return result
+            return await on_loop(self._loop, run, self._engine)
         except (SQLAlchemyError, OSError) as exc:
             action = "writing" if write else "reading"
             raise StoreError(f"{action} the configuration failed: {describe(exc)}") from exc

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from traild.core.errors import StoreError
 
@@ -148,6 +150,18 @@ _TRANSIENT_SQLITE = frozenset(
         sqlite3.SQLITE_SCHEMA,
     )
 )
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in one transaction (asyncio-flavoured: run it on the store's loop).
+    A ``write`` transaction takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so it
+    waits for the lock at its start instead of failing to upgrade a read lock later."""
+    async with engine.connect() as conn:
+        if write:
+            await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
+        async with conn.begin():
+            yield conn
 
 
 def is_transient(exc: BaseException) -> bool:

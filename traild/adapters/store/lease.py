@@ -11,19 +11,20 @@ never waits out a database outage (the caller retries, and stops sending meanwhi
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import trio
-import trio_asyncio
 from loguru import logger
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from traild.adapters.store.engine import BEGIN_OPTION, WRITE_BEGIN, describe
+from traild.adapters.store.aio import on_loop
+from traild.adapters.store.engine import describe, transaction
 from traild.adapters.store.models import TRAILD_LEASE
+from traild.adapters.store.rows import RowOp, RowWrite
 from traild.adapters.store.writer import Op
 from traild.core.errors import FencedWrite, StoreError
 from traild.core.lease import Claim, Instance, LeaseRow, Outcome, claim, replayable
@@ -84,10 +85,10 @@ async def current_token(conn: AsyncConnection, account: str) -> int | None:
     return None if token is None else int(token)
 
 
-class _Fenced:
+class _Fenced(RowOp):
     """A write op carrying the lease token its writer held when it was queued; its row
-    statements (``parts``, see ``writer.plan``) are the op's own, so fenced writes group as
-    well as unfenced ones."""
+    writes (``parts``, see ``rows.plan``) are the op's own, so fenced writes group as well
+    as unfenced ones."""
 
     __slots__ = ("op", "token")
 
@@ -95,8 +96,8 @@ class _Fenced:
         self.op, self.token = op, token
 
     @property
-    def parts(self) -> Any:
-        return getattr(self.op, "parts", None)
+    def parts(self) -> Sequence[RowWrite] | None:
+        return self.op.parts if isinstance(self.op, RowOp) else None
 
     async def __call__(self, conn: AsyncConnection) -> Any:
         return await self.op(conn)
@@ -113,18 +114,12 @@ class Fence:
         self.predecessor: int | None = None  # the token taken over: its journal records are ours
         self._seen = 0  # the newest token the database has shown: older writes are refused
         self._logged = False
-        self._on_refused: Callable[[], None] | None = None
+        self.on_refused: Callable[[], None] | None = None  # told when a write is refused
 
-    def hold(
-        self,
-        account: str,
-        token: int,
-        predecessor: int | None,
-        on_refused: Callable[[], None] | None = None,
-    ) -> None:
+    def hold(self, account: str, token: int, predecessor: int | None) -> None:
+        """Carry ``token`` (the lease of ``account``, taken over from ``predecessor``)."""
         self.account, self.token, self.predecessor = account, token, predecessor
         self._seen = max(self._seen, token)
-        self._on_refused = on_refused
 
     def wrap(self, op: Op) -> Op:
         return op if self.token is None else _Fenced(op, self.token)
@@ -160,8 +155,8 @@ class Fence:
             logger.bind(event="store.fenced", account=self.account, fence=self.token).error(
                 "the database refuses this daemon's writes: {}", exc
             )
-        if self._on_refused is not None:
-            self._on_refused()
+        if self.on_refused is not None:
+            self.on_refused()
 
 
 class SqlLeases:
@@ -175,15 +170,12 @@ class SqlLeases:
 
     async def _run(self, fn: Callable[[AsyncConnection], Awaitable[T]], what: str) -> T:
         async def run(engine: AsyncEngine) -> T:
-            async with engine.connect() as conn:
-                await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
-                async with conn.begin():
-                    return await fn(conn)
+            async with transaction(engine) as conn:
+                return await fn(conn)
 
         try:
             with trio.move_on_after(self.timeout):
-                result: T = await trio_asyncio.aio_as_trio(run, loop=self._loop)(self._engine)
-                return result
+                return await on_loop(self._loop, run, self._engine)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"{what} failed: {describe(exc)}") from exc
         raise StoreError(f"{what} failed: no answer within {self.timeout:g} s")

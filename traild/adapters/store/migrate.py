@@ -6,20 +6,18 @@ from typing import Any
 
 import sqlalchemy as sa
 import trio
-import trio_asyncio
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from traild.adapters.store import schema
-from traild.adapters.store.aio import asyncio_loop
+from traild.adapters.store.aio import asyncio_loop, on_loop
 from traild.adapters.store.engine import (
-    BEGIN_OPTION,
-    WRITE_BEGIN,
     describe,
     display_url,
     is_transient,
     make_engine,
+    transaction,
 )
 from traild.core.errors import StoreError
 
@@ -60,13 +58,12 @@ async def upgrade_database(loop: Any, url: str, busy_timeout: float) -> str:
     engine = make_engine(url, busy_timeout=busy_timeout, foreign_keys=False)
     try:
         async with _process_lock():
-            revision: str = await trio_asyncio.aio_as_trio(_upgrade, loop=loop)(engine)
-        return revision
+            return await on_loop(loop, _upgrade, engine)
     except (SQLAlchemyError, OSError, RuntimeError) as exc:
         raise StoreError(f"migrating {display_url(url)} failed: {describe(exc)}") from exc
     finally:
         with trio.CancelScope(shield=True):
-            await trio_asyncio.aio_as_trio(engine.dispose, loop=loop)()
+            await on_loop(loop, engine.dispose)
 
 
 def _process_lock() -> trio.Lock:
@@ -80,9 +77,7 @@ def _process_lock() -> trio.Lock:
 
 
 async def _upgrade(engine: AsyncEngine) -> str:
-    async with engine.connect() as conn:
-        await conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
-        async with conn.begin():  # all or nothing (SQLite DDL too: we issue BEGIN ourselves)
-            if conn.dialect.name == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
-            return await conn.run_sync(schema.upgrade)
+    async with transaction(engine) as conn:  # all or nothing (SQLite DDL too: see engine.py)
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+        return await conn.run_sync(schema.upgrade)

@@ -1,10 +1,11 @@
 """Row writes: one row inserted or updated by its id, which the writer runs in groups.
 
 Most of the daemon's writes are one row each (an amendment inserted or moved to a new state, a
-trade's stop, a close, a method). Inside one batch transaction (``writer.plan``) writes of the
-same *shape* — the same statement: table, insert or update, and columns — run as one
+trade's stop, a close, a method). Inside one batch transaction (``plan``) writes of the same
+*shape* — the same statement: table, insert or update, and columns — run as one
 ``executemany``, one round trip to the driver (for SQLite: one hand-off to aiosqlite's thread)
-instead of one per row.
+instead of one per row. A write says which row writes it is through ``RowOp.parts``; any other
+op is opaque (it may touch anything) and runs alone.
 
 Each write keeps its meaning alone: an update that matches no row is refused (``MissingRow``),
 also inside a group — SQLite counts the rows of an ``executemany`` (it must equal the number of
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from traild.adapters.store.models import TRADE_LOG
+from traild.adapters.store.writer import Op
 
 # trade_log columns whose change numbers the row (trigger ``change_seq``, migration 0006): the
 # writes that set one keep their order among themselves, so the numbers follow the queue.
@@ -37,12 +39,23 @@ class MissingRow(Exception):
 Shape = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
+class RowOp:
+    """A write op made of row writes (``parts``) the writer may group with other writes'."""
+
+    __slots__ = ()
+
+    @property
+    def parts(self) -> Sequence[RowWrite] | None:
+        """The op's row writes, in order (None: it is opaque after all)."""
+        raise NotImplementedError
+
+
 @dataclass(eq=False, slots=True)
-class RowWrite:
+class RowWrite(RowOp):
     """Insert (``kind="insert"``, ``values`` holding the id) or update one row by ``row``.
 
     ``values`` is read when the write runs: until the database takes an amendment insert, a
-    state change may be folded into it (``SqlTradeStore._fold``). ``first`` names update
+    state change may be folded into it (``AmendmentLog._fold``). ``first`` names update
     columns set only while NULL (``profit_lock_applied_at``: the first lock)."""
 
     table: sa.Table
@@ -78,15 +91,15 @@ class RowWrite:
 
 
 @dataclass(eq=False, slots=True)
-class RowWrites:
+class RowWrites(RowOp):
     """Several row writes of one store call (a confirmation: the amendment and the trade's
     stop), in one transaction."""
 
     items: tuple[RowWrite, ...]
-    parts: tuple[RowWrite, ...] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.parts = self.items
+    @property
+    def parts(self) -> tuple[RowWrite, ...]:
+        return self.items
 
     async def __call__(self, conn: AsyncConnection) -> None:
         for part in self.items:
@@ -148,3 +161,41 @@ async def execute_group(conn: AsyncConnection, writes: Sequence[RowWrite]) -> No
             return
     missing = [w.row for w in writes]
     raise MissingRow(f"no {head.table.name} row {missing[0] if len(missing) == 1 else missing}")
+
+
+@dataclass(slots=True)
+class Step:
+    """One step of a batch's transaction: a group of row writes of one ``shape`` run together,
+    or (``shape`` None) one opaque op alone. ``items``: (index of the op in the batch,
+    row write/op)."""
+
+    shape: Hashable | None
+    items: list[tuple[int, Any]] = field(default_factory=list)
+
+
+def plan(ops: Sequence[Op]) -> list[Step]:
+    """The steps that run ``ops`` (in queue order) in one transaction with same-shaped row
+    writes grouped. A row write joins an earlier group of its shape only when no step after
+    that group touches one of its keys; an opaque op (it may touch anything) runs alone and
+    nothing moves ahead of it. So every row sees its writes in queue order."""
+    steps: list[Step] = []
+    open_steps: dict[Hashable, int] = {}  # shape -> its latest group
+    last: dict[Hashable, int] = {}  # key -> the latest step touching it
+    floor = 0  # no row write moves ahead of an opaque op
+    for i, op in enumerate(ops):
+        parts = op.parts if isinstance(op, RowOp) else None
+        if parts is None:
+            steps.append(Step(None, [(i, op)]))
+            floor = len(steps)
+            continue
+        for part in parts:
+            shape, keys = part.shape(), part.keys()
+            at = open_steps.get(shape, -1)
+            if at < floor or any(last.get(k, -1) > at for k in keys):
+                at = len(steps)
+                steps.append(Step(shape))
+                open_steps[shape] = at
+            steps[at].items.append((i, part))
+            for k in keys:
+                last[k] = at
+    return steps

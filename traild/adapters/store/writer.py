@@ -10,9 +10,17 @@ one, so an amendment's records never wait behind a burst of adoption or progress
 is written through one lane only (every write of a trade's ``sl_price`` is urgent), so two writes
 of the same field are never reordered.
 
-Inside a batch, writes that say which rows they touch (``parts``: see ``rows.py``) are grouped by
-statement shape (``plan``), so same-shaped writes run as one ``executemany``; a write only moves
-ahead of queued writes that touch none of its rows, so every row ends as in queue order.
+Inside a batch, writes that say which rows they touch (``rows.py``) are grouped by statement
+shape (``rows.plan``), so same-shaped writes run as one ``executemany``; a write only moves ahead
+of queued writes that touch none of its rows, so every row ends as in queue order.
+
+The lanes are bounded (``max_queued`` writes in both together): past the bound a caller waits
+in ``submit`` until the writer has made room (back-pressure, first come first served), so an
+outage holds the callers instead of growing memory without end. No write is dropped: a caller
+cancelled while it waits still queues its write (past the bound). A write coalesced into a
+queued one takes no room. Each such episode is logged once
+(``store.backpressure``), and its end once nobody waits and the lanes are back under half
+the bound.
 
 A commit that fails transiently has an unknown outcome (the connection may have died after the
 server committed). Such writes are retried; if a retried insert is then refused (its row already
@@ -22,10 +30,10 @@ exists), its ``landed`` check decides: when the row is the write's own, it is do
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 from loguru import logger
@@ -35,52 +43,6 @@ from traild.core.errors import StoreError
 Op = Callable[[Any], Awaitable[Any]]  # runs inside the batch transaction (asyncio-flavoured)
 Commit = Callable[[list[Op]], Awaitable[list[Any]]]  # trio-flavoured: one transaction
 NOT_LANDED = object()  # what a ``landed`` check returns when the write's row is not there
-
-
-class Part(Protocol):
-    """One statement of a groupable write: its shape (writes of equal shape run as one
-    statement) and the keys (rows) it touches."""
-
-    def shape(self) -> Hashable: ...
-
-    def keys(self) -> Iterable[Hashable]: ...
-
-
-@dataclass(slots=True)
-class Step:
-    """One step of a batch's transaction: a group of parts of one ``shape`` run together, or
-    (``shape`` None) one opaque op alone. ``items``: (index of the op in the batch, part/op)."""
-
-    shape: Hashable | None
-    items: list[tuple[int, Any]] = field(default_factory=list)
-
-
-def plan(ops: Sequence[Op]) -> list[Step]:
-    """The steps that run ``ops`` (in queue order) in one transaction with same-shaped parts
-    grouped. A part joins an earlier group of its shape only when no step after that group
-    touches one of its keys; an op without ``parts`` (opaque: it may touch anything) runs alone
-    and nothing moves ahead of it. So every row sees its writes in queue order."""
-    steps: list[Step] = []
-    open_steps: dict[Hashable, int] = {}  # shape -> its latest group
-    last: dict[Hashable, int] = {}  # key -> the latest step touching it
-    floor = 0  # no part moves ahead of an opaque op
-    for i, op in enumerate(ops):
-        parts: Iterable[Part] | None = getattr(op, "parts", None)
-        if parts is None:
-            steps.append(Step(None, [(i, op)]))
-            floor = len(steps)
-            continue
-        for part in parts:
-            shape, keys = part.shape(), tuple(part.keys())
-            at = open_steps.get(shape, -1)
-            if at < floor or any(last.get(k, -1) > at for k in keys):
-                at = len(steps)
-                steps.append(Step(shape))
-                open_steps[shape] = at
-            steps[at].items.append((i, part))
-            for k in keys:
-                last[k] = at
-    return steps
 
 
 class WriteQueued(StoreError):
@@ -151,8 +113,13 @@ class WriteQueue:
         describe: Callable[[BaseException], str],
         max_batch: int = 256,
         backoff: tuple[float, float] = (0.05, 1.0),
+        max_queued: int = 100_000,
+        wrap: Callable[[Op], Op] | None = None,
     ) -> None:
+        if max_queued < 1:
+            raise StoreError(f"max_queued must be at least 1, not {max_queued!r}")
         self.on_done: Callable[[list[int]], None] | None = None  # journal records now durable
+        self._wrap = wrap  # every op queued is wrapped so (the store: in the lease's fence)
         self._commit = commit
         self._is_transient = is_transient
         self._describe = describe
@@ -161,6 +128,11 @@ class WriteQueue:
         self._queue: deque[Write] = deque()
         self._urgent: deque[Write] = deque()
         self._wake = trio.Event()
+        self._max_queued = max_queued
+        self._room = trio.Semaphore(max_queued)  # one token per queued write (FIFO waiters)
+        self._pressed = False  # a back-pressure episode is on (logged once)
+        self._waiting = 0  # callers waiting for room
+        self._over = 0  # writes queued past the bound (their caller was cancelled waiting)
         self._coalescible: dict[int, Write] = {}
         self._solo = 0  # writes to commit one by one, to isolate a refused one from its batch
         self._committed = 0
@@ -170,7 +142,7 @@ class WriteQueue:
         self._last_error: str | None = None
         self._closed = False
 
-    def submit(
+    async def submit(
         self,
         op: Op,
         *,
@@ -178,30 +150,75 @@ class WriteQueue:
         coalesce: bool = False,
         urgent: bool = False,
         landed: Op | None = None,
+        seq: int | None = None,
     ) -> Write:
         """Queue ``op``. With ``coalesce``, a still-waiting coalescible write of the same trade
         (nothing else for that trade queued after it) takes the new op instead: last value wins.
         ``urgent`` writes go to the urgent lane (FIFO among themselves, never coalesced).
-        ``landed`` tells whether a refused retry had in fact landed before (see the module)."""
+        ``landed`` tells whether a refused retry had in fact landed before (see the module);
+        ``seq`` is the journal record the write makes durable (``on_done``).
+        Returns at once (without a checkpoint) while the lanes have room; else waits for it."""
         if self._closed:
             raise StoreError("the store is closed")
-        if urgent:
-            write = Write(op, trade_id, trio.current_time(), landed=landed)
-            self._urgent.append(write)
-            self._wake.set()
-            return write
-        if trade_id is not None:
+        if self._wrap is not None:
+            op = self._wrap(op)
+        if not urgent and trade_id is not None:
             previous = self._coalescible.pop(trade_id, None)
             if coalesce and previous is not None and not previous.taken:
                 previous.op = op
+                previous.journaled(seq)
                 self._coalescible[trade_id] = previous
                 return previous
         write = Write(op, trade_id, trio.current_time(), landed=landed)
-        self._queue.append(write)
-        if coalesce and trade_id is not None:
-            self._coalescible[trade_id] = write
-        self._wake.set()
+        write.journaled(seq)
+        try:
+            await self._take_room()
+        except trio.Cancelled:
+            self._over += 1  # queued all the same, past the bound: a write asked for is kept
+            self._append(write, urgent, coalesce)
+            raise
+        write.enqueued = trio.current_time()
+        self._append(write, urgent, coalesce)
         return write
+
+    def _append(self, write: Write, urgent: bool, coalesce: bool) -> None:
+        if urgent:
+            self._urgent.append(write)
+        else:
+            self._queue.append(write)
+            if coalesce and write.trade_id is not None:
+                self._coalescible[write.trade_id] = write
+        self._wake.set()
+
+    async def _take_room(self) -> None:
+        """A place in the lanes: at once when free and nobody waits, else in line for one."""
+        try:
+            self._room.acquire_nowait()
+            return
+        except trio.WouldBlock:
+            pass
+        if not self._pressed:
+            self._pressed = True
+            logger.bind(
+                event="store.backpressure", queued=self.queued(), limit=self._max_queued
+            ).warning(
+                "{} write(s) queued, the most allowed: writers wait until the database takes "
+                "some ({})",
+                self.queued(),
+                self._last_error,
+            )
+        self._waiting += 1
+        try:
+            await self._room.acquire()
+        finally:
+            self._waiting -= 1  # (still counted until the woken caller runs: see _finish)
+        if self._closed:
+            self._room.release()
+            raise StoreError("the store is closed")
+
+    def queued(self) -> int:
+        """Writes waiting in both lanes."""
+        return len(self._queue) + len(self._urgent)
 
     async def wait(self, write: Write, within: float, amendment_id: int | None = None) -> Any:
         """The write's result once durable; WriteQueued after ``within`` s (it stays queued)."""
@@ -222,13 +239,13 @@ class WriteQueue:
     def close(self) -> int:
         """Refuse further writes; returns how many are still queued (lost if the process ends)."""
         self._closed = True
-        return len(self._queue) + len(self._urgent)
+        return self.queued()
 
     def statistics(self) -> StoreStatistics:
         heads = [lane[0].enqueued for lane in (self._urgent, self._queue) if lane]
         head = min(heads) if heads else None
         return StoreStatistics(
-            queued_writes=len(self._queue) + len(self._urgent),
+            queued_writes=self.queued(),
             committed_writes=self._committed,
             failed_writes=self._failed,
             retries=self._retries,
@@ -322,7 +339,16 @@ class WriteQueue:
                 self.on_done(write.seqs)  # committed, or refused for good: nothing to replay
             if write.event is not None:
                 write.event.set()
+            if self._over:
+                self._over -= 1
+            else:
+                self._room.release()
         self._solo = max(0, self._solo - len(batch))
+        if self._pressed and not self._waiting and self.queued() <= self._max_queued // 2:
+            self._pressed = False
+            logger.bind(event="store.backpressure_over", queued=self.queued()).info(
+                "the write queue is back under half its bound; writers no longer wait"
+            )
 
     def _note_retry(self, exc: BaseException) -> None:
         self._retries += 1
@@ -332,7 +358,7 @@ class WriteQueue:
         # the first failure, about once a minute, and whenever the cause changes (e.g. the
         # connection dropped, then the database turned read-only)
         if self._streak % 30 == 1 or changed:
-            queued = len(self._queue) + len(self._urgent)
+            queued = self.queued()
             logger.bind(event="store.unavailable", error=self._last_error, queued=queued).warning(
                 "database unavailable ({}); {} write(s) queued, retrying",
                 self._last_error,
