@@ -9,7 +9,7 @@ absolute values, so a record the database already had changes nothing.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -17,14 +17,22 @@ from traild.adapters.store.journal import Entry
 from traild.adapters.store.writer import WriteQueued
 from traild.core.errors import StoreError
 from traild.core.messages import AmendState, StageRecalculation
-
-if TYPE_CHECKING:
-    from traild.adapters.store.store import SqlTradeStore
-
-Apply = Callable[["SqlTradeStore", dict[str, Any]], Awaitable[None]]
+from traild.ports import TradeStore
 
 
-async def _amend(store: SqlTradeStore, r: dict[str, Any]) -> None:
+class Replaying(TradeStore, Protocol):
+    """What applying the journal needs of the store (``SqlTradeStore``): its writes, plus
+    journaling a write under its old sequence and reserving an amendment's old id."""
+
+    async def replay_entry(self, entry: Entry, apply: Callable[[], Awaitable[None]]) -> None: ...
+
+    def reserve_amendment_id(self, amendment_id: int) -> None: ...
+
+
+Apply = Callable[[Replaying, dict[str, Any]], Awaitable[None]]
+
+
+async def _amend(store: Replaying, r: dict[str, Any]) -> None:
     store.reserve_amendment_id(int(r["id"]))
     await store.write_amendment(
         r["trade_id"], r["deal_id"], r["requested"], r["previous"], r["reason"], r["ts"],
@@ -32,45 +40,45 @@ async def _amend(store: SqlTradeStore, r: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
-async def _amend_state(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _amend_state(store: Replaying, r: dict[str, Any]) -> None:
     await store.update_amendment(
         r["id"], AmendState(r["state"]), r["ts"], broker_ref=r.get("ref"), error=r.get("error"),
         durable=False,
     )  # fmt: skip
 
 
-async def _confirm(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _confirm(store: Replaying, r: dict[str, Any]) -> None:
     await store.confirm_amendment(r["id"], r["level"], r["ts"], bool(r["lock"]), durable=False)
 
 
-async def _adopt(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _adopt(store: Replaying, r: dict[str, Any]) -> None:
     await store.adopt_trade(r["trade_id"], **r["fields"])
 
 
-async def _adopt_many(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _adopt_many(store: Replaying, r: dict[str, Any]) -> None:
     await store.adopt_trades([(int(t), dict(f)) for t, f in r["updates"]])
 
 
-async def _progress(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _progress(store: Replaying, r: dict[str, Any]) -> None:
     await store.save_progress_many([(int(t), float(p)) for t, p in r["prices"]], durable=False)
 
 
-async def _close(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _close(store: Replaying, r: dict[str, Any]) -> None:
     await store.close_trade(
         r["trade_id"], r["exit_price"], r["exit_reason"], r["pnl_pips"], r["closed_at"],
         durable=False,
     )  # fmt: skip
 
 
-async def _status(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _status(store: Replaying, r: dict[str, Any]) -> None:
     await store.set_status(r["trade_id"], r["status"], r.get("reason"))
 
 
-async def _method(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _method(store: Replaying, r: dict[str, Any]) -> None:
     await store.set_method(r["trade_id"], r["method"], r.get("fallback_reason"))
 
 
-async def _recalc(store: SqlTradeStore, r: dict[str, Any]) -> None:
+async def _recalc(store: Replaying, r: dict[str, Any]) -> None:
     await store.record_recalculation(StageRecalculation(**r["rec"]))
 
 
@@ -88,7 +96,7 @@ APPLY: dict[str, Apply] = {
 }
 
 
-async def replay(store: SqlTradeStore, entries: list[Entry]) -> list[int]:
+async def replay(store: Replaying, entries: list[Entry]) -> list[int]:
     """Queue every record's write again, oldest first (the caller waits for the database).
     A record that cannot be applied (unknown kind, bad fields, refused by the database) is
     logged and skipped; returned, so it is acknowledged with the rest, never retried at every
