@@ -18,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from traild.backtest.claims import expectancy_difference
-from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import kind_of, market_regime_of, regime_of, session_of
+from traild.backtest.rows import TradeRow
 
 _METADATA = {"Software": None}  # no version stamp: same run, same bytes
 
