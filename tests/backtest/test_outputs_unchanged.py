@@ -1,6 +1,6 @@
 """Faster outputs write the same bytes (issue 24): trades.csv and summary.json of fixed runs on
 the shared data equal those of 0.3.0, and the column-wise csv writer equals formatting every
-cell with ``_csv_value``."""
+cell with ``csv_value``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.backtest.helpers import GBPJPY
-from traild.backtest import report
-from traild.backtest.engine import TradeRow
+from traild.adapters.tickfiles import ms_to_datetime
+from traild.backtest import trades_csv
+from traild.backtest.rows import TradeRow
+from traild.backtest.simulate import iso
 from traild.cli import main
 
 # sha256 of the outputs of `traild backtest <input> --random 300 --seed 1` with an empty config:
@@ -70,19 +72,19 @@ def _row(n: int, **fields: object) -> TradeRow:
 
 
 def _cell_by_cell(rows: list[TradeRow]) -> str:
-    """0.3.0's writer, with the column-wise one's inputs: one ``_csv_value`` per cell."""
+    """0.3.0's writer, with the column-wise one's inputs: one ``csv_value`` per cell."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(report.CSV_COLUMNS)
+    writer.writerow(trades_csv.CSV_COLUMNS)
     for r in rows:
         values = []
-        for name in report.CSV_COLUMNS:
+        for name in trades_csv.CSV_COLUMNS:
             v = getattr(r, name)
             if name in ("entry_ts", "exit_ts"):
-                v = report.iso(report.ms_to_datetime(v))
-            elif name in report._PIPS and v is not None:
+                v = iso(ms_to_datetime(v))
+            elif name in trades_csv.PIP_COLUMNS and v is not None:
                 v = round(v, 2) + 0.0
-            values.append(report._csv_value(v))
+            values.append(trades_csv.csv_value(v))
         writer.writerow(values)
     return buffer.getvalue()
 
@@ -98,7 +100,7 @@ def test_the_column_wise_csv_writer_equals_formatting_every_cell(tmp_path: Path)
         _row(4, amendments=True, limit=2),  # odd types: cell by cell, as before
     ]  # fmt: skip
     path = tmp_path / "trades.csv"
-    report.write_trades(rows, path)
+    trades_csv.write_trades(rows, path)
     assert path.read_text(encoding="utf-8") == _cell_by_cell(rows)
-    report.write_trades([], path)
+    trades_csv.write_trades([], path)
     assert path.read_text(encoding="utf-8") == _cell_by_cell([])

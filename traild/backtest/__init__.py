@@ -5,7 +5,10 @@ signals   signals CSV or seeded random entries -> resolved trades
 variants  fixed, fixed+lock, dynamic+lock, multiplier grids
 kernel    the vectorised fast path (exact; hands capped trades back)
 paths     the event-driven path (Ladder + run_trade) and the fast path with its fallback
-engine    the run: stages and plans per variant, units in worker processes, rows
+engine    the run: load, resolve entries and variants (prepare), then execute
+units     units of work, stages and plans per variant, worker processes
+rows      TradeRow (one trade in one variant), premature stop-outs
 metrics   SPEC §8 metrics per variant, regime, session
-report    table, trades.csv, summary.json, run.json, report.md; charts: PNGs
+report    summary.json, run.json, every output file; report_md: table, report.md;
+          trades_csv: trades.csv; charts: PNGs (chartdata: what they share with the HTML SVG)
 """

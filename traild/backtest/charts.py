@@ -1,5 +1,7 @@
 """PNG charts of a backtest (matplotlib, Agg backend): equity, P&L distribution, metrics by
 regime (trade counts on every bar), and dynamic minus fixed with 95 % intervals per bucket.
+Colours, equity curves and bar slots come from ``backtest.chartdata``, shared with the HTML
+report's SVG charts.
 
 Figures are drawn on their own Agg canvas, without ``pyplot`` (its import and figure manager
 cost about a third of a second and nothing here needs them); this module is imported only when
@@ -17,9 +19,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from traild.backtest.chartdata import bar_slots, colour, equity_curves
 from traild.backtest.claims import expectancy_difference
-from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import kind_of, market_regime_of, regime_of, session_of
+from traild.backtest.rows import TradeRow
 
 _METADATA = {"Software": None}  # no version stamp: same run, same bytes
 
@@ -63,7 +66,7 @@ def _difference(rows: Sequence[TradeRow], pairs: Sequence[tuple[str, str]], path
     names = sorted({b for r in rows for b in _buckets(r)}, key=lambda b: (b != "all", b))
     fig, ax = _figure((max(10, 0.7 * len(names)), 6))
     counts: list[int] = []
-    width = 0.8 / len(pairs)
+    width, offsets = bar_slots(len(pairs))
     x = np.arange(len(names))
     for i, (cand, base) in enumerate(pairs):
         values, lows, highs, counts = [], [], [], []
@@ -74,8 +77,15 @@ def _difference(rows: Sequence[TradeRow], pairs: Sequence[tuple[str, str]], path
             lows.append(np.nan if low is None or value is None else value - low)
             highs.append(np.nan if high is None or value is None else high - value)
             counts.append(len(c))
-        pos = x + i * width - 0.4 + width / 2
-        ax.bar(pos, values, width, yerr=[lows, highs], capsize=2, label=f"{cand} - {base}")
+        ax.bar(
+            x + offsets[i],
+            values,
+            width,
+            yerr=[lows, highs],
+            capsize=2,
+            label=f"{cand} - {base}",
+            color=colour(i),
+        )
     # every pair runs the same trades, so a bucket's count is the same for all of them
     labels = [f"{b} (n={n})" for b, n in zip(names, counts, strict=True)]
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize="small")
@@ -124,14 +134,14 @@ def equity_figure(rows: Sequence[TradeRow], variants: Sequence[str]) -> Figure:
         1, len(spans), sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths}
     )
     panels = list(axes[0])
+    curves = equity_curves(rows, variants, _variant, _exit_order, _pnl)
     for k, name in enumerate(variants):
-        mine = sorted((r for r in rows if r.variant == name), key=lambda r: (r.exit_ts, r.trade_id))
+        mine, equity = curves[name]
         if not mine:
             continue
         times = np.array([r.exit_ts for r in mine], dtype="datetime64[ms]")
-        equity = np.cumsum([r.pnl_pips for r in mine])
         for ax in panels:
-            ax.step(times, equity, where="post", label=name, color=f"C{k}")
+            ax.step(times, equity, where="post", label=name, color=colour(k))
     for i, (ax, (a, b)) in enumerate(zip(panels, spans, strict=True)):
         pad = max((b - a) * 0.02, 3_600_000)
         ax.set_xlim(np.datetime64(a - int(pad), "ms"), np.datetime64(b + int(pad), "ms"))
@@ -156,6 +166,18 @@ def equity_figure(rows: Sequence[TradeRow], variants: Sequence[str]) -> Figure:
     return fig
 
 
+def _variant(r: TradeRow) -> str:
+    return r.variant
+
+
+def _exit_order(r: TradeRow) -> tuple[int, int]:
+    return (r.exit_ts, r.trade_id)
+
+
+def _pnl(r: TradeRow) -> float:
+    return r.pnl_pips
+
+
 def _period_title(a: int, b: int) -> str:
     first, last = (np.datetime64(t, "ms").astype("datetime64[D]") for t in (a, b))
     return str(first) if first == last else f"{first} .. {last}"
@@ -165,10 +187,10 @@ def _distribution(rows: Sequence[TradeRow], variants: Sequence[str], path: Path)
     fig, ax = _figure((10, 5))
     pnl = [r.pnl_pips for r in rows]
     bins = np.linspace(min(pnl, default=-1.0), max(pnl, default=1.0), 60).tolist()
-    for name in variants:
+    for k, name in enumerate(variants):
         mine = [r.pnl_pips for r in rows if r.variant == name]
         if mine:
-            ax.hist(mine, bins=bins, histtype="step", linewidth=1.4, label=name)
+            ax.hist(mine, bins=bins, histtype="step", linewidth=1.4, label=name, color=colour(k))
     ax.set_title("P&L per trade")
     ax.set_xlabel("pips")
     ax.set_ylabel("trades")
@@ -189,7 +211,7 @@ def _by_regime(summary: dict[str, Any], path: Path) -> Path:
         ("protected_share", "reached profit lock (%)", 100.0),
     )
     x = np.arange(len(regimes))
-    width = 0.8 / max(len(variants), 1)
+    width, offsets = bar_slots(len(variants))
     # trade counts per bucket (every variant runs the same trades; the largest count shows)
     counts = [
         max((v["by_regime"].get(g) or {}).get("trades", 0) for v in variants.values())
@@ -200,7 +222,7 @@ def _by_regime(summary: dict[str, Any], path: Path) -> Path:
         for i, (name, v) in enumerate(variants.items()):
             values = [(v["by_regime"].get(g) or {}).get(key) for g in regimes]
             heights = [np.nan if y is None else y * scale for y in values]
-            ax.bar(x + i * width - 0.4 + width / 2, heights, width, label=name)
+            ax.bar(x + offsets[i], heights, width, label=name, color=colour(i))
         ax.set_xticks(x, labels, fontsize="small")
         ax.set_title(title)
         ax.axhline(0, color="grey", linewidth=0.8)

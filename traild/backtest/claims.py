@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import number
+from traild.backtest.rows import TradeRow
 from traild.core.tradingday import trading_day_number as trading_day
 
 Floats = NDArray[np.float64]

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from traild.backtest.engine import TradeRow
+from traild.backtest.rows import TradeRow
 from traild.core.calculator import REGIMES
 from traild.core.errors import InstrumentError
 from traild.core.instruments import symbol_of

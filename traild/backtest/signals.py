@@ -10,7 +10,6 @@ conditions a signal does not give are computed from the ticks before the entry (
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,11 +20,12 @@ import numpy as np
 from traild.adapters.tickfiles import EPOCH
 from traild.backtest.markets import Ints, Market, entry_conditions
 from traild.backtest.simulate import stop_level
-from traild.core.calculator import MarketConditions
 from traild.core.conditions import ConditionParams
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import InstrumentTable
+from traild.core.market import MarketConditions, completed
 from traild.core.messages import Direction
+from traild.core.numbers import finite_number
 
 REQUIRED = ("ts_utc", "epic", "direction", "stop_pips", "limit_pips")
 OPTIONAL = ("is_scalp", "atr_pips", "volatility_regime", "session", "market_regime")
@@ -126,7 +126,7 @@ def _signal(
             stop_pips=_pips(f["stop_pips"], "stop_pips"),
             limit_pips=_pips(f["limit_pips"], "limit_pips") if f["limit_pips"] else None,
             is_scalp=_flag(f.get("is_scalp", "")),
-            atr_pips=_number(f["atr_pips"], "atr_pips") if f.get("atr_pips") else None,
+            atr_pips=finite_number(f["atr_pips"], "atr_pips") if f.get("atr_pips") else None,
             volatility_regime=f.get("volatility_regime") or None,
             session=f.get("session") or None,
             market_regime=f.get("market_regime") or None,
@@ -145,18 +145,8 @@ def _ts_ms(text: str) -> int:
     return (ts - EPOCH) // timedelta(milliseconds=1)
 
 
-def _number(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} is not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} is not finite: {text!r}")
-    return value
-
-
 def _pips(text: str, name: str) -> float:
-    value = _number(text, name)
+    value = finite_number(text, name)
     if value <= 0:
         raise ValueError(f"{name} must be positive: {text!r}")
     return value
@@ -310,13 +300,8 @@ def _trade(i: int, s: Signal, m: Market, idx: int, derived: MarketConditions) ->
     stop = stop_level(inst, s.direction, entry, None, s.stop_pips, adverse=True)
     limit = stop_level(inst, s.direction, entry, None, s.limit_pips, adverse=False)
     assert stop is not None
-    conditions = MarketConditions(
-        s.epic,
-        s.atr_pips if s.atr_pips is not None else derived.atr_pips,
-        s.volatility_regime or derived.volatility_regime,
-        s.session or derived.session,
-        s.market_regime or derived.market_regime,
-    )
+    given = MarketConditions(s.epic, s.atr_pips, s.volatility_regime, s.session, s.market_regime)
+    conditions = completed(given, derived)
     return TradeSpec(
         i,
         s.market,

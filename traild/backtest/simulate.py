@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from traild.config.settings import Settings
-from traild.core.calculator import CalculatedStages, DynamicTrailingCalculator, MarketConditions
+from traild.core.calculator import CalculatedStages, DynamicTrailingCalculator
 from traild.core.conditions import BarHistory, TickGuard
 from traild.core.errors import DataError, UsageError
 from traild.core.instruments import Instrument, to_centipips
 from traild.core.ladder import Ladder, LadderPlan
+from traild.core.market import MarketConditions, completed, present
 from traild.core.messages import Direction
 from traild.core.realtime import RealtimeRecalc, Recalculated
 from traild.core.replay import TradeOutcome, pnl_ticks, run_trade
@@ -66,8 +67,9 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     stop = stop_level(inst, req.direction, entry, req.stop, req.stop_pips, adverse=True)
     limit = stop_level(inst, req.direction, entry, req.limit, req.limit_pips, adverse=False)
     assert stop is not None
-    derived = history.conditions(req.epic, ts0)
-    conditions = _merged(req, derived)
+    # the given conditions, completed from the ticks before the entry (as the daemon does)
+    given = MarketConditions(req.epic, req.atr_pips, req.regime, req.session, req.market_regime)
+    conditions = completed(given, history.conditions(req.epic, ts0))
     history.add(ts0, bid0, ask0)  # the fill tick shapes the bars real-time recalculation uses
     stages = _stages(settings, req, conditions)
     min_dist = req.min_stop_distance_pips
@@ -106,7 +108,7 @@ def simulate(settings: Settings, req: SimulationRequest) -> dict[str, Any]:
     if recalc is not None:
         result["stages"] = recalc.stages.stages.as_dict()
         result["recalculations"] = [_recalculated(e) for e in recalc.events]
-    result["conditions"] = _conditions(req, derived)
+    result["conditions"] = _conditions(given, conditions)
     warnings = [*entry_warnings, *stages.warnings]  # e.g. an unknown --regime
     if warnings:
         result["warnings"] = warnings
@@ -147,22 +149,16 @@ def _recalculated(e: Recalculated) -> dict[str, Any]:
     }
 
 
-def _conditions(req: SimulationRequest, derived: MarketConditions) -> dict[str, Any]:
+def _conditions(given: MarketConditions, used: MarketConditions) -> dict[str, Any]:
     """The conditions the stages were computed from, and where each came from."""
-    given = {
-        "atr_pips": req.atr_pips,
-        "regime": req.regime,
-        "session": req.session,
-        "market_regime": req.market_regime or None,
+    fields = {
+        "atr_pips": (given.atr_pips, used.atr_pips),
+        "regime": (given.volatility_regime, used.volatility_regime),
+        "session": (given.session, used.session),
+        "market_regime": (given.market_regime, used.market_regime),
     }
-    seen = {
-        "atr_pips": derived.atr_pips,
-        "regime": derived.volatility_regime,
-        "session": derived.session,
-        "market_regime": derived.market_regime,
-    }
-    out: dict[str, Any] = {k: given[k] if given[k] is not None else seen[k] for k in given}
-    out["source"] = {k: "given" if given[k] is not None else "ticks" for k in given}
+    out: dict[str, Any] = {k: u for k, (_, u) in fields.items()}
+    out["source"] = {k: "given" if present(g) else "ticks" for k, (g, _) in fields.items()}
     return out
 
 
@@ -222,17 +218,6 @@ def stop_level(
             f"{what} {pips} pips from the entry {inst.to_price(entry)} is not a positive price"
         )
     return level
-
-
-def _merged(req: SimulationRequest, derived: MarketConditions) -> MarketConditions:
-    """The given conditions, completed from the ticks before the entry (as the daemon does)."""
-    return MarketConditions(
-        req.epic,
-        req.atr_pips if req.atr_pips is not None else derived.atr_pips,
-        req.regime or derived.volatility_regime,
-        req.session or derived.session,
-        req.market_regime or derived.market_regime,
-    )
 
 
 def _stages(

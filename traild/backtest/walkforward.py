@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from traild.backtest.claims import expectancy_difference
-from traild.backtest.engine import TradeRow
 from traild.backtest.metrics import metrics, number
+from traild.backtest.rows import TradeRow
 from traild.backtest.variants import FIXED_LOCK
 from traild.core.errors import DataError
 

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from traild.core.calculator import MarketConditions
+from traild.core.market import MarketConditions
 from traild.core.regime import market_regime_of_bars, percentile_rank
 
 

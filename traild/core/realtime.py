@@ -22,6 +22,7 @@ from traild.core.calculator import (
 from traild.core.conditions import BarHistory
 from traild.core.instruments import Instrument
 from traild.core.ladder import Ladder, LadderPlan
+from traild.core.market import remeasured
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +73,7 @@ class RealtimeRecalc:
     def check(self, ladder: Ladder, ts: datetime) -> Recalculated | None:
         """A bar closed at ``ts``: recalculate when the regime shifted enough."""
         own = self.history.conditions(self.epic, ts)
-        cond = MarketConditions(
-            self.epic,
-            own.atr_pips,
-            own.volatility_regime,
-            own.session,
-            own.market_regime or self.market_regime,
-        )
+        cond = remeasured(self.epic, own, self.market_regime)
         new = self.calculator.recalculate(
             self.stages, cond, self.base, self.is_scalp, self.shift, None, self.epic, self.regimes
         )

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html import escape
 from typing import Any
 
+from traild.backtest.chartdata import equity_curves
 from traild.core.calculator import DYNAMIC, FIXED
 from traild.core.instruments import symbol_of
 from traild.reporting.live import LiveTrade, expectancy, win_rate
@@ -121,18 +122,25 @@ def _outcomes(trades: Sequence[LiveTrade]) -> str:
 
 
 def _equity(trades: Sequence[LiveTrade]) -> str:
-    series: dict[str, list[float]] = {}
-    for method in (DYNAMIC, FIXED):
-        total, curve = 0.0, []
-        for t in sorted((t for t in trades if t.method == method), key=lambda t: t.day):
-            total += t.pnl_pips
-            curve.append(total)
-        series[method] = curve
+    curves = equity_curves(trades, (DYNAMIC, FIXED), _method, _day, _pnl)
+    series = {method: curve for method, (_, curve) in curves.items()}
     return _section(
         "equity", "Cumulative pips by method",
         line_chart("cumulative pips", series, "closed trades in order"),
         '<p class=note>Closed trades of each method in order of their closing day.</p>',
     )  # fmt: skip
+
+
+def _method(t: LiveTrade) -> str:
+    return t.method
+
+
+def _day(t: LiveTrade) -> date:
+    return t.day
+
+
+def _pnl(t: LiveTrade) -> float:
+    return t.pnl_pips
 
 
 def _rollout(status: Mapping[str, Any]) -> str:

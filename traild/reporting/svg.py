@@ -3,6 +3,8 @@
 Axes are labelled at "nice" values (1, 2, 2.5 or 5 times a power of ten, ``nice_ticks``) that
 cover the data, so labels never sit on one another; the legend is a row of its own under the
 title, laid out by the width of its labels; category labels are shortened to their slot.
+Colours and bar slots are the backtest charts' (``backtest.chartdata``), so a series looks the
+same in a backtest PNG and on the page.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+from traild.backtest.chartdata import bar_slots, colour
+
 _W, _H = 640, 280
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 64, 12, 48, 40  # the plot area inside the frame
 _CHAR_W = 7.0  # a generous average width of an 11 px sans-serif character
@@ -63,18 +66,20 @@ def bar_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[f
     y = _scale(ticks)
     plot_w = _W - _PAD_L - _PAD_R
     group_w = plot_w / max(1, len(labels))
-    bar_w = group_w * 0.8 / max(1, len(series))
+    width, offsets = bar_slots(len(series))
+    bar_w = group_w * width
     parts = [_frame(title), _y_axis(ticks, y)]
     for g, label in enumerate(labels):
-        x0 = _PAD_L + g * group_w + group_w * 0.1
+        centre = _PAD_L + (g + 0.5) * group_w
         for s, (name, vs) in enumerate(series.items()):
             v = vs[g]
             if not math.isfinite(v):
                 continue
             top, bottom = sorted((y(v), y(0.0)))
+            left = centre + (offsets[s] - width / 2) * group_w
             parts.append(
-                f'<rect x="{x0 + s * bar_w:.1f}" y="{top:.1f}" width="{bar_w * 0.9:.1f}" '
-                f'height="{max(bottom - top, 0.5):.1f}" fill="{COLOURS[s % len(COLOURS)]}">'
+                f'<rect x="{left:.1f}" y="{top:.1f}" width="{bar_w * 0.9:.1f}" '
+                f'height="{max(bottom - top, 0.5):.1f}" fill="{colour(s)}">'
                 f"<title>{escape(label)} {escape(name)}: {v:g}</title></rect>"
             )
         parts.append(_x_label(_PAD_L + (g + 0.5) * group_w, label, group_w))
@@ -97,7 +102,7 @@ def line_chart(title: str, series: Mapping[str, Sequence[float]], x_title: str =
         points = " ".join(f"{_PAD_L + i * step:.1f},{y(v):.1f}" for i, v in enumerate(vs))
         parts.append(
             f'<polyline points="{points}" fill="none" stroke-width="2" '
-            f'stroke="{COLOURS[s % len(COLOURS)]}"><title>{escape(name)}</title></polyline>'
+            f'stroke="{colour(s)}"><title>{escape(name)}</title></polyline>'
         )
     if x_title:
         parts.append(
@@ -127,7 +132,7 @@ def interval_chart(
     parts = [_frame(title), _y_axis(ticks, y)]
     parts.append(
         f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y(target):.1f}" y2="{y(target):.1f}" '
-        f'stroke="{COLOURS[1]}" stroke-width="1.5" stroke-dasharray="6 4">'
+        f'stroke="{colour(1)}" stroke-width="1.5" stroke-dasharray="6 4">'
         f"<title>target {target:g}</title></line>"
     )
     for i, (label, value, low, high) in enumerate(rows):
@@ -135,17 +140,17 @@ def interval_chart(
         y_low, y_high = y(max(low, bottom)), y(min(high, top))
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_low:.1f}" y2="{y_high:.1f}" '
-            f'stroke="{COLOURS[0]}" stroke-width="2"/>'
+            f'stroke="{colour(0)}" stroke-width="2"/>'
         )
         for cut, at, sign in ((high > top, y_high, 1), (low < bottom, y_low, -1)):
             if cut:  # an arrowhead: the interval goes on beyond the plot
                 parts.append(
                     f'<path d="M{x - 5:.1f},{at + 7 * sign:.1f} L{x:.1f},{at:.1f} '
-                    f'L{x + 5:.1f},{at + 7 * sign:.1f}" fill="{COLOURS[0]}"/>'
+                    f'L{x + 5:.1f},{at + 7 * sign:.1f}" fill="{colour(0)}"/>'
                 )
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y(min(max(value, bottom), top)):.1f}" r="4" '
-            f'fill="{COLOURS[0]}"><title>{escape(label)}: {value:g} [{low:g}, {high:g}]'
+            f'fill="{colour(0)}"><title>{escape(label)}: {value:g} [{low:g}, {high:g}]'
             "</title></circle>"
         )
         parts.append(_x_label(x, label, slot))
@@ -206,16 +211,16 @@ def _legend(entries: Sequence[tuple[str, str]]) -> str:
     """A row under the title, each entry as wide as its label: nothing over the plot."""
     out, x, row_y = [], float(_PAD_L), 34.0
     for i, (name, mark) in enumerate(entries):
-        colour = COLOURS[i % len(COLOURS)]
+        fill = colour(i)
         if mark == "box":
             out.append(
-                f'<rect x="{x:.1f}" y="{row_y - 9:.1f}" width="10" height="10" fill="{colour}"/>'
+                f'<rect x="{x:.1f}" y="{row_y - 9:.1f}" width="10" height="10" fill="{fill}"/>'
             )
         else:
             dash = ' stroke-dasharray="6 4"' if mark == "dash" else ""
             out.append(
                 f'<line x1="{x - 2:.1f}" x2="{x + 12:.1f}" y1="{row_y - 4:.1f}" '
-                f'y2="{row_y - 4:.1f}" stroke="{colour}" stroke-width="2"{dash}/>'
+                f'y2="{row_y - 4:.1f}" stroke="{fill}" stroke-width="2"{dash}/>'
             )
         out.append(
             f'<text x="{x + 16:.1f}" y="{row_y:.1f}" font-size="{_LABEL_FONT}">'

@@ -25,6 +25,7 @@ from traild.core.calculator import (
 )
 from traild.core.errors import StageError
 from traild.core.ladder import LadderPolicy
+from traild.core.market import completed
 from traild.core.messages import AlertRecord, TradeRecord
 
 
@@ -69,18 +70,15 @@ def stored_stages(policy: Policy, trade: TradeRecord) -> CalculatedStages | None
 def merge_conditions(
     epic: str, alert: AlertRecord | None, own: MarketConditions | None, pip: float
 ) -> MarketConditions | None:
-    """The alert's fields (ATR converted from price to pips) where present, else traild's own."""
+    """The alert's fields (ATR converted from price to pips) where present, else traild's own
+    (``core.market.completed``: a missing or NaN field is taken from the bars)."""
     if alert is None:
         return own
-    atr = alert.atr / pip if alert.atr is not None and alert.atr == alert.atr else None
-    base = own or MarketConditions(epic)
-    return MarketConditions(
-        epic,
-        atr if atr is not None else base.atr_pips,
-        alert.volatility_regime or base.volatility_regime,
-        alert.market_session or base.session,
-        alert.market_regime or base.market_regime,
+    atr = None if alert.atr is None else alert.atr / pip
+    given = MarketConditions(
+        epic, atr, alert.volatility_regime, alert.market_session, alert.market_regime
     )
+    return completed(given, own)
 
 
 def calculate(
