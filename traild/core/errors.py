@@ -7,6 +7,7 @@
      ├── DataError              an unreadable or malformed input file
      ├── StageError             stages that cannot be computed or are inconsistent
      ├── StoreError             the database failed or is out of date
+     │    ├── WriteQueued       not durable in time: the write stays queued and lands later
      │    ├── SchemaOutOfDate   the schema is behind head: run `traild migrate`
      │    └── FencedWrite       a write under a lease token another owner has superseded
      └── BrokerError            the broker did not do what was asked
@@ -55,6 +56,18 @@ class StageError(TraildError):
 
 class StoreError(TraildError):
     """Persistence failed."""
+
+
+class WriteQueued(StoreError):
+    """Not durable within the timeout: the write stays queued and lands when the database can.
+
+    ``amendment_id`` carries the id the store already allocated, so the caller can still refer to
+    the amendment (e.g. mark it failed once the database is back) instead of losing track of it.
+    """
+
+    def __init__(self, amendment_id: int | None = None) -> None:
+        super().__init__("database unavailable; write queued")
+        self.amendment_id = amendment_id
 
 
 class SchemaOutOfDate(StoreError):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from traild.core.errors import StoreError
+from traild.core.errors import StoreError, WriteQueued
 from traild.core.messages import AmendState, Reason, StageRecalculation, TradeRecord, TradeStatus
 from traild.ports import TradeStore
 from traild.runtime.stop_book import AmendTarget
@@ -111,8 +111,7 @@ class AmendmentRecords:
             log.bind(event="store.degraded", error=str(exc)).warning(
                 "write-ahead record not queued; sending the amendment anyway"
             )
-            amend_id: int | None = getattr(exc, "amendment_id", None)
-            return amend_id
+            return exc.amendment_id if isinstance(exc, WriteQueued) else None
 
     async def state(
         self,

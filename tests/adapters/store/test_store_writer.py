@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from traild.adapters.store.writer import Op, WriteQueue, WriteQueued
-from traild.core.errors import StoreError
+from traild.adapters.store.writer import Op, WriteQueue
+from traild.core.errors import StoreError, WriteQueued
 
 
 class Locked(Exception):

@@ -8,7 +8,8 @@ from traild.adapters.store.config_store import ConfigConflict, SqlConfigStore
 from traild.adapters.store.engine import display_url, resolve_database_url
 from traild.adapters.store.migrate import migrate_database
 from traild.adapters.store.store import SqlTradeStore, open_store
-from traild.adapters.store.writer import StoreStatistics, WriteQueued
+from traild.adapters.store.writer import StoreStatistics
+from traild.core.errors import WriteQueued
 
 __all__ = [
     "ConfigConflict",

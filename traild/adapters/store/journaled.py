@@ -14,8 +14,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from traild.adapters.store.journal import Entry
-from traild.adapters.store.writer import WriteQueued
-from traild.core.errors import StoreError
+from traild.core.errors import StoreError, WriteQueued
 from traild.core.messages import AmendState, StageRecalculation
 from traild.ports import TradeStore
 

@@ -38,9 +38,9 @@ from traild.adapters.store.models import STOP_AMENDMENT
 from traild.adapters.store.reads import StoreReads
 from traild.adapters.store.records import alert_table
 from traild.adapters.store.rows import execute_group, plan
-from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue, WriteQueued
+from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue
 from traild.adapters.store.writes import TradeWrites, WritePath
-from traild.core.errors import FencedWrite, StoreError
+from traild.core.errors import FencedWrite, StoreError, WriteQueued
 
 
 def _positive(seconds: float) -> float:

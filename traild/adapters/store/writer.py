@@ -38,23 +38,11 @@ from typing import Any
 import trio
 from loguru import logger
 
-from traild.core.errors import StoreError
+from traild.core.errors import StoreError, WriteQueued
 
 Op = Callable[[Any], Awaitable[Any]]  # runs inside the batch transaction (asyncio-flavoured)
 Commit = Callable[[list[Op]], Awaitable[list[Any]]]  # trio-flavoured: one transaction
 NOT_LANDED = object()  # what a ``landed`` check returns when the write's row is not there
-
-
-class WriteQueued(StoreError):
-    """Not durable within the timeout: the write stays queued and lands when the database can.
-
-    ``amendment_id`` carries the id the store already allocated, so the caller can still refer to
-    the amendment (e.g. mark it failed once the database is back) instead of losing track of it.
-    """
-
-    def __init__(self, amendment_id: int | None = None) -> None:
-        super().__init__("database unavailable; write queued")
-        self.amendment_id = amendment_id
 
 
 @dataclass(frozen=True, slots=True)
