@@ -79,7 +79,9 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
         SimulationRequest(str(ticks), EURUSD, Direction.SELL, stop=stop, entry=entry),
     )
     with trio.fail_after(180):  # generous: a loaded 2-core CI machine
-        market = SimMarket(EURUSD, rows[0][1], rows[0][2])
+        # Quoted at the first row, dated like it: the stream's snapshot may reach the daemon
+        # before the first set_price, and an undated quote would be dated by today's clock.
+        market = SimMarket(EURUSD, bid0, rows[0][2], timestamp_ms=int(ts0.timestamp() * 1000))
         sell = SimPosition(EURUSD, "SELL", entry, stop=stop, created=ts0)
         async with ig_sim(markets=[market], positions=[sell], clock=lambda: ts0) as sim:
             settings = _settings(sim, tmp_path)
@@ -93,10 +95,13 @@ async def test_ig_daemon_on_real_ticks_ends_with_the_stop_simulate_computes(
                 )
                 gateway = daemon.gateway
                 assert gateway is not None
+                # The PRICE subscription's snapshot is the first row (the sim streams no update
+                # for a price that did not change): the daemon takes it, then the rest follow.
+                await wait_until(lambda: daemon.stats.ticks + daemon.stats.rejected >= 1)
                 seen = daemon.stats.ticks + daemon.stats.rejected
                 await wait_until(lambda: len(sim.requests_to("GET", "positions")) >= 2)
                 reads = len(sim.requests_to("GET", "positions"))  # supervisor + TRADE start-up
-                for ts, bid, ask in rows:
+                for ts, bid, ask in rows[1:]:
                     sim.set_price(EURUSD, bid, ask, ts=ts)
                     if sell.deal_id not in sim.positions:
                         break
