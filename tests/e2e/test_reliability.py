@@ -254,17 +254,17 @@ def _check_against_simulate(
 
 
 def test_a_slow_refusing_broker_never_loosens_a_confirmed_stop(tmp_path: Path, ticks: Path) -> None:
-    """Issue #19's black box: 400 ms answers, 30 % refusals, 5 % errors, a 3-pip minimum
+    """Issue #19's black box: 400 ms answers, 40 % refusals, 5 % errors, a 3-pip minimum
     distance, a fast real-time replay (ticks pile up) and 80 trades: every trade's confirmed
     stops only tighten and trade_log.sl_price is the last confirmed one."""
     state = tmp_path / "state"
     broker = (
-        "[broker]\nlatency_ms = 400\nfault_reject_rate = 0.3\nfault_error_rate = 0.05\n"
+        "[broker]\nlatency_ms = 400\nfault_reject_rate = 0.4\nfault_error_rate = 0.05\n"
         "min_stop_distance_pips = 3\nfault_seed = 19\nretry_base_s = 0.05\nretry_max_s = 1\n"
     )
     config = write_config(tmp_path / "traild.toml", state, [ticks], [EPIC], broker)
     config.write_text(
-        config.read_text().replace("stop_at_end = true", "stop_at_end = true\nspeed = 400")
+        config.read_text().replace("stop_at_end = true", "stop_at_end = true\nspeed = 1000")
     )
     traild("migrate", "--config", str(config))
     with closing(sqlite3.connect(state / "traild.db")) as conn, conn:
@@ -272,7 +272,7 @@ def test_a_slow_refusing_broker_never_loosens_a_confirmed_stop(tmp_path: Path, t
             conn.execute(trade.insert_sql(initial=False))
     run = traild("run", "--config", str(config), timeout=300)
     names = [e["event"] for e in log_events(run.stderr)]
-    assert names.count("stop.rejected") >= 10 and names.count("stop.confirmed") >= 20
+    assert names.count("stop.rejected") >= 8 and names.count("stop.confirmed") >= 15
     _never_loosened(state)
 
 
