@@ -16,6 +16,7 @@ by one, so only the refused write fails (as before).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,15 +40,15 @@ class MissingRow(Exception):
 Shape = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
-class RowOp:
+class RowOp(ABC):
     """A write op made of row writes (``parts``) the writer may group with other writes'."""
 
     __slots__ = ()
 
     @property
+    @abstractmethod
     def parts(self) -> Sequence[RowWrite] | None:
         """The op's row writes, in order (None: it is opaque after all)."""
-        raise NotImplementedError
 
 
 @dataclass(eq=False, slots=True)

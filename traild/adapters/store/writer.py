@@ -182,9 +182,11 @@ class WriteQueue:
         """A place in the lanes: at once when free and nobody waits, else in line for one."""
         try:
             self._room.acquire_nowait()
-            return
         except trio.WouldBlock:
-            pass
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """The lanes are full: say so once per episode, then wait in line (FIFO)."""
         if not self._pressed:
             self._pressed = True
             logger.bind(
