@@ -96,7 +96,8 @@ async def running(config: Path) -> AsyncIterator[Daemon]:
         finally:
             if proc.returncode is None:
                 proc.kill()
-            await proc.wait()
+            with trio.CancelScope(shield=True):  # reaped even when the test timed out
+                await proc.wait()
 
 
 def _terminate(name: str) -> str:

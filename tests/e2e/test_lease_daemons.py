@@ -83,6 +83,28 @@ async def _database(
     return a, b, sql
 
 
+async def _freeze(daemon: Daemon, engine: tuple[str, str], tmp_path: Path) -> float:
+    """SIGSTOP ``daemon``; when. On PostgreSQL at any moment: frozen inside a write transaction,
+    its session is ended by the server (``idle_in_transaction_session_timeout``), so its locks
+    go. SQLite has no server to do that: a process stopped inside its write transaction keeps
+    the file's lock until it is resumed or killed (README), so the test stops it while the test
+    itself holds the write lock — between two of the daemon's transactions."""
+    if engine[0] == "postgresql":
+        daemon.proc.send_signal(signal.SIGSTOP)
+        return datetime.now().timestamp()
+
+    def between_transactions() -> float:
+        with closing(sqlite3.connect(tmp_path / "shared.db", isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("BEGIN IMMEDIATE")
+            daemon.proc.send_signal(signal.SIGSTOP)
+            stopped = datetime.now().timestamp()
+            conn.execute("ROLLBACK")
+        return stopped
+
+    return await trio.to_thread.run_sync(between_transactions)
+
+
 def _ts(record: dict[str, Any]) -> float:
     return datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
 
@@ -152,8 +174,7 @@ async def test_a_zombie_owner_sends_and_writes_nothing_after_the_take_over(
             async with running(b) as successor:
                 await successor.until("lease.waiting")
                 await zombie.until("stop.confirmed", 3)
-                paused = datetime.now().timestamp()
-                zombie.proc.send_signal(signal.SIGSTOP)
+                paused = await _freeze(zombie, engine, tmp_path)
                 try:
                     await successor.until("lease.taken_over")
                     await successor.until("stop.confirmed", 3)  # the successor trades

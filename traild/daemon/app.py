@@ -49,7 +49,7 @@ from traild.ports import (
 )
 from traild.runtime.gateway import Gateway
 from traild.runtime.health import Health, HealthTimes
-from traild.runtime.lease import LeaseKeeper
+from traild.runtime.lease import LeaseKeeper, idle_transaction_limit
 from traild.runtime.pipeline import TickPipeline
 from traild.runtime.router import Router
 from traild.runtime.supervisor import Supervisor
@@ -125,7 +125,10 @@ class Daemon:
             await trio.to_thread.run_sync(replay.load)  # a bad tick file: DataError before READY
         s.state_path().mkdir(parents=True, exist_ok=True)
         async with open_store(
-            s.database_url(), write_timeout=s.database.write_timeout_s, read_wait=math.inf
+            s.database_url(),
+            write_timeout=s.database.write_timeout_s,
+            read_wait=math.inf,
+            idle_in_transaction_timeout=idle_transaction_limit(s.daemon.lease_ttl_s),
         ) as store:
             self._store = store
             yield store, replay

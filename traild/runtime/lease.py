@@ -27,6 +27,14 @@ RENEW_SHARE = 1 / 3  # renewed every third of the ttl ...
 MARGIN_SHARE = 1 / 3  # ... and nothing is sent in the last third before it could expire
 RETRY_SHARE = 1 / 10  # a failed renewal (or claim) is tried again this soon
 MIN_POLL_S = 0.05
+IDLE_SHARE = 1 / 3  # a frozen owner's open transaction is ended this soon (PostgreSQL) ...
+MIN_IDLE_S = 1.0  # ... but never sooner than this (a busy daemon between two statements)
+
+
+def idle_transaction_limit(ttl: float) -> float:
+    """How long the database lets one of the daemon's transactions wait on the daemon (see
+    ``make_engine``): a frozen owner's row locks delay a take-over by at most this."""
+    return max(MIN_IDLE_S, ttl * IDLE_SHARE)
 
 
 class LeaseKeeper:

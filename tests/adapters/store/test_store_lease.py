@@ -180,3 +180,77 @@ def test_fenced_writes_keep_their_row_statements_so_they_group_as_before() -> No
     ops = [fence.wrap(update_one(TRADE_LOG, i, {"best_price": 1.1 + i / 1e4})) for i in range(50)]
     steps = plan(ops)
     assert len(steps) == 1 and len(steps[0].items) == 50  # one executemany, fenced or not
+
+
+async def test_a_zombie_paused_inside_its_write_transaction_does_not_block_the_take_over(
+    pg_database: str,
+) -> None:
+    """PostgreSQL: an owner frozen (SIGSTOP, a paused VM) between the token check ``FOR SHARE``
+    and its commit keeps its connection open, so its row lock would outlive the lease and
+    every claim would wait on it for ever. The daemon's sessions end such a transaction
+    (``idle_in_transaction_session_timeout``): the successor takes over once the lease
+    expired, and the frozen write is refused when it wakes up."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from tests.adapters.store.store_helpers import pg_execute, pg_url
+    from traild.adapters.store.aio import on_loop
+    from traild.adapters.store.engine import transaction
+    from traild.adapters.store.lease import current_token
+
+    reset = ("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+    await trio.to_thread.run_sync(pg_execute, pg_database, reset)
+    url = pg_url(pg_database)
+    await migrate_database(url)
+    frozen = trio.Event()
+    woken: list[asyncio.Event] = []
+    woke: list[BaseException] = []
+    async with (
+        open_store(url, write_timeout=10, idle_in_transaction_timeout=0.5) as zombie,
+        open_store(url, write_timeout=10) as successor,
+    ):
+        added = await zombie.add_trade(trade())
+        assert added.id is not None
+        first = await zombie.leases().claim("paper", A, 0.5)
+        assert first.outcome is Outcome.ACQUIRED
+        await zombie.fence("paper", first.row.token, None)
+
+        async def token_read_then_frozen(engine: Any) -> None:
+            woken.append(asyncio.Event())
+            async with transaction(engine) as conn:
+                assert await current_token(conn, "paper") == 1
+                trio_token.run_sync_soon(frozen.set)
+                await woken[0].wait()  # the process stopped here, its socket still open
+                await conn.execute(sa.text("SELECT 1"))  # ... and goes on with its write
+
+        async def zombie_writer() -> None:
+            try:
+                await on_loop(zombie._loop, token_read_then_frozen, zombie._engine)
+            except Exception as exc:  # its session was ended under it
+                woke.append(exc)
+
+        trio_token = trio.lowlevel.current_trio_token()
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(zombie_writer)
+                await frozen.wait()
+                await _expire(url)
+                taken = await _claim_retrying(successor, B)  # blocked until the lock goes
+                woken[0].set()
+            # the zombie wakes up: its transaction is gone, and its next write (on a fresh
+            # connection from the pool) is refused by token, not retried for ever
+            with pytest.raises(StoreError, match="token"):
+                await zombie.adopt_trade(added.id, sl_price=1.2)
+    assert taken.outcome is Outcome.TAKEN_OVER and taken.row.token == 2
+    assert taken.previous is not None and taken.previous.owner == A.owner
+    assert len(woke) == 1, "the frozen transaction must not have committed"
+
+
+async def _claim_retrying(store: SqlTradeStore, me: Instance) -> Any:
+    """One claim; a StoreError (the row locked past the call's bound) is tried again."""
+    while True:
+        try:
+            return await store.leases().claim("paper", me, TTL)
+        except StoreError:
+            await trio.sleep(0.1)

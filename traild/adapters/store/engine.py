@@ -90,11 +90,30 @@ def normalise_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str, *, busy_timeout: float = 1.0, foreign_keys: bool = True) -> AsyncEngine:
-    """An async engine for ``url``; SQLite pragmas are set per connection in a connect event."""
+def make_engine(
+    url: str,
+    *,
+    busy_timeout: float = 1.0,
+    foreign_keys: bool = True,
+    idle_in_transaction_timeout: float | None = None,
+) -> AsyncEngine:
+    """An async engine for ``url``; SQLite pragmas are set per connection in a connect event.
+
+    ``idle_in_transaction_timeout`` (PostgreSQL): the server ends a session that sits inside a
+    transaction, waiting for its client, longer than this. A daemon frozen in the middle of a
+    write (SIGSTOP, a paused VM) keeps its socket open, so without it the row locks it holds —
+    the lease row read ``FOR SHARE`` — would block every other claimant until the TCP keepalive
+    gives up, hours later. SQLite has no server to do this: see README, one owner per account.
+    """
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(parsed, json_deserializer=_lenient_json)
+        connect_args: dict[str, Any] = {}
+        if idle_in_transaction_timeout is not None:
+            ms = max(1, round(idle_in_transaction_timeout * 1000))
+            connect_args["server_settings"] = {"idle_in_transaction_session_timeout": str(ms)}
+        return create_async_engine(
+            parsed, json_deserializer=_lenient_json, connect_args=connect_args
+        )
     database = parsed.database or ""
     if not _is_special_sqlite(database):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,7 @@ async def open_store(
     read_timeout: float = 5.0,
     journal_dir: Path | None = None,
     max_queued: int = 100_000,
+    idle_in_transaction_timeout: float | None = None,
 ) -> AsyncIterator[SqlTradeStore]:
     """Open the store on ``url`` (an absolute SQLite path or PostgreSQL; see resolve_database_url).
 
@@ -70,6 +71,7 @@ async def open_store(
     back-off for up to ``read_wait`` seconds (``math.inf`` for the daemon: its reads wait out an
     outage like its writes; 0 for the command line: fail at once). At most ``max_queued``
     writes wait for the database; past that, writers wait for room (see writer.py).
+    ``idle_in_transaction_timeout``: see ``make_engine`` (the daemon: a share of its lease ttl).
 
     With ``journal_dir`` every write is journaled first (``journal.py``): records a previous
     run left are applied before this returns, and what the database has not taken at exit
@@ -80,7 +82,9 @@ async def open_store(
     async with asyncio_loop() as loop:
         if migrate:
             await upgrade_database(loop, url, busy_timeout)
-        engine = make_engine(url, busy_timeout=busy_timeout)
+        engine = make_engine(
+            url, busy_timeout=busy_timeout, idle_in_transaction_timeout=idle_in_transaction_timeout
+        )
         try:
             store = SqlTradeStore(loop, engine, write_timeout, drain_timeout, max_queued)
             await store._prepare(url)
