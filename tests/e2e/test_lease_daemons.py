@@ -29,7 +29,7 @@ from tests.e2e.test_database_outages import COLUMNS, Daemon, _pg, _traild, engin
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 TTL = 2.0
-SPEED = 1500.0  # the 7.7 hours of the slice in about 19 s
+SPEED = 3000.0  # the 7.7 hours of the slice in about 9 s
 __all__ = ["engine"]  # the fixture: ("sqlite", "") or ("postgresql", a throw-away database)
 
 
