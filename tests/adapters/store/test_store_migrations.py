@@ -3,7 +3,9 @@ and the store's refusal to run on a schema that is not at head."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +218,48 @@ async def test_downgrade_never_drops_the_trading_apps_tables(db_url: str) -> Non
             await on_connection(db_url, lambda c: schema.downgrade(c, "base"))
         tables = await on_connection(db_url, lambda c: sa.inspect(c).get_table_names())
         assert "trade_log" in tables
+
+
+def test_the_revisions_read_from_the_files_are_alembics() -> None:
+    """The schema check reads revisions from the migration files without Alembic (start-up
+    time); they must be exactly what Alembic itself sees, head included."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(schema.MIGRATIONS_DIR))
+    alembic_chain = {s.revision: s.down_revision for s in scripts.walk_revisions()}
+    assert schema.revisions() == alembic_chain
+    assert schema.head_revision() == scripts.get_current_head()
+
+
+async def test_the_schema_check_reads_the_database_revision_as_alembic_does(db_url: str) -> None:
+    with trio.fail_after(60):
+        await migrate_database(db_url)
+
+        def both(connection: sa.Connection) -> tuple[str | None, str | None]:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            return schema.current_revision(connection), context.get_current_revision()
+
+        ours, theirs = await on_connection(db_url, both)
+    assert ours == theirs == schema.head_revision()
+
+
+async def test_opening_a_sqlite_store_imports_neither_alembic_nor_the_postgresql_driver(
+    tmp_path: Path,
+) -> None:
+    """``traild halt`` and friends open the store: checking its schema must not pull Alembic
+    (and its Mako templates) or asyncpg in (issue 24: start-up)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'traild.db'}"
+    await migrate_database(url)
+    code = f"""
+import sys, trio
+from traild.adapters.store import open_store
+
+async def main():
+    async with open_store({url!r}) as store:
+        await store.config_store().config_overrides()
+
+trio.run(main)
+print(sorted(m for m in ("alembic", "asyncpg", "mako") if m in sys.modules))
+"""
+    out = await trio.run_process([sys.executable, "-c", code], capture_stdout=True)
+    assert out.stdout.decode().strip() == "[]"

@@ -183,6 +183,18 @@ async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
             yield conn
 
 
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """An INSERT on ``table`` with its dialect's ``ON CONFLICT`` clauses. The PostgreSQL dialect
+    is imported only for PostgreSQL (a short command on SQLite does not pay for it)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when retrying later can succeed: locked, unreachable, disconnected, read-only
     (SQLite disk or PostgreSQL transaction), connections refused or terminated. A SQLite error

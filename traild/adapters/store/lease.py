@@ -17,12 +17,11 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import trio
 from loguru import logger
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from traild.adapters.store.aio import on_loop
-from traild.adapters.store.engine import describe, transaction
+from traild.adapters.store.engine import describe, dialect_insert, transaction
 from traild.adapters.store.models import TRAILD_LEASE
 from traild.adapters.store.rows import RowOp, RowWrite
 from traild.adapters.store.writer import Op
@@ -199,8 +198,9 @@ class SqlLeases:
             gone = row is not None and row.home == me.home and not pid_alive(row.pid)
             result = claim(row, account, me, now, ttl, holder_gone=gone)
             if result.outcome is Outcome.ACQUIRED:
-                insert = _insert(conn.dialect.name).values(**_values(result.row))
-                done = await conn.execute(insert.on_conflict_do_nothing())
+                insert = dialect_insert(conn.dialect.name, TRAILD_LEASE)
+                insert = insert.values(**_values(result.row)).on_conflict_do_nothing()
+                done = await conn.execute(insert)
                 if done.rowcount != 1:  # another claimant inserted it first: theirs
                     return await run(conn)
             elif result.outcome is not Outcome.HELD:
@@ -253,9 +253,3 @@ class SqlLeases:
             return now, [_row(r) for r in rows]
 
         return await self._run(run, "reading the leases")
-
-
-def _insert(dialect: str) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(TRAILD_LEASE)
-    return sqlite.insert(TRAILD_LEASE)

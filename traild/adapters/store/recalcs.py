@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from traild.adapters.store.engine import dialect_insert
 from traild.adapters.store.models import STAGE_RECALCULATION
 from traild.adapters.store.records import checked
 from traild.core.messages import StageRecalculation
@@ -38,12 +38,12 @@ def values(rec: StageRecalculation) -> tuple[dict[str, Any], dict[str, Any]]:
 def insert(dialect: str, row: Mapping[str, Any]) -> sa.Insert:
     """The history row; one of the same trade and time already there (a retried insert whose
     first commit landed) is kept, not doubled (the natural key of migration 0007)."""
-    build = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        build(STAGE_RECALCULATION)
+    statement: sa.Insert = (
+        dialect_insert(dialect, STAGE_RECALCULATION)
         .values(**row)
         .on_conflict_do_nothing(index_elements=["trade_id", "recalculated_at"])
     )
+    return statement
 
 
 def select_since(since: datetime | None) -> sa.Select[Any]:
