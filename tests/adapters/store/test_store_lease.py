@@ -254,3 +254,40 @@ async def _claim_retrying(store: SqlTradeStore, me: Instance) -> Any:
             return await store.leases().claim("paper", me, TTL)
         except StoreError:
             await trio.sleep(0.1)
+
+
+async def test_a_daemon_reads_polls_and_settles_only_its_accounts_trades(db_url: str) -> None:
+    """Two broker accounts on one database (migration 0009): once fenced for ``ig:A`` the
+    store adopts, polls and settles the trades of ``ig:A`` and those with no account, never
+    those of ``ig:B``; the trades it adds carry ``ig:A``. The command line (unfenced) sees all."""
+    with trio.fail_after(60):
+        await migrate_database(db_url)
+        async with open_store(db_url, write_timeout=10) as cli:
+            ids = {}
+            for deal, account in (("MINE", "ig:A"), ("NOBODYS", None), ("THEIRS", "ig:B")):
+                added = await cli.add_trade(trade(deal))
+                assert added.id is not None
+                ids[deal] = added.id
+                if account is not None:
+                    await raw_sql(
+                        db_url,
+                        f"UPDATE trade_log SET account = '{account}' WHERE id = {added.id}",
+                    )
+                await cli.write_amendment(added.id, deal, 1.0990, 1.0985, "early_be", T0)
+        async with open_store(db_url, write_timeout=10) as daemon:
+            claim = await daemon.leases().claim("ig:A", A, TTL)
+            await daemon.fence("ig:A", claim.row.token, None)
+            open_deals = {t.deal_id for t in await daemon.load_open_trades()}
+            polled, _ = await daemon.changed_trades(0, open_only=True)
+            unfinished = {a.trade_id for a in await daemon.unfinished_amendments()}
+            own = await daemon.add_trade(trade("OPENED-HERE"))
+            everything = {t.deal_id for t in await daemon.trades_since(None)}
+        stamped = await raw_sql(db_url, f"SELECT account FROM trade_log WHERE id = {own.id}")
+        async with open_store(db_url, write_timeout=10) as cli:
+            all_open = {t.deal_id for t in await cli.load_open_trades()}
+    assert open_deals == {"MINE", "NOBODYS"}
+    assert {t.deal_id for t in polled} == {"MINE", "NOBODYS"}
+    assert unfinished == {ids["MINE"], ids["NOBODYS"]}
+    assert stamped == [("ig:A",)]
+    assert "THEIRS" in everything  # reports read every trade
+    assert all_open == {"MINE", "NOBODYS", "THEIRS", "OPENED-HERE"}

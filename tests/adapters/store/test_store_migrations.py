@@ -64,7 +64,7 @@ def _legacy_sql(db_url: str, seed_columns: bool) -> list[str]:
 
 async def test_migrate_creates_the_head_schema_on_an_empty_database(db_url: str) -> None:
     with trio.fail_after(60):
-        assert await migrate_database(db_url) == schema.head_revision() == "0008"
+        assert await migrate_database(db_url) == schema.head_revision() == "0009"
 
         def inspect(connection: sa.Connection) -> dict[str, Any]:
             inspector = sa.inspect(connection)

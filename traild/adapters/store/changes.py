@@ -19,21 +19,36 @@ from traild.core.messages import TradeStatus
 OPEN_STATES = (TradeStatus.PENDING.value, TradeStatus.OPEN.value)
 
 
-def page(after: int, limit: int, open_only: bool, postgres: bool) -> sa.Select[Any]:
+def of_account(account: str | None) -> sa.ColumnElement[bool]:
+    """The trades a daemon of ``account`` owns: its own and those with no account (None: the
+    command line, an unfenced store: every trade)."""
+    column = TRADE_LOG.c.account
+    if account is None:
+        return sa.true()
+    return sa.or_(column.is_(None), column == account)
+
+
+def page(
+    after: int, limit: int, open_only: bool, postgres: bool, account: str | None = None
+) -> sa.Select[Any]:
     """Changes above ``after``, oldest first, at most ``limit`` (PostgreSQL: below the
-    horizon)."""
+    horizon), of ``account``'s trades."""
     seq = TRADE_LOG.c.change_seq
-    statement = _select(open_only).where(seq > after)
+    statement = _select(open_only).where(seq > after, of_account(account))
     if postgres:
         statement = statement.where(seq < sa.func.traild_change_horizon())
     return statement.order_by(seq, TRADE_LOG.c.id).limit(limit)
 
 
-def rest(seq_value: int, after_id: int, open_only: bool) -> sa.Select[Any]:
+def rest(
+    seq_value: int, after_id: int, open_only: bool, account: str | None = None
+) -> sa.Select[Any]:
     """The rows of change ``seq_value`` after row ``after_id``: the rest of a transaction a
     full page ended in."""
     c = TRADE_LOG.c
-    statement = _select(open_only).where(c.change_seq == seq_value, c.id > after_id)
+    statement = _select(open_only).where(
+        c.change_seq == seq_value, c.id > after_id, of_account(account)
+    )
     return statement.order_by(c.id)
 
 

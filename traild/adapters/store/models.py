@@ -93,6 +93,9 @@ class TradeLog(Base):
     profit_lock_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stop_pips: Mapped[float | None] = mapped_column(sa.Float)
     limit_pips: Mapped[float | None] = mapped_column(sa.Float)
+    # Migration 0009: the broker account the trade belongs to (a lease's key: "paper",
+    # "ig:<account_id>"); NULL: whichever daemon uses this database (one account).
+    account: Mapped[str | None] = mapped_column(sa.String(128))
     # Set by triggers (migrations 0006, 0007) on insert and on a change of status,
     # trailing_override or entry_price: the daemon's poll reads only rows above its high-water
     # mark (PostgreSQL: the writing transaction's id, read below traild_change_horizon()).

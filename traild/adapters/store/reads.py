@@ -63,6 +63,7 @@ class StoreReads:
         self.read_timeout = read_timeout
         self.alerts = alert_table(set())  # alert_history as this database has it (``prepare``)
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
+        self.account: str | None = None  # fenced: the daemon's own trades only (migration 0009)
         self._retries = 0
 
     # -- the retry policy --------------------------------------------------------------------
@@ -127,7 +128,8 @@ class StoreReads:
 
     # -- the port's queries ------------------------------------------------------------------
     async def load_open_trades(self) -> list[TradeRecord]:
-        rows = await self.rows(_trades().where(TRADE_LOG.c.status.in_(_OPEN_STATES)))
+        mine = changes.of_account(self.account)
+        rows = await self.rows(_trades().where(TRADE_LOG.c.status.in_(_OPEN_STATES), mine))
         self.trade_rows_read += len(rows)
         return trades_from_rows(rows)
 
@@ -136,11 +138,12 @@ class StoreReads:
     ) -> tuple[list[TradeRecord], int]:
         """More than ``limit`` when needed to finish a transaction's rows. See changes.py."""
         postgres = self._engine.dialect.name == "postgresql"
-        rows = list(await self.rows(changes.page(after, limit, open_only, postgres)))
+        account = self.account
+        rows = list(await self.rows(changes.page(after, limit, open_only, postgres, account)))
         if rows and len(rows) >= limit:  # never end a page inside one transaction's rows
             last = rows[-1]
             seq, last_id = int(last["change_seq"]), int(last["id"])
-            rows += await self.rows(changes.rest(seq, last_id, open_only))
+            rows += await self.rows(changes.rest(seq, last_id, open_only, account))
         self.trade_rows_read += len(rows)
         top = max((int(row["change_seq"]) for row in rows), default=after)
         return trades_from_rows(rows), top
@@ -181,7 +184,12 @@ class StoreReads:
         return found
 
     async def unfinished_amendments(self) -> list[AmendmentRecord]:
-        rows = await self.rows(_amendments().where(STOP_AMENDMENT.c.state.in_(UNFINISHED_STATES)))
+        """Amendments whose outcome is not recorded, of this daemon's account's trades."""
+        statement = _amendments().where(STOP_AMENDMENT.c.state.in_(UNFINISHED_STATES))
+        if self.account is not None:
+            mine = sa.select(TRADE_LOG.c.id).where(changes.of_account(self.account))
+            statement = statement.where(STOP_AMENDMENT.c.trade_id.in_(mine))
+        rows = await self.rows(statement)
         return [amendment_from_row(row) for row in rows]
 
     async def amendments_of(self, trade_id: int) -> list[AmendmentRecord]:

@@ -266,9 +266,12 @@ class SqlTradeStore:
     ) -> None:
         """The database refuses a write once the lease of ``account`` has a newer token than
         it carries (``on_refused`` is told; see ``lease.Fence``). Amendment ids continue after
-        the previous owner's (a standby opened its store before that owner wrote its last)."""
+        the previous owner's (a standby opened its store before that owner wrote its last).
+        From now on the store reads, polls and settles only the trades of ``account`` and
+        those with none, and stamps the trades it adds with it (migration 0009)."""
         self._fence.hold(account, token, predecessor)
         self._fence.on_refused = on_refused
+        self._reads.account = account  # its trades (and those of no account) only
         self._amendments.follow(await self._reads.last_amendment_id())
 
     # -- the journal -------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class TradeWrites:
 
     async def add_trade(self, trade: TradeRecord) -> TradeRecord:
         values = trade_values(trade)
+        if self._path.fence.account is not None:  # a daemon's own trade (migration 0009)
+            values["account"] = self._path.fence.account
 
         async def insert(conn: AsyncConnection) -> int:
             statement = TRADE_LOG.insert().values(**values).returning(TRADE_LOG.c.id)
