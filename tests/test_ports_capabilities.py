@@ -16,6 +16,7 @@ from traild.ports import (
     LeaseBacked,
     MarketHours,
     PreloadedFeed,
+    RecalculationHistory,
     StoreWithStatistics,
     TickListener,
 )
@@ -45,5 +46,12 @@ def test_the_ig_stream_follows_epics_and_knows_market_hours() -> None:
 
 
 def test_the_sql_store_flushes_and_reports_its_queue() -> None:
-    for capability in (FlushableStore, StoreWithStatistics, ConfigBacked, LeaseBacked):
+    capabilities = (
+        FlushableStore,
+        StoreWithStatistics,
+        ConfigBacked,
+        LeaseBacked,
+        RecalculationHistory,
+    )
+    for capability in capabilities:
         assert issubclass(SqlTradeStore, capability), capability

@@ -323,6 +323,14 @@ class FlushableStore(Protocol):
 
 
 @runtime_checkable
+class RecalculationHistory(Protocol):
+    """A store that keeps the real-time recalculations (the SQL store does): a replay
+    restarted from its beginning re-trails a recalculated trade from the stages it had first."""
+
+    async def recalculations_since(self, since: datetime | None) -> list[StageRecalculation]: ...
+
+
+@runtime_checkable
 class ConfigBacked(Protocol):
     """A store that also keeps configuration overrides (the SQL store does)."""
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -126,3 +128,54 @@ def test_daemon_recalculates_once_and_ends_as_simulate_with_recalculation(
     assert report["recalculations"] == {"trades": 1, "total": 1, "shifts": {"normal->extreme": 1}}
     text = traild("report", "--since", "all", "--config", str(config)).stdout
     assert "recalculated in real time: 1 trade(s), 1 time(s): normal->extreme 1" in text
+
+
+def test_kill_9_after_the_recalculation_then_a_restart_ends_as_simulate(tmp_path: Path) -> None:
+    """A restart must not lose or redo a recalculation: the daemon is killed (-9) right after
+    ``stages.recalculated``, restarted on the same replay, and the trade still ends exactly as
+    ``simulate --realtime-recalc`` says, with one recalculation stored."""
+    from tests.e2e.test_reliability import _Run
+
+    ticks = _calm_then_surge(tmp_path / "eurusd.csv")
+    state = tmp_path / "state"
+    # broker latency: in a speed-0 replay every amendment holds the feed (lockstep, outcomes
+    # unchanged), so the run is still going when the kill comes
+    config = write_config(
+        tmp_path / "traild.toml",
+        state,
+        [ticks],
+        [EPIC],
+        RECALC + "[broker]\nlatency_ms = 1000\n",
+    )
+    _add_trade_with_calm_alert(config, state)
+    cmd = [sys.executable, "-m", "traild", "run", "--config", str(config)]
+    first = _Run(cmd, tmp_path / "first.log")
+    deadline = time.monotonic() + 60
+    while not first.count("stages.recalculated") and first.proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert first.kill(), "the replay ended before the kill"
+    assert first.count("trade.closed") == 0
+    second = _Run(cmd, tmp_path / "second.log")
+    assert second.proc.wait(timeout=120) == 0
+    second.reader.join(timeout=30)
+
+    sim = json.loads(
+        traild("simulate", "--ticks", str(ticks), *SIM, *CALM, "--config", str(config)).stdout
+    )
+    [row] = trades(state)
+    assert row["status"] == "closed"
+    assert (row["exit_price"], row["exit_reason"], row["pnl_pips"]) == (
+        sim["exit"]["price"],
+        sim["exit"]["reason"],
+        sim["exit"]["pnl_pips"],
+    )
+    assert [(a["requested_level"], a["reason"]) for a in confirmed(state, row["id"])] == [
+        (a["to"], a["reason"]) for a in sim["amendments"]
+    ]
+    [recalc] = sim["recalculations"]
+    stored = db_rows(state, "select * from stage_recalculation")
+    assert [(s["old_volatility_regime"], s["new_volatility_regime"]) for s in stored] == [
+        ("normal", "extreme")
+    ]
+    assert json.loads(row["calculated_stages"])["stages"] == recalc["stages"]

@@ -15,10 +15,11 @@ from typing import Any
 
 import trio
 
-from traild.core.errors import TraildError
+from traild.core.calculator import CalculatedStages
+from traild.core.errors import StageError, TraildError
 from traild.core.instruments import InstrumentTable
 from traild.core.messages import Position, TradeRecord, TradeStatus
-from traild.ports import Broker, PositionBook, TradeStore
+from traild.ports import Broker, PositionBook, RecalculationHistory, TradeStore
 from traild.runtime.actors import Actors
 from traild.runtime.adoption import PAGE, Stager
 from traild.runtime.fills import Fills
@@ -125,6 +126,7 @@ class Intake:
                 continue
             ready.append(trade)
         alerts = await self.stager.alerts_of(ready)
+        first = await self._first_stages(ready)
         updates: list[tuple[int, dict[str, Any]]] = []
         for i, trade in enumerate(ready):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
@@ -134,7 +136,7 @@ class Intake:
             trade, floor = self._broker_floor(trade)
             fields.update(floor)
             assert trade.id is not None
-            stages = stored_stages(self.policy(), trade)
+            stages = first.get(trade.id) or stored_stages(self.policy(), trade)
             if stages is None:
                 alert = alerts.get(trade.alert_id) if trade.alert_id is not None else None
                 stages, calculated = self.stager.calculated(
@@ -146,6 +148,23 @@ class Intake:
             self.actors.launch(trade, stages)
             self._check_start_stop(trade)
         await self.stager.store_adoptions(updates)
+
+    async def _first_stages(self, trades: list[TradeRecord]) -> dict[int, CalculatedStages]:
+        """A replay restarted from its beginning (``catch_up``) re-trails each trade from its
+        initial stop, so a trade recalculated before the restart starts again from the stages
+        it had before its first recalculation: the recalculations come again at their bars
+        (their rows are not doubled: the natural key of migration 0007)."""
+        if not (self.actors.catch_up and trades and isinstance(self.store, RecalculationHistory)):
+            return {}
+        wanted = {t.id for t in trades}
+        first: dict[int, CalculatedStages] = {}
+        for rec in await self.store.recalculations_since(None):  # oldest first
+            if rec.trade_id in wanted and rec.trade_id not in first:
+                try:
+                    first[rec.trade_id] = CalculatedStages.from_json(rec.old_stages)
+                except StageError:
+                    continue  # unreadable history: the stored stages, as before
+        return first
 
     def _broker_floor(self, trade: TradeRecord) -> tuple[TradeRecord, dict[str, Any]]:
         """A stop the broker already has that is tighter than the stored one (an amendment

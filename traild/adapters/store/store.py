@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from traild.adapters.store.rows import execute_group, plan
 from traild.adapters.store.writer import Op, StoreStatistics, WriteQueue
 from traild.adapters.store.writes import TradeWrites, WritePath
 from traild.core.errors import FencedWrite, StoreError, WriteQueued
+from traild.core.messages import StageRecalculation
 
 
 def _positive(seconds: float) -> float:
@@ -155,7 +157,6 @@ class SqlTradeStore:
         self.get_alerts = reads.get_alerts
         self.unfinished_amendments = reads.unfinished_amendments
         self.amendments_of = reads.amendments_of
-        self.recalculations_since = reads.recalculations_since
 
         self._writes = writes = TradeWrites(self._path)
         self.add_trade = writes.add_trade
@@ -173,6 +174,11 @@ class SqlTradeStore:
         self.write_amendment = amendments.write_amendment
         self.update_amendment = amendments.update_amendment
         self.confirm_amendment = amendments.confirm_amendment
+
+    async def recalculations_since(self, since: datetime | None) -> list[StageRecalculation]:
+        """Recalculations at/after ``since`` (all when None), oldest first
+        (``ports.RecalculationHistory``)."""
+        return await self._reads.recalculations_since(since)
 
     @property
     def write_timeout(self) -> float:
