@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # stage_config per (epic, is_scalp): resolved once per key (the settings are frozen)
     _stage_cache: dict[tuple[str, bool], StageConfig] = PrivateAttr(default_factory=dict)
     _stage_owner: int = PrivateAttr(default=0)  # id() of the instance the cache belongs to
+    # regime_tables per (epic, is_scalp), the same way (its owner: ``_stage_owner``)
+    _regime_cache: dict[tuple[str, bool], dict[str, dict[str, float]]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -183,13 +187,16 @@ class Settings(BaseSettings):
     def stage_config(self, epic: str, is_scalp: bool) -> StageConfig:
         """DEFAULT's stages overlaid with the epic's (exact epic key first, then its symbol);
         resolved once per key."""
-        if self._stage_owner != id(self):  # a model_copy shares the dict: start its own
-            self._stage_cache, self._stage_owner = {}, id(self)
+        self._own_caches()
         key = (epic, is_scalp)
         found = self._stage_cache.get(key)
         if found is None:
             found = self._stage_cache[key] = self._resolve_stages(epic, is_scalp)
         return found
+
+    def _own_caches(self) -> None:
+        if self._stage_owner != id(self):  # a model_copy shares the dicts: start its own
+            self._stage_cache, self._regime_cache, self._stage_owner = {}, {}, id(self)
 
     def _resolve_stages(self, epic: str, is_scalp: bool) -> StageConfig:
         kind = "scalp" if is_scalp else "regular"
@@ -201,7 +208,16 @@ class Settings(BaseSettings):
 
     def regime_tables(self, epic: str, is_scalp: bool) -> dict[str, dict[str, float]]:
         """Per-market-regime overrides for ``epic``: DEFAULT's, then its symbol's, then its
-        own, key by key (only the keys set; the calculator lays them over the base)."""
+        own, key by key (only the keys set; the calculator lays them over the base). Resolved
+        once per key; each call returns its own copy."""
+        self._own_caches()
+        key = (epic, is_scalp)
+        found = self._regime_cache.get(key)
+        if found is None:
+            found = self._regime_cache[key] = self._resolve_regimes(epic, is_scalp)
+        return {name: dict(fields) for name, fields in found.items()}
+
+    def _resolve_regimes(self, epic: str, is_scalp: bool) -> dict[str, dict[str, float]]:
         kind = "scalp" if is_scalp else "regular"
         tables: dict[str, dict[str, float]] = {}
         for layer in self._pair_layers(epic):

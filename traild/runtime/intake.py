@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -55,6 +55,8 @@ class Intake:
     ) -> None:
         self.store = store
         self.broker = broker
+        self._book_of: object = None  # the broker last asked whether it keeps a PositionBook
+        self._keeps_book = False  # (a protocol check is slow: once per broker, not per trade)
         self.instruments = instruments
         self.policy = policy
         self.slots = slots
@@ -182,8 +184,13 @@ class Intake:
 
     def _book(self, trade: TradeRecord) -> None:
         """A broker whose book traild keeps (paper) learns a trade handed over as open."""
-        book = self.broker
-        if not isinstance(book, PositionBook) or book.knows(trade.deal_id):
+        broker = self.broker
+        if broker is not self._book_of:
+            self._book_of, self._keeps_book = broker, isinstance(broker, PositionBook)
+        if not self._keeps_book:
+            return
+        book = cast(PositionBook, broker)
+        if book.knows(trade.deal_id):
             return
         # what traild last had confirmed (a new trade: its initial stop)
         book.add_position(trade.position(trade.sl_price))

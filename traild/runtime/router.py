@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import trio
@@ -118,6 +118,7 @@ class _Group:
         self._keys: list[int] = []
         self._index: dict[int, int] = {}
         self._on_ask = np.zeros(0, bool)
+        self._side: bool | None = None  # every _on_ask entry is this (None: they differ)
         self._lo = np.zeros(0)
         self._hi = np.zeros(0)
 
@@ -148,7 +149,10 @@ class _Group:
         if band is None:
             self._lo[i], self._hi[i] = np.inf, -np.inf
         else:
-            self._on_ask[i], self._lo[i], self._hi[i] = band
+            on_ask, self._lo[i], self._hi[i] = band
+            self._on_ask[i] = on_ask
+            if on_ask != self._side:
+                self._side = None
 
     def due(self, tick: Tick) -> list[int]:
         """The keys that must see ``tick`` (all of them for small groups)."""
@@ -156,8 +160,14 @@ class _Group:
             return list(self.targets)
         if self._stale:
             self._rebuild()
-        price = np.where(self._on_ask, tick.ask, tick.bid)
+        side = self._side  # one side for all (the usual case): compare with a scalar
+        if side is None:
+            price: Any = np.where(self._on_ask, tick.ask, tick.bid)
+        else:
+            price = tick.ask if side else tick.bid
         quiet = (self._lo < price) & (price < self._hi)
+        if quiet.all():
+            return []
         keys = self._keys
         return [keys[i] for i in np.flatnonzero(~quiet).tolist()]
 
@@ -167,8 +177,12 @@ class _Group:
         n = len(self._keys)
         self._on_ask, self._lo, self._hi = np.zeros(n, bool), np.full(n, np.inf), np.zeros(n)
         self._stale = False
+        self._side = None
         for key in self._keys:
             self.update(key)
+        on_ask = self._on_ask
+        if n and (on_ask.all() or not on_ask.any()):
+            self._side = bool(on_ask[0])
 
 
 class Router:

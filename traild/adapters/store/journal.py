@@ -73,15 +73,12 @@ def summary(directory: Path) -> dict[str, Any]:
     }
 
 
-def encode(value: Any) -> Any:
-    """JSON-safe: datetimes as ``{"$dt": iso}``, tuples as lists, nested dicts and lists."""
+def _encode_default(value: Any) -> Any:
+    """JSON-safe records (``json.dumps``'s hook; tuples are lists already): datetimes as
+    ``{"$dt": iso}``."""
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
-    if isinstance(value, dict):
-        return {k: encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [encode(v) for v in value]
-    return value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def decode(value: Any) -> Any:
@@ -216,7 +213,11 @@ class Journal:
             )
         seq = self._seq + 1
         wall = time.time()
-        line = json.dumps({"s": seq, "w": round(wall, 3), **encode(record)}, separators=(",", ":"))
+        line = json.dumps(
+            {"s": seq, "w": round(wall, 3), **record},
+            separators=(",", ":"),
+            default=_encode_default,
+        )
         self._write(line)
         self._seq = seq
         self._pending[seq] = wall
