@@ -30,6 +30,7 @@ from tests.e2e.test_database_outages import COLUMNS, Daemon, _pg, _traild, engin
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 TTL = 2.0
 SPEED = 3000.0  # the 7.7 hours of the slice in about 9 s
+SLOW = 200.0  # about 140 s: the halt test stops its daemons itself, whatever the machine's load
 __all__ = ["engine"]  # the fixture: ("sqlite", "") or ("postgresql", a throw-away database)
 
 
@@ -39,14 +40,14 @@ def ticks(tmp_path: Path, shared_data_dir: Path) -> Path:
     return slice_ticks(src, tmp_path / "eurusd.csv", 10_000, start=2_000)
 
 
-def _configs(tmp_path: Path, ticks: Path, url: str) -> tuple[Path, Path]:
+def _configs(tmp_path: Path, ticks: Path, url: str, speed: float) -> tuple[Path, Path]:
     """Two hosts' configurations: their own state directories (journal, HALT), one database."""
     out = []
     for host in ("a", "b"):
         extra = f'lease_ttl_s = {TTL}\n[database]\nurl = "{url}"\npoll_interval_s = 0.2\n'
         config = write_config(tmp_path / f"{host}.toml", tmp_path / host, [ticks], [EPIC], extra)
         text = config.read_text().replace(
-            "stop_at_end = true", f"stop_at_end = true\nspeed = {SPEED}"
+            "stop_at_end = true", f"stop_at_end = true\nspeed = {speed}"
         )
         config.write_text(text)
         out.append(config)
@@ -54,7 +55,11 @@ def _configs(tmp_path: Path, ticks: Path, url: str) -> tuple[Path, Path]:
 
 
 async def _database(
-    tmp_path: Path, ticks: Path, engine: tuple[str, str], trades: list[OpenTrade]
+    tmp_path: Path,
+    ticks: Path,
+    engine: tuple[str, str],
+    trades: list[OpenTrade],
+    speed: float = SPEED,
 ) -> tuple[Path, Path, Any]:
     """Both configurations, the database migrated with ``trades`` handed over; its SQL."""
     kind, name = engine
@@ -63,7 +68,7 @@ async def _database(
         url = f"sqlite+aiosqlite:///{path}"
     else:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    a, b = _configs(tmp_path, ticks, url)
+    a, b = _configs(tmp_path, ticks, url, speed)
     await _traild("migrate", "--config", str(a))
 
     async def sql(*statements: str) -> list[tuple[Any, ...]]:
@@ -203,7 +208,7 @@ async def test_halt_from_the_standbys_host_reaches_the_owner_and_a_clean_stop_ha
 ) -> None:
     trades = open_trades(ticks, 10, seed=7, within=0.9)
     with trio.fail_after(240):
-        a, b, _ = await _database(tmp_path, ticks, ("sqlite", ""), trades)
+        a, b, _ = await _database(tmp_path, ticks, ("sqlite", ""), trades, SLOW)
         async with running(a) as owner:
             await owner.until("daemon.ready")
             async with running(b) as standby:
