@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from traild.adapters.store import changes, recalcs
 from traild.adapters.store.aio import on_loop
 from traild.adapters.store.engine import describe, is_transient
+from traild.adapters.store.lease import Fence
 from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG, UNFINISHED_STATES
 from traild.adapters.store.records import (
     alert_from_row,
@@ -55,16 +56,26 @@ class StoreReads:
     """The queries on ``engine`` (run on the trio-asyncio ``loop``) and their retry policy."""
 
     def __init__(
-        self, loop: Any, engine: AsyncEngine, read_wait: float = 0.0, read_timeout: float = 5.0
+        self,
+        loop: Any,
+        engine: AsyncEngine,
+        fence: Fence,
+        read_wait: float = 0.0,
+        read_timeout: float = 5.0,
     ) -> None:
         self._loop = loop
         self._engine = engine
+        self._fence = fence  # fenced: the daemon's own account's trades only (migration 0009)
         self.read_wait = read_wait  # math.inf: wait out an outage (the daemon); 0: fail at once
         self.read_timeout = read_timeout
         self.alerts = alert_table(set())  # alert_history as this database has it (``prepare``)
         self.trade_rows_read = 0  # trade_log rows read by the daemon's polls (a statistic)
-        self.account: str | None = None  # fenced: the daemon's own trades only (migration 0009)
         self._retries = 0
+
+    @property
+    def account(self) -> str | None:
+        """The account whose trades (and those of none) this store reads; None: every trade."""
+        return self._fence.account
 
     # -- the retry policy --------------------------------------------------------------------
     async def run(

@@ -146,7 +146,7 @@ class SqlTradeStore:
         self._nursery: trio.Nursery | None = None
 
         # the port, by the piece that does it
-        self._reads = reads = StoreReads(loop, engine)
+        self._reads = reads = StoreReads(loop, engine, self._fence)
         self.load_open_trades = reads.load_open_trades
         self.changed_trades = reads.changed_trades
         self.trades_by_deals = reads.trades_by_deals
@@ -277,7 +277,6 @@ class SqlTradeStore:
         those with none, and stamps the trades it adds with it (migration 0009)."""
         self._fence.hold(account, token, predecessor)
         self._fence.on_refused = on_refused
-        self._reads.account = account  # its trades (and those of no account) only
         self._amendments.follow(await self._reads.last_amendment_id())
 
     # -- the journal -------------------------------------------------------------------------
