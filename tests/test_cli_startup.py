@@ -85,3 +85,48 @@ def test_help_lists_every_command_without_importing_them(
     for _, commands in _COMMANDS:
         for name, help_ in commands:
             assert name in out and help_ in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("calc", "--epic", "EURUSD", "--atr-pips", "8"),
+        ("halt",),
+        ("resume",),
+        ("config", "show", "EURUSD"),
+        ("config", "history"),
+    ],
+    ids=["calc", "halt", "resume", "config-show", "config-history"],
+)
+def test_on_a_sqlite_database_the_short_commands_skip_the_async_store(
+    tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    """With a migrated SQLite database they read (and ``halt`` writes) the configuration
+    tables through ``config_blocking``: no trio, no aiosqlite thread, no ORM, no Alembic."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TRAILD_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    env["TRAILD_DAEMON__STATE_DIR"] = str(tmp_path / "state")
+
+    def traild(*words: str, importtime: bool = False) -> subprocess.CompletedProcess[str]:
+        flags = ["-X", "importtime"] if importtime else []
+        return subprocess.run(
+            [sys.executable, *flags, "-m", "traild", *words, "--config", os.devnull],
+            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+
+    assert traild("migrate").returncode == 0
+    run = traild(*argv, importtime=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    names = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in run.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    async_stack = {"trio", "trio_asyncio", "aiosqlite", "asyncpg", "alembic", "numpy", "matplotlib"}
+    assert not {n.split(".")[0] for n in names} & async_stack
+    assert not names & {"sqlalchemy.orm", "sqlalchemy.ext.asyncio", "traild.adapters.store.models"}
+    assert "traild.adapters.store.config_blocking" in names  # it did read the database
+    if argv == ("halt",):
+        assert "daemon.halt set in the database" in run.stdout
+        history = traild("config", "history", "--json")
+        assert '"daemon.halt"' in history.stdout and '"new": true' in history.stdout

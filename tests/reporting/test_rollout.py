@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from tests.reporting.helpers import EURUSD, GBPUSD, dyn, fix
+from traild.config.rollout_stage import DYNAMIC_ON, FIXED_ONLY, WIDENED, pair_stage
 from traild.config.settings import Settings
-from traild.reporting.rollout import DYNAMIC_ON, FIXED_ONLY, WIDENED, pair_stage, rollout_status
+from traild.reporting.rollout import rollout_status
 
 USDJPY = "CS.D.USDJPY.MINI.IP"
 THREE = ["EURUSD", "GBPUSD", "AUDUSD"]

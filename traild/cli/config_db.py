@@ -1,7 +1,8 @@
 """The configuration database as the commands see it: the effective settings (the file, the
 environment, then the database's overrides), where each value came from, and who is making a
 change. ``traild config``, ``check-config``, ``calc``, ``halt`` and ``resume`` read it from here;
-trio and the store load only when a database is opened.
+a SQLite database is read without trio or the async store (``config_blocking``); PostgreSQL
+opens the async store.
 """
 
 from __future__ import annotations
@@ -9,18 +10,23 @@ from __future__ import annotations
 import getpass
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from traild.config.service import apply_overrides, value_sources
 from traild.config.settings import Settings, load
-from traild.core.errors import ConfigError, TraildError
+from traild.core.errors import ConfigError, StoreError, TraildError
 from traild.core.overrides import ConfigOverride
 
 _CHECK_TIMEOUT_S = 10.0
+T = TypeVar("T")
+
+
+class StoreTimeout(StoreError):
+    """The database did not answer within a command's time limit."""
 
 
 @dataclass(frozen=True)
@@ -34,20 +40,33 @@ class Effective:
 
 
 def run_on_config_store(
-    settings: Settings, fn: Callable[[Any], Any], timeout: float | None = None
-) -> Any:
-    """``await fn(config_store)`` on the configured database (trio.TooSlowError past timeout)."""
-    import trio  # here, with the store: ``calc`` without a database needs neither
+    settings: Settings, fn: Callable[[Any], Coroutine[Any, Any, T]], timeout: float | None = None
+) -> T:
+    """``await fn(config_store)`` on the configured database.
+
+    SQLite: on ``BlockingConfigStore``, without trio or the async store (a locked file fails
+    after the same busy timeout as the store's). PostgreSQL: on the async store, bounded by
+    ``timeout`` (StoreTimeout past it: an unreachable server can hang a connect).
+    """
+    from traild.adapters.store.config_blocking import drive, is_sqlite, open_blocking_config
+
+    url = settings.database_url()
+    if is_sqlite(url):
+        with open_blocking_config(url) as store:
+            return drive(fn(store))
+    import trio  # only for PostgreSQL: SQLite commands do not pay for trio and the async store
 
     from traild.adapters.store import open_store
 
-    async def run() -> Any:
-        url = settings.database_url()
+    async def run() -> T:
         with trio.fail_after(timeout if timeout is not None else math.inf):
             async with open_store(url, write_timeout=settings.database.write_timeout_s) as store:
                 return await fn(store.config_store())
 
-    return trio.run(run)
+    try:
+        return trio.run(run)
+    except trio.TooSlowError:
+        raise StoreTimeout(f"the database did not answer within {timeout:g} s") from None
 
 
 def read_effective(config: str | None, timeout: float | None = None) -> Effective:
@@ -89,16 +108,10 @@ def check_config_sources(config: str | None) -> tuple[Settings, dict[str, tuple[
                 overrides = read_effective(config, timeout=_CHECK_TIMEOUT_S).overrides
         except ConfigError:
             raise  # the daemon would refuse to start with these overrides
-        except (TraildError, _too_slow()) as exc:
-            note = f"database overrides not read ({exc or 'timed out'})"
+        except TraildError as exc:
+            note = f"database overrides not read ({exc})"
     settings = apply_overrides(base, overrides)
     return settings, value_sources(config, environ(), overrides, settings), note
-
-
-def _too_slow() -> type[Exception]:
-    import trio
-
-    return trio.TooSlowError
 
 
 def database_exists(settings: Settings) -> bool:

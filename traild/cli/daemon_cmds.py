@@ -153,13 +153,17 @@ def _halt_in_database(settings: Any, on: bool) -> str:
     it wherever it runs. The file switch works without it, so a failure is only reported."""
     from datetime import UTC, datetime
 
-    from traild.cli.config_db import database_exists, run_on_config_store, who_am_i
+    from traild.cli.config_db import (
+        StoreTimeout,
+        database_exists,
+        run_on_config_store,
+        who_am_i,
+    )
     from traild.core.errors import TraildError
     from traild.core.overrides import DAEMON_SCOPE
 
     if not database_exists(settings):
         return "no database yet: the file switch alone applies (on this host)"
-    import trio  # only with a database: halt stays a light command without one
 
     async def write(store: Any) -> int:
         version, _ = await store.config_overrides()
@@ -168,9 +172,9 @@ def _halt_in_database(settings: Any, on: bool) -> str:
 
     try:
         run_on_config_store(settings, write, timeout=10.0)
+    except StoreTimeout:
+        return "database did not answer within 10 s: the file switch alone applies (on this host)"
     except (TraildError, OSError) as exc:
         return f"database not reached ({exc}): the file switch alone applies (on this host)"
-    except trio.TooSlowError:
-        return "database did not answer within 10 s: the file switch alone applies (on this host)"
     state = "set" if on else "removed"
     return f"daemon.halt {state} in the database: reaches the owner of the account on any host"

@@ -174,7 +174,7 @@ def pair_view(settings: Settings, pair: str, sources: dict[str, tuple[Any, str]]
     """A pair's effective stage configs, each value with the key that set it and its source."""
     if pair != "DEFAULT":
         settings.instrument_table().resolve(pair)  # an unknown epic is an error
-    from traild.reporting.rollout import pair_stage  # numpy: not on the daemon's import path
+    from traild.config.rollout_stage import pair_stage
 
     stage, reason = pair_stage(settings, pair)
     out: dict[str, Any] = {"pair": pair, "rollout": {"stage": stage, "fixed_reason": reason}}

@@ -1,11 +1,7 @@
 """Where each pair stands in the plan's rollout (Step 3), and what the live trades say.
 
-Stages, from the effective configuration (file + database overrides):
-
-* ``fixed_only``  the pair trails on fixed stages (dynamic off, forced fixed, or not in the
-                  allowlist ``dynamic_trailing_pairs``)
-* ``dynamic_on``  the pilot: dynamic for the one pair in the allowlist (the plan: EURUSD only)
-* ``widened``     dynamic with several pairs in the allowlist, or for every pair (empty list)
+Stages, from the effective configuration (file + database overrides): ``fixed_only``,
+``dynamic_on``, ``widened`` (``traild.config.rollout_stage``).
 
 The gate ("10 %+ expectancy improvement") is judged on paired differences, dynamic minus fixed
 on the same trades, whenever recorded ticks give the closed trades counterfactuals
@@ -20,8 +16,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from traild.config.rollout_stage import FIXED_ONLY, pair_stage
 from traild.config.settings import Settings
-from traild.core.calculator import DYNAMIC, in_rollout, is_forced_fixed, is_listed
+from traild.core.calculator import DYNAMIC, is_listed
 from traild.core.instruments import symbol_of
 from traild.core.messages import TradeRecord
 from traild.reporting.gate import MET, NOT_MET, GatePolicy, GateResult, evaluate
@@ -34,7 +31,6 @@ from traild.reporting.paired import (
     paired_gate,
 )
 
-FIXED_ONLY, DYNAMIC_ON, WIDENED = "fixed_only", "dynamic_on", "widened"
 # Fallbacks for lack of usable market data (not the configuration's choice).
 DATA_FALLBACKS = frozenset(
     ("no_conditions", "no_atr", "invalid_atr", "calculation_error", "inconsistent_stages")
@@ -58,18 +54,6 @@ def paired_policy(settings: Settings) -> PairedPolicy:
 def _bootstrap(settings: Settings) -> Bootstrap:
     r = settings.rollout
     return Bootstrap(r.bootstrap_samples, r.confidence, r.bootstrap_seed)
-
-
-def pair_stage(settings: Settings, epic: str) -> tuple[str, str | None]:
-    """The pair's stage and, for ``fixed_only``, the reason (as the calculator names it)."""
-    params = settings.calculator_params()
-    if not params.enable_dynamic_trailing:
-        return FIXED_ONLY, "disabled"
-    if is_forced_fixed(epic, params.force_fixed_trailing_pairs):
-        return FIXED_ONLY, "forced_fixed_pair"
-    if not in_rollout(epic, params.dynamic_trailing_pairs):
-        return FIXED_ONLY, "not_in_rollout"
-    return (DYNAMIC_ON if len(params.dynamic_trailing_pairs) == 1 else WIDENED), None
 
 
 def plan_step(settings: Settings) -> str:

@@ -16,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 
 from tests.adapters.store.store_helpers import T0, on_connection, raw_sql, trade
 from traild.adapters.store import migrate_database, open_store, schema
-from traild.adapters.store.models import VERSION_TABLE, Base
+from traild.adapters.store.models import Base
+from traild.adapters.store.tables import VERSION_TABLE
 from traild.core.errors import SchemaOutOfDate, StoreError
 from traild.core.messages import AmendState, Direction, TradeStatus
 

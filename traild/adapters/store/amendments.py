@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG, UNFINISHED_STATES
+from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG
 from traild.adapters.store.records import checked
 from traild.adapters.store.rows import MissingRow, RowWrites, insert_one, update_one
+from traild.adapters.store.tables import UNFINISHED_STATES
 from traild.adapters.store.writer import NOT_LANDED, Op, Write
 from traild.adapters.store.writes import WritePath
 from traild.core.errors import StoreError

@@ -12,14 +12,16 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from traild.core.errors import StoreError
+
+if TYPE_CHECKING:  # the asyncio extension (and the ORM it imports) loads with the async engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # Execution option naming the statement that opens a SQLite transaction.
 BEGIN_OPTION = "traild_sqlite_begin"
@@ -105,6 +107,8 @@ def make_engine(
     the lease row read ``FOR SHARE`` — would block every other claimant until the TCP keepalive
     gives up, hours later. SQLite has no server to do this: see README, one owner per account.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite":
         connect_args: dict[str, Any] = {}
@@ -118,6 +122,13 @@ def make_engine(
     if not _is_special_sqlite(database):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, json_deserializer=_lenient_json)
+    configure_sqlite(engine.sync_engine, busy_timeout, foreign_keys)
+    return engine
+
+
+def configure_sqlite(engine: Engine, busy_timeout: float, foreign_keys: bool = True) -> None:
+    """Every SQLite connection of ``engine`` (async or not) gets the pragmas and explicit
+    ``BEGIN`` statements (``BEGIN IMMEDIATE`` under the ``BEGIN_OPTION`` of a write)."""
     pragmas = (
         f"busy_timeout={max(0, round(busy_timeout * 1000))}",
         "journal_mode=WAL",
@@ -125,7 +136,7 @@ def make_engine(
         f"foreign_keys={'ON' if foreign_keys else 'OFF'}",
     )
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cursor = dbapi_connection.cursor()
@@ -133,11 +144,9 @@ def make_engine(
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
-
-    return engine
 
 
 # PostgreSQL SQLSTATEs that retrying later can cure (prefixes): connection exceptions (08),

@@ -1,5 +1,6 @@
 """The schema as SQLAlchemy 2 models: ``trade_log``, ``alert_history``, ``stop_amendment``,
-``trailing_config`` and its audit table, ``traild_lease``.
+``stage_recalculation``, ``traild_lease`` (the configuration tables are Core tables declared on
+the same metadata in ``tables``).
 
 The migrations under ``migrations/versions`` are the DDL source of truth (frozen snapshots); these
 models describe head and are what the store queries. A test checks the two agree.
@@ -7,54 +8,17 @@ models describe head and are what the store queries. A test checks the two agree
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-VERSION_TABLE = "traild_alembic_version"  # not alembic_version: the trading app may use Alembic too
-UNFINISHED_STATES = ("pending", "sent")  # AmendState values that are not final
-_UNFINISHED_SQL = "state IN ('pending', 'sent')"
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC in and out, on both engines.
-
-    SQLite has no timezone type, so UTC is stored without an offset (ISO text that sorts); a naive
-    value read back (SQLite, or a legacy ``timestamp`` column) is taken to be UTC.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} (need timezone-aware UTC)")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # SQLite text SQLAlchemy did not parse itself
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from traild.adapters.store.tables import METADATA, UNFINISHED_SQL, UTCDateTime
 
 
 class Base(DeclarativeBase):
-    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = METADATA
 
 
 class TradeLog(Base):
@@ -151,47 +115,10 @@ class StopAmendment(Base):
         sa.Index(
             "ix_stop_amendment_unfinished",
             "state",
-            sqlite_where=sa.text(_UNFINISHED_SQL),
-            postgresql_where=sa.text(_UNFINISHED_SQL),
+            sqlite_where=sa.text(UNFINISHED_SQL),
+            postgresql_where=sa.text(UNFINISHED_SQL),
         ),
     )
-
-
-class TrailingConfig(Base):
-    """Per-pair (and rollout) configuration overrides edited with ``traild config set``.
-
-    ``scope`` is ``trailing`` or a pair key (``DEFAULT``, an epic, a symbol); ``key`` the path
-    below it (``regular.stage1_trigger``); ``value`` JSON. The TOML file keeps the defaults.
-    """
-
-    __tablename__ = "trailing_config"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    scope: Mapped[str] = mapped_column(sa.String(64))
-    key: Mapped[str] = mapped_column(sa.String(128))
-    value: Mapped[Any] = mapped_column(sa.JSON)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_by: Mapped[str] = mapped_column(sa.String(64))
-
-    __table_args__ = (sa.UniqueConstraint("scope", "key"),)
-
-
-class TrailingConfigAudit(Base):
-    """Append-only: every change of ``trailing_config`` (who, what, when, old, new).
-
-    Its highest id is the configuration's version: the daemon re-reads the overrides only
-    when it moved.
-    """
-
-    __tablename__ = "trailing_config_audit"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    scope: Mapped[str] = mapped_column(sa.String(64))
-    key: Mapped[str] = mapped_column(sa.String(128))
-    old_value: Mapped[Any | None] = mapped_column(sa.JSON(none_as_null=True))
-    new_value: Mapped[Any | None] = mapped_column(sa.JSON(none_as_null=True))
-    changed_by: Mapped[str] = mapped_column(sa.String(64))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class StageRecalculationRow(Base):
@@ -243,7 +170,5 @@ class TraildLease(Base):
 TRADE_LOG = Base.metadata.tables["trade_log"]
 ALERT_HISTORY = Base.metadata.tables["alert_history"]
 STOP_AMENDMENT = Base.metadata.tables["stop_amendment"]
-TRAILING_CONFIG = Base.metadata.tables["trailing_config"]
-TRAILING_CONFIG_AUDIT = Base.metadata.tables["trailing_config_audit"]
 STAGE_RECALCULATION = Base.metadata.tables["stage_recalculation"]
 TRAILD_LEASE = Base.metadata.tables["traild_lease"]

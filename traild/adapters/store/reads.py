@@ -21,7 +21,7 @@ from traild.adapters.store import changes, recalcs
 from traild.adapters.store.aio import on_loop
 from traild.adapters.store.engine import describe, is_transient
 from traild.adapters.store.lease import Fence
-from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG, UNFINISHED_STATES
+from traild.adapters.store.models import STOP_AMENDMENT, TRADE_LOG
 from traild.adapters.store.records import (
     alert_from_row,
     alert_table,
@@ -31,6 +31,7 @@ from traild.adapters.store.records import (
     trade_columns,
     trades_from_rows,
 )
+from traild.adapters.store.tables import UNFINISHED_STATES
 from traild.core.errors import StoreError
 from traild.core.messages import (
     AlertRecord,

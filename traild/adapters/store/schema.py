@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from loguru import logger
 
-from traild.adapters.store.models import VERSION_TABLE
+from traild.adapters.store.tables import VERSION_TABLE
 from traild.core.errors import SchemaOutOfDate, StoreError
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from traild.adapters.store.models import VERSION_TABLE, Base
+from traild.adapters.store.models import Base
+from traild.adapters.store.tables import VERSION_TABLE
 
 _connection = context.config.attributes.get("connection")
 if _connection is None or context.is_offline_mode():
