@@ -1,3 +1,3 @@
 """traild: a trailing-stop daemon for FX trades."""
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
