@@ -26,6 +26,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from pathlib import PurePath
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -160,8 +161,10 @@ def _text_format(record: Record) -> str:
 # -- redaction ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def is_secret(key: str) -> bool:
-    """True for a field name that holds a credential (``ig_password``, ``X-SECURITY-TOKEN``)."""
+    """True for a field name that holds a credential (``ig_password``, ``X-SECURITY-TOKEN``).
+    Cached: every record asks for each of its field names, and there are few distinct ones."""
     name = key.lower().replace("-", "_")
     return any(name == s or name.endswith("_" + s) for s in _SECRET_NAMES)
 
