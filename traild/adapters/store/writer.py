@@ -99,7 +99,7 @@ class WriteQueue:
         *,
         is_transient: Callable[[BaseException], bool],
         describe: Callable[[BaseException], str],
-        max_batch: int = 256,
+        max_batch: int = 1024,
         backoff: tuple[float, float] = (0.05, 1.0),
         max_queued: int = 100_000,
         wrap: Callable[[Op], Op] | None = None,
