@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from traild.adapters import tickcache
+from traild.adapters.tickcache import open_cache
 from traild.core.conditions import GuardParams, TickGuard
 from traild.core.errors import DataError, InstrumentError
 from traild.core.instruments import symbol_of
@@ -232,10 +234,27 @@ class _Layout:
     flavour: _Flavour | None
 
 
-def load_ticks(path: str | os.PathLike[str]) -> TickColumns:
-    """Read a tick file (plain or gzip'd CSV) into columns; raises DataError on bad input."""
+def load_ticks(path: str | os.PathLike[str], *, cache: bool = True) -> TickColumns:
+    """Read a tick file (plain or gzip'd CSV) into columns; raises DataError on bad input.
+
+    A file read before is not parsed again: its columns come from the tick cache
+    (``traild.adapters.tickcache``, keyed by the file's bytes); ``cache=False`` bypasses it."""
     p = Path(path)
-    raw = _read_bytes(p)
+    data = _read_file(p)
+    store = open_cache(cache)
+    key = store.key(data) if store is not None else ""
+    if store is not None:
+        hit = store.get(key)
+        if hit is not None:
+            return TickColumns(*hit)
+    raw = _decompress(data, p)
+    columns = _parse(raw, p)
+    if store is not None and len(raw) >= tickcache.MIN_TEXT_BYTES:
+        store.put(key, columns.ts, columns.bid, columns.ask)
+    return columns
+
+
+def _parse(raw: bytes, p: Path) -> TickColumns:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     raw = raw.rstrip()
@@ -321,11 +340,17 @@ def _strip_utc_designator(body: bytes) -> bytes:
     return body[:-1] if body.endswith(b"Z") else body
 
 
-def _read_bytes(p: Path) -> bytes:
+def _read_file(p: Path) -> bytes:
     try:
-        data = p.read_bytes()
-        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        return p.read_bytes()
     except OSError as exc:
+        raise DataError(f"{p}: cannot read tick file: {exc.strerror or exc}") from None
+
+
+def _decompress(data: bytes, p: Path) -> bytes:
+    try:
+        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    except OSError as exc:  # gzip.BadGzipFile
         raise DataError(f"{p}: cannot read tick file: {exc.strerror or exc}") from None
     except (EOFError, zlib.error) as exc:
         raise DataError(f"{p}: corrupt gzip data: {exc}") from None

@@ -128,6 +128,14 @@ def register(sub: Any) -> None:
         default=_FAST,
         help="fast: vectorised kernel (default); event: the event-driven core for every trade",
     )
+    p.add_argument(
+        "--no-cache",
+        dest="tick_cache",
+        action="store_false",
+        help="parse the tick files without the parsed-tick cache, and store nothing in it "
+        "(cache: $TRAILD_CACHE_DIR, else $XDG_CACHE_HOME/traild/ticks, else "
+        "~/.cache/traild/ticks; TRAILD_NO_CACHE=1 turns it off for every command)",
+    )
     p.set_defaults(func=_backtest)
 
 
@@ -240,6 +248,7 @@ def _backtest(args: argparse.Namespace) -> int:
         lookahead_minutes=args.lookahead or settings.backtest.lookahead_minutes,
         jobs=args.jobs,
         engine=args.engine,
+        tick_cache=args.tick_cache,
         defaults=RandomDefaults(
             b.stop_pips, b.limit_pips, b.scalp_stop_pips, b.scalp_limit_pips, b.scalp_share
         ),
