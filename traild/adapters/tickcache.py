@@ -97,8 +97,13 @@ class TickCache:
             os.utime(path)  # least recently used goes first when pruning
         return ts, bid, ask
 
-    def put(self, key: str, ts: NDArray[np.datetime64], bid: NDArray[np.float64],
-            ask: NDArray[np.float64]) -> None:  # fmt: skip
+    def put(
+        self,
+        key: str,
+        ts: NDArray[np.datetime64],
+        bid: NDArray[np.float64],
+        ask: NDArray[np.float64],
+    ) -> None:
         """Store the arrays for ``key`` if they fit; any failure leaves the cache as it was."""
         if ts.nbytes + bid.nbytes + ask.nbytes > MAX_BYTES:
             return
