@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,7 +109,7 @@ class TickCache:
         if ts.nbytes + bid.nbytes + ask.nbytes > MAX_BYTES:
             return
         path = self._path(key)
-        temp = self.directory / f".{key}.{os.getpid()}.tmp"
+        temp = self.directory / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with temp.open("wb") as f:
