@@ -13,18 +13,24 @@
 3. ``--bars``: wall time and peak RSS of a whole ``traild backtest --bars`` over a year of
    EURUSD M1 bid bars (HistData 2017, ~371,000 bars), 10,000 random trades, 3 variants, as a
    subprocess, median of 3 (``--bars-runs``; 0 skips it).
-4. ``--whole [--sizes 300,3000]``: whole-process ``traild backtest`` (3 variants, every output)
-   of N random trades on the shared EURUSD and GBPJPY ticks (each file alone), in CPU seconds,
-   against the bench's own plain per-tick loop over the same trades (a trailing stop at stage-3
-   distance behind the best price: exit checks, running best, stop update — once per trade,
-   ticks already in memory; "3 loops": once per variant), and the event-driven path (``--engine
-   event``, in-process) against that loop.
+4. ``--whole [--sizes 300,3000,30000] [--whole-runs 3]``: whole processes in CPU seconds (user +
+   sys of the child, medians, taking turns), per shared file (EURUSD OANDA, GBPJPY Dukascopy,
+   each alone) and number of random trades, each figure with its baselines from the same run:
+   ``traild backtest`` (3 variants, every output, with a warm tick cache in a temporary
+   directory, and with ``--no-cache``) against two standalone baseline scripts, whole processes
+   too: ``baselines/plain_loop.py`` (the csv module, a plain Python loop per trade) and
+   ``baselines/numpy_trail.py`` (pandas, a vectorised trail per trade). They trail the same
+   entries, traild's own random entries (seed 1) written out as a signals CSV (fill time,
+   direction, stop and limit in pips), at 3 fixed distances (as traild's 3 variants), and must
+   agree with each other to the tick. Also the bench's in-memory per-tick loop (x 3) and the
+   event-driven path's CPU per tick over that loop's.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import resource
 import statistics
 import subprocess
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -42,11 +49,13 @@ from traild.backtest.engine import BacktestRequest, Context, plan_trades, prepar
 from traild.backtest.kernel import KernelTrade, PathResult  # noqa: E402
 from traild.backtest.markets import Market  # noqa: E402
 from traild.backtest.paths import run_trades  # noqa: E402
+from traild.backtest.signals import RandomDefaults  # noqa: E402
 from traild.config.settings import Settings  # noqa: E402
 
 TICKS = ROOT / ".." / "shared" / "data" / "fx" / "ticks"
 OANDA = TICKS / "EURUSD_oanda_ticks_2014-05-01_2014-05-15.csv.gz"
 TWO_DAYS = ("2014-05-06", "2014-05-07")
+BASELINES = Path(__file__).resolve().parent / "baselines"
 GBPJPY = TICKS / "GBPJPY_dukascopy_ticks_2012-12-02_2012-12-14.csv.gz"
 YEAR_BARS = (
     ROOT / ".." / "shared" / "data" / "fx" / "bars_m1" / "EURUSD_histdata_m1_bid_2017.csv.gz"
@@ -182,31 +191,38 @@ def _trailing_loop(market: Market, jobs: Sequence[KernelTrade]) -> int:
     return seen
 
 
-def _child_cpu(cmd: list[str]) -> float:
+def _child_cpu(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """CPU seconds (user + sys) of one subprocess run: on a shared machine CPU, not wall."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def bench_whole(trades: int, runs: int, files: Sequence[str], label: str) -> None:
-    """Whole ``traild backtest`` process vs the plain per-tick loop over the same trades, both
-    in CPU seconds (medians of ``runs``), so the ratio holds while others load the machine."""
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "traild.toml"
-        config.write_text("")
-        cmd = [sys.executable, "-m", "traild", "backtest", "--ticks", *files]
-        cmd += ["--random", str(trades), "--seed", "1", "--out", str(Path(tmp) / "out")]
-        cmd += ["--config", str(config)]
-        whole = statistics.median(_child_cpu(cmd) for _ in range(runs))
-    ctx = prepare(Settings(), BacktestRequest(tuple(files), random=trades, seed=1))
+def write_signals(ctx: Context, path: Path) -> None:
+    """traild's resolved entries as a signals CSV for the baselines: the fill tick's time in
+    the tick files' own format (``2014-05-01T00:00:00.292Z``), the direction, and the stop and
+    limit distances in pips."""
+    lines = ["ts_utc,epic,direction,stop_pips,limit_pips"]
+    for t in ctx.trades:
+        inst = ctx.markets[t.market].instrument
+        pips_per_tick = float(inst.tick_size / inst.pip_size)
+        stop = abs(t.entry - t.stop) * pips_per_tick
+        limit = "" if t.limit is None else f"{abs(t.limit - t.entry) * pips_per_tick:.6g}"
+        ts = datetime.fromtimestamp(t.entry_ts / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        lines.append(f"{ts[:-3]}Z,{t.epic},{t.direction.value},{stop:.6g},{limit}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _in_memory_loop(ctx: Context, runs: int) -> tuple[float, int, float]:
+    """CPU seconds (median) and ticks of the bench's in-memory loop, one variant; and the
+    event-driven path's CPU seconds per tick over the same trades, as a multiple of the loop's."""
     variant = ctx.variants[0]
     plans = [
         (m, plan_trades(ctx, variant, m, [t for t in ctx.trades if t.market == k])[0])
         for k, m in enumerate(ctx.markets)
     ]
-    loops = []
+    loops, ticks = [], 0
     for _ in range(runs):
         start = time.process_time()
         ticks = sum(_trailing_loop(m, jobs) for m, jobs in plans)
@@ -218,12 +234,64 @@ def bench_whole(trades: int, runs: int, files: Sequence[str], label: str) -> Non
         results, _ = run_trades(m, jobs, "event")
         event_ticks += sum(r.exit_idx - j.start + 1 for j, r in zip(jobs, results, strict=True))
     event = time.process_time() - start
-    print(
-        f"{label:<8} {trades:>7,} trades: traild backtest {whole:6.2f} s CPU | plain loop"
-        f" {loop:6.3f} s ({ticks:,} ticks, 3 variants = {3 * loop:.3f} s) | whole / loop"
-        f" {whole / loop:5.2f}x, vs 3 loops {whole / (3 * loop):5.2f}x | event path per tick"
-        f" {(event / event_ticks) / (loop / ticks):.2f}x the loop"
+    return loop, ticks, (event / event_ticks) / (loop / ticks)
+
+
+def bench_whole(trades: int, runs: int, files: Sequence[str], label: str) -> None:
+    """Whole processes on the same file and entries, in CPU seconds (user + sys, medians of
+    ``runs``, taking turns so a busy machine slows them alike): ``traild backtest`` (3 variants,
+    every output; with a warm tick cache, and with ``--no-cache``) against the two baseline
+    scripts (3 trailing distances each), plus the in-memory loop of part 1's kind."""
+    settings = Settings()
+    b = settings.backtest
+    defaults = RandomDefaults(
+        b.stop_pips, b.limit_pips, b.scalp_stop_pips, b.scalp_limit_pips, b.scalp_share
     )
+    ctx = prepare(settings, BacktestRequest(tuple(files), random=trades, seed=1), defaults)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = work / "traild.toml"
+        config.write_text("")
+        signals = work / "signals.csv"
+        write_signals(ctx, signals)
+        env = {**os.environ, "TRAILD_CACHE_DIR": str(work / "cache")}
+        env.pop("TRAILD_NO_CACHE", None)
+        cmd = [sys.executable, "-m", "traild", "backtest", "--ticks", *files]
+        cmd += ["--random", str(trades), "--seed", "1", "--out", str(work / "out")]
+        cmd += ["--config", str(config)]
+        py = [sys.executable]
+        plain = [*py, str(BASELINES / "plain_loop.py"), files[0], str(signals)]
+        numpy = [*py, str(BASELINES / "numpy_trail.py"), files[0], str(signals)]
+        _child_cpu(cmd, env)  # fills the tick cache
+        # the two baselines trail alike: the same exits, to the tick and the price
+        _child_cpu([*plain, str(work / "plain.csv")], env)
+        _child_cpu([*numpy, str(work / "numpy.csv")], env)
+        same = (work / "plain.csv").read_bytes() == (work / "numpy.csv").read_bytes()
+        assert same, "the two baselines disagree"
+        commands = {
+            "traild": cmd,
+            "no-cache": [*cmd, "--no-cache"],
+            "plain": [*plain, str(work / "plain.csv")],
+            "numpy": [*numpy, str(work / "numpy.csv")],
+        }
+        spent: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, command in commands.items():
+                spent[name].append(_child_cpu(command, env))
+    cpu = {name: statistics.median(values) for name, values in spent.items()}
+    loop, ticks, event = _in_memory_loop(ctx, runs)
+    t = cpu["traild"]
+    print(
+        f"{label:<7}{len(ctx.trades):>7,} {t:8.2f} {cpu['no-cache']:9.2f} {cpu['plain']:8.2f}"
+        f" {cpu['numpy']:8.2f} {t / cpu['plain']:10.2f}x {t / cpu['numpy']:10.2f}x"
+        f" {3 * loop:9.3f} {t / (3 * loop):9.1f}x {event:10.2f}x  ({ticks:,} ticks/variant)"
+    )
+
+
+WHOLE_HEADER = (
+    f"{'file':<7}{'trades':>7} {'traild':>8} {'no-cache':>9} {'plain':>8} {'numpy':>8}"
+    f" {'tr/plain':>11} {'tr/numpy':>11} {'3 loops':>9} {'tr/loops':>10} {'event/tick':>11}"
+)
 
 
 def bench_bars(trades: int, runs: int) -> None:
@@ -265,16 +333,23 @@ def main() -> None:
     parser.add_argument("--event-runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--whole", action="store_true", help="run part 4 only")
-    parser.add_argument("--sizes", default="300,3000", help="--whole: trade counts")
+    parser.add_argument("--sizes", default="300,3000,30000", help="--whole: trade counts")
     parser.add_argument("--whole-runs", type=int, default=3)
     parser.add_argument("--bars-runs", type=int, default=3)
     parser.add_argument("--only-bars", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     if args.whole:
         print(
-            "whole-process CPU (user+sys) vs the bench's plain per-tick trailing loop over the"
-            f" same trades, median of {args.whole_runs}"
+            f"whole-process CPU seconds (user+sys), median of {args.whole_runs}, each figure with"
+            " its baselines from the same run:\n traild = traild backtest (3 variants, every"
+            " output, warm tick cache); no-cache = the same with --no-cache; plain ="
+            " bench/baselines/plain_loop.py, numpy = bench/baselines/numpy_trail.py (whole"
+            " processes: read the file, trail the same entries at 3 distances, write the exits);"
+            "\n 3 loops = the bench's in-memory per-tick loop (ticks already in memory) x 3"
+            " variants; tr/X = traild / X; event/tick = the event-driven path's CPU per tick"
+            " over the loop's (in-process)\n"
         )
+        print(WHOLE_HEADER)
         for size in (int(n) for n in args.sizes.split(",")):
             for label, files in (("EURUSD", (str(OANDA),)), ("GBPJPY", (str(GBPJPY),))):
                 bench_whole(size, args.whole_runs, files, label)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,34 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # skip into a failure, so a CI run without the data cannot pass by skipping.
 DATA_ENV = "SHARED_FX_DATA"
 REQUIRE_ENV = "REQUIRE_SHARED_FX_DATA"
+
+
+# The parsed-tick cache (``traild.adapters.tickcache``) of the whole session, in processes the
+# tests start too, is a temporary directory: no test writes into ~/.cache. XDG_CACHE_HOME as
+# well, for the tests that clear every TRAILD_* variable (it moves matplotlib's font list too,
+# which it rebuilds there once, in well under a second).
+_CACHE_VARS = ("TRAILD_CACHE_DIR", "XDG_CACHE_HOME", "TRAILD_NO_CACHE")
+_saved_env: dict[str, str | None] = {}
+_cache_root: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = tempfile.mkdtemp(prefix="traild-tests-cache-")
+    _cache_root.append(root)
+    _saved_env.update({name: os.environ.get(name) for name in _CACHE_VARS})
+    os.environ["TRAILD_CACHE_DIR"] = os.path.join(root, "traild", "ticks")
+    os.environ["XDG_CACHE_HOME"] = root
+    os.environ.pop("TRAILD_NO_CACHE", None)  # the suite runs with the cache, as users do
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for root in _cache_root:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def shared_data_path() -> Path:

@@ -73,6 +73,7 @@ class BacktestRequest:
     jobs: int = 1
     engine: str = FAST
     defaults: RandomDefaults = RANDOM_DEFAULTS  # random entries' stops and limits
+    tick_cache: bool = True  # parsed tick files from/to traild.adapters.tickcache
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ def load_markets(
     n, markets = len(req.ticks) + len(req.bars), list[Market]()
     for t in req.ticks:
         source = _reading(note, t, len(markets), n)
-        markets.append(load_market(source, table, guard))
+        markets.append(load_market(source, table, guard, cache=req.tick_cache))
     asks: list[Path | None] = [Path(a) for a in req.ask_bars] or [None] * len(req.bars)
     for b, ask in zip(req.bars, asks, strict=True):
         source = _reading(note, b, len(markets), n)

@@ -132,16 +132,19 @@ def load_market(
     source: TickSource,
     table: InstrumentTable,
     guard: Callable[[float], GuardParams] = GuardParams.for_pip,
+    *,
+    cache: bool = True,
 ) -> Market:
     """Read one tick file; raises DataError (unreadable, empty) or InstrumentError (epic).
 
     Ticks pass the same ``TickGuard`` as in ``simulate`` and the daemon (``guard``: its
-    params for the instrument's pip size, e.g. ``Settings.guard_params``).
+    params for the instrument's pip size, e.g. ``Settings.guard_params``). ``cache``: use the
+    parsed-tick cache (``traild.adapters.tickcache``).
     """
     instrument = table.resolve(source.epic)
     if not source.path.is_file():
         raise DataError(f"tick file not found: {source.path}")
-    cols = load_ticks(source.path)
+    cols = load_ticks(source.path, cache=cache)
     ms = np.asarray(cols.ts_ms, dtype=np.int64)
     keep, rejected_by = guard_columns(cols, TickGuard(guard(float(instrument.pip_size))))
     if not keep.any():

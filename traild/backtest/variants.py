@@ -22,13 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from traild.backtest.adaptive import ADAPTIVE, REGIME, check_regime_key, is_regime_key
+from traild.backtest.names import DEFAULT_VARIANTS as DEFAULT_VARIANTS  # re-exported
+from traild.backtest.names import DYNAMIC_LOCK as DYNAMIC_LOCK
+from traild.backtest.names import FIXED as FIXED
+from traild.backtest.names import FIXED_LOCK as FIXED_LOCK
 from traild.core.calculator import REGIMES, SESSIONS, CalculatorParams
 from traild.core.errors import UsageError
 from traild.core.ladder import LadderPolicy
 
-FIXED, FIXED_LOCK, DYNAMIC_LOCK = "fixed", "fixed+lock", "dynamic+lock"
 BASE = {FIXED: (False, False), FIXED_LOCK: (False, True), DYNAMIC_LOCK: (True, True)}
-DEFAULT_VARIANTS = f"{FIXED},{FIXED_LOCK},{DYNAMIC_LOCK}"
 # grid key prefix -> (CalculatorParams field, allowed names); "atr.min"/"atr.max" are scalars
 _TABLES = {
     "volatility": ("volatility_multipliers", REGIMES),

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from traild.backtest.variants import DEFAULT_VARIANTS
+from traild.backtest.names import DEFAULT_VARIANTS
 from traild.cli.args import non_negative_int, number, positive_int
 from traild.cli.args import positive_float as _positive_float
-from traild.config.settings import load
 from traild.core.errors import DataError, UsageError
 
 _FAST, _EVENT = "fast", "event"  # traild.backtest.paths.FAST / EVENT
@@ -128,6 +127,14 @@ def register(sub: Any) -> None:
         default=_FAST,
         help="fast: vectorised kernel (default); event: the event-driven core for every trade",
     )
+    p.add_argument(
+        "--no-cache",
+        dest="tick_cache",
+        action="store_false",
+        help="parse the tick files without the parsed-tick cache, and store nothing in it "
+        "(cache: $TRAILD_CACHE_DIR, else $XDG_CACHE_HOME/traild/ticks, else "
+        "~/.cache/traild/ticks; TRAILD_NO_CACHE=1 turns it off for every command)",
+    )
     p.set_defaults(func=_backtest)
 
 
@@ -209,10 +216,12 @@ def _once(items: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    # Imported here: NumPy and matplotlib are not needed by the other commands.
+    # Imported here, not with the parser: building it (any command's, or --help) needs
+    # neither NumPy, matplotlib nor the settings' pydantic models.
     from traild.backtest.engine import BacktestRequest, run_backtest
     from traild.backtest.report import table, write_outputs
     from traild.backtest.signals import RandomDefaults
+    from traild.config.settings import load
 
     if not args.ticks and not args.bars:
         raise UsageError("give --ticks FILE or --bars FILE")
@@ -240,6 +249,7 @@ def _backtest(args: argparse.Namespace) -> int:
         lookahead_minutes=args.lookahead or settings.backtest.lookahead_minutes,
         jobs=args.jobs,
         engine=args.engine,
+        tick_cache=args.tick_cache,
         defaults=RandomDefaults(
             b.stop_pips, b.limit_pips, b.scalp_stop_pips, b.scalp_limit_pips, b.scalp_share
         ),

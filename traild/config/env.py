@@ -47,9 +47,10 @@ class MappingEnvSource(EnvSource):
         return {k.lower(): v for k, v in self._environ.items()}
 
 
-# TRAILD_* variables that are not settings: the config file's path, and the switch that shows
-# an internal error's traceback (``traild.cli.errors``).
-CONTROL_VARS = frozenset({"TRAILD_CONFIG", "TRAILD_DEBUG"})
+# TRAILD_* variables that are not settings: the config file's path, the switch that shows
+# an internal error's traceback (``traild.cli.errors``), and where the parsed-tick cache is or
+# that it is off (``traild.adapters.tickcache``).
+CONTROL_VARS = frozenset({"TRAILD_CONFIG", "TRAILD_DEBUG", "TRAILD_CACHE_DIR", "TRAILD_NO_CACHE"})
 
 
 def is_setting_var(name: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -285,6 +286,36 @@ class TickGuard:
         if self._extend_run(ms, mid):
             return self._accept(ms, mid, bid, ask, reanchor=True)
         return self._reject(reason)
+
+    def accept_steps(
+        self,
+        moves: Sequence[float],
+        last_ms: int,
+        last_mid: float,
+        last_quote: tuple[float, float],
+        crossed: int,
+    ) -> None:
+        """Accept, in order, ticks that the caller has checked each pass against the tick
+        before them, the first against the last accepted tick (finite positive prices, a time
+        in order within ``max_gap_s``, a mid move within ``min(spike_floor, max_jump)``, which
+        no allowance is below, and not a duplicate): the state ``check_ms`` would leave.
+        ``moves``: each tick's |mid move|; the last tick's time, mid and quote; how many of the
+        ticks are crossed. For a column-wise caller (``adapters.tickfiles.guard_columns``)."""
+        if not moves:
+            return
+        assert self.last_mid is not None, "a run of steps follows an accepted tick"
+        a = self.p.ewma_alpha
+        keep = 1 - a
+        move_avg = self._move
+        for move in moves:  # exactly _accept's update, one tick at a time
+            move_avg = move if move_avg is None else keep * move_avg + a * move
+        self._move = move_avg
+        self._run.clear()
+        self.last_ms = last_ms
+        self.last_mid = last_mid
+        self._last_quote = last_quote
+        self.accepted += len(moves)
+        self.crossed += crossed
 
     def allowance(self, elapsed_ms: int = 0) -> float:
         """The largest mid move accepted after ``elapsed_ms`` (price units)."""
