@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.importtime import traild_imports
 from traild.cli import _COMMANDS, build_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,17 +24,7 @@ def _imported(tmp_path: Path, *argv: str) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TRAILD_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["TRAILD_DAEMON__STATE_DIR"] = str(tmp_path / "state")
-    run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "traild", *argv, "--config", os.devnull],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    names = set()
-    for line in run.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            name = line.rsplit("|", 1)[-1].strip()
-            names.add(name if name.startswith("traild") else name.split(".")[0])
-    return names
+    return traild_imports([*argv, "--config", os.devnull], env, tmp_path)[0]
 
 
 def test_version_imports_no_command_module(tmp_path: Path) -> None:

@@ -5,9 +5,9 @@ the daemon (its app, runtime, store, HTTP client or async framework)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.importtime import traild_imports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAEMON_PACKAGES = {"trio", "sqlalchemy", "httpx", "alembic"}
@@ -21,17 +21,7 @@ def _imported(tmp_path: Path, *argv: str) -> tuple[set[str], str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "traild", *argv],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    names = set()
-    for line in run.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            name = line.rsplit("|", 1)[-1].strip()
-            names.add(name if name.startswith("traild") else name.split(".")[0])
-    return names, run.stdout
+    return traild_imports(list(argv), env, tmp_path, timeout=300)
 
 
 def test_the_backtest_parser_imports_no_numpy_matplotlib_or_settings(tmp_path: Path) -> None:

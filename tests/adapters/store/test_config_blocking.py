@@ -158,5 +158,6 @@ def test_a_coroutine_that_suspends_is_a_programming_error() -> None:
 def test_the_blocking_store_has_the_async_store_s_interface() -> None:
     from traild.adapters.store.config_store import SqlConfigStore
 
-    public = {n for n in vars(SqlConfigStore) if not n.startswith("_")}
-    assert public == {n for n in vars(BlockingConfigStore) if not n.startswith("_")}
+    public = {n for n in dir(SqlConfigStore) if not n.startswith("_")}
+    assert public == {n for n in dir(BlockingConfigStore) if not n.startswith("_")}
+    assert {"config_version", "config_overrides", "config_history", "apply_changes"} <= public

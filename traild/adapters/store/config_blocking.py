@@ -6,24 +6,25 @@ extension and ORM) took most of their start-up. Here the same SQL (``config_sql`
 synchronous SQLAlchemy engine over the standard ``sqlite3`` module, with the same pragmas, the
 same ``BEGIN IMMEDIATE`` for a change and the same schema check as ``open_store``.
 
-``BlockingConfigStore`` keeps the async interface of ``SqlConfigStore`` (``ports.ConfigSource``),
-so a command's code runs unchanged on either: its coroutine is driven to completion by ``drive``
+``BlockingConfigStore`` and the daemon's ``SqlConfigStore`` are one ``ConfigService`` (the
+interface, the error policy) over two ways to run a transaction, so a command's code runs
+unchanged on either: its coroutine is driven to completion by ``drive``
 — nothing in it waits on an event loop, every call completes before it returns. PostgreSQL
 keeps the async store (asyncpg is its only driver).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from traild.adapters.store import config_sql, schema
+from traild.adapters.store import schema
+from traild.adapters.store.config_sql import ConfigService
 from traild.adapters.store.engine import (
     BEGIN_OPTION,
     WRITE_BEGIN,
@@ -35,7 +36,6 @@ from traild.adapters.store.engine import (
     normalise_url,
 )
 from traild.core.errors import StoreError
-from traild.core.overrides import ConfigChange, ConfigOverride
 
 T = TypeVar("T")
 
@@ -45,45 +45,19 @@ def is_sqlite(url: str) -> bool:
     return normalise_url(url).get_backend_name() == "sqlite"
 
 
-class BlockingConfigStore:
-    """``SqlConfigStore``'s interface over a synchronous SQLite engine (see the module doc)."""
+class BlockingConfigStore(ConfigService):
+    """The configuration service over a synchronous SQLite engine (see the module doc): its
+    coroutines never suspend, every call completes before it returns."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
-    def _run(self, fn: Callable[[sa.Connection], T], write: bool) -> T:
-        try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
-                with conn.begin():
-                    return fn(conn)
-        except (SQLAlchemyError, OSError) as exc:
-            action = "writing" if write else "reading"
-            raise StoreError(f"{action} the configuration failed: {describe(exc)}") from exc
-
-    async def config_version(self) -> int:
-        return self._run(config_sql.version, write=False)
-
-    async def config_overrides(self) -> tuple[int, list[ConfigOverride]]:
-        return self._run(config_sql.overrides, write=False)
-
-    async def config_history(
-        self, scope: str | None = None, limit: int | None = None
-    ) -> list[ConfigChange]:
-        return self._run(lambda conn: config_sql.history(conn, scope, limit), write=False)
-
-    async def apply_changes(
-        self,
-        changes: Mapping[tuple[str, str], Any],
-        who: str,
-        when: datetime,
-        expected_version: int,
-    ) -> list[ConfigChange]:
-        return self._run(
-            lambda conn: config_sql.apply_changes(conn, changes, who, when, expected_version),
-            write=True,
-        )
+    async def _transact(self, fn: Callable[[sa.Connection], T], write: bool) -> T:
+        with self._engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(**{BEGIN_OPTION: WRITE_BEGIN})
+            with conn.begin():
+                return fn(conn)
 
 
 @contextmanager

@@ -11,22 +11,71 @@ caller validated against (two operators editing at once cannot both win with a s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
+from traild.adapters.store.engine import describe
 from traild.adapters.store.tables import TRAILING_CONFIG, TRAILING_CONFIG_AUDIT
 from traild.core.errors import StoreError
 from traild.core.overrides import ConfigChange, ConfigOverride
 
+T = TypeVar("T")
 BY_CHARS = 64
 _PG_LOCK_KEY = 0x7472_6169_6C63  # "trailc": one configuration writer at a time
 
 
 class ConfigConflict(StoreError):
     """The configuration changed after the caller read (and validated) it."""
+
+
+class ConfigService(ABC):
+    """``traild.ports.ConfigSource`` plus the writes of ``traild config set``, over a store's
+    ``_transact``: run ``fn(connection)`` in one read or write transaction and return its
+    result. A database error becomes one StoreError; ConfigConflict passes as it is."""
+
+    @abstractmethod
+    async def _transact(self, fn: Callable[[sa.Connection], T], write: bool) -> T: ...
+
+    async def _run(self, fn: Callable[[sa.Connection], T], write: bool) -> T:
+        try:
+            return await self._transact(fn, write)
+        except (SQLAlchemyError, OSError) as exc:
+            action = "writing" if write else "reading"
+            raise StoreError(f"{action} the configuration failed: {describe(exc)}") from exc
+
+    async def config_version(self) -> int:
+        """The id of the latest change (0: never changed)."""
+        return await self._run(version, write=False)
+
+    async def config_overrides(self) -> tuple[int, list[ConfigOverride]]:
+        """The version and every override, read in one transaction."""
+        return await self._run(overrides, write=False)
+
+    async def config_history(
+        self, scope: str | None = None, limit: int | None = None
+    ) -> list[ConfigChange]:
+        """Audit rows, oldest first (the last ``limit`` of them; one scope when given)."""
+        return await self._run(lambda conn: history(conn, scope, limit), write=False)
+
+    async def apply_changes(
+        self,
+        changes: Mapping[tuple[str, str], Any],
+        who: str,
+        when: datetime,
+        expected_version: int,
+    ) -> list[ConfigChange]:
+        """Set (value) or remove (None) each ``(scope, key)``; audit rows for real changes.
+
+        ConfigConflict when the version is no longer ``expected_version``.
+        """
+        return await self._run(
+            lambda conn: apply_changes(conn, changes, who, when, expected_version), write=True
+        )
 
 
 def version(conn: sa.Connection) -> int:
